@@ -1,0 +1,3 @@
+DROP TABLE bad_releases;
+DROP TABLE switches;
+DROP TABLE clubs;

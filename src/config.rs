@@ -1,0 +1,206 @@
+//! Settings: a TOML file (`clubdeploy.toml` by default) with every key overridable by an
+//! environment variable `CLUBDEPLOY_<KEY>` (nested keys joined by `__`). Passed by value.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ReloadPolicy;
+
+/// Environment variables with the `CLUBDEPLOY_` prefix that are not settings.
+const NOT_SETTINGS: &[&str] = &["crash_at", "config"];
+
+/// Everything clubdeploy is configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where the database, the git mirror and the releases live.
+    pub data_dir: PathBuf,
+    /// Path or URL of the PHP application's git repository.
+    pub repo_url: String,
+    /// Every club webroot must lie under this directory.
+    pub webroot_base: PathBuf,
+    /// Address the web panel listens on.
+    pub listen: String,
+    /// How many of the newest releases that no club runs are kept for rollback.
+    pub keep_releases: usize,
+    /// Seconds to wait after the reload before deleting releases, for requests in flight.
+    pub prune_grace_secs: u64,
+    /// How a release is built.
+    pub build: BuildSettings,
+    /// How Apache is checked and reloaded.
+    pub reload: ReloadSettings,
+}
+
+/// Commands run while building a release.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuildSettings {
+    /// Commands (argv lists) run in the build directory, in order.
+    pub commands: Vec<Vec<String>>,
+    /// A command run in the built tree before it is published; failure stops the deploy.
+    pub check: Option<Vec<String>>,
+}
+
+/// Commands that check and reload the web server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadSettings {
+    /// Checks the web server's configuration before any club is switched.
+    pub configtest: Vec<String>,
+    /// Gracefully reloads the web server (which also empties OPcache).
+    pub command: Vec<String>,
+    /// When to reload.
+    pub policy: ReloadPolicy,
+    /// PHP's `realpath_cache_ttl`: how long a release may still be used after a switch that
+    /// was not followed by a reload.
+    pub realpath_cache_ttl_secs: u64,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        ReloadSettings {
+            configtest: vec!["apachectl".into(), "configtest".into()],
+            command: vec!["apachectl".into(), "-k".into(), "graceful".into()],
+            policy: ReloadPolicy::Always,
+            realpath_cache_ttl_secs: 120,
+        }
+    }
+}
+
+/// The defaults of every key that has one.
+#[derive(Serialize)]
+struct Defaults {
+    listen: &'static str,
+    keep_releases: usize,
+    prune_grace_secs: u64,
+    build: BuildSettings,
+    reload: ReloadSettings,
+}
+
+/// A configuration problem, naming the key where there is one.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Reads `file` (a missing file provides no keys: they may all come from the environment),
+    /// applies `CLUBDEPLOY_*` overrides, then checks and resolves the paths.
+    pub fn load(file: &Path) -> Result<Settings, ConfigError> {
+        let defaults = Defaults {
+            listen: "127.0.0.1:8080",
+            keep_releases: 2,
+            prune_grace_secs: 10,
+            build: BuildSettings::default(),
+            reload: ReloadSettings::default(),
+        };
+        let figment = Figment::from(Serialized::defaults(defaults))
+            .merge(Toml::file_exact(file))
+            .merge(
+                Env::prefixed("CLUBDEPLOY_")
+                    .ignore(NOT_SETTINGS)
+                    .split("__"),
+            );
+        let settings: Settings = figment.extract().map_err(|e| describe(e, file))?;
+        settings.resolve()
+    }
+
+    /// Checks values that serde cannot and makes the paths absolute and canonical, so the
+    /// links written to webroots are absolute and comparable.
+    fn resolve(mut self) -> Result<Settings, ConfigError> {
+        if self.repo_url.trim().is_empty() {
+            return Err(ConfigError("`repo_url` is empty".into()));
+        }
+        for (key, argv) in [
+            ("reload.configtest", &self.reload.configtest),
+            ("reload.command", &self.reload.command),
+        ] {
+            if self.reload.policy != ReloadPolicy::Never && argv.is_empty() {
+                return Err(ConfigError(format!(
+                    "`{key}` is empty but reload.policy is not \"never\""
+                )));
+            }
+        }
+        if self.build.commands.iter().any(Vec::is_empty)
+            || self.build.check.as_ref().is_some_and(Vec::is_empty)
+        {
+            return Err(ConfigError(
+                "`build.commands` and `build.check` must not hold an empty command".into(),
+            ));
+        }
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+            ConfigError(format!(
+                "`data_dir` {}: cannot create it: {e}",
+                self.data_dir.display()
+            ))
+        })?;
+        self.data_dir = self
+            .data_dir
+            .canonicalize()
+            .map_err(|e| ConfigError(format!("`data_dir` {}: {e}", self.data_dir.display())))?;
+        self.webroot_base = self.webroot_base.canonicalize().map_err(|e| {
+            ConfigError(format!(
+                "`webroot_base` {}: {e} (it must be an existing directory)",
+                self.webroot_base.display()
+            ))
+        })?;
+        if !self.webroot_base.is_dir() {
+            return Err(ConfigError(format!(
+                "`webroot_base` {} is not a directory",
+                self.webroot_base.display()
+            )));
+        }
+        Ok(self)
+    }
+
+    /// `<data_dir>/releases`.
+    pub fn releases_dir(&self) -> PathBuf {
+        self.data_dir.join("releases")
+    }
+
+    /// `<data_dir>/repo.git`, the bare mirror of `repo_url`.
+    pub fn mirror_dir(&self) -> PathBuf {
+        self.data_dir.join("repo.git")
+    }
+
+    /// `<data_dir>/clubdeploy.sqlite3`.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("clubdeploy.sqlite3")
+    }
+
+    /// `<data_dir>/deploy.lock`, held by whichever process changes the filesystem.
+    pub fn lock_path(&self) -> PathBuf {
+        self.data_dir.join("deploy.lock")
+    }
+}
+
+fn describe(e: figment::Error, file: &Path) -> ConfigError {
+    let key = e.path.join(".");
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|m| m.name.to_string())
+        .unwrap_or_else(|| file.display().to_string());
+    let what = match &e.kind {
+        figment::error::Kind::MissingField(field) => {
+            let full = if key.is_empty() {
+                field.to_string()
+            } else {
+                format!("{key}.{field}")
+            };
+            return ConfigError(format!(
+                "`{full}` is missing (set it in {} or as CLUBDEPLOY_{})",
+                file.display(),
+                full.replace('.', "__").to_uppercase()
+            ));
+        }
+        kind => kind.to_string(),
+    };
+    if key.is_empty() {
+        ConfigError(format!("{what} (in {source})"))
+    } else {
+        ConfigError(format!("`{key}`: {what} (in {source})"))
+    }
+}

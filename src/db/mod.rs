@@ -1,0 +1,62 @@
+//! The database: pool set-up, embedded migrations and the query functions. Only this module
+//! names diesel's schema.
+
+pub mod clubs;
+pub mod schema;
+pub mod switches;
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+/// A pool of SQLite connections, each set up by [`ConnectionSetup`].
+pub type DbPool = Pool<ConnectionManager<SqliteConnection>>;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Sets every new connection up for concurrent use by the server and the command line.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionSetup;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for ConnectionSetup {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(
+            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Opens (creating if needed) the database at `path` and brings its schema up to date.
+pub fn open(path: &Path) -> anyhow::Result<DbPool> {
+    let url = path
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("the database path {} is not UTF-8", path.display()))?;
+    let pool = Pool::builder()
+        .max_size(4)
+        .connection_timeout(Duration::from_secs(30))
+        .connection_customizer(Box::new(ConnectionSetup))
+        .build(ConnectionManager::<SqliteConnection>::new(url))
+        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))?;
+    let mut conn = pool.get()?;
+    migrate(&mut conn)?;
+    drop(conn);
+    Ok(pool)
+}
+
+/// Runs the migrations that have not run yet.
+pub fn migrate(conn: &mut SqliteConnection) -> anyhow::Result<()> {
+    conn.run_pending_migrations(MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
+    Ok(())
+}
+
+/// The current time as stored in the database (UTC, no zone).
+pub fn now() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}

@@ -1,0 +1,119 @@
+//! The `switches` history and the per-club `bad_releases` marks.
+
+use std::collections::HashSet;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{bad_releases, clubs, switches};
+
+/// One club's webroot switched from one release to another.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = switches)]
+pub struct Switch {
+    pub id: i32,
+    pub club_id: i32,
+    pub from_release: Option<String>,
+    pub to_release: String,
+    pub commit_id: String,
+    pub kind: String,
+    pub actor: String,
+    pub switched_at: NaiveDateTime,
+}
+
+/// A switch to record.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = switches)]
+pub struct NewSwitch {
+    pub club_id: i32,
+    pub from_release: Option<String>,
+    pub to_release: String,
+    pub commit_id: String,
+    pub kind: String,
+    pub actor: String,
+    pub switched_at: NaiveDateTime,
+}
+
+/// Records switches, the clubs' new current release, and the releases a rollback left (marked
+/// bad for that club), all in one transaction.
+pub fn record(
+    conn: &mut SqliteConnection,
+    done: &[NewSwitch],
+    rolled_back_from: &[(i32, String)],
+) -> QueryResult<()> {
+    conn.immediate_transaction(|conn| {
+        let now = super::now();
+        for (club_id, release) in rolled_back_from {
+            mark_bad(conn, *club_id, release, now)?;
+        }
+        for switch in done {
+            diesel::insert_into(switches::table)
+                .values(switch)
+                .execute(conn)?;
+            diesel::update(clubs::table.find(switch.club_id))
+                .set(clubs::current_release.eq(&switch.to_release))
+                .execute(conn)?;
+            // Deploying a release to a club on purpose lifts its "bad" mark there.
+            diesel::delete(
+                bad_releases::table
+                    .filter(bad_releases::club_id.eq(switch.club_id))
+                    .filter(bad_releases::release.eq(&switch.to_release)),
+            )
+            .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+/// A club's switches, newest first.
+pub fn history(conn: &mut SqliteConnection, club_id: i32) -> QueryResult<Vec<Switch>> {
+    switches::table
+        .filter(switches::club_id.eq(club_id))
+        .order(switches::id.desc())
+        .select(Switch::as_select())
+        .load(conn)
+}
+
+/// The commit a release was built from, from any club's history.
+pub fn commit_of(conn: &mut SqliteConnection, release: &str) -> QueryResult<Option<String>> {
+    switches::table
+        .filter(switches::to_release.eq(release))
+        .select(switches::commit_id)
+        .first(conn)
+        .optional()
+}
+
+/// When any club was last switched.
+pub fn last_switched_at(conn: &mut SqliteConnection) -> QueryResult<Option<NaiveDateTime>> {
+    switches::table
+        .select(diesel::dsl::max(switches::switched_at))
+        .first(conn)
+}
+
+/// Marks a release as bad for a club, so "previous" skips it.
+fn mark_bad(
+    conn: &mut SqliteConnection,
+    club_id: i32,
+    release: &str,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(bad_releases::table)
+        .values((
+            bad_releases::club_id.eq(club_id),
+            bad_releases::release.eq(release),
+            bad_releases::marked_at.eq(at),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The releases marked bad for a club.
+pub fn bad_for(conn: &mut SqliteConnection, club_id: i32) -> QueryResult<HashSet<String>> {
+    Ok(bad_releases::table
+        .filter(bad_releases::club_id.eq(club_id))
+        .select(bad_releases::release)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect())
+}

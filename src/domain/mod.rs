@@ -1,0 +1,38 @@
+//! Parse-don't-validate types for the words of the domain. No I/O here: once a value of one of
+//! these types exists it is valid, so the rest of the code takes the type, not a `&str`.
+
+mod club;
+mod release;
+
+pub use club::ClubSlug;
+pub use release::{ReleaseName, ReleaseTag};
+
+/// Why a piece of user input was refused; the message is fit to show to staff.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+/// When Apache is gracefully reloaded after clubs were switched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadPolicy {
+    /// After every job that switched a club: PHP otherwise serves old and new code mixed for up
+    /// to `realpath_cache_ttl` (DESIGN §7).
+    #[default]
+    Always,
+    /// Only after a deploy to all clubs (the original method).
+    AfterAll,
+    /// Never; prune then waits out PHP's realpath cache instead.
+    Never,
+}
+
+impl ReloadPolicy {
+    /// Whether a job that switched clubs (all of them, or not) reloads under this policy.
+    pub fn reloads_after(self, all_clubs: bool) -> bool {
+        match self {
+            ReloadPolicy::Always => true,
+            ReloadPolicy::AfterAll => all_clubs,
+            ReloadPolicy::Never => false,
+        }
+    }
+}

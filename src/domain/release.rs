@@ -1,0 +1,164 @@
+use std::fmt;
+
+use super::InvalidInput;
+
+/// A git deploy tag that can name a release directory: a valid git ref name made only of
+/// letters, digits, `.`, `_`, `+` and `-`, so it never holds `/` or `..`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReleaseTag(String);
+
+impl ReleaseTag {
+    /// Accepts a tag such as `v2.4.1`; refuses anything that could leave the releases directory.
+    pub fn parse(s: &str) -> Result<ReleaseTag, InvalidInput> {
+        let refuse = |why: &str| Err(InvalidInput(format!("{s:?} is not a usable tag: {why}")));
+        if s.is_empty() || s.len() > 100 {
+            return refuse("a tag has 1 to 100 characters");
+        }
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
+        {
+            return refuse("use only letters, digits, '.', '_', '+' and '-'");
+        }
+        if s.starts_with(['.', '-']) || s.contains("..") || s.ends_with('.') {
+            return refuse("it may not start with '.' or '-', end with '.', or contain '..'");
+        }
+        if s.ends_with(".lock") || !git_ref_name_is_valid(&format!("refs/tags/{s}")) {
+            return refuse("it is not a valid git tag name");
+        }
+        Ok(ReleaseTag(s.to_owned()))
+    }
+
+    /// The tag as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// git's own rules on ref names, for what our character set lets through (`@{` cannot occur).
+fn git_ref_name_is_valid(name: &str) -> bool {
+    name.split('/')
+        .all(|part| !part.is_empty() && !part.starts_with('.') && !part.ends_with(".lock"))
+        && !name.contains("..")
+}
+
+impl fmt::Display for ReleaseTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The name of a release directory: `<tag>-<first 8 hex digits of the commit>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReleaseName(String);
+
+impl ReleaseName {
+    /// The release built from `tag` at `commit` (a full hex object id).
+    pub fn new(tag: &ReleaseTag, commit: &str) -> Result<ReleaseName, InvalidInput> {
+        let short = commit
+            .get(..8)
+            .filter(|h| is_lower_hex(h))
+            .ok_or_else(|| InvalidInput(format!("{commit:?} is not a commit id")))?;
+        Ok(ReleaseName(format!("{tag}-{short}")))
+    }
+
+    /// Parses a directory name such as `v2.4.1-3f2a9c1d`.
+    pub fn parse(s: &str) -> Result<ReleaseName, InvalidInput> {
+        let invalid = || {
+            InvalidInput(format!(
+                "{s:?} is not a release name (a tag, a dash and 8 hex digits, e.g. v2.4.1-3f2a9c1d)"
+            ))
+        };
+        let (tag, short) = s.rsplit_once('-').ok_or_else(invalid)?;
+        if short.len() != 8 || !is_lower_hex(short) {
+            return Err(invalid());
+        }
+        ReleaseTag::parse(tag).map_err(|_| invalid())?;
+        Ok(ReleaseName(s.to_owned()))
+    }
+
+    /// The tag part of the name.
+    pub fn tag(&self) -> ReleaseTag {
+        let (tag, _) = self.0.rsplit_once('-').expect("checked in parse");
+        ReleaseTag(tag.to_owned())
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'))
+}
+
+impl fmt::Display for ReleaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_deploy_tags() {
+        for ok in ["v1", "v2.4.1", "2026-11-26", "v1.0.0-rc.1", "build_7+meta"] {
+            assert_eq!(ReleaseTag::parse(ok).unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn refuses_tags_that_are_paths_or_bad_ref_names() {
+        for bad in [
+            "",
+            "../../etc",
+            "..",
+            ".",
+            "a/b",
+            "/etc",
+            "v1..2",
+            ".hidden",
+            "-x",
+            "v1.",
+            "x.lock",
+            "a b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[",
+            "a\\b",
+            "a@{1}",
+            "ä",
+        ] {
+            assert!(ReleaseTag::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn release_name_is_tag_and_short_commit() {
+        let tag = ReleaseTag::parse("v2.4.1").unwrap();
+        let name = ReleaseName::new(&tag, "3f2a9c1d00112233445566778899aabbccddeeff").unwrap();
+        assert_eq!(name.as_str(), "v2.4.1-3f2a9c1d");
+        assert_eq!(name.tag(), tag);
+        assert_eq!(ReleaseName::parse("v2.4.1-3f2a9c1d").unwrap(), name);
+    }
+
+    #[test]
+    fn release_name_parse_refuses_other_directory_names() {
+        for bad in [
+            ".build-v1-abc",
+            ".trash-x",
+            "v1",
+            "v1-XYZ12345",
+            "v1-3f2a9c1",
+            "../v1-3f2a9c1d",
+        ] {
+            assert!(ReleaseName::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

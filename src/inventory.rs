@@ -1,0 +1,192 @@
+//! What runs where: adding and forgetting clubs, each club's release as read from disk, and
+//! the releases with the clubs that run them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use diesel::SqliteConnection;
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::db;
+use crate::db::clubs::{self, AddClubError, NewClub};
+use crate::domain::{ClubSlug, ReleaseTag};
+use crate::pipeline::git::Mirror;
+use crate::pipeline::release;
+use crate::pipeline::switch::{self, Webroot};
+
+/// A club with what its webroot resolves to on disk now.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClubStatus {
+    pub slug: String,
+    pub name: String,
+    pub webroot: String,
+    pub url: Option<String>,
+    /// The release directory the webroot resolves to, if it resolves to one.
+    pub release: Option<String>,
+    /// That release's tag.
+    pub tag: Option<String>,
+    /// What the webroot is, in words, when it is not a release.
+    pub problem: Option<String>,
+    /// The release the database last recorded for the club.
+    pub recorded_release: Option<String>,
+    /// The disk and the database disagree.
+    pub drift: bool,
+}
+
+/// A release: a tag in the repository, built or not, and the clubs that run it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseRow {
+    pub name: String,
+    pub tag: String,
+    pub commit: String,
+    pub built: bool,
+    pub built_at: Option<String>,
+    pub files: Option<u64>,
+    pub bytes: Option<u64>,
+    pub clubs: Vec<String>,
+}
+
+/// The details of a club to add.
+pub struct AddClub<'a> {
+    pub slug: &'a str,
+    pub webroot: &'a Path,
+    pub name: Option<&'a str>,
+    pub url: Option<&'a str>,
+}
+
+/// Adds a club after checking its slug, that its webroot lies under `webroot_base`, and that
+/// the webroot is a link or nothing yet (never a legacy copy, which is refused untouched).
+pub fn add_club(
+    settings: &Settings,
+    conn: &mut SqliteConnection,
+    club: &AddClub<'_>,
+) -> anyhow::Result<ClubStatus> {
+    let slug = ClubSlug::parse(club.slug)?;
+    let webroot = switch::resolve_under(&settings.webroot_base, club.webroot)?;
+    let webroot_text = webroot
+        .to_str()
+        .with_context(|| format!("webroot {} is not UTF-8", webroot.display()))?;
+    let on_disk = switch::inspect(&webroot, &settings.releases_dir())?;
+    if on_disk == Webroot::NotALink {
+        bail!(switch::not_a_link(&webroot));
+    }
+    if let Some(url) = club.url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        bail!("--url {url:?} must start with http:// or https://");
+    }
+    let name = club.name.unwrap_or(slug.as_str()).trim();
+    if name.is_empty() {
+        bail!("the club's display name is empty");
+    }
+    let release = on_disk.release().map(|r| r.to_string());
+    let added = clubs::insert(
+        conn,
+        &NewClub {
+            slug: slug.as_str(),
+            name,
+            webroot: webroot_text,
+            url: club.url,
+            current_release: release.as_deref(),
+            created_at: db::now(),
+        },
+    )
+    .map_err(|e| match e {
+        AddClubError::Duplicate => anyhow::anyhow!(
+            "a club with slug {slug} or webroot {} already exists",
+            webroot.display()
+        ),
+        AddClubError::Db(e) => e.into(),
+    })?;
+    status_of(settings, added)
+}
+
+/// Forgets a club (its webroot is left as it is).
+pub fn remove_club(conn: &mut SqliteConnection, slug: &str) -> anyhow::Result<()> {
+    let slug = ClubSlug::parse(slug)?;
+    if !clubs::remove(conn, slug.as_str())? {
+        bail!("there is no club {slug}");
+    }
+    Ok(())
+}
+
+/// Every club with the release its webroot resolves to on disk, and any drift from what the
+/// database recorded.
+pub fn status(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Result<Vec<ClubStatus>> {
+    clubs::all(conn)?
+        .into_iter()
+        .map(|club| status_of(settings, club))
+        .collect()
+}
+
+fn status_of(settings: &Settings, club: clubs::Club) -> anyhow::Result<ClubStatus> {
+    let on_disk = switch::inspect(club.webroot.as_ref(), &settings.releases_dir())
+        .with_context(|| format!("cannot read the webroot of club {}", club.slug))?;
+    let problem = match &on_disk {
+        Webroot::Release(_) => None,
+        Webroot::Missing => Some("no webroot link yet".to_owned()),
+        Webroot::OtherLink(target) => Some(format!("links to {}, not a release", target.display())),
+        Webroot::NotALink => Some("a real directory, not a link".to_owned()),
+    };
+    let release = on_disk.release().map(|r| r.to_string());
+    Ok(ClubStatus {
+        drift: release != club.current_release,
+        tag: on_disk.release().map(|r| r.tag().to_string()),
+        release,
+        problem,
+        recorded_release: club.current_release,
+        slug: club.slug,
+        name: club.name,
+        webroot: club.webroot,
+        url: club.url,
+    })
+}
+
+/// The tags in the repository (fetched now) and the built releases, newest tag last, each
+/// with the clubs whose webroot resolves to it.
+pub fn releases(
+    settings: &Settings,
+    conn: &mut SqliteConnection,
+) -> anyhow::Result<Vec<ReleaseRow>> {
+    let mirror = Mirror::open(&settings.mirror_dir(), &settings.repo_url)?;
+    mirror.fetch()?;
+    let mut rows: BTreeMap<String, ReleaseRow> = BTreeMap::new();
+    for (tag, commit) in mirror.tags()? {
+        let name = crate::domain::ReleaseName::new(&tag, &commit)?.to_string();
+        rows.insert(name.clone(), row(name, &tag, commit));
+    }
+    for built in release::list(&settings.releases_dir())? {
+        let row = rows.entry(built.name.to_string()).or_insert_with(|| {
+            row(
+                built.name.to_string(),
+                &built.name.tag(),
+                built.manifest.commit.clone(),
+            )
+        });
+        row.built = true;
+        row.built_at = Some(built.manifest.built_at.to_rfc3339());
+        row.files = Some(built.manifest.files);
+        row.bytes = Some(built.manifest.bytes);
+    }
+    for club in status(settings, conn)? {
+        if let Some(row) = club.release.and_then(|r| rows.get_mut(&r)) {
+            row.clubs.push(club.slug);
+        }
+    }
+    Ok(rows.into_values().collect())
+}
+
+fn row(name: String, tag: &ReleaseTag, commit: String) -> ReleaseRow {
+    ReleaseRow {
+        name,
+        tag: tag.to_string(),
+        commit,
+        built: false,
+        built_at: None,
+        files: None,
+        bytes: None,
+        clubs: Vec::new(),
+    }
+}

@@ -1,0 +1,421 @@
+//! Runs one job from start to end: takes the deploy lock, runs the pipeline steps in order,
+//! and records every club switched. The steps themselves live in `pipeline`.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use diesel::SqliteConnection;
+
+use crate::config::Settings;
+use crate::db::clubs::Club;
+use crate::db::{self, clubs, switches};
+use crate::domain::{ClubSlug, ReleaseName, ReleaseTag};
+use crate::pipeline::git::Mirror;
+use crate::pipeline::lock::DeployLock;
+use crate::pipeline::release::{self, BuildSpec, Built, Release};
+use crate::pipeline::switch::{self, Webroot};
+use crate::pipeline::{Progress, Step, command};
+
+/// How deep under `webroot_base` prune looks for links (`<base>/<club>/htdocs` is 2).
+const LINK_SCAN_DEPTH: usize = 3;
+
+/// Everything a job needs to run.
+pub struct Job<'a> {
+    pub settings: &'a Settings,
+    pub conn: &'a mut SqliteConnection,
+    /// Who asked: a staff user name, or `cli:<unix user>`.
+    pub actor: &'a str,
+    pub progress: &'a mut dyn Progress,
+}
+
+/// Which clubs a deploy switches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    All,
+    Clubs(Vec<ClubSlug>),
+}
+
+/// Deploys `tag` to the target clubs: fetch, build, preflight, switch, reload, and after a
+/// deploy to all clubs, prune. Returns a one-line summary.
+pub fn deploy(job: &mut Job<'_>, tag: &ReleaseTag, targets: &Targets) -> anyhow::Result<String> {
+    let clubs = target_clubs(job.conn, targets)?;
+    check_webroots(job.settings, &clubs)?;
+    let _lock = lock(job)?;
+    let mirror = Mirror::open(&job.settings.mirror_dir(), &job.settings.repo_url)?;
+
+    job.progress.step(Step::Fetch);
+    let (commit, fetched) = mirror.ensure_tag(tag)?;
+    job.progress.progress(&format!(
+        "tag {tag} is commit {} ({})",
+        &commit[..8],
+        if fetched { "fetched" } else { "already known" }
+    ));
+    let release = build(job, &mirror, tag, &commit)?;
+
+    let all = *targets == Targets::All;
+    let reload = job.settings.reload.policy.reloads_after(all);
+    if reload {
+        preflight(job)?;
+    }
+    let switched = switch_clubs(job, &clubs, &release, "deploy", None)?;
+    let mut summary = format!(
+        "{switched} of {} club{} switched to {}",
+        clubs.len(),
+        plural(clubs.len()),
+        release.name
+    );
+    let reloaded_at = if reload && switched > 0 {
+        reload_apache(job)?;
+        summary.push_str("; Apache reloaded");
+        Some(Instant::now())
+    } else {
+        None
+    };
+    if all {
+        let deleted = prune_releases(job, reloaded_at)?;
+        summary.push_str(&format!(
+            "; {deleted} old release{} deleted",
+            plural(deleted)
+        ));
+    }
+    Ok(summary)
+}
+
+/// Returns a club to the release it ran before (skipping releases it was rolled back from),
+/// or to `to` (a release name or a tag), rebuilding the release if it was pruned.
+pub fn rollback(job: &mut Job<'_>, slug: &ClubSlug, to: Option<&str>) -> anyhow::Result<String> {
+    let club = clubs::by_slug(job.conn, slug.as_str())?
+        .with_context(|| format!("there is no club {slug}"))?;
+    check_webroots(job.settings, std::slice::from_ref(&club))?;
+    let _lock = lock(job)?;
+    let releases_dir = job.settings.releases_dir();
+    let current = match switch::inspect(club.webroot.as_ref(), &releases_dir)? {
+        Webroot::Release(name) => name,
+        _ => bail!("club {slug} does not run a release now, so there is nothing to roll back"),
+    };
+    let mirror = Mirror::open(&job.settings.mirror_dir(), &job.settings.repo_url)?;
+    let (target, commit) = match to {
+        Some(to) => chosen_release(job, &mirror, to)?,
+        None => previous_release(job.conn, &club, &current)?,
+    };
+    if target == current {
+        bail!("club {slug} already runs {target}");
+    }
+    let release = build(job, &mirror, &target.tag(), &commit)?;
+    let reload = job.settings.reload.policy.reloads_after(false);
+    if reload {
+        preflight(job)?;
+    }
+    switch_clubs(
+        job,
+        std::slice::from_ref(&club),
+        &release,
+        "rollback",
+        Some(&current),
+    )?;
+    let mut summary = format!("club {slug} rolled back from {current} to {}", release.name);
+    if reload {
+        reload_apache(job)?;
+        summary.push_str("; Apache reloaded");
+    }
+    Ok(summary)
+}
+
+/// Deletes the releases no club runs, beyond the newest `keep_releases` of them, once no
+/// request can still be using them.
+pub fn prune(job: &mut Job<'_>) -> anyhow::Result<String> {
+    let _lock = lock(job)?;
+    let deleted = prune_releases(job, None)?;
+    Ok(format!("{deleted} release{} deleted", plural(deleted)))
+}
+
+fn lock(job: &mut Job<'_>) -> anyhow::Result<DeployLock> {
+    let progress = &mut *job.progress;
+    DeployLock::acquire(&job.settings.lock_path(), || {
+        progress.progress("another deploy is running; waiting for it to finish…")
+    })
+}
+
+fn target_clubs(conn: &mut SqliteConnection, targets: &Targets) -> anyhow::Result<Vec<Club>> {
+    let all = clubs::all(conn)?;
+    let chosen: Vec<Club> = match targets {
+        Targets::All => all,
+        Targets::Clubs(slugs) => {
+            let unknown: Vec<&str> = slugs
+                .iter()
+                .map(ClubSlug::as_str)
+                .filter(|s| !all.iter().any(|c| c.slug == *s))
+                .collect();
+            if !unknown.is_empty() {
+                bail!("no such club: {}; nothing was changed", unknown.join(", "));
+            }
+            all.into_iter()
+                .filter(|c| slugs.iter().any(|s| s.as_str() == c.slug))
+                .collect()
+        }
+    };
+    if chosen.is_empty() {
+        bail!("there are no clubs to deploy to; add one with `clubdeploy club add`");
+    }
+    Ok(chosen)
+}
+
+/// Every webroot must still lie under `webroot_base` and be a link or nothing, before
+/// anything is built or switched.
+fn check_webroots(settings: &Settings, clubs: &[Club]) -> anyhow::Result<()> {
+    for club in clubs {
+        let resolved = switch::resolve_under(&settings.webroot_base, club.webroot.as_ref())
+            .with_context(|| format!("club {}: nothing was changed", club.slug))?;
+        if resolved.as_os_str() != club.webroot.as_str() {
+            bail!(
+                "club {}: webroot {} now resolves to {}; nothing was changed",
+                club.slug,
+                club.webroot,
+                resolved.display()
+            );
+        }
+        if switch::inspect(&resolved, &settings.releases_dir())? == Webroot::NotALink {
+            bail!(
+                "club {}: {}; nothing was changed",
+                club.slug,
+                switch::not_a_link(&resolved)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn build(
+    job: &mut Job<'_>,
+    mirror: &Mirror,
+    tag: &ReleaseTag,
+    commit: &str,
+) -> anyhow::Result<Release> {
+    job.progress.step(Step::Build);
+    let started = Instant::now();
+    let spec = BuildSpec {
+        releases_dir: &job.settings.releases_dir(),
+        tag,
+        commit,
+        commands: &job.settings.build.commands,
+        check: job.settings.build.check.as_deref(),
+    };
+    let built = release::build(mirror, &spec, job.progress)
+        .with_context(|| format!("building {tag} failed; no club was changed"))?;
+    match &built {
+        Built::New(r) => job.progress.progress(&format!(
+            "built {} ({} files, {} bytes) in {:.1} s",
+            r.name,
+            r.manifest.files,
+            r.manifest.bytes,
+            started.elapsed().as_secs_f64()
+        )),
+        Built::Reused(r) => job
+            .progress
+            .progress(&format!("release {} is already built; reusing it", r.name)),
+    }
+    Ok(built.release().clone())
+}
+
+fn preflight(job: &mut Job<'_>) -> anyhow::Result<()> {
+    job.progress.step(Step::Preflight);
+    let ran = command::run(&job.settings.reload.configtest, None)?;
+    job.progress.output(&ran);
+    ran.ok()
+        .context("the web server's configuration test failed; no club was changed")?;
+    job.progress.progress("web server configuration is OK");
+    Ok(())
+}
+
+/// Switches each club not yet on `release`, then records the switches in one transaction.
+/// On a failure part-way, the switches already made are recorded before the error returns.
+fn switch_clubs(
+    job: &mut Job<'_>,
+    clubs: &[Club],
+    release: &Release,
+    kind: &str,
+    rolled_back_from: Option<&ReleaseName>,
+) -> anyhow::Result<usize> {
+    job.progress.step(Step::Switch);
+    let releases_dir = job.settings.releases_dir();
+    let mut done = Vec::new();
+    let mut failure = None;
+    for club in clubs {
+        let webroot: &std::path::Path = club.webroot.as_ref();
+        let from = match switch::inspect(webroot, &releases_dir) {
+            Ok(from) => from,
+            Err(e) => {
+                failure = Some(anyhow::Error::new(e).context(format!("club {}", club.slug)));
+                break;
+            }
+        };
+        if from.release() == Some(&release.name) {
+            job.progress
+                .progress(&format!("club {} already runs {}", club.slug, release.name));
+            continue;
+        }
+        if let Err(e) = switch::swap_link(webroot, &release.dir) {
+            failure = Some(e.context(format!("club {}", club.slug)));
+            break;
+        }
+        done.push(switches::NewSwitch {
+            club_id: club.id,
+            from_release: from.release().map(|r| r.to_string()),
+            to_release: release.name.to_string(),
+            commit_id: release.manifest.commit.clone(),
+            kind: kind.to_owned(),
+            actor: job.actor.to_owned(),
+            switched_at: db::now(),
+        });
+        job.progress.progress(&format!(
+            "club {} now runs {} ({} of {} clubs switched)",
+            club.slug,
+            release.name,
+            done.len(),
+            clubs.len()
+        ));
+    }
+    let marks: Vec<(i32, String)> = match (rolled_back_from, done.first()) {
+        (Some(from), Some(switch)) => vec![(switch.club_id, from.to_string())],
+        _ => Vec::new(),
+    };
+    switches::record(job.conn, &done, &marks).context("cannot record the switches")?;
+    match failure {
+        Some(e) => Err(e.context(format!(
+            "switched {} of {} clubs, then stopped",
+            done.len(),
+            clubs.len()
+        ))),
+        None => Ok(done.len()),
+    }
+}
+
+fn reload_apache(job: &mut Job<'_>) -> anyhow::Result<()> {
+    job.progress.step(Step::Reload);
+    let ran = command::run(&job.settings.reload.command, None)?;
+    job.progress.output(&ran);
+    ran.ok().context(
+        "the clubs were switched, but the web server reload failed: PHP may serve old code \
+         for up to 2 minutes, and no release was deleted",
+    )?;
+    job.progress.progress("web server reloaded gracefully");
+    Ok(())
+}
+
+/// The rollback target when none is named: the newest release in the club's history that it
+/// does not run now and was not rolled back from.
+fn previous_release(
+    conn: &mut SqliteConnection,
+    club: &Club,
+    current: &ReleaseName,
+) -> anyhow::Result<(ReleaseName, String)> {
+    let bad = switches::bad_for(conn, club.id)?;
+    for switch in switches::history(conn, club.id)? {
+        if switch.to_release == current.as_str() || bad.contains(&switch.to_release) {
+            continue;
+        }
+        let name = ReleaseName::parse(&switch.to_release)?;
+        return Ok((name, switch.commit_id));
+    }
+    bail!(
+        "club {} has no earlier release to roll back to; name one with --to",
+        club.slug
+    )
+}
+
+/// A release named by `--to`: a release name known on disk or in the history, or a tag.
+fn chosen_release(
+    job: &mut Job<'_>,
+    mirror: &Mirror,
+    to: &str,
+) -> anyhow::Result<(ReleaseName, String)> {
+    if let Ok(name) = ReleaseName::parse(to) {
+        if let Some(found) = release::read(&job.settings.releases_dir().join(to), &name) {
+            return Ok((name, found.manifest.commit));
+        }
+        if let Some(commit) = switches::commit_of(job.conn, to)? {
+            return Ok((name, commit));
+        }
+    }
+    let tag = ReleaseTag::parse(to).map_err(|_| {
+        anyhow::anyhow!("{to:?} is neither a release (e.g. v2.4.1-3f2a9c1d) nor a tag")
+    })?;
+    job.progress.step(Step::Fetch);
+    let (commit, _) = mirror.ensure_tag(&tag)?;
+    Ok((ReleaseName::new(&tag, &commit)?, commit))
+}
+
+/// Every release some webroot on disk resolves to: the clubs' webroots, and any other link
+/// under `webroot_base` (a club forgotten by the database still serves from its release).
+fn releases_in_use(job: &mut Job<'_>) -> anyhow::Result<HashSet<ReleaseName>> {
+    let releases_dir = job.settings.releases_dir();
+    let mut in_use =
+        switch::releases_linked_under(&job.settings.webroot_base, LINK_SCAN_DEPTH, &releases_dir)?;
+    for club in clubs::all(job.conn)? {
+        match switch::inspect(club.webroot.as_ref(), &releases_dir)? {
+            Webroot::Release(name) => {
+                in_use.insert(name);
+            }
+            Webroot::OtherLink(_) | Webroot::Missing | Webroot::NotALink => {}
+        }
+    }
+    Ok(in_use)
+}
+
+/// Deletes unused releases beyond `keep_releases`, but only when no request can still run on
+/// them: `prune_grace_secs` after a reload, reloading first when the policy allows, or else
+/// after PHP's realpath cache has expired since the last switch.
+fn prune_releases(job: &mut Job<'_>, reloaded_at: Option<Instant>) -> anyhow::Result<usize> {
+    job.progress.step(Step::Prune);
+    let releases_dir = job.settings.releases_dir();
+    let keep = job.settings.keep_releases;
+    let candidates = {
+        let releases = release::list(&releases_dir)?;
+        let in_use = releases_in_use(job)?;
+        release::unused_beyond(&releases, &in_use, keep).len()
+    };
+    if candidates == 0 {
+        job.progress.progress("no release to delete");
+        return Ok(0);
+    }
+    let grace = Duration::from_secs(job.settings.prune_grace_secs);
+    let safe_at = match reloaded_at {
+        Some(at) => at + grace,
+        None if job.settings.reload.policy != crate::domain::ReloadPolicy::Never => {
+            preflight(job)?;
+            reload_apache(job)?;
+            job.progress.step(Step::Prune);
+            Instant::now() + grace
+        }
+        None => {
+            let ttl = Duration::from_secs(job.settings.reload.realpath_cache_ttl_secs);
+            let since_switch = switches::last_switched_at(job.conn)?
+                .and_then(|at| (db::now() - at).to_std().ok())
+                .unwrap_or(Duration::MAX);
+            Instant::now() + (ttl + grace).saturating_sub(since_switch)
+        }
+    };
+    let wait = safe_at.saturating_duration_since(Instant::now());
+    if !wait.is_zero() {
+        job.progress.progress(&format!(
+            "waiting {:.0} s for requests still running on old releases",
+            wait.as_secs_f64().ceil()
+        ));
+        std::thread::sleep(wait);
+    }
+    // Read the links again: the disk, not any earlier reading, decides what is in use.
+    let releases = release::list(&releases_dir)?;
+    let in_use = releases_in_use(job)?;
+    let doomed = release::unused_beyond(&releases, &in_use, keep);
+    for release in &doomed {
+        release::delete(&releases_dir, release)?;
+        job.progress
+            .progress(&format!("deleted release {}", release.name));
+    }
+    Ok(doomed.len())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,10 @@
+//! clubdeploy: deploys one multi-tenant PHP application to many clubs by switching each
+//! club's webroot symlink to a shared release directory built from a git tag.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod inventory;
+pub mod jobs;
+pub mod pipeline;

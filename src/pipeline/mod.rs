@@ -1,0 +1,53 @@
+//! The steps of a deploy, on the filesystem and git only: it knows nothing of HTTP or SQL, so
+//! every step is tested on temporary directories.
+
+pub mod command;
+pub mod fsops;
+pub mod git;
+pub mod lock;
+pub mod release;
+pub mod switch;
+
+use std::fmt;
+
+/// The steps of a job, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    Fetch,
+    Build,
+    Preflight,
+    Switch,
+    Reload,
+    Prune,
+}
+
+impl Step {
+    /// The step's name as shown and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Fetch => "fetch",
+            Step::Build => "build",
+            Step::Preflight => "preflight",
+            Step::Switch => "switch",
+            Step::Reload => "reload",
+            Step::Prune => "prune",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a running job reports what it does: the terminal for the command line, the job's
+/// events for the server.
+pub trait Progress {
+    /// A step begins.
+    fn step(&mut self, step: Step);
+    /// A line of progress within the current step ("12 of 30 clubs switched").
+    fn progress(&mut self, message: &str);
+    /// The output of a command that ran in the current step.
+    fn output(&mut self, ran: &command::Ran);
+}
