@@ -178,11 +178,13 @@ impl Settings {
 
 fn describe(e: figment::Error, file: &Path) -> ConfigError {
     let key = e.path.join(".");
-    let source = e
-        .metadata
-        .as_ref()
-        .map(|m| m.name.to_string())
-        .unwrap_or_else(|| file.display().to_string());
+    let source = match e.metadata.as_ref() {
+        Some(m) => match &m.source {
+            Some(source) => format!("{} {source}", m.name),
+            None => m.name.to_string(),
+        },
+        None => file.display().to_string(),
+    };
     let what = match &e.kind {
         figment::error::Kind::MissingField(field) => {
             let full = if key.is_empty() {

@@ -54,8 +54,13 @@ pub fn deploy(job: &mut Job<'_>, tag: &ReleaseTag, targets: &Targets) -> anyhow:
     let release = build(job, &mirror, tag, &commit)?;
 
     let all = *targets == Targets::All;
+    let releases_dir = job.settings.releases_dir();
+    let any_to_switch = clubs.iter().any(|club| {
+        let on_disk = switch::inspect(club.webroot.as_ref(), &releases_dir);
+        !matches!(on_disk, Ok(Webroot::Release(name)) if name == release.name)
+    });
     let reload = job.settings.reload.policy.reloads_after(all);
-    if reload {
+    if reload && any_to_switch {
         preflight(job)?;
     }
     let switched = switch_clubs(job, &clubs, &release, "deploy", None)?;

@@ -53,24 +53,20 @@ pub fn resolve_under(base: &Path, path: &Path) -> anyhow::Result<PathBuf> {
     let mut existing = parent.to_path_buf();
     let mut rest = Vec::new();
     while existing.symlink_metadata().is_err() {
-        match (existing.file_name(), existing.parent()) {
-            (Some(name), Some(up)) => {
-                rest.push(name.to_owned());
-                existing = up.to_path_buf();
-            }
+        match existing.components().next_back() {
+            Some(Component::Normal(name)) => rest.push(name.to_owned()),
+            Some(Component::ParentDir | Component::CurDir) => bail!(
+                "webroot {} holds '..' or '.' below a directory that does not exist",
+                path.display()
+            ),
             _ => bail!("{} cannot be a webroot", path.display()),
         }
+        existing.pop();
     }
     let mut resolved = existing
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", existing.display()))?;
     for name in rest.iter().rev() {
-        if matches!(name.to_str(), Some(".." | ".")) {
-            bail!(
-                "{} holds '..' below a directory that does not exist",
-                path.display()
-            );
-        }
         resolved.push(name);
     }
     resolved.push(last);

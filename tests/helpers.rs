@@ -1,0 +1,294 @@
+//! A test environment: a git repository with tags made by the test, a webroot base, a data
+//! directory, a configuration file, and the `clubdeploy` binary run against them.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use git2::{Repository, Signature};
+use tempfile::TempDir;
+
+/// The tags every fixture repository has; each tag's `index.php` prints its name.
+pub const TAGS: [&str; 3] = ["v1", "v2", "v3"];
+
+/// What the configuration file says; tests change fields before [`TestEnv::configure`].
+#[derive(Clone)]
+pub struct Config {
+    pub repo_url: String,
+    pub keep_releases: usize,
+    pub prune_grace_secs: u64,
+    pub policy: &'static str,
+    pub build_commands: Vec<Vec<String>>,
+    pub check: Option<Vec<String>>,
+    pub configtest: Vec<String>,
+    pub reload: Vec<String>,
+}
+
+/// A temporary world for one test.
+pub struct TestEnv {
+    pub root: TempDir,
+    pub repo: PathBuf,
+    pub data: PathBuf,
+    pub www: PathBuf,
+    pub config_path: PathBuf,
+    /// A log the default configtest and reload commands append to, one line each.
+    pub events: PathBuf,
+    pub config: Config,
+}
+
+/// A shell command as an argv list.
+pub fn sh(script: &str) -> Vec<String> {
+    vec!["sh".into(), "-c".into(), script.into()]
+}
+
+impl TestEnv {
+    /// A repository with tags v1..v3, an empty webroot base and a default configuration:
+    /// reload policy `always`, no grace, configtest and reload that only log.
+    pub fn new() -> TestEnv {
+        let root = tempfile::tempdir().expect("tempdir");
+        let base = root.path().canonicalize().unwrap();
+        let repo = base.join("app");
+        let www = base.join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        make_repo(&repo);
+        let events = base.join("events.log");
+        let config = Config {
+            repo_url: repo.display().to_string(),
+            keep_releases: 2,
+            prune_grace_secs: 0,
+            policy: "always",
+            build_commands: Vec::new(),
+            check: None,
+            configtest: sh(&format!("echo configtest >> {}", events.display())),
+            reload: sh(&format!("echo reload >> {}", events.display())),
+        };
+        let env = TestEnv {
+            data: base.join("data"),
+            config_path: base.join("clubdeploy.toml"),
+            root,
+            repo,
+            www,
+            events,
+            config,
+        };
+        env.configure();
+        env
+    }
+
+    /// Writes `self.config` to the configuration file.
+    pub fn configure(&self) {
+        let c = &self.config;
+        let argv = |v: &Vec<String>| format!("{v:?}");
+        let mut text = format!(
+            "data_dir = {:?}\nrepo_url = {:?}\nwebroot_base = {:?}\nkeep_releases = {}\n\
+             prune_grace_secs = {}\n[build]\ncommands = [{}]\n",
+            self.data.display().to_string(),
+            c.repo_url,
+            self.www.display().to_string(),
+            c.keep_releases,
+            c.prune_grace_secs,
+            c.build_commands
+                .iter()
+                .map(argv)
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        if let Some(check) = &c.check {
+            writeln!(text, "check = {}", argv(check)).unwrap();
+        }
+        write!(
+            text,
+            "[reload]\npolicy = {:?}\nconfigtest = {}\ncommand = {}\nrealpath_cache_ttl_secs = 1\n",
+            c.policy,
+            argv(&c.configtest),
+            argv(&c.reload)
+        )
+        .unwrap();
+        std::fs::write(&self.config_path, text).unwrap();
+    }
+
+    /// Runs `clubdeploy --config <file> args…`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run clubdeploy")
+    }
+
+    /// The command, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_clubdeploy"));
+        command
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .env_remove("CLUBDEPLOY_CONFIG")
+            .current_dir(self.root.path());
+        command
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "clubdeploy {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        stdout
+    }
+
+    /// Runs a command that must fail with a one-line error; returns that line.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "clubdeploy {args:?} succeeded:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "expected a one-line error, got:\n{stderr}");
+        assert!(lines[0].starts_with("error: "), "{stderr}");
+        lines[0].to_owned()
+    }
+
+    /// Adds clubs whose webroots are `<www>/<slug>/htdocs`.
+    pub fn add_clubs(&self, slugs: &[&str]) {
+        for slug in slugs {
+            let webroot = self.webroot(slug);
+            self.ok(&["club", "add", slug, "--webroot", webroot.to_str().unwrap()]);
+        }
+    }
+
+    /// `<www>/<slug>/htdocs`.
+    pub fn webroot(&self, slug: &str) -> PathBuf {
+        self.www.join(slug).join("htdocs")
+    }
+
+    /// The directory a club's webroot resolves to (what Apache and OPcache see).
+    pub fn realpath(&self, slug: &str) -> PathBuf {
+        self.webroot(slug).canonicalize().expect("webroot resolves")
+    }
+
+    /// The release directory name a club's webroot resolves to.
+    pub fn release_of(&self, slug: &str) -> String {
+        let real = self.realpath(slug);
+        assert_eq!(real.parent().unwrap(), self.releases_dir());
+        real.file_name().unwrap().to_str().unwrap().to_owned()
+    }
+
+    /// What `index.php` of a club's current release says.
+    pub fn served(&self, slug: &str) -> String {
+        std::fs::read_to_string(self.webroot(slug).join("index.php")).unwrap()
+    }
+
+    /// `<data>/releases`.
+    pub fn releases_dir(&self) -> PathBuf {
+        self.data.join("releases")
+    }
+
+    /// Every entry of the releases directory, hidden ones too, sorted.
+    pub fn release_entries(&self) -> Vec<String> {
+        entries(&self.releases_dir())
+    }
+
+    /// The lines the configtest and reload commands logged.
+    pub fn events(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.events)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The commit a tag points to in the fixture repository.
+    pub fn commit_of(&self, tag: &str) -> String {
+        let repo = Repository::open(&self.repo).unwrap();
+        let commit = repo.revparse_single(tag).unwrap().peel_to_commit().unwrap();
+        commit.id().to_string()
+    }
+
+    /// The release name `<tag>-<sha8>` of a fixture tag.
+    pub fn release_name(&self, tag: &str) -> String {
+        format!("{tag}-{}", &self.commit_of(tag)[..8])
+    }
+
+    /// `club list --json`, parsed.
+    pub fn clubs_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["club", "list", "--json"])).unwrap()
+    }
+}
+
+/// Sorted names in a directory (none when it does not exist).
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A PHP application repository with an annotated tag per entry of [`TAGS`].
+fn make_repo(path: &Path) {
+    let repo = Repository::init(path).unwrap();
+    let sig = Signature::now("Test", "test@example.invalid").unwrap();
+    let mut parent = None;
+    for (n, tag) in TAGS.iter().enumerate() {
+        let files = [
+            (
+                "index.php".to_owned(),
+                format!("<?php echo 'version {tag}';\n"),
+            ),
+            (
+                "lib/Util.php".to_owned(),
+                format!("<?php class Util {{ const N = {n}; }}\n"),
+            ),
+            (format!("lib/only-in-{tag}.php"), "<?php\n".to_owned()),
+            ("bin/tool".to_owned(), "#!/bin/sh\necho tool\n".to_owned()),
+        ];
+        let workdir = repo.workdir().unwrap().to_path_buf();
+        // Each tag has its own lib/only-in-<tag>.php: start lib/ afresh.
+        let _ = std::fs::remove_dir_all(workdir.join("lib"));
+        for (name, body) in &files {
+            let file = workdir.join(name);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(&file, body).unwrap();
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            workdir.join("bin/tool"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(workdir.join("current"));
+        std::os::unix::fs::symlink("index.php", workdir.join("current")).unwrap();
+        let mut index = repo.index().unwrap();
+        index.clear().unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let parents: Vec<git2::Commit<'_>> = parent
+            .iter()
+            .map(|id| repo.find_commit(*id).unwrap())
+            .collect();
+        let parent_refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        let id = repo
+            .commit(
+                Some("HEAD"),
+                &sig,
+                &sig,
+                &format!("release {tag}"),
+                &tree,
+                &parent_refs,
+            )
+            .unwrap();
+        let object = repo.find_object(id, None).unwrap();
+        repo.tag(tag, &object, &sig, &format!("deploy tag {tag}"), false)
+            .unwrap();
+        parent = Some(id);
+    }
+}

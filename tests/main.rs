@@ -1,0 +1,5 @@
+//! One integration test binary (one link step); each module tests one area through the real
+//! `clubdeploy` binary, on real temporary directories, git repositories, symlinks and SQLite.
+
+mod engine;
+mod helpers;
