@@ -133,6 +133,9 @@ fn deploy_all_points_every_club_at_the_same_release_directory() {
         // No temporary link is left next to the webroot.
         assert_eq!(entries(&env.www.join(slug)), vec!["htdocs"]);
     }
+    // The template link the switch hard-linked from is gone too.
+    let base: Vec<String> = entries(&env.www);
+    assert_eq!(base, slugs.map(String::from).to_vec());
     let listed = env.clubs_json();
     for club in listed.as_array().unwrap() {
         assert_eq!(club["release"], env.release_name("v2"));

@@ -244,11 +244,12 @@ fn switch_clubs(
 ) -> anyhow::Result<usize> {
     job.progress.step(Step::Switch);
     let releases_dir = job.settings.releases_dir();
+    let switcher = switch::Switcher::new(&release.dir, &job.settings.webroot_base);
     let mut done = Vec::new();
     let mut failure = None;
     for club in clubs {
         let webroot: &std::path::Path = club.webroot.as_ref();
-        let from = match switch::inspect(webroot, &releases_dir) {
+        let from = match switch::linked_release(webroot, &releases_dir) {
             Ok(from) => from,
             Err(e) => {
                 failure = Some(anyhow::Error::new(e).context(format!("club {}", club.slug)));
@@ -260,7 +261,7 @@ fn switch_clubs(
                 .progress(&format!("club {} already runs {}", club.slug, release.name));
             continue;
         }
-        if let Err(e) = switch::swap_link(webroot, &release.dir) {
+        if let Err(e) = switcher.swap(webroot) {
             failure = Some(e.context(format!("club {}", club.slug)));
             break;
         }
@@ -281,6 +282,7 @@ fn switch_clubs(
             clubs.len()
         ));
     }
+    drop(switcher);
     let marks: Vec<(i32, String)> = match (rolled_back_from, done.first()) {
         (Some(from), Some(switch)) => vec![(switch.club_id, from.to_string())],
         _ => Vec::new(),

@@ -13,6 +13,9 @@ pub const BUILD_PREFIX: &str = ".build-";
 pub const TRASH_PREFIX: &str = ".trash-";
 /// Infix of a temporary link next to a webroot, before it is renamed over the webroot.
 pub const TEMP_LINK_INFIX: &str = ".tmp-";
+/// Name of the template link a switch hard-links from, in the webroot base (then
+/// [`TEMP_LINK_INFIX`] and a random suffix).
+pub const TEMPLATE_PREFIX: &str = ".clubdeploy-link";
 
 /// Ten random letters and digits, for names that must not collide.
 pub fn random_suffix() -> String {

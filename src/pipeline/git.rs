@@ -5,6 +5,7 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 use anyhow::{Context, bail};
 use git2::{AutotagOption, FetchOptions, ObjectType, Oid, Repository};
@@ -116,20 +117,32 @@ impl Mirror {
         Ok(tags)
     }
 
-    /// Writes the tree of `commit` into the existing, empty directory `dest`.
+    /// Writes the tree of `commit` into the existing, empty directory `dest`. Reading objects
+    /// and creating files overlap: this thread walks the tree and inflates blobs while a
+    /// second one writes, as `git archive | tar -x` does across two processes.
     pub fn export(&self, commit: &str, dest: &Path) -> anyhow::Result<TreeStats> {
         let oid = Oid::from_str(commit)?;
         let tree = self.repo.find_commit(oid)?.tree()?;
-        let mut stats = TreeStats::default();
-        self.write_tree(&tree, dest, &mut stats)?;
-        Ok(stats)
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Entry>(512);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || write_entries(receiver));
+            let walked = self.walk_tree(&tree, dest, &sender);
+            drop(sender);
+            let written = writer
+                .join()
+                .map_err(|_| anyhow::anyhow!("the file writer panicked"))?;
+            // A write error stops the walk (its channel closes); report the write error first.
+            let stats = written?;
+            walked?;
+            Ok(stats)
+        })
     }
 
-    fn write_tree(
+    fn walk_tree(
         &self,
         tree: &git2::Tree<'_>,
         dir: &Path,
-        stats: &mut TreeStats,
+        out: &SyncSender<Entry>,
     ) -> anyhow::Result<()> {
         for entry in tree.iter() {
             let name = std::str::from_utf8(entry.name_bytes())
@@ -142,37 +155,69 @@ impl Mirror {
                     )
                 })?;
             let path: PathBuf = dir.join(name);
-            match (entry.kind(), entry.filemode()) {
+            let item = match (entry.kind(), entry.filemode()) {
                 (Some(ObjectType::Tree), _) => {
-                    DirBuilder::new().mode(0o755).create(&path)?;
+                    send(out, Entry::Dir(path.clone()))?;
                     let subtree = self.repo.find_tree(entry.id())?;
-                    self.write_tree(&subtree, &path, stats)?;
+                    self.walk_tree(&subtree, &path, out)?;
+                    continue;
                 }
                 (Some(ObjectType::Blob), 0o120000) => {
                     let blob = self.repo.find_blob(entry.id())?;
-                    let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
-                        blob.content(),
-                    );
-                    std::os::unix::fs::symlink(target, &path)?;
+                    Entry::Symlink(path, blob.content().to_vec())
                 }
                 (Some(ObjectType::Blob), mode) => {
                     let blob = self.repo.find_blob(entry.id())?;
                     let perm = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-                    let mut file = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(perm)
-                        .open(&path)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    file.write_all(blob.content())?;
-                    stats.files += 1;
-                    stats.bytes += blob.content().len() as u64;
+                    Entry::File(path, perm, blob.content().to_vec())
                 }
                 // A submodule: an empty directory, as `git archive` leaves it.
-                (Some(ObjectType::Commit), _) => DirBuilder::new().mode(0o755).create(&path)?,
+                (Some(ObjectType::Commit), _) => Entry::Dir(path),
                 (kind, mode) => bail!("unexpected tree entry {name} ({kind:?}, mode {mode:o})"),
-            }
+            };
+            send(out, item)?;
         }
         Ok(())
     }
+}
+
+/// One thing to create, in tree order (a directory before what it holds).
+enum Entry {
+    Dir(PathBuf),
+    File(PathBuf, u32, Vec<u8>),
+    Symlink(PathBuf, Vec<u8>),
+}
+
+fn send(out: &SyncSender<Entry>, entry: Entry) -> anyhow::Result<()> {
+    out.send(entry)
+        .map_err(|_| anyhow::anyhow!("stopped writing the tree"))
+}
+
+fn write_entries(entries: Receiver<Entry>) -> anyhow::Result<TreeStats> {
+    let mut stats = TreeStats::default();
+    for entry in entries {
+        match entry {
+            Entry::Dir(path) => DirBuilder::new()
+                .mode(0o755)
+                .create(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+            Entry::Symlink(path, target) => {
+                let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target);
+                std::os::unix::fs::symlink(target, &path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+            }
+            Entry::File(path, perm, content) => {
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(perm)
+                    .open(&path)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                file.write_all(&content)?;
+                stats.files += 1;
+                stats.bytes += content.len() as u64;
+            }
+        }
+    }
+    Ok(stats)
 }
