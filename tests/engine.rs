@@ -720,3 +720,22 @@ impl RawDb {
         diesel::sql_query(sql).execute(&mut conn).unwrap();
     }
 }
+
+#[test]
+fn commands_started_together_on_a_new_database_all_succeed() {
+    let env = TestEnv::new();
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            env.command(&["migrate"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in handles {
+        assert!(
+            child.wait().unwrap().success(),
+            "a concurrent migrate failed"
+        );
+    }
+}

@@ -43,9 +43,21 @@ pub fn open(path: &Path) -> anyhow::Result<DbPool> {
         .connection_customizer(Box::new(ConnectionSetup))
         .build(ConnectionManager::<SqliteConnection>::new(url))
         .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))?;
+    // Two processes starting on a new database must not both run the same migration: the
+    // second would fail on tables the first created. An OS lock beside the file orders them.
+    let lock_path = path.with_extension("migrate.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| anyhow::anyhow!("cannot lock {}: {e}", lock_path.display()))?;
     let mut conn = pool.get()?;
     migrate(&mut conn)?;
     drop(conn);
+    drop(lock);
     Ok(pool)
 }
 
