@@ -1,34 +1,17 @@
 //! What the command line prints: job progress on the terminal, tables, and JSON.
 
-use std::io::Write;
+use std::time::Duration;
 
+use anyhow::Context;
 use serde::Serialize;
 
+use crate::config::Settings;
+use crate::db::{DbPool, jobs};
+use crate::domain::JobStatus;
 use crate::inventory::{ClubStatus, ReleaseRow};
-use crate::pipeline::command::Ran;
-use crate::pipeline::{Progress, Step};
-
-/// Prints a job's steps on standard output as they happen.
-#[derive(Debug, Default)]
-pub struct Terminal;
-
-impl Progress for Terminal {
-    fn step(&mut self, step: Step) {
-        println!("{step}:");
-    }
-
-    fn progress(&mut self, message: &str) {
-        println!("  {message}");
-    }
-
-    fn output(&mut self, ran: &Ran) {
-        println!("  $ {} ({})", ran.shown, ran.status);
-        for line in ran.output.lines() {
-            println!("  | {line}");
-        }
-        let _ = std::io::stdout().flush();
-    }
-}
+use crate::jobs::log::format_event;
+use crate::jobs::queue;
+use crate::pipeline::lock::DeployLock;
 
 /// The actor recorded for the command line: `cli:<unix user>`.
 pub fn actor() -> String {
@@ -86,5 +69,230 @@ pub fn print_releases(rows: &[ReleaseRow]) {
     for row in rows {
         let built = if row.built { "built" } else { "not built" };
         println!("{:28}  {built:9}  {}", row.name, row.clubs.join(", "));
+    }
+}
+
+/// Works the queue (under the deploy lock, when free) until job `job_id` has finished,
+/// printing that job's log as it is written, whoever runs it. Jobs queued before it run
+/// first. Returns the finished job.
+pub fn work_until_finished(
+    settings: &Settings,
+    pool: &DbPool,
+    job_id: i32,
+) -> anyhow::Result<jobs::Job> {
+    let mut printed = 0;
+    let mut said_waiting = false;
+    loop {
+        let conn = &mut pool.get()?;
+        for event in jobs::events_after(conn, job_id, printed)? {
+            print!(
+                "{}",
+                format_event(&event.kind, &event.message, event.output.as_deref())
+            );
+            printed = event.id;
+        }
+        let job =
+            jobs::by_id(conn, job_id)?.with_context(|| format!("job #{job_id} has disappeared"))?;
+        if JobStatus::parse(&job.status)?.is_finished() {
+            return Ok(job);
+        }
+        let Some(lock) = DeployLock::try_acquire(&settings.lock_path())? else {
+            if !said_waiting {
+                println!("another deploy is running; waiting for it to finish…");
+                said_waiting = true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
+        for message in queue::recover(settings, pool, &lock)? {
+            println!("recovery: {message}");
+        }
+        let mut own = |job: &jobs::Job| {
+            if job.id != job_id {
+                println!(
+                    "running job #{} first ({} by {})",
+                    job.id, job.kind, job.requested_by
+                );
+            }
+            job.id == job_id
+        };
+        while let Some(done) = queue::run_next(settings, pool, &lock, &mut own)? {
+            if done.id == job_id {
+                // Its log was echoed as it was written.
+                if let Some(last) = jobs::events_after(conn, job_id, printed)?.last() {
+                    printed = last.id;
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Recovers an interrupted job when no other process holds the deploy lock (so every
+/// command, not only those that deploy, leaves a crashed deploy cleaned up).
+pub fn recover_if_idle(settings: &Settings, pool: &DbPool) -> anyhow::Result<()> {
+    if let Some(lock) = DeployLock::try_acquire(&settings.lock_path())? {
+        for message in queue::recover(settings, pool, &lock)? {
+            eprintln!("recovery: {message}");
+        }
+    }
+    Ok(())
+}
+
+/// A job as `jobs --json` and `job --json` print it.
+#[derive(Debug, Serialize)]
+pub struct JobView<'a> {
+    pub id: i32,
+    pub kind: &'a str,
+    pub params: serde_json::Value,
+    pub requested_by: &'a str,
+    pub status: &'a str,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub worker: Option<&'a str>,
+    pub outcome: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+impl<'a> From<&'a jobs::Job> for JobView<'a> {
+    fn from(job: &'a jobs::Job) -> Self {
+        JobView {
+            id: job.id,
+            kind: &job.kind,
+            params: serde_json::from_str(&job.params).unwrap_or(serde_json::Value::Null),
+            requested_by: &job.requested_by,
+            status: &job.status,
+            created_at: time(job.created_at),
+            started_at: job.started_at.map(time),
+            finished_at: job.finished_at.map(time),
+            worker: job.worker.as_deref(),
+            outcome: job.outcome.as_deref(),
+            error: job.error.as_deref(),
+        }
+    }
+}
+
+/// A job with its log, for `job <id> --json`.
+#[derive(Debug, Serialize)]
+pub struct JobDetail<'a> {
+    #[serde(flatten)]
+    pub job: JobView<'a>,
+    pub events: Vec<EventView<'a>>,
+}
+
+/// One log line of a job.
+#[derive(Debug, Serialize)]
+pub struct EventView<'a> {
+    pub at: String,
+    pub step: Option<&'a str>,
+    pub kind: &'a str,
+    pub message: &'a str,
+    pub output: Option<&'a str>,
+}
+
+impl<'a> JobDetail<'a> {
+    /// The job and its events.
+    pub fn new(job: &'a jobs::Job, events: &'a [jobs::JobEvent]) -> JobDetail<'a> {
+        JobDetail {
+            job: JobView::from(job),
+            events: events
+                .iter()
+                .map(|e| EventView {
+                    at: time(e.at),
+                    step: e.step.as_deref(),
+                    kind: &e.kind,
+                    message: &e.message,
+                    output: e.output.as_deref(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn time(at: chrono::NaiveDateTime) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// Prints jobs as a table, newest first.
+pub fn print_jobs(list: &[jobs::Job]) {
+    if list.is_empty() {
+        println!("no jobs yet");
+        return;
+    }
+    println!(
+        "{:>5}  {:11}  {:23}  {:16}  WHAT",
+        "JOB", "STATUS", "QUEUED", "BY"
+    );
+    for job in list {
+        let what = job
+            .outcome
+            .as_deref()
+            .or(job.error.as_deref())
+            .map_or_else(|| describe(job), str::to_owned);
+        println!(
+            "{:>5}  {:11}  {:23}  {:16}  {what}",
+            format!("#{}", job.id),
+            job.status,
+            time(job.created_at),
+            job.requested_by
+        );
+    }
+}
+
+fn describe(job: &jobs::Job) -> String {
+    crate::domain::JobSpec::from_json(&job.params)
+        .map_or_else(|_| job.kind.clone(), |spec| spec.to_string())
+}
+
+/// Prints one job and its log.
+pub fn print_job(job: &jobs::Job, events: &[jobs::JobEvent]) {
+    println!("job #{}: {}", job.id, describe(job));
+    println!("  status:       {}", job.status);
+    println!("  requested by: {}", job.requested_by);
+    println!("  queued:       {}", time(job.created_at));
+    if let Some(at) = job.started_at {
+        println!("  started:      {}", time(at));
+    }
+    if let Some(at) = job.finished_at {
+        println!("  finished:     {}", time(at));
+    }
+    if let Some(outcome) = &job.outcome {
+        println!("  outcome:      {outcome}");
+    }
+    if let Some(error) = &job.error {
+        println!("  error:        {error}");
+    }
+    println!();
+    for event in events {
+        print!(
+            "{}",
+            format_event(&event.kind, &event.message, event.output.as_deref())
+        );
+    }
+}
+
+/// Prints audit rows, newest first.
+pub fn print_audit(rows: &[crate::db::audit::AuditEvent]) {
+    if rows.is_empty() {
+        println!("no audit events match");
+        return;
+    }
+    for row in rows {
+        let address = row
+            .address
+            .as_deref()
+            .map(|a| format!(" from {a}"))
+            .unwrap_or_default();
+        println!(
+            "#{:<6} {}  {}{address}  {}  {} {}: {}",
+            row.id,
+            time(row.at),
+            row.actor,
+            row.action,
+            row.target_kind,
+            row.target,
+            row.details
+        );
     }
 }

@@ -9,8 +9,8 @@ use diesel::SqliteConnection;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::db;
 use crate::db::clubs::{self, AddClubError, NewClub};
+use crate::db::{self, audit};
 use crate::domain::{ClubSlug, ReleaseTag};
 use crate::pipeline::git::Mirror;
 use crate::pipeline::release;
@@ -61,6 +61,7 @@ pub struct AddClub<'a> {
 pub fn add_club(
     settings: &Settings,
     conn: &mut SqliteConnection,
+    actor: &str,
     club: &AddClub<'_>,
 ) -> anyhow::Result<ClubStatus> {
     let slug = ClubSlug::parse(club.slug)?;
@@ -82,34 +83,73 @@ pub fn add_club(
         bail!("the club's display name is empty");
     }
     let release = on_disk.release().map(|r| r.to_string());
-    let added = clubs::insert(
-        conn,
-        &NewClub {
-            slug: slug.as_str(),
-            name,
-            webroot: webroot_text,
-            url: club.url,
-            current_release: release.as_deref(),
-            created_at: db::now(),
-        },
-    )
-    .map_err(|e| match e {
-        AddClubError::Duplicate => anyhow::anyhow!(
-            "a club with slug {slug} or webroot {} already exists",
-            webroot.display()
-        ),
-        AddClubError::Db(e) => e.into(),
-    })?;
+    let details = format!(
+        "added {name:?} with webroot {webroot_text} (now {})",
+        release.as_deref().unwrap_or("no release")
+    );
+    let added = conn
+        .immediate_transaction(|conn| {
+            let added = clubs::insert(
+                conn,
+                &NewClub {
+                    slug: slug.as_str(),
+                    name,
+                    webroot: webroot_text,
+                    url: club.url,
+                    current_release: release.as_deref(),
+                    created_at: db::now(),
+                },
+            )?;
+            audit::append(
+                conn,
+                &club_entry(actor, "club.added", slug.as_str(), &details),
+            )?;
+            Ok(added)
+        })
+        .map_err(|e| match e {
+            AddClubError::Duplicate => anyhow::anyhow!(
+                "a club with slug {slug} or webroot {} already exists",
+                webroot.display()
+            ),
+            AddClubError::Db(e) => e.into(),
+        })?;
     status_of(settings, added)
 }
 
 /// Forgets a club (its webroot is left as it is).
-pub fn remove_club(conn: &mut SqliteConnection, slug: &str) -> anyhow::Result<()> {
+pub fn remove_club(conn: &mut SqliteConnection, actor: &str, slug: &str) -> anyhow::Result<()> {
     let slug = ClubSlug::parse(slug)?;
-    if !clubs::remove(conn, slug.as_str())? {
+    let removed = conn.immediate_transaction(|conn| {
+        if !clubs::remove(conn, slug.as_str())? {
+            return Ok(false);
+        }
+        let details = "forgotten; its webroot was left as it is";
+        audit::append(
+            conn,
+            &club_entry(actor, "club.removed", slug.as_str(), details),
+        )?;
+        Ok::<_, diesel::result::Error>(true)
+    })?;
+    if !removed {
         bail!("there is no club {slug}");
     }
     Ok(())
+}
+
+fn club_entry<'a>(
+    actor: &'a str,
+    action: &'a str,
+    slug: &'a str,
+    details: &'a str,
+) -> audit::Entry<'a> {
+    audit::Entry {
+        actor,
+        action,
+        target_kind: "club",
+        target: slug,
+        details,
+        address: None,
+    }
 }
 
 /// Every club with the release its webroot resolves to on disk, and any drift from what the

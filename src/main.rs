@@ -2,16 +2,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
-use clubdeploy::cli::{self, Terminal};
+use clubdeploy::cli;
 use clubdeploy::config::Settings;
-use clubdeploy::db;
-use clubdeploy::domain::{ClubSlug, ReleaseTag};
+use clubdeploy::db::{self, DbPool, audit, jobs};
+use clubdeploy::domain::{ClubSlug, JobSpec, JobStatus, ReleaseTag, Targets};
 use clubdeploy::inventory::{self, AddClub};
-use clubdeploy::jobs::run::{self, Job, Targets};
+use clubdeploy::jobs::{enqueue::enqueue, worker};
 
 /// Deploys a PHP application to many clubs by switching webroot symlinks to shared releases.
 #[derive(Parser)]
@@ -35,7 +36,14 @@ enum Command {
     /// Tags in the repository and built releases, with the clubs that run each.
     Releases(JsonFlag),
     /// Deploy a tag to some clubs or to all of them.
-    Deploy(DeployArgs),
+    Deploy {
+        /// The git tag to deploy.
+        tag: String,
+        #[command(flatten)]
+        targets: TargetArgs,
+        #[command(flatten)]
+        detach: DetachFlag,
+    },
     /// Return a club to the release it ran before, or to the one named with --to.
     Rollback {
         /// The club's slug.
@@ -43,11 +51,36 @@ enum Command {
         /// A release name (v2.4.1-3f2a9c1d) or a tag.
         #[arg(long)]
         to: Option<String>,
+        #[command(flatten)]
+        detach: DetachFlag,
     },
     /// Delete releases no club runs, beyond the newest `keep_releases`.
-    Prune,
+    Prune {
+        #[command(flatten)]
+        detach: DetachFlag,
+    },
     /// Every club and the release its webroot resolves to on disk.
     Status(JsonFlag),
+    /// The newest jobs.
+    Jobs(JsonFlag),
+    /// One job: its steps, log and outcome.
+    Job {
+        id: i32,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Cancel a job that has not started yet.
+    Cancel { id: i32 },
+    /// The audit log (newest first), or `audit verify` to check its hash chain.
+    #[command(args_conflicts_with_subcommands = true)]
+    Audit {
+        #[command(subcommand)]
+        verify: Option<AuditCommand>,
+        #[command(flatten)]
+        filter: AuditArgs,
+    },
+    /// Run the worker that works the job queue (the web panel will be served here too).
+    Serve,
 }
 
 #[derive(Subcommand)]
@@ -70,11 +103,42 @@ enum ClubCommand {
     Remove { slug: String },
 }
 
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; names the first row edited, inserted or deleted.
+    Verify,
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    #[arg(long)]
+    json: bool,
+    /// Only rows about this club.
+    #[arg(long)]
+    club: Option<String>,
+    /// Only rows by this actor (a user name, or cli:<unix user>).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only rows from this date (YYYY-MM-DD, UTC) on.
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many rows.
+    #[arg(long, default_value_t = 100)]
+    limit: i64,
+}
+
 #[derive(Args)]
 struct JsonFlag {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct DetachFlag {
+    /// Only queue the job and print its id; the server's worker (or the next command) runs it.
+    #[arg(long)]
+    detach: bool,
 }
 
 #[derive(Args)]
@@ -86,14 +150,6 @@ struct TargetArgs {
     /// Deploy to every club (then old releases are pruned).
     #[arg(long)]
     all: bool,
-}
-
-#[derive(Args)]
-struct DeployArgs {
-    /// The git tag to deploy.
-    tag: String,
-    #[command(flatten)]
-    targets: TargetArgs,
 }
 
 fn main() -> ExitCode {
@@ -111,7 +167,7 @@ fn main() -> ExitCode {
 fn load_settings(path: Option<&Path>) -> anyhow::Result<Settings> {
     match path {
         Some(path) if !path.exists() => {
-            anyhow::bail!("the configuration file {} does not exist", path.display())
+            bail!("the configuration file {} does not exist", path.display())
         }
         Some(path) => Ok(Settings::load(path)?),
         None => Ok(Settings::load(Path::new("clubdeploy.toml"))?),
@@ -121,15 +177,9 @@ fn load_settings(path: Option<&Path>) -> anyhow::Result<Settings> {
 fn run_command(cli: Cli) -> anyhow::Result<()> {
     let settings = load_settings(cli.config.as_deref())?;
     let pool = db::open(&settings.database_path())?;
+    cli::recover_if_idle(&settings, &pool)?;
     let conn = &mut pool.get().context("cannot connect to the database")?;
     let actor = cli::actor();
-    let mut terminal = Terminal;
-    let mut job = Job {
-        settings: &settings,
-        conn,
-        actor: &actor,
-        progress: &mut terminal,
-    };
     match cli.command {
         Command::Migrate => println!(
             "database {} is up to date",
@@ -143,7 +193,8 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let club = inventory::add_club(
                 &settings,
-                job.conn,
+                conn,
+                &actor,
                 &AddClub {
                     slug: &slug,
                     webroot: &webroot,
@@ -154,7 +205,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             println!("added club {} with webroot {}", club.slug, club.webroot);
         }
         Command::Club(ClubCommand::List(flag)) | Command::Status(flag) => {
-            let clubs = inventory::status(&settings, job.conn)?;
+            let clubs = inventory::status(&settings, conn)?;
             if flag.json {
                 cli::print_json(&clubs)?
             } else {
@@ -162,42 +213,163 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Club(ClubCommand::Remove { slug }) => {
-            inventory::remove_club(job.conn, &slug)?;
+            inventory::remove_club(conn, &actor, &slug)?;
             println!("forgot club {slug}; its webroot was left as it is");
         }
         Command::Releases(flag) => {
-            let rows = inventory::releases(&settings, job.conn)?;
+            let rows = inventory::releases(&settings, conn)?;
             if flag.json {
                 cli::print_json(&rows)?
             } else {
                 cli::print_releases(&rows)
             }
         }
-        Command::Deploy(args) => {
-            let tag = ReleaseTag::parse(&args.tag)?;
-            let targets = if args.targets.all {
+        Command::Deploy {
+            tag,
+            targets,
+            detach,
+        } => {
+            let tag = ReleaseTag::parse(&tag)?;
+            let targets = if targets.all {
                 Targets::All
             } else {
                 Targets::Clubs(
-                    args.targets
+                    targets
                         .clubs
                         .iter()
                         .map(|s| ClubSlug::parse(s))
                         .collect::<Result<_, _>>()?,
                 )
             };
-            let summary = run::deploy(&mut job, &tag, &targets)?;
-            println!("done: {summary}");
+            submit(
+                &settings,
+                &pool,
+                conn,
+                &actor,
+                JobSpec::Deploy { tag, targets },
+                detach,
+            )?;
         }
-        Command::Rollback { slug, to } => {
-            let slug = ClubSlug::parse(&slug)?;
-            let summary = run::rollback(&mut job, &slug, to.as_deref())?;
-            println!("done: {summary}");
+        Command::Rollback { slug, to, detach } => {
+            let club = ClubSlug::parse(&slug)?;
+            submit(
+                &settings,
+                &pool,
+                conn,
+                &actor,
+                JobSpec::Rollback { club, to },
+                detach,
+            )?;
         }
-        Command::Prune => {
-            let summary = run::prune(&mut job)?;
-            println!("done: {summary}");
+        Command::Prune { detach } => {
+            submit(&settings, &pool, conn, &actor, JobSpec::Prune, detach)?;
         }
+        Command::Jobs(flag) => {
+            let recent = jobs::recent(conn, 50)?;
+            if flag.json {
+                cli::print_json(&recent.iter().map(cli::JobView::from).collect::<Vec<_>>())?
+            } else {
+                cli::print_jobs(&recent)
+            }
+        }
+        Command::Job { id, json } => {
+            let job = jobs::by_id(conn, id)?.with_context(|| format!("there is no job #{id}"))?;
+            let events = jobs::events_after(conn, id, 0)?;
+            if json.json {
+                cli::print_json(&cli::JobDetail::new(&job, &events))?
+            } else {
+                cli::print_job(&job, &events)
+            }
+        }
+        Command::Cancel { id } => {
+            clubdeploy::jobs::enqueue::cancel(conn, id, &actor, None)?;
+            println!("job #{id} cancelled");
+        }
+        Command::Audit {
+            verify: Some(AuditCommand::Verify),
+            ..
+        } => match audit::verify(conn)? {
+            Ok(rows) => println!("audit log intact: {rows} rows, hash chain verified"),
+            Err(broken) => bail!("audit log check failed: {broken}"),
+        },
+        Command::Audit {
+            verify: None,
+            filter,
+        } => {
+            let since = filter.since.as_deref().map(parse_date).transpose()?;
+            let rows = audit::list(
+                conn,
+                &audit::Filter {
+                    club: filter.club,
+                    actor: filter.actor,
+                    action: None,
+                    since,
+                    limit: filter.limit,
+                },
+            )?;
+            if filter.json {
+                cli::print_json(&rows)?
+            } else {
+                cli::print_audit(&rows)
+            }
+        }
+        Command::Serve => serve(settings, pool)?,
     }
     Ok(())
+}
+
+/// Queues a job, then (unless detached) works the queue until it has finished.
+fn submit(
+    settings: &Settings,
+    pool: &DbPool,
+    conn: &mut diesel::SqliteConnection,
+    actor: &str,
+    spec: JobSpec,
+    detach: DetachFlag,
+) -> anyhow::Result<()> {
+    let id = enqueue(conn, &spec, actor, None)?;
+    if detach.detach {
+        println!("queued job #{id}: {spec}");
+        return Ok(());
+    }
+    println!("queued job #{id}: {spec}");
+    let job = cli::work_until_finished(settings, pool, id)?;
+    match JobStatus::parse(&job.status)? {
+        JobStatus::Succeeded => {
+            println!("done: {}", job.outcome.unwrap_or_default());
+            Ok(())
+        }
+        status => bail!(
+            "job #{id} {status}: {}",
+            job.error.unwrap_or_else(|| "no reason recorded".into())
+        ),
+    }
+}
+
+fn parse_date(text: &str) -> anyhow::Result<chrono::NaiveDateTime> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        .with_context(|| format!("--since {text:?} is not a date like 2026-11-26"))
+}
+
+fn serve(settings: Settings, pool: DbPool) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let worker = tokio::spawn(worker::run(
+            Arc::new(settings),
+            pool,
+            wake,
+            worker::POLL_INTERVAL,
+        ));
+        println!(
+            "clubdeploy worker running; checking for queued jobs every {} s (Ctrl-C stops)",
+            worker::POLL_INTERVAL.as_secs()
+        );
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot wait for Ctrl-C")?;
+        worker.abort();
+        Ok(())
+    })
 }

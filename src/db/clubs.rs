@@ -37,7 +37,18 @@ pub enum AddClubError {
     #[error("a club with that slug or webroot already exists")]
     Duplicate,
     #[error(transparent)]
-    Db(#[from] DieselError),
+    Db(DieselError),
+}
+
+impl From<DieselError> for AddClubError {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                AddClubError::Duplicate
+            }
+            e => AddClubError::Db(e),
+        }
+    }
 }
 
 /// Adds a club.
@@ -46,12 +57,7 @@ pub fn insert(conn: &mut SqliteConnection, club: &NewClub<'_>) -> Result<Club, A
         .values(club)
         .returning(Club::as_returning())
         .get_result(conn)
-        .map_err(|e| match e {
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                AddClubError::Duplicate
-            }
-            e => AddClubError::Db(e),
-        })
+        .map_err(AddClubError::from)
 }
 
 /// Every club, by slug.

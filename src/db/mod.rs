@@ -1,7 +1,9 @@
 //! The database: pool set-up, embedded migrations and the query functions. Only this module
 //! names diesel's schema.
 
+pub mod audit;
 pub mod clubs;
+pub mod jobs;
 pub mod schema;
 pub mod switches;
 
@@ -68,7 +70,9 @@ pub fn migrate(conn: &mut SqliteConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The current time as stored in the database (UTC, no zone).
+/// The current time as stored in the database (UTC, no zone), to the microsecond, so a value
+/// reads back exactly as written (the audit log hashes it).
 pub fn now() -> chrono::NaiveDateTime {
-    chrono::Utc::now().naive_utc()
+    use chrono::SubsecRound;
+    chrono::Utc::now().naive_utc().trunc_subsecs(6)
 }

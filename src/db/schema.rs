@@ -1,6 +1,29 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    audit_events (id) {
+        id -> Integer,
+        at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        target_kind -> Text,
+        target -> Text,
+        details -> Text,
+        address -> Nullable<Text>,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> Integer,
+        last_id -> Integer,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
     bad_releases (club_id, release) {
         club_id -> Integer,
         release -> Text,
@@ -21,6 +44,34 @@ diesel::table! {
 }
 
 diesel::table! {
+    job_events (id) {
+        id -> Integer,
+        job_id -> Integer,
+        at -> Timestamp,
+        step -> Nullable<Text>,
+        kind -> Text,
+        message -> Text,
+        output -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    jobs (id) {
+        id -> Integer,
+        kind -> Text,
+        params -> Text,
+        requested_by -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+        started_at -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+        worker -> Nullable<Text>,
+        outcome -> Nullable<Text>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     switches (id) {
         id -> Integer,
         club_id -> Integer,
@@ -34,6 +85,15 @@ diesel::table! {
 }
 
 diesel::joinable!(bad_releases -> clubs (club_id));
+diesel::joinable!(job_events -> jobs (job_id));
 diesel::joinable!(switches -> clubs (club_id));
 
-diesel::allow_tables_to_appear_in_same_query!(bad_releases, clubs, switches,);
+diesel::allow_tables_to_appear_in_same_query!(
+    audit_events,
+    audit_head,
+    bad_releases,
+    clubs,
+    job_events,
+    jobs,
+    switches,
+);

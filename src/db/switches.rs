@@ -34,14 +34,18 @@ pub struct NewSwitch {
     pub switched_at: NaiveDateTime,
 }
 
-/// Records switches, the clubs' new current release, and the releases a rollback left (marked
-/// bad for that club), all in one transaction.
+/// Records switches, the clubs' new current release, the releases a rollback left (marked
+/// bad for that club) and the audit rows telling of it, all in one transaction.
 pub fn record(
     conn: &mut SqliteConnection,
     done: &[NewSwitch],
     rolled_back_from: &[(i32, String)],
+    audit_entries: &[super::audit::Entry<'_>],
 ) -> QueryResult<()> {
     conn.immediate_transaction(|conn| {
+        for entry in audit_entries {
+            super::audit::append(conn, entry)?;
+        }
         let now = super::now();
         for (club_id, release) in rolled_back_from {
             mark_bad(conn, *club_id, release, now)?;

@@ -2,9 +2,11 @@
 //! these types exists it is valid, so the rest of the code takes the type, not a `&str`.
 
 mod club;
+mod job;
 mod release;
 
 pub use club::ClubSlug;
+pub use job::{JobSpec, JobStatus, Targets};
 pub use release::{ReleaseName, ReleaseTag};
 
 /// Why a piece of user input was refused; the message is fit to show to staff.

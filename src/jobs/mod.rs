@@ -1,4 +1,8 @@
-//! Jobs: deploy, rollback and prune, each run as a sequence of pipeline steps that records
-//! what it changed.
+//! Jobs: every deploy, rollback and prune is queued in the database, claimed by one worker
+//! at a time under the deploy lock, run as pipeline steps, and kept as history.
 
+pub mod enqueue;
+pub mod log;
+pub mod queue;
 pub mod run;
+pub mod worker;

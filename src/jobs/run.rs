@@ -1,5 +1,5 @@
-//! Runs one job from start to end: takes the deploy lock, runs the pipeline steps in order,
-//! and records every club switched. The steps themselves live in `pipeline`.
+//! Runs one job from start to end: the pipeline steps in order, recording every club switched
+//! and auditing every change. The caller holds the deploy lock; the steps live in `pipeline`.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -9,10 +9,9 @@ use diesel::SqliteConnection;
 
 use crate::config::Settings;
 use crate::db::clubs::Club;
-use crate::db::{self, clubs, switches};
-use crate::domain::{ClubSlug, ReleaseName, ReleaseTag};
+use crate::db::{self, audit, clubs, switches};
+use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, Targets};
 use crate::pipeline::git::Mirror;
-use crate::pipeline::lock::DeployLock;
 use crate::pipeline::release::{self, BuildSpec, Built, Release};
 use crate::pipeline::switch::{self, Webroot};
 use crate::pipeline::{Progress, Step, command};
@@ -24,16 +23,35 @@ const LINK_SCAN_DEPTH: usize = 3;
 pub struct Job<'a> {
     pub settings: &'a Settings,
     pub conn: &'a mut SqliteConnection,
+    /// The job's id in the queue.
+    pub id: i32,
     /// Who asked: a staff user name, or `cli:<unix user>`.
     pub actor: &'a str,
     pub progress: &'a mut dyn Progress,
 }
 
-/// Which clubs a deploy switches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Targets {
-    All,
-    Clubs(Vec<ClubSlug>),
+impl Job<'_> {
+    /// Appends an audit row in the job's name.
+    fn audit(
+        &mut self,
+        action: &str,
+        target_kind: &str,
+        target: &str,
+        details: &str,
+    ) -> anyhow::Result<()> {
+        audit::record(
+            self.conn,
+            &audit::Entry {
+                actor: self.actor,
+                action,
+                target_kind,
+                target,
+                details: &format!("{details} (job #{})", self.id),
+                address: None,
+            },
+        )
+        .context("cannot write the audit log")
+    }
 }
 
 /// Deploys `tag` to the target clubs: fetch, build, preflight, switch, reload, and after a
@@ -41,7 +59,6 @@ pub enum Targets {
 pub fn deploy(job: &mut Job<'_>, tag: &ReleaseTag, targets: &Targets) -> anyhow::Result<String> {
     let clubs = target_clubs(job.conn, targets)?;
     check_webroots(job.settings, &clubs)?;
-    let _lock = lock(job)?;
     let mirror = Mirror::open(&job.settings.mirror_dir(), &job.settings.repo_url)?;
 
     job.progress.step(Step::Fetch);
@@ -93,7 +110,6 @@ pub fn rollback(job: &mut Job<'_>, slug: &ClubSlug, to: Option<&str>) -> anyhow:
     let club = clubs::by_slug(job.conn, slug.as_str())?
         .with_context(|| format!("there is no club {slug}"))?;
     check_webroots(job.settings, std::slice::from_ref(&club))?;
-    let _lock = lock(job)?;
     let releases_dir = job.settings.releases_dir();
     let current = match switch::inspect(club.webroot.as_ref(), &releases_dir)? {
         Webroot::Release(name) => name,
@@ -130,16 +146,8 @@ pub fn rollback(job: &mut Job<'_>, slug: &ClubSlug, to: Option<&str>) -> anyhow:
 /// Deletes the releases no club runs, beyond the newest `keep_releases` of them, once no
 /// request can still be using them.
 pub fn prune(job: &mut Job<'_>) -> anyhow::Result<String> {
-    let _lock = lock(job)?;
     let deleted = prune_releases(job, None)?;
     Ok(format!("{deleted} release{} deleted", plural(deleted)))
-}
-
-fn lock(job: &mut Job<'_>) -> anyhow::Result<DeployLock> {
-    let progress = &mut *job.progress;
-    DeployLock::acquire(&job.settings.lock_path(), || {
-        progress.progress("another deploy is running; waiting for it to finish…")
-    })
 }
 
 fn target_clubs(conn: &mut SqliteConnection, targets: &Targets) -> anyhow::Result<Vec<Club>> {
@@ -209,13 +217,18 @@ fn build(
     let built = release::build(mirror, &spec, job.progress)
         .with_context(|| format!("building {tag} failed; no club was changed"))?;
     match &built {
-        Built::New(r) => job.progress.progress(&format!(
-            "built {} ({} files, {} bytes) in {:.1} s",
-            r.name,
-            r.manifest.files,
-            r.manifest.bytes,
-            started.elapsed().as_secs_f64()
-        )),
+        Built::New(r) => {
+            let details = format!(
+                "built {} from tag {tag} (commit {}): {} files, {} bytes in {:.1} s",
+                r.name,
+                &r.manifest.commit[..8],
+                r.manifest.files,
+                r.manifest.bytes,
+                started.elapsed().as_secs_f64()
+            );
+            job.progress.progress(&details);
+            job.audit("release.built", "release", r.name.as_str(), &details)?;
+        }
         Built::Reused(r) => job
             .progress
             .progress(&format!("release {} is already built; reusing it", r.name)),
@@ -281,13 +294,40 @@ fn switch_clubs(
             done.len(),
             clubs.len()
         ));
+        crate::crash::point(&format!("switch:after-{}", done.len()));
     }
     drop(switcher);
     let marks: Vec<(i32, String)> = match (rolled_back_from, done.first()) {
         (Some(from), Some(switch)) => vec![(switch.club_id, from.to_string())],
         _ => Vec::new(),
     };
-    switches::record(job.conn, &done, &marks).context("cannot record the switches")?;
+    let details: Vec<(String, String)> = done
+        .iter()
+        .map(|switch| {
+            let slug = clubs
+                .iter()
+                .find(|c| c.id == switch.club_id)
+                .map_or_else(String::new, |c| c.slug.clone());
+            let from = switch.from_release.as_deref().unwrap_or("no release");
+            let text = format!(
+                "{kind}: from {from} to {} (job #{})",
+                switch.to_release, job.id
+            );
+            (slug, text)
+        })
+        .collect();
+    let entries: Vec<audit::Entry<'_>> = details
+        .iter()
+        .map(|(slug, text)| audit::Entry {
+            actor: job.actor,
+            action: "club.switched",
+            target_kind: "club",
+            target: slug,
+            details: text,
+            address: None,
+        })
+        .collect();
+    switches::record(job.conn, &done, &marks, &entries).context("cannot record the switches")?;
     match failure {
         Some(e) => Err(e.context(format!(
             "switched {} of {} clubs, then stopped",
@@ -300,14 +340,35 @@ fn switch_clubs(
 
 fn reload_apache(job: &mut Job<'_>) -> anyhow::Result<()> {
     job.progress.step(Step::Reload);
+    crate::crash::point("reload:before");
     let ran = command::run(&job.settings.reload.command, None)?;
     job.progress.output(&ran);
-    ran.ok().context(
-        "the clubs were switched, but the web server reload failed: PHP may serve old code \
-         for up to 2 minutes, and no release was deleted",
+    if let Err(e) = ran.ok() {
+        job.audit(
+            "server.reload_failed",
+            "job",
+            &job.id.to_string(),
+            &format!("{e:#}"),
+        )?;
+        return Err(e.context(
+            "the clubs were switched, but the web server reload failed: PHP may serve old code \
+             for up to 2 minutes, and no release was deleted",
+        ));
+    }
+    job.audit(
+        "server.reloaded",
+        "job",
+        &job.id.to_string(),
+        "web server reloaded gracefully",
     )?;
     job.progress.progress("web server reloaded gracefully");
     Ok(())
+}
+
+/// Finishes a switch that an interrupted job did not get to reload: configtest, then reload.
+pub fn reload_after_interruption(job: &mut Job<'_>) -> anyhow::Result<()> {
+    preflight(job)?;
+    reload_apache(job)
 }
 
 /// The rollback target when none is named: the newest release in the club's history that it

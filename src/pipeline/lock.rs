@@ -13,14 +13,21 @@ pub struct DeployLock {
 }
 
 impl DeployLock {
+    /// Takes the lock if no other process holds it.
+    pub fn try_acquire(path: &Path) -> anyhow::Result<Option<DeployLock>> {
+        let file = open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(DeployLock { _file: file })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+
     /// Takes the lock, calling `waiting` once first if another process holds it.
     pub fn acquire(path: &Path, waiting: impl FnOnce()) -> anyhow::Result<DeployLock> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        let file = open(path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -34,4 +41,13 @@ impl DeployLock {
         }
         Ok(DeployLock { _file: file })
     }
+}
+
+fn open(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))
 }

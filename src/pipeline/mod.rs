@@ -5,6 +5,7 @@ pub mod command;
 pub mod fsops;
 pub mod git;
 pub mod lock;
+pub mod recovery;
 pub mod release;
 pub mod switch;
 

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::fsops::{BUILD_PREFIX, delete_via_trash, fsync_dir, random_suffix};
+use super::fsops::{BUILD_PREFIX, delete_via_trash, fsync_dir, random_suffix, trash_path};
 use super::git::{Mirror, TreeStats};
 use super::{Progress, command};
 use crate::domain::{ReleaseName, ReleaseTag};
@@ -112,6 +112,7 @@ pub fn build(
     DirBuilder::new().mode(0o755).create(&build_dir)?;
     match build_in(mirror, spec, &build_dir, progress) {
         Ok(manifest) => {
+            crate::crash::point("build:before-publish");
             std::fs::rename(&build_dir, &dir)
                 .with_context(|| format!("cannot publish {}", dir.display()))?;
             fsync_dir(spec.releases_dir)?;
@@ -231,6 +232,15 @@ pub fn unused_beyond<'a>(
 
 /// Deletes a release: renamed to `.trash-*` first, then removed.
 pub fn delete(releases_dir: &Path, release: &Release) -> anyhow::Result<()> {
-    delete_via_trash(releases_dir, &release.dir)
-        .with_context(|| format!("cannot delete release {}", release.name))
+    let trash = trash_path(releases_dir);
+    std::fs::rename(&release.dir, &trash)
+        .with_context(|| format!("cannot delete release {}", release.name))?;
+    crate::crash::point("prune:after-trash");
+    std::fs::remove_dir_all(&trash).with_context(|| {
+        format!(
+            "cannot delete release {} (now {})",
+            release.name,
+            trash.display()
+        )
+    })
 }

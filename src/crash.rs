@@ -1,0 +1,18 @@
+//! Fault injection for the crash-recovery tests: when `CLUBDEPLOY_CRASH_AT` names a point the
+//! process reaches, it aborts there, as a power cut or `kill -9` would stop it.
+
+use std::sync::OnceLock;
+
+/// The variable naming the point: `build:before-publish`, `switch:after-N`, `reload:before`
+/// or `prune:after-trash`.
+pub const CRASH_AT: &str = "CLUBDEPLOY_CRASH_AT";
+
+/// Aborts the process if `CLUBDEPLOY_CRASH_AT` names `point`.
+pub fn point(point: &str) {
+    static CRASH_AT_POINT: OnceLock<Option<String>> = OnceLock::new();
+    let wanted = CRASH_AT_POINT.get_or_init(|| std::env::var(CRASH_AT).ok());
+    if wanted.as_deref() == Some(point) {
+        eprintln!("{CRASH_AT}={point}: aborting here on purpose");
+        std::process::abort();
+    }
+}

@@ -1,0 +1,178 @@
+//! The `jobs` queue and the `job_events` each job writes as it runs.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{job_events, jobs};
+
+/// A job as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = jobs)]
+pub struct Job {
+    pub id: i32,
+    pub kind: String,
+    pub params: String,
+    pub requested_by: String,
+    pub status: String,
+    pub created_at: NaiveDateTime,
+    pub started_at: Option<NaiveDateTime>,
+    pub finished_at: Option<NaiveDateTime>,
+    pub worker: Option<String>,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A job to queue.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = jobs)]
+pub struct NewJob<'a> {
+    pub kind: &'a str,
+    pub params: &'a str,
+    pub requested_by: &'a str,
+    pub status: &'a str,
+    pub created_at: NaiveDateTime,
+}
+
+/// One line of a job's log.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = job_events)]
+pub struct JobEvent {
+    pub id: i32,
+    pub job_id: i32,
+    pub at: NaiveDateTime,
+    pub step: Option<String>,
+    pub kind: String,
+    pub message: String,
+    pub output: Option<String>,
+}
+
+/// A line to add to a job's log.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = job_events)]
+pub struct NewJobEvent<'a> {
+    pub job_id: i32,
+    pub at: NaiveDateTime,
+    pub step: Option<&'a str>,
+    pub kind: &'a str,
+    pub message: &'a str,
+    pub output: Option<&'a str>,
+}
+
+/// Queues a job (the caller's transaction also writes its audit event).
+pub fn insert(conn: &mut SqliteConnection, job: &NewJob<'_>) -> QueryResult<Job> {
+    diesel::insert_into(jobs::table)
+        .values(job)
+        .returning(Job::as_returning())
+        .get_result(conn)
+}
+
+/// Claims the oldest queued job for `worker`: the update only matches while the job is still
+/// queued, so of two workers racing for it exactly one changes a row. Must run inside an
+/// immediate transaction.
+pub fn claim_oldest(
+    conn: &mut SqliteConnection,
+    worker: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Option<Job>> {
+    let oldest: Option<i32> = jobs::table
+        .filter(jobs::status.eq("queued"))
+        .order(jobs::id)
+        .select(jobs::id)
+        .first(conn)
+        .optional()?;
+    let Some(id) = oldest else {
+        return Ok(None);
+    };
+    let changed = diesel::update(jobs::table.find(id).filter(jobs::status.eq("queued")))
+        .set((
+            jobs::status.eq("running"),
+            jobs::started_at.eq(now),
+            jobs::worker.eq(worker),
+        ))
+        .execute(conn)?;
+    if changed != 1 {
+        return Ok(None);
+    }
+    by_id(conn, id)
+}
+
+/// Ends a job with its status, one-line outcome, and error if any.
+pub fn finish(
+    conn: &mut SqliteConnection,
+    id: i32,
+    status: &str,
+    outcome: Option<&str>,
+    error: Option<&str>,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(jobs::table.find(id))
+        .set((
+            jobs::status.eq(status),
+            jobs::outcome.eq(outcome),
+            jobs::error.eq(error),
+            jobs::finished_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Cancels a job if it is still queued; says whether it was.
+pub fn cancel_queued(
+    conn: &mut SqliteConnection,
+    id: i32,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let changed = diesel::update(jobs::table.find(id).filter(jobs::status.eq("queued")))
+        .set((jobs::status.eq("cancelled"), jobs::finished_at.eq(now)))
+        .execute(conn)?;
+    Ok(changed == 1)
+}
+
+/// A job by id.
+pub fn by_id(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<Job>> {
+    jobs::table
+        .find(id)
+        .select(Job::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Jobs with this status, oldest first.
+pub fn with_status(conn: &mut SqliteConnection, status: &str) -> QueryResult<Vec<Job>> {
+    jobs::table
+        .filter(jobs::status.eq(status))
+        .order(jobs::id)
+        .select(Job::as_select())
+        .load(conn)
+}
+
+/// The newest jobs, newest first.
+pub fn recent(conn: &mut SqliteConnection, limit: i64) -> QueryResult<Vec<Job>> {
+    jobs::table
+        .order(jobs::id.desc())
+        .limit(limit)
+        .select(Job::as_select())
+        .load(conn)
+}
+
+/// Adds a line to a job's log.
+pub fn add_event(conn: &mut SqliteConnection, event: &NewJobEvent<'_>) -> QueryResult<()> {
+    diesel::insert_into(job_events::table)
+        .values(event)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A job's log lines after `after_id`, oldest first.
+pub fn events_after(
+    conn: &mut SqliteConnection,
+    job_id: i32,
+    after_id: i32,
+) -> QueryResult<Vec<JobEvent>> {
+    job_events::table
+        .filter(job_events::job_id.eq(job_id))
+        .filter(job_events::id.gt(after_id))
+        .order(job_events::id)
+        .select(JobEvent::as_select())
+        .load(conn)
+}

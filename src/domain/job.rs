@@ -1,0 +1,197 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ClubSlug, InvalidInput, ReleaseTag};
+
+/// Which clubs a deploy switches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    All,
+    Clubs(Vec<ClubSlug>),
+}
+
+/// What a job does, with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobSpec {
+    Deploy { tag: ReleaseTag, targets: Targets },
+    Rollback { club: ClubSlug, to: Option<String> },
+    Prune,
+}
+
+/// A job's parameters as stored (JSON in `jobs.params`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum StoredSpec {
+    Deploy {
+        tag: String,
+        clubs: Option<Vec<String>>,
+    },
+    Rollback {
+        club: String,
+        to: Option<String>,
+    },
+    Prune,
+}
+
+impl JobSpec {
+    /// The kind, as stored and shown.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobSpec::Deploy { .. } => "deploy",
+            JobSpec::Rollback { .. } => "rollback",
+            JobSpec::Prune => "prune",
+        }
+    }
+
+    /// The parameters as JSON for the database.
+    pub fn to_json(&self) -> String {
+        let stored = match self {
+            JobSpec::Deploy { tag, targets } => StoredSpec::Deploy {
+                tag: tag.to_string(),
+                clubs: match targets {
+                    Targets::All => None,
+                    Targets::Clubs(slugs) => Some(slugs.iter().map(|s| s.to_string()).collect()),
+                },
+            },
+            JobSpec::Rollback { club, to } => StoredSpec::Rollback {
+                club: club.to_string(),
+                to: to.clone(),
+            },
+            JobSpec::Prune => StoredSpec::Prune,
+        };
+        serde_json::to_string(&stored).expect("plain data serializes")
+    }
+
+    /// Parses stored parameters, checking them as if they were typed in again.
+    pub fn from_json(json: &str) -> Result<JobSpec, InvalidInput> {
+        let stored: StoredSpec = serde_json::from_str(json)
+            .map_err(|e| InvalidInput(format!("unreadable job parameters: {e}")))?;
+        Ok(match stored {
+            StoredSpec::Deploy { tag, clubs } => JobSpec::Deploy {
+                tag: ReleaseTag::parse(&tag)?,
+                targets: match clubs {
+                    None => Targets::All,
+                    Some(slugs) => Targets::Clubs(
+                        slugs
+                            .iter()
+                            .map(|s| ClubSlug::parse(s))
+                            .collect::<Result<_, _>>()?,
+                    ),
+                },
+            },
+            StoredSpec::Rollback { club, to } => JobSpec::Rollback {
+                club: ClubSlug::parse(&club)?,
+                to,
+            },
+            StoredSpec::Prune => JobSpec::Prune,
+        })
+    }
+}
+
+impl fmt::Display for JobSpec {
+    /// In words: "deploy v2.4.1 to all clubs".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobSpec::Deploy {
+                tag,
+                targets: Targets::All,
+            } => write!(f, "deploy {tag} to all clubs"),
+            JobSpec::Deploy {
+                tag,
+                targets: Targets::Clubs(slugs),
+            } => {
+                let names: Vec<&str> = slugs.iter().map(ClubSlug::as_str).collect();
+                write!(f, "deploy {tag} to {}", names.join(", "))
+            }
+            JobSpec::Rollback { club, to: None } => write!(f, "roll back {club}"),
+            JobSpec::Rollback { club, to: Some(to) } => write!(f, "roll back {club} to {to}"),
+            JobSpec::Prune => write!(f, "prune unused releases"),
+        }
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Interrupted,
+}
+
+impl JobStatus {
+    /// As stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parses a stored status.
+    pub fn parse(s: &str) -> Result<JobStatus, InvalidInput> {
+        [
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+            JobStatus::Interrupted,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+        .ok_or_else(|| InvalidInput(format!("{s:?} is not a job status")))
+    }
+
+    /// Whether the job has ended.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, JobStatus::Queued | JobStatus::Running)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_specs_survive_the_database_round_trip() {
+        let specs = [
+            JobSpec::Deploy {
+                tag: ReleaseTag::parse("v2").unwrap(),
+                targets: Targets::All,
+            },
+            JobSpec::Deploy {
+                tag: ReleaseTag::parse("v2").unwrap(),
+                targets: Targets::Clubs(vec![ClubSlug::parse("a").unwrap()]),
+            },
+            JobSpec::Rollback {
+                club: ClubSlug::parse("a").unwrap(),
+                to: Some("v1".into()),
+            },
+            JobSpec::Prune,
+        ];
+        for spec in specs {
+            assert_eq!(JobSpec::from_json(&spec.to_json()).unwrap(), spec);
+        }
+    }
+
+    #[test]
+    fn stored_parameters_are_checked_again() {
+        let bad = r#"{"kind":"deploy","tag":"../../etc","clubs":null}"#;
+        assert!(JobSpec::from_json(bad).is_err());
+    }
+}

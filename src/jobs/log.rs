@@ -1,0 +1,79 @@
+//! A running job's log: each step, progress line and command output goes to `job_events`,
+//! where the job page and `clubdeploy job <id>` read it, and optionally to the terminal.
+
+use diesel::SqliteConnection;
+
+use crate::db::{self, jobs};
+use crate::pipeline::command::Ran;
+use crate::pipeline::{Progress, Step};
+
+/// Writes a job's events to the database (and echoes them when asked).
+pub struct JobLog<'a> {
+    conn: &'a mut SqliteConnection,
+    job_id: i32,
+    step: Option<Step>,
+    echo: bool,
+}
+
+impl<'a> JobLog<'a> {
+    /// A log for job `job_id` on its own connection; `echo` also prints each line.
+    pub fn new(conn: &'a mut SqliteConnection, job_id: i32, echo: bool) -> JobLog<'a> {
+        JobLog {
+            conn,
+            job_id,
+            step: None,
+            echo,
+        }
+    }
+
+    /// Writes one event; a failure to log never stops the job, it is said on stderr.
+    pub fn write(&mut self, kind: &str, message: &str, output: Option<&str>) {
+        let event = jobs::NewJobEvent {
+            job_id: self.job_id,
+            at: db::now(),
+            step: self.step.map(Step::as_str),
+            kind,
+            message,
+            output,
+        };
+        if let Err(e) = jobs::add_event(self.conn, &event) {
+            eprintln!(
+                "warning: cannot write to the log of job #{}: {e}",
+                self.job_id
+            );
+        }
+        if self.echo {
+            print!("{}", format_event(kind, message, output));
+        }
+    }
+}
+
+impl Progress for JobLog<'_> {
+    fn step(&mut self, step: Step) {
+        self.step = Some(step);
+        self.write("step", step.as_str(), None);
+    }
+
+    fn progress(&mut self, message: &str) {
+        self.write("progress", message, None);
+    }
+
+    fn output(&mut self, ran: &Ran) {
+        let message = format!("$ {} ({})", ran.shown, ran.status);
+        self.write("output", &message, Some(&ran.output));
+    }
+}
+
+/// How an event reads on a terminal: steps flush left, the rest indented, output behind `|`.
+pub fn format_event(kind: &str, message: &str, output: Option<&str>) -> String {
+    let mut text = match kind {
+        "step" => format!("{message}:\n"),
+        _ => format!("  {message}\n"),
+    };
+    for line in output.unwrap_or_default().lines() {
+        text.push_str("  | ");
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}

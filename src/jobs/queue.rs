@@ -1,0 +1,311 @@
+//! The queue, worked under the deploy lock: recovering jobs a dead process left `running`,
+//! claiming the oldest queued job, running it, and recording how it ended.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use diesel::SqliteConnection;
+
+use super::log::JobLog;
+use super::run::{self, Job};
+use crate::config::Settings;
+use crate::db::{self, DbPool, audit, clubs, jobs, switches};
+use crate::domain::{JobSpec, JobStatus, Targets};
+use crate::pipeline::lock::DeployLock;
+use crate::pipeline::recovery;
+use crate::pipeline::release;
+use crate::pipeline::switch::{self, Webroot};
+
+/// How a job that this process ran ended.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub id: i32,
+    pub status: JobStatus,
+}
+
+/// This process, as recorded on the jobs it claims: `<pid>@<host>`.
+pub fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{}@{host}", std::process::id())
+}
+
+/// Clears what a dead worker left behind. Holding the deploy lock proves no other process is
+/// running a job, so every job still marked `running` was interrupted: its build and trash
+/// directories and temporary links are removed, every club's link is read back from disk and
+/// recorded, the web server is reloaded when the job had switched clubs without reloading,
+/// and the job is marked `interrupted` with the steps it had completed. Returns what it did.
+pub fn recover(
+    settings: &Settings,
+    pool: &DbPool,
+    _lock: &DeployLock,
+) -> anyhow::Result<Vec<String>> {
+    let conn = &mut pool.get()?;
+    let mut done = Vec::new();
+    let webroots: Vec<PathBuf> = clubs::all(conn)?
+        .into_iter()
+        .map(|c| PathBuf::from(c.webroot))
+        .collect();
+    for path in
+        recovery::clean_leftovers(&settings.releases_dir(), &webroots, &settings.webroot_base)?
+    {
+        done.push(format!("removed leftover {}", path.display()));
+    }
+    for job in jobs::with_status(conn, JobStatus::Running.as_str())? {
+        done.extend(recover_job(settings, pool, conn, &job)?);
+    }
+    Ok(done)
+}
+
+fn recover_job(
+    settings: &Settings,
+    pool: &DbPool,
+    conn: &mut SqliteConnection,
+    job: &jobs::Job,
+) -> anyhow::Result<Vec<String>> {
+    let mut steps: Vec<String> = Vec::new();
+    for event in jobs::events_after(conn, job.id, 0)? {
+        if event.kind == "step" && !steps.contains(&event.message) {
+            steps.push(event.message);
+        }
+    }
+    let during = steps.pop().unwrap_or_else(|| "start".to_owned());
+    let log_conn = &mut pool.get()?;
+    let mut log = JobLog::new(log_conn, job.id, false);
+    log.write(
+        "progress",
+        &format!("recovery: the process running this job stopped during {during}"),
+        None,
+    );
+    let mut messages = resync_clubs(settings, conn, job)?;
+    for message in &messages {
+        log.write("progress", &format!("recovery: {message}"), None);
+    }
+    // A switch without its reload leaves PHP serving old and new code mixed: finish it.
+    let spec = JobSpec::from_json(&job.params).ok();
+    let reloads = match &spec {
+        Some(JobSpec::Deploy { targets, .. }) => settings
+            .reload
+            .policy
+            .reloads_after(*targets == Targets::All),
+        Some(JobSpec::Rollback { .. }) => settings.reload.policy.reloads_after(false),
+        _ => false,
+    };
+    if reloads && (during == "switch" || during == "reload") {
+        let mut run_job = Job {
+            settings,
+            conn,
+            id: job.id,
+            actor: &job.requested_by,
+            progress: &mut log,
+        };
+        match run::reload_after_interruption(&mut run_job) {
+            Ok(()) => messages.push("reloaded the web server the job had not reloaded".into()),
+            Err(e) => messages.push(format!("could not reload the web server: {e:#}")),
+        }
+    }
+    let completed = if steps.is_empty() {
+        "none".to_owned()
+    } else {
+        steps.join(", ")
+    };
+    let outcome = format!("interrupted during {during}; steps completed: {completed}");
+    let error = format!(
+        "the process running this job ({}) stopped during {during}; every club was left on a \
+         complete release",
+        job.worker.as_deref().unwrap_or("unknown")
+    );
+    log.write("error", &error, None);
+    conn.immediate_transaction(|conn| {
+        jobs::finish(
+            conn,
+            job.id,
+            JobStatus::Interrupted.as_str(),
+            Some(&outcome),
+            Some(&error),
+            db::now(),
+        )?;
+        audit::append(
+            conn,
+            &audit::Entry {
+                actor: &job.requested_by,
+                action: "job.interrupted",
+                target_kind: "job",
+                target: &job.id.to_string(),
+                details: &outcome,
+                address: None,
+            },
+        )
+    })?;
+    messages.push(format!("job #{} marked interrupted ({outcome})", job.id));
+    Ok(messages)
+}
+
+/// Reads every club's link from disk and records any switch the interrupted job made but
+/// did not get to record.
+fn resync_clubs(
+    settings: &Settings,
+    conn: &mut SqliteConnection,
+    job: &jobs::Job,
+) -> anyhow::Result<Vec<String>> {
+    let releases_dir = settings.releases_dir();
+    let mut messages = Vec::new();
+    for club in clubs::all(conn)? {
+        let on_disk = switch::inspect(club.webroot.as_ref(), &releases_dir)?;
+        let release = on_disk.release().map(|r| r.to_string());
+        if release == club.current_release {
+            continue;
+        }
+        let from = club.current_release.as_deref().unwrap_or("no release");
+        let to = release.as_deref().unwrap_or("no release");
+        let details = format!(
+            "found on disk after job #{} stopped: from {from} to {to}",
+            job.id
+        );
+        let manifest = match &on_disk {
+            Webroot::Release(name) => release::read(&releases_dir.join(name.as_str()), name),
+            _ => None,
+        };
+        let entry = audit::Entry {
+            actor: &job.requested_by,
+            action: "club.switched",
+            target_kind: "club",
+            target: &club.slug,
+            details: &details,
+            address: None,
+        };
+        match manifest {
+            Some(found) => switches::record(
+                conn,
+                &[switches::NewSwitch {
+                    club_id: club.id,
+                    from_release: club.current_release.clone(),
+                    to_release: found.name.to_string(),
+                    commit_id: found.manifest.commit,
+                    kind: "recovered".to_owned(),
+                    actor: job.requested_by.clone(),
+                    switched_at: db::now(),
+                }],
+                &[],
+                &[entry],
+            )?,
+            None => conn.immediate_transaction(|conn| {
+                clubs::set_current_release(conn, club.id, release.as_deref())?;
+                audit::append(conn, &entry)
+            })?,
+        }
+        messages.push(format!("club {}: {details}", club.slug));
+    }
+    Ok(messages)
+}
+
+/// Claims the oldest queued job and runs it to the end; `None` when none is queued.
+/// `on_claim` is told of the job first and says whether to echo its log to the terminal.
+pub fn run_next(
+    settings: &Settings,
+    pool: &DbPool,
+    _lock: &DeployLock,
+    on_claim: &mut dyn FnMut(&jobs::Job) -> bool,
+) -> anyhow::Result<Option<Finished>> {
+    let conn = &mut pool.get()?;
+    let worker = worker_name();
+    let claimed = conn
+        .immediate_transaction(|conn| {
+            let job = jobs::claim_oldest(conn, &worker, db::now())?;
+            if let Some(job) = &job {
+                audit::append(
+                    conn,
+                    &audit::Entry {
+                        actor: &job.requested_by,
+                        action: "job.started",
+                        target_kind: "job",
+                        target: &job.id.to_string(),
+                        details: &format!("started by worker {worker}"),
+                        address: None,
+                    },
+                )?;
+            }
+            Ok::<_, diesel::result::Error>(job)
+        })
+        .context("cannot claim a job")?;
+    let Some(job) = claimed else {
+        return Ok(None);
+    };
+    let echo = on_claim(&job);
+    let log_conn = &mut pool.get()?;
+    let mut log = JobLog::new(log_conn, job.id, echo);
+    let result = match JobSpec::from_json(&job.params) {
+        Ok(spec) => {
+            let mut run_job = Job {
+                settings,
+                conn,
+                id: job.id,
+                actor: &job.requested_by,
+                progress: &mut log,
+            };
+            match &spec {
+                JobSpec::Deploy { tag, targets } => run::deploy(&mut run_job, tag, targets),
+                JobSpec::Rollback { club, to } => run::rollback(&mut run_job, club, to.as_deref()),
+                JobSpec::Prune => run::prune(&mut run_job),
+            }
+        }
+        Err(e) => Err(e.into()),
+    };
+    let (status, outcome, error) = match result {
+        Ok(summary) => (JobStatus::Succeeded, Some(summary), None),
+        Err(e) => (
+            JobStatus::Failed,
+            None,
+            Some(format!("{e:#}").replace('\n', " ")),
+        ),
+    };
+    match (&outcome, &error) {
+        (Some(summary), _) => log.write("outcome", summary, None),
+        (_, Some(error)) => log.write("error", error, None),
+        _ => {}
+    }
+    let details = outcome
+        .clone()
+        .or_else(|| error.clone())
+        .unwrap_or_default();
+    conn.immediate_transaction(|conn| {
+        jobs::finish(
+            conn,
+            job.id,
+            status.as_str(),
+            outcome.as_deref(),
+            error.as_deref(),
+            db::now(),
+        )?;
+        audit::append(
+            conn,
+            &audit::Entry {
+                actor: &job.requested_by,
+                action: "job.finished",
+                target_kind: "job",
+                target: &job.id.to_string(),
+                details: &format!("{status}: {details}"),
+                address: None,
+            },
+        )
+    })
+    .context("cannot record how the job ended")?;
+    Ok(Some(Finished { id: job.id, status }))
+}
+
+/// Takes the deploy lock if it is free, recovers, and runs every queued job. Returns without
+/// doing anything when another process holds the lock (it is working the queue).
+pub fn drain(settings: &Settings, pool: &DbPool) -> anyhow::Result<Vec<Finished>> {
+    let Some(lock) = DeployLock::try_acquire(&settings.lock_path())? else {
+        return Ok(Vec::new());
+    };
+    for message in recover(settings, pool, &lock)? {
+        eprintln!("recovery: {message}");
+    }
+    let mut finished = Vec::new();
+    while let Some(done) = run_next(settings, pool, &lock, &mut |_| false)? {
+        finished.push(done);
+    }
+    Ok(finished)
+}

@@ -1,0 +1,35 @@
+//! The server's worker: works the queue whenever a job is queued in this process (woken by a
+//! `Notify`) and every few seconds for jobs queued by another process (the command line).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::queue;
+use crate::config::Settings;
+use crate::db::DbPool;
+
+/// How often the worker looks for jobs queued by another process.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Works the queue forever: right away (which also recovers an interrupted job), then each
+/// time `wake` is notified or `poll` has passed. Jobs run on the blocking thread pool.
+pub async fn run(settings: Arc<Settings>, pool: DbPool, wake: Arc<Notify>, poll: Duration) {
+    loop {
+        let (settings, pool) = (settings.clone(), pool.clone());
+        match tokio::task::spawn_blocking(move || queue::drain(&settings, &pool)).await {
+            Ok(Ok(finished)) => {
+                for job in finished {
+                    eprintln!("job #{} {}", job.id, job.status);
+                }
+            }
+            Ok(Err(e)) => eprintln!("worker: {e:#}"),
+            Err(e) => eprintln!("worker: a job panicked: {e}"),
+        }
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+}
