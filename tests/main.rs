@@ -1,5 +1,7 @@
 //! One integration test binary (one link step); each module tests one area through the real
 //! `clubdeploy` binary, on real temporary directories, git repositories, symlinks and SQLite.
 
+mod audit;
 mod engine;
 mod helpers;
+mod jobs;

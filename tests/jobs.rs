@@ -1,0 +1,380 @@
+//! The job queue: crash recovery at every injected crash point, concurrent deploys from many
+//! processes, detached jobs picked up by `serve`, the in-process wake-up, and cancelling.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel::sql_types::{Integer, Nullable, Text};
+
+use crate::helpers::{TestEnv, entries};
+
+/// Every name under `dir` (two levels: `<www>/<club>/<entry>`) that a job must not leave.
+fn leftovers(env: &TestEnv) -> Vec<String> {
+    let mut found: Vec<String> = entries(&env.releases_dir())
+        .into_iter()
+        .filter(|n| n.starts_with(".build-") || n.starts_with(".trash-"))
+        .collect();
+    for top in entries(&env.www) {
+        if top.contains(".tmp-") {
+            found.push(top.clone());
+        }
+        for inner in entries(&env.www.join(&top)) {
+            if inner.contains(".tmp-") {
+                found.push(format!("{top}/{inner}"));
+            }
+        }
+    }
+    found
+}
+
+fn job_json(env: &TestEnv, id: i64) -> serde_json::Value {
+    serde_json::from_str(&env.ok(&["job", &id.to_string(), "--json"])).unwrap()
+}
+
+fn newest_job(env: &TestEnv) -> serde_json::Value {
+    let jobs: serde_json::Value = serde_json::from_str(&env.ok(&["jobs", "--json"])).unwrap();
+    jobs[0].clone()
+}
+
+/// Deploys v1 to three clubs, then v2 with a crash at `point`; checks what the crash left
+/// (`left_behind` says what a crash there leaves), then that any command recovers.
+fn crash_then_recover(point: &str, left_behind: impl Fn(&TestEnv) -> bool) -> TestEnv {
+    let mut env = TestEnv::new();
+    env.config.keep_releases = 0;
+    env.configure();
+    env.add_clubs(&["a", "b", "c"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let out = env
+        .command(&["deploy", "v2", "--all"])
+        .env("CLUBDEPLOY_CRASH_AT", point)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(6),
+        "the deploy did not abort at {point}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        left_behind(&env),
+        "a crash at {point} left nothing half-done"
+    );
+    // Read the database directly: every command would recover first.
+    let jobs = job_times(&env.data.join("clubdeploy.sqlite3"));
+    assert_eq!(jobs.last().unwrap().status, "running", "{jobs:?}");
+
+    // Any command recovers.
+    env.ok(&["status"]);
+    for slug in ["a", "b", "c"] {
+        let real = env.realpath(slug);
+        assert!(
+            real.join(".clubdeploy-release.json").is_file(),
+            "club {slug} resolves to {} without a manifest after a crash at {point}",
+            real.display()
+        );
+    }
+    assert_eq!(
+        leftovers(&env),
+        Vec::<String>::new(),
+        "after a crash at {point}"
+    );
+    let job = newest_job(&env);
+    assert_eq!(job["status"], "interrupted", "{job}");
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    for club in status.as_array().unwrap() {
+        assert_eq!(club["drift"], false, "recovery did not record {club}");
+    }
+
+    // And the same deploy then succeeds.
+    env.ok(&["deploy", "v2", "--all"]);
+    for slug in ["a", "b", "c"] {
+        assert_eq!(env.release_of(slug), env.release_name("v2"));
+    }
+    assert_eq!(env.release_entries(), vec![env.release_name("v2")]);
+    env
+}
+
+#[test]
+fn a_crash_before_publishing_a_build_is_recovered() {
+    let env = crash_then_recover("build:before-publish", |env| {
+        entries(&env.releases_dir())
+            .iter()
+            .any(|n| n.starts_with(".build-v2-"))
+    });
+    let job = job_json(&env, 2);
+    assert_eq!(
+        job["outcome"],
+        "interrupted during build; steps completed: fetch"
+    );
+}
+
+#[test]
+fn a_crash_after_the_first_club_switched_is_recovered_and_recorded() {
+    let env = crash_then_recover("switch:after-1", |env| {
+        // a was switched, b and c not yet; the template link is still there.
+        env.release_of("a") == env.release_name("v2")
+            && env.release_of("b") == env.release_name("v1")
+            && entries(&env.www)
+                .iter()
+                .any(|n| n.starts_with(".clubdeploy-link"))
+    });
+    let job = job_json(&env, 2);
+    assert_eq!(
+        job["outcome"],
+        "interrupted during switch; steps completed: fetch, build, preflight"
+    );
+    let audit = env.ok(&["audit", "--club", "a"]);
+    assert!(
+        audit.contains("found on disk after job #2 stopped"),
+        "{audit}"
+    );
+}
+
+#[test]
+fn a_crash_after_two_clubs_switched_is_recovered() {
+    crash_then_recover("switch:after-2", |env| {
+        env.release_of("b") == env.release_name("v2")
+            && env.release_of("c") == env.release_name("v1")
+    });
+}
+
+#[test]
+fn a_crash_before_the_reload_is_recovered_with_the_reload() {
+    let env = crash_then_recover("reload:before", |env| {
+        ["a", "b", "c"]
+            .iter()
+            .all(|s| env.release_of(s) == env.release_name("v2"))
+    });
+    // The v1 deploy; the v2 deploy that crashed before its reload; recovery finishing it with
+    // configtest and reload; the v2 deploy again, switching nothing, but reloading before it
+    // prunes v1 (its grace period counts from a reload).
+    assert_eq!(
+        env.events(),
+        [
+            "configtest",
+            "reload",
+            "configtest",
+            "configtest",
+            "reload",
+            "configtest",
+            "reload"
+        ]
+    );
+}
+
+#[test]
+fn a_crash_after_moving_a_release_to_trash_is_recovered() {
+    crash_then_recover("prune:after-trash", |env| {
+        entries(&env.releases_dir())
+            .iter()
+            .any(|n| n.starts_with(".trash-"))
+    });
+}
+
+#[derive(QueryableByName, Debug)]
+struct JobTimes {
+    #[diesel(sql_type = Integer)]
+    id: i32,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Text)]
+    params: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    started_at: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    finished_at: Option<String>,
+}
+
+fn job_times(db: &Path) -> Vec<JobTimes> {
+    let mut conn = SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+    diesel::sql_query(
+        "SELECT id, status, params, started_at, finished_at FROM jobs ORDER BY started_at",
+    )
+    .load(&mut conn)
+    .unwrap()
+}
+
+#[test]
+fn twenty_deploys_from_separate_processes_run_one_at_a_time() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    let tags = ["v1", "v2", "v3"];
+    let children: Vec<Child> = (0..20)
+        .map(|n| {
+            env.command(&["deploy", tags[n % 3], "--club", "a"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let jobs = job_times(&env.data.join("clubdeploy.sqlite3"));
+    assert_eq!(jobs.len(), 20);
+    for pair in jobs.windows(2) {
+        assert_eq!(pair[0].status, "succeeded", "{:?}", pair[0]);
+        let (end, next_start) = (
+            pair[0].finished_at.as_ref().unwrap(),
+            pair[1].started_at.as_ref().unwrap(),
+        );
+        assert!(end <= next_start, "jobs overlapped: {pair:?}");
+    }
+    let last = jobs.last().unwrap();
+    assert_eq!(last.status, "succeeded");
+    let tag = serde_json::from_str::<serde_json::Value>(&last.params).unwrap()["tag"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        env.release_of("a"),
+        env.release_name(&tag),
+        "last job was #{}",
+        last.id
+    );
+    assert!(!env.webroot("b").exists(), "club b was never targeted");
+}
+
+/// A `clubdeploy serve` process, stopped when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_status(env: &TestEnv, id: i64, wanted: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = job_json(env, id);
+        if job["status"] == wanted {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job #{id} never became {wanted}: {job}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn serve_runs_jobs_queued_by_another_process() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    let _server = Server(
+        env.command(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = env.ok(&["deploy", "v2", "--all", "--detach"]);
+    assert_eq!(out.trim(), "queued job #1: deploy v2 to all clubs");
+    let job = wait_for_status(&env, 1, "succeeded");
+    assert!(job["worker"].as_str().unwrap().contains('@'));
+    let steps: Vec<&str> = job["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "step")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["fetch", "build", "preflight", "switch", "reload", "prune"]
+    );
+    assert_eq!(env.release_of("a"), env.release_name("v2"));
+}
+
+#[test]
+fn a_job_queued_in_process_wakes_the_worker_without_waiting_for_a_poll() {
+    use clubdeploy::domain::{JobSpec, ReleaseTag, Targets};
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    let settings = Arc::new(clubdeploy::config::Settings::load(&env.config_path).unwrap());
+    let pool = clubdeploy::db::open(&settings.database_path()).unwrap();
+    let deploy = |tag: &str| JobSpec::Deploy {
+        tag: ReleaseTag::parse(tag).unwrap(),
+        targets: Targets::All,
+    };
+    let enqueue = |spec: &JobSpec| {
+        clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), spec, "test", None).unwrap()
+    };
+    // Job 1 is there before the worker starts, so its first pass runs it.
+    enqueue(&deploy("v1"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    // Polling once an hour: only the notification can start job 2 within the test.
+    runtime.spawn(clubdeploy::jobs::worker::run(
+        settings.clone(),
+        pool.clone(),
+        wake.clone(),
+        Duration::from_secs(3600),
+    ));
+    wait_for_status(&env, 1, "succeeded");
+    enqueue(&deploy("v2"));
+    wake.notify_one();
+    wait_for_status(&env, 2, "succeeded");
+    assert_eq!(env.release_of("a"), env.release_name("v2"));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+}
+
+#[test]
+fn a_queued_job_can_be_cancelled_and_a_finished_one_cannot() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let out = env.ok(&["deploy", "v2", "--all", "--detach"]);
+    assert!(out.starts_with("queued job #2"), "{out}");
+    let out = env.ok(&["cancel", "2"]);
+    assert_eq!(out.trim(), "job #2 cancelled");
+    assert_eq!(job_json(&env, 2)["status"], "cancelled");
+    let error = env.fails(&["cancel", "1"]);
+    assert!(
+        error.contains("job #1 is succeeded; only a queued job"),
+        "{error}"
+    );
+    let error = env.fails(&["cancel", "99"]);
+    assert!(error.contains("there is no job #99"), "{error}");
+    // The cancelled job never runs: the next command works the queue past it.
+    env.ok(&["deploy", "v3", "--club", "a"]);
+    assert_eq!(env.release_of("a"), env.release_name("v3"));
+    assert_eq!(job_json(&env, 2)["status"], "cancelled");
+    let audit = env.ok(&["audit"]);
+    assert!(audit.contains("job.cancelled"), "{audit}");
+}
+
+#[test]
+fn a_failed_job_keeps_its_log_and_the_command_exits_non_zero() {
+    let mut env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    env.config.build_commands = vec![crate::helpers::sh("echo 'PHP Fatal error' >&2; exit 3")];
+    env.configure();
+    let error = env.fails(&["deploy", "v1", "--all"]);
+    assert!(
+        error.starts_with("error: job #1 failed: building v1 failed"),
+        "{error}"
+    );
+    let job = job_json(&env, 1);
+    assert_eq!(job["status"], "failed");
+    let output: Vec<&str> = job["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["output"].as_str())
+        .collect();
+    assert_eq!(output, ["PHP Fatal error\n"]);
+}
