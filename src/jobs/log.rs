@@ -1,6 +1,8 @@
 //! A running job's log: each step, progress line and command output goes to `job_events`,
 //! where the job page and `clubdeploy job <id>` read it, and optionally to the terminal.
 
+use std::time::Instant;
+
 use diesel::SqliteConnection;
 
 use crate::db::{self, jobs};
@@ -11,7 +13,7 @@ use crate::pipeline::{Progress, Step};
 pub struct JobLog<'a> {
     conn: &'a mut SqliteConnection,
     job_id: i32,
-    step: Option<Step>,
+    step: Option<(Step, Instant)>,
     echo: bool,
 }
 
@@ -31,7 +33,7 @@ impl<'a> JobLog<'a> {
         let event = jobs::NewJobEvent {
             job_id: self.job_id,
             at: db::now(),
-            step: self.step.map(Step::as_str),
+            step: self.step.map(|(step, _)| step.as_str()),
             kind,
             message,
             output,
@@ -48,9 +50,20 @@ impl<'a> JobLog<'a> {
     }
 }
 
+impl JobLog<'_> {
+    /// Records that the current step ended well, with how long it took.
+    pub fn end_step(&mut self) {
+        if let Some((step, started)) = self.step {
+            let message = format!("{step} done in {:.1} s", started.elapsed().as_secs_f64());
+            self.write("done", &message, None);
+        }
+    }
+}
+
 impl Progress for JobLog<'_> {
     fn step(&mut self, step: Step) {
-        self.step = Some(step);
+        self.end_step();
+        self.step = Some((step, Instant::now()));
         self.write("step", step.as_str(), None);
     }
 

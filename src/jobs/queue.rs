@@ -64,13 +64,15 @@ fn recover_job(
     conn: &mut SqliteConnection,
     job: &jobs::Job,
 ) -> anyhow::Result<Vec<String>> {
-    let mut steps: Vec<String> = Vec::new();
+    let mut completed: Vec<String> = Vec::new();
+    let mut during = "start".to_owned();
     for event in jobs::events_after(conn, job.id, 0)? {
-        if event.kind == "step" && !steps.contains(&event.message) {
-            steps.push(event.message);
+        match (event.kind.as_str(), event.step) {
+            ("step", Some(step)) => during = step,
+            ("done", Some(step)) if !completed.contains(&step) => completed.push(step),
+            _ => {}
         }
     }
-    let during = steps.pop().unwrap_or_else(|| "start".to_owned());
     let log_conn = &mut pool.get()?;
     let mut log = JobLog::new(log_conn, job.id, false);
     log.write(
@@ -105,10 +107,10 @@ fn recover_job(
             Err(e) => messages.push(format!("could not reload the web server: {e:#}")),
         }
     }
-    let completed = if steps.is_empty() {
+    let completed = if completed.is_empty() {
         "none".to_owned()
     } else {
-        steps.join(", ")
+        completed.join(", ")
     };
     let outcome = format!("interrupted during {during}; steps completed: {completed}");
     let error = format!(
@@ -261,7 +263,10 @@ pub fn run_next(
         ),
     };
     match (&outcome, &error) {
-        (Some(summary), _) => log.write("outcome", summary, None),
+        (Some(summary), _) => {
+            log.end_step();
+            log.write("outcome", summary, None);
+        }
         (_, Some(error)) => log.write("error", error, None),
         _ => {}
     }
