@@ -100,10 +100,8 @@ pub fn add_club(
                     created_at: db::now(),
                 },
             )?;
-            audit::append(
-                conn,
-                &club_entry(actor, "club.added", slug.as_str(), &details),
-            )?;
+            let entry = audit::Entry::new(actor, "club.added", "club", slug.as_str(), &details);
+            audit::append(conn, &entry)?;
             Ok(added)
         })
         .map_err(|e| match e {
@@ -124,32 +122,14 @@ pub fn remove_club(conn: &mut SqliteConnection, actor: &str, slug: &str) -> anyh
             return Ok(false);
         }
         let details = "forgotten; its webroot was left as it is";
-        audit::append(
-            conn,
-            &club_entry(actor, "club.removed", slug.as_str(), details),
-        )?;
+        let entry = audit::Entry::new(actor, "club.removed", "club", slug.as_str(), details);
+        audit::append(conn, &entry)?;
         Ok::<_, diesel::result::Error>(true)
     })?;
     if !removed {
         bail!("there is no club {slug}");
     }
     Ok(())
-}
-
-fn club_entry<'a>(
-    actor: &'a str,
-    action: &'a str,
-    slug: &'a str,
-    details: &'a str,
-) -> audit::Entry<'a> {
-    audit::Entry {
-        actor,
-        action,
-        target_kind: "club",
-        target: slug,
-        details,
-        address: None,
-    }
 }
 
 /// Every club with the release its webroot resolves to on disk, and any drift from what the

@@ -42,6 +42,26 @@ pub struct Entry<'a> {
     pub address: Option<&'a str>,
 }
 
+impl<'a> Entry<'a> {
+    /// An entry with no network address (the command line, a job).
+    pub fn new(
+        actor: &'a str,
+        action: &'a str,
+        target_kind: &'a str,
+        target: &'a str,
+        details: &'a str,
+    ) -> Entry<'a> {
+        Entry {
+            actor,
+            action,
+            target_kind,
+            target,
+            details,
+            address: None,
+        }
+    }
+}
+
 #[derive(Insertable)]
 #[diesel(table_name = audit_events)]
 struct NewRow<'a> {

@@ -43,17 +43,9 @@ pub fn enqueue(
                 created_at: db::now(),
             },
         )?;
-        audit::append(
-            conn,
-            &audit::Entry {
-                actor,
-                action: "job.queued",
-                target_kind: "job",
-                target: &job.id.to_string(),
-                details: &spec.to_string(),
-                address,
-            },
-        )?;
+        let (target, details) = (job.id.to_string(), spec.to_string());
+        let entry = audit::Entry::new(actor, "job.queued", "job", &target, &details);
+        audit::append(conn, &audit::Entry { address, ..entry })?;
         Ok::<_, diesel::result::Error>(job.id)
     })
     .context("cannot queue the job")
@@ -70,17 +62,10 @@ pub fn cancel(
         if !jobs::cancel_queued(conn, id, db::now())? {
             return Ok(false);
         }
-        audit::append(
-            conn,
-            &audit::Entry {
-                actor,
-                action: "job.cancelled",
-                target_kind: "job",
-                target: &id.to_string(),
-                details: "cancelled before it started",
-                address,
-            },
-        )?;
+        let target = id.to_string();
+        let details = "cancelled before it started";
+        let entry = audit::Entry::new(actor, "job.cancelled", "job", &target, details);
+        audit::append(conn, &audit::Entry { address, ..entry })?;
         Ok::<_, diesel::result::Error>(true)
     })?;
     if cancelled {

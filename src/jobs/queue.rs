@@ -119,27 +119,15 @@ fn recover_job(
         job.worker.as_deref().unwrap_or("unknown")
     );
     log.write("error", &error, None);
-    conn.immediate_transaction(|conn| {
-        jobs::finish(
-            conn,
-            job.id,
-            JobStatus::Interrupted.as_str(),
-            Some(&outcome),
-            Some(&error),
-            db::now(),
-        )?;
-        audit::append(
-            conn,
-            &audit::Entry {
-                actor: &job.requested_by,
-                action: "job.interrupted",
-                target_kind: "job",
-                target: &job.id.to_string(),
-                details: &outcome,
-                address: None,
-            },
-        )
-    })?;
+    record_end(
+        conn,
+        job,
+        JobStatus::Interrupted,
+        Some(&outcome),
+        Some(&error),
+        "job.interrupted",
+        &outcome,
+    )?;
     messages.push(format!("job #{} marked interrupted ({outcome})", job.id));
     Ok(messages)
 }
@@ -169,14 +157,13 @@ fn resync_clubs(
             Webroot::Release(name) => release::read(&releases_dir.join(name.as_str()), name),
             _ => None,
         };
-        let entry = audit::Entry {
-            actor: &job.requested_by,
-            action: "club.switched",
-            target_kind: "club",
-            target: &club.slug,
-            details: &details,
-            address: None,
-        };
+        let entry = audit::Entry::new(
+            &job.requested_by,
+            "club.switched",
+            "club",
+            &club.slug,
+            &details,
+        );
         match manifest {
             Some(found) => switches::record(
                 conn,
@@ -216,17 +203,11 @@ pub fn run_next(
         .immediate_transaction(|conn| {
             let job = jobs::claim_oldest(conn, &worker, db::now())?;
             if let Some(job) = &job {
-                audit::append(
-                    conn,
-                    &audit::Entry {
-                        actor: &job.requested_by,
-                        action: "job.started",
-                        target_kind: "job",
-                        target: &job.id.to_string(),
-                        details: &format!("started by worker {worker}"),
-                        address: None,
-                    },
-                )?;
+                let details = format!("started by worker {worker}");
+                let id = job.id.to_string();
+                let entry =
+                    audit::Entry::new(&job.requested_by, "job.started", "job", &id, &details);
+                audit::append(conn, &entry)?;
             }
             Ok::<_, diesel::result::Error>(job)
         })
@@ -270,33 +251,41 @@ pub fn run_next(
         (_, Some(error)) => log.write("error", error, None),
         _ => {}
     }
-    let details = outcome
-        .clone()
-        .or_else(|| error.clone())
-        .unwrap_or_default();
+    let details = format!(
+        "{status}: {}",
+        outcome.as_ref().or(error.as_ref()).map_or("", |t| t)
+    );
+    record_end(
+        conn,
+        &job,
+        status,
+        outcome.as_deref(),
+        error.as_deref(),
+        "job.finished",
+        &details,
+    )?;
+    Ok(Some(Finished { id: job.id, status }))
+}
+
+/// Ends a job and writes its audit row, in one transaction.
+fn record_end(
+    conn: &mut SqliteConnection,
+    job: &jobs::Job,
+    status: JobStatus,
+    outcome: Option<&str>,
+    error: Option<&str>,
+    action: &str,
+    details: &str,
+) -> anyhow::Result<()> {
+    let id = job.id.to_string();
     conn.immediate_transaction(|conn| {
-        jobs::finish(
-            conn,
-            job.id,
-            status.as_str(),
-            outcome.as_deref(),
-            error.as_deref(),
-            db::now(),
-        )?;
+        jobs::finish(conn, job.id, status.as_str(), outcome, error, db::now())?;
         audit::append(
             conn,
-            &audit::Entry {
-                actor: &job.requested_by,
-                action: "job.finished",
-                target_kind: "job",
-                target: &job.id.to_string(),
-                details: &format!("{status}: {details}"),
-                address: None,
-            },
+            &audit::Entry::new(&job.requested_by, action, "job", &id, details),
         )
     })
-    .context("cannot record how the job ended")?;
-    Ok(Some(Finished { id: job.id, status }))
+    .context("cannot record how the job ended")
 }
 
 /// Takes the deploy lock if it is free, recovers, and runs every queued job. Returns without

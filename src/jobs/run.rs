@@ -39,18 +39,9 @@ impl Job<'_> {
         target: &str,
         details: &str,
     ) -> anyhow::Result<()> {
-        audit::record(
-            self.conn,
-            &audit::Entry {
-                actor: self.actor,
-                action,
-                target_kind,
-                target,
-                details: &format!("{details} (job #{})", self.id),
-                address: None,
-            },
-        )
-        .context("cannot write the audit log")
+        let details = format!("{details} (job #{})", self.id);
+        let entry = audit::Entry::new(self.actor, action, target_kind, target, &details);
+        audit::record(self.conn, &entry).context("cannot write the audit log")
     }
 }
 
@@ -318,14 +309,7 @@ fn switch_clubs(
         .collect();
     let entries: Vec<audit::Entry<'_>> = details
         .iter()
-        .map(|(slug, text)| audit::Entry {
-            actor: job.actor,
-            action: "club.switched",
-            target_kind: "club",
-            target: slug,
-            details: text,
-            address: None,
-        })
+        .map(|(slug, text)| audit::Entry::new(job.actor, "club.switched", "club", slug, text))
         .collect();
     switches::record(job.conn, &done, &marks, &entries).context("cannot record the switches")?;
     match failure {
