@@ -28,6 +28,12 @@ pub struct Settings {
     pub keep_releases: usize,
     /// Seconds to wait after the reload before deleting releases, for requests in flight.
     pub prune_grace_secs: u64,
+    /// Mark the session cookie `Secure` (set when the panel is served over TLS).
+    pub cookie_secure: bool,
+    /// A session unused this long ends.
+    pub session_idle_secs: u64,
+    /// A session ends this long after sign-in, used or not.
+    pub session_absolute_secs: u64,
     /// How a release is built.
     pub build: BuildSettings,
     /// How Apache is checked and reloaded.
@@ -76,6 +82,9 @@ struct Defaults {
     listen: &'static str,
     keep_releases: usize,
     prune_grace_secs: u64,
+    cookie_secure: bool,
+    session_idle_secs: u64,
+    session_absolute_secs: u64,
     build: BuildSettings,
     reload: ReloadSettings,
 }
@@ -93,6 +102,9 @@ impl Settings {
             listen: "127.0.0.1:8080",
             keep_releases: 2,
             prune_grace_secs: 10,
+            cookie_secure: false,
+            session_idle_secs: 30 * 60,
+            session_absolute_secs: 12 * 60 * 60,
             build: BuildSettings::default(),
             reload: ReloadSettings::default(),
         };
@@ -153,6 +165,14 @@ impl Settings {
             )));
         }
         Ok(self)
+    }
+
+    /// The session timeouts.
+    pub fn session_timeouts(&self) -> crate::auth::session::Timeouts {
+        crate::auth::session::Timeouts {
+            idle_secs: self.session_idle_secs,
+            absolute_secs: self.session_absolute_secs,
+        }
     }
 
     /// `<data_dir>/releases`.

@@ -1,7 +1,7 @@
 //! What runs where: adding and forgetting clubs, each club's release as read from disk, and
 //! the releases with the clubs that run them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::db::clubs::{self, AddClubError, NewClub};
 use crate::db::{self, audit};
-use crate::domain::{ClubSlug, ReleaseTag};
+use crate::domain::{ClubSlug, ReleaseName, ReleaseTag};
 use crate::pipeline::git::Mirror;
 use crate::pipeline::release;
 use crate::pipeline::switch::{self, Webroot};
@@ -111,7 +111,7 @@ pub fn add_club(
             ),
             AddClubError::Db(e) => e.into(),
         })?;
-    status_of(settings, added)
+    status_of(settings, added, &published(settings)?)
 }
 
 /// Forgets a club (its webroot is left as it is).
@@ -135,15 +135,37 @@ pub fn remove_club(conn: &mut SqliteConnection, actor: &str, slug: &str) -> anyh
 /// Every club with the release its webroot resolves to on disk, and any drift from what the
 /// database recorded.
 pub fn status(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Result<Vec<ClubStatus>> {
+    let published = published(settings)?;
     clubs::all(conn)?
         .into_iter()
-        .map(|club| status_of(settings, club))
+        .map(|club| status_of(settings, club, &published))
         .collect()
 }
 
-fn status_of(settings: &Settings, club: clubs::Club) -> anyhow::Result<ClubStatus> {
-    let on_disk = switch::inspect(club.webroot.as_ref(), &settings.releases_dir())
-        .with_context(|| format!("cannot read the webroot of club {}", club.slug))?;
+/// The names of the published releases.
+fn published(settings: &Settings) -> anyhow::Result<HashSet<ReleaseName>> {
+    Ok(release::list(&settings.releases_dir())?
+        .into_iter()
+        .map(|r| r.name)
+        .collect())
+}
+
+/// A club's webroot as found on disk: one `readlink` per club, checked against the
+/// published releases (a full `realpath` only for links clubdeploy did not write).
+fn status_of(
+    settings: &Settings,
+    club: clubs::Club,
+    published: &HashSet<ReleaseName>,
+) -> anyhow::Result<ClubStatus> {
+    let releases_dir = settings.releases_dir();
+    let on_disk = match switch::linked_release(club.webroot.as_ref(), &releases_dir)
+        .with_context(|| format!("cannot read the webroot of club {}", club.slug))?
+    {
+        Webroot::Release(name) if !published.contains(&name) => {
+            Webroot::OtherLink(releases_dir.join(name.as_str()))
+        }
+        other => other,
+    };
     let problem = match &on_disk {
         Webroot::Release(_) => None,
         Webroot::Missing => Some("no webroot link yet".to_owned()),
@@ -164,17 +186,20 @@ fn status_of(settings: &Settings, club: clubs::Club) -> anyhow::Result<ClubStatu
     })
 }
 
-/// The tags in the repository (fetched now) and the built releases, newest tag last, each
-/// with the clubs whose webroot resolves to it.
+/// The tags in the repository (fetched first when `fetch`) and the built releases, by name,
+/// each with the clubs whose webroot resolves to it.
 pub fn releases(
     settings: &Settings,
     conn: &mut SqliteConnection,
+    fetch: bool,
 ) -> anyhow::Result<Vec<ReleaseRow>> {
     let mirror = Mirror::open(&settings.mirror_dir(), &settings.repo_url)?;
-    mirror.fetch()?;
+    if fetch {
+        mirror.fetch()?;
+    }
     let mut rows: BTreeMap<String, ReleaseRow> = BTreeMap::new();
     for (tag, commit) in mirror.tags()? {
-        let name = crate::domain::ReleaseName::new(&tag, &commit)?.to_string();
+        let name = ReleaseName::new(&tag, &commit)?.to_string();
         rows.insert(name.clone(), row(name, &tag, commit));
     }
     for built in release::list(&settings.releases_dir())? {

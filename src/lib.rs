@@ -1,6 +1,7 @@
 //! clubdeploy: deploys one multi-tenant PHP application to many clubs by switching each
 //! club's webroot symlink to a shared release directory built from a git tag.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crash;

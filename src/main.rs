@@ -217,7 +217,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             println!("forgot club {slug}; its webroot was left as it is");
         }
         Command::Releases(flag) => {
-            let rows = inventory::releases(&settings, conn)?;
+            let rows = inventory::releases(&settings, conn, true)?;
             if flag.json {
                 cli::print_json(&rows)?
             } else {

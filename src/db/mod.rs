@@ -6,6 +6,7 @@ pub mod clubs;
 pub mod jobs;
 pub mod schema;
 pub mod switches;
+pub mod users;
 
 use std::path::Path;
 use std::time::Duration;

@@ -72,6 +72,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    login_attempts (id) {
+        id -> Integer,
+        at -> Timestamp,
+        account -> Text,
+        address -> Text,
+        succeeded -> Bool,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Integer,
+        token_hash -> Text,
+        user_id -> Integer,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     switches (id) {
         id -> Integer,
         club_id -> Integer,
@@ -84,8 +105,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    users (id) {
+        id -> Integer,
+        name -> Text,
+        password_hash -> Text,
+        role -> Text,
+        clubs -> Nullable<Text>,
+        disabled -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(bad_releases -> clubs (club_id));
 diesel::joinable!(job_events -> jobs (job_id));
+diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(switches -> clubs (club_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -95,5 +129,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     clubs,
     job_events,
     jobs,
+    login_attempts,
+    sessions,
     switches,
+    users,
 );

@@ -1,6 +1,6 @@
 //! The `switches` history and the per-club `bad_releases` marks.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use super::schema::{bad_releases, clubs, switches};
 
 /// One club's webroot switched from one release to another.
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = switches)]
 pub struct Switch {
     pub id: i32,
@@ -119,5 +119,32 @@ pub fn bad_for(conn: &mut SqliteConnection, club_id: i32) -> QueryResult<HashSet
         .select(bad_releases::release)
         .load::<String>(conn)?
         .into_iter()
+        .collect())
+}
+
+/// Each club's newest switch (when it got its current release, and from whom).
+pub fn latest_per_club(conn: &mut SqliteConnection) -> QueryResult<HashMap<i32, Switch>> {
+    let rows: Vec<Switch> = diesel::sql_query(
+        "SELECT * FROM switches WHERE id IN (SELECT MAX(id) FROM switches GROUP BY club_id)",
+    )
+    .load(conn)?;
+    Ok(rows.into_iter().map(|s| (s.club_id, s)).collect())
+}
+
+/// Each club's rollback target as the database knows it: the newest release in its history
+/// that it does not run now and was not rolled back from. (A rollback job checks the disk.)
+pub fn rollback_targets(conn: &mut SqliteConnection) -> QueryResult<HashMap<i32, String>> {
+    let rows: Vec<Switch> = diesel::sql_query(
+        "SELECT * FROM switches WHERE id IN ( \
+           SELECT MAX(s.id) FROM switches s JOIN clubs c ON c.id = s.club_id \
+           WHERE (c.current_release IS NULL OR s.to_release <> c.current_release) \
+             AND NOT EXISTS (SELECT 1 FROM bad_releases b \
+                             WHERE b.club_id = s.club_id AND b.release = s.to_release) \
+           GROUP BY s.club_id)",
+    )
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|s| (s.club_id, s.to_release))
         .collect())
 }

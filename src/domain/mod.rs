@@ -4,10 +4,12 @@
 mod club;
 mod job;
 mod release;
+mod staff;
 
 pub use club::ClubSlug;
 pub use job::{JobSpec, JobStatus, Targets};
 pub use release::{ReleaseName, ReleaseTag};
+pub use staff::{ClubScope, NewPassword, Role, UserName};
 
 /// Why a piece of user input was refused; the message is fit to show to staff.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

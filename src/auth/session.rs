@@ -1,0 +1,57 @@
+//! Server-side sessions: the cookie holds a random token, the database only its hash, with
+//! a CSRF token tied to the session, an idle timeout and an absolute timeout.
+
+use chrono::{Duration, NaiveDateTime};
+use diesel::SqliteConnection;
+
+use super::{random_token, sha256_hex};
+use crate::db::users::{self, Session, User};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "clubdeploy_session";
+
+/// How long sessions last.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub idle_secs: u64,
+    pub absolute_secs: u64,
+}
+
+/// A new session: the token for the cookie and the CSRF token for forms.
+pub struct Started {
+    pub token: String,
+    pub csrf: String,
+}
+
+/// Starts a session for `user_id` (always a new token: no session fixation).
+pub fn start(
+    conn: &mut SqliteConnection,
+    user_id: i32,
+    now: NaiveDateTime,
+) -> anyhow::Result<Started> {
+    let token = random_token();
+    let csrf = random_token();
+    users::insert_session(conn, &sha256_hex(&token), user_id, &csrf, now)?;
+    Ok(Started { token, csrf })
+}
+
+/// The session and user behind a cookie token, if the session exists, has not timed out, and
+/// its user is not disabled; an expired session is deleted. Marks it as used now.
+pub fn authenticate(
+    conn: &mut SqliteConnection,
+    token: &str,
+    now: NaiveDateTime,
+    timeouts: Timeouts,
+) -> anyhow::Result<Option<(Session, User)>> {
+    let Some((session, user)) = users::session(conn, &sha256_hex(token))? else {
+        return Ok(None);
+    };
+    let idle = now - session.last_seen_at > Duration::seconds(timeouts.idle_secs as i64);
+    let too_old = now - session.created_at > Duration::seconds(timeouts.absolute_secs as i64);
+    if idle || too_old || user.disabled {
+        users::delete_session(conn, session.id)?;
+        return Ok(None);
+    }
+    users::touch_session(conn, session.id, now)?;
+    Ok(Some((session, user)))
+}

@@ -1,0 +1,201 @@
+//! Staff (`users`), their sessions, and sign-in attempts.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{login_attempts, sessions, users};
+
+/// A member of staff as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: i32,
+    pub name: String,
+    pub password_hash: String,
+    pub role: String,
+    pub clubs: Option<String>,
+    pub disabled: bool,
+    pub created_at: NaiveDateTime,
+}
+
+/// Someone to add.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub name: &'a str,
+    pub password_hash: &'a str,
+    pub role: &'a str,
+    pub clubs: Option<&'a str>,
+    pub disabled: bool,
+    pub created_at: NaiveDateTime,
+}
+
+/// A signed-in session as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    pub id: i32,
+    pub token_hash: String,
+    pub user_id: i32,
+    pub csrf_token: String,
+    pub created_at: NaiveDateTime,
+    pub last_seen_at: NaiveDateTime,
+}
+
+/// Adds a user; `Ok(None)` when the name is taken.
+pub fn insert(conn: &mut SqliteConnection, user: &NewUser<'_>) -> QueryResult<Option<User>> {
+    match diesel::insert_into(users::table)
+        .values(user)
+        .returning(User::as_returning())
+        .get_result(conn)
+    {
+        Ok(user) => Ok(Some(user)),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Everyone, by name.
+pub fn all(conn: &mut SqliteConnection) -> QueryResult<Vec<User>> {
+    users::table
+        .order(users::name)
+        .select(User::as_select())
+        .load(conn)
+}
+
+/// The user with this name.
+pub fn by_name(conn: &mut SqliteConnection, name: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::name.eq(name))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Changes a user's role and club list.
+pub fn set_role(
+    conn: &mut SqliteConnection,
+    id: i32,
+    role: &str,
+    clubs: Option<&str>,
+) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set((users::role.eq(role), users::clubs.eq(clubs)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Replaces a user's password hash and ends their sessions.
+pub fn set_password(conn: &mut SqliteConnection, id: i32, hash: &str) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::password_hash.eq(hash))
+        .execute(conn)?;
+    end_sessions_of(conn, id)
+}
+
+/// Disables (or re-enables) a user; disabling ends their sessions at once.
+pub fn set_disabled(conn: &mut SqliteConnection, id: i32, disabled: bool) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::disabled.eq(disabled))
+        .execute(conn)?;
+    if disabled {
+        end_sessions_of(conn, id)?;
+    }
+    Ok(())
+}
+
+/// Ends every session of a user.
+pub fn end_sessions_of(conn: &mut SqliteConnection, user_id: i32) -> QueryResult<()> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?;
+    Ok(())
+}
+
+/// Starts a session.
+pub fn insert_session(
+    conn: &mut SqliteConnection,
+    token_hash: &str,
+    user_id: i32,
+    csrf_token: &str,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::token_hash.eq(token_hash),
+            sessions::user_id.eq(user_id),
+            sessions::csrf_token.eq(csrf_token),
+            sessions::created_at.eq(now),
+            sessions::last_seen_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The session with this token hash and its user.
+pub fn session(
+    conn: &mut SqliteConnection,
+    token_hash: &str,
+) -> QueryResult<Option<(Session, User)>> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::token_hash.eq(token_hash))
+        .select((Session::as_select(), User::as_select()))
+        .first(conn)
+        .optional()
+}
+
+/// Marks a session as used now.
+pub fn touch_session(conn: &mut SqliteConnection, id: i32, now: NaiveDateTime) -> QueryResult<()> {
+    diesel::update(sessions::table.find(id))
+        .set(sessions::last_seen_at.eq(now))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Ends one session.
+pub fn delete_session(conn: &mut SqliteConnection, id: i32) -> QueryResult<()> {
+    diesel::delete(sessions::table.find(id)).execute(conn)?;
+    Ok(())
+}
+
+/// Records a sign-in attempt.
+pub fn record_attempt(
+    conn: &mut SqliteConnection,
+    account: &str,
+    address: &str,
+    succeeded: bool,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(login_attempts::table)
+        .values((
+            login_attempts::at.eq(at),
+            login_attempts::account.eq(account),
+            login_attempts::address.eq(address),
+            login_attempts::succeeded.eq(succeeded),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Failed attempts since `since` for an account and from an address.
+pub fn failures_since(
+    conn: &mut SqliteConnection,
+    account: &str,
+    address: &str,
+    since: NaiveDateTime,
+) -> QueryResult<(i64, i64)> {
+    let failed = login_attempts::table
+        .filter(login_attempts::succeeded.eq(false))
+        .filter(login_attempts::at.ge(since));
+    let by_account = failed
+        .filter(login_attempts::account.eq(account))
+        .count()
+        .get_result(conn)?;
+    let by_address = failed
+        .filter(login_attempts::address.eq(address))
+        .count()
+        .get_result(conn)?;
+    Ok((by_account, by_address))
+}

@@ -1,0 +1,175 @@
+use std::fmt;
+
+use super::{ClubSlug, InvalidInput};
+
+/// What a member of staff may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sees everything, changes nothing.
+    Viewer,
+    /// Also deploys and rolls back (possibly limited to some clubs).
+    Deployer,
+    /// Also manages staff and clubs.
+    Admin,
+}
+
+impl Role {
+    /// Every role, least powerful first.
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Deployer, Role::Admin];
+
+    /// Parses `admin`, `deployer` or `viewer`.
+    pub fn parse(s: &str) -> Result<Role, InvalidInput> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                InvalidInput(format!(
+                    "{s:?} is not a role: use admin, deployer or viewer"
+                ))
+            })
+    }
+
+    /// As stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Deployer => "deployer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A staff member's sign-in name: 1 to 64 letters, digits, `.`, `_`, `@` or `-`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserName(String);
+
+impl UserName {
+    /// Parses a user name.
+    pub fn parse(s: &str) -> Result<UserName, InvalidInput> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
+        if ok {
+            Ok(UserName(s.to_owned()))
+        } else {
+            Err(InvalidInput(format!(
+                "{s:?} is not a valid user name: use 1 to 64 letters, digits, '.', '_', '@' or '-'"
+            )))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A new password: at least 12 characters (OWASP's minimum without other rules).
+pub struct NewPassword(String);
+
+impl NewPassword {
+    /// Accepts a password of 12 to 1,024 characters.
+    pub fn parse(s: &str) -> Result<NewPassword, InvalidInput> {
+        match s.chars().count() {
+            0..12 => Err(InvalidInput(
+                "the password is too short: use at least 12 characters".into(),
+            )),
+            1025.. => Err(InvalidInput(
+                "the password is too long: use at most 1,024 characters".into(),
+            )),
+            _ => Ok(NewPassword(s.to_owned())),
+        }
+    }
+
+    /// The password's text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The clubs a deployer may deploy to: every club, or only those listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClubScope {
+    All,
+    Only(Vec<ClubSlug>),
+}
+
+impl ClubScope {
+    /// Parses a comma-separated list of slugs; empty text means every club.
+    pub fn parse(list: &str) -> Result<ClubScope, InvalidInput> {
+        let slugs: Vec<ClubSlug> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(ClubSlug::parse)
+            .collect::<Result<_, _>>()?;
+        Ok(if slugs.is_empty() {
+            ClubScope::All
+        } else {
+            ClubScope::Only(slugs)
+        })
+    }
+
+    /// Whether `club` is in scope.
+    pub fn allows(&self, club: &str) -> bool {
+        match self {
+            ClubScope::All => true,
+            ClubScope::Only(slugs) => slugs.iter().any(|s| s.as_str() == club),
+        }
+    }
+
+    /// As stored: `None` for every club, else the comma-separated slugs.
+    pub fn to_stored(&self) -> Option<String> {
+        match self {
+            ClubScope::All => None,
+            ClubScope::Only(slugs) => Some(
+                slugs
+                    .iter()
+                    .map(ClubSlug::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_need_twelve_characters() {
+        assert!(NewPassword::parse("elevenchars").is_err());
+        assert!(NewPassword::parse("twelve chars").is_ok());
+        assert!(NewPassword::parse("ünïcödé-pw12").is_ok());
+    }
+
+    #[test]
+    fn club_scope_parses_lists() {
+        assert_eq!(ClubScope::parse("").unwrap(), ClubScope::All);
+        let scope = ClubScope::parse("a, b").unwrap();
+        assert!(scope.allows("a") && scope.allows("b") && !scope.allows("c"));
+        assert_eq!(scope.to_stored().as_deref(), Some("a,b"));
+        assert!(ClubScope::parse("a,B/c").is_err());
+    }
+
+    #[test]
+    fn user_names_refuse_markup() {
+        assert!(UserName::parse("alice").is_ok());
+        assert!(UserName::parse("<script>").is_err());
+    }
+}
