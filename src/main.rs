@@ -2,17 +2,20 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use clubdeploy::auth::staff::{self, Actor};
 use clubdeploy::cli;
 use clubdeploy::config::Settings;
 use clubdeploy::db::{self, DbPool, audit, jobs};
-use clubdeploy::domain::{ClubSlug, JobSpec, JobStatus, ReleaseTag, Targets};
+use clubdeploy::domain::{
+    ClubScope, ClubSlug, JobSpec, JobStatus, NewPassword, ReleaseTag, Role, Targets, UserName,
+};
 use clubdeploy::inventory::{self, AddClub};
 use clubdeploy::jobs::{enqueue::enqueue, worker};
+use clubdeploy::startup::Application;
 
 /// Deploys a PHP application to many clubs by switching webroot symlinks to shared releases.
 #[derive(Parser)]
@@ -79,8 +82,46 @@ enum Command {
         #[command(flatten)]
         filter: AuditArgs,
     },
-    /// Run the worker that works the job queue (the web panel will be served here too).
+    /// Serve the web panel (on `listen`) and run the worker that works the job queue.
     Serve,
+    /// Add, list, change or disable staff who sign in to the panel.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Create a demo (sample app, six clubs, an admin) in a fresh directory and serve it.
+    Demo {
+        /// Where to create the demo (reused if it already holds one).
+        #[arg(long, default_value = "clubdeploy-demo")]
+        dir: PathBuf,
+        /// Address for the panel.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a member of staff.
+    Add {
+        name: String,
+        #[arg(long)]
+        role: String,
+        /// Limit a deployer to these clubs (comma-separated slugs).
+        #[arg(long, default_value = "")]
+        clubs: String,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List staff.
+    List,
+    /// Set a new password (ends the user's sessions).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user (ends their sessions at once).
+    Disable { name: String },
 }
 
 #[derive(Subcommand)]
@@ -175,6 +216,9 @@ fn load_settings(path: Option<&Path>) -> anyhow::Result<Settings> {
 }
 
 fn run_command(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Demo { dir, listen } = &cli.command {
+        return demo(dir, listen);
+    }
     let settings = load_settings(cli.config.as_deref())?;
     let pool = db::open(&settings.database_path())?;
     cli::recover_if_idle(&settings, &pool)?;
@@ -304,6 +348,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                     actor: filter.actor,
                     action: None,
                     since,
+                    before: None,
                     limit: filter.limit,
                 },
             )?;
@@ -313,9 +358,93 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                 cli::print_audit(&rows)
             }
         }
-        Command::Serve => serve(settings, pool)?,
+        Command::Serve => serve(settings)?,
+        Command::User(command) => user(conn, &actor, command)?,
+        Command::Demo { .. } => unreachable!("handled before the settings are read"),
     }
     Ok(())
+}
+
+fn user(
+    conn: &mut diesel::SqliteConnection,
+    actor: &str,
+    command: UserCommand,
+) -> anyhow::Result<()> {
+    let actor = Actor {
+        name: actor,
+        address: None,
+    };
+    match command {
+        UserCommand::Add {
+            name,
+            role,
+            clubs,
+            password_stdin,
+        } => {
+            let name = UserName::parse(&name)?;
+            let role = Role::parse(&role)?;
+            let scope = ClubScope::parse(&clubs)?;
+            let password = read_password(password_stdin)?;
+            staff::add(conn, actor, &name, role, &scope, &password)?;
+            println!("added {name} as {role}");
+        }
+        UserCommand::List => {
+            for user in db::users::all(conn)? {
+                let clubs = user.clubs.as_deref().unwrap_or("all clubs");
+                let state = if user.disabled { "disabled" } else { "active" };
+                println!("{:20}  {:8}  {state:8}  {clubs}", user.name, user.role);
+            }
+        }
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let password = read_password(password_stdin)?;
+            staff::set_password(conn, actor, &name, &password)?;
+            println!("password of {name} changed; their sessions were ended");
+        }
+        UserCommand::Disable { name } => {
+            staff::keep_an_admin(conn, &name)?;
+            staff::set_disabled(conn, actor, &name, true)?;
+            println!("{name} is disabled; their sessions were ended");
+        }
+    }
+    Ok(())
+}
+
+/// A new password from standard input's first line, or typed twice without echo.
+fn read_password(from_stdin: bool) -> anyhow::Result<NewPassword> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(NewPassword::parse(line.trim_end_matches(['\n', '\r']))?);
+    }
+    let first = rpassword::prompt_password("New password (at least 12 characters): ")?;
+    let password = NewPassword::parse(&first)?;
+    let again = rpassword::prompt_password("The same again: ")?;
+    if again != first {
+        bail!("the two passwords differ; nothing was changed");
+    }
+    Ok(password)
+}
+
+fn demo(dir: &Path, listen: &str) -> anyhow::Result<()> {
+    let demo = clubdeploy::demo::prepare(dir, listen)?;
+    let settings = Settings::load(&demo.config)?;
+    println!("clubdeploy demo in {}", dir.display());
+    match &demo.admin_password {
+        Some(password) => println!(
+            "sign in as admin with password {password} (shown only now; reset it with \
+             `clubdeploy --config {} user passwd admin`)",
+            demo.config.display()
+        ),
+        None => println!(
+            "reusing the demo created earlier (its admin password was shown then; reset it \
+             with `clubdeploy --config {} user passwd admin`)",
+            demo.config.display()
+        ),
+    }
+    serve(settings)
 }
 
 /// Queues a job, then (unless detached) works the queue until it has finished.
@@ -352,24 +481,13 @@ fn parse_date(text: &str) -> anyhow::Result<chrono::NaiveDateTime> {
         .with_context(|| format!("--since {text:?} is not a date like 2026-11-26"))
 }
 
-fn serve(settings: Settings, pool: DbPool) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let worker = tokio::spawn(worker::run(
-            Arc::new(settings),
-            pool,
-            wake,
-            worker::POLL_INTERVAL,
-        ));
-        println!(
-            "clubdeploy worker running; checking for queued jobs every {} s (Ctrl-C stops)",
-            worker::POLL_INTERVAL.as_secs()
-        );
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot wait for Ctrl-C")?;
-        worker.abort();
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(async move {
+        let listener = std::net::TcpListener::bind(&settings.listen)
+            .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
+        let app = Application::build(settings, listener, worker::POLL_INTERVAL)?;
+        println!("clubdeploy panel on http://{}/ (Ctrl-C stops)", app.addr());
+        app.run_until_stopped().await?;
         Ok(())
     })
 }

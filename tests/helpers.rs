@@ -81,7 +81,7 @@ impl TestEnv {
         let argv = |v: &Vec<String>| format!("{v:?}");
         let mut text = format!(
             "data_dir = {:?}\nrepo_url = {:?}\nwebroot_base = {:?}\nkeep_releases = {}\n\
-             prune_grace_secs = {}\n[build]\ncommands = [{}]\n",
+             prune_grace_secs = {}\nlisten = \"127.0.0.1:0\"\n[build]\ncommands = [{}]\n",
             self.data.display().to_string(),
             c.repo_url,
             self.www.display().to_string(),

@@ -255,6 +255,8 @@ pub struct Filter {
     pub actor: Option<String>,
     pub action: Option<String>,
     pub since: Option<NaiveDateTime>,
+    /// Only rows older than this id (the next page).
+    pub before: Option<i32>,
     pub limit: i64,
 }
 
@@ -278,6 +280,9 @@ pub fn list(conn: &mut SqliteConnection, filter: &Filter) -> QueryResult<Vec<Aud
     }
     if let Some(since) = filter.since {
         query = query.filter(audit_events::at.ge(since));
+    }
+    if let Some(before) = filter.before {
+        query = query.filter(audit_events::id.lt(before));
     }
     query.load(conn)
 }

@@ -176,3 +176,43 @@ pub fn events_after(
         .select(JobEvent::as_select())
         .load(conn)
 }
+
+/// The newest "N of M clubs switched" line of a job, if any.
+pub fn last_switch_progress(
+    conn: &mut SqliteConnection,
+    job_id: i32,
+) -> QueryResult<Option<JobEvent>> {
+    job_events::table
+        .filter(job_events::job_id.eq(job_id))
+        .filter(job_events::kind.eq("progress"))
+        .filter(job_events::message.like("%clubs switched)"))
+        .order(job_events::id.desc())
+        .select(JobEvent::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Jobs newest first, optionally only those with `status` and `kind`, before id `before`.
+pub fn filtered(
+    conn: &mut SqliteConnection,
+    status: Option<&str>,
+    kind: Option<&str>,
+    before: Option<i32>,
+    limit: i64,
+) -> QueryResult<Vec<Job>> {
+    let mut query = jobs::table
+        .order(jobs::id.desc())
+        .limit(limit)
+        .select(Job::as_select())
+        .into_boxed();
+    if let Some(status) = status {
+        query = query.filter(jobs::status.eq(status));
+    }
+    if let Some(kind) = kind {
+        query = query.filter(jobs::kind.eq(kind));
+    }
+    if let Some(before) = before {
+        query = query.filter(jobs::id.lt(before));
+    }
+    query.load(conn)
+}

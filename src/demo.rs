@@ -1,0 +1,170 @@
+//! `clubdeploy demo`: a working panel with sample data in a fresh directory, for a newcomer
+//! with no Apache: a PHP app repository with three tags, six clubs, a config whose reload
+//! commands do nothing (and say so), an admin user, and the oldest tag deployed to all.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use git2::{IndexAddOption, Repository, Signature};
+
+use crate::auth::staff::{self, Actor};
+use crate::config::Settings;
+use crate::db;
+use crate::domain::{ClubScope, JobSpec, NewPassword, ReleaseTag, Role, Targets, UserName};
+use crate::inventory::{self, AddClub};
+use crate::jobs::{enqueue::enqueue, queue};
+
+/// The sample clubs: slug and display name.
+const CLUBS: [(&str, &str); 6] = [
+    ("zermatt", "Club Zermatt"),
+    ("davos", "Club Davos"),
+    ("verbier", "Club Verbier"),
+    ("st-moritz", "Club St. Moritz"),
+    ("chamonix", "Club Chamonix"),
+    ("kitzbuehel", "Club Kitzbühel"),
+];
+
+/// The sample application's tags, oldest first.
+const TAGS: [&str; 3] = ["v1.0.0", "v1.1.0", "v1.2.0"];
+
+/// A demo ready to serve.
+pub struct Demo {
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// The admin's password, when the demo was created now (it is shown once).
+    pub admin_password: Option<String>,
+}
+
+/// Creates the demo in `dir` (which must be missing or empty), or reuses the demo already
+/// there.
+pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
+    let config = dir.join("clubdeploy.toml");
+    if config.is_file() {
+        return Ok(Demo {
+            config,
+            admin_password: None,
+        });
+    }
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        bail!(
+            "{} is not empty and holds no demo; choose a new directory with --dir",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir.join("www"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    make_app(&dir.join("app"))?;
+    let harmless = |what: &str| {
+        format!("[\"sh\", \"-c\", \"echo 'demo: no Apache here, so the {what} does nothing'\"]")
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "# The clubdeploy demo: a sample app and six clubs, no Apache needed.\n\
+             data_dir = {:?}\nrepo_url = {:?}\nwebroot_base = {:?}\nlisten = {listen:?}\n\
+             keep_releases = 2\nprune_grace_secs = 0\n\n[reload]\n\
+             # A real setup runs apachectl here; the demo has no Apache.\n\
+             configtest = {}\ncommand = {}\n",
+            dir.join("data"),
+            dir.join("app"),
+            dir.join("www"),
+            harmless("configtest"),
+            harmless("reload"),
+        ),
+    )?;
+    let settings = Settings::load(&config)?;
+    let pool = db::open(&settings.database_path())?;
+    let conn = &mut pool.get()?;
+    for (slug, name) in CLUBS {
+        let webroot = settings.webroot_base.join(slug).join("htdocs");
+        inventory::add_club(
+            &settings,
+            conn,
+            "demo",
+            &AddClub {
+                slug,
+                webroot: &webroot,
+                name: Some(name),
+                url: None,
+            },
+        )?;
+    }
+    let password = crate::auth::random_token()[..20].to_owned();
+    staff::add(
+        conn,
+        Actor {
+            name: "demo",
+            address: None,
+        },
+        &UserName::parse("admin")?,
+        Role::Admin,
+        &ClubScope::All,
+        &NewPassword::parse(&password)?,
+    )?;
+    let first = JobSpec::Deploy {
+        tag: ReleaseTag::parse(TAGS[0])?,
+        targets: Targets::All,
+    };
+    enqueue(conn, &first, "demo", None)?;
+    queue::drain(&settings, &pool)?;
+    Ok(Demo {
+        config,
+        admin_password: Some(password),
+    })
+}
+
+/// A small multi-tenant PHP app with a commit and tag per entry of [`TAGS`].
+fn make_app(path: &Path) -> anyhow::Result<()> {
+    let repo = Repository::init(path)?;
+    let sig = Signature::now("clubdeploy demo", "demo@example.invalid")?;
+    let mut parent: Option<git2::Oid> = None;
+    for (n, tag) in TAGS.iter().enumerate() {
+        let workdir = repo
+            .workdir()
+            .context("the demo repository has no work tree")?;
+        std::fs::create_dir_all(workdir.join("src"))?;
+        std::fs::write(
+            workdir.join("index.php"),
+            format!(
+                "<?php\nrequire __DIR__ . '/src/Booking.php';\n\
+                 echo '<h1>Alpine Booking {tag}</h1><p>Club: ' . htmlspecialchars($_SERVER['HTTP_HOST'] ?? 'unknown') . '</p>';\n\
+                 echo '<p>' . (new Booking())->greeting() . '</p>';\n"
+            ),
+        )?;
+        std::fs::write(
+            workdir.join("src/Booking.php"),
+            format!(
+                "<?php\nfinal class Booking\n{{\n    public function greeting(): string\n    {{\n        \
+                 return 'Welcome! {} rooms free today.';\n    }}\n}}\n",
+                10 + n
+            ),
+        )?;
+        let mut index = repo.index()?;
+        index.add_all(["*"], IndexAddOption::DEFAULT, None)?;
+        index.write()?;
+        let tree = repo.find_tree(index.write_tree()?)?;
+        let parents: Vec<git2::Commit<'_>> = parent
+            .iter()
+            .map(|id| repo.find_commit(*id))
+            .collect::<Result<_, _>>()?;
+        let parent_refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        let id = repo.commit(
+            Some("HEAD"),
+            &sig,
+            &sig,
+            &format!("Release {tag}"),
+            &tree,
+            &parent_refs,
+        )?;
+        repo.tag(
+            tag,
+            &repo.find_object(id, None)?,
+            &sig,
+            &format!("Deploy tag {tag}"),
+            false,
+        )?;
+        parent = Some(id);
+    }
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! Who is asking: the `Staff` extractor (session cookie → user, role, CSRF token), the
+//! permission checks every handler calls, and the sign-in and sign-out pages.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use askama::Template;
+use askama_web::WebTemplate;
+use serde::Deserialize;
+
+use super::{AppState, form};
+use crate::auth::session::{self, COOKIE};
+use crate::auth::staff::{self as staff_ops, Actor, LoginError};
+use crate::auth::{random_token, same_secret};
+use crate::db::{self, users::User};
+use crate::domain::{ClubScope, Role};
+use crate::error::AppError;
+
+/// The cookie that carries the sign-in form's CSRF token before any session exists.
+const LOGIN_CSRF_COOKIE: &str = "clubdeploy_login";
+
+/// A signed-in member of staff.
+pub struct Staff {
+    pub user: User,
+    pub role: Role,
+    pub scope: ClubScope,
+    pub session_id: i32,
+    pub csrf: String,
+    pub address: String,
+}
+
+/// What the layout shows about the signed-in user.
+pub struct Nav {
+    pub user: String,
+    pub role: &'static str,
+    pub can_deploy: bool,
+    pub is_admin: bool,
+    pub csrf: String,
+    pub active: &'static str,
+}
+
+impl Staff {
+    /// The layout's data for a page under `active` in the menu.
+    pub fn nav(&self, active: &'static str) -> Nav {
+        Nav {
+            user: self.user.name.clone(),
+            role: self.role.as_str(),
+            can_deploy: self.role >= Role::Deployer,
+            is_admin: self.role == Role::Admin,
+            csrf: self.csrf.clone(),
+            active,
+        }
+    }
+
+    /// Refuses unless the user has at least `role`.
+    pub fn require(&self, role: Role, what: &str) -> Result<(), AppError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(AppError::not_allowed(what))
+        }
+    }
+
+    /// Refuses a form whose CSRF token is missing or is not this session's.
+    pub fn check_csrf(&self, token: &str) -> Result<(), AppError> {
+        if same_secret(token, &self.csrf) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(
+                "This form has expired or did not come from this panel. Go back, reload the \
+                 page and try again."
+                    .into(),
+            ))
+        }
+    }
+
+    /// Whether this user may deploy to or roll back `club`.
+    pub fn may_change(&self, club: &str) -> bool {
+        self.role == Role::Admin || (self.role == Role::Deployer && self.scope.allows(club))
+    }
+
+    /// Whether this user may deploy to every club at once.
+    pub fn may_change_all(&self) -> bool {
+        self.role == Role::Admin || (self.role == Role::Deployer && self.scope == ClubScope::All)
+    }
+
+    /// This user as the audit log's actor.
+    pub fn actor(&self) -> Actor<'_> {
+        Actor {
+            name: &self.user.name,
+            address: Some(&self.address),
+        }
+    }
+}
+
+/// The client's address as seen by the server.
+pub fn address_of(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+impl FromRequest for Staff {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Staff, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = req.cookie(COOKIE).map(|c| c.value().to_owned());
+        let next = if req.method() == actix_web::http::Method::GET {
+            req.uri()
+                .path_and_query()
+                .map_or("/".to_owned(), |p| p.to_string())
+        } else {
+            "/".to_owned()
+        };
+        let address = address_of(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| AppError::Internal(anyhow::anyhow!("no state")))?;
+            let login = || AppError::LoginRequired { next: next.clone() };
+            let token = token.ok_or_else(login)?;
+            let found = state
+                .db(move |settings, conn| {
+                    session::authenticate(conn, &token, db::now(), settings.session_timeouts())
+                })
+                .await?;
+            let (session, user) = found.ok_or_else(login)?;
+            let role = staff_ops::role_of(&user)?;
+            let scope = staff_ops::scope_of(&user)?;
+            Ok(Staff {
+                user,
+                role,
+                scope,
+                session_id: session.id,
+                csrf: session.csrf_token,
+                address,
+            })
+        })
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    next: String,
+    csrf: String,
+    name: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct NextQuery {
+    next: String,
+}
+
+/// Where to go after sign-in: only a path on this site.
+fn safe_next(next: &str) -> String {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next.to_owned()
+    } else {
+        "/".to_owned()
+    }
+}
+
+fn login_form(next: &str, name: &str, error: Option<String>) -> HttpResponse {
+    let csrf = random_token();
+    let page = LoginPage {
+        next: safe_next(next),
+        csrf: csrf.clone(),
+        name: name.to_owned(),
+        error,
+    };
+    let cookie = Cookie::build(LOGIN_CSRF_COOKIE, csrf)
+        .path("/login")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .finish();
+    let status = if page.error.is_some() {
+        actix_web::http::StatusCode::UNAUTHORIZED
+    } else {
+        actix_web::http::StatusCode::OK
+    };
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .cookie(cookie)
+        .body(page.render().unwrap_or_default())
+}
+
+/// `GET /login`.
+pub async fn login_page(query: web::Query<NextQuery>) -> HttpResponse {
+    login_form(&query.next, "", None)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LoginForm {
+    name: String,
+    password: String,
+    next: String,
+    csrf: String,
+}
+
+/// `POST /login`: a new session on success (the old cookie, if any, is replaced).
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let login: LoginForm = form(&body)?;
+    let expected = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned());
+    if !expected.is_some_and(|e| !login.csrf.is_empty() && same_secret(&e, &login.csrf)) {
+        return Err(AppError::Forbidden(
+            "The sign-in form expired. Go back, reload the page and sign in again.".into(),
+        ));
+    }
+    let address = address_of(&req);
+    let (name, password) = (login.name.clone(), login.password.clone());
+    let outcome = state
+        .db(move |_, conn| {
+            Ok(staff_ops::login(
+                conn,
+                name.trim(),
+                &password,
+                &address,
+                db::now(),
+            ))
+        })
+        .await?;
+    match outcome {
+        Ok((_, started)) => {
+            let cookie = Cookie::build(COOKIE, started.token)
+                .path("/")
+                .http_only(true)
+                .secure(state.settings.cookie_secure)
+                .same_site(SameSite::Strict)
+                .finish();
+            Ok(HttpResponse::SeeOther()
+                .cookie(cookie)
+                .insert_header(("Location", safe_next(&login.next)))
+                .finish())
+        }
+        Err(LoginError::Throttled) => {
+            let mut response = login_form(
+                &login.next,
+                &login.name,
+                Some(LoginError::Throttled.to_string()),
+            );
+            *response.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
+            Ok(response)
+        }
+        Err(LoginError::Invalid) => Ok(login_form(
+            &login.next,
+            &login.name,
+            Some("Wrong user name or password.".into()),
+        )),
+        Err(LoginError::Internal(e)) => Err(AppError::Internal(e)),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CsrfOnly {
+    csrf: String,
+}
+
+/// `POST /logout`.
+pub async fn logout(
+    staff: Staff,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let posted: CsrfOnly = form(&body)?;
+    staff.check_csrf(&posted.csrf)?;
+    let (name, address, id) = (
+        staff.user.name.clone(),
+        staff.address.clone(),
+        staff.session_id,
+    );
+    state
+        .db(move |_, conn| {
+            let actor = Actor {
+                name: &name,
+                address: Some(&address),
+            };
+            staff_ops::logout(conn, actor, id)
+        })
+        .await?;
+    let mut gone = Cookie::build(COOKIE, "").path("/").finish();
+    gone.make_removal();
+    Ok(HttpResponse::SeeOther()
+        .cookie(gone)
+        .insert_header(("Location", "/login"))
+        .finish())
+}

@@ -1,0 +1,117 @@
+//! The dashboard: clubs grouped by the release they run, the running job, recent activity.
+
+use std::collections::BTreeMap;
+
+use actix_web::web;
+use askama::Template;
+use askama_web::WebTemplate;
+
+use super::{AppState, Nav, Staff, count};
+use crate::db::{audit, jobs};
+use crate::domain::JobStatus;
+use crate::error::AppError;
+use crate::inventory;
+
+/// Clubs on one release.
+pub struct Group {
+    pub release: String,
+    pub clubs: Vec<String>,
+}
+
+/// A job in progress, as the dashboard and job pages show it.
+pub struct Running {
+    pub id: i32,
+    pub what: String,
+    pub progress: Option<(usize, usize)>,
+}
+
+impl Running {
+    /// The progress bar's percentage.
+    pub fn percent(&self) -> usize {
+        match self.progress {
+            Some((done, total)) if total > 0 => done * 100 / total,
+            _ => 0,
+        }
+    }
+}
+
+/// Reads "(12 of 30 clubs switched)" from a progress line.
+pub fn parse_progress(message: &str) -> Option<(usize, usize)> {
+    let inner = message
+        .rsplit_once('(')?
+        .1
+        .strip_suffix(" clubs switched)")?;
+    let (done, total) = inner.split_once(" of ")?;
+    Some((done.parse().ok()?, total.parse().ok()?))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "dashboard.html")]
+pub struct DashboardPage {
+    nav: Nav,
+    groups: Vec<Group>,
+    clubs_total: String,
+    running: Vec<Running>,
+    queued: usize,
+    recent: Vec<audit::AuditEvent>,
+}
+
+/// `GET /`.
+pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardPage, AppError> {
+    let (groups, total, running, queued, recent) = state
+        .db(|settings, conn| {
+            let clubs = inventory::status(settings, conn)?;
+            let mut by_release: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for club in &clubs {
+                let release = club.release.clone().unwrap_or_else(|| "no release".into());
+                by_release
+                    .entry(release)
+                    .or_default()
+                    .push(club.name.clone());
+            }
+            let groups = by_release
+                .into_iter()
+                .map(|(release, clubs)| Group { release, clubs })
+                .collect::<Vec<_>>();
+            let mut running = Vec::new();
+            for job in jobs::with_status(conn, JobStatus::Running.as_str())? {
+                let progress = jobs::last_switch_progress(conn, job.id)?
+                    .and_then(|e| parse_progress(&e.message));
+                running.push(Running {
+                    id: job.id,
+                    what: super::jobs::describe(&job),
+                    progress,
+                });
+            }
+            let queued = jobs::with_status(conn, JobStatus::Queued.as_str())?.len();
+            let recent = audit::list(
+                conn,
+                &audit::Filter {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )?;
+            Ok((groups, clubs.len(), running, queued, recent))
+        })
+        .await?;
+    Ok(DashboardPage {
+        nav: staff.nav("dashboard"),
+        groups,
+        clubs_total: count(total, "club"),
+        running,
+        queued,
+        recent,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn progress_lines_are_read() {
+        assert_eq!(
+            super::parse_progress("club a now runs v1-0000000a (12 of 30 clubs switched)"),
+            Some((12, 30))
+        );
+        assert_eq!(super::parse_progress("built v1"), None);
+    }
+}

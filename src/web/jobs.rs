@@ -1,0 +1,321 @@
+//! Jobs: the list with filters, a job's page (steps, progress, log, outcome), its live
+//! event stream, and cancelling a queued job.
+
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use askama_web::WebTemplate;
+use serde::Deserialize;
+
+use super::clubs::see_other;
+use super::dashboard::{Running, parse_progress};
+use super::{AppState, Nav, Staff, form};
+use crate::db::jobs::{self, Job, JobEvent};
+use crate::domain::{JobSpec, JobStatus, Role};
+use crate::error::AppError;
+use crate::jobs::enqueue;
+
+/// A job in words: "deploy v2 to all clubs".
+pub fn describe(job: &Job) -> String {
+    JobSpec::from_json(&job.params).map_or_else(|_| job.kind.clone(), |spec| spec.to_string())
+}
+
+/// A row of the jobs list.
+pub struct Row {
+    pub id: i32,
+    pub what: String,
+    pub status: String,
+    pub by: String,
+    pub queued: String,
+    pub result: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "jobs.html")]
+pub struct JobsPage {
+    nav: Nav,
+    rows: Vec<Row>,
+    status: String,
+    kind: String,
+    next: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ListQuery {
+    status: String,
+    kind: String,
+    before: Option<i32>,
+}
+
+const PAGE: i64 = 50;
+
+/// `GET /jobs`.
+pub async fn list(
+    staff: Staff,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<JobsPage, AppError> {
+    let status = Some(query.status.clone()).filter(|s| !s.is_empty());
+    if let Some(status) = &status {
+        JobStatus::parse(status)?;
+    }
+    let kind = Some(query.kind.clone()).filter(|k| !k.is_empty());
+    let before = query.before;
+    let found = state
+        .db(move |_, conn| {
+            Ok(jobs::filtered(
+                conn,
+                status.as_deref(),
+                kind.as_deref(),
+                before,
+                PAGE,
+            )?)
+        })
+        .await?;
+    let next = (found.len() as i64 == PAGE).then(|| {
+        let last = found.last().map_or(0, |j| j.id);
+        format!(
+            "/jobs?status={}&kind={}&before={last}",
+            query.status, query.kind
+        )
+    });
+    let rows = found
+        .iter()
+        .map(|job| Row {
+            id: job.id,
+            what: describe(job),
+            status: job.status.clone(),
+            by: job.requested_by.clone(),
+            queued: job.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            result: job
+                .outcome
+                .clone()
+                .or(job.error.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    Ok(JobsPage {
+        nav: staff.nav("jobs"),
+        rows,
+        status: query.status.clone(),
+        kind: query.kind.clone(),
+        next,
+    })
+}
+
+/// A log line as the job page shows it.
+pub struct Line {
+    pub kind: String,
+    pub text: String,
+    pub output: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "job.html")]
+pub struct JobPage {
+    nav: Nav,
+    job: Job,
+    running: Running,
+    finished: bool,
+    steps: Vec<(String, bool)>,
+    lines: Vec<Line>,
+    last_event: i32,
+    can_cancel: bool,
+}
+
+fn steps_of(events: &[JobEvent]) -> Vec<(String, bool)> {
+    let mut steps: Vec<(String, bool)> = Vec::new();
+    for event in events {
+        match (event.kind.as_str(), &event.step) {
+            ("step", Some(step)) if !steps.iter().any(|(s, _)| s == step) => {
+                steps.push((step.clone(), false))
+            }
+            ("done", Some(step)) => {
+                if let Some(entry) = steps.iter_mut().find(|(s, _)| s == step) {
+                    entry.1 = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    steps
+}
+
+/// `GET /jobs/{id}`.
+pub async fn page(
+    staff: Staff,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> Result<JobPage, AppError> {
+    let id = id.into_inner();
+    let (job, events) = state
+        .db(move |_, conn| {
+            let job = jobs::by_id(conn, id)?
+                .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")))?;
+            Ok((job, jobs::events_after(conn, id, 0)?))
+        })
+        .await?;
+    let status = JobStatus::parse(&job.status)?;
+    let progress = events.iter().rev().find_map(|e| {
+        (e.kind == "progress")
+            .then(|| parse_progress(&e.message))
+            .flatten()
+    });
+    let can_cancel = status == JobStatus::Queued && may_cancel(&staff, &job);
+    Ok(JobPage {
+        nav: staff.nav("jobs"),
+        running: Running {
+            id: job.id,
+            what: describe(&job),
+            progress,
+        },
+        finished: status.is_finished(),
+        steps: steps_of(&events),
+        last_event: events.last().map_or(0, |e| e.id),
+        lines: events
+            .into_iter()
+            .map(|e| Line {
+                kind: e.kind,
+                text: e.message,
+                output: e.output,
+            })
+            .collect(),
+        can_cancel,
+        job,
+    })
+}
+
+fn may_cancel(staff: &Staff, job: &Job) -> bool {
+    staff.role == Role::Admin
+        || (staff.role == Role::Deployer
+            && (staff.may_change_all() || job.requested_by == staff.user.name))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct EventsQuery {
+    after: i32,
+}
+
+/// `GET /jobs/{id}/events`: server-sent events, one `log` event per job event after
+/// `?after=`, then one `end` event when the job has finished.
+pub async fn events(
+    _staff: Staff,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+    query: web::Query<EventsQuery>,
+) -> Result<HttpResponse, AppError> {
+    let id = id.into_inner();
+    let exists = state
+        .db(move |_, conn| Ok(jobs::by_id(conn, id)?.is_some()))
+        .await?;
+    if !exists {
+        return Err(AppError::NotFound(format!("There is no job #{id}.")));
+    }
+    struct Cursor {
+        state: web::Data<AppState>,
+        after: i32,
+        done: bool,
+        started: Instant,
+        first: bool,
+    }
+    let cursor = Cursor {
+        state,
+        after: query.after,
+        done: false,
+        started: Instant::now(),
+        first: true,
+    };
+    // A stream that polls the job's events; bounded to an hour (the browser reconnects).
+    let stream = futures_util::stream::unfold(cursor, move |mut cursor| async move {
+        if cursor.done || cursor.started.elapsed() > Duration::from_secs(3600) {
+            return None;
+        }
+        if !cursor.first {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        cursor.first = false;
+        let after = cursor.after;
+        let read = cursor
+            .state
+            .db(move |_, conn| {
+                let events = jobs::events_after(conn, id, after)?;
+                let job = jobs::by_id(conn, id)?;
+                Ok((events, job))
+            })
+            .await;
+        let (events, job) = match read {
+            Ok(found) => found,
+            Err(_) => return None,
+        };
+        let mut chunk = String::new();
+        for event in &events {
+            let data = serde_json::json!({
+                "id": event.id,
+                "kind": event.kind,
+                "step": event.step,
+                "message": event.message,
+                "output": event.output,
+            });
+            chunk.push_str(&format!("id: {}\nevent: log\ndata: {data}\n\n", event.id));
+            cursor.after = event.id;
+        }
+        if let Some(job) = job
+            && JobStatus::parse(&job.status).is_ok_and(JobStatus::is_finished)
+        {
+            let data = serde_json::json!({
+                "status": job.status,
+                "outcome": job.outcome,
+                "error": job.error,
+            });
+            chunk.push_str(&format!("event: end\ndata: {data}\n\n"));
+            cursor.done = true;
+        }
+        if chunk.is_empty() {
+            chunk.push_str(": waiting\n\n");
+        }
+        Some((Ok::<_, actix_web::Error>(web::Bytes::from(chunk)), cursor))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(stream))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /jobs/{id}/cancel`.
+pub async fn cancel(
+    staff: Staff,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let posted: CsrfForm = form(&body)?;
+    staff.check_csrf(&posted.csrf)?;
+    staff.require(Role::Deployer, "cancel jobs")?;
+    let id = id.into_inner();
+    let job = state
+        .db(move |_, conn| {
+            jobs::by_id(conn, id)?
+                .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")).into())
+        })
+        .await?;
+    if !may_cancel(&staff, &job) {
+        return Err(AppError::not_allowed("cancel other people's jobs"));
+    }
+    let (actor, address) = (staff.user.name.clone(), staff.address.clone());
+    state
+        .db(move |_, conn| {
+            enqueue::cancel(conn, id, &actor, Some(&address))
+                .map_err(|e| AppError::BadRequest(format!("{e:#}")).into())
+        })
+        .await?;
+    Ok(see_other(&format!("/jobs/{id}")))
+}

@@ -1,0 +1,141 @@
+//! The web panel: the route table, the state handlers share, and the helpers every page
+//! uses. Handlers are thin: they check who asks, read or queue, and render; they never run
+//! pipeline steps themselves.
+
+mod audit;
+mod auth;
+mod clubs;
+mod dashboard;
+mod deploy;
+mod jobs;
+mod staff;
+mod statics;
+
+use std::sync::Arc;
+
+use actix_web::middleware::DefaultHeaders;
+use actix_web::web;
+use diesel::SqliteConnection;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+pub use auth::{Nav, Staff};
+
+use crate::config::Settings;
+use crate::db::DbPool;
+use crate::error::AppError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub pool: DbPool,
+    /// Wakes the worker when a job is queued.
+    pub wake: Arc<Notify>,
+}
+
+impl AppState {
+    /// Runs `f` with a database connection on the blocking thread pool.
+    pub async fn db<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Settings, &mut SqliteConnection) -> anyhow::Result<T> + Send + 'static,
+    {
+        let (settings, pool) = (self.settings.clone(), self.pool.clone());
+        web::block(move || {
+            let mut conn = pool.get()?;
+            f(&settings, &mut conn)
+        })
+        .await?
+        .map_err(AppError::from_anyhow)
+    }
+}
+
+impl AppError {
+    /// Turns a library error into the right response: bad input and refusals keep their
+    /// plain message, anything else is internal.
+    pub fn from_anyhow(e: anyhow::Error) -> AppError {
+        match e.downcast::<AppError>() {
+            Ok(app) => app,
+            Err(e) => match e.downcast::<crate::domain::InvalidInput>() {
+                Ok(invalid) => AppError::BadRequest(invalid.0),
+                Err(e) => AppError::Internal(e),
+            },
+        }
+    }
+}
+
+/// Parses a form body, repeated fields included (`clubs=a&clubs=b`). Missing fields take
+/// their defaults so that the CSRF check always runs first and answers 403.
+pub fn form<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    serde_html_form::from_bytes(body)
+        .map_err(|e| AppError::BadRequest(format!("the form could not be read: {e}")))
+}
+
+/// Security headers on every response.
+pub fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; \
+             frame-ancestors 'none'",
+        ))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Cache-Control", "no-store"))
+}
+
+/// Every route of the panel.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/login", web::get().to(auth::login_page))
+        .route("/login", web::post().to(auth::login))
+        .route("/logout", web::post().to(auth::logout))
+        .route("/", web::get().to(dashboard::page))
+        .route("/clubs", web::get().to(clubs::page))
+        .route("/clubs", web::post().to(clubs::add))
+        .route(
+            "/clubs/{slug}/rollback",
+            web::get().to(clubs::rollback_confirm),
+        )
+        .route("/clubs/{slug}/rollback", web::post().to(clubs::rollback))
+        .route("/clubs/{slug}/remove", web::get().to(clubs::remove_confirm))
+        .route("/clubs/{slug}/remove", web::post().to(clubs::remove))
+        .route("/releases", web::get().to(deploy::releases_page))
+        .route("/releases/refresh", web::post().to(deploy::refresh))
+        .route("/deploy", web::get().to(deploy::form_page))
+        .route("/deploy/confirm", web::post().to(deploy::confirm))
+        .route("/deploy", web::post().to(deploy::deploy))
+        .route("/jobs", web::get().to(jobs::list))
+        .route("/jobs/{id}", web::get().to(jobs::page))
+        .route("/jobs/{id}/events", web::get().to(jobs::events))
+        .route("/jobs/{id}/cancel", web::post().to(jobs::cancel))
+        .route("/audit", web::get().to(audit::page))
+        .route("/audit.csv", web::get().to(audit::csv))
+        .route("/audit/verify", web::get().to(audit::verify))
+        .route("/staff", web::get().to(staff::page))
+        .route("/staff", web::post().to(staff::add))
+        .route("/staff/{name}/role", web::post().to(staff::set_role))
+        .route("/staff/{name}/disable", web::post().to(staff::disable))
+        .route("/staff/{name}/enable", web::post().to(staff::enable))
+        .route(
+            "/staff/{name}/password",
+            web::post().to(staff::reset_password),
+        )
+        .route("/static/{file}", web::get().to(statics::file))
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
+    Err(AppError::NotFound("There is no such page.".into()))
+}
+
+/// "1 club" / "3 clubs".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

@@ -1,0 +1,157 @@
+//! Staff management (admins only): add, change role and clubs, disable, reset password.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use askama_web::WebTemplate;
+use serde::Deserialize;
+
+use super::clubs::see_other;
+use super::{AppState, Nav, Staff, form};
+use crate::auth::staff::{self as staff_ops, Actor};
+use crate::db::users::{self, User};
+use crate::domain::{ClubScope, NewPassword, Role, UserName};
+use crate::error::AppError;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "staff.html")]
+pub struct StaffPage {
+    nav: Nav,
+    users: Vec<User>,
+    roles: Vec<&'static str>,
+}
+
+/// `GET /staff`.
+pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<StaffPage, AppError> {
+    staff.require(Role::Admin, "manage staff")?;
+    let users = state.db(|_, conn| Ok(users::all(conn)?)).await?;
+    Ok(StaffPage {
+        nav: staff.nav("staff"),
+        users,
+        roles: Role::ALL.iter().map(|r| r.as_str()).collect(),
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UserForm {
+    csrf: String,
+    name: String,
+    role: String,
+    clubs: String,
+    password: String,
+}
+
+/// Checks the CSRF token and the admin role, then runs `change` as this admin.
+async fn admin_change<F>(
+    staff: &Staff,
+    state: &web::Data<AppState>,
+    csrf: &str,
+    change: F,
+) -> Result<HttpResponse, AppError>
+where
+    F: FnOnce(&mut diesel::SqliteConnection, Actor<'_>) -> anyhow::Result<()> + Send + 'static,
+{
+    staff.check_csrf(csrf)?;
+    staff.require(Role::Admin, "manage staff")?;
+    let (name, address) = (staff.user.name.clone(), staff.address.clone());
+    state
+        .db(move |_, conn| {
+            let actor = Actor {
+                name: &name,
+                address: Some(&address),
+            };
+            change(conn, actor).map_err(|e| match e.downcast::<AppError>() {
+                Ok(app) => app.into(),
+                Err(e) => AppError::BadRequest(format!("{e:#}")).into(),
+            })
+        })
+        .await?;
+    Ok(see_other("/staff"))
+}
+
+/// `POST /staff`: adds a member of staff.
+pub async fn add(
+    staff: Staff,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let posted: UserForm = form(&body)?;
+    let csrf = posted.csrf.clone();
+    admin_change(&staff, &state, &csrf, move |conn, actor| {
+        let name = UserName::parse(posted.name.trim())?;
+        let role = Role::parse(&posted.role)?;
+        let scope = ClubScope::parse(&posted.clubs)?;
+        let password = NewPassword::parse(&posted.password)?;
+        staff_ops::add(conn, actor, &name, role, &scope, &password).map(|_| ())
+    })
+    .await
+}
+
+/// `POST /staff/{name}/role`: changes role and club list.
+pub async fn set_role(
+    staff: Staff,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let posted: UserForm = form(&body)?;
+    let csrf = posted.csrf.clone();
+    let name = name.into_inner();
+    admin_change(&staff, &state, &csrf, move |conn, actor| {
+        let role = Role::parse(&posted.role)?;
+        let scope = ClubScope::parse(&posted.clubs)?;
+        if role != Role::Admin {
+            staff_ops::keep_an_admin(conn, &name)?;
+        }
+        staff_ops::set_role(conn, actor, &name, role, &scope)
+    })
+    .await
+}
+
+/// `POST /staff/{name}/disable`: disables a user and ends their sessions.
+pub async fn disable(
+    staff: Staff,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let posted: UserForm = form(&body)?;
+    let name = name.into_inner();
+    admin_change(&staff, &state, &posted.csrf, move |conn, actor| {
+        staff_ops::keep_an_admin(conn, &name)?;
+        staff_ops::set_disabled(conn, actor, &name, true)
+    })
+    .await
+}
+
+/// `POST /staff/{name}/enable`.
+pub async fn enable(
+    staff: Staff,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let posted: UserForm = form(&body)?;
+    let name = name.into_inner();
+    admin_change(&staff, &state, &posted.csrf, move |conn, actor| {
+        staff_ops::set_disabled(conn, actor, &name, false)
+    })
+    .await
+}
+
+/// `POST /staff/{name}/password`: sets a new password (ends the user's sessions).
+pub async fn reset_password(
+    staff: Staff,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let posted: UserForm = form(&body)?;
+    let csrf = posted.csrf.clone();
+    let name = name.into_inner();
+    admin_change(&staff, &state, &csrf, move |conn, actor| {
+        let password = NewPassword::parse(&posted.password)?;
+        staff_ops::set_password(conn, actor, &name, &password)
+    })
+    .await
+}
