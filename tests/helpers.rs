@@ -22,6 +22,8 @@ pub struct Config {
     pub check: Option<Vec<String>>,
     pub configtest: Vec<String>,
     pub reload: Vec<String>,
+    pub session_idle_secs: u64,
+    pub cookie_secure: bool,
 }
 
 /// A temporary world for one test.
@@ -61,6 +63,8 @@ impl TestEnv {
             check: None,
             configtest: sh(&format!("echo configtest >> {}", events.display())),
             reload: sh(&format!("echo reload >> {}", events.display())),
+            session_idle_secs: 1800,
+            cookie_secure: false,
         };
         let env = TestEnv {
             data: base.join("data"),
@@ -81,12 +85,15 @@ impl TestEnv {
         let argv = |v: &Vec<String>| format!("{v:?}");
         let mut text = format!(
             "data_dir = {:?}\nrepo_url = {:?}\nwebroot_base = {:?}\nkeep_releases = {}\n\
-             prune_grace_secs = {}\nlisten = \"127.0.0.1:0\"\n[build]\ncommands = [{}]\n",
+             prune_grace_secs = {}\nlisten = \"127.0.0.1:0\"\nsession_idle_secs = {}\n\
+             cookie_secure = {}\n[build]\ncommands = [{}]\n",
             self.data.display().to_string(),
             c.repo_url,
             self.www.display().to_string(),
             c.keep_releases,
             c.prune_grace_secs,
+            c.session_idle_secs,
+            c.cookie_secure,
             c.build_commands
                 .iter()
                 .map(argv)

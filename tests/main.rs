@@ -5,3 +5,4 @@ mod audit;
 mod engine;
 mod helpers;
 mod jobs;
+mod web;

@@ -221,3 +221,31 @@ fn write_entries(entries: Receiver<Entry>) -> anyhow::Result<TreeStats> {
     }
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_appear_after_the_first_fetch() {
+        let root = tempfile::tempdir().unwrap();
+        let app = root.path().join("app");
+        let repo = Repository::init(&app).unwrap();
+        std::fs::write(app.join("index.php"), "<?php\n").unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new("index.php")).unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.invalid").unwrap();
+        let id = repo
+            .commit(Some("HEAD"), &sig, &sig, "one", &tree, &[])
+            .unwrap();
+        repo.tag_lightweight("v1", &repo.find_object(id, None).unwrap(), false)
+            .unwrap();
+        let mirror = Mirror::open(&root.path().join("repo.git"), app.to_str().unwrap()).unwrap();
+        assert!(mirror.tags().unwrap().is_empty());
+        mirror.fetch().unwrap();
+        let tags = mirror.tags().unwrap();
+        assert_eq!(tags.len(), 1, "{tags:?}");
+        assert_eq!(tags[0].1, id.to_string());
+    }
+}

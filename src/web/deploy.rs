@@ -29,7 +29,14 @@ pub async fn releases_page(
     state: web::Data<AppState>,
 ) -> Result<ReleasesPage, AppError> {
     let mut rows = state
-        .db(|settings, conn| inventory::releases(settings, conn, false))
+        .db(|settings, conn| {
+            let rows = inventory::releases(settings, conn, false)?;
+            // A new installation: fetch once so the page is not empty.
+            if rows.is_empty() {
+                return inventory::releases(settings, conn, true);
+            }
+            Ok(rows)
+        })
         .await?;
     rows.reverse();
     Ok(ReleasesPage {
@@ -98,6 +105,10 @@ pub async fn form_page(
     let (tags, clubs) = state
         .db(|settings, conn| {
             let mirror = Mirror::open(&settings.mirror_dir(), &settings.repo_url)?;
+            if mirror.tags()?.is_empty() {
+                // A new installation: fetch once so there is something to choose.
+                mirror.fetch()?;
+            }
             let tags: Vec<String> = mirror
                 .tags()?
                 .into_iter()

@@ -1,0 +1,823 @@
+//! The web panel, spawned for real on a loopback port with its worker, driven by a
+//! cookie-keeping HTTP client: the whole deploy-and-rollback flow through the forms, every
+//! route for every role, CSRF, sessions, throttling and escaping.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clubdeploy::auth::staff::{self, Actor};
+use clubdeploy::config::Settings;
+use clubdeploy::db::{self, DbPool};
+use clubdeploy::domain::{ClubScope, NewPassword, Role, UserName};
+use clubdeploy::startup::Application;
+use reqwest::StatusCode;
+use reqwest::header::{LOCATION, SET_COOKIE};
+
+use crate::helpers::TestEnv;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A running panel and what it runs on.
+pub struct TestApp {
+    pub env: TestEnv,
+    pub base: String,
+    pub pool: DbPool,
+    pub settings: Arc<Settings>,
+}
+
+impl TestApp {
+    /// Spawns the panel for `env` (clubs a and b, each on v1 then v2 unless told otherwise),
+    /// with one user of each kind: viewer, limited (deployer of club a), deployer, admin.
+    pub async fn spawn(env: TestEnv) -> TestApp {
+        let settings = Settings::load(&env.config_path).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // Polling once an hour: jobs start only when the panel queues them (and notifies).
+        let app =
+            Application::build(settings.clone(), listener, Duration::from_secs(3600)).unwrap();
+        let base = format!("http://{}", app.addr());
+        tokio::spawn(app.run_until_stopped());
+        let pool = db::open(&settings.database_path()).unwrap();
+        let conn = &mut pool.get().unwrap();
+        let setup = Actor {
+            name: "setup",
+            address: None,
+        };
+        for (name, role, clubs) in [
+            ("viewer", Role::Viewer, ""),
+            ("limited", Role::Deployer, "a"),
+            ("deployer", Role::Deployer, ""),
+            ("admin", Role::Admin, ""),
+        ] {
+            staff::add(
+                conn,
+                setup,
+                &UserName::parse(name).unwrap(),
+                role,
+                &ClubScope::parse(clubs).unwrap(),
+                &NewPassword::parse(PASSWORD).unwrap(),
+            )
+            .unwrap();
+        }
+        TestApp {
+            env,
+            base,
+            pool,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// A client that keeps cookies and does not follow redirects.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Signs `name` in; returns the client.
+    pub async fn login(&self, name: &str) -> reqwest::Client {
+        let client = self.client();
+        let response = self.try_login(&client, name, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "login of {name}");
+        client
+    }
+
+    /// Posts the sign-in form.
+    pub async fn try_login(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        let page = client.get(self.url("/login")).send().await.unwrap();
+        let csrf = csrf_of(&page.text().await.unwrap());
+        client
+            .post(self.url("/login"))
+            .form(&[
+                ("name", name),
+                ("password", password),
+                ("csrf", &csrf),
+                ("next", "/"),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The CSRF token of the signed-in session, read from a page.
+    pub async fn csrf(&self, client: &reqwest::Client) -> String {
+        let page = client.get(self.url("/jobs")).send().await.unwrap();
+        csrf_of(&page.text().await.unwrap())
+    }
+
+    /// GETs a page's body, asserting 200.
+    pub async fn page(&self, client: &reqwest::Client, path: &str) -> String {
+        let response = client.get(self.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.text().await.unwrap()
+    }
+
+    /// POSTs a form (with the session's CSRF token added).
+    pub async fn post(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let csrf = self.csrf(client).await;
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf", &csrf));
+        client
+            .post(self.url(path))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Takes the deploy lock, so the worker runs nothing while it is held (waiting out the
+    /// worker's first pass, which may hold the lock for a moment).
+    pub async fn hold_worker(&self) -> clubdeploy::pipeline::lock::DeployLock {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(lock) =
+                clubdeploy::pipeline::lock::DeployLock::try_acquire(&self.settings.lock_path())
+                    .unwrap()
+            {
+                return lock;
+            }
+            assert!(Instant::now() < deadline, "the worker kept the deploy lock");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Queues a deploy of v3 to all clubs without waking the worker: it stays queued until
+    /// the panel queues a job (job ids: this one follows the jobs made before).
+    pub fn queue_a_job(&self) {
+        use clubdeploy::domain::{JobSpec, ReleaseTag, Targets};
+        let spec = JobSpec::Deploy {
+            tag: ReleaseTag::parse("v3").unwrap(),
+            targets: Targets::All,
+        };
+        let conn = &mut self.pool.get().unwrap();
+        clubdeploy::jobs::enqueue::enqueue(conn, &spec, "setup", None).unwrap();
+    }
+
+    /// Waits (bounded) until job `id` has finished; returns its status.
+    pub async fn job_finished(&self, id: i32) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let job = db::jobs::by_id(&mut self.pool.get().unwrap(), id).unwrap();
+            if let Some(job) = job
+                && job.finished_at.is_some()
+            {
+                return job.status;
+            }
+            assert!(Instant::now() < deadline, "job #{id} did not finish");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The first CSRF token in a page.
+pub fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("a CSRF field") + marker.len();
+    html[start..start + 64].to_owned()
+}
+
+/// The job id a redirect to `/jobs/{id}` names.
+pub fn job_id(response: &reqwest::Response) -> i32 {
+    let location = response.headers()[LOCATION].to_str().unwrap();
+    location.strip_prefix("/jobs/").unwrap().parse().unwrap()
+}
+
+fn env_with_clubs() -> TestEnv {
+    let env = TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    env
+}
+
+#[tokio::test]
+async fn staff_deploy_to_all_clubs_and_roll_one_back_through_the_forms() {
+    let app = TestApp::spawn(env_with_clubs()).await;
+    let admin = app.login("admin").await;
+    let dashboard = app.page(&admin, "/").await;
+    assert!(dashboard.contains("no release"), "{dashboard}");
+
+    for tag in ["v1", "v2"] {
+        let form = app.page(&admin, &format!("/deploy?tag={tag}")).await;
+        assert!(
+            form.contains(&format!("<option value=\"{tag}\" selected>{tag}")),
+            "{form}"
+        );
+        let confirm = app
+            .post(
+                &admin,
+                "/deploy/confirm",
+                &[("tag", tag), ("target", "all")],
+            )
+            .await;
+        assert_eq!(confirm.status(), StatusCode::OK);
+        let confirm = confirm.text().await.unwrap();
+        let release = app.env.release_name(tag);
+        assert!(
+            confirm.contains(&format!("2 clubs will move to {release}.")),
+            "{confirm}"
+        );
+        assert!(
+            confirm.contains("Apache will then be reloaded"),
+            "{confirm}"
+        );
+        let queued = app
+            .post(&admin, "/deploy", &[("tag", tag), ("target", "all")])
+            .await;
+        assert_eq!(queued.status(), StatusCode::SEE_OTHER);
+        let id = job_id(&queued);
+        let job_page = app.page(&admin, &format!("/jobs/{id}")).await;
+        assert!(job_page.contains(&format!("Job #{id}: deploy {tag} to all clubs")));
+        assert_eq!(app.job_finished(id).await, "succeeded");
+        let job_page = app.page(&admin, &format!("/jobs/{id}")).await;
+        assert!(job_page.contains("2 of 2 clubs switched"), "{job_page}");
+        assert_eq!(app.env.release_of("a"), release);
+        assert_eq!(app.env.release_of("b"), release);
+    }
+
+    let clubs = app.page(&admin, "/clubs").await;
+    let v1 = app.env.release_name("v1");
+    assert!(clubs.contains(&format!("Roll back to {v1}")), "{clubs}");
+    let confirm = app.page(&admin, "/clubs/a/rollback").await;
+    assert!(
+        confirm.contains(&format!("It will go back to\n<strong>{v1}</strong>")),
+        "{confirm}"
+    );
+    let queued = app.post(&admin, "/clubs/a/rollback", &[("to", &v1)]).await;
+    assert_eq!(queued.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.job_finished(job_id(&queued)).await, "succeeded");
+    assert_eq!(app.env.release_of("a"), v1);
+    assert_eq!(app.env.release_of("b"), app.env.release_name("v2"));
+
+    let audit = app.page(&admin, "/audit?user=admin").await;
+    for expected in [
+        "login.succeeded",
+        "job.queued",
+        "deploy v1 to all clubs",
+        "deploy v2 to all clubs",
+        "roll back a to",
+    ] {
+        assert!(audit.contains(expected), "{expected} not in the audit page");
+    }
+    let switched = app.page(&admin, "/audit?club=a&action=club.switched").await;
+    assert!(switched.contains(&format!(
+        "rollback: from {} to {v1}",
+        app.env.release_name("v2")
+    )));
+    let csv = admin
+        .get(app.url("/audit.csv?club=a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    assert!(csv.starts_with("id,time_utc,actor,address,action"), "{csv}");
+    assert_eq!(
+        csv.lines().filter(|l| l.contains("club.switched")).count(),
+        3,
+        "{csv}"
+    );
+    let verify = app.page(&admin, "/audit/verify").await;
+    assert!(verify.contains("The audit log is intact"), "{verify}");
+}
+
+#[tokio::test]
+async fn job_page_streams_events_until_the_job_ends() {
+    let app = TestApp::spawn(env_with_clubs()).await;
+    let admin = app.login("admin").await;
+    let queued = app
+        .post(&admin, "/deploy", &[("tag", "v1"), ("target", "all")])
+        .await;
+    let id = job_id(&queued);
+    let stream = admin
+        .get(app.url(&format!("/jobs/{id}/events?after=0")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    // The stream ends by itself after the `end` event.
+    let body = tokio::time::timeout(Duration::from_secs(30), stream.text())
+        .await
+        .expect("the stream ended")
+        .unwrap();
+    assert!(body.contains("event: log"), "{body}");
+    assert!(body.contains("\"message\":\"switch\""), "{body}");
+    assert!(body.contains("(2 of 2 clubs switched)"), "{body}");
+    assert!(body.trim_end().ends_with("}"), "{body}");
+    assert!(
+        body.contains("event: end\ndata: {\"error\":null,\"outcome\":\"2 of 2 clubs switched"),
+        "{body}"
+    );
+}
+
+/// Who makes a request in the route table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Anonymous,
+    Viewer,
+    Limited,
+    Deployer,
+    Admin,
+}
+
+const OK: u16 = 200;
+const SEE: u16 = 303;
+const BAD: u16 = 400;
+const NO: u16 = 403;
+
+#[tokio::test]
+async fn every_route_answers_each_role_as_expected() {
+    // (method, path, form fields, expected for anonymous, viewer, limited, deployer, admin)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        [u16; 5],
+    );
+    let cases: &[Case] = &[
+        ("GET", "/login", &[], [OK, OK, OK, OK, OK]),
+        ("GET", "/static/style.css", &[], [OK, OK, OK, OK, OK]),
+        ("GET", "/no/such/page", &[], [404, 404, 404, 404, 404]),
+        ("GET", "/", &[], [SEE, OK, OK, OK, OK]),
+        ("GET", "/clubs", &[], [SEE, OK, OK, OK, OK]),
+        ("GET", "/releases", &[], [SEE, OK, OK, OK, OK]),
+        ("GET", "/jobs", &[], [SEE, OK, OK, OK, OK]),
+        ("GET", "/jobs/1", &[], [SEE, OK, OK, OK, OK]),
+        ("GET", "/jobs/1/events", &[], [SEE, OK, OK, OK, OK]),
+        ("GET", "/jobs/999", &[], [SEE, 404, 404, 404, 404]),
+        ("GET", "/audit", &[], [SEE, OK, OK, OK, OK]),
+        ("GET", "/audit.csv", &[], [SEE, OK, OK, OK, OK]),
+        ("GET", "/audit/verify", &[], [SEE, OK, OK, OK, OK]),
+        ("GET", "/deploy", &[], [SEE, NO, OK, OK, OK]),
+        ("GET", "/clubs/a/rollback", &[], [SEE, NO, OK, OK, OK]),
+        ("GET", "/clubs/b/rollback", &[], [SEE, NO, NO, OK, OK]),
+        ("GET", "/staff", &[], [SEE, NO, NO, NO, OK]),
+        ("GET", "/clubs/a/remove", &[], [SEE, NO, NO, NO, OK]),
+        // Job 3 is queued (and stays queued: nothing wakes the worker before this row).
+        ("POST", "/jobs/3/cancel", &[], [SEE, NO, NO, SEE, SEE]),
+        (
+            "POST",
+            "/deploy/confirm",
+            &[("tag", "v1"), ("target", "some"), ("clubs", "a")],
+            [SEE, NO, OK, OK, OK],
+        ),
+        (
+            "POST",
+            "/deploy/confirm",
+            &[("tag", "v1"), ("target", "all")],
+            [SEE, NO, NO, OK, OK],
+        ),
+        (
+            "POST",
+            "/deploy/confirm",
+            &[("tag", "v1"), ("target", "some"), ("clubs", "b")],
+            [SEE, NO, NO, OK, OK],
+        ),
+        (
+            "POST",
+            "/deploy",
+            &[("tag", "v1"), ("target", "some"), ("clubs", "a")],
+            [SEE, NO, SEE, SEE, SEE],
+        ),
+        (
+            "POST",
+            "/deploy",
+            &[("tag", "v1"), ("target", "some"), ("clubs", "b")],
+            [SEE, NO, NO, SEE, SEE],
+        ),
+        (
+            "POST",
+            "/deploy",
+            &[("tag", "v1"), ("target", "all")],
+            [SEE, NO, NO, SEE, SEE],
+        ),
+        ("POST", "/clubs/a/rollback", &[], [SEE, NO, SEE, SEE, SEE]),
+        ("POST", "/clubs/b/rollback", &[], [SEE, NO, NO, SEE, SEE]),
+        ("POST", "/releases/refresh", &[], [SEE, NO, SEE, SEE, SEE]),
+        (
+            "POST",
+            "/clubs",
+            &[("slug", "extra"), ("webroot", "WWW/extra/htdocs")],
+            [SEE, NO, NO, NO, SEE],
+        ),
+        ("POST", "/clubs/extra/remove", &[], [SEE, NO, NO, NO, SEE]),
+        (
+            "POST",
+            "/staff",
+            &[
+                ("name", "newbie"),
+                ("role", "viewer"),
+                ("password", "a long enough password"),
+            ],
+            [SEE, NO, NO, NO, SEE],
+        ),
+        (
+            "POST",
+            "/staff/newbie/role",
+            &[("role", "deployer"), ("clubs", "a")],
+            [SEE, NO, NO, NO, SEE],
+        ),
+        (
+            "POST",
+            "/staff/newbie/password",
+            &[("password", "another long password")],
+            [SEE, NO, NO, NO, SEE],
+        ),
+        ("POST", "/staff/newbie/disable", &[], [SEE, NO, NO, NO, SEE]),
+        ("POST", "/staff/newbie/enable", &[], [SEE, NO, NO, NO, SEE]),
+        ("POST", "/staff/nobody/disable", &[], [SEE, NO, NO, NO, BAD]),
+        ("POST", "/logout", &[], [SEE, SEE, SEE, SEE, SEE]),
+    ];
+    let everyone = [
+        Who::Anonymous,
+        Who::Viewer,
+        Who::Limited,
+        Who::Deployer,
+        Who::Admin,
+    ];
+    for (column, who) in everyone.into_iter().enumerate() {
+        // A fresh panel per role: each starts from the same state.
+        let env = env_with_clubs();
+        env.ok(&["deploy", "v1", "--all"]);
+        env.ok(&["deploy", "v2", "--all"]);
+        let app = TestApp::spawn(env).await;
+        // Holding the deploy lock keeps the worker from running anything: job 3 stays queued
+        // and the routes are judged on the same state for every role.
+        let _hold = app.hold_worker().await;
+        app.queue_a_job();
+        let www = app.env.www.display().to_string();
+        let client = match who {
+            Who::Anonymous => app.client(),
+            Who::Viewer => app.login("viewer").await,
+            Who::Limited => app.login("limited").await,
+            Who::Deployer => app.login("deployer").await,
+            Who::Admin => app.login("admin").await,
+        };
+        let csrf = if who == Who::Anonymous {
+            String::new()
+        } else {
+            app.csrf(&client).await
+        };
+        for (method, path, fields, expected) in cases {
+            let response = if *method == "GET" {
+                client.get(app.url(path)).send().await.unwrap()
+            } else {
+                let mut form: Vec<(String, String)> = fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.replace("WWW", &www)))
+                    .collect();
+                form.push(("csrf".into(), csrf.clone()));
+                client.post(app.url(path)).form(&form).send().await.unwrap()
+            };
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            assert_eq!(
+                status,
+                expected[column],
+                "{who:?} {method} {path} {fields:?}: {}",
+                body.chars().take(600).collect::<String>()
+            );
+            if status == 403 {
+                assert!(
+                    body.contains("Not allowed"),
+                    "{who:?} {path}: a plain 403 page"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn state_changing_routes_refuse_a_missing_or_wrong_csrf_token() {
+    let env = env_with_clubs();
+    env.ok(&["deploy", "v1", "--all"]);
+    env.ok(&["deploy", "v2", "--all"]);
+    let app = TestApp::spawn(env).await;
+    let _hold = app.hold_worker().await;
+    app.queue_a_job();
+    let www = app.env.www.display().to_string();
+    let admin = app.login("admin").await;
+    let extra = format!("{www}/extra/htdocs");
+    let routes: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/logout", vec![]),
+        ("/deploy/confirm", vec![("tag", "v1"), ("target", "all")]),
+        ("/deploy", vec![("tag", "v1"), ("target", "all")]),
+        ("/clubs/a/rollback", vec![]),
+        ("/clubs", vec![("slug", "extra"), ("webroot", &extra)]),
+        ("/clubs/a/remove", vec![]),
+        ("/releases/refresh", vec![]),
+        ("/jobs/3/cancel", vec![]),
+        (
+            "/staff",
+            vec![
+                ("name", "x"),
+                ("role", "admin"),
+                ("password", "a long enough password"),
+            ],
+        ),
+        ("/staff/viewer/role", vec![("role", "admin")]),
+        (
+            "/staff/viewer/password",
+            vec![("password", "a long enough password")],
+        ),
+        ("/staff/viewer/disable", vec![]),
+        ("/staff/viewer/enable", vec![]),
+    ];
+    let snapshot = |app: &TestApp| {
+        let conn = &mut app.pool.get().unwrap();
+        let audit = db::audit::list(
+            conn,
+            &db::audit::Filter {
+                limit: 1_000_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let jobs = db::jobs::recent(conn, 1000).unwrap();
+        let clubs = db::clubs::all(conn).unwrap();
+        let users = db::users::all(conn).unwrap();
+        (
+            audit.len(),
+            jobs.iter().map(|j| j.status.clone()).collect::<Vec<_>>(),
+            clubs.len(),
+            users
+                .iter()
+                .map(|u| (u.role.clone(), u.disabled, u.password_hash.clone()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let before = snapshot(&app);
+    let links = (app.env.release_of("a"), app.env.release_of("b"));
+    for (path, fields) in &routes {
+        for token in [None, Some("0".repeat(64))] {
+            let mut form: Vec<(&str, &str)> = fields.clone();
+            if let Some(token) = &token {
+                form.push(("csrf", token));
+            }
+            let response = admin.post(app.url(path)).form(&form).send().await.unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::FORBIDDEN,
+                "{path} with token {token:?}"
+            );
+        }
+    }
+    assert_eq!(
+        snapshot(&app),
+        before,
+        "a refused request changed something"
+    );
+    assert_eq!((app.env.release_of("a"), app.env.release_of("b")), links);
+    // Still signed in: the refused logout did not sign out.
+    app.page(&admin, "/").await;
+
+    // The sign-in form's token is checked too.
+    let client = app.client();
+    let response = client
+        .post(app.url("/login"))
+        .form(&[
+            ("name", "admin"),
+            ("password", PASSWORD),
+            ("csrf", &"0".repeat(64)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+fn session_cookie(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("clubdeploy_session="))
+        .expect("a session cookie")
+}
+
+#[tokio::test]
+async fn sessions_are_new_at_login_end_at_logout_disable_and_idle_and_are_flagged() {
+    let mut env = env_with_clubs();
+    env.config.session_idle_secs = 2;
+    env.config.cookie_secure = true;
+    env.configure();
+    let app = TestApp::spawn(env).await;
+    let client = app.client();
+    let first = app.try_login(&client, "viewer", PASSWORD).await;
+    let cookie = session_cookie(&first);
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(cookie.contains(flag), "{flag} missing from {cookie}");
+    }
+    let token = |c: &str| c.split(';').next().unwrap().to_owned();
+    let second = app.try_login(&client, "viewer", PASSWORD).await;
+    assert_ne!(
+        token(&session_cookie(&second)),
+        token(&cookie),
+        "a new session at login"
+    );
+
+    // Logout ends the session: the old cookie no longer works.
+    let old = token(&session_cookie(&second));
+    let raw = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: &str| raw.get(app.url(path)).header("Cookie", old.clone()).send();
+    assert_eq!(get("/").await.unwrap().status(), StatusCode::OK);
+    let logout = app.post(&client, "/logout", &[]).await;
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    let after = get("/").await.unwrap();
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    assert_eq!(after.headers()[LOCATION], "/login?next=/");
+
+    // Disabling a user ends their session at once.
+    let viewer = app.login("viewer").await;
+    app.page(&viewer, "/").await;
+    let admin = app.login("admin").await;
+    assert_eq!(
+        app.post(&admin, "/staff/viewer/disable", &[])
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        viewer.get(app.url("/")).send().await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    let refused = app.try_login(&app.client(), "viewer", PASSWORD).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::UNAUTHORIZED,
+        "a disabled user cannot sign in"
+    );
+
+    // An idle session ends (idle timeout 2 s here); an active one lives on.
+    let deployer = app.login("deployer").await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        app.page(&admin, "/").await;
+    }
+    assert!(app.page(&admin, "/").await.contains("admin"));
+    let idle = deployer.get(app.url("/")).send().await.unwrap();
+    assert_eq!(
+        idle.status(),
+        StatusCode::SEE_OTHER,
+        "the idle session still worked"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_is_throttled_per_account_and_per_address() {
+    let app = TestApp::spawn(env_with_clubs()).await;
+    let client = app.client();
+    for _ in 0..5 {
+        let wrong = app
+            .try_login(&client, "deployer", "not the password!")
+            .await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            wrong
+                .text()
+                .await
+                .unwrap()
+                .contains("Wrong user name or password.")
+        );
+    }
+    // The sixth attempt is refused even with the right password.
+    let refused = app.try_login(&client, "deployer", PASSWORD).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("too many failed sign-in attempts; wait 15 minutes")
+    );
+    // Other accounts are not affected yet…
+    app.login("viewer").await;
+    // …until this address has failed 20 times in all.
+    for n in 0..14 {
+        let name = format!("nobody{n}");
+        let wrong = app.try_login(&client, &name, "whatever password").await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+    let refused = app.try_login(&client, "admin", PASSWORD).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Every attempt is in the audit log.
+    let conn = &mut app.pool.get().unwrap();
+    let rows = db::audit::list(
+        conn,
+        &db::audit::Filter {
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let count = |action: &str| rows.iter().filter(|r| r.action == action).count();
+    assert_eq!(count("login.failed"), 19);
+    assert_eq!(count("login.throttled"), 2);
+    assert_eq!(count("login.succeeded"), 1);
+    assert!(
+        rows.iter()
+            .filter(|r| r.action.starts_with("login."))
+            .all(|r| r.address.as_deref() == Some("127.0.0.1"))
+    );
+}
+
+#[tokio::test]
+async fn markup_in_names_is_shown_escaped_everywhere() {
+    let env = TestEnv::new();
+    let webroot = env.webroot("evil");
+    env.ok(&[
+        "club",
+        "add",
+        "evil",
+        "--webroot",
+        webroot.to_str().unwrap(),
+        "--name",
+        "<script>alert('club')</script>",
+    ]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let app = TestApp::spawn(env).await;
+    // A sign-in attempt under a name with markup lands in the audit log.
+    app.try_login(&app.client(), "<script>alert('user')</script>", "x")
+        .await;
+    let admin = app.login("admin").await;
+    let bad_tag = app
+        .post(
+            &admin,
+            "/deploy/confirm",
+            &[("tag", "<script>alert('tag')</script>"), ("target", "all")],
+        )
+        .await;
+    assert_eq!(bad_tag.status(), StatusCode::BAD_REQUEST);
+    let bad_tag = bad_tag.text().await.unwrap();
+    assert!(escaped(&bad_tag, "tag"), "{bad_tag}");
+    assert!(!bad_tag.contains("<script>alert"), "{bad_tag}");
+    for path in [
+        "/",
+        "/clubs",
+        "/deploy",
+        "/audit",
+        "/jobs/1",
+        "/releases",
+        "/staff",
+    ] {
+        let page = app.page(&admin, path).await;
+        assert!(
+            !page.contains("<script>alert"),
+            "unescaped markup on {path}"
+        );
+    }
+    let clubs = app.page(&admin, "/clubs").await;
+    assert!(escaped(&clubs, "club"), "{clubs}");
+    let audit = app.page(&admin, "/audit").await;
+    assert!(escaped(&audit, "user"), "{audit}");
+    assert!(escaped(&audit, "club"), "{audit}");
+}
+
+/// Whether `<script>alert('what')</script>` appears in `page` as escaped text.
+fn escaped(page: &str, what: &str) -> bool {
+    page.contains(&format!(
+        "&#60;script&#62;alert(&#39;{what}&#39;)&#60;/script&#62;"
+    ))
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers_and_errors_hide_internals() {
+    let app = TestApp::spawn(env_with_clubs()).await;
+    let response = app.client().get(app.url("/login")).send().await.unwrap();
+    let headers = response.headers();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    let html = response.text().await.unwrap();
+    assert!(
+        !html.contains("<script>") && !html.contains(" on"),
+        "inline script on the login page"
+    );
+    let admin = app.login("admin").await;
+    let missing = admin.get(app.url("/jobs/12345")).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let body = missing.text().await.unwrap();
+    assert!(body.contains("There is no job #12345.") && !body.contains("<nav"));
+}
