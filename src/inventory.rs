@@ -1,7 +1,7 @@
 //! What runs where: adding and forgetting clubs, each club's release as read from disk, and
 //! the releases with the clubs that run them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -111,7 +111,7 @@ pub fn add_club(
             ),
             AddClubError::Db(e) => e.into(),
         })?;
-    status_of(settings, added, &published(settings)?)
+    status_of(settings, added, &mut Published::default())
 }
 
 /// Forgets a club (its webroot is left as it is).
@@ -135,33 +135,40 @@ pub fn remove_club(conn: &mut SqliteConnection, actor: &str, slug: &str) -> anyh
 /// Every club with the release its webroot resolves to on disk, and any drift from what the
 /// database recorded.
 pub fn status(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Result<Vec<ClubStatus>> {
-    let published = published(settings)?;
+    let mut published = Published::default();
     clubs::all(conn)?
         .into_iter()
-        .map(|club| status_of(settings, club, &published))
+        .map(|club| status_of(settings, club, &mut published))
         .collect()
 }
 
-/// The names of the published releases.
-fn published(settings: &Settings) -> anyhow::Result<HashSet<ReleaseName>> {
-    Ok(release::list(&settings.releases_dir())?
-        .into_iter()
-        .map(|r| r.name)
-        .collect())
+/// Which release directories are complete, looked up once per release name.
+#[derive(Default)]
+struct Published(HashMap<ReleaseName, bool>);
+
+impl Published {
+    fn contains(&mut self, releases_dir: &Path, name: &ReleaseName) -> bool {
+        *self.0.entry(name.clone()).or_insert_with(|| {
+            releases_dir
+                .join(name.as_str())
+                .join(release::MANIFEST)
+                .is_file()
+        })
+    }
 }
 
-/// A club's webroot as found on disk: one `readlink` per club, checked against the
-/// published releases (a full `realpath` only for links clubdeploy did not write).
+/// A club's webroot as found on disk: one `readlink` per club, checked for a manifest once
+/// per release (a full `realpath` only for links clubdeploy did not write).
 fn status_of(
     settings: &Settings,
     club: clubs::Club,
-    published: &HashSet<ReleaseName>,
+    published: &mut Published,
 ) -> anyhow::Result<ClubStatus> {
     let releases_dir = settings.releases_dir();
     let on_disk = match switch::linked_release(club.webroot.as_ref(), &releases_dir)
         .with_context(|| format!("cannot read the webroot of club {}", club.slug))?
     {
-        Webroot::Release(name) if !published.contains(&name) => {
+        Webroot::Release(name) if !published.contains(&releases_dir, &name) => {
             Webroot::OtherLink(releases_dir.join(name.as_str()))
         }
         other => other,

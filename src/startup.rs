@@ -2,12 +2,10 @@
 //! a listener the caller bound (port 0 in tests), and the queue worker beside it.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use tokio::sync::Notify;
 
 use crate::config::Settings;
 use crate::db;
@@ -30,11 +28,7 @@ impl Application {
         poll: Duration,
     ) -> anyhow::Result<Application> {
         let pool = db::open(&settings.database_path())?;
-        let state = AppState {
-            settings: Arc::new(settings),
-            pool,
-            wake: Arc::new(Notify::new()),
-        };
+        let state = AppState::new(settings, pool);
         let addr = listener.local_addr()?;
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || {

@@ -821,3 +821,116 @@ async fn responses_carry_security_headers_and_errors_hide_internals() {
     let body = missing.text().await.unwrap();
     assert!(body.contains("There is no job #12345.") && !body.contains("<nav"));
 }
+
+#[tokio::test]
+async fn the_demo_serves_a_panel_its_printed_password_opens() {
+    use std::io::{BufRead, BufReader};
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("demo");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clubdeploy"))
+        .args([
+            "demo",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("CLUBDEPLOY_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut password = None;
+    let mut base = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("sign in as admin with password ") {
+            password = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.strip_prefix("clubdeploy panel on ") {
+            base = rest
+                .split_whitespace()
+                .next()
+                .map(|u| u.trim_end_matches('/').to_owned());
+            break;
+        }
+    }
+    let (password, base) = (password.expect("a password"), base.expect("an address"));
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client.get(format!("{base}/login")).send().await.unwrap();
+    let csrf = csrf_of(&page.text().await.unwrap());
+    let login = client
+        .post(format!("{base}/login"))
+        .form(&[("name", "admin"), ("password", &password), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let dashboard = client
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        dashboard.contains("v1.0.0-"),
+        "the oldest tag runs everywhere: {dashboard}"
+    );
+    assert!(dashboard.contains("Club Zermatt") && dashboard.contains("(6 clubs)"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let links: Vec<_> = std::fs::read_dir(dir.join("www")).unwrap().collect();
+    assert_eq!(links.len(), 6);
+}
+
+#[test]
+fn user_commands_add_list_change_and_disable_staff() {
+    use std::io::Write;
+    let env = TestEnv::new();
+    let add = |name: &str, role: &str, password: &str| {
+        let mut child = env
+            .command(&[
+                "user",
+                "add",
+                name,
+                "--role",
+                role,
+                "--clubs",
+                "a",
+                "--password-stdin",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = add("alice", "deployer", "a long enough password");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let short = add("bob", "viewer", "short");
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 12 characters"));
+    let role = add("carol", "boss", "a long enough password");
+    assert!(String::from_utf8_lossy(&role.stderr).contains("is not a role"));
+    let list = env.ok(&["user", "list"]);
+    assert!(list.contains("alice") && list.contains("deployer") && list.contains("active"));
+    assert!(!list.contains("bob") && !list.contains("carol"));
+    env.ok(&["user", "disable", "alice"]);
+    assert!(env.ok(&["user", "list"]).contains("disabled"));
+    let audit = env.ok(&["audit"]);
+    assert!(
+        audit.contains("user.added") && audit.contains("user.disabled"),
+        "{audit}"
+    );
+}

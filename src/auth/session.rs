@@ -52,6 +52,11 @@ pub fn authenticate(
         users::delete_session(conn, session.id)?;
         return Ok(None);
     }
-    users::touch_session(conn, session.id, now)?;
+    // Recording every request would make each page view a database write; a quarter of the
+    // idle timeout (at most a minute) is precise enough.
+    let precision = Duration::seconds((timeouts.idle_secs / 4).min(60) as i64);
+    if now - session.last_seen_at >= precision {
+        users::touch_session(conn, session.id, now)?;
+    }
     Ok(Some((session, user)))
 }

@@ -226,13 +226,20 @@ pub fn scope_of(user: &User) -> anyhow::Result<ClubScope> {
         .map_err(|e| anyhow::anyhow!("user {}: {e}", user.name))
 }
 
-/// Refuses a change that would leave no enabled admin.
+/// Refuses a change to `changing` (demotion, disabling) that would leave no enabled admin.
 pub fn keep_an_admin(conn: &mut SqliteConnection, changing: &str) -> anyhow::Result<()> {
-    let admins = users::all(conn)?
-        .into_iter()
-        .filter(|u| u.role == "admin" && !u.disabled && u.name != changing)
+    let users = users::all(conn)?;
+    let enabled_admin = |u: &&User| u.role == "admin" && !u.disabled;
+    let is_admin = users
+        .iter()
+        .filter(enabled_admin)
+        .any(|u| u.name == changing);
+    let others = users
+        .iter()
+        .filter(enabled_admin)
+        .filter(|u| u.name != changing)
         .count();
-    if admins == 0 {
+    if is_admin && others == 0 {
         bail!("{changing} is the only enabled admin; add another admin first");
     }
     Ok(())

@@ -126,6 +126,13 @@ pub fn append(conn: &mut SqliteConnection, entry: &Entry<'_>) -> QueryResult<()>
     Ok(())
 }
 
+/// The newest row's id (changes whenever clubdeploy changes anything).
+pub fn last_id(conn: &mut SqliteConnection) -> QueryResult<Option<i32>> {
+    audit_events::table
+        .select(diesel::dsl::max(audit_events::id))
+        .first(conn)
+}
+
 /// Appends one row in its own transaction.
 pub fn record(conn: &mut SqliteConnection, entry: &Entry<'_>) -> QueryResult<()> {
     conn.immediate_transaction(|conn| append(conn, entry))

@@ -1,14 +1,19 @@
 //! The clubs page: each club's release as read from disk (drift flagged), since when and by
 //! whom, its Rollback button; and, for admins, adding and forgetting clubs.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use askama_web::WebTemplate;
+use diesel::SqliteConnection;
 use serde::Deserialize;
 
 use super::{AppState, Nav, Staff, form};
+use crate::config::Settings;
 use crate::db::{clubs, switches};
-use crate::domain::{ClubSlug, JobSpec, ReleaseName, Role};
+use crate::domain::{ClubScope, ClubSlug, JobSpec, ReleaseName, Role};
 use crate::error::AppError;
 use crate::inventory::{self, AddClub};
 use crate::jobs::enqueue::enqueue;
@@ -24,62 +29,68 @@ pub struct Row {
     pub since: Option<String>,
     pub by: Option<String>,
     pub rollback_to: Option<String>,
-    pub can_change: bool,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "clubs.html")]
 pub struct ClubsPage {
     nav: Nav,
-    rows: Vec<Row>,
+    rows: Arc<Vec<Row>>,
+    scope: Option<ClubScope>,
+}
+
+impl ClubsPage {
+    /// Whether the viewer may roll back or deploy to this club.
+    fn may_change(&self, slug: &str) -> bool {
+        self.scope.as_ref().is_some_and(|scope| scope.allows(slug))
+    }
+}
+
+/// Every club's row: its link read from disk, its newest switch, its rollback target.
+pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Result<Vec<Row>> {
+    let ids: HashMap<String, i32> = clubs::all(conn)?
+        .into_iter()
+        .map(|c| (c.slug, c.id))
+        .collect();
+    let latest = switches::latest_per_club(conn)?;
+    let targets = switches::rollback_targets(conn)?;
+    let statuses = inventory::status(settings, conn)?;
+    Ok(statuses
+        .into_iter()
+        .map(|club| {
+            let id = ids.get(&club.slug).copied();
+            let last = id.and_then(|id| latest.get(&id));
+            let drift = club.drift.then(|| {
+                club.recorded_release
+                    .clone()
+                    .unwrap_or_else(|| "no release".into())
+            });
+            Row {
+                since: last.map(|s| s.switched_at.format("%Y-%m-%d %H:%M UTC").to_string()),
+                by: last.map(|s| s.actor.clone()),
+                rollback_to: id.and_then(|id| targets.get(&id).cloned()),
+                slug: club.slug,
+                name: club.name,
+                release: club.release,
+                problem: club.problem,
+                drift,
+            }
+        })
+        .collect())
 }
 
 /// `GET /clubs`.
 pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<ClubsPage, AppError> {
-    let rows = state
-        .db(|settings, conn| {
-            let ids: Vec<(String, i32)> = clubs::all(conn)?
-                .into_iter()
-                .map(|c| (c.slug, c.id))
-                .collect();
-            let latest = switches::latest_per_club(conn)?;
-            let targets = switches::rollback_targets(conn)?;
-            let statuses = inventory::status(settings, conn)?;
-            Ok(statuses
-                .into_iter()
-                .map(|club| {
-                    let id = ids.iter().find(|(s, _)| *s == club.slug).map(|(_, id)| *id);
-                    let last = id.and_then(|id| latest.get(&id));
-                    let drift = club.drift.then(|| {
-                        club.recorded_release
-                            .clone()
-                            .unwrap_or_else(|| "no release".into())
-                    });
-                    Row {
-                        since: last.map(|s| s.switched_at.format("%Y-%m-%d %H:%M UTC").to_string()),
-                        by: last.map(|s| s.actor.clone()),
-                        rollback_to: id.and_then(|id| targets.get(&id).cloned()),
-                        can_change: false,
-                        slug: club.slug,
-                        name: club.name,
-                        release: club.release,
-                        problem: club.problem,
-                        drift,
-                    }
-                })
-                .collect::<Vec<_>>())
-        })
-        .await?;
-    let rows = rows
-        .into_iter()
-        .map(|row| Row {
-            can_change: staff.may_change(&row.slug),
-            ..row
-        })
-        .collect();
+    let rows = state.club_rows().await?;
+    let scope = match staff.role {
+        Role::Admin => Some(ClubScope::All),
+        Role::Deployer => Some(staff.scope.clone()),
+        Role::Viewer => None,
+    };
     Ok(ClubsPage {
         nav: staff.nav("clubs"),
         rows,
+        scope,
     })
 }
 

@@ -10,7 +10,6 @@ use super::{AppState, Nav, Staff, count};
 use crate::db::{audit, jobs};
 use crate::domain::JobStatus;
 use crate::error::AppError;
-use crate::inventory;
 
 /// Clubs on one release.
 pub struct Group {
@@ -58,21 +57,24 @@ pub struct DashboardPage {
 
 /// `GET /`.
 pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardPage, AppError> {
-    let (groups, total, running, queued, recent) = state
-        .db(|settings, conn| {
-            let clubs = inventory::status(settings, conn)?;
-            let mut by_release: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for club in &clubs {
-                let release = club.release.clone().unwrap_or_else(|| "no release".into());
-                by_release
-                    .entry(release)
-                    .or_default()
-                    .push(club.name.clone());
-            }
-            let groups = by_release
-                .into_iter()
-                .map(|(release, clubs)| Group { release, clubs })
-                .collect::<Vec<_>>();
+    let clubs = state.club_rows().await?;
+    let mut by_release: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for club in clubs.iter() {
+        let release = club.release.as_deref().unwrap_or("no release");
+        by_release
+            .entry(release)
+            .or_default()
+            .push(club.name.clone());
+    }
+    let groups = by_release
+        .into_iter()
+        .map(|(release, clubs)| Group {
+            release: release.to_owned(),
+            clubs,
+        })
+        .collect::<Vec<_>>();
+    let (running, queued, recent) = state
+        .db(|_, conn| {
             let mut running = Vec::new();
             for job in jobs::with_status(conn, JobStatus::Running.as_str())? {
                 let progress = jobs::last_switch_progress(conn, job.id)?
@@ -91,13 +93,13 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
                     ..Default::default()
                 },
             )?;
-            Ok((groups, clubs.len(), running, queued, recent))
+            Ok((running, queued, recent))
         })
         .await?;
     Ok(DashboardPage {
         nav: staff.nav("dashboard"),
         groups,
-        clubs_total: count(total, "club"),
+        clubs_total: count(clubs.len(), "club"),
         running,
         queued,
         recent,
