@@ -24,12 +24,13 @@ pub struct Config {
     pub reload: Vec<String>,
     pub session_idle_secs: u64,
     pub cookie_secure: bool,
+    /// The reload's settling time; 0 here, since the default reload only logs.
+    pub settle_ms: u64,
 }
 
 /// A temporary world for one test.
 pub struct TestEnv {
     pub root: TempDir,
-    pub repo: PathBuf,
     pub data: PathBuf,
     pub www: PathBuf,
     pub config_path: PathBuf,
@@ -65,12 +66,12 @@ impl TestEnv {
             reload: sh(&format!("echo reload >> {}", events.display())),
             session_idle_secs: 1800,
             cookie_secure: false,
+            settle_ms: 0,
         };
         let env = TestEnv {
             data: base.join("data"),
             config_path: base.join("clubdeploy.toml"),
             root,
-            repo,
             www,
             events,
             config,
@@ -105,10 +106,12 @@ impl TestEnv {
         }
         write!(
             text,
-            "[reload]\npolicy = {:?}\nconfigtest = {}\ncommand = {}\nrealpath_cache_ttl_secs = 1\n",
+            "[reload]\npolicy = {:?}\nconfigtest = {}\ncommand = {}\nrealpath_cache_ttl_secs = 1\n\
+             settle_ms = {}\n",
             c.policy,
             argv(&c.configtest),
-            argv(&c.reload)
+            argv(&c.reload),
+            c.settle_ms
         )
         .unwrap();
         std::fs::write(&self.config_path, text).unwrap();
@@ -209,7 +212,7 @@ impl TestEnv {
 
     /// The commit a tag points to in the fixture repository.
     pub fn commit_of(&self, tag: &str) -> String {
-        let repo = Repository::open(&self.repo).unwrap();
+        let repo = Repository::open(&self.config.repo_url).unwrap();
         let commit = repo.revparse_single(tag).unwrap().peel_to_commit().unwrap();
         commit.id().to_string()
     }

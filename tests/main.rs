@@ -1,7 +1,9 @@
 //! One integration test binary (one link step); each module tests one area through the real
 //! `clubdeploy` binary, on real temporary directories, git repositories, symlinks and SQLite.
 
+mod apache;
 mod audit;
+mod e2e;
 mod engine;
 mod helpers;
 mod jobs;

@@ -20,15 +20,43 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// A running panel and what it runs on.
 pub struct TestApp {
     pub env: TestEnv,
+    pub panel: Panel,
+}
+
+/// A running panel: its address, database and settings, and the client helpers.
+pub struct Panel {
     pub base: String,
     pub pool: DbPool,
     pub settings: Arc<Settings>,
 }
 
+impl std::ops::Deref for TestApp {
+    type Target = Panel;
+
+    fn deref(&self) -> &Panel {
+        &self.panel
+    }
+}
+
 impl TestApp {
-    /// Spawns the panel for `env` (clubs a and b, each on v1 then v2 unless told otherwise),
-    /// with one user of each kind: viewer, limited (deployer of club a), deployer, admin.
+    /// Spawns the panel for `env` with one user of each kind: viewer, limited (deployer of
+    /// club a), deployer, admin.
     pub async fn spawn(env: TestEnv) -> TestApp {
+        let panel = Self::spawn_on(&env).await;
+        TestApp { env, panel }
+    }
+
+    /// The same for an environment the caller keeps.
+    pub async fn spawn_on(env: &TestEnv) -> Panel {
+        let (base, pool, settings) = Self::start(env).await;
+        Panel {
+            base,
+            pool,
+            settings: Arc::new(settings),
+        }
+    }
+
+    async fn start(env: &TestEnv) -> (String, DbPool, Settings) {
         let settings = Settings::load(&env.config_path).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         // Polling once an hour: jobs start only when the panel queues them (and notifies).
@@ -58,14 +86,11 @@ impl TestApp {
             )
             .unwrap();
         }
-        TestApp {
-            env,
-            base,
-            pool,
-            settings: Arc::new(settings),
-        }
+        (base, pool, settings)
     }
+}
 
+impl Panel {
     /// A client that keeps cookies and does not follow redirects.
     pub fn client(&self) -> reqwest::Client {
         reqwest::Client::builder()

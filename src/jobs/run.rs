@@ -339,6 +339,10 @@ fn reload_apache(job: &mut Job<'_>) -> anyhow::Result<()> {
              for up to 2 minutes, and no release was deleted",
         ));
     }
+    // The command returns once the restart is signalled; its old children go a moment later.
+    std::thread::sleep(std::time::Duration::from_millis(
+        job.settings.reload.settle_ms,
+    ));
     job.audit(
         "server.reloaded",
         "job",

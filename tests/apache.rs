@@ -1,0 +1,185 @@
+//! A private Apache (prefork + mod_php + OPcache) for the end-to-end tests: its own
+//! ServerRoot, config, pid file and loopback port, one name-based vhost per club whose
+//! DocumentRoot is the club's webroot symlink, and a status vhost outside the releases that
+//! returns `opcache_get_status()` as JSON. Stopped when dropped.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// What the tests need installed, with the Debian package that brings it.
+const NEEDS: [(&str, &str); 3] = [
+    ("/usr/sbin/apache2", "apache2"),
+    ("/usr/lib/apache2/modules/mod_mpm_prefork.so", "apache2"),
+    ("/usr/bin/php", "php-cli"),
+];
+
+/// The mod_php module, whichever PHP version Debian ships.
+fn mod_php() -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib/apache2/modules")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libphp") && n.ends_with(".so"))
+        })
+}
+
+/// `None` (after saying loudly why) when Apache or PHP is missing outside CI; under CI a
+/// missing dependency fails the test instead.
+pub fn available() -> bool {
+    let mut missing: Vec<&str> = NEEDS
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if mod_php().is_none() {
+        missing.push("libapache2-mod-php");
+    }
+    missing.dedup();
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!(
+        "END-TO-END TEST SKIPPED: missing {}; install with `apt-get install {}` (the README's \
+         test command does this as root on Debian)",
+        missing.join(", "),
+        missing.join(" ")
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{message}; CI must not skip it");
+    }
+    eprintln!("\n*** {message} ***\n");
+    false
+}
+
+/// A running Apache.
+pub struct Apache {
+    pub port: u16,
+    pub conf: PathBuf,
+    root: PathBuf,
+}
+
+impl Apache {
+    /// Writes the config for `clubs` (slug, webroot) under `root` and starts Apache.
+    pub fn start(root: &Path, clubs: &[(String, PathBuf)]) -> Apache {
+        let dir = root.join("apache");
+        std::fs::create_dir_all(dir.join("status")).unwrap();
+        std::fs::write(
+            dir.join("status/index.php"),
+            "<?php header('Content-Type: application/json'); \
+             echo json_encode(opcache_get_status(true));\n",
+        )
+        .unwrap();
+        // Apache's children run as www-data: every directory on the way must be readable.
+        let mut up = Some(root);
+        while let Some(path) = up {
+            if path.starts_with(std::env::temp_dir()) && path != std::env::temp_dir() {
+                let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755));
+            }
+            up = path.parent();
+        }
+        let port = free_port();
+        let mut conf = format!(
+            "ServerRoot {dir:?}\nPidFile {pid:?}\nErrorLog {log:?}\nListen 127.0.0.1:{port}\n\
+             ServerName localhost\n\
+             LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so\n\
+             LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n\
+             LoadModule dir_module /usr/lib/apache2/modules/mod_dir.so\n\
+             LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so\n\
+             LoadModule php_module {php:?}\n\
+             User www-data\nGroup www-data\n\
+             StartServers 4\nMinSpareServers 4\nMaxSpareServers 12\nMaxRequestWorkers 32\n\
+             TypesConfig /etc/mime.types\nDirectoryIndex index.php\n\
+             <FilesMatch \"\\.php$\">\n  SetHandler application/x-httpd-php\n</FilesMatch>\n\
+             <Directory />\n  Options FollowSymLinks\n  AllowOverride None\n  Require all granted\n</Directory>\n\
+             <VirtualHost 127.0.0.1:{port}>\n  ServerName status.test\n  DocumentRoot {status:?}\n</VirtualHost>\n",
+            pid = dir.join("httpd.pid"),
+            log = dir.join("error.log"),
+            php = mod_php().unwrap(),
+            status = dir.join("status"),
+        );
+        for (slug, webroot) in clubs {
+            conf.push_str(&format!(
+                "<VirtualHost 127.0.0.1:{port}>\n  ServerName {slug}.test\n  DocumentRoot {webroot:?}\n</VirtualHost>\n"
+            ));
+        }
+        let conf_path = dir.join("httpd.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let apache = Apache {
+            port,
+            conf: conf_path,
+            root: dir,
+        };
+        let out = Command::new("/usr/sbin/apache2")
+            .args(["-f", apache.conf.to_str().unwrap(), "-k", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "apache2 did not start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            apache.error_log()
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "apache2 did not listen: {}",
+                apache.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        apache
+    }
+
+    /// The argv that checks this Apache's config, for clubdeploy's `reload.configtest`.
+    pub fn configtest(&self) -> Vec<String> {
+        vec![
+            "/usr/sbin/apache2".into(),
+            "-f".into(),
+            self.conf.display().to_string(),
+            "-t".into(),
+        ]
+    }
+
+    /// The argv that reloads it gracefully, for clubdeploy's `reload.command`.
+    pub fn graceful(&self) -> Vec<String> {
+        vec![
+            "/usr/sbin/apache2".into(),
+            "-f".into(),
+            self.conf.display().to_string(),
+            "-k".into(),
+            "graceful".into(),
+        ]
+    }
+
+    /// What the error log says, for failure messages.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Apache {
+    fn drop(&mut self) {
+        let _ = Command::new("/usr/sbin/apache2")
+            .args(["-f", self.conf.to_str().unwrap(), "-k", "stop"])
+            .output();
+        // Wait for the parent to go, so the port and shared memory are released.
+        let pid_file = self.root.join("httpd.pid");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pid_file.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

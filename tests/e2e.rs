@@ -1,0 +1,371 @@
+//! End to end on a real Apache + mod_php + OPcache (see `apache.rs`): one cached copy of the
+//! code for every club, new code live right after a deploy, no failed request while clubs
+//! are switched and old releases pruned, single-club deploys and rollbacks.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use git2::{Repository, Signature};
+
+use crate::apache::{self, Apache};
+use crate::helpers::TestEnv;
+
+/// PHP classes per release; each page view compiles (or reuses) all of them.
+const CLASSES: usize = 300;
+const CLUBS: usize = 30;
+
+/// A git repository of a PHP app with tags v1..v3: `index.php` prints its version and
+/// `__DIR__` and requires every class; `slow.php` takes 2 s, then includes `late.php`.
+fn make_php_repo(path: &std::path::Path) {
+    let repo = Repository::init(path).unwrap();
+    let sig = Signature::now("Test", "test@example.invalid").unwrap();
+    let mut parent: Option<git2::Oid> = None;
+    for tag in ["v1", "v2", "v3"] {
+        let work = repo.workdir().unwrap().to_path_buf();
+        std::fs::create_dir_all(work.join("src")).unwrap();
+        for n in 0..CLASSES {
+            std::fs::write(
+                work.join(format!("src/Lib{n}.php")),
+                format!(
+                    "<?php\nnamespace App;\n\nfinal class Lib{n}\n{{\n    public static function id(): int\n    {{\n        return {n};\n    }}\n}}\n"
+                ),
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            work.join("index.php"),
+            format!(
+                "<?php\n$sum = 0;\nfor ($i = 0; $i < {CLASSES}; $i++) {{\n    require_once __DIR__ . \"/src/Lib$i.php\";\n    $class = \"App\\\\Lib$i\";\n    $sum += $class::id();\n}}\necho \"version {tag}\\n\" . __DIR__ . \"\\n\" . $sum . \"\\nEND\\n\";\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            work.join("slow.php"),
+            format!(
+                "<?php\nwhile (ob_get_level()) {{ ob_end_flush(); }}\necho \"slow {tag}\\n\";\nflush();\nsleep(2);\nrequire __DIR__ . '/late.php';\necho \"END\\n\";\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            work.join("late.php"),
+            format!("<?php\necho \"late {tag}\\n\";\n"),
+        )
+        .unwrap();
+        let mut index = repo.index().unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let parents: Vec<git2::Commit<'_>> = parent
+            .iter()
+            .map(|id| repo.find_commit(*id).unwrap())
+            .collect();
+        let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        let id = repo
+            .commit(Some("HEAD"), &sig, &sig, tag, &tree, &refs)
+            .unwrap();
+        repo.tag(tag, &repo.find_object(id, None).unwrap(), &sig, tag, false)
+            .unwrap();
+        parent = Some(id);
+    }
+}
+
+/// A test world: 30 clubs on v1 served by their own Apache, clubdeploy reloading it.
+struct World {
+    env: TestEnv,
+    apache: Apache,
+    slugs: Vec<String>,
+    client: reqwest::blocking::Client,
+}
+
+fn world(keep_releases: usize, grace: u64) -> Option<World> {
+    if !apache::available() {
+        return None;
+    }
+    let mut env = TestEnv::new();
+    let app = env.root.path().canonicalize().unwrap().join("php-app");
+    make_php_repo(&app);
+    env.config.repo_url = app.display().to_string();
+    env.config.keep_releases = keep_releases;
+    env.config.prune_grace_secs = grace;
+    env.config.settle_ms = 500;
+    env.configure();
+    let slugs: Vec<String> = (0..CLUBS).map(|n| format!("club{n:02}")).collect();
+    let refs: Vec<&str> = slugs.iter().map(String::as_str).collect();
+    env.add_clubs(&refs);
+    // The first deploy needs no Apache: its reload only logs.
+    env.ok(&["deploy", "v1", "--all"]);
+    let clubs: Vec<(String, std::path::PathBuf)> =
+        slugs.iter().map(|s| (s.clone(), env.webroot(s))).collect();
+    let apache = Apache::start(env.root.path(), &clubs);
+    env.config.configtest = apache.configtest();
+    env.config.reload = apache.graceful();
+    env.configure();
+    // A new connection per request: a kept-alive connection to a child from before a graceful
+    // reload gets one more answer from that child (old code) before it closes.
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    Some(World {
+        env,
+        apache,
+        slugs,
+        client,
+    })
+}
+
+impl World {
+    fn get(&self, host: &str, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(format!("http://127.0.0.1:{}{path}", self.apache.port))
+            .header("Host", host)
+            .send()
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.text().unwrap_or_default(),
+        )
+    }
+
+    /// What a club serves: (version line, __DIR__ line).
+    fn serves(&self, slug: &str) -> (String, String) {
+        let (status, body) = self.get(&format!("{slug}.test"), "/");
+        assert_eq!(status, 200, "{slug}: {body}\n{}", self.apache.error_log());
+        let mut lines = body.lines();
+        (
+            lines.next().unwrap_or_default().to_owned(),
+            lines.next().unwrap_or_default().to_owned(),
+        )
+    }
+
+    fn opcache(&self) -> serde_json::Value {
+        let (status, body) = self.get("status.test", "/");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn deploy_all(&self, tag: &str) -> Duration {
+        let started = Instant::now();
+        self.env.ok(&["deploy", tag, "--all"]);
+        started.elapsed()
+    }
+}
+
+#[test]
+fn thirty_clubs_on_one_release_share_one_cached_copy_of_the_code() {
+    let Some(world) = world(2, 1) else { return };
+    // OPcache does not cache a file younger than opcache.file_update_protection (2 s); the
+    // release was built just now.
+    std::thread::sleep(Duration::from_millis(2500));
+    for _ in 0..3 {
+        for slug in &world.slugs {
+            let (version, dir) = world.serves(slug);
+            assert_eq!(version, "version v1");
+            assert_eq!(
+                dir,
+                world
+                    .env
+                    .releases_dir()
+                    .join(world.env.release_name("v1"))
+                    .display()
+                    .to_string()
+            );
+        }
+    }
+    // OPcache's status lists the cached scripts; ask again if a reading comes without them.
+    let mut status = world.opcache();
+    for _ in 0..10 {
+        if status["scripts"].is_object() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        status = world.opcache();
+    }
+    let cached = status["opcache_statistics"]["num_cached_scripts"]
+        .as_u64()
+        .unwrap();
+    let used = status["memory_usage"]["used_memory"].as_u64().unwrap();
+    let scripts: HashSet<&str> = status["scripts"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no scripts in the status: {:.600}", status.to_string()))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    eprintln!("E2E: 30 clubs on v1: {cached} cached scripts, used_memory {used} bytes");
+    // index.php and the classes of one release, cached once by their real path (plus the
+    // status script, once it has been cached itself): not 30 copies.
+    let release = world.env.releases_dir().join(world.env.release_name("v1"));
+    let in_release = scripts
+        .iter()
+        .filter(|s| s.starts_with(release.to_str().unwrap()))
+        .count();
+    assert_eq!(
+        in_release,
+        1 + CLASSES,
+        "{cached} cached: {:.300?} {}",
+        scripts.iter().take(3).collect::<Vec<_>>(),
+        status["opcache_statistics"]
+    );
+    let status_script = world
+        .env
+        .root
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("apache/status/index.php");
+    let others: Vec<&&str> = scripts
+        .iter()
+        .filter(|s| {
+            !s.starts_with(release.to_str().unwrap()) && **s != status_script.to_str().unwrap()
+        })
+        .collect();
+    assert!(others.is_empty(), "cached outside the release: {others:?}");
+    assert!(
+        cached as usize <= 1 + CLASSES + 1,
+        "{cached} scripts cached"
+    );
+}
+
+#[test]
+fn every_club_serves_the_new_release_as_soon_as_the_deploy_ends() {
+    let Some(world) = world(2, 1) else { return };
+    for slug in &world.slugs {
+        assert_eq!(world.serves(slug).0, "version v1");
+    }
+    let took = world.deploy_all("v2");
+    eprintln!(
+        "E2E: deploy of v2 to 30 clubs took {:.2} s",
+        took.as_secs_f64()
+    );
+    let v2 = world.env.releases_dir().join(world.env.release_name("v2"));
+    for slug in &world.slugs {
+        let (version, dir) = world.serves(slug);
+        assert_eq!(version, "version v2", "{slug} still served old code");
+        assert_eq!(dir, v2.display().to_string());
+    }
+}
+
+#[test]
+fn no_request_fails_while_all_clubs_are_deployed_and_pruned_three_times() {
+    let Some(world) = world(0, 3) else { return };
+    let world = Arc::new(world);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|worker| {
+            let (world, stop, ok, failed, failures) = (
+                world.clone(),
+                stop.clone(),
+                ok.clone(),
+                failed.clone(),
+                failures.clone(),
+            );
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                let mut n = worker;
+                // Bounded: at most 20,000 requests per client, two minutes.
+                for _ in 0..20_000 {
+                    if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
+                        break;
+                    }
+                    let slug = &world.slugs[n % CLUBS];
+                    n += 7;
+                    let (status, body) = world.get(&format!("{slug}.test"), "/");
+                    let good =
+                        status == 200 && body.starts_with("version v") && body.ends_with("\nEND\n");
+                    if good {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{slug}: {status} {body:?}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    // A slow request (2 s, then an include) that PHP has started running before the first
+    // deploy begins: its headers have arrived.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let slow = {
+        let port = world.apache.port;
+        std::thread::spawn(move || {
+            let response = reqwest::blocking::Client::new()
+                .get(format!("http://127.0.0.1:{port}/slow.php"))
+                .header("Host", "club00.test")
+                .timeout(Duration::from_secs(30))
+                .send()
+                .unwrap();
+            started_tx.send(()).unwrap();
+            (
+                response.status().as_u16(),
+                response.text().unwrap_or_default(),
+            )
+        })
+    };
+    started_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the slow request started");
+    let mut took = Vec::new();
+    for tag in ["v2", "v3", "v1"] {
+        took.push(world.deploy_all(tag));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let (slow_status, slow_body) = slow.join().unwrap();
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!(
+        "E2E: load during v2, v3, v1 deploys: {} requests, {failed} failed; deploys took {:?}",
+        ok + failed,
+        took
+    );
+    assert_eq!(failed, 0, "{:?}", failures.lock().unwrap());
+    assert!(ok >= 1000, "the load generator barely ran: {ok}");
+    assert_eq!(slow_status, 200, "{slow_body}");
+    assert_eq!(slow_body, "slow v1\nlate v1\nEND\n");
+    // Prune, with keep_releases = 0: only the release everyone runs is left.
+    assert_eq!(
+        world.env.release_entries(),
+        vec![world.env.release_name("v1")]
+    );
+}
+
+#[test]
+fn a_single_club_deploy_and_its_rollback_through_the_panel_change_only_that_club() {
+    let Some(world) = world(2, 1) else { return };
+    world.env.ok(&["deploy", "v2", "--club", "club05"]);
+    assert_eq!(world.serves("club05").0, "version v2");
+    for slug in world.slugs.iter().filter(|s| *s != "club05") {
+        assert_eq!(world.serves(slug).0, "version v1", "{slug} changed");
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let app = crate::web::TestApp::spawn_on(&world.env).await;
+        let admin = app.login("admin").await;
+        let v1 = world.env.release_name("v1");
+        let confirm = app.page(&admin, "/clubs/club05/rollback").await;
+        assert!(confirm.contains(&v1), "{confirm}");
+        let queued = app
+            .post(&admin, "/clubs/club05/rollback", &[("to", &v1)])
+            .await;
+        let id = crate::web::job_id(&queued);
+        assert_eq!(app.job_finished(id).await, "succeeded");
+    });
+    assert_eq!(world.serves("club05").0, "version v1");
+    // Two releases are kept for rollback (keep_releases = 2): v1 runs, v2 is kept.
+    assert_eq!(
+        world.env.release_entries(),
+        vec![world.env.release_name("v1"), world.env.release_name("v2")]
+    );
+}
