@@ -3,6 +3,7 @@
 
 mod apache;
 mod audit;
+mod browser;
 mod e2e;
 mod engine;
 mod helpers;
