@@ -404,7 +404,6 @@ fn user(
             println!("password of {name} changed; their sessions were ended");
         }
         UserCommand::Disable { name } => {
-            staff::keep_an_admin(conn, &name)?;
             staff::set_disabled(conn, actor, &name, true)?;
             println!("{name} is disabled; their sessions were ended");
         }

@@ -953,6 +953,10 @@ fn user_commands_add_list_change_and_disable_staff() {
     assert!(!list.contains("bob") && !list.contains("carol"));
     env.ok(&["user", "disable", "alice"]);
     assert!(env.ok(&["user", "list"]).contains("disabled"));
+    let out = add("root", "admin", "a long enough password");
+    assert!(out.status.success());
+    let error = env.fails(&["user", "disable", "root"]);
+    assert!(error.contains("root is the only enabled admin"), "{error}");
     let audit = env.ok(&["audit"]);
     assert!(
         audit.contains("user.added") && audit.contains("user.disabled"),

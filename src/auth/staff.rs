@@ -81,7 +81,7 @@ fn existing(conn: &mut SqliteConnection, name: &str) -> anyhow::Result<User> {
     users::by_name(conn, name)?.with_context(|| format!("there is no user named {name}"))
 }
 
-/// Changes a user's role and club list.
+/// Changes a user's role and club list (never demoting the last enabled admin).
 pub fn set_role(
     conn: &mut SqliteConnection,
     actor: Actor<'_>,
@@ -90,6 +90,9 @@ pub fn set_role(
     scope: &ClubScope,
 ) -> anyhow::Result<()> {
     let user = existing(conn, name)?;
+    if role != Role::Admin {
+        keep_an_admin(conn, name)?;
+    }
     users::set_role(conn, user.id, role.as_str(), scope.to_stored().as_deref())?;
     let details = format!("role set to {role}{}", scope_words(scope));
     audit_user(conn, actor, "user.changed", name, &details)
@@ -113,7 +116,8 @@ pub fn set_password(
     )
 }
 
-/// Disables or re-enables a user; disabling ends their sessions at once.
+/// Disables or re-enables a user; disabling ends their sessions at once (never the last
+/// enabled admin).
 pub fn set_disabled(
     conn: &mut SqliteConnection,
     actor: Actor<'_>,
@@ -121,6 +125,9 @@ pub fn set_disabled(
     disabled: bool,
 ) -> anyhow::Result<()> {
     let user = existing(conn, name)?;
+    if disabled {
+        keep_an_admin(conn, name)?;
+    }
     users::set_disabled(conn, user.id, disabled)?;
     let (action, details) = if disabled {
         ("user.disabled", "disabled; sessions ended")
@@ -227,7 +234,7 @@ pub fn scope_of(user: &User) -> anyhow::Result<ClubScope> {
 }
 
 /// Refuses a change to `changing` (demotion, disabling) that would leave no enabled admin.
-pub fn keep_an_admin(conn: &mut SqliteConnection, changing: &str) -> anyhow::Result<()> {
+fn keep_an_admin(conn: &mut SqliteConnection, changing: &str) -> anyhow::Result<()> {
     let users = users::all(conn)?;
     let enabled_admin = |u: &&User| u.role == "admin" && !u.disabled;
     let is_admin = users

@@ -100,9 +100,6 @@ pub async fn set_role(
     admin_change(&staff, &state, &csrf, move |conn, actor| {
         let role = Role::parse(&posted.role)?;
         let scope = ClubScope::parse(&posted.clubs)?;
-        if role != Role::Admin {
-            staff_ops::keep_an_admin(conn, &name)?;
-        }
         staff_ops::set_role(conn, actor, &name, role, &scope)
     })
     .await
@@ -118,7 +115,6 @@ pub async fn disable(
     let posted: UserForm = form(&body)?;
     let name = name.into_inner();
     admin_change(&staff, &state, &posted.csrf, move |conn, actor| {
-        staff_ops::keep_an_admin(conn, &name)?;
         staff_ops::set_disabled(conn, actor, &name, true)
     })
     .await
