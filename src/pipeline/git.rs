@@ -119,13 +119,18 @@ impl Mirror {
 
     /// Writes the tree of `commit` into the existing, empty directory `dest`. Reading objects
     /// and creating files overlap: this thread walks the tree and inflates blobs while a
-    /// second one writes, as `git archive | tar -x` does across two processes.
+    /// second one writes, as `git archive | tar -x` does across two processes. Files carry the
+    /// commit's time, as `git archive` gives them: OPcache does not cache a file modified less
+    /// than `opcache.file_update_protection` (2 s) ago, which a just-built file would be.
     pub fn export(&self, commit: &str, dest: &Path) -> anyhow::Result<TreeStats> {
         let oid = Oid::from_str(commit)?;
-        let tree = self.repo.find_commit(oid)?.tree()?;
+        let commit = self.repo.find_commit(oid)?;
+        let tree = commit.tree()?;
+        let seconds = u64::try_from(commit.time().seconds()).unwrap_or(0);
+        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Entry>(512);
         std::thread::scope(|scope| {
-            let writer = scope.spawn(move || write_entries(receiver));
+            let writer = scope.spawn(move || write_entries(receiver, mtime));
             let walked = self.walk_tree(&tree, dest, &sender);
             drop(sender);
             let written = writer
@@ -193,7 +198,10 @@ fn send(out: &SyncSender<Entry>, entry: Entry) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("stopped writing the tree"))
 }
 
-fn write_entries(entries: Receiver<Entry>) -> anyhow::Result<TreeStats> {
+fn write_entries(
+    entries: Receiver<Entry>,
+    mtime: std::time::SystemTime,
+) -> anyhow::Result<TreeStats> {
     let mut stats = TreeStats::default();
     for entry in entries {
         match entry {
@@ -214,6 +222,7 @@ fn write_entries(entries: Receiver<Entry>) -> anyhow::Result<TreeStats> {
                     .open(&path)
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 file.write_all(&content)?;
+                file.set_modified(mtime)?;
                 stats.files += 1;
                 stats.bytes += content.len() as u64;
             }
