@@ -59,22 +59,7 @@ fn make_php_repo(path: &std::path::Path) {
             format!("<?php\necho \"late {tag}\\n\";\n"),
         )
         .unwrap();
-        let mut index = repo.index().unwrap();
-        index
-            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-            .unwrap();
-        index.write().unwrap();
-        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-        let parents: Vec<git2::Commit<'_>> = parent
-            .iter()
-            .map(|id| repo.find_commit(*id).unwrap())
-            .collect();
-        let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
-        let id = repo
-            .commit(Some("HEAD"), &sig, &sig, tag, &tree, &refs)
-            .unwrap();
-        repo.tag(tag, &repo.find_object(id, None).unwrap(), &sig, tag, false)
-            .unwrap();
+        let id = crate::helpers::commit_all_and_tag(&repo, &sig, parent, tag, tag);
         parent = Some(id);
     }
 }

@@ -274,31 +274,37 @@ fn make_repo(path: &Path) {
         .unwrap();
         let _ = std::fs::remove_file(workdir.join("current"));
         std::os::unix::fs::symlink("index.php", workdir.join("current")).unwrap();
-        let mut index = repo.index().unwrap();
-        index.clear().unwrap();
-        index
-            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-            .unwrap();
-        index.write().unwrap();
-        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-        let parents: Vec<git2::Commit<'_>> = parent
-            .iter()
-            .map(|id| repo.find_commit(*id).unwrap())
-            .collect();
-        let parent_refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
-        let id = repo
-            .commit(
-                Some("HEAD"),
-                &sig,
-                &sig,
-                &format!("release {tag}"),
-                &tree,
-                &parent_refs,
-            )
-            .unwrap();
-        let object = repo.find_object(id, None).unwrap();
-        repo.tag(tag, &object, &sig, &format!("deploy tag {tag}"), false)
-            .unwrap();
+        let id = commit_all_and_tag(&repo, &sig, parent, tag, &format!("release {tag}"));
         parent = Some(id);
     }
+}
+
+/// Commits everything in the work tree of `repo` (files gone from it are dropped) on top of
+/// `parent`, and tags the commit with an annotated `tag`; returns the commit.
+pub fn commit_all_and_tag(
+    repo: &Repository,
+    sig: &Signature<'_>,
+    parent: Option<git2::Oid>,
+    tag: &str,
+    message: &str,
+) -> git2::Oid {
+    let mut index = repo.index().unwrap();
+    index.clear().unwrap();
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let parents: Vec<git2::Commit<'_>> = parent
+        .iter()
+        .map(|id| repo.find_commit(*id).unwrap())
+        .collect();
+    let parent_refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+    let id = repo
+        .commit(Some("HEAD"), sig, sig, message, &tree, &parent_refs)
+        .unwrap();
+    let object = repo.find_object(id, None).unwrap();
+    repo.tag(tag, &object, sig, &format!("deploy tag {tag}"), false)
+        .unwrap();
+    id
 }
