@@ -15,27 +15,15 @@ use crate::web::{PASSWORD, TestApp};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// Whether Chromium and chromedriver are installed; outside CI a missing one skips loudly,
-/// under CI it fails.
+/// Whether Chromium and chromedriver are installed (see [`crate::helpers::installed`]).
 fn available() -> bool {
-    let missing: Vec<&str> = [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")]
-        .iter()
-        .filter(|(path, _)| !Path::new(path).exists())
-        .map(|(_, package)| *package)
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let message = format!(
-        "BROWSER TEST SKIPPED: missing {}; install with `apt-get install {}`",
-        missing.join(", "),
-        missing.join(" ")
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{message}; CI must not skip it");
-    }
-    eprintln!("\n*** {message} ***\n");
-    false
+    crate::helpers::installed(
+        "BROWSER TEST",
+        &[
+            (Path::new(CHROMIUM), "chromium"),
+            (Path::new(CHROMEDRIVER), "chromium-driver"),
+        ],
+    )
 }
 
 /// chromedriver on a loopback port, stopped when dropped.

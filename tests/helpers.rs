@@ -308,3 +308,28 @@ pub fn commit_all_and_tag(
         .unwrap();
     id
 }
+
+/// Whether an end-to-end test can run: each `(path, Debian package)` must exist. Outside CI a
+/// missing one makes the test skip, saying loudly what to install; with `CI=true` it fails.
+pub fn installed(what: &str, needs: &[(&Path, &str)]) -> bool {
+    let mut missing: Vec<&str> = needs
+        .iter()
+        .filter(|(path, _)| !path.exists())
+        .map(|(_, package)| *package)
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!(
+        "{what} SKIPPED: missing {}; install with `apt-get install {}` (the README's test \
+         command does this as root on Debian)",
+        missing.join(", "),
+        missing.join(" ")
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{message}; CI must not skip it");
+    }
+    eprintln!("\n*** {message} ***\n");
+    false
+}
