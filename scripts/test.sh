@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite. The end-to-end tests need Apache with mod_php (and OPcache), and
-# Chromium with chromedriver; on Debian, as root, this installs what is missing first. Elsewhere it says what to install: outside CI
-# those tests are then skipped, loudly; with CI=true they fail.
+# The whole test suite. The end-to-end tests need Apache with mod_php (and OPcache), Chromium
+# with chromedriver, an OpenSSH server, Debian's git (for git-http-backend) and openssl; on
+# Debian, as root, this installs what is missing first. Elsewhere it says what to install:
+# outside CI those tests are then skipped, loudly; with CI=true they fail.
+# Afterwards it checks that the suite left no server running (Apache, sshd, chromedriver,
+# Chromium started from temporary directories).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,15 +14,44 @@ ls /usr/lib/apache2/modules/libphp*.so > /dev/null 2>&1 || missing+=(libapache2-
 command -v php > /dev/null 2>&1 || missing+=(php-cli)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+[ -x /usr/bin/ssh-keygen ] || missing+=(openssh-client)
+[ -x /usr/lib/git-core/git-http-backend ] || missing+=(git)
+command -v openssl > /dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then
         echo "installing for the end-to-end tests: ${missing[*]}"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null
+        # Installing a server package must not start it here (no init system, no policy).
+        DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq "${missing[@]}" > /dev/null
     else
         echo "The end-to-end tests need: ${missing[*]} (Debian: apt-get install ${missing[*]})." >&2
     fi
 fi
 
-exec cargo test --locked
+# Servers the tests start, found by their command lines (their configs live under the
+# temporary directory).
+tmp="${TMPDIR:-/tmp}"
+servers() {
+    pgrep -fa -- "(apache2|sshd) -f $tmp/|sshd: .*-f $tmp/|chromedriver --port=|chromium.*--headless" \
+        | grep -v pgrep || true
+}
+before=$(servers | wc -l)
+
+status=0
+cargo test --locked || status=$?
+
+# A server stopped at the end of its test may take a moment to go.
+for _ in $(seq 1 50); do
+    after=$(servers | wc -l)
+    [ "$after" -le "$before" ] && break
+    sleep 0.2
+done
+if [ "$after" -gt "$before" ]; then
+    echo "FAILED: the test suite left $((after - before)) server process(es) running:" >&2
+    servers >&2
+    exit 1
+fi
+echo "no test server left running ($before before the suite, $after after)"
+exit "$status"

@@ -38,11 +38,13 @@ pub fn available() -> bool {
     crate::helpers::installed("END-TO-END TEST", &needs)
 }
 
-/// A running Apache.
+/// A running Apache. Dropping it stops it by its process id, so it stops even when the
+/// directory holding its config and pid file is already gone.
 pub struct Apache {
     pub port: u16,
     pub conf: PathBuf,
     root: PathBuf,
+    pid: u32,
 }
 
 impl Apache {
@@ -89,33 +91,49 @@ impl Apache {
                 "<VirtualHost 127.0.0.1:{port}>\n  ServerName {slug}.test\n  DocumentRoot {webroot:?}\n</VirtualHost>\n"
             ));
         }
+        Apache::start_with(dir, port, &conf)
+    }
+
+    /// Starts Apache on `port` with the config text `conf` (which must name `<dir>/httpd.pid`
+    /// as its PidFile and `<dir>/error.log` as its ErrorLog), and waits until it listens and
+    /// has written its pid file, which `-k graceful` and `-k stop` read.
+    pub fn start_with(dir: PathBuf, port: u16, conf: &str) -> Apache {
         let conf_path = dir.join("httpd.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let apache = Apache {
-            port,
-            conf: conf_path,
-            root: dir,
-        };
+        let error_log = || std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
         let out = Command::new("/usr/sbin/apache2")
-            .args(["-f", apache.conf.to_str().unwrap(), "-k", "start"])
+            .args(["-f", conf_path.to_str().unwrap(), "-k", "start"])
             .output()
             .unwrap();
         assert!(
             out.status.success(),
             "apache2 did not start: {}{}",
             String::from_utf8_lossy(&out.stderr),
-            apache.error_log()
+            error_log()
         );
+        let pid_file = dir.join("httpd.pid");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let pid = loop {
+            let pid = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok());
+            let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if let (Some(pid), true) = (pid, listening) {
+                break pid;
+            }
             assert!(
                 Instant::now() < deadline,
-                "apache2 did not listen: {}",
-                apache.error_log()
+                "apache2 did not listen and write its pid file: {}",
+                error_log()
             );
             std::thread::sleep(Duration::from_millis(50));
+        };
+        Apache {
+            port,
+            conf: conf_path,
+            root: dir,
+            pid,
         }
-        apache
     }
 
     /// The argv that checks this Apache's config, for clubdeploy's `reload.configtest`.
@@ -147,19 +165,39 @@ impl Apache {
 
 impl Drop for Apache {
     fn drop(&mut self) {
-        let _ = Command::new("/usr/sbin/apache2")
-            .args(["-f", self.conf.to_str().unwrap(), "-k", "stop"])
-            .output();
-        // Wait for the parent to go, so the port and shared memory are released.
-        let pid_file = self.root.join("httpd.pid");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while pid_file.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        stop_process(self.pid);
     }
 }
 
-fn free_port() -> u16 {
+/// Stops a server by its pid: SIGTERM (Apache and sshd stop their children on it), then
+/// waits for it to go, with SIGKILL after 10 s, so the port and shared memory are released.
+pub fn stop_process(pid: u32) {
+    let alive = || Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .output();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if alive() {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .output();
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

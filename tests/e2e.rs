@@ -66,8 +66,9 @@ fn make_php_repo(path: &std::path::Path) {
 
 /// A test world: 30 clubs on v1 served by their own Apache, clubdeploy reloading it.
 struct World {
-    env: TestEnv,
+    // Dropped first: Apache stops before the directory holding its config goes.
     apache: Apache,
+    env: TestEnv,
     slugs: Vec<String>,
     client: reqwest::blocking::Client,
 }
