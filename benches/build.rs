@@ -6,22 +6,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use clubdeploy::domain::ReleaseTag;
-use clubdeploy::pipeline::command::Ran;
+use clubdeploy::config::GitSettings;
+use clubdeploy::domain::{ReleaseTag, RepoUrl};
+use clubdeploy::pipeline::Quiet;
 use clubdeploy::pipeline::git::Mirror;
 use clubdeploy::pipeline::release::{self, BuildSpec, Built};
-use clubdeploy::pipeline::{Progress, Step};
 
 const FILES: usize = 5000;
 const ROUNDS: usize = 8;
-
-struct Quiet;
-
-impl Progress for Quiet {
-    fn step(&mut self, _: Step) {}
-    fn progress(&mut self, _: &str) {}
-    fn output(&mut self, _: &Ran) {}
-}
 
 fn main() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -29,8 +21,9 @@ fn main() {
     let app = root.join("app");
     make_app(&app);
     let mirror_dir = root.join("repo.git");
-    let mirror = Mirror::open(&mirror_dir, app.to_str().unwrap()).unwrap();
-    mirror.fetch().unwrap();
+    let url = RepoUrl::parse(app.to_str().unwrap()).unwrap();
+    let mirror = Mirror::open(&mirror_dir, &url, &GitSettings::default()).unwrap();
+    mirror.fetch(&mut Quiet).unwrap();
     let tag = ReleaseTag::parse("v1").unwrap();
     let commit = mirror.resolve(&tag).unwrap().unwrap();
 

@@ -13,6 +13,38 @@ use crate::jobs::log::format_event;
 use crate::jobs::queue;
 use crate::pipeline::lock::DeployLock;
 
+/// Writes to standard output. A reader that went away (`clubdeploy club list | head`) is not
+/// an error: the rest of the output is dropped and the command still finishes its work, as a
+/// deploy must once it has started.
+pub fn write_out(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(text).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("warning: cannot write to standard output: {e}");
+    }
+}
+
+/// `crate::say!` for the command line's output, through [`write_out`].
+#[macro_export]
+macro_rules! say {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `crate::say_part!` for the command line's output, through [`write_out`].
+#[macro_export]
+macro_rules! say_part {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
+
 /// The actor recorded for the command line: `cli:<unix user>`.
 pub fn actor() -> String {
     let user = std::env::var("USER")
@@ -23,18 +55,18 @@ pub fn actor() -> String {
 
 /// Prints `value` as pretty JSON.
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    crate::say!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 /// Prints clubs as a table: slug, release on disk, and what is wrong, if anything.
 pub fn print_clubs(clubs: &[ClubStatus]) {
     if clubs.is_empty() {
-        println!("no clubs yet; add one with `clubdeploy club add`");
+        crate::say!("no clubs yet; add one with `clubdeploy club add`");
         return;
     }
     let width = clubs.iter().map(|c| c.slug.len()).max().unwrap_or(4).max(4);
-    println!("{:width$}  {:28}  WEBROOT", "CLUB", "RELEASE (ON DISK)");
+    crate::say!("{:width$}  {:28}  WEBROOT", "CLUB", "RELEASE (ON DISK)");
     for club in clubs {
         let release = club.release.as_deref().unwrap_or("-");
         let mut notes = Vec::new();
@@ -52,9 +84,10 @@ pub fn print_clubs(clubs: &[ClubStatus]) {
         } else {
             format!("  ({})", notes.join("; "))
         };
-        println!(
+        crate::say!(
             "{:width$}  {release:28}  {}{notes}",
-            club.slug, club.webroot
+            club.slug,
+            club.webroot
         );
     }
 }
@@ -62,33 +95,36 @@ pub fn print_clubs(clubs: &[ClubStatus]) {
 /// Prints releases as a table: name, built or not, and the clubs that run each.
 pub fn print_releases(rows: &[ReleaseRow]) {
     if rows.is_empty() {
-        println!("no tags in the repository yet");
+        crate::say!("no tags in the repository yet");
         return;
     }
-    println!("{:28}  {:9}  CLUBS", "RELEASE", "BUILT");
+    crate::say!("{:28}  {:9}  CLUBS", "RELEASE", "BUILT");
     for row in rows {
         let built = if row.built { "built" } else { "not built" };
-        println!("{:28}  {built:9}  {}", row.name, row.clubs.join(", "));
+        crate::say!("{:28}  {built:9}  {}", row.name, row.clubs.join(", "));
     }
 }
 
 /// Works the queue (under the deploy lock, when free) until job `job_id` has finished,
-/// printing that job's log as it is written, whoever runs it. Jobs queued before it run
-/// first. Returns the finished job.
+/// printing (when `echo`) that job's log as it is written, whoever runs it. Jobs queued
+/// before it run first. Returns the finished job.
 pub fn work_until_finished(
     settings: &Settings,
     pool: &DbPool,
     job_id: i32,
+    echo: bool,
 ) -> anyhow::Result<jobs::Job> {
     let mut printed = 0;
     let mut said_waiting = false;
     loop {
         let conn = &mut pool.get()?;
         for event in jobs::events_after(conn, job_id, printed)? {
-            print!(
-                "{}",
-                format_event(&event.kind, &event.message, event.output.as_deref())
-            );
+            if echo {
+                crate::say_part!(
+                    "{}",
+                    format_event(&event.kind, &event.message, event.output.as_deref())
+                );
+            }
             printed = event.id;
         }
         let job =
@@ -97,24 +133,26 @@ pub fn work_until_finished(
             return Ok(job);
         }
         let Some(lock) = DeployLock::try_acquire(&settings.lock_path())? else {
-            if !said_waiting {
-                println!("another deploy is running; waiting for it to finish…");
+            if !said_waiting && echo {
+                crate::say!("another deploy is running; waiting for it to finish…");
                 said_waiting = true;
             }
             std::thread::sleep(Duration::from_millis(200));
             continue;
         };
         for message in queue::recover(settings, pool, &lock)? {
-            println!("recovery: {message}");
+            crate::say!("recovery: {message}");
         }
         let mut own = |job: &jobs::Job| {
-            if job.id != job_id {
-                println!(
+            if job.id != job_id && echo {
+                crate::say!(
                     "running job #{} first ({} by {})",
-                    job.id, job.kind, job.requested_by
+                    job.id,
+                    job.kind,
+                    job.requested_by
                 );
             }
-            job.id == job_id
+            job.id == job_id && echo
         };
         while let Some(done) = queue::run_next(settings, pool, &lock, &mut own)? {
             if done.id == job_id {
@@ -217,12 +255,15 @@ fn time(at: chrono::NaiveDateTime) -> String {
 /// Prints jobs as a table, newest first.
 pub fn print_jobs(list: &[jobs::Job]) {
     if list.is_empty() {
-        println!("no jobs yet");
+        crate::say!("no jobs yet");
         return;
     }
-    println!(
+    crate::say!(
         "{:>5}  {:11}  {:23}  {:16}  WHAT",
-        "JOB", "STATUS", "QUEUED", "BY"
+        "JOB",
+        "STATUS",
+        "QUEUED",
+        "BY"
     );
     for job in list {
         let what = job
@@ -230,7 +271,7 @@ pub fn print_jobs(list: &[jobs::Job]) {
             .as_deref()
             .or(job.error.as_deref())
             .map_or_else(|| describe(job), str::to_owned);
-        println!(
+        crate::say!(
             "{:>5}  {:11}  {:23}  {:16}  {what}",
             format!("#{}", job.id),
             job.status,
@@ -247,25 +288,25 @@ fn describe(job: &jobs::Job) -> String {
 
 /// Prints one job and its log.
 pub fn print_job(job: &jobs::Job, events: &[jobs::JobEvent]) {
-    println!("job #{}: {}", job.id, describe(job));
-    println!("  status:       {}", job.status);
-    println!("  requested by: {}", job.requested_by);
-    println!("  queued:       {}", time(job.created_at));
+    crate::say!("job #{}: {}", job.id, describe(job));
+    crate::say!("  status:       {}", job.status);
+    crate::say!("  requested by: {}", job.requested_by);
+    crate::say!("  queued:       {}", time(job.created_at));
     if let Some(at) = job.started_at {
-        println!("  started:      {}", time(at));
+        crate::say!("  started:      {}", time(at));
     }
     if let Some(at) = job.finished_at {
-        println!("  finished:     {}", time(at));
+        crate::say!("  finished:     {}", time(at));
     }
     if let Some(outcome) = &job.outcome {
-        println!("  outcome:      {outcome}");
+        crate::say!("  outcome:      {outcome}");
     }
     if let Some(error) = &job.error {
-        println!("  error:        {error}");
+        crate::say!("  error:        {error}");
     }
-    println!();
+    crate::say!();
     for event in events {
-        print!(
+        crate::say_part!(
             "{}",
             format_event(&event.kind, &event.message, event.output.as_deref())
         );
@@ -275,7 +316,7 @@ pub fn print_job(job: &jobs::Job, events: &[jobs::JobEvent]) {
 /// Prints audit rows, newest first.
 pub fn print_audit(rows: &[crate::db::audit::AuditEvent]) {
     if rows.is_empty() {
-        println!("no audit events match");
+        crate::say!("no audit events match");
         return;
     }
     for row in rows {
@@ -284,7 +325,7 @@ pub fn print_audit(rows: &[crate::db::audit::AuditEvent]) {
             .as_deref()
             .map(|a| format!(" from {a}"))
             .unwrap_or_default();
-        println!(
+        crate::say!(
             "#{:<6} {}  {}{address}  {}  {} {}: {}",
             row.id,
             time(row.at),

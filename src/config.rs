@@ -7,7 +7,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ReloadPolicy;
+use crate::domain::{ReloadPolicy, RepoUrl};
 
 /// Environment variables with the `CLUBDEPLOY_` prefix that are not settings.
 const NOT_SETTINGS: &[&str] = &["crash_at", "config"];
@@ -18,8 +18,8 @@ const NOT_SETTINGS: &[&str] = &["crash_at", "config"];
 pub struct Settings {
     /// Where the database, the git mirror and the releases live.
     pub data_dir: PathBuf,
-    /// Path or URL of the PHP application's git repository.
-    pub repo_url: String,
+    /// Path or URL of the PHP application's git repository (a password in it is never shown).
+    pub repo_url: RepoUrl,
     /// Every club webroot must lie under this directory.
     pub webroot_base: PathBuf,
     /// Address the web panel listens on.
@@ -36,6 +36,8 @@ pub struct Settings {
     pub session_absolute_secs: u64,
     /// How a release is built.
     pub build: BuildSettings,
+    /// How the repository is fetched, and what a deploy preview warns about.
+    pub git: GitSettings,
     /// How Apache is checked and reloaded.
     pub reload: ReloadSettings,
 }
@@ -48,6 +50,33 @@ pub struct BuildSettings {
     pub commands: Vec<Vec<String>>,
     /// A command run in the built tree before it is published; failure stops the deploy.
     pub check: Option<Vec<String>>,
+}
+
+/// Fetching from the repository (through the system `git`, so `~/.ssh/config`, ssh-agent,
+/// credential helpers and `GIT_SSL_CAINFO` work as for the operators' own `git fetch`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitSettings {
+    /// An SSH private key (a deploy key) used alone for `ssh://` and `user@host:path` URLs.
+    pub ssh_key: Option<PathBuf>,
+    /// The known_hosts file that vouches for the SSH server's host key (default: the user's).
+    pub known_hosts: Option<PathBuf>,
+    /// A fetch that has not finished after this long is stopped, changing nothing.
+    pub timeout_secs: u64,
+    /// Changes under these paths get a warning before a deploy ("the database may need
+    /// migrating").
+    pub watch_paths: Vec<String>,
+}
+
+impl Default for GitSettings {
+    fn default() -> Self {
+        GitSettings {
+            ssh_key: None,
+            known_hosts: None,
+            timeout_secs: 120,
+            watch_paths: vec!["database/migrations/".into(), "migrations/".into()],
+        }
+    }
 }
 
 /// Commands that check and reload the web server.
@@ -90,6 +119,7 @@ struct Defaults {
     session_idle_secs: u64,
     session_absolute_secs: u64,
     build: BuildSettings,
+    git: GitSettings,
     reload: ReloadSettings,
 }
 
@@ -110,6 +140,7 @@ impl Settings {
             session_idle_secs: 30 * 60,
             session_absolute_secs: 12 * 60 * 60,
             build: BuildSettings::default(),
+            git: GitSettings::default(),
             reload: ReloadSettings::default(),
         };
         let figment = Figment::from(Serialized::defaults(defaults))
@@ -126,8 +157,21 @@ impl Settings {
     /// Checks values that serde cannot and makes the paths absolute and canonical, so the
     /// links written to webroots are absolute and comparable.
     fn resolve(mut self) -> Result<Settings, ConfigError> {
-        if self.repo_url.trim().is_empty() {
-            return Err(ConfigError("`repo_url` is empty".into()));
+        if self.git.timeout_secs == 0 {
+            return Err(ConfigError("`git.timeout_secs` must be at least 1".into()));
+        }
+        for (key, path) in [
+            ("git.ssh_key", &self.git.ssh_key),
+            ("git.known_hosts", &self.git.known_hosts),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return Err(ConfigError(format!(
+                    "`{key}` {}: no such file",
+                    path.display()
+                )));
+            }
         }
         for (key, argv) in [
             ("reload.configtest", &self.reload.configtest),

@@ -27,6 +27,9 @@ const CLUBS: [(&str, &str); 6] = [
 /// The sample application's tags, oldest first.
 const TAGS: [&str; 3] = ["v1.0.0", "v1.1.0", "v1.2.0"];
 
+/// Where the demo's panel listens unless `--listen` says otherwise.
+pub const LISTEN: &str = "127.0.0.1:8080";
+
 /// A demo ready to serve.
 pub struct Demo {
     /// Its configuration file.

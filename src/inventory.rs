@@ -1,7 +1,9 @@
 //! What runs where: adding and forgetting clubs, each club's release as read from disk, and
 //! the releases with the clubs that run them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -11,8 +13,8 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::db::clubs::{self, AddClubError, NewClub};
 use crate::db::{self, audit};
-use crate::domain::{ClubSlug, ReleaseName, ReleaseTag};
-use crate::pipeline::git::Mirror;
+use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, release_order};
+use crate::pipeline::git;
 use crate::pipeline::release;
 use crate::pipeline::switch::{self, Webroot};
 
@@ -41,6 +43,12 @@ pub struct ReleaseRow {
     pub name: String,
     pub tag: String,
     pub commit: String,
+    /// The annotated tag's message.
+    pub message: Option<String>,
+    /// Who made the annotated tag.
+    pub tagger: Option<String>,
+    /// When it was tagged (RFC 3339); `None` for a built release whose tag is gone.
+    pub tagged_at: Option<String>,
     pub built: bool,
     pub built_at: Option<String>,
     pub files: Option<u64>,
@@ -193,29 +201,31 @@ fn status_of(
     })
 }
 
-/// The tags in the repository (fetched first when `fetch`) and the built releases, by name,
-/// each with the clubs whose webroot resolves to it.
+/// The tags the mirror knows (it never fetches: a fetch is a job) and the built releases, in
+/// release order (oldest version first, see [`crate::domain::release_order`]), each with the
+/// clubs whose webroot resolves to it.
 pub fn releases(
     settings: &Settings,
     conn: &mut SqliteConnection,
-    fetch: bool,
 ) -> anyhow::Result<Vec<ReleaseRow>> {
-    let mirror = Mirror::open(&settings.mirror_dir(), &settings.repo_url)?;
-    if fetch {
-        mirror.fetch()?;
-    }
-    let mut rows: BTreeMap<String, ReleaseRow> = BTreeMap::new();
-    for (tag, commit) in mirror.tags()? {
-        let name = ReleaseName::new(&tag, &commit)?.to_string();
-        rows.insert(name.clone(), row(name, &tag, commit));
+    let mirror = git::open_mirror(settings)?;
+    let mut rows: HashMap<String, (ReleaseRow, DateTime<Utc>)> = HashMap::new();
+    for info in mirror.tags()? {
+        let name = ReleaseName::new(&info.tag, &info.commit)?.to_string();
+        let mut row = row(name.clone(), &info.tag, info.commit);
+        row.message = info.message;
+        row.tagger = info.tagger;
+        row.tagged_at = Some(info.tagged_at.to_rfc3339());
+        rows.insert(name, (row, info.tagged_at));
     }
     for built in release::list(&settings.releases_dir())? {
-        let row = rows.entry(built.name.to_string()).or_insert_with(|| {
-            row(
+        let (row, _) = rows.entry(built.name.to_string()).or_insert_with(|| {
+            let row = row(
                 built.name.to_string(),
                 &built.name.tag(),
                 built.manifest.commit.clone(),
-            )
+            );
+            (row, built.manifest.built_at)
         });
         row.built = true;
         row.built_at = Some(built.manifest.built_at.to_rfc3339());
@@ -223,11 +233,19 @@ pub fn releases(
         row.bytes = Some(built.manifest.bytes);
     }
     for club in status(settings, conn)? {
-        if let Some(row) = club.release.and_then(|r| rows.get_mut(&r)) {
+        if let Some((row, _)) = club.release.and_then(|r| rows.get_mut(&r)) {
             row.clubs.push(club.slug);
         }
     }
-    Ok(rows.into_values().collect())
+    let mut rows: Vec<(ReleaseTag, DateTime<Utc>, ReleaseRow)> = rows
+        .into_values()
+        .map(|(row, at)| (ReleaseName::parse(&row.name).map(|n| n.tag()), at, row))
+        .filter_map(|(tag, at, row)| Some((tag.ok()?, at, row)))
+        .collect();
+    rows.sort_by(|a, b| {
+        release_order((&a.0, a.1), (&b.0, b.1)).then_with(|| a.2.name.cmp(&b.2.name))
+    });
+    Ok(rows.into_iter().map(|(_, _, row)| row).collect())
 }
 
 fn row(name: String, tag: &ReleaseTag, commit: String) -> ReleaseRow {
@@ -235,6 +253,9 @@ fn row(name: String, tag: &ReleaseTag, commit: String) -> ReleaseRow {
         name,
         tag: tag.to_string(),
         commit,
+        message: None,
+        tagger: None,
+        tagged_at: None,
         built: false,
         built_at: None,
         files: None,

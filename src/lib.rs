@@ -12,5 +12,6 @@ pub mod error;
 pub mod inventory;
 pub mod jobs;
 pub mod pipeline;
+pub mod preview;
 pub mod startup;
 pub mod web;

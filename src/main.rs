@@ -16,6 +16,7 @@ use clubdeploy::domain::{
 use clubdeploy::inventory::{self, AddClub};
 use clubdeploy::jobs::{enqueue::enqueue, worker};
 use clubdeploy::startup::Application;
+use clubdeploy::{say, say_part};
 
 /// Deploys a PHP application to many clubs by switching webroot symlinks to shared releases.
 #[derive(Parser)]
@@ -36,14 +37,25 @@ enum Command {
     /// Add, list or forget clubs.
     #[command(subcommand)]
     Club(ClubCommand),
-    /// Tags in the repository and built releases, with the clubs that run each.
-    Releases(JsonFlag),
+    /// Tags in the repository (as last fetched) and built releases, with the clubs that run
+    /// each.
+    Releases {
+        /// Fetch new tags from the repository first (a fetch job, run now).
+        #[arg(long)]
+        fetch: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Deploy a tag to some clubs or to all of them.
     Deploy {
         /// The git tag to deploy.
         tag: String,
         #[command(flatten)]
         targets: TargetArgs,
+        /// Only say what the deploy would change (commits, files, warnings); change nothing
+        /// and queue nothing.
+        #[arg(long, conflicts_with = "detach")]
+        dry_run: bool,
         #[command(flatten)]
         detach: DetachFlag,
     },
@@ -92,9 +104,9 @@ enum Command {
         /// Where to create the demo (reused if it already holds one).
         #[arg(long, default_value = "clubdeploy-demo")]
         dir: PathBuf,
-        /// Address for the panel.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
+        /// Address for the panel [default: 127.0.0.1:8080, or what an earlier run chose].
+        #[arg(long)]
+        listen: Option<String>,
     },
 }
 
@@ -217,7 +229,7 @@ fn load_settings(path: Option<&Path>) -> anyhow::Result<Settings> {
 
 fn run_command(cli: Cli) -> anyhow::Result<()> {
     if let Command::Demo { dir, listen } = &cli.command {
-        return demo(dir, listen);
+        return demo(dir, listen.as_deref());
     }
     let settings = load_settings(cli.config.as_deref())?;
     let pool = db::open(&settings.database_path())?;
@@ -225,7 +237,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
     let conn = &mut pool.get().context("cannot connect to the database")?;
     let actor = cli::actor();
     match cli.command {
-        Command::Migrate => println!(
+        Command::Migrate => say!(
             "database {} is up to date",
             settings.database_path().display()
         ),
@@ -246,7 +258,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                     url: url.as_deref(),
                 },
             )?;
-            println!("added club {} with webroot {}", club.slug, club.webroot);
+            say!("added club {} with webroot {}", club.slug, club.webroot);
         }
         Command::Club(ClubCommand::List(flag)) | Command::Status(flag) => {
             let clubs = inventory::status(&settings, conn)?;
@@ -258,10 +270,21 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Club(ClubCommand::Remove { slug }) => {
             inventory::remove_club(conn, &actor, &slug)?;
-            println!("forgot club {slug}; its webroot was left as it is");
+            say!("forgot club {slug}; its webroot was left as it is");
         }
-        Command::Releases(flag) => {
-            let rows = inventory::releases(&settings, conn, true)?;
+        Command::Releases { fetch, json: flag } => {
+            if fetch {
+                let spec = JobSpec::Fetch;
+                let id = enqueue(conn, &spec, &actor, None)?;
+                if !flag.json {
+                    say!("queued job #{id}: {spec}");
+                }
+                finished(
+                    cli::work_until_finished(&settings, &pool, id, !flag.json)?,
+                    !flag.json,
+                )?;
+            }
+            let rows = inventory::releases(&settings, conn)?;
             if flag.json {
                 cli::print_json(&rows)?
             } else {
@@ -271,6 +294,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy {
             tag,
             targets,
+            dry_run,
             detach,
         } => {
             let tag = ReleaseTag::parse(&tag)?;
@@ -285,6 +309,16 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                         .collect::<Result<_, _>>()?,
                 )
             };
+            if dry_run {
+                let all = targets == Targets::All;
+                let clubs =
+                    clubdeploy::preview::select(inventory::status(&settings, conn)?, &targets)
+                        .map_err(|e| anyhow::anyhow!("{e}; nothing was queued"))?;
+                let plan = clubdeploy::preview::plan(&settings, &tag, &clubs, all)?;
+                say_part!("{}", plan.to_text());
+                say!("(dry run: nothing was changed and no job was queued)");
+                return Ok(());
+            }
             submit(
                 &settings,
                 &pool,
@@ -327,13 +361,13 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cancel { id } => {
             clubdeploy::jobs::enqueue::cancel(conn, id, &actor, None)?;
-            println!("job #{id} cancelled");
+            say!("job #{id} cancelled");
         }
         Command::Audit {
             verify: Some(AuditCommand::Verify),
             ..
         } => match audit::verify(conn)? {
-            Ok(rows) => println!("audit log intact: {rows} rows, hash chain verified"),
+            Ok(rows) => say!("audit log intact: {rows} rows, hash chain verified"),
             Err(broken) => bail!("audit log check failed: {broken}"),
         },
         Command::Audit {
@@ -386,13 +420,13 @@ fn user(
             let scope = ClubScope::parse(&clubs)?;
             let password = read_password(password_stdin)?;
             staff::add(conn, actor, &name, role, &scope, &password)?;
-            println!("added {name} as {role}");
+            say!("added {name} as {role}");
         }
         UserCommand::List => {
             for user in db::users::all(conn)? {
                 let clubs = user.clubs.as_deref().unwrap_or("all clubs");
                 let state = if user.disabled { "disabled" } else { "active" };
-                println!("{:20}  {:8}  {state:8}  {clubs}", user.name, user.role);
+                say!("{:20}  {:8}  {state:8}  {clubs}", user.name, user.role);
             }
         }
         UserCommand::Passwd {
@@ -401,11 +435,11 @@ fn user(
         } => {
             let password = read_password(password_stdin)?;
             staff::set_password(conn, actor, &name, &password)?;
-            println!("password of {name} changed; their sessions were ended");
+            say!("password of {name} changed; their sessions were ended");
         }
         UserCommand::Disable { name } => {
             staff::set_disabled(conn, actor, &name, true)?;
-            println!("{name} is disabled; their sessions were ended");
+            say!("{name} is disabled; their sessions were ended");
         }
     }
     Ok(())
@@ -427,17 +461,22 @@ fn read_password(from_stdin: bool) -> anyhow::Result<NewPassword> {
     Ok(password)
 }
 
-fn demo(dir: &Path, listen: &str) -> anyhow::Result<()> {
-    let demo = clubdeploy::demo::prepare(dir, listen)?;
-    let settings = Settings::load(&demo.config)?;
-    println!("clubdeploy demo in {}", dir.display());
+fn demo(dir: &Path, listen: Option<&str>) -> anyhow::Result<()> {
+    let demo = clubdeploy::demo::prepare(dir, listen.unwrap_or(clubdeploy::demo::LISTEN))?;
+    let mut settings = Settings::load(&demo.config)?;
+    // An address given now wins over the one the demo was created with (that port may be
+    // taken today).
+    if let Some(listen) = listen {
+        settings.listen = listen.to_owned();
+    }
+    say!("clubdeploy demo in {}", dir.display());
     match &demo.admin_password {
-        Some(password) => println!(
+        Some(password) => say!(
             "sign in as admin with password {password} (shown only now; reset it with \
              `clubdeploy --config {} user passwd admin`)",
             demo.config.display()
         ),
-        None => println!(
+        None => say!(
             "reusing the demo created earlier (its admin password was shown then; reset it \
              with `clubdeploy --config {} user passwd admin`)",
             demo.config.display()
@@ -457,18 +496,25 @@ fn submit(
 ) -> anyhow::Result<()> {
     let id = enqueue(conn, &spec, actor, None)?;
     if detach.detach {
-        println!("queued job #{id}: {spec}");
+        say!("queued job #{id}: {spec}");
         return Ok(());
     }
-    println!("queued job #{id}: {spec}");
-    let job = cli::work_until_finished(settings, pool, id)?;
+    say!("queued job #{id}: {spec}");
+    finished(cli::work_until_finished(settings, pool, id, true)?, true)
+}
+
+/// A job's end as the command's: `done: …` (when `say`) and success, or its error.
+fn finished(job: jobs::Job, say: bool) -> anyhow::Result<()> {
     match JobStatus::parse(&job.status)? {
         JobStatus::Succeeded => {
-            println!("done: {}", job.outcome.unwrap_or_default());
+            if say {
+                say!("done: {}", job.outcome.unwrap_or_default());
+            }
             Ok(())
         }
         status => bail!(
-            "job #{id} {status}: {}",
+            "job #{} {status}: {}",
+            job.id,
             job.error.unwrap_or_else(|| "no reason recorded".into())
         ),
     }
@@ -485,7 +531,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         let listener = std::net::TcpListener::bind(&settings.listen)
             .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
         let app = Application::build(settings, listener, worker::POLL_INTERVAL)?;
-        println!("clubdeploy panel on http://{}/ (Ctrl-C stops)", app.addr());
+        say!("clubdeploy panel on http://{}/ (Ctrl-C stops)", app.addr());
         app.run_until_stopped().await?;
         Ok(())
     })

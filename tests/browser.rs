@@ -155,6 +155,18 @@ async fn drive(
         .await?;
     snap(browser, "02-dashboard").await;
 
+    // A new installation: fetch the tags with the releases page's Refresh (a job).
+    browser.goto(&app.url("/releases")).await?;
+    browser
+        .find(Locator::Css("form[action='/releases/refresh'] button"))
+        .await?
+        .click()
+        .await?;
+    browser.wait().for_element(Locator::Id("job")).await?;
+    wait_for_status(browser, "succeeded").await?;
+    browser.goto(&app.url("/releases")).await?;
+    snap(browser, "02-releases").await;
+
     browser.goto(&app.url("/deploy")).await?;
     browser
         .find(Locator::Css("select[name=tag] option[value=v2]"))

@@ -193,6 +193,16 @@ impl Panel {
         clubdeploy::jobs::enqueue::enqueue(conn, &spec, "setup", None).unwrap();
     }
 
+    /// Presses the releases page's Refresh as `client` and waits for the fetch job it
+    /// queues to succeed; returns the job's id.
+    pub async fn refresh(&self, client: &reqwest::Client) -> i32 {
+        let response = self.post(client, "/releases/refresh", &[]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let id = job_id(&response);
+        assert_eq!(self.job_finished(id).await, "succeeded", "fetch job #{id}");
+        id
+    }
+
     /// Waits (bounded) until job `id` has finished; returns its status.
     pub async fn job_finished(&self, id: i32) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -234,6 +244,10 @@ async fn staff_deploy_to_all_clubs_and_roll_one_back_through_the_forms() {
     let admin = app.login("admin").await;
     let dashboard = app.page(&admin, "/").await;
     assert!(dashboard.contains("no release"), "{dashboard}");
+    // A new installation knows no tags until staff refresh them (a job, never a request).
+    let form = app.page(&admin, "/deploy").await;
+    assert!(form.contains("No tags are known yet"), "{form}");
+    app.refresh(&admin).await;
 
     for tag in ["v1", "v2"] {
         let form = app.page(&admin, &format!("/deploy?tag={tag}")).await;

@@ -14,9 +14,17 @@ pub enum Targets {
 /// What a job does, with its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobSpec {
-    Deploy { tag: ReleaseTag, targets: Targets },
-    Rollback { club: ClubSlug, to: Option<String> },
+    Deploy {
+        tag: ReleaseTag,
+        targets: Targets,
+    },
+    Rollback {
+        club: ClubSlug,
+        to: Option<String>,
+    },
     Prune,
+    /// Fetch the repository's tags (the releases page's Refresh).
+    Fetch,
 }
 
 /// A job's parameters as stored (JSON in `jobs.params`).
@@ -32,6 +40,7 @@ enum StoredSpec {
         to: Option<String>,
     },
     Prune,
+    Fetch,
 }
 
 impl JobSpec {
@@ -41,6 +50,7 @@ impl JobSpec {
             JobSpec::Deploy { .. } => "deploy",
             JobSpec::Rollback { .. } => "rollback",
             JobSpec::Prune => "prune",
+            JobSpec::Fetch => "fetch",
         }
     }
 
@@ -59,6 +69,7 @@ impl JobSpec {
                 to: to.clone(),
             },
             JobSpec::Prune => StoredSpec::Prune,
+            JobSpec::Fetch => StoredSpec::Fetch,
         };
         serde_json::to_string(&stored).expect("plain data serializes")
     }
@@ -85,6 +96,7 @@ impl JobSpec {
                 to,
             },
             StoredSpec::Prune => JobSpec::Prune,
+            StoredSpec::Fetch => JobSpec::Fetch,
         })
     }
 }
@@ -107,6 +119,7 @@ impl fmt::Display for JobSpec {
             JobSpec::Rollback { club, to: None } => write!(f, "roll back {club}"),
             JobSpec::Rollback { club, to: Some(to) } => write!(f, "roll back {club} to {to}"),
             JobSpec::Prune => write!(f, "prune unused releases"),
+            JobSpec::Fetch => write!(f, "fetch new tags from the repository"),
         }
     }
 }

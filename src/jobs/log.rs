@@ -45,7 +45,7 @@ impl<'a> JobLog<'a> {
             );
         }
         if self.echo {
-            print!("{}", format_event(kind, message, output));
+            crate::say_part!("{}", format_event(kind, message, output));
         }
     }
 }

@@ -231,6 +231,7 @@ pub fn run_next(
                 JobSpec::Deploy { tag, targets } => run::deploy(&mut run_job, tag, targets),
                 JobSpec::Rollback { club, to } => run::rollback(&mut run_job, club, to.as_deref()),
                 JobSpec::Prune => run::prune(&mut run_job),
+                JobSpec::Fetch => run::fetch(&mut run_job),
             }
         }
         Err(e) => Err(e.into()),

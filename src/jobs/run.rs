@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::db::clubs::Club;
 use crate::db::{self, audit, clubs, switches};
 use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, Targets};
-use crate::pipeline::git::Mirror;
+use crate::pipeline::git::{self, Mirror};
 use crate::pipeline::release::{self, BuildSpec, Built, Release};
 use crate::pipeline::switch::{self, Webroot};
 use crate::pipeline::{Progress, Step, command};
@@ -50,10 +50,10 @@ impl Job<'_> {
 pub fn deploy(job: &mut Job<'_>, tag: &ReleaseTag, targets: &Targets) -> anyhow::Result<String> {
     let clubs = target_clubs(job.conn, targets)?;
     check_webroots(job.settings, &clubs)?;
-    let mirror = Mirror::open(&job.settings.mirror_dir(), &job.settings.repo_url)?;
+    let mirror = git::open_mirror(job.settings)?;
 
     job.progress.step(Step::Fetch);
-    let (commit, fetched) = mirror.ensure_tag(tag)?;
+    let (commit, fetched) = mirror.ensure_tag(tag, job.progress)?;
     job.progress.progress(&format!(
         "tag {tag} is commit {} ({})",
         &commit[..8],
@@ -106,7 +106,7 @@ pub fn rollback(job: &mut Job<'_>, slug: &ClubSlug, to: Option<&str>) -> anyhow:
         Webroot::Release(name) => name,
         _ => bail!("club {slug} does not run a release now, so there is nothing to roll back"),
     };
-    let mirror = Mirror::open(&job.settings.mirror_dir(), &job.settings.repo_url)?;
+    let mirror = git::open_mirror(job.settings)?;
     let (target, commit) = match to {
         Some(to) => chosen_release(job, &mirror, to)?,
         None => previous_release(job.conn, &club, &current)?,
@@ -139,6 +139,28 @@ pub fn rollback(job: &mut Job<'_>, slug: &ClubSlug, to: Option<&str>) -> anyhow:
 pub fn prune(job: &mut Job<'_>) -> anyhow::Result<String> {
     let deleted = prune_releases(job, None)?;
     Ok(format!("{deleted} release{} deleted", plural(deleted)))
+}
+
+/// Fetches the repository's tags into the mirror (the releases page's Refresh).
+pub fn fetch(job: &mut Job<'_>) -> anyhow::Result<String> {
+    job.progress.step(Step::Fetch);
+    let mirror = git::open_mirror(job.settings)?;
+    let before: HashSet<String> = mirror
+        .tags()?
+        .into_iter()
+        .map(|t| t.tag.to_string())
+        .collect();
+    mirror.fetch(job.progress)?;
+    let after = mirror.tags()?;
+    let new: Vec<&str> = after
+        .iter()
+        .map(|t| t.tag.as_str())
+        .filter(|t| !before.contains(*t))
+        .collect();
+    Ok(match new.as_slice() {
+        [] => format!("{} tags known; no new tag", after.len()),
+        new => format!("{} tags known; new: {}", after.len(), new.join(", ")),
+    })
 }
 
 fn target_clubs(conn: &mut SqliteConnection, targets: &Targets) -> anyhow::Result<Vec<Club>> {
@@ -398,7 +420,7 @@ fn chosen_release(
         anyhow::anyhow!("{to:?} is neither a release (e.g. v2.4.1-3f2a9c1d) nor a tag")
     })?;
     job.progress.step(Step::Fetch);
-    let (commit, _) = mirror.ensure_tag(&tag)?;
+    let (commit, _) = mirror.ensure_tag(&tag, job.progress)?;
     Ok((ReleaseName::new(&tag, &commit)?, commit))
 }
 

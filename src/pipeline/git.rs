@@ -8,14 +8,67 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use anyhow::{Context, bail};
-use git2::{AutotagOption, FetchOptions, ObjectType, Oid, Repository};
+use chrono::{DateTime, Utc};
+use git2::{ObjectType, Oid, Repository};
+use serde::Serialize;
 
-use crate::domain::ReleaseTag;
+use super::Progress;
+use crate::config::{GitSettings, Settings};
+use crate::domain::{ReleaseTag, RepoUrl};
 
-/// `<data_dir>/repo.git`, kept in step with `repo_url`.
+/// `<data_dir>/repo.git`, kept in step with `repo_url`. Fetching goes through the system
+/// `git` (see [`super::fetch`]); git2 reads objects and writes trees.
 pub struct Mirror {
     repo: Repository,
-    url: String,
+    path: PathBuf,
+    url: RepoUrl,
+    git: GitSettings,
+}
+
+/// A tag with what its annotation says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagInfo {
+    pub tag: ReleaseTag,
+    /// The full id of the commit it points to.
+    pub commit: String,
+    /// The annotated tag's message (`None` for a lightweight tag).
+    pub message: Option<String>,
+    /// Who made the annotated tag.
+    pub tagger: Option<String>,
+    /// When it was tagged (a lightweight tag: its commit's time).
+    pub tagged_at: DateTime<Utc>,
+}
+
+/// One commit, as a deploy preview lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommitSummary {
+    pub id: String,
+    pub subject: String,
+    pub author: String,
+    pub at: DateTime<Utc>,
+}
+
+/// What moving from one commit to another changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Changes {
+    /// Commits the move brings in, and the newest of them (at most [`NEWEST`]).
+    pub brought: usize,
+    pub newest_brought: Vec<CommitSummary>,
+    /// Commits the move undoes (moving backwards), and the newest of them.
+    pub undone: usize,
+    pub newest_undone: Vec<CommitSummary>,
+    /// Files that differ between the two trees.
+    pub files_changed: usize,
+    /// For each watched path with changes: the path and how many files under it changed.
+    pub watched: Vec<(String, usize)>,
+}
+
+/// How many commits a preview lists.
+pub const NEWEST: usize = 20;
+
+/// The mirror of the configured repository.
+pub fn open_mirror(settings: &Settings) -> anyhow::Result<Mirror> {
+    Mirror::open(&settings.mirror_dir(), &settings.repo_url, &settings.git)
 }
 
 /// What writing a tree out produced.
@@ -29,7 +82,7 @@ pub struct TreeStats {
 
 impl Mirror {
     /// Opens the mirror at `path`, creating an empty bare repository there the first time.
-    pub fn open(path: &Path, url: &str) -> anyhow::Result<Mirror> {
+    pub fn open(path: &Path, url: &RepoUrl, git: &GitSettings) -> anyhow::Result<Mirror> {
         let repo = if path.exists() {
             Repository::open_bare(path)
                 .with_context(|| format!("{} is not a git repository", path.display()))?
@@ -39,25 +92,15 @@ impl Mirror {
         };
         Ok(Mirror {
             repo,
-            url: url.to_owned(),
+            path: path.to_owned(),
+            url: url.clone(),
+            git: git.clone(),
         })
     }
 
-    /// Fetches every tag of `repo_url` into the mirror.
-    pub fn fetch(&self) -> anyhow::Result<()> {
-        let mut remote = self.repo.remote_anonymous(&self.url)?;
-        let mut options = FetchOptions::new();
-        options.download_tags(AutotagOption::None);
-        remote
-            .fetch(&["+refs/tags/*:refs/tags/*"], Some(&mut options), None)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot fetch from repo_url {:?}: it is not a git repository or cannot be \
-                     read ({})",
-                    self.url,
-                    e.message()
-                )
-            })
+    /// Fetches every tag of `repo_url` into the mirror, reporting git's progress.
+    pub fn fetch(&self, progress: &mut dyn Progress) -> anyhow::Result<()> {
+        super::fetch::fetch_tags(&self.path, &self.url, &self.git, progress)
     }
 
     /// The commit a tag points to in the mirror, if the mirror has the tag.
@@ -76,45 +119,150 @@ impl Mirror {
 
     /// The tag's commit, fetching first only when the mirror does not know the tag yet.
     /// Says whether it fetched.
-    pub fn ensure_tag(&self, tag: &ReleaseTag) -> anyhow::Result<(String, bool)> {
+    pub fn ensure_tag(
+        &self,
+        tag: &ReleaseTag,
+        progress: &mut dyn Progress,
+    ) -> anyhow::Result<(String, bool)> {
         if let Some(commit) = self.resolve(tag)? {
             return Ok((commit, false));
         }
-        self.fetch()?;
+        self.fetch(progress)?;
         match self.resolve(tag)? {
             Some(commit) => Ok((commit, true)),
-            None => bail!("tag {tag} does not exist in the repository {:?}", self.url),
+            None => bail!("tag {tag} does not exist in the repository {}", self.url),
         }
     }
 
+    /// The full id of the commit whose id starts with `short` (hex), if the mirror has it.
+    pub fn commit_by_prefix(&self, short: &str) -> Option<String> {
+        if short.is_empty() || !short.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let commit = self
+            .repo
+            .revparse_single(short)
+            .ok()?
+            .peel_to_commit()
+            .ok()?;
+        Some(commit.id().to_string())
+    }
+
     /// Whether the mirror holds this commit (fetching first if it does not).
-    pub fn ensure_commit(&self, commit: &str) -> anyhow::Result<()> {
+    pub fn ensure_commit(&self, commit: &str, progress: &mut dyn Progress) -> anyhow::Result<()> {
         let oid =
             Oid::from_str(commit).with_context(|| format!("{commit:?} is not a commit id"))?;
         if self.repo.find_commit(oid).is_ok() {
             return Ok(());
         }
-        self.fetch()?;
+        self.fetch(progress)?;
         self.repo
             .find_commit(oid)
             .map(|_| ())
             .with_context(|| format!("commit {commit} is no longer in the repository"))
     }
 
-    /// Every tag that can name a release, with its commit, sorted by tag. Tags that are not
-    /// usable release tags (e.g. holding `/`) are left out.
-    pub fn tags(&self) -> anyhow::Result<Vec<(ReleaseTag, String)>> {
+    /// Every tag that can name a release, with its commit and annotation, in release order
+    /// (oldest version first, see [`crate::domain::release_order`]). Tags that are not usable
+    /// release tags (e.g. holding `/`) are left out.
+    pub fn tags(&self) -> anyhow::Result<Vec<TagInfo>> {
         let mut tags = Vec::new();
         for name in self.repo.tag_names(None)?.iter().flatten().flatten() {
             let Ok(tag) = ReleaseTag::parse(name) else {
                 continue;
             };
-            if let Some(commit) = self.resolve(&tag)? {
-                tags.push((tag, commit));
+            let reference = match self.repo.find_reference(&format!("refs/tags/{tag}")) {
+                Ok(reference) => reference,
+                Err(e) if e.code() == git2::ErrorCode::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot read tag {tag}")),
+            };
+            let Ok(commit) = reference.peel_to_commit() else {
+                continue;
+            };
+            let (message, tagger, tagged_at) = match reference.peel_to_tag() {
+                Ok(annotated) => {
+                    let tagger = annotated.tagger();
+                    (
+                        annotated.message_bytes().map(|m| text(m).trim().to_owned()),
+                        tagger.as_ref().map(|t| text(t.name_bytes())),
+                        tagger.map_or_else(|| commit.time(), |t| t.when()),
+                    )
+                }
+                Err(_) => (None, None, commit.time()),
+            };
+            tags.push(TagInfo {
+                tag,
+                commit: commit.id().to_string(),
+                message,
+                tagger,
+                tagged_at: time(tagged_at),
+            });
+        }
+        tags.sort_by(|a, b| {
+            crate::domain::release_order((&a.tag, a.tagged_at), (&b.tag, b.tagged_at))
+        });
+        Ok(tags)
+    }
+
+    /// What moving from commit `from` to commit `to` brings in and undoes, with the number of
+    /// files changed and those under each of `watch_paths`. Reads the mirror only.
+    pub fn changes(&self, from: &str, to: &str, watch_paths: &[String]) -> anyhow::Result<Changes> {
+        let from = self.repo.find_commit(Oid::from_str(from)?)?;
+        let to = self.repo.find_commit(Oid::from_str(to)?)?;
+        let (brought, newest_brought) = self.commits_between(to.id(), from.id())?;
+        let (undone, newest_undone) = self.commits_between(from.id(), to.id())?;
+        let diff = self
+            .repo
+            .diff_tree_to_tree(Some(&from.tree()?), Some(&to.tree()?), None)?;
+        let mut watched: Vec<(String, usize)> = Vec::new();
+        for delta in diff.deltas() {
+            let paths = [delta.old_file().path(), delta.new_file().path()];
+            for watch in watch_paths {
+                let prefix = watch.trim_start_matches('/');
+                if paths
+                    .iter()
+                    .flatten()
+                    .any(|p| p.to_string_lossy().starts_with(prefix))
+                {
+                    match watched.iter_mut().find(|(w, _)| w == watch) {
+                        Some((_, n)) => *n += 1,
+                        None => watched.push((watch.clone(), 1)),
+                    }
+                }
             }
         }
-        tags.sort();
-        Ok(tags)
+        Ok(Changes {
+            brought,
+            newest_brought,
+            undone,
+            newest_undone,
+            files_changed: diff.deltas().len(),
+            watched,
+        })
+    }
+
+    /// Commits reachable from `tip` but not from `base`: how many, and the newest [`NEWEST`].
+    fn commits_between(&self, tip: Oid, base: Oid) -> anyhow::Result<(usize, Vec<CommitSummary>)> {
+        let mut walk = self.repo.revwalk()?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
+        walk.push(tip)?;
+        walk.hide(base)?;
+        let mut count = 0;
+        let mut newest = Vec::new();
+        for id in walk {
+            let id = id?;
+            count += 1;
+            if newest.len() < NEWEST {
+                let commit = self.repo.find_commit(id)?;
+                newest.push(CommitSummary {
+                    id: id.to_string(),
+                    subject: commit.summary_bytes().map(text).unwrap_or_default(),
+                    author: text(commit.author().name_bytes()),
+                    at: time(commit.time()),
+                });
+            }
+        }
+        Ok((count, newest))
     }
 
     /// Writes the tree of `commit` into the existing, empty directory `dest`. Reading objects
@@ -186,6 +334,15 @@ impl Mirror {
     }
 }
 
+/// Text from git, which need not be UTF-8.
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn time(at: git2::Time) -> DateTime<Utc> {
+    DateTime::from_timestamp(at.seconds(), 0).unwrap_or_default()
+}
+
 /// One thing to create, in tree order (a directory before what it holds).
 enum Entry {
     Dir(PathBuf),
@@ -250,11 +407,14 @@ mod tests {
             .unwrap();
         repo.tag_lightweight("v1", &repo.find_object(id, None).unwrap(), false)
             .unwrap();
-        let mirror = Mirror::open(&root.path().join("repo.git"), app.to_str().unwrap()).unwrap();
+        let url = RepoUrl::parse(app.to_str().unwrap()).unwrap();
+        let mirror =
+            Mirror::open(&root.path().join("repo.git"), &url, &GitSettings::default()).unwrap();
         assert!(mirror.tags().unwrap().is_empty());
-        mirror.fetch().unwrap();
+        mirror.fetch(&mut super::super::Quiet).unwrap();
         let tags = mirror.tags().unwrap();
         assert_eq!(tags.len(), 1, "{tags:?}");
-        assert_eq!(tags[0].1, id.to_string());
+        assert_eq!(tags[0].commit, id.to_string());
+        assert_eq!(tags[0].message, None);
     }
 }

@@ -2,6 +2,7 @@
 //! every step is tested on temporary directories.
 
 pub mod command;
+pub mod fetch;
 pub mod fsops;
 pub mod git;
 pub mod lock;
@@ -51,4 +52,13 @@ pub trait Progress {
     fn progress(&mut self, message: &str);
     /// The output of a command that ran in the current step.
     fn output(&mut self, ran: &command::Ran);
+}
+
+/// A [`Progress`] that reports nothing, for callers with no one to tell.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn step(&mut self, _: Step) {}
+    fn progress(&mut self, _: &str) {}
+    fn output(&mut self, _: &command::Ran) {}
 }

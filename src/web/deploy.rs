@@ -1,20 +1,19 @@
 //! Releases and deploying: the releases page (tags, built releases, which clubs run each),
 //! the deploy form, the confirmation that says exactly what will change, and queuing.
 
-use std::collections::BTreeMap;
-
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use askama_web::WebTemplate;
 use serde::Deserialize;
 
 use super::clubs::see_other;
-use super::{AppState, Nav, Staff, count, form};
-use crate::domain::{ClubSlug, JobSpec, ReleaseName, ReleaseTag, Role, Targets};
+use super::{AppState, Nav, Staff, form};
+use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, Targets};
 use crate::error::AppError;
-use crate::inventory::{self, ClubStatus, ReleaseRow};
+use crate::inventory::{self, ReleaseRow};
 use crate::jobs::enqueue::enqueue;
-use crate::pipeline::git::Mirror;
+use crate::pipeline::git;
+use crate::preview::{self, DeployPlan};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "releases.html")]
@@ -23,21 +22,13 @@ pub struct ReleasesPage {
     rows: Vec<ReleaseRow>,
 }
 
-/// `GET /releases`: what the mirror knows, without fetching (the Refresh button fetches).
+/// `GET /releases`: what the mirror knows, newest version first. It never fetches: the
+/// Refresh button queues a fetch job.
 pub async fn releases_page(
     staff: Staff,
     state: web::Data<AppState>,
 ) -> Result<ReleasesPage, AppError> {
-    let mut rows = state
-        .db(|settings, conn| {
-            let rows = inventory::releases(settings, conn, false)?;
-            // A new installation: fetch once so the page is not empty.
-            if rows.is_empty() {
-                return inventory::releases(settings, conn, true);
-            }
-            Ok(rows)
-        })
-        .await?;
+    let mut rows = state.db(inventory::releases).await?;
     rows.reverse();
     Ok(ReleasesPage {
         nav: staff.nav("releases"),
@@ -51,7 +42,7 @@ struct CsrfForm {
     csrf: String,
 }
 
-/// `POST /releases/refresh`: fetches the repository's tags.
+/// `POST /releases/refresh`: queues a job that fetches the repository's tags, and shows it.
 pub async fn refresh(
     staff: Staff,
     state: web::Data<AppState>,
@@ -60,14 +51,24 @@ pub async fn refresh(
     let posted: CsrfForm = form(&body)?;
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Deployer, "refresh the tags")?;
-    state
-        .db(|settings, _| {
-            Mirror::open(&settings.mirror_dir(), &settings.repo_url)?
-                .fetch()
+    queue(&staff, &state, JobSpec::Fetch).await
+}
+
+/// Queues `spec` for `staff`, wakes the worker and shows the job's page.
+async fn queue(
+    staff: &Staff,
+    state: &web::Data<AppState>,
+    spec: JobSpec,
+) -> Result<HttpResponse, AppError> {
+    let (actor, address) = (staff.user.name.clone(), staff.address.clone());
+    let id = state
+        .db(move |_, conn| {
+            enqueue(conn, &spec, &actor, Some(&address))
                 .map_err(|e| AppError::BadRequest(format!("{e:#}")).into())
         })
         .await?;
-    Ok(see_other("/releases"))
+    state.wake.notify_one();
+    Ok(see_other(&format!("/jobs/{id}")))
 }
 
 /// A club offered in the deploy form.
@@ -102,22 +103,14 @@ pub async fn form_page(
     query: web::Query<DeployQuery>,
 ) -> Result<DeployPage, AppError> {
     staff.require(Role::Deployer, "deploy")?;
-    let (tags, clubs) = state
-        .db(|settings, conn| {
-            let mirror = Mirror::open(&settings.mirror_dir(), &settings.repo_url)?;
-            if mirror.tags()?.is_empty() {
-                // A new installation: fetch once so there is something to choose.
-                mirror.fetch()?;
-            }
-            let tags: Vec<String> = mirror
-                .tags()?
-                .into_iter()
-                .rev()
-                .map(|(t, _)| t.to_string())
-                .collect();
-            Ok((tags, inventory::status(settings, conn)?))
+    // Tags as last fetched (newest version first); fetching is the Refresh job's.
+    let tags: Vec<String> = state
+        .blocking(|settings| {
+            let tags = git::open_mirror(settings)?.tags()?;
+            Ok(tags.into_iter().rev().map(|t| t.tag.to_string()).collect())
         })
         .await?;
+    let clubs = state.db(inventory::status).await?;
     let clubs = clubs
         .into_iter()
         .filter(|c| staff.may_change(&c.slug))
@@ -183,14 +176,11 @@ pub struct ConfirmPage {
     tag: String,
     target: String,
     clubs: Vec<String>,
-    moves: Vec<String>,
-    unchanged: Option<String>,
-    summary: String,
-    reload: String,
-    prune: Option<String>,
+    plan: DeployPlan,
 }
 
-/// `POST /deploy/confirm`: says exactly what will change, and asks.
+/// `POST /deploy/confirm`: says exactly what will change (which clubs move from which
+/// release, the commits that brings or undoes, warnings), and asks.
 pub async fn confirm(
     staff: Staff,
     state: web::Data<AppState>,
@@ -200,72 +190,26 @@ pub async fn confirm(
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Deployer, "deploy")?;
     let spec = posted.spec(&staff)?;
-    let JobSpec::Deploy { tag, targets } = &spec else {
+    let JobSpec::Deploy { tag, targets } = spec else {
         unreachable!("the form asks for a deploy")
     };
-    let (tag, targets) = (tag.clone(), targets.clone());
     let all = targets == Targets::All;
-    let (release, clubs) = state
-        .db(move |settings, conn| {
-            let mirror = Mirror::open(&settings.mirror_dir(), &settings.repo_url)?;
-            let commit = mirror.resolve(&tag)?.ok_or_else(|| {
-                AppError::BadRequest(format!(
-                    "Tag {tag} is not in the repository (refresh the releases page?)."
-                ))
-            })?;
-            let release = ReleaseName::new(&tag, &commit)?;
-            let clubs: Vec<ClubStatus> = inventory::status(settings, conn)?
-                .into_iter()
-                .filter(|c| match &targets {
-                    Targets::All => true,
-                    Targets::Clubs(slugs) => slugs.iter().any(|s| s.as_str() == c.slug),
-                })
-                .collect();
-            Ok((release, clubs))
+    let clubs = state.db(inventory::status).await?;
+    let clubs =
+        preview::select(clubs, &targets).map_err(|e| AppError::BadRequest(format!("{e:#}")))?;
+    // Reading git history takes no database connection.
+    let plan = state
+        .blocking(move |settings| {
+            preview::plan(settings, &tag, &clubs, all)
+                .map_err(|e| AppError::BadRequest(format!("{e:#}")).into())
         })
         .await?;
-    let mut from: BTreeMap<String, usize> = BTreeMap::new();
-    let mut unchanged = 0;
-    for club in &clubs {
-        match &club.release {
-            Some(r) if *r == release.as_str() => unchanged += 1,
-            Some(r) => *from.entry(r.clone()).or_default() += 1,
-            None => *from.entry("no release".into()).or_default() += 1,
-        }
-    }
-    let moving = clubs.len() - unchanged;
-    let moves = from
-        .iter()
-        .map(|(r, n)| format!("{} will move from {r} to {release}", count(*n, "club")))
-        .collect();
-    let settings = &state.settings;
-    let reload = if moving == 0 {
-        "Nothing will be switched, so Apache will not be reloaded.".to_owned()
-    } else if settings.reload.policy.reloads_after(all) {
-        "Apache will then be reloaded, so every switched club serves the new code at once."
-            .to_owned()
-    } else {
-        "Apache will not be reloaded (reload policy): PHP may serve old code for up to two \
-         minutes."
-            .to_owned()
-    };
-    let prune = all.then(|| {
-        format!(
-            "Afterwards, releases no club runs will be deleted, keeping the newest {}.",
-            settings.keep_releases
-        )
-    });
     Ok(ConfirmPage {
         nav: staff.nav("deploy"),
         tag: posted.tag.trim().to_owned(),
         target: if all { "all".into() } else { "some".into() },
         clubs: posted.clubs.clone(),
-        summary: format!("{} will move to {release}.", count(moving, "club")),
-        moves,
-        unchanged: (unchanged > 0)
-            .then(|| format!("{} already runs it.", count(unchanged, "club"))),
-        reload,
-        prune,
+        plan,
     })
 }
 
@@ -279,13 +223,5 @@ pub async fn deploy(
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Deployer, "deploy")?;
     let spec = posted.spec(&staff)?;
-    let (actor, address) = (staff.user.name.clone(), staff.address.clone());
-    let id = state
-        .db(move |_, conn| {
-            enqueue(conn, &spec, &actor, Some(&address))
-                .map_err(|e| AppError::BadRequest(format!("{e:#}")).into())
-        })
-        .await?;
-    state.wake.notify_one();
-    Ok(see_other(&format!("/jobs/{id}")))
+    queue(&staff, &state, spec).await
 }

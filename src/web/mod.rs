@@ -84,6 +84,19 @@ impl AppState {
         Ok(rows)
     }
 
+    /// Runs `f` on the blocking thread pool with no database connection, for work that reads
+    /// git or the disk and must not keep a pooled connection waiting.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Settings) -> anyhow::Result<T> + Send + 'static,
+    {
+        let settings = self.settings.clone();
+        web::block(move || f(&settings))
+            .await?
+            .map_err(AppError::from_anyhow)
+    }
+
     /// Runs `f` with a database connection on the blocking thread pool.
     pub async fn db<T, F>(&self, f: F) -> Result<T, AppError>
     where
@@ -181,10 +194,4 @@ async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
 }
 
 /// "1 club" / "3 clubs".
-pub fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
+pub use crate::preview::count;

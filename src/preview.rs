@@ -1,0 +1,284 @@
+//! What a deploy will change, said before it is queued: for each group of clubs moving from
+//! one release to the target, the commits it brings in (or undoes, moving backwards), the
+//! files it changes and a warning for changes under the watched paths. One function for the
+//! panel's confirmation page and `clubdeploy deploy --dry-run`; it reads the mirror and the
+//! releases on disk only, never the network.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::domain::{ReleaseName, ReleaseTag, Targets};
+use crate::inventory::ClubStatus;
+use crate::pipeline::git::{self, Changes, CommitSummary, Mirror};
+use crate::pipeline::release;
+
+/// Everything a deploy will do, in words staff can check before they confirm.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployPlan {
+    pub tag: String,
+    /// The release the clubs will run.
+    pub release: String,
+    /// One group per release the clubs move from.
+    pub moves: Vec<Move>,
+    /// Clubs already on the target release.
+    pub unchanged: Vec<String>,
+    /// "3 clubs will move to v2-…".
+    pub summary: String,
+    /// What happens to Apache afterwards.
+    pub reload: String,
+    /// What is deleted afterwards (a deploy to all clubs), if anything.
+    pub prune: Option<String>,
+}
+
+/// Clubs moving from one release (or none) to the target, and what that brings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Move {
+    /// The release they run now (`None`: no release yet).
+    pub from: Option<String>,
+    pub clubs: Vec<String>,
+    /// "2 clubs will move from v1-… to v2-…".
+    pub headline: String,
+    /// "brings in 4 commits; 12 files changed", or why that is not known.
+    pub detail: String,
+    /// Commits brought in (newest first, at most 20), or undone when moving backwards.
+    pub commits: Vec<CommitSummary>,
+    /// Whether `commits` are undone (moving backwards) rather than brought in.
+    pub backwards: bool,
+    /// Warnings about watched paths ("the database may need migrating").
+    pub warnings: Vec<String>,
+    /// The full comparison, when both commits are known.
+    pub changes: Option<Changes>,
+}
+
+/// The clubs a deploy to `targets` concerns; unknown slugs are refused, naming them.
+pub fn select(clubs: Vec<ClubStatus>, targets: &Targets) -> anyhow::Result<Vec<ClubStatus>> {
+    match targets {
+        Targets::All => Ok(clubs),
+        Targets::Clubs(slugs) => {
+            let unknown: Vec<&str> = slugs
+                .iter()
+                .map(|s| s.as_str())
+                .filter(|s| !clubs.iter().any(|c| c.slug == *s))
+                .collect();
+            if !unknown.is_empty() {
+                bail!("no such club: {}", unknown.join(", "));
+            }
+            Ok(clubs
+                .into_iter()
+                .filter(|c| slugs.iter().any(|s| s.as_str() == c.slug))
+                .collect())
+        }
+    }
+}
+
+/// What deploying `tag` to `clubs` (all clubs when `all`) will change. The tag must be in the
+/// mirror already: a preview never fetches.
+pub fn plan(
+    settings: &Settings,
+    tag: &ReleaseTag,
+    clubs: &[ClubStatus],
+    all: bool,
+) -> anyhow::Result<DeployPlan> {
+    let mirror = git::open_mirror(settings)?;
+    let Some(commit) = mirror.resolve(tag)? else {
+        bail!(
+            "tag {tag} is not in the repository as last fetched; refresh the tags (the \
+             releases page's Refresh, or `clubdeploy releases --fetch`) and try again"
+        );
+    };
+    let release = ReleaseName::new(tag, &commit)?;
+    let mut groups: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+    let mut unchanged = Vec::new();
+    for club in clubs {
+        match &club.release {
+            Some(r) if *r == release.as_str() => unchanged.push(club.slug.clone()),
+            from => groups
+                .entry(from.clone())
+                .or_default()
+                .push(club.slug.clone()),
+        }
+    }
+    let moves = groups
+        .into_iter()
+        .map(|(from, clubs)| describe_move(settings, &mirror, from, clubs, &release, &commit))
+        .collect::<anyhow::Result<Vec<Move>>>()?;
+    let moving: usize = moves.iter().map(|m| m.clubs.len()).sum();
+    let reload = if moving == 0 {
+        "Nothing will be switched, so Apache will not be reloaded.".to_owned()
+    } else if settings.reload.policy.reloads_after(all) {
+        "Apache will then be reloaded, so every switched club serves the new code at once."
+            .to_owned()
+    } else {
+        "Apache will not be reloaded (reload policy): PHP may serve old code for up to two \
+         minutes."
+            .to_owned()
+    };
+    let prune = all.then(|| {
+        format!(
+            "Afterwards, releases no club runs will be deleted, keeping the newest {}.",
+            settings.keep_releases
+        )
+    });
+    Ok(DeployPlan {
+        tag: tag.to_string(),
+        summary: format!("{} will move to {release}.", count(moving, "club")),
+        release: release.to_string(),
+        moves,
+        unchanged,
+        reload,
+        prune,
+    })
+}
+
+fn describe_move(
+    settings: &Settings,
+    mirror: &Mirror,
+    from: Option<String>,
+    clubs: Vec<String>,
+    to: &ReleaseName,
+    to_commit: &str,
+) -> anyhow::Result<Move> {
+    let headline = format!(
+        "{} will move from {} to {to}",
+        count(clubs.len(), "club"),
+        from.as_deref().unwrap_or("no release")
+    );
+    let from_commit = from
+        .as_deref()
+        .and_then(|name| commit_of(settings, mirror, name));
+    let Some(from_commit) = from_commit else {
+        let detail = match &from {
+            None => "their first release: every file is new".to_owned(),
+            Some(name) => format!(
+                "the commit of {name} is not in the repository any more, so what changes \
+                 cannot be listed"
+            ),
+        };
+        return Ok(Move {
+            from,
+            clubs,
+            headline,
+            detail,
+            commits: Vec::new(),
+            backwards: false,
+            warnings: Vec::new(),
+            changes: None,
+        });
+    };
+    let changes = mirror.changes(&from_commit, to_commit, &settings.git.watch_paths)?;
+    let backwards = changes.brought == 0 && changes.undone > 0;
+    let mut parts = Vec::new();
+    if changes.brought > 0 {
+        parts.push(format!("brings in {}", count(changes.brought, "commit")));
+    }
+    if changes.undone > 0 {
+        parts.push(format!(
+            "undoes {} (moving back to an older version)",
+            count(changes.undone, "commit")
+        ));
+    }
+    if parts.is_empty() {
+        parts.push("the same code".to_owned());
+    }
+    parts.push(format!("{} changed", count(changes.files_changed, "file")));
+    let warnings = changes
+        .watched
+        .iter()
+        .map(|(path, n)| {
+            format!(
+                "contains {} under {path}: the database may need migrating",
+                count(*n, "changed file")
+            )
+        })
+        .collect();
+    let commits = if backwards {
+        changes.newest_undone.clone()
+    } else {
+        changes.newest_brought.clone()
+    };
+    Ok(Move {
+        from,
+        clubs,
+        headline,
+        detail: parts.join("; "),
+        commits,
+        backwards,
+        warnings,
+        changes: Some(changes),
+    })
+}
+
+/// The commit a release was built from: its manifest, or the mirror's commit that its name's
+/// short id names.
+fn commit_of(settings: &Settings, mirror: &Mirror, name: &str) -> Option<String> {
+    let parsed = ReleaseName::parse(name).ok()?;
+    if let Some(found) = release::read(&settings.releases_dir().join(name), &parsed) {
+        return Some(found.manifest.commit);
+    }
+    let (_, short) = name.rsplit_once('-')?;
+    mirror.commit_by_prefix(short)
+}
+
+/// "1 club", "3 clubs".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+impl DeployPlan {
+    /// The plan as plain text, for the command line.
+    pub fn to_text(&self) -> String {
+        let mut text = format!("deploy {}: {}\n", self.tag, self.summary);
+        for group in &self.moves {
+            text.push_str(&format!(
+                "\n{}: {}\n  {}\n",
+                group.headline,
+                group.clubs.join(", "),
+                group.detail
+            ));
+            for warning in &group.warnings {
+                text.push_str(&format!("  WARNING: {warning}\n"));
+            }
+            if !group.commits.is_empty() {
+                let what = if group.backwards {
+                    "commits undone"
+                } else {
+                    "commits brought in"
+                };
+                text.push_str(&format!("  newest {what}:\n"));
+                for commit in &group.commits {
+                    text.push_str(&format!(
+                        "    {} {} ({}, {})\n",
+                        &commit.id[..8],
+                        commit.subject,
+                        commit.author,
+                        commit.at.format("%Y-%m-%d")
+                    ));
+                }
+            }
+        }
+        if !self.unchanged.is_empty() {
+            text.push_str(&format!(
+                "\n{} already {} it: {}\n",
+                count(self.unchanged.len(), "club"),
+                if self.unchanged.len() == 1 {
+                    "runs"
+                } else {
+                    "run"
+                },
+                self.unchanged.join(", ")
+            ));
+        }
+        text.push_str(&format!("\n{}\n", self.reload));
+        if let Some(prune) = &self.prune {
+            text.push_str(&format!("{prune}\n"));
+        }
+        text
+    }
+}
