@@ -40,7 +40,11 @@ servers() {
 before=$(servers | wc -l)
 
 status=0
-cargo test --locked || status=$?
+log=$(mktemp)
+cargo test --locked 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary, the doc tests last).
+totals=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } } END { printf "%d passed, %d failed", p, f }' "$log")
+rm -f "$log"
 
 # A server stopped at the end of its test may take a moment to go.
 for _ in $(seq 1 50); do
@@ -54,4 +58,5 @@ if [ "$after" -gt "$before" ]; then
     exit 1
 fi
 echo "no test server left running ($before before the suite, $after after)"
+echo "tests: $totals"
 exit "$status"

@@ -204,3 +204,181 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// What the HTTPS git server needs, with the Debian package that brings it.
+const GIT_HTTPS_NEEDS: [(&str, &str); 6] = [
+    ("/usr/sbin/apache2", "apache2"),
+    ("/usr/lib/apache2/modules/mod_ssl.so", "apache2"),
+    ("/usr/lib/apache2/modules/mod_cgi.so", "apache2"),
+    ("/usr/bin/htpasswd", "apache2-utils"),
+    ("/usr/lib/git-core/git-http-backend", "git"),
+    ("/usr/bin/openssl", "openssl"),
+];
+
+/// Whether an HTTPS git server can be started (see [`crate::helpers::installed`]).
+pub fn git_https_available() -> bool {
+    let needs: Vec<(&Path, &str)> = GIT_HTTPS_NEEDS
+        .iter()
+        .map(|(path, package)| (Path::new(*path), *package))
+        .collect();
+    crate::helpers::installed("HTTPS FETCH TEST", &needs)
+}
+
+/// Apache serving git repositories over HTTPS (`git http-backend`) with basic auth, its
+/// certificate signed by a CA the test made.
+pub struct GitHttps {
+    pub apache: Apache,
+    /// The CA certificate that vouches for the server, for `GIT_SSL_CAINFO`.
+    pub ca: PathBuf,
+}
+
+impl GitHttps {
+    /// Serves a bare copy of `source` as `/git/app.git` under `root`, for user `user` with
+    /// password `password` (given to htpasswd on standard input, never in an argv).
+    pub fn start(root: &Path, source: &Path, user: &str, password: &str) -> GitHttps {
+        let dir = root.join("git-https");
+        let repos = dir.join("repos");
+        std::fs::create_dir_all(&repos).unwrap();
+        let bare = repos.join("app.git");
+        run(Command::new("git")
+            .args(["clone", "--quiet", "--bare"])
+            .arg(source)
+            .arg(&bare));
+        // Apache's children (and so git http-backend) run as www-data.
+        run(Command::new("chown")
+            .args(["-R", "www-data:www-data"])
+            .arg(&repos));
+        let ca = make_certificates(&dir);
+        let htpasswd = dir.join("htpasswd");
+        let mut child = Command::new("htpasswd")
+            .args(["-i", "-c", "-B"])
+            .arg(&htpasswd)
+            .arg(user)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(password.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "htpasswd failed");
+        // Every directory on the way must be readable by www-data.
+        let mut up = Some(dir.as_path());
+        while let Some(path) = up {
+            if path.starts_with(std::env::temp_dir()) && path != std::env::temp_dir() {
+                let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755));
+            }
+            up = path.parent();
+        }
+        let port = free_port();
+        let modules = "/usr/lib/apache2/modules";
+        let conf = format!(
+            "ServerRoot {dir:?}\nDefaultRuntimeDir {dir:?}\nPidFile {pid:?}\nErrorLog {log:?}\n\
+             Listen 127.0.0.1:{port}\nServerName 127.0.0.1\n\
+             LoadModule mpm_prefork_module {modules}/mod_mpm_prefork.so\n\
+             LoadModule authz_core_module {modules}/mod_authz_core.so\n\
+             LoadModule authn_core_module {modules}/mod_authn_core.so\n\
+             LoadModule authn_file_module {modules}/mod_authn_file.so\n\
+             LoadModule authz_user_module {modules}/mod_authz_user.so\n\
+             LoadModule auth_basic_module {modules}/mod_auth_basic.so\n\
+             LoadModule alias_module {modules}/mod_alias.so\n\
+             LoadModule env_module {modules}/mod_env.so\n\
+             LoadModule cgi_module {modules}/mod_cgi.so\n\
+             LoadModule socache_shmcb_module {modules}/mod_socache_shmcb.so\n\
+             LoadModule ssl_module {modules}/mod_ssl.so\n\
+             User www-data\nGroup www-data\n\
+             StartServers 2\nMinSpareServers 2\nMaxSpareServers 4\nMaxRequestWorkers 8\n\
+             SSLSessionCache none\n\
+             <VirtualHost 127.0.0.1:{port}>\n  SSLEngine on\n  SSLCertificateFile {cert:?}\n\
+             \x20 SSLCertificateKeyFile {key:?}\n  SetEnv GIT_PROJECT_ROOT {repos:?}\n\
+             \x20 SetEnv GIT_HTTP_EXPORT_ALL 1\n\
+             \x20 ScriptAlias /git/ /usr/lib/git-core/git-http-backend/\n\
+             \x20 <Directory /usr/lib/git-core>\n    Options +ExecCGI\n    Require all granted\n  </Directory>\n\
+             \x20 <Location /git/>\n    AuthType Basic\n    AuthName git\n    AuthUserFile {htpasswd:?}\n\
+             \x20   Require valid-user\n  </Location>\n</VirtualHost>\n",
+            pid = dir.join("httpd.pid"),
+            log = dir.join("error.log"),
+            cert = dir.join("server.pem"),
+            key = dir.join("server.key"),
+        );
+        let apache = Apache::start_with(dir, port, &conf);
+        GitHttps { apache, ca }
+    }
+
+    /// `https://<userinfo>127.0.0.1:<port>/git/app.git`; `userinfo` is e.g. `deploy:TOKEN@`.
+    pub fn url(&self, userinfo: &str) -> String {
+        format!(
+            "https://{userinfo}127.0.0.1:{}/git/app.git",
+            self.apache.port
+        )
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`; returns the CA's path.
+fn make_certificates(dir: &Path) -> PathBuf {
+    let ca_key = dir.join("ca.key");
+    let ca = dir.join("ca.pem");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=clubdeploy test CA",
+        ])
+        .args(ec)
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        .arg("-keyout")
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&ca));
+    let csr = dir.join("server.csr");
+    run(Command::new("openssl")
+        .args(["req", "-subj", "/CN=127.0.0.1"])
+        .args(ec)
+        .arg("-keyout")
+        .arg(dir.join("server.key"))
+        .arg("-out")
+        .arg(&csr));
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+        .arg("-in")
+        .arg(&csr)
+        .arg("-CA")
+        .arg(&ca)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
+        .arg(dir.join("server.pem")));
+    ca
+}
+
+/// Runs a set-up command that must succeed.
+fn run(command: &mut Command) {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

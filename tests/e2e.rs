@@ -81,6 +81,7 @@ fn world(keep_releases: usize, grace: u64) -> Option<World> {
     let app = env.root.path().canonicalize().unwrap().join("php-app");
     make_php_repo(&app);
     env.config.repo_url = app.display().to_string();
+    env.app = app.clone();
     env.config.keep_releases = keep_releases;
     env.config.prune_grace_secs = grace;
     env.config.settle_ms = 500;

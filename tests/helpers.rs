@@ -26,6 +26,8 @@ pub struct Config {
     pub cookie_secure: bool,
     /// The reload's settling time; 0 here, since the default reload only logs.
     pub settle_ms: u64,
+    /// Lines of the `[git]` table (`key = value`), if any.
+    pub git: Vec<String>,
 }
 
 /// A temporary world for one test.
@@ -37,6 +39,10 @@ pub struct TestEnv {
     /// A log the default configtest and reload commands append to, one line each.
     pub events: PathBuf,
     pub config: Config,
+    /// Environment variables every `clubdeploy` command gets.
+    pub vars: Vec<(String, String)>,
+    /// The fixture repository on disk (whatever URL `repo_url` reaches it by).
+    pub app: PathBuf,
 }
 
 /// A shell command as an argv list.
@@ -67,6 +73,7 @@ impl TestEnv {
             session_idle_secs: 1800,
             cookie_secure: false,
             settle_ms: 0,
+            git: Vec::new(),
         };
         let env = TestEnv {
             data: base.join("data"),
@@ -75,6 +82,8 @@ impl TestEnv {
             www,
             events,
             config,
+            vars: Vec::new(),
+            app: repo,
         };
         env.configure();
         env
@@ -114,6 +123,9 @@ impl TestEnv {
             c.settle_ms
         )
         .unwrap();
+        if !c.git.is_empty() {
+            writeln!(text, "[git]\n{}", c.git.join("\n")).unwrap();
+        }
         std::fs::write(&self.config_path, text).unwrap();
     }
 
@@ -130,6 +142,7 @@ impl TestEnv {
             .arg(&self.config_path)
             .args(args)
             .env_remove("CLUBDEPLOY_CONFIG")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .current_dir(self.root.path());
         command
     }
@@ -212,7 +225,7 @@ impl TestEnv {
 
     /// The commit a tag points to in the fixture repository.
     pub fn commit_of(&self, tag: &str) -> String {
-        let repo = Repository::open(&self.config.repo_url).unwrap();
+        let repo = Repository::open(&self.app).unwrap();
         let commit = repo.revparse_single(tag).unwrap().peel_to_commit().unwrap();
         commit.id().to_string()
     }

@@ -926,6 +926,26 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
     let _ = child.wait();
     let links: Vec<_> = std::fs::read_dir(dir.join("www")).unwrap().collect();
     assert_eq!(links.len(), 6);
+
+    // Run again on another address: the one given now wins over the one saved at creation.
+    let port = crate::apache::free_port();
+    let mut again = std::process::Command::new(env!("CARGO_BIN_EXE_clubdeploy"))
+        .args(["demo", "--dir", dir.to_str().unwrap(), "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env_remove("CLUBDEPLOY_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let served = BufReader::new(again.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .find(|line| line.starts_with("clubdeploy panel on "));
+    let _ = again.kill();
+    let _ = again.wait();
+    assert_eq!(
+        served.as_deref(),
+        Some(format!("clubdeploy panel on http://127.0.0.1:{port}/ (Ctrl-C stops)").as_str())
+    );
 }
 
 #[test]
