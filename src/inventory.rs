@@ -41,7 +41,7 @@ pub struct ClubStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct ReleaseRow {
     pub name: String,
-    pub tag: String,
+    pub tag: ReleaseTag,
     pub commit: String,
     /// The annotated tag's message.
     pub message: Option<String>,
@@ -237,21 +237,17 @@ pub fn releases(
             row.clubs.push(club.slug);
         }
     }
-    let mut rows: Vec<(ReleaseTag, DateTime<Utc>, ReleaseRow)> = rows
-        .into_values()
-        .map(|(row, at)| (ReleaseName::parse(&row.name).map(|n| n.tag()), at, row))
-        .filter_map(|(tag, at, row)| Some((tag.ok()?, at, row)))
-        .collect();
-    rows.sort_by(|a, b| {
-        release_order((&a.0, a.1), (&b.0, b.1)).then_with(|| a.2.name.cmp(&b.2.name))
+    let mut rows: Vec<(ReleaseRow, DateTime<Utc>)> = rows.into_values().collect();
+    rows.sort_by(|(a, a_at), (b, b_at)| {
+        release_order((&a.tag, *a_at), (&b.tag, *b_at)).then_with(|| a.name.cmp(&b.name))
     });
-    Ok(rows.into_iter().map(|(_, _, row)| row).collect())
+    Ok(rows.into_iter().map(|(row, _)| row).collect())
 }
 
 fn row(name: String, tag: &ReleaseTag, commit: String) -> ReleaseRow {
     ReleaseRow {
         name,
-        tag: tag.to_string(),
+        tag: tag.clone(),
         commit,
         message: None,
         tagger: None,

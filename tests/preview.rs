@@ -213,6 +213,24 @@ async fn the_confirmation_page_shows_commits_files_and_warnings_before_queuing()
     // Nothing was queued by looking.
     let jobs = app.page(&deployer, "/jobs").await;
     assert!(!jobs.contains("deploy v1.10"), "{jobs}");
+    // The releases page: newest version first, non-versions after, with the annotation.
+    let releases = app.page(&deployer, "/releases").await;
+    let at = |tag: &str| {
+        releases
+            .find(&format!("<strong>{tag}</strong>"))
+            .unwrap_or_else(|| panic!("{tag} missing:\n{releases}"))
+    };
+    assert!(at("v2.0") < at("v2.0-rc.1") && at("v2.0-rc.1") < at("v1.10"));
+    assert!(at("v1.10") < at("v1.9") && at("v1.9") < at("hotfix-ski"));
+    assert!(at("hotfix-ski") < at("alpha"), "non-versions newest first");
+    assert!(
+        releases.contains("Clubs can now take bookings."),
+        "{releases}"
+    );
+    assert!(
+        releases.contains("2026-01-01<br><span class=\"muted\">by Anna Admin"),
+        "{releases}"
+    );
 }
 
 #[test]

@@ -13,7 +13,7 @@ pub use job::{JobSpec, JobStatus, Targets};
 pub use release::{ReleaseName, ReleaseTag};
 pub use repo_url::{Credentials, RepoUrl, UrlKind};
 pub use staff::{ClubScope, NewPassword, Role, UserName};
-pub use version::{Version, release_order};
+pub use version::{Version, newest_first, release_order};
 
 /// Why a piece of user input was refused; the message is fit to show to staff.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

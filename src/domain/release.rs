@@ -4,7 +4,8 @@ use super::InvalidInput;
 
 /// A git deploy tag that can name a release directory: a valid git ref name made only of
 /// letters, digits, `.`, `_`, `+` and `-`, so it never holds `/` or `..`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
 pub struct ReleaseTag(String);
 
 impl ReleaseTag {

@@ -91,6 +91,18 @@ pub fn release_order(a: (&ReleaseTag, DateTime<Utc>), b: (&ReleaseTag, DateTime<
     .then_with(|| a.0.cmp(b.0))
 }
 
+/// Items in release order (oldest first) turned newest first for a list people read: the
+/// newest version at the top, then the tags that are not versions, newest first.
+pub fn newest_first<T>(items: Vec<T>, tag: impl Fn(&T) -> &ReleaseTag) -> Vec<T> {
+    let (mut versions, mut others): (Vec<T>, Vec<T>) = items
+        .into_iter()
+        .partition(|item| Version::of(tag(item)).is_some());
+    versions.reverse();
+    others.reverse();
+    versions.extend(others);
+    versions
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

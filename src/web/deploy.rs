@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::clubs::see_other;
 use super::{AppState, Nav, Staff, form};
-use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, Targets};
+use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, Targets, newest_first};
 use crate::error::AppError;
 use crate::inventory::{self, ReleaseRow};
 use crate::jobs::enqueue::enqueue;
@@ -28,11 +28,10 @@ pub async fn releases_page(
     staff: Staff,
     state: web::Data<AppState>,
 ) -> Result<ReleasesPage, AppError> {
-    let mut rows = state.db(inventory::releases).await?;
-    rows.reverse();
+    let rows = state.db(inventory::releases).await?;
     Ok(ReleasesPage {
         nav: staff.nav("releases"),
-        rows,
+        rows: newest_first(rows, |row| &row.tag),
     })
 }
 
@@ -106,8 +105,8 @@ pub async fn form_page(
     // Tags as last fetched (newest version first); fetching is the Refresh job's.
     let tags: Vec<String> = state
         .blocking(|settings| {
-            let tags = git::open_mirror(settings)?.tags()?;
-            Ok(tags.into_iter().rev().map(|t| t.tag.to_string()).collect())
+            let tags = newest_first(git::open_mirror(settings)?.tags()?, |t| &t.tag);
+            Ok(tags.into_iter().map(|t| t.tag.to_string()).collect())
         })
         .await?;
     let clubs = state.db(inventory::status).await?;
