@@ -95,7 +95,7 @@ pub fn print_clubs(clubs: &[ClubStatus]) {
 /// Prints releases as a table: name, built or not, and the clubs that run each.
 pub fn print_releases(rows: &[ReleaseRow]) {
     if rows.is_empty() {
-        crate::say!("no tags in the repository yet");
+        crate::say!("no tags known yet; fetch them with `clubdeploy releases --fetch`");
         return;
     }
     crate::say!("{:28}  {:9}  CLUBS", "RELEASE", "BUILT");
