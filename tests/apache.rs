@@ -6,7 +6,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+
+use crate::helpers::{free_port, wait_until_serving};
 
 /// What the tests need installed, with the Debian package that brings it.
 const NEEDS: [(&str, &str); 3] = [
@@ -30,11 +31,11 @@ fn mod_php() -> Option<PathBuf> {
 /// Whether Apache, mod_php and PHP are installed (see [`crate::helpers::installed`]).
 pub fn available() -> bool {
     let php = mod_php().unwrap_or_else(|| PathBuf::from("/usr/lib/apache2/modules/libphp.so"));
-    let mut needs: Vec<(&Path, &str)> = NEEDS
+    let mut needs: Vec<(PathBuf, &str)> = NEEDS
         .iter()
-        .map(|(path, package)| (Path::new(*path), *package))
+        .map(|(path, package)| (PathBuf::from(path), *package))
         .collect();
-    needs.push((&php, "libapache2-mod-php"));
+    needs.push((php, "libapache2-mod-php"));
     crate::helpers::installed("END-TO-END TEST", &needs)
 }
 
@@ -111,23 +112,7 @@ impl Apache {
             String::from_utf8_lossy(&out.stderr),
             error_log()
         );
-        let pid_file = dir.join("httpd.pid");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let pid = loop {
-            let pid = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|text| text.trim().parse::<u32>().ok());
-            let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-            if let (Some(pid), true) = (pid, listening) {
-                break pid;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "apache2 did not listen and write its pid file: {}",
-                error_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let pid = wait_until_serving(&dir.join("httpd.pid"), port, error_log);
         Apache {
             port,
             conf: conf_path,
@@ -165,44 +150,8 @@ impl Apache {
 
 impl Drop for Apache {
     fn drop(&mut self) {
-        stop_process(self.pid);
+        crate::helpers::stop_process(self.pid);
     }
-}
-
-/// Stops a server by its pid: SIGTERM (Apache and sshd stop their children on it), then
-/// waits for it to go, with SIGKILL after 10 s, so the port and shared memory are released.
-pub fn stop_process(pid: u32) {
-    let alive = || Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .output();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while alive() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if alive() {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .output();
-    }
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            stat.rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('Z'))
-        })
-        .unwrap_or(true)
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// What the HTTPS git server needs, with the Debian package that brings it.
@@ -217,11 +166,7 @@ const GIT_HTTPS_NEEDS: [(&str, &str); 6] = [
 
 /// Whether an HTTPS git server can be started (see [`crate::helpers::installed`]).
 pub fn git_https_available() -> bool {
-    let needs: Vec<(&Path, &str)> = GIT_HTTPS_NEEDS
-        .iter()
-        .map(|(path, package)| (Path::new(*path), *package))
-        .collect();
-    crate::helpers::installed("HTTPS FETCH TEST", &needs)
+    crate::helpers::installed("HTTPS FETCH TEST", &GIT_HTTPS_NEEDS)
 }
 
 /// Apache serving git repositories over HTTPS (`git http-backend`) with basic auth, its

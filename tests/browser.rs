@@ -19,10 +19,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 fn available() -> bool {
     crate::helpers::installed(
         "BROWSER TEST",
-        &[
-            (Path::new(CHROMIUM), "chromium"),
-            (Path::new(CHROMEDRIVER), "chromium-driver"),
-        ],
+        &[(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")],
     )
 }
 
@@ -34,11 +31,7 @@ struct Driver {
 
 impl Driver {
     fn start() -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::helpers::free_port();
         let child = Command::new(CHROMEDRIVER)
             .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
             .stdout(Stdio::null())

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use git2::{Repository, Signature};
 use tempfile::TempDir;
@@ -301,6 +302,21 @@ pub fn commit_all_and_tag(
     tag: &str,
     message: &str,
 ) -> git2::Oid {
+    let id = commit_all(repo, sig, parent, message);
+    let object = repo.find_object(id, None).unwrap();
+    repo.tag(tag, &object, sig, &format!("deploy tag {tag}"), false)
+        .unwrap();
+    id
+}
+
+/// Commits everything in the work tree of `repo` (files gone from it are dropped) on top of
+/// `parent`; returns the commit.
+pub fn commit_all(
+    repo: &Repository,
+    sig: &Signature<'_>,
+    parent: Option<git2::Oid>,
+    message: &str,
+) -> git2::Oid {
     let mut index = repo.index().unwrap();
     index.clear().unwrap();
     index
@@ -313,21 +329,16 @@ pub fn commit_all_and_tag(
         .map(|id| repo.find_commit(*id).unwrap())
         .collect();
     let parent_refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
-    let id = repo
-        .commit(Some("HEAD"), sig, sig, message, &tree, &parent_refs)
-        .unwrap();
-    let object = repo.find_object(id, None).unwrap();
-    repo.tag(tag, &object, sig, &format!("deploy tag {tag}"), false)
-        .unwrap();
-    id
+    repo.commit(Some("HEAD"), sig, sig, message, &tree, &parent_refs)
+        .unwrap()
 }
 
 /// Whether an end-to-end test can run: each `(path, Debian package)` must exist. Outside CI a
 /// missing one makes the test skip, saying loudly what to install; with `CI=true` it fails.
-pub fn installed(what: &str, needs: &[(&Path, &str)]) -> bool {
+pub fn installed<P: AsRef<Path>>(what: &str, needs: &[(P, &str)]) -> bool {
     let mut missing: Vec<&str> = needs
         .iter()
-        .filter(|(path, _)| !path.exists())
+        .filter(|(path, _)| !path.as_ref().exists())
         .map(|(_, package)| *package)
         .collect();
     missing.dedup();
@@ -345,4 +356,62 @@ pub fn installed(what: &str, needs: &[(&Path, &str)]) -> bool {
     }
     eprintln!("\n*** {message} ***\n");
     false
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (at most 20 s) until a server that daemonized has written its pid file and listens
+/// on `port`; returns its pid. `log` says what went wrong, for the failure message.
+pub fn wait_until_serving(pid_file: &Path, port: u16, log: impl Fn() -> String) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pid = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok());
+        let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if let (Some(pid), true) = (pid, listening) {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not listen on {port} and write its pid file: {}",
+            pid_file.display(),
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stops a server by its pid: SIGTERM (Apache and sshd stop their children on it), then
+/// waits for it to go, with SIGKILL after 10 s, so its port and shared memory are released.
+pub fn stop_process(pid: u32) {
+    let alive = || Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid);
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .output();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if alive() {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .output();
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+        .unwrap_or(true)
 }

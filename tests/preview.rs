@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use git2::{Repository, Signature, Time};
 
-use crate::helpers::TestEnv;
+use crate::helpers::{TestEnv, commit_all};
 use crate::web::TestApp;
 
 /// Replaces the fixture repository by one with a history worth previewing:
@@ -34,19 +34,7 @@ fn history_repo(env: &mut TestEnv) {
         std::fs::write(file, body).unwrap();
     };
     let commit = |message: &str, sig: &Signature<'_>, parent: Option<git2::Oid>| {
-        let mut index = repo.index().unwrap();
-        index
-            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-            .unwrap();
-        index.write().unwrap();
-        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-        let parents: Vec<git2::Commit<'_>> = parent
-            .iter()
-            .map(|id| repo.find_commit(*id).unwrap())
-            .collect();
-        let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
-        repo.commit(Some("HEAD"), sig, sig, message, &tree, &refs)
-            .unwrap()
+        commit_all(&repo, sig, parent, message)
     };
     let tag = |name: &str, id: git2::Oid, sig: &Signature<'_>, message: &str| {
         let object = repo.find_object(id, None).unwrap();

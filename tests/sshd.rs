@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use crate::apache::{free_port, stop_process};
+use crate::helpers::{free_port, stop_process, wait_until_serving};
 
 /// What the SSH tests need installed, with the Debian package that brings it.
 const NEEDS: [(&str, &str); 3] = [
@@ -17,11 +16,7 @@ const NEEDS: [(&str, &str); 3] = [
 
 /// Whether OpenSSH's server and client are installed (see [`crate::helpers::installed`]).
 pub fn available() -> bool {
-    let needs: Vec<(&Path, &str)> = NEEDS
-        .iter()
-        .map(|(path, package)| (Path::new(*path), *package))
-        .collect();
-    crate::helpers::installed("SSH FETCH TEST", &needs)
+    crate::helpers::installed("SSH FETCH TEST", &NEEDS)
 }
 
 /// A running sshd that lets the holder of `deploy_key` in as the current user.
@@ -108,18 +103,9 @@ impl Sshd {
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let pid = loop {
-            let pid = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|text| text.trim().parse::<u32>().ok());
-            let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-            if let (Some(pid), true) = (pid, listening) {
-                break pid;
-            }
-            assert!(Instant::now() < deadline, "sshd did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let pid = wait_until_serving(&pid_file, port, || {
+            std::fs::read_to_string(&log).unwrap_or_default()
+        });
         let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
             .unwrap()
             .trim()

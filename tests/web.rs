@@ -928,7 +928,7 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
     assert_eq!(links.len(), 6);
 
     // Run again on another address: the one given now wins over the one saved at creation.
-    let port = crate::apache::free_port();
+    let port = crate::helpers::free_port();
     let mut again = std::process::Command::new(env!("CARGO_BIN_EXE_clubdeploy"))
         .args(["demo", "--dir", dir.to_str().unwrap(), "--listen"])
         .arg(format!("127.0.0.1:{port}"))
