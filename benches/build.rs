@@ -60,6 +60,7 @@ fn build_ours(root: &Path, mirror: &Mirror, tag: &ReleaseTag, commit: &str) -> D
         commit,
         commands: &[],
         check: None,
+        env: &[],
     };
     let built = release::build(mirror, &spec, &mut Quiet).unwrap();
     let took = started.elapsed();

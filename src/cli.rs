@@ -16,17 +16,46 @@ use crate::pipeline::lock::DeployLock;
 /// Writes to standard output. A reader that went away (`clubdeploy club list | head`) is not
 /// an error: the rest of the output is dropped and the command still finishes its work, as a
 /// deploy must once it has started.
+///
+/// Control characters other than newline and tab (a stored club name, a job's command output
+/// or an audit row holding `\x1b[2J`) are written as visible escapes, never raw, so nothing
+/// stored can drive the operator's terminal.
 pub fn write_out(text: std::fmt::Arguments<'_>) {
     use std::io::Write;
+    let text = text.to_string();
+    let text = visible(&text);
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(text).and_then(|()| out.flush())
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
         eprintln!("warning: cannot write to standard output: {e}");
     }
 }
 
-/// `crate::say!` for the command line's output, through [`write_out`].
+/// `text` with control characters other than `\n` and `\t` escaped (`\x1b`, `\r`, `\u{9b}`).
+pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => shown.push(c),
+            '\r' => shown.push_str("\\r"),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                shown.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => shown.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => shown.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(shown)
+}
+
+/// `println!` for the command line's output, through [`write_out`].
 #[macro_export]
 macro_rules! say {
     () => {
@@ -37,7 +66,7 @@ macro_rules! say {
     };
 }
 
-/// `crate::say_part!` for the command line's output, through [`write_out`].
+/// `print!` for the command line's output, through [`write_out`].
 #[macro_export]
 macro_rules! say_part {
     ($($arg:tt)*) => {
@@ -334,6 +363,18 @@ pub fn print_audit(rows: &[crate::db::audit::AuditEvent]) {
             row.target_kind,
             row.target,
             row.details
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_shown_not_sent_to_the_terminal() {
+        assert_eq!(super::visible("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            super::visible("a\u{1b}[2Jb\rc\u{9b}d\u{7}"),
+            "a\\x1b[2Jb\\rc\\u{9b}d\\x07"
         );
     }
 }

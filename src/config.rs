@@ -50,6 +50,9 @@ pub struct BuildSettings {
     pub commands: Vec<Vec<String>>,
     /// A command run in the built tree before it is published; failure stops the deploy.
     pub check: Option<Vec<String>>,
+    /// Variables of the service's environment passed on to the build commands and check
+    /// (which otherwise get only PATH, HOME, LANG and the CLUBDEPLOY_* facts of the build).
+    pub env: Vec<String>,
 }
 
 /// Fetching from the repository (through the system `git`, so `~/.ssh/config`, ssh-agent,

@@ -21,6 +21,8 @@ pub struct Config {
     pub policy: &'static str,
     pub build_commands: Vec<Vec<String>>,
     pub check: Option<Vec<String>>,
+    /// `[build] env`: variables passed on to build commands.
+    pub build_env: Vec<String>,
     pub configtest: Vec<String>,
     pub reload: Vec<String>,
     pub session_idle_secs: u64,
@@ -69,6 +71,7 @@ impl TestEnv {
             policy: "always",
             build_commands: Vec::new(),
             check: None,
+            build_env: Vec::new(),
             configtest: sh(&format!("echo configtest >> {}", events.display())),
             reload: sh(&format!("echo reload >> {}", events.display())),
             session_idle_secs: 1800,
@@ -114,6 +117,7 @@ impl TestEnv {
         if let Some(check) = &c.check {
             writeln!(text, "check = {}", argv(check)).unwrap();
         }
+        writeln!(text, "env = {:?}", c.build_env).unwrap();
         write!(
             text,
             "[reload]\npolicy = {:?}\nconfigtest = {}\ncommand = {}\nrealpath_cache_ttl_secs = 1\n\

@@ -10,5 +10,6 @@ mod fetch;
 mod helpers;
 mod jobs;
 mod preview;
+mod security;
 mod sshd;
 mod web;

@@ -226,6 +226,7 @@ fn build(
         commit,
         commands: &job.settings.build.commands,
         check: job.settings.build.check.as_deref(),
+        env: &release::build_environment(&job.settings.build.env),
     };
     let built = release::build(mirror, &spec, job.progress)
         .with_context(|| format!("building {tag} failed; no club was changed"))?;

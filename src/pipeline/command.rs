@@ -21,9 +21,23 @@ pub struct Ran {
     pub output: String,
 }
 
-/// Runs `argv` in `dir` (or the current directory) and waits for it; an error only when it
-/// could not be started at all.
+/// Runs `argv` in `dir` (or the current directory) with the service's environment and waits
+/// for it; an error only when it could not be started at all.
 pub fn run(argv: &[String], dir: Option<&Path>) -> std::io::Result<Ran> {
+    run_in(argv, dir, None)
+}
+
+/// Runs `argv` in `dir` with only the variables in `env` (the service's own environment,
+/// tokens and credentials included, is not passed on), and waits for it.
+pub fn run_clean(argv: &[String], dir: &Path, env: &[(String, String)]) -> std::io::Result<Ran> {
+    run_in(argv, Some(dir), Some(env))
+}
+
+fn run_in(
+    argv: &[String],
+    dir: Option<&Path>,
+    env: Option<&[(String, String)]>,
+) -> std::io::Result<Ran> {
     let shown = argv.join(" ");
     let (program, args) = argv
         .split_first()
@@ -38,6 +52,9 @@ pub fn run(argv: &[String], dir: Option<&Path>) -> std::io::Result<Ran> {
         .stderr(writer);
     if let Some(dir) = dir {
         command.current_dir(dir);
+    }
+    if let Some(env) = env {
+        command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
     }
     let mut child = command
         .spawn()

@@ -46,6 +46,32 @@ pub struct BuildSpec<'a> {
     pub commands: &'a [Vec<String>],
     /// A command run in the finished tree before it is published.
     pub check: Option<&'a [String]>,
+    /// The environment the commands get (besides the `CLUBDEPLOY_*` facts about the build):
+    /// see [`build_environment`].
+    pub env: &'a [(String, String)],
+}
+
+/// The environment of build commands and checks: `PATH`, `HOME` and `LANG` (the service's, or
+/// plain defaults) and the variables named in `pass_through`, and nothing else of the
+/// service's environment (its tokens and credentials stay with it).
+pub fn build_environment(pass_through: &[String]) -> Vec<(String, String)> {
+    let own =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let mut env = vec![
+        (
+            "PATH".to_owned(),
+            own("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ),
+        ("HOME".to_owned(), own("HOME", "/nonexistent")),
+        ("LANG".to_owned(), own("LANG", "C.UTF-8")),
+    ];
+    for name in pass_through {
+        if let Ok(value) = std::env::var(name) {
+            env.retain(|(k, _)| k != name);
+            env.push((name.clone(), value));
+        }
+    }
+    env
 }
 
 /// Whether the release was built now or was already there.
@@ -93,6 +119,14 @@ pub fn build(
     let dir = spec.releases_dir.join(name.as_str());
     if dir.exists() {
         return match read(&dir, &name) {
+            // The name holds 8 hex digits of the commit; the manifest holds all of them.
+            Some(release) if release.manifest.commit != spec.commit => bail!(
+                "{} was built from commit {}, not {} (their ids start alike); move it away \
+                 and deploy again",
+                dir.display(),
+                release.manifest.commit,
+                spec.commit
+            ),
             Some(release) => Ok(Built::Reused(release)),
             None => bail!(
                 "{} exists but is not a complete release (no valid {MANIFEST}); move it away \
@@ -143,13 +177,26 @@ fn build_in(
     let mut stats = mirror
         .export(spec.commit, build_dir)
         .with_context(|| format!("cannot check out {}", spec.tag))?;
+    let mut env = spec.env.to_vec();
+    env.extend([
+        ("CLUBDEPLOY_TAG".to_owned(), spec.tag.to_string()),
+        ("CLUBDEPLOY_COMMIT".to_owned(), spec.commit.to_owned()),
+        (
+            "CLUBDEPLOY_RELEASE".to_owned(),
+            ReleaseName::new(spec.tag, spec.commit)?.to_string(),
+        ),
+        (
+            "CLUBDEPLOY_BUILD_DIR".to_owned(),
+            build_dir.display().to_string(),
+        ),
+    ]);
     for argv in spec.commands {
-        let ran = command::run(argv, Some(build_dir))?;
+        let ran = command::run_clean(argv, build_dir, &env)?;
         progress.output(&ran);
         ran.ok().context("the build failed")?;
     }
     if let Some(check) = spec.check {
-        let ran = command::run(check, Some(build_dir))?;
+        let ran = command::run_clean(check, build_dir, &env)?;
         progress.output(&ran);
         ran.ok().context("the release check failed")?;
     }
@@ -157,6 +204,9 @@ fn build_in(
         // Build commands add and remove files (vendor/, caches): count what is really there.
         stats = count_files(build_dir)?;
     }
+    // Under Apache's FollowSymLinks, a link out of the release would serve whatever it names
+    // (`passwd.txt -> /etc/passwd`, the database) to every club.
+    check_links(build_dir)?;
     let manifest = Manifest {
         tag: spec.tag.to_string(),
         commit: spec.commit.to_owned(),
@@ -169,6 +219,72 @@ fn build_in(
     file.sync_all()?;
     fsync_dir(build_dir)?;
     Ok(manifest)
+}
+
+/// Refuses a tree holding a symbolic link that is absolute or leads out of the tree: read
+/// lexically from the link's own directory, and as the system resolves it (a chain of links
+/// can leave a tree that each link alone stays in). Names the first such entry.
+pub fn check_links(root: &Path) -> anyhow::Result<()> {
+    let real_root = root.canonicalize()?;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+                continue;
+            }
+            if !kind.is_symlink() {
+                continue;
+            }
+            let path = entry.path();
+            let shown = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            let target = std::fs::read_link(&path)?;
+            if target.is_absolute() {
+                bail!(
+                    "the release holds a symbolic link with an absolute target: {shown} -> {}; \
+                     links must stay inside the release",
+                    target.display()
+                );
+            }
+            let inside_lexically = {
+                let mut depth = path
+                    .parent()
+                    .and_then(|p| p.strip_prefix(root).ok())
+                    .map_or(0, |p| p.components().count());
+                target.components().all(|part| match part {
+                    std::path::Component::ParentDir if depth == 0 => false,
+                    std::path::Component::ParentDir => {
+                        depth -= 1;
+                        true
+                    }
+                    std::path::Component::Normal(_) => {
+                        depth += 1;
+                        true
+                    }
+                    _ => true,
+                })
+            };
+            let inside_really = match path.canonicalize() {
+                Ok(real) => real.starts_with(&real_root),
+                // A dangling link leads nowhere; the lexical reading decides.
+                Err(_) => true,
+            };
+            if !inside_lexically || !inside_really {
+                bail!(
+                    "the release holds a symbolic link that leads out of it: {shown} -> {}; \
+                     links must stay inside the release",
+                    target.display()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Regular files and their bytes under `dir`, not following links.
@@ -243,4 +359,41 @@ pub fn delete(releases_dir: &Path, release: &Release) -> anyhow::Result<()> {
             trash.display()
         )
     })
+}
+
+#[cfg(test)]
+mod link_tests {
+    use std::os::unix::fs::symlink;
+
+    use super::check_links;
+
+    #[test]
+    fn links_inside_the_release_are_fine_and_links_out_of_it_are_named() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("release");
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("index.php"), "").unwrap();
+        symlink("index.php", dir.join("current")).unwrap();
+        symlink("../../index.php", dir.join("a/b/up")).unwrap();
+        symlink("missing.php", dir.join("dangling")).unwrap();
+        check_links(&dir).unwrap();
+
+        for (name, target) in [
+            ("passwd.txt", "/etc/passwd"),
+            ("a/escape", "../../outside"),
+            ("a/b/escape", "../../../x"),
+        ] {
+            let link = dir.join(name);
+            symlink(target, &link).unwrap();
+            let error = check_links(&dir).unwrap_err().to_string();
+            assert!(error.contains(&format!("{name} -> {target}")), "{error}");
+            std::fs::remove_file(link).unwrap();
+        }
+        // A chain: each link alone looks inside, together they leave.
+        symlink("../x", dir.join("a/b/s")).unwrap();
+        symlink("a/b/s/../../..", dir.join("chain")).unwrap();
+        std::fs::create_dir_all(dir.join("a/x")).unwrap();
+        let error = check_links(&dir).unwrap_err().to_string();
+        assert!(error.contains("chain ->"), "{error}");
+    }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{AppState, Nav, Staff};
 use crate::db::audit::{self, AuditEvent};
+use crate::domain::Role;
 use crate::error::{AppError, urlencode};
 
 const PAGE: i64 = 50;
@@ -76,9 +77,15 @@ pub async fn page(
     query: web::Query<AuditQuery>,
 ) -> Result<AuditPage, AppError> {
     let filter = query.filter(PAGE)?;
-    let rows = state
+    let mut rows = state
         .db(move |_, conn| Ok(audit::list(conn, &filter)?))
         .await?;
+    // Staff addresses are personal data: admins only.
+    if staff.role != Role::Admin {
+        for row in &mut rows {
+            row.address = None;
+        }
+    }
     let filters = query.query_string();
     let next = (rows.len() as i64 == PAGE).then(|| {
         format!(
@@ -97,11 +104,12 @@ pub async fn page(
 
 /// `GET /audit.csv`: every matching row, newest first.
 pub async fn csv(
-    _staff: Staff,
+    staff: Staff,
     state: web::Data<AppState>,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, AppError> {
     let filter = query.filter(CSV_LIMIT)?;
+    let show_addresses = staff.role == Role::Admin;
     let body = state
         .db(move |_, conn| {
             let rows = audit::list(conn, &filter)?;
@@ -118,15 +126,16 @@ pub async fn csv(
                 "hash",
             ])?;
             for row in rows {
+                let address = row.address.filter(|_| show_addresses).unwrap_or_default();
                 out.write_record([
                     row.id.to_string(),
                     row.at.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
-                    row.actor,
-                    row.address.unwrap_or_default(),
-                    row.action,
-                    row.target_kind,
-                    row.target,
-                    row.details,
+                    inert_cell(row.actor),
+                    inert_cell(address),
+                    inert_cell(row.action),
+                    inert_cell(row.target_kind),
+                    inert_cell(row.target),
+                    inert_cell(row.details),
                     row.hash,
                 ])?;
             }
@@ -140,6 +149,16 @@ pub async fn csv(
             "attachment; filename=\"clubdeploy-audit.csv\"",
         ))
         .body(body))
+}
+
+/// A cell a spreadsheet will not run as a formula: text starting with `=`, `+`, `-`, `@`, a
+/// tab or a carriage return gets a leading `'` (OWASP's advice on CSV injection).
+pub fn inert_cell(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text
+    }
 }
 
 #[derive(Template, WebTemplate)]

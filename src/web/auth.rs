@@ -156,9 +156,19 @@ pub struct NextQuery {
     next: String,
 }
 
-/// Where to go after sign-in: only a path on this site.
-fn safe_next(next: &str) -> String {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+/// Where to go after sign-in: only a path of this site. Browsers drop tabs and newlines
+/// from URLs and read `\` as `/`, so `/%09/evil.example` would become `//evil.example` (another
+/// site): anything but a single leading `/`, no backslash and no control character or space,
+/// that parses as a path, goes to `/`.
+pub fn safe_next(next: &str) -> String {
+    let acceptable = next.starts_with('/')
+        && !next[1..].starts_with('/')
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace())
+        && next
+            .parse::<actix_web::http::uri::PathAndQuery>()
+            .is_ok_and(|p| p.as_str() == next);
+    if acceptable {
         next.to_owned()
     } else {
         "/".to_owned()
@@ -294,4 +304,30 @@ pub async fn logout(
         .cookie(gone)
         .insert_header(("Location", "/login"))
         .finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_paths_of_this_site_are_followed_after_sign_in() {
+        for ok in ["/", "/jobs/3", "/audit?club=a&user=b", "/clubs/a/rollback"] {
+            assert_eq!(safe_next(ok), ok);
+        }
+        for bad in [
+            "//evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https://evil.example/",
+            "evil.example",
+            "/ /evil.example",
+            "",
+            "/\u{7f}/x",
+        ] {
+            assert_eq!(safe_next(bad), "/", "{bad:?}");
+        }
+    }
 }
