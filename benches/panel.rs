@@ -226,7 +226,7 @@ fn make_data(root: &Path) -> std::path::PathBuf {
         &UserName::parse("admin").unwrap(),
         Role::Admin,
         &ClubScope::All,
-        &NewPassword::parse(PASSWORD).unwrap(),
+        &clubdeploy::auth::password::hash(&NewPassword::parse(PASSWORD).unwrap()).unwrap(),
     )
     .unwrap();
     config

@@ -103,7 +103,7 @@ pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
         &UserName::parse("admin")?,
         Role::Admin,
         &ClubScope::All,
-        &NewPassword::parse(&password)?,
+        &crate::auth::password::hash(&NewPassword::parse(&password)?)?,
     )?;
     let first = JobSpec::Deploy {
         tag: ReleaseTag::parse(TAGS[0])?,

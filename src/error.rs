@@ -17,8 +17,17 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// The request conflicts with what exists (a duplicate, the last admin).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     TooManyRequests(String),
+    /// The server is too busy to take this request now; try again after `retry_after_secs`.
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("something went wrong on the server")]
     Internal(#[from] anyhow::Error),
 }
@@ -39,6 +48,17 @@ impl From<crate::domain::InvalidInput> for AppError {
 impl From<diesel::result::Error> for AppError {
     fn from(e: diesel::result::Error) -> Self {
         AppError::Internal(e.into())
+    }
+}
+
+impl From<crate::auth::staff::StaffError> for AppError {
+    fn from(e: crate::auth::staff::StaffError) -> Self {
+        use crate::auth::staff::StaffError;
+        match e {
+            StaffError::NotFound(name) => AppError::NotFound(format!("There is no user {name}.")),
+            StaffError::Conflict(why) => AppError::Conflict(why),
+            StaffError::Internal(e) => AppError::Internal(e),
+        }
     }
 }
 
@@ -64,7 +84,9 @@ impl ResponseError for AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -83,8 +105,9 @@ impl ResponseError for AppError {
         let title = match status {
             StatusCode::FORBIDDEN => "Not allowed",
             StatusCode::NOT_FOUND => "Not found",
-            StatusCode::BAD_REQUEST => "That did not work",
+            StatusCode::BAD_REQUEST | StatusCode::CONFLICT => "That did not work",
             StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+            StatusCode::SERVICE_UNAVAILABLE => "Busy",
             _ => "Something went wrong",
         };
         let message = match self {
@@ -100,7 +123,14 @@ impl ResponseError for AppError {
             title,
             message,
         };
-        HttpResponse::build(status)
+        let mut response = HttpResponse::build(status);
+        if let AppError::Busy {
+            retry_after_secs, ..
+        } = self
+        {
+            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        }
+        response
             .content_type("text/html; charset=utf-8")
             .body(page.render().unwrap_or_else(|_| title.to_owned()))
     }

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use diesel::SqliteConnection;
 use serde::Serialize;
 
 use crate::config::Settings;
 use crate::db::clubs::{self, AddClubError, NewClub};
 use crate::db::{self, audit};
-use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, release_order};
+use crate::domain::{ClubSlug, InvalidInput, Refusal, ReleaseName, ReleaseTag, release_order};
 use crate::pipeline::git;
 use crate::pipeline::release;
 use crate::pipeline::switch::{self, Webroot};
@@ -79,16 +79,18 @@ pub fn add_club(
         .with_context(|| format!("webroot {} is not UTF-8", webroot.display()))?;
     let on_disk = switch::inspect(&webroot, &settings.releases_dir())?;
     if on_disk == Webroot::NotALink {
-        bail!(switch::not_a_link(&webroot));
+        return Err(Refusal::Conflict(switch::not_a_link(&webroot)).into());
     }
     if let Some(url) = club.url
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
-        bail!("--url {url:?} must start with http:// or https://");
+        return Err(
+            InvalidInput(format!("--url {url:?} must start with http:// or https://")).into(),
+        );
     }
     let name = club.name.unwrap_or(slug.as_str()).trim();
     if name.is_empty() {
-        bail!("the club's display name is empty");
+        return Err(InvalidInput("the club's display name is empty".into()).into());
     }
     let release = on_disk.release().map(|r| r.to_string());
     let details = format!(
@@ -113,11 +115,11 @@ pub fn add_club(
             Ok(added)
         })
         .map_err(|e| match e {
-            AddClubError::Duplicate => anyhow::anyhow!(
+            AddClubError::Duplicate => anyhow::Error::from(Refusal::Conflict(format!(
                 "a club with slug {slug} or webroot {} already exists",
                 webroot.display()
-            ),
-            AddClubError::Db(e) => e.into(),
+            ))),
+            AddClubError::Db(e) => anyhow::Error::from(e),
         })?;
     status_of(settings, added, &mut Published::default())
 }
@@ -135,7 +137,7 @@ pub fn remove_club(conn: &mut SqliteConnection, actor: &str, slug: &str) -> anyh
         Ok::<_, diesel::result::Error>(true)
     })?;
     if !removed {
-        bail!("there is no club {slug}");
+        return Err(Refusal::NotFound(format!("there is no club {slug}")).into());
     }
     Ok(())
 }

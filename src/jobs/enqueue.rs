@@ -1,10 +1,10 @@
 //! Queuing a job: the job row and its audit row are written in one transaction.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use diesel::SqliteConnection;
 
 use crate::db::{self, audit, clubs, jobs};
-use crate::domain::{ClubSlug, JobSpec, JobStatus, Targets};
+use crate::domain::{ClubSlug, JobSpec, JobStatus, Refusal, Targets};
 
 /// Queues `spec` on behalf of `actor` (from `address`, where there is one); returns its id.
 /// A job naming a club that does not exist is refused before anything is written.
@@ -29,7 +29,11 @@ pub fn enqueue(
         }
     }
     if !unknown.is_empty() {
-        bail!("no such club: {}; nothing was queued", unknown.join(", "));
+        return Err(Refusal::NotFound(format!(
+            "no such club: {}; nothing was queued",
+            unknown.join(", ")
+        ))
+        .into());
     }
     let params = spec.to_json();
     conn.immediate_transaction(|conn| {
@@ -71,11 +75,12 @@ pub fn cancel(
     if cancelled {
         return Ok(());
     }
-    match jobs::by_id(conn, id)? {
-        None => bail!("there is no job #{id}"),
-        Some(job) => bail!(
+    Err(match jobs::by_id(conn, id)? {
+        None => Refusal::NotFound(format!("there is no job #{id}")),
+        Some(job) => Refusal::Conflict(format!(
             "job #{id} is {}; only a queued job can be cancelled",
             job.status
-        ),
+        )),
     }
+    .into())
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 
 use super::fsops::{TEMP_LINK_INFIX, TEMPLATE_PREFIX, random_suffix};
 use super::release::MANIFEST;
-use crate::domain::ReleaseName;
+use crate::domain::{InvalidInput, ReleaseName};
 
 /// What a webroot is on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +33,11 @@ impl Webroot {
     }
 }
 
+/// A refusal of bad input, as an error a caller can tell from a failure.
+fn invalid(message: String) -> anyhow::Error {
+    InvalidInput(message).into()
+}
+
 /// Checks that `path` lies strictly under `base` (canonical) once `..` and symlinked parent
 /// directories are resolved, and returns it absolute, with its own last component unresolved
 /// (that one is the link clubdeploy manages).
@@ -44,10 +49,10 @@ pub fn resolve_under(base: &Path, path: &Path) -> anyhow::Result<PathBuf> {
     };
     let (parent, last) = match (absolute.parent(), absolute.file_name()) {
         (Some(parent), Some(last)) if !matches!(last.to_str(), Some(".." | ".")) => (parent, last),
-        _ => bail!("{} cannot be a webroot", path.display()),
+        _ => return Err(invalid(format!("{} cannot be a webroot", path.display()))),
     };
     if absolute.components().next_back() != Some(Component::Normal(last)) {
-        bail!("{} cannot be a webroot", path.display());
+        return Err(invalid(format!("{} cannot be a webroot", path.display())));
     }
     // Resolve the longest existing ancestor; the rest must be plain names.
     let mut existing = parent.to_path_buf();
@@ -55,11 +60,13 @@ pub fn resolve_under(base: &Path, path: &Path) -> anyhow::Result<PathBuf> {
     while existing.symlink_metadata().is_err() {
         match existing.components().next_back() {
             Some(Component::Normal(name)) => rest.push(name.to_owned()),
-            Some(Component::ParentDir | Component::CurDir) => bail!(
-                "webroot {} holds '..' or '.' below a directory that does not exist",
-                path.display()
-            ),
-            _ => bail!("{} cannot be a webroot", path.display()),
+            Some(Component::ParentDir | Component::CurDir) => {
+                return Err(invalid(format!(
+                    "webroot {} holds '..' or '.' below a directory that does not exist",
+                    path.display()
+                )));
+            }
+            _ => return Err(invalid(format!("{} cannot be a webroot", path.display()))),
         }
         existing.pop();
     }
@@ -71,12 +78,12 @@ pub fn resolve_under(base: &Path, path: &Path) -> anyhow::Result<PathBuf> {
     }
     resolved.push(last);
     if !resolved.starts_with(base) || resolved == base {
-        bail!(
+        return Err(invalid(format!(
             "webroot {} is outside webroot_base {} (it resolves to {})",
             path.display(),
             base.display(),
             resolved.display()
-        );
+        )));
     }
     Ok(resolved)
 }

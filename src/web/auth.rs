@@ -227,18 +227,42 @@ pub async fn login(
         ));
     }
     let address = address_of(&req);
-    let (name, password) = (login.name.clone(), login.password.clone());
-    let outcome = state
-        .db(move |_, conn| {
-            Ok(staff_ops::login(
-                conn,
-                name.trim(),
-                &password,
-                &address,
-                db::now(),
-            ))
-        })
-        .await?;
+    // Turn a flood away before it costs a database write or a hash.
+    let Some(admitted) = state.hashing.admit() else {
+        return Err(AppError::Busy {
+            message: "The panel is busy checking other sign-ins. Try again in a few seconds."
+                .into(),
+            retry_after_secs: 5,
+        });
+    };
+    let name = login.name.trim().to_owned();
+    let outcome = {
+        let address = address.clone();
+        state
+            .db(move |_, conn| Ok(staff_ops::begin_login(conn, &name, &address, db::now())))
+            .await?
+    };
+    let outcome = match outcome {
+        // The password is checked with no database connection held.
+        Ok(pending) => {
+            let matches = admitted
+                .verify(login.password.clone(), pending.stored_hash())
+                .await;
+            drop(admitted);
+            state
+                .db(move |_, conn| {
+                    Ok(staff_ops::finish_login(
+                        conn,
+                        pending,
+                        matches,
+                        &address,
+                        db::now(),
+                    ))
+                })
+                .await?
+        }
+        Err(refused) => Err(refused),
+    };
     match outcome {
         Ok((_, started)) => {
             let cookie = Cookie::build(COOKIE, started.token)
@@ -252,13 +276,13 @@ pub async fn login(
                 .insert_header(("Location", safe_next(&login.next)))
                 .finish())
         }
-        Err(LoginError::Throttled) => {
-            let mut response = login_form(
-                &login.next,
-                &login.name,
-                Some(LoginError::Throttled.to_string()),
-            );
+        Err(throttled @ LoginError::Throttled { wait_secs }) => {
+            let mut response = login_form(&login.next, &login.name, Some(throttled.to_string()));
             *response.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(wait_secs),
+            );
             Ok(response)
         }
         Err(LoginError::Invalid) => Ok(login_form(

@@ -196,7 +196,6 @@ pub async fn rollback(
                 &actor,
                 Some(&address),
             )
-            .map_err(|e| AppError::BadRequest(format!("{e:#}")).into())
         })
         .await?;
     state.wake.notify_one();
@@ -245,7 +244,6 @@ pub async fn add(
                     url,
                 },
             )
-            .map_err(|e| AppError::BadRequest(format!("{e:#}")).into())
         })
         .await?;
     Ok(see_other("/clubs"))

@@ -61,10 +61,7 @@ async fn queue(
 ) -> Result<HttpResponse, AppError> {
     let (actor, address) = (staff.user.name.clone(), staff.address.clone());
     let id = state
-        .db(move |_, conn| {
-            enqueue(conn, &spec, &actor, Some(&address))
-                .map_err(|e| AppError::BadRequest(format!("{e:#}")).into())
-        })
+        .db(move |_, conn| enqueue(conn, &spec, &actor, Some(&address)))
         .await?;
     state.wake.notify_one();
     Ok(see_other(&format!("/jobs/{id}")))
@@ -198,10 +195,7 @@ pub async fn confirm(
         preview::select(clubs, &targets).map_err(|e| AppError::BadRequest(format!("{e:#}")))?;
     // Reading git history takes no database connection.
     let plan = state
-        .blocking(move |settings| {
-            preview::plan(settings, &tag, &clubs, all)
-                .map_err(|e| AppError::BadRequest(format!("{e:#}")).into())
-        })
+        .blocking(move |settings| preview::plan(settings, &tag, &clubs, all))
         .await?;
     Ok(ConfirmPage {
         nav: staff.nav("deploy"),

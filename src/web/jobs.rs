@@ -312,10 +312,7 @@ pub async fn cancel(
     }
     let (actor, address) = (staff.user.name.clone(), staff.address.clone());
     state
-        .db(move |_, conn| {
-            enqueue::cancel(conn, id, &actor, Some(&address))
-                .map_err(|e| AppError::BadRequest(format!("{e:#}")).into())
-        })
+        .db(move |_, conn| enqueue::cancel(conn, id, &actor, Some(&address)))
         .await?;
     Ok(see_other(&format!("/jobs/{id}")))
 }

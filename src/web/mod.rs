@@ -35,6 +35,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// The clubs as last read from disk, shared by concurrent page views.
     pub clubs: Arc<tokio::sync::Mutex<Option<ClubsSnapshot>>>,
+    /// Bounds the password checks sign-ins may run at once.
+    pub hashing: Arc<crate::auth::password::HashGate>,
 }
 
 /// Every club's row as read from disk and the database, and when.
@@ -44,6 +46,9 @@ pub struct ClubsSnapshot {
     audit_head: Option<i32>,
     rows: Arc<Vec<clubs::Row>>,
 }
+
+/// The largest sign-in request body accepted.
+pub const LOGIN_BODY_LIMIT: usize = 4096;
 
 /// How long a reading of the clubs' links serves other page views when clubdeploy itself
 /// changed nothing (a link edited by hand shows up after at most this long).
@@ -57,6 +62,7 @@ impl AppState {
             pool,
             wake: Arc::new(Notify::new()),
             clubs: Arc::new(tokio::sync::Mutex::new(None)),
+            hashing: Arc::new(crate::auth::password::HashGate::new()),
         }
     }
 
@@ -121,7 +127,14 @@ impl AppError {
             Ok(app) => app,
             Err(e) => match e.downcast::<crate::domain::InvalidInput>() {
                 Ok(invalid) => AppError::BadRequest(invalid.0),
-                Err(e) => AppError::Internal(e),
+                Err(e) => match e.downcast::<crate::domain::Refusal>() {
+                    Ok(crate::domain::Refusal::NotFound(why)) => AppError::NotFound(why),
+                    Ok(crate::domain::Refusal::Conflict(why)) => AppError::Conflict(why),
+                    Err(e) => match e.downcast::<crate::auth::staff::StaffError>() {
+                        Ok(staff) => staff.into(),
+                        Err(e) => AppError::Internal(e),
+                    },
+                },
             },
         }
     }
@@ -151,42 +164,47 @@ pub fn security_headers() -> DefaultHeaders {
 
 /// Every route of the panel.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/login", web::get().to(auth::login_page))
-        .route("/login", web::post().to(auth::login))
-        .route("/logout", web::post().to(auth::logout))
-        .route("/", web::get().to(dashboard::page))
-        .route("/clubs", web::get().to(clubs::page))
-        .route("/clubs", web::post().to(clubs::add))
-        .route(
-            "/clubs/{slug}/rollback",
-            web::get().to(clubs::rollback_confirm),
-        )
-        .route("/clubs/{slug}/rollback", web::post().to(clubs::rollback))
-        .route("/clubs/{slug}/remove", web::get().to(clubs::remove_confirm))
-        .route("/clubs/{slug}/remove", web::post().to(clubs::remove))
-        .route("/releases", web::get().to(deploy::releases_page))
-        .route("/releases/refresh", web::post().to(deploy::refresh))
-        .route("/deploy", web::get().to(deploy::form_page))
-        .route("/deploy/confirm", web::post().to(deploy::confirm))
-        .route("/deploy", web::post().to(deploy::deploy))
-        .route("/jobs", web::get().to(jobs::list))
-        .route("/jobs/{id}", web::get().to(jobs::page))
-        .route("/jobs/{id}/events", web::get().to(jobs::events))
-        .route("/jobs/{id}/cancel", web::post().to(jobs::cancel))
-        .route("/audit", web::get().to(audit::page))
-        .route("/audit.csv", web::get().to(audit::csv))
-        .route("/audit/verify", web::get().to(audit::verify))
-        .route("/staff", web::get().to(staff::page))
-        .route("/staff", web::post().to(staff::add))
-        .route("/staff/{name}/role", web::post().to(staff::set_role))
-        .route("/staff/{name}/disable", web::post().to(staff::disable))
-        .route("/staff/{name}/enable", web::post().to(staff::enable))
-        .route(
-            "/staff/{name}/password",
-            web::post().to(staff::reset_password),
-        )
-        .route("/static/{file}", web::get().to(statics::file))
-        .default_service(web::to(not_found));
+    cfg.service(
+        web::resource("/login")
+            // A sign-in form is a few hundred bytes; refuse big bodies unread.
+            .app_data(web::PayloadConfig::new(LOGIN_BODY_LIMIT))
+            .route(web::get().to(auth::login_page))
+            .route(web::post().to(auth::login)),
+    )
+    .route("/logout", web::post().to(auth::logout))
+    .route("/", web::get().to(dashboard::page))
+    .route("/clubs", web::get().to(clubs::page))
+    .route("/clubs", web::post().to(clubs::add))
+    .route(
+        "/clubs/{slug}/rollback",
+        web::get().to(clubs::rollback_confirm),
+    )
+    .route("/clubs/{slug}/rollback", web::post().to(clubs::rollback))
+    .route("/clubs/{slug}/remove", web::get().to(clubs::remove_confirm))
+    .route("/clubs/{slug}/remove", web::post().to(clubs::remove))
+    .route("/releases", web::get().to(deploy::releases_page))
+    .route("/releases/refresh", web::post().to(deploy::refresh))
+    .route("/deploy", web::get().to(deploy::form_page))
+    .route("/deploy/confirm", web::post().to(deploy::confirm))
+    .route("/deploy", web::post().to(deploy::deploy))
+    .route("/jobs", web::get().to(jobs::list))
+    .route("/jobs/{id}", web::get().to(jobs::page))
+    .route("/jobs/{id}/events", web::get().to(jobs::events))
+    .route("/jobs/{id}/cancel", web::post().to(jobs::cancel))
+    .route("/audit", web::get().to(audit::page))
+    .route("/audit.csv", web::get().to(audit::csv))
+    .route("/audit/verify", web::get().to(audit::verify))
+    .route("/staff", web::get().to(staff::page))
+    .route("/staff", web::post().to(staff::add))
+    .route("/staff/{name}/role", web::post().to(staff::set_role))
+    .route("/staff/{name}/disable", web::post().to(staff::disable))
+    .route("/staff/{name}/enable", web::post().to(staff::enable))
+    .route(
+        "/staff/{name}/password",
+        web::post().to(staff::reset_password),
+    )
+    .route("/static/{file}", web::get().to(statics::file))
+    .default_service(web::to(not_found));
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, AppError> {

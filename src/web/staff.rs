@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::clubs::see_other;
 use super::{AppState, Nav, Staff, form};
+use crate::auth::password::{self, PasswordHash};
 use crate::auth::staff::{self as staff_ops, Actor};
 use crate::db::users::{self, User};
 use crate::domain::{ClubScope, NewPassword, Role, UserName};
@@ -41,7 +42,9 @@ struct UserForm {
     password: String,
 }
 
-/// Checks the CSRF token and the admin role, then runs `change` as this admin.
+/// Checks the CSRF token and the admin role, then runs `change` as this admin. A refusal
+/// keeps its status (400 bad input, 404 no such user, 409 the last admin); anything else is
+/// a logged 500.
 async fn admin_change<F>(
     staff: &Staff,
     state: &web::Data<AppState>,
@@ -49,10 +52,9 @@ async fn admin_change<F>(
     change: F,
 ) -> Result<HttpResponse, AppError>
 where
-    F: FnOnce(&mut diesel::SqliteConnection, Actor<'_>) -> anyhow::Result<()> + Send + 'static,
+    F: FnOnce(&mut diesel::SqliteConnection, Actor<'_>) -> Result<(), AppError> + Send + 'static,
 {
-    staff.check_csrf(csrf)?;
-    staff.require(Role::Admin, "manage staff")?;
+    authorize(staff, csrf)?;
     let (name, address) = (staff.user.name.clone(), staff.address.clone());
     state
         .db(move |_, conn| {
@@ -60,13 +62,23 @@ where
                 name: &name,
                 address: Some(&address),
             };
-            change(conn, actor).map_err(|e| match e.downcast::<AppError>() {
-                Ok(app) => app.into(),
-                Err(e) => AppError::BadRequest(format!("{e:#}")).into(),
-            })
+            Ok(change(conn, actor)?)
         })
         .await?;
     Ok(see_other("/staff"))
+}
+
+fn authorize(staff: &Staff, csrf: &str) -> Result<(), AppError> {
+    staff.check_csrf(csrf)?;
+    staff.require(Role::Admin, "manage staff")
+}
+
+/// Hashes a new password off the async threads, with no database connection held.
+async fn hash_new(password: &str) -> Result<PasswordHash, AppError> {
+    let password = NewPassword::parse(password)?;
+    web::block(move || password::hash(&password))
+        .await?
+        .map_err(AppError::Internal)
 }
 
 /// `POST /staff`: adds a member of staff.
@@ -76,13 +88,14 @@ pub async fn add(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let posted: UserForm = form(&body)?;
-    let csrf = posted.csrf.clone();
-    admin_change(&staff, &state, &csrf, move |conn, actor| {
-        let name = UserName::parse(posted.name.trim())?;
-        let role = Role::parse(&posted.role)?;
-        let scope = ClubScope::parse(&posted.clubs)?;
-        let password = NewPassword::parse(&posted.password)?;
-        staff_ops::add(conn, actor, &name, role, &scope, &password).map(|_| ())
+    authorize(&staff, &posted.csrf)?;
+    let name = UserName::parse(posted.name.trim())?;
+    let role = Role::parse(&posted.role)?;
+    let scope = ClubScope::parse(&posted.clubs)?;
+    let hash = hash_new(&posted.password).await?;
+    admin_change(&staff, &state, &posted.csrf, move |conn, actor| {
+        staff_ops::add(conn, actor, &name, role, &scope, &hash)?;
+        Ok(())
     })
     .await
 }
@@ -100,7 +113,7 @@ pub async fn set_role(
     admin_change(&staff, &state, &csrf, move |conn, actor| {
         let role = Role::parse(&posted.role)?;
         let scope = ClubScope::parse(&posted.clubs)?;
-        staff_ops::set_role(conn, actor, &name, role, &scope)
+        Ok(staff_ops::set_role(conn, actor, &name, role, &scope)?)
     })
     .await
 }
@@ -115,7 +128,7 @@ pub async fn disable(
     let posted: UserForm = form(&body)?;
     let name = name.into_inner();
     admin_change(&staff, &state, &posted.csrf, move |conn, actor| {
-        staff_ops::set_disabled(conn, actor, &name, true)
+        Ok(staff_ops::set_disabled(conn, actor, &name, true)?)
     })
     .await
 }
@@ -130,7 +143,7 @@ pub async fn enable(
     let posted: UserForm = form(&body)?;
     let name = name.into_inner();
     admin_change(&staff, &state, &posted.csrf, move |conn, actor| {
-        staff_ops::set_disabled(conn, actor, &name, false)
+        Ok(staff_ops::set_disabled(conn, actor, &name, false)?)
     })
     .await
 }
@@ -143,11 +156,11 @@ pub async fn reset_password(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let posted: UserForm = form(&body)?;
-    let csrf = posted.csrf.clone();
+    authorize(&staff, &posted.csrf)?;
+    let hash = hash_new(&posted.password).await?;
     let name = name.into_inner();
-    admin_change(&staff, &state, &csrf, move |conn, actor| {
-        let password = NewPassword::parse(&posted.password)?;
-        staff_ops::set_password(conn, actor, &name, &password)
+    admin_change(&staff, &state, &posted.csrf, move |conn, actor| {
+        Ok(staff_ops::set_password(conn, actor, &name, &hash)?)
     })
     .await
 }
