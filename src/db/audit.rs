@@ -8,6 +8,9 @@ use sha2::{Digest, Sha256};
 
 use super::schema::{audit_events, audit_head};
 
+/// Rows read at a time while verifying.
+const VERIFY_PAGE: i64 = 1000;
+
 /// The `prev_hash` of the first row.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -208,39 +211,49 @@ pub fn verify(conn: &mut SqliteConnection) -> QueryResult<Result<usize, ChainBre
         .select((audit_head::last_id, audit_head::hash))
         .first(conn)
         .optional()?;
-    let rows: Vec<AuditEvent> = audit_events::table
-        .order(audit_events::id)
-        .select(AuditEvent::as_select())
-        .load(conn)?;
     let mut prev_id = 0;
     let mut prev_hash = GENESIS.to_owned();
-    for row in &rows {
-        let expected = hash_of(
-            row.id,
-            row.at,
-            &row.actor,
-            &row.action,
-            &row.target_kind,
-            &row.target,
-            &row.details,
-            row.address.as_deref(),
-            &row.prev_hash,
-        );
-        if expected != row.hash {
-            return Ok(Err(ChainBreak::Altered(row.id)));
+    let mut verified = 0;
+    // A page of rows at a time: memory stays constant however long the log is.
+    loop {
+        let rows: Vec<AuditEvent> = audit_events::table
+            .filter(audit_events::id.gt(prev_id))
+            .order(audit_events::id)
+            .limit(VERIFY_PAGE)
+            .select(AuditEvent::as_select())
+            .load(conn)?;
+        if rows.is_empty() {
+            break;
         }
-        if row.id != prev_id + 1 {
-            return Ok(Err(ChainBreak::Deleted {
-                missing: prev_id + 1,
-                before: prev_id,
-                found: row.id,
-            }));
+        for row in &rows {
+            let expected = hash_of(
+                row.id,
+                row.at,
+                &row.actor,
+                &row.action,
+                &row.target_kind,
+                &row.target,
+                &row.details,
+                row.address.as_deref(),
+                &row.prev_hash,
+            );
+            if expected != row.hash {
+                return Ok(Err(ChainBreak::Altered(row.id)));
+            }
+            if row.id != prev_id + 1 {
+                return Ok(Err(ChainBreak::Deleted {
+                    missing: prev_id + 1,
+                    before: prev_id,
+                    found: row.id,
+                }));
+            }
+            if row.prev_hash != prev_hash {
+                return Ok(Err(ChainBreak::Unlinked(row.id)));
+            }
+            prev_id = row.id;
+            prev_hash = row.hash.clone();
+            verified += 1;
         }
-        if row.prev_hash != prev_hash {
-            return Ok(Err(ChainBreak::Unlinked(row.id)));
-        }
-        prev_id = row.id;
-        prev_hash = row.hash.clone();
     }
     let (head_id, head_hash) = head.unwrap_or((0, GENESIS.to_owned()));
     if prev_id < head_id {
@@ -252,7 +265,7 @@ pub fn verify(conn: &mut SqliteConnection) -> QueryResult<Result<usize, ChainBre
     if prev_id > head_id || prev_hash != head_hash {
         return Ok(Err(ChainBreak::Appended(prev_id)));
     }
-    Ok(Ok(rows.len()))
+    Ok(Ok(verified))
 }
 
 /// What to list.
