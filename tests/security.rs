@@ -467,3 +467,45 @@ async fn the_csv_export_and_the_chain_check_walk_a_long_log_page_by_page() {
     let page = app.page(&admin, "/audit/verify").await;
     assert!(page.contains(&format!("all {} rows", ids.len())), "{page}");
 }
+
+#[test]
+fn a_running_job_keeps_no_database_connection_while_it_builds() {
+    let mut env = TestEnv::new();
+    let started = env.root.path().join("build-started");
+    env.config.build_commands = vec![crate::helpers::sh(&format!(
+        "touch {}; sleep 3",
+        started.display()
+    ))];
+    env.configure();
+    env.add_clubs(&["a"]);
+    let settings = clubdeploy::config::Settings::load(&env.config_path).unwrap();
+    let pool = clubdeploy::db::open(&settings.database_path()).unwrap();
+    let spec = clubdeploy::domain::JobSpec::Deploy {
+        tag: clubdeploy::domain::ReleaseTag::parse("v1").unwrap(),
+        targets: clubdeploy::domain::Targets::All,
+    };
+    clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), &spec, "test", None).unwrap();
+    let worker = {
+        let (settings, pool) = (settings.clone(), pool.clone());
+        std::thread::spawn(move || clubdeploy::jobs::queue::drain(&settings, &pool).unwrap())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // While the build runs, every one of the pool's connections can be had.
+    let held: Vec<_> = (0..pool.max_size())
+        .map(|n| {
+            pool.get_timeout(std::time::Duration::from_millis(500))
+                .unwrap_or_else(|e| panic!("connection {n} of {}: {e}", pool.max_size()))
+        })
+        .collect();
+    drop(held);
+    let finished = worker.join().unwrap();
+    assert_eq!(finished.len(), 1);
+    assert_eq!(env.release_of("a"), env.release_name("v1"));
+}

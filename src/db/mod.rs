@@ -19,6 +19,9 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 /// A pool of SQLite connections, each set up by [`ConnectionSetup`].
 pub type DbPool = Pool<ConnectionManager<SqliteConnection>>;
 
+/// A connection taken from the pool (given back when dropped).
+pub type DbConn = diesel::r2d2::PooledConnection<ConnectionManager<SqliteConnection>>;
+
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// Sets every new connection up for concurrent use by the server and the command line.

@@ -3,25 +3,24 @@
 
 use std::time::Instant;
 
-use diesel::SqliteConnection;
-
-use crate::db::{self, jobs};
+use crate::db::{self, DbPool, jobs};
 use crate::pipeline::command::Ran;
 use crate::pipeline::{Progress, Step};
 
-/// Writes a job's events to the database (and echoes them when asked).
-pub struct JobLog<'a> {
-    conn: &'a mut SqliteConnection,
+/// Writes a job's events to the database (and echoes them when asked), taking a pooled
+/// connection for each line only: a job never keeps one while it builds, fetches or waits.
+pub struct JobLog {
+    pool: DbPool,
     job_id: i32,
     step: Option<(Step, Instant)>,
     echo: bool,
 }
 
-impl<'a> JobLog<'a> {
-    /// A log for job `job_id` on its own connection; `echo` also prints each line.
-    pub fn new(conn: &'a mut SqliteConnection, job_id: i32, echo: bool) -> JobLog<'a> {
+impl JobLog {
+    /// A log for job `job_id`; `echo` also prints each line.
+    pub fn new(pool: &DbPool, job_id: i32, echo: bool) -> JobLog {
         JobLog {
-            conn,
+            pool: pool.clone(),
             job_id,
             step: None,
             echo,
@@ -38,7 +37,12 @@ impl<'a> JobLog<'a> {
             message,
             output,
         };
-        if let Err(e) = jobs::add_event(self.conn, &event) {
+        let written = self
+            .pool
+            .get()
+            .map_err(anyhow::Error::from)
+            .and_then(|mut conn| Ok(jobs::add_event(&mut conn, &event)?));
+        if let Err(e) = written {
             eprintln!(
                 "warning: cannot write to the log of job #{}: {e}",
                 self.job_id
@@ -50,7 +54,7 @@ impl<'a> JobLog<'a> {
     }
 }
 
-impl JobLog<'_> {
+impl JobLog {
     /// Records that the current step ended well, with how long it took.
     pub fn end_step(&mut self) {
         if let Some((step, started)) = self.step {
@@ -60,7 +64,7 @@ impl JobLog<'_> {
     }
 }
 
-impl Progress for JobLog<'_> {
+impl Progress for JobLog {
     fn step(&mut self, step: Step) {
         self.end_step();
         self.step = Some((step, Instant::now()));

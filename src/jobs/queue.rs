@@ -73,8 +73,7 @@ fn recover_job(
             _ => {}
         }
     }
-    let log_conn = &mut pool.get()?;
-    let mut log = JobLog::new(log_conn, job.id, false);
+    let mut log = JobLog::new(pool, job.id, false);
     log.write(
         "progress",
         &format!("recovery: the process running this job stopped during {during}"),
@@ -97,7 +96,7 @@ fn recover_job(
     if reloads && (during == "switch" || during == "reload") {
         let mut run_job = Job {
             settings,
-            conn,
+            pool,
             id: job.id,
             actor: &job.requested_by,
             progress: &mut log,
@@ -197,9 +196,10 @@ pub fn run_next(
     _lock: &DeployLock,
     on_claim: &mut dyn FnMut(&jobs::Job) -> bool,
 ) -> anyhow::Result<Option<Finished>> {
-    let conn = &mut pool.get()?;
     let worker = worker_name();
-    let claimed = conn
+    // The connection that claims the job is given back before the job runs.
+    let claimed = pool
+        .get()?
         .immediate_transaction(|conn| {
             let job = jobs::claim_oldest(conn, &worker, db::now())?;
             if let Some(job) = &job {
@@ -216,13 +216,12 @@ pub fn run_next(
         return Ok(None);
     };
     let echo = on_claim(&job);
-    let log_conn = &mut pool.get()?;
-    let mut log = JobLog::new(log_conn, job.id, echo);
+    let mut log = JobLog::new(pool, job.id, echo);
     let result = match JobSpec::from_json(&job.params) {
         Ok(spec) => {
             let mut run_job = Job {
                 settings,
-                conn,
+                pool,
                 id: job.id,
                 actor: &job.requested_by,
                 progress: &mut log,
@@ -257,7 +256,7 @@ pub fn run_next(
         outcome.as_ref().or(error.as_ref()).map_or("", |t| t)
     );
     record_end(
-        conn,
+        &mut *pool.get()?,
         &job,
         status,
         outcome.as_deref(),

@@ -9,7 +9,7 @@ use diesel::SqliteConnection;
 
 use crate::config::Settings;
 use crate::db::clubs::Club;
-use crate::db::{self, audit, clubs, switches};
+use crate::db::{self, DbConn, DbPool, audit, clubs, switches};
 use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, Targets};
 use crate::pipeline::git::{self, Mirror};
 use crate::pipeline::release::{self, BuildSpec, Built, Release};
@@ -22,7 +22,9 @@ const LINK_SCAN_DEPTH: usize = 3;
 /// Everything a job needs to run.
 pub struct Job<'a> {
     pub settings: &'a Settings,
-    pub conn: &'a mut SqliteConnection,
+    /// Where the job takes a connection for each piece of database work (never across slow
+    /// work: building, fetching, reloading, waiting).
+    pub pool: &'a DbPool,
     /// The job's id in the queue.
     pub id: i32,
     /// Who asked: a staff user name, or `cli:<unix user>`.
@@ -31,6 +33,11 @@ pub struct Job<'a> {
 }
 
 impl Job<'_> {
+    /// A connection for one piece of database work; give it back (drop it) before slow work.
+    fn conn(&self) -> anyhow::Result<DbConn> {
+        self.pool.get().context("cannot connect to the database")
+    }
+
     /// Appends an audit row in the job's name.
     fn audit(
         &mut self,
@@ -41,14 +48,15 @@ impl Job<'_> {
     ) -> anyhow::Result<()> {
         let details = format!("{details} (job #{})", self.id);
         let entry = audit::Entry::new(self.actor, action, target_kind, target, &details);
-        audit::record(self.conn, &entry).context("cannot write the audit log")
+        let mut conn = self.conn()?;
+        audit::record(&mut conn, &entry).context("cannot write the audit log")
     }
 }
 
 /// Deploys `tag` to the target clubs: fetch, build, preflight, switch, reload, and after a
 /// deploy to all clubs, prune. Returns a one-line summary.
 pub fn deploy(job: &mut Job<'_>, tag: &ReleaseTag, targets: &Targets) -> anyhow::Result<String> {
-    let clubs = target_clubs(job.conn, targets)?;
+    let clubs = target_clubs(&mut *job.conn()?, targets)?;
     check_webroots(job.settings, &clubs)?;
     let mirror = git::open_mirror(job.settings)?;
 
@@ -98,7 +106,7 @@ pub fn deploy(job: &mut Job<'_>, tag: &ReleaseTag, targets: &Targets) -> anyhow:
 /// Returns a club to the release it ran before (skipping releases it was rolled back from),
 /// or to `to` (a release name or a tag), rebuilding the release if it was pruned.
 pub fn rollback(job: &mut Job<'_>, slug: &ClubSlug, to: Option<&str>) -> anyhow::Result<String> {
-    let club = clubs::by_slug(job.conn, slug.as_str())?
+    let club = clubs::by_slug(&mut *job.conn()?, slug.as_str())?
         .with_context(|| format!("there is no club {slug}"))?;
     check_webroots(job.settings, std::slice::from_ref(&club))?;
     let releases_dir = job.settings.releases_dir();
@@ -109,7 +117,7 @@ pub fn rollback(job: &mut Job<'_>, slug: &ClubSlug, to: Option<&str>) -> anyhow:
     let mirror = git::open_mirror(job.settings)?;
     let (target, commit) = match to {
         Some(to) => chosen_release(job, &mirror, to)?,
-        None => previous_release(job.conn, &club, &current)?,
+        None => previous_release(&mut *job.conn()?, &club, &current)?,
     };
     if target == current {
         bail!("club {slug} already runs {target}");
@@ -334,7 +342,8 @@ fn switch_clubs(
         .iter()
         .map(|(slug, text)| audit::Entry::new(job.actor, "club.switched", "club", slug, text))
         .collect();
-    switches::record(job.conn, &done, &marks, &entries).context("cannot record the switches")?;
+    switches::record(&mut *job.conn()?, &done, &marks, &entries)
+        .context("cannot record the switches")?;
     match failure {
         Some(e) => Err(e.context(format!(
             "switched {} of {} clubs, then stopped",
@@ -413,7 +422,7 @@ fn chosen_release(
         if let Some(found) = release::read(&job.settings.releases_dir().join(to), &name) {
             return Ok((name, found.manifest.commit));
         }
-        if let Some(commit) = switches::commit_of(job.conn, to)? {
+        if let Some(commit) = switches::commit_of(&mut *job.conn()?, to)? {
             return Ok((name, commit));
         }
     }
@@ -431,7 +440,7 @@ fn releases_in_use(job: &mut Job<'_>) -> anyhow::Result<HashSet<ReleaseName>> {
     let releases_dir = job.settings.releases_dir();
     let mut in_use =
         switch::releases_linked_under(&job.settings.webroot_base, LINK_SCAN_DEPTH, &releases_dir)?;
-    for club in clubs::all(job.conn)? {
+    for club in clubs::all(&mut *job.conn()?)? {
         match switch::inspect(club.webroot.as_ref(), &releases_dir)? {
             Webroot::Release(name) => {
                 in_use.insert(name);
@@ -469,7 +478,7 @@ fn prune_releases(job: &mut Job<'_>, reloaded_at: Option<Instant>) -> anyhow::Re
         }
         None => {
             let ttl = Duration::from_secs(job.settings.reload.realpath_cache_ttl_secs);
-            let since_switch = switches::last_switched_at(job.conn)?
+            let since_switch = switches::last_switched_at(&mut *job.conn()?)?
                 .and_then(|at| (db::now() - at).to_std().ok())
                 .unwrap_or(Duration::MAX);
             Instant::now() + (ttl + grace).saturating_sub(since_switch)
