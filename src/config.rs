@@ -38,6 +38,8 @@ pub struct Settings {
     pub build: BuildSettings,
     /// How the repository is fetched, and what a deploy preview warns about.
     pub git: GitSettings,
+    /// The panel behind a proxy, and what one member of staff may queue.
+    pub web: WebSettings,
     /// How Apache is checked and reloaded.
     pub reload: ReloadSettings,
 }
@@ -78,6 +80,29 @@ impl Default for GitSettings {
             known_hosts: None,
             timeout_secs: 120,
             watch_paths: vec!["database/migrations/".into(), "migrations/".into()],
+        }
+    }
+}
+
+/// The web panel's limits and its place behind a reverse proxy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// Addresses of reverse proxies whose `X-Forwarded-For` is believed; without any, the
+    /// header is ignored and the client is the connection's peer.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How many jobs one member of staff may have waiting in the queue.
+    pub max_queued_jobs_per_user: usize,
+    /// How many live job pages (event streams) one session may keep open.
+    pub max_streams_per_session: usize,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            trusted_proxies: Vec::new(),
+            max_queued_jobs_per_user: 5,
+            max_streams_per_session: 4,
         }
     }
 }
@@ -123,6 +148,7 @@ struct Defaults {
     session_absolute_secs: u64,
     build: BuildSettings,
     git: GitSettings,
+    web: WebSettings,
     reload: ReloadSettings,
 }
 
@@ -144,6 +170,7 @@ impl Settings {
             session_absolute_secs: 12 * 60 * 60,
             build: BuildSettings::default(),
             git: GitSettings::default(),
+            web: WebSettings::default(),
             reload: ReloadSettings::default(),
         };
         let figment = Figment::from(Serialized::defaults(defaults))

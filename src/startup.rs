@@ -31,10 +31,11 @@ impl Application {
         let state = AppState::new(settings, pool);
         let addr = listener.local_addr()?;
         let data = web::Data::new(state.clone());
+        let secure = state.settings.cookie_secure;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .wrap(security_headers())
+                .wrap(security_headers(secure))
                 .configure(routes)
         })
         .workers(2)

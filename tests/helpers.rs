@@ -31,6 +31,8 @@ pub struct Config {
     pub settle_ms: u64,
     /// Lines of the `[git]` table (`key = value`), if any.
     pub git: Vec<String>,
+    /// Lines of the `[web]` table (`key = value`), if any.
+    pub web: Vec<String>,
 }
 
 /// A temporary world for one test.
@@ -78,6 +80,7 @@ impl TestEnv {
             cookie_secure: false,
             settle_ms: 0,
             git: Vec::new(),
+            web: Vec::new(),
         };
         let env = TestEnv {
             data: base.join("data"),
@@ -130,6 +133,9 @@ impl TestEnv {
         .unwrap();
         if !c.git.is_empty() {
             writeln!(text, "[git]\n{}", c.git.join("\n")).unwrap();
+        }
+        if !c.web.is_empty() {
+            writeln!(text, "[web]\n{}", c.web.join("\n")).unwrap();
         }
         std::fs::write(&self.config_path, text).unwrap();
     }

@@ -509,3 +509,193 @@ fn a_running_job_keeps_no_database_connection_while_it_builds() {
     assert_eq!(finished.len(), 1);
     assert_eq!(env.release_of("a"), env.release_name("v1"));
 }
+
+/// Reads a live stream until it ends (bounded); returns whether it ended within `limit`.
+async fn ends_within(mut stream: reqwest::Response, limit: std::time::Duration) -> bool {
+    tokio::time::timeout(limit, async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn live_job_streams_end_with_their_session_and_are_capped() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    let app = TestApp::spawn(env).await;
+    // The job stays queued: the stream would run for an hour.
+    let _hold = app.hold_worker().await;
+    app.queue_a_job();
+    let viewer = app.login("viewer").await;
+    let open = || viewer.get(app.url("/jobs/1/events?after=0")).send();
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let stream = open().await.unwrap();
+        assert_eq!(stream.status(), StatusCode::OK);
+        streams.push(stream);
+    }
+    let fifth = open().await.unwrap();
+    assert_eq!(fifth.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Closing one frees its place.
+    drop(streams.pop());
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let again = open().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    streams.push(again);
+    // Signing out ends every stream of the session within a moment.
+    assert_eq!(
+        app.post(&viewer, "/logout", &[]).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    for stream in streams {
+        assert!(ends_within(stream, std::time::Duration::from_secs(5)).await);
+    }
+    // So does disabling the user.
+    let deployer = app.login("deployer").await;
+    let stream = deployer
+        .get(app.url("/jobs/1/events?after=0"))
+        .send()
+        .await
+        .unwrap();
+    let admin = app.login("admin").await;
+    let disabled = app.post(&admin, "/staff/deployer/disable", &[]).await;
+    assert_eq!(disabled.status(), StatusCode::SEE_OTHER);
+    assert!(ends_within(stream, std::time::Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn staff_queue_a_few_jobs_at_most_and_a_disabled_users_jobs_are_cancelled() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    let app = TestApp::spawn(env).await;
+    let _hold = app.hold_worker().await;
+    let deployer = app.login("deployer").await;
+    let mut queued = Vec::new();
+    for _ in 0..5 {
+        let response = app
+            .post(&deployer, "/deploy", &[("tag", "v1"), ("target", "all")])
+            .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        queued.push(crate::web::job_id(&response));
+    }
+    let sixth = app
+        .post(&deployer, "/deploy", &[("tag", "v1"), ("target", "all")])
+        .await;
+    assert_eq!(sixth.status(), StatusCode::CONFLICT);
+    assert!(
+        sixth
+            .text()
+            .await
+            .unwrap()
+            .contains("you already have 5 jobs waiting to run")
+    );
+    // Others are not limited by it.
+    let admin = app.login("admin").await;
+    let response = app
+        .post(&admin, "/deploy", &[("tag", "v1"), ("target", "all")])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let admins = crate::web::job_id(&response);
+    // Disabling the deployer cancels their waiting jobs (audited), not the admin's.
+    let disabled = app.post(&admin, "/staff/deployer/disable", &[]).await;
+    assert_eq!(disabled.status(), StatusCode::SEE_OTHER);
+    let conn = &mut app.pool.get().unwrap();
+    for id in &queued {
+        let job = clubdeploy::db::jobs::by_id(conn, *id).unwrap().unwrap();
+        assert_eq!(job.status, "cancelled", "job #{id}");
+    }
+    let job = clubdeploy::db::jobs::by_id(conn, admins).unwrap().unwrap();
+    assert_eq!(job.status, "queued");
+    let rows = audit::list(
+        conn,
+        &audit::Filter {
+            action: Some("job.cancelled".into()),
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(
+        rows.iter()
+            .all(|r| r.details.contains("deployer was disabled"))
+    );
+}
+
+#[tokio::test]
+async fn signing_in_ends_the_previous_session_of_that_browser() {
+    let app = TestApp::spawn(TestEnv::new()).await;
+    let client = app.client();
+    let first = app.try_login(&client, "viewer", PASSWORD).await;
+    let old = first
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .find(|c| c.starts_with("clubdeploy_session="))
+        .unwrap();
+    // The same browser signs in again (as someone else): the old session is gone.
+    let second = app.try_login(&client, "admin", PASSWORD).await;
+    assert_eq!(second.status(), StatusCode::SEE_OTHER);
+    let raw = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let with_old = raw
+        .get(app.url("/"))
+        .header("Cookie", old)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_old.status(), StatusCode::SEE_OTHER);
+    assert!(app.page(&client, "/staff").await.contains("Staff"));
+}
+
+#[tokio::test]
+async fn forwarded_for_counts_only_from_a_trusted_proxy() {
+    for (trusted, expected) in [(false, "127.0.0.1"), (true, "203.0.113.5")] {
+        let mut env = TestEnv::new();
+        if trusted {
+            env.config.web = vec!["trusted_proxies = [\"127.0.0.1\"]".into()];
+            env.configure();
+        }
+        let app = TestApp::spawn(env).await;
+        let client = app.client();
+        let page = client
+            .get(app.url("/login"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let response = client
+            .post(app.url("/login"))
+            .header("X-Forwarded-For", "198.51.100.1, 203.0.113.5")
+            .form(&[
+                ("name", "admin"),
+                ("password", PASSWORD),
+                ("csrf", &csrf_of(&page)),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let conn = &mut app.pool.get().unwrap();
+        let rows = audit::list(
+            conn,
+            &audit::Filter {
+                action: Some("login.succeeded".into()),
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            rows[0].address.as_deref(),
+            Some(expected),
+            "trusted: {trusted}"
+        );
+    }
+}

@@ -489,8 +489,11 @@ async fn every_route_answers_each_role_as_expected() {
         Who::Admin,
     ];
     for (column, who) in everyone.into_iter().enumerate() {
-        // A fresh panel per role: each starts from the same state.
-        let env = env_with_clubs();
+        // A fresh panel per role: each starts from the same state. Every route that queues a
+        // job queues one here, and none runs: more than the usual limit of waiting jobs.
+        let mut env = env_with_clubs();
+        env.config.web = vec!["max_queued_jobs_per_user = 100".into()];
+        env.configure();
         env.ok(&["deploy", "v1", "--all"]);
         env.ok(&["deploy", "v2", "--all"]);
         let app = TestApp::spawn(env).await;
@@ -645,7 +648,9 @@ fn session_cookie(response: &reqwest::Response) -> String {
         .get_all(SET_COOKIE)
         .iter()
         .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("clubdeploy_session="))
+        .find(|c| {
+            c.starts_with("clubdeploy_session=") || c.starts_with("__Host-clubdeploy_session=")
+        })
         .expect("a session cookie")
 }
 
@@ -662,6 +667,12 @@ async fn sessions_are_new_at_login_end_at_logout_disable_and_idle_and_are_flagge
     for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
         assert!(cookie.contains(flag), "{flag} missing from {cookie}");
     }
+    // Behind TLS the cookie is bound to this host, and browsers are told to stay on HTTPS.
+    assert!(cookie.starts_with("__Host-clubdeploy_session="), "{cookie}");
+    assert_eq!(
+        first.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
     let token = |c: &str| c.split(';').next().unwrap().to_owned();
     let second = app.try_login(&client, "viewer", PASSWORD).await;
     assert_ne!(

@@ -7,8 +7,18 @@ use diesel::SqliteConnection;
 use super::{random_token, sha256_hex};
 use crate::db::users::{self, Session, User};
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP.
 pub const COOKIE: &str = "clubdeploy_session";
+
+/// The session cookie's name: behind TLS (`cookie_secure`) it carries the `__Host-` prefix,
+/// so browsers accept it only `Secure`, for this host and path `/`.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-clubdeploy_session"
+    } else {
+        COOKIE
+    }
+}
 
 /// How long sessions last.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +45,33 @@ pub fn start(
     Ok(Started { token, csrf })
 }
 
+/// Whether a session may still be used: not idle too long, not too old, its user enabled.
+fn is_live(session: &Session, user: &User, now: NaiveDateTime, timeouts: Timeouts) -> bool {
+    let idle = now - session.last_seen_at > Duration::seconds(timeouts.idle_secs as i64);
+    let too_old = now - session.created_at > Duration::seconds(timeouts.absolute_secs as i64);
+    !(idle || too_old || user.disabled)
+}
+
+/// Whether session `id` still exists and may be used, without marking it used (for a live
+/// stream, which must end when its session does).
+pub fn still_live(
+    conn: &mut SqliteConnection,
+    id: i32,
+    now: NaiveDateTime,
+    timeouts: Timeouts,
+) -> anyhow::Result<bool> {
+    Ok(users::session_by_id(conn, id)?
+        .is_some_and(|(session, user)| is_live(&session, &user, now, timeouts)))
+}
+
+/// Ends the session whose cookie token is `token`, if there is one.
+pub fn end_by_token(conn: &mut SqliteConnection, token: &str) -> anyhow::Result<()> {
+    if let Some((session, _)) = users::session(conn, &sha256_hex(token))? {
+        users::delete_session(conn, session.id)?;
+    }
+    Ok(())
+}
+
 /// The session and user behind a cookie token, if the session exists, has not timed out, and
 /// its user is not disabled; an expired session is deleted. Marks it as used now.
 pub fn authenticate(
@@ -46,9 +83,7 @@ pub fn authenticate(
     let Some((session, user)) = users::session(conn, &sha256_hex(token))? else {
         return Ok(None);
     };
-    let idle = now - session.last_seen_at > Duration::seconds(timeouts.idle_secs as i64);
-    let too_old = now - session.created_at > Duration::seconds(timeouts.absolute_secs as i64);
-    if idle || too_old || user.disabled {
+    if !is_live(&session, &user, now, timeouts) {
         users::delete_session(conn, session.id)?;
         return Ok(None);
     }

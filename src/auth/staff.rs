@@ -152,8 +152,8 @@ pub fn set_password(
     })
 }
 
-/// Disables or re-enables a user; disabling ends their sessions at once (never the last
-/// enabled admin). One transaction with its audit row.
+/// Disables or re-enables a user; disabling ends their sessions at once and cancels the jobs
+/// they have waiting (never the last enabled admin). One transaction with its audit rows.
 pub fn set_disabled(
     conn: &mut SqliteConnection,
     actor: Actor<'_>,
@@ -171,7 +171,12 @@ pub fn set_disabled(
         } else {
             ("user.enabled", "enabled again")
         };
-        Ok(audit_user(conn, actor, action, name, details)?)
+        audit_user(conn, actor, action, name, details)?;
+        if disabled {
+            // Nothing they asked for runs after they were stopped.
+            crate::jobs::enqueue::cancel_all_of(conn, name, actor.name, actor.address)?;
+        }
+        Ok(())
     })
 }
 
@@ -260,13 +265,14 @@ pub fn begin_login(
 }
 
 /// The second half: `matches` says whether the password was right. On success the attempt
-/// no longer counts and a new session starts; either way the sign-in is audited (a failed one
+/// no longer counts, the browser's `previous_session` ends and a new session starts; either way the sign-in is audited (a failed one
 /// under the account's name only if the account exists), and the failure that starts a wait
 /// is audited once as `login.throttled`.
 pub fn finish_login(
     conn: &mut SqliteConnection,
     pending: PendingLogin,
     matches: bool,
+    previous_session: Option<&str>,
     address: &str,
     now: NaiveDateTime,
 ) -> Result<(User, Started), LoginError> {
@@ -280,6 +286,10 @@ pub fn finish_login(
             let started = conn
                 .immediate_transaction(|conn| {
                     users::mark_attempt_succeeded(conn, pending.attempt)?;
+                    // The browser's earlier session (any user's) ends with this sign-in.
+                    if let Some(token) = previous_session {
+                        session::end_by_token(conn, token)?;
+                    }
                     let started = session::start(conn, user.id, now)?;
                     audit_user(conn, actor, "login.succeeded", name, "signed in")?;
                     Ok::<_, anyhow::Error>(started)

@@ -128,6 +128,16 @@ pub fn cancel_queued(
     Ok(changed == 1)
 }
 
+/// The ids of the jobs `actor` has waiting in the queue, oldest first.
+pub fn queued_by(conn: &mut SqliteConnection, actor: &str) -> QueryResult<Vec<i32>> {
+    jobs::table
+        .filter(jobs::status.eq("queued"))
+        .filter(jobs::requested_by.eq(actor))
+        .order(jobs::id)
+        .select(jobs::id)
+        .load(conn)
+}
+
 /// A job by id.
 pub fn by_id(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<Job>> {
     jobs::table

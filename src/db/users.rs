@@ -146,6 +146,16 @@ pub fn session(
         .optional()
 }
 
+/// The session with this id and its user.
+pub fn session_by_id(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<(Session, User)>> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(id))
+        .select((Session::as_select(), User::as_select()))
+        .first(conn)
+        .optional()
+}
+
 /// Marks a session as used now.
 pub fn touch_session(conn: &mut SqliteConnection, id: i32, now: NaiveDateTime) -> QueryResult<()> {
     diesel::update(sessions::table.find(id))

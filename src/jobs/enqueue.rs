@@ -14,6 +14,18 @@ pub fn enqueue(
     actor: &str,
     address: Option<&str>,
 ) -> anyhow::Result<i32> {
+    enqueue_limited(conn, spec, actor, address, None)
+}
+
+/// [`enqueue`] for a member of staff, who may have at most `max_queued` jobs waiting (the
+/// count and the insert are one transaction, so a burst of requests cannot pass it).
+pub fn enqueue_limited(
+    conn: &mut SqliteConnection,
+    spec: &JobSpec,
+    actor: &str,
+    address: Option<&str>,
+    max_queued: Option<usize>,
+) -> anyhow::Result<i32> {
     let named: Vec<&ClubSlug> = match spec {
         JobSpec::Deploy {
             targets: Targets::Clubs(slugs),
@@ -37,6 +49,14 @@ pub fn enqueue(
     }
     let params = spec.to_json();
     conn.immediate_transaction(|conn| {
+        if let Some(max) = max_queued
+            && jobs::queued_by(conn, actor)?.len() >= max
+        {
+            return Err(anyhow::Error::from(Refusal::Conflict(format!(
+                "you already have {max} jobs waiting to run; wait for them or cancel one, \
+                 then try again (nothing was queued)"
+            ))));
+        }
         let job = jobs::insert(
             conn,
             &jobs::NewJob {
@@ -49,10 +69,29 @@ pub fn enqueue(
         )?;
         let (target, details) = (job.id.to_string(), spec.to_string());
         let entry = audit::Entry::new(actor, "job.queued", "job", &target, &details);
-        audit::append(conn, &audit::Entry { address, ..entry })?;
-        Ok::<_, diesel::result::Error>(job.id)
+        audit::append(conn, &audit::Entry { address, ..entry }).context("cannot queue the job")?;
+        Ok(job.id)
     })
-    .context("cannot queue the job")
+}
+
+/// Cancels every job `user` has waiting (their account was disabled), auditing each; call
+/// inside the transaction that disables them. Returns how many.
+pub fn cancel_all_of(
+    conn: &mut SqliteConnection,
+    user: &str,
+    actor: &str,
+    address: Option<&str>,
+) -> diesel::QueryResult<usize> {
+    let queued = jobs::queued_by(conn, user)?;
+    for id in &queued {
+        if jobs::cancel_queued(conn, *id, db::now())? {
+            let target = id.to_string();
+            let details = format!("cancelled before it started: {user} was disabled");
+            let entry = audit::Entry::new(actor, "job.cancelled", "job", &target, &details);
+            audit::append(conn, &audit::Entry { address, ..entry })?;
+        }
+    }
+    Ok(queued.len())
 }
 
 /// Cancels a job that has not started; a running or finished job is refused with its status.

@@ -11,7 +11,7 @@ use askama_web::WebTemplate;
 use serde::Deserialize;
 
 use super::{AppState, form};
-use crate::auth::session::{self, COOKIE};
+use crate::auth::session;
 use crate::auth::staff::{self as staff_ops, Actor, LoginError};
 use crate::auth::{random_token, same_secret};
 use crate::db::{self, users::User};
@@ -95,11 +95,52 @@ impl Staff {
     }
 }
 
-/// The client's address as seen by the server.
+/// The client's address: the connection's peer, or, when the peer is one of
+/// `[web] trusted_proxies`, the nearest address in `X-Forwarded-For` that is not a trusted
+/// proxy (what a client writes into the header itself is never believed).
 pub fn address_of(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned())
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return "unknown".to_owned();
+    };
+    let trusted = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.settings.web.trusted_proxies.clone())
+        .unwrap_or_default();
+    client_address(
+        peer,
+        req.headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok()),
+        &trusted,
+    )
+    .to_string()
+}
+
+/// The client behind `peer`: walking `X-Forwarded-For` from the right while the hop we
+/// stand at is a trusted proxy.
+pub fn client_address<'a>(
+    peer: std::net::IpAddr,
+    forwarded: impl Iterator<Item = &'a str>,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(address) = hop.parse::<std::net::IpAddr>() else {
+            break;
+        };
+        client = address;
+        if !trusted.contains(&address) {
+            break;
+        }
+    }
+    client
 }
 
 impl FromRequest for Staff {
@@ -108,7 +149,10 @@ impl FromRequest for Staff {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = req.cookie(COOKIE).map(|c| c.value().to_owned());
+        let secure = state.as_ref().is_some_and(|s| s.settings.cookie_secure);
+        let token = req
+            .cookie(session::cookie_name(secure))
+            .map(|c| c.value().to_owned());
         let next = if req.method() == actix_web::http::Method::GET {
             req.uri()
                 .path_and_query()
@@ -175,7 +219,17 @@ pub fn safe_next(next: &str) -> String {
     }
 }
 
-fn login_form(next: &str, name: &str, error: Option<String>) -> HttpResponse {
+/// The cookie that carries the sign-in form's CSRF token; behind TLS it is `Secure` and
+/// bound to this host (`__Host-`).
+fn login_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-clubdeploy_login"
+    } else {
+        LOGIN_CSRF_COOKIE
+    }
+}
+
+fn login_form(secure: bool, next: &str, name: &str, error: Option<String>) -> HttpResponse {
     let csrf = random_token();
     let page = LoginPage {
         next: safe_next(next),
@@ -183,9 +237,11 @@ fn login_form(next: &str, name: &str, error: Option<String>) -> HttpResponse {
         name: name.to_owned(),
         error,
     };
-    let cookie = Cookie::build(LOGIN_CSRF_COOKIE, csrf)
-        .path("/login")
+    // `__Host-` cookies must have Path=/.
+    let cookie = Cookie::build(login_cookie_name(secure), csrf)
+        .path(if secure { "/" } else { "/login" })
         .http_only(true)
+        .secure(secure)
         .same_site(SameSite::Strict)
         .finish();
     let status = if page.error.is_some() {
@@ -200,8 +256,8 @@ fn login_form(next: &str, name: &str, error: Option<String>) -> HttpResponse {
 }
 
 /// `GET /login`.
-pub async fn login_page(query: web::Query<NextQuery>) -> HttpResponse {
-    login_form(&query.next, "", None)
+pub async fn login_page(state: web::Data<AppState>, query: web::Query<NextQuery>) -> HttpResponse {
+    login_form(state.settings.cookie_secure, &query.next, "", None)
 }
 
 #[derive(Deserialize, Default)]
@@ -220,7 +276,14 @@ pub async fn login(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let login: LoginForm = form(&body)?;
-    let expected = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned());
+    let secure = state.settings.cookie_secure;
+    let expected = req
+        .cookie(login_cookie_name(secure))
+        .map(|c| c.value().to_owned());
+    // The session this browser had, if any: signing in ends it.
+    let previous = req
+        .cookie(session::cookie_name(secure))
+        .map(|c| c.value().to_owned());
     if !expected.is_some_and(|e| !login.csrf.is_empty() && same_secret(&e, &login.csrf)) {
         return Err(AppError::Forbidden(
             "The sign-in form expired. Go back, reload the page and sign in again.".into(),
@@ -255,6 +318,7 @@ pub async fn login(
                         conn,
                         pending,
                         matches,
+                        previous.as_deref(),
                         &address,
                         db::now(),
                     ))
@@ -265,10 +329,10 @@ pub async fn login(
     };
     match outcome {
         Ok((_, started)) => {
-            let cookie = Cookie::build(COOKIE, started.token)
+            let cookie = Cookie::build(session::cookie_name(secure), started.token)
                 .path("/")
                 .http_only(true)
-                .secure(state.settings.cookie_secure)
+                .secure(secure)
                 .same_site(SameSite::Strict)
                 .finish();
             Ok(HttpResponse::SeeOther()
@@ -277,7 +341,12 @@ pub async fn login(
                 .finish())
         }
         Err(throttled @ LoginError::Throttled { wait_secs }) => {
-            let mut response = login_form(&login.next, &login.name, Some(throttled.to_string()));
+            let mut response = login_form(
+                secure,
+                &login.next,
+                &login.name,
+                Some(throttled.to_string()),
+            );
             *response.status_mut() = actix_web::http::StatusCode::TOO_MANY_REQUESTS;
             response.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,
@@ -286,6 +355,7 @@ pub async fn login(
             Ok(response)
         }
         Err(LoginError::Invalid) => Ok(login_form(
+            secure,
             &login.next,
             &login.name,
             Some("Wrong user name or password.".into()),
@@ -322,7 +392,11 @@ pub async fn logout(
             staff_ops::logout(conn, actor, id)
         })
         .await?;
-    let mut gone = Cookie::build(COOKIE, "").path("/").finish();
+    let secure = state.settings.cookie_secure;
+    let mut gone = Cookie::build(session::cookie_name(secure), "")
+        .path("/")
+        .secure(secure)
+        .finish();
     gone.make_removal();
     Ok(HttpResponse::SeeOther()
         .cookie(gone)
@@ -353,5 +427,43 @@ mod tests {
         ] {
             assert_eq!(safe_next(bad), "/", "{bad:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use std::net::IpAddr;
+
+    use super::client_address;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
+        let proxy = ip("10.0.0.2");
+        let header = ["203.0.113.9, 198.51.100.7"];
+        // No trusted proxy: the header is ignored.
+        assert_eq!(client_address(proxy, header.into_iter(), &[]), proxy);
+        // From the proxy: its nearest hop is the client; a spoofed left part is ignored.
+        assert_eq!(
+            client_address(proxy, header.into_iter(), &[proxy]),
+            ip("198.51.100.7")
+        );
+        // Two trusted hops in a row.
+        let second = ip("198.51.100.7");
+        assert_eq!(
+            client_address(proxy, header.into_iter(), &[proxy, second]),
+            ip("203.0.113.9")
+        );
+        // Someone else sending the header is not believed.
+        let stranger = ip("192.0.2.1");
+        assert_eq!(
+            client_address(stranger, header.into_iter(), &[proxy]),
+            stranger
+        );
+        // Garbage stops the walk at the last good hop.
+        assert_eq!(client_address(proxy, ["junk"].into_iter(), &[proxy]), proxy);
     }
 }

@@ -16,7 +16,6 @@ use crate::db::{clubs, switches};
 use crate::domain::{ClubScope, ClubSlug, JobSpec, ReleaseName, Role};
 use crate::error::AppError;
 use crate::inventory::{self, AddClub};
-use crate::jobs::enqueue::enqueue;
 use crate::pipeline::switch::{self, Webroot};
 
 /// One row of the clubs table.
@@ -187,19 +186,7 @@ pub async fn rollback(
     } else {
         Some(ReleaseName::parse(&posted.to)?.to_string())
     };
-    let (actor, address) = (staff.user.name.clone(), staff.address.clone());
-    let id = state
-        .db(move |_, conn| {
-            enqueue(
-                conn,
-                &JobSpec::Rollback { club, to },
-                &actor,
-                Some(&address),
-            )
-        })
-        .await?;
-    state.wake.notify_one();
-    Ok(see_other(&format!("/jobs/{id}")))
+    super::deploy::queue(&staff, &state, JobSpec::Rollback { club, to }).await
 }
 
 /// A 303 redirect.

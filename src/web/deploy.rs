@@ -11,7 +11,7 @@ use super::{AppState, Nav, Staff, form};
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, Targets, newest_first};
 use crate::error::AppError;
 use crate::inventory::{self, ReleaseRow};
-use crate::jobs::enqueue::enqueue;
+use crate::jobs::enqueue::enqueue_limited;
 use crate::pipeline::git;
 use crate::preview::{self, DeployPlan};
 
@@ -53,15 +53,19 @@ pub async fn refresh(
     queue(&staff, &state, JobSpec::Fetch).await
 }
 
-/// Queues `spec` for `staff`, wakes the worker and shows the job's page.
-async fn queue(
+/// Queues `spec` for `staff` (within their limit of waiting jobs), wakes the worker and shows
+/// the job's page.
+pub(super) async fn queue(
     staff: &Staff,
     state: &web::Data<AppState>,
     spec: JobSpec,
 ) -> Result<HttpResponse, AppError> {
     let (actor, address) = (staff.user.name.clone(), staff.address.clone());
     let id = state
-        .db(move |_, conn| enqueue(conn, &spec, &actor, Some(&address)))
+        .db(move |settings, conn| {
+            let max = Some(settings.web.max_queued_jobs_per_user);
+            enqueue_limited(conn, &spec, &actor, Some(&address), max)
+        })
         .await?;
     state.wake.notify_one();
     Ok(see_other(&format!("/jobs/{id}")))

@@ -11,6 +11,8 @@ use serde::Deserialize;
 use super::clubs::see_other;
 use super::dashboard::{Running, parse_progress};
 use super::{AppState, Nav, Staff, form};
+use crate::auth::session;
+use crate::db;
 use crate::db::jobs::{self, Job, JobEvent};
 use crate::domain::{JobSpec, JobStatus, Role};
 use crate::error::AppError;
@@ -193,6 +195,40 @@ fn may_cancel(staff: &Staff, job: &Job) -> bool {
             && (staff.may_change_all() || job.requested_by == staff.user.name))
 }
 
+/// One of a session's live streams; dropping it frees the place.
+struct StreamSlot {
+    streams: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i32, usize>>>,
+    session_id: i32,
+}
+
+impl StreamSlot {
+    /// A place for a stream of `session_id`, unless it has `[web] max_streams_per_session`.
+    fn take(state: &AppState, session_id: i32) -> Option<StreamSlot> {
+        let mut open = state.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(session_id).or_default();
+        if *count >= state.settings.web.max_streams_per_session {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            streams: state.streams.clone(),
+            session_id,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.session_id) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.session_id);
+            }
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct EventsQuery {
@@ -202,7 +238,7 @@ pub struct EventsQuery {
 /// `GET /jobs/{id}/events`: server-sent events, one `log` event per job event after
 /// `?after=`, then one `end` event when the job has finished.
 pub async fn events(
-    _staff: Staff,
+    staff: Staff,
     state: web::Data<AppState>,
     id: web::Path<i32>,
     query: web::Query<EventsQuery>,
@@ -214,12 +250,19 @@ pub async fn events(
     if !exists {
         return Err(AppError::NotFound(format!("There is no job #{id}.")));
     }
+    let slot = StreamSlot::take(&state, staff.session_id).ok_or_else(|| {
+        AppError::TooManyRequests(
+            "Too many live job pages are open in this session; close some and reload.".into(),
+        )
+    })?;
     struct Cursor {
         state: web::Data<AppState>,
         after: i32,
         done: bool,
         started: Instant,
         first: bool,
+        // Held while the stream lives; frees the session's place when it ends.
+        slot: StreamSlot,
     }
     let cursor = Cursor {
         state,
@@ -227,6 +270,7 @@ pub async fn events(
         done: false,
         started: Instant::now(),
         first: true,
+        slot,
     };
     // A stream that polls the job's events; bounded to an hour (the browser reconnects).
     let stream = futures_util::stream::unfold(cursor, move |mut cursor| async move {
@@ -237,18 +281,21 @@ pub async fn events(
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         cursor.first = false;
-        let after = cursor.after;
+        let (after, session_id) = (cursor.after, cursor.slot.session_id);
         let read = cursor
             .state
-            .db(move |_, conn| {
+            .db(move |settings, conn| {
+                let live =
+                    session::still_live(conn, session_id, db::now(), settings.session_timeouts())?;
                 let events = jobs::events_after(conn, id, after)?;
                 let job = jobs::by_id(conn, id)?;
-                Ok((events, job))
+                Ok((live, events, job))
             })
             .await;
+        // The stream ends with its session (sign-out, disabled, new password, timeout).
         let (events, job) = match read {
-            Ok(found) => found,
-            Err(_) => return None,
+            Ok((true, events, job)) => (events, job),
+            Ok((false, _, _)) | Err(_) => return None,
         };
         let mut chunk = String::new();
         for event in &events {

@@ -37,6 +37,8 @@ pub struct AppState {
     pub clubs: Arc<tokio::sync::Mutex<Option<ClubsSnapshot>>>,
     /// Bounds the password checks sign-ins may run at once.
     pub hashing: Arc<crate::auth::password::HashGate>,
+    /// Live job streams open per session.
+    pub streams: Arc<std::sync::Mutex<std::collections::HashMap<i32, usize>>>,
 }
 
 /// Every club's row as read from disk and the database, and when.
@@ -63,6 +65,7 @@ impl AppState {
             wake: Arc::new(Notify::new()),
             clubs: Arc::new(tokio::sync::Mutex::new(None)),
             hashing: Arc::new(crate::auth::password::HashGate::new()),
+            streams: Arc::default(),
         }
     }
 
@@ -147,9 +150,15 @@ pub fn form<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
         .map_err(|e| AppError::BadRequest(format!("the form could not be read: {e}")))
 }
 
-/// Security headers on every response.
-pub fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
+/// Security headers on every response; behind TLS (`secure`) also HSTS, so browsers never
+/// try the panel over plain HTTP again.
+pub fn security_headers(secure: bool) -> DefaultHeaders {
+    let headers = if secure {
+        DefaultHeaders::new().add(("Strict-Transport-Security", "max-age=31536000"))
+    } else {
+        DefaultHeaders::new()
+    };
+    headers
         .add((
             "Content-Security-Policy",
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
