@@ -40,6 +40,8 @@ pub struct Settings {
     pub git: GitSettings,
     /// The panel behind a proxy, and what one member of staff may queue.
     pub web: WebSettings,
+    /// Where the audit chain is anchored.
+    pub audit: AuditSettings,
     /// How Apache is checked and reloaded.
     pub reload: ReloadSettings,
 }
@@ -82,6 +84,16 @@ impl Default for GitSettings {
             watch_paths: vec!["database/migrations/".into(), "migrations/".into()],
         }
     }
+}
+
+/// Anchors of the audit chain outside the database.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// The file anchors are appended to (default `<data_dir>/audit-anchors.log`).
+    pub anchor_file: Option<PathBuf>,
+    /// Also send each anchor to the local syslog.
+    pub syslog: bool,
 }
 
 /// The web panel's limits and its place behind a reverse proxy.
@@ -149,6 +161,7 @@ struct Defaults {
     build: BuildSettings,
     git: GitSettings,
     web: WebSettings,
+    audit: AuditSettings,
     reload: ReloadSettings,
 }
 
@@ -171,6 +184,7 @@ impl Settings {
             build: BuildSettings::default(),
             git: GitSettings::default(),
             web: WebSettings::default(),
+            audit: AuditSettings::default(),
             reload: ReloadSettings::default(),
         };
         let figment = Figment::from(Serialized::defaults(defaults))
@@ -266,6 +280,14 @@ impl Settings {
     /// `<data_dir>/clubdeploy.sqlite3`.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("clubdeploy.sqlite3")
+    }
+
+    /// The audit anchor file: `[audit] anchor_file`, or `<data_dir>/audit-anchors.log`.
+    pub fn anchor_file(&self) -> PathBuf {
+        self.audit
+            .anchor_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-anchors.log"))
     }
 
     /// `<data_dir>/deploy.lock`, held by whichever process changes the filesystem.

@@ -367,8 +367,8 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Audit {
             verify: Some(AuditCommand::Verify),
             ..
-        } => match audit::verify(conn)? {
-            Ok(rows) => say!("audit log intact: {rows} rows, hash chain verified"),
+        } => match audit::verify(conn, &settings.anchor_file())? {
+            Ok(verified) => say!("audit log intact: {verified}"),
             Err(broken) => bail!("audit log check failed: {broken}"),
         },
         Command::Audit {

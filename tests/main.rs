@@ -12,4 +12,5 @@ mod jobs;
 mod preview;
 mod security;
 mod sshd;
+mod upgrade;
 mod web;

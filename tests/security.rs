@@ -440,7 +440,10 @@ async fn the_csv_export_and_the_chain_check_walk_a_long_log_page_by_page() {
     }
     let total = {
         let conn = &mut app.pool.get().unwrap();
-        audit::verify(conn).unwrap().unwrap()
+        audit::verify(conn, &app.settings.anchor_file())
+            .unwrap()
+            .unwrap()
+            .rows
     };
     assert!(total > 2_500, "{total}");
     let admin = app.login("admin").await;

@@ -1,10 +1,16 @@
-//! The append-only audit log. Each row stores a SHA-256 over its own content and the previous
-//! row's hash, and `audit_head` names the newest row, so an edited, inserted or deleted row
-//! breaks the chain where it happened.
+//! The append-only audit log. Each row stores a MAC over its own content and the previous
+//! row's hash (HMAC-SHA-256 under the key in `audit.key`; plain SHA-256 for rows written
+//! before the key existed), and `audit_head` names the newest row, so an edited, inserted or
+//! deleted row breaks the chain where it happened. Anchors ([`super::audit_anchor`]) outside
+//! the database pin the chain's head from time to time.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
+
+use super::audit_anchor::Anchor;
+use super::audit_key::{self, AuditKey};
 
 use super::schema::{audit_events, audit_head};
 
@@ -91,7 +97,9 @@ pub fn append(conn: &mut SqliteConnection, entry: &Entry<'_>) -> QueryResult<()>
     let (last_id, prev_hash) = head.unwrap_or((0, GENESIS.to_owned()));
     let id = last_id + 1;
     let at = super::now();
+    let key = audit_key::for_append(conn, id)?;
     let hash = hash_of(
+        key.as_deref(),
         id,
         at,
         entry.actor,
@@ -141,8 +149,10 @@ pub fn record(conn: &mut SqliteConnection, entry: &Entry<'_>) -> QueryResult<()>
     conn.immediate_transaction(|conn| append(conn, entry))
 }
 
+/// The row's MAC: HMAC-SHA-256 under `key` for rows it covers, plain SHA-256 otherwise.
 #[allow(clippy::too_many_arguments)]
 fn hash_of(
+    key: Option<&AuditKey>,
     id: i32,
     at: NaiveDateTime,
     actor: &str,
@@ -153,9 +163,9 @@ fn hash_of(
     address: Option<&str>,
     prev_hash: &str,
 ) -> String {
-    let mut hasher = Sha256::new();
     // Length-prefixed fields: no two different rows hash the same bytes.
     let at = at.format("%Y-%m-%dT%H:%M:%S%.f").to_string();
+    let row = id;
     let id = id.to_string();
     let fields = [
         id.as_str(),
@@ -168,15 +178,21 @@ fn hash_of(
         address.unwrap_or("\u{0}none"),
         prev_hash,
     ];
+    let mut bytes = Vec::new();
     for field in fields {
-        hasher.update((field.len() as u64).to_le_bytes());
-        hasher.update(field.as_bytes());
+        bytes.extend_from_slice(&(field.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(field.as_bytes());
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let digest: Vec<u8> = match key.filter(|k| row >= k.keyed_from) {
+        Some(key) => {
+            let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key.bytes())
+                .expect("HMAC takes a key of any length");
+            mac.update(&bytes);
+            mac.finalize().into_bytes().to_vec()
+        }
+        None => Sha256::digest(&bytes).to_vec(),
+    };
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Where the chain breaks.
@@ -202,10 +218,101 @@ pub enum ChainBreak {
     Truncated { expected: i32, found: i32 },
     #[error("audit row {0} was added after the newest row clubdeploy wrote: it was inserted")]
     Appended(i32),
+    #[error(
+        "the audit log ends at row {found}, but an anchor written {at} vouches for row \
+         {anchored}: rows were deleted"
+    )]
+    BehindAnchor {
+        found: i32,
+        anchored: i32,
+        at: String,
+    },
+    #[error("audit row {0} differs from the anchor written {1}: the log was rewritten since")]
+    AnchorMismatch(i32, String),
+    #[error("the audit key file cannot be read: {0}")]
+    Key(String),
+    #[error("the audit anchor file cannot be read: {0}")]
+    Anchors(String),
 }
 
-/// Walks the whole chain; `Ok(rows checked)` or the first break.
-pub fn verify(conn: &mut SqliteConnection) -> QueryResult<Result<usize, ChainBreak>> {
+/// What a check of the chain proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Rows checked.
+    pub rows: usize,
+    /// The first row under the key (`None`: no key file, every row by plain SHA-256).
+    pub keyed_from: Option<i32>,
+    /// The newest anchor, which the chain matched.
+    pub anchor: Option<Anchor>,
+    /// The newest row.
+    pub last_id: i32,
+}
+
+impl std::fmt::Display for Verified {
+    /// What was proven and what was not, in plain words.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} rows, hash chain verified", self.rows)?;
+        match self.keyed_from {
+            Some(1) => write!(f, "; every row carries a MAC under the audit key")?,
+            Some(from) if from <= self.last_id => write!(
+                f,
+                "; rows 1 to {} by the plain SHA-256 chain (written before the audit key \
+                 existed), rows {from} to {} by the keyed chain",
+                from - 1,
+                self.last_id
+            )?,
+            Some(_) => write!(
+                f,
+                "; every row by the plain SHA-256 chain (written before the audit key existed)"
+            )?,
+            None => write!(
+                f,
+                "; no audit key file, so only the plain SHA-256 chain was checked"
+            )?,
+        }
+        match &self.anchor {
+            Some(anchor) if anchor.last_id == self.last_id => write!(
+                f,
+                "; the anchor of {} vouches for every row",
+                anchor.at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            Some(anchor) => write!(
+                f,
+                "; anchored up to row {} ({}): rows after it are unverified by any anchor",
+                anchor.last_id,
+                anchor.at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            None => write!(
+                f,
+                "; no anchor yet, so nothing outside the database proves rows were not \
+                 removed from the end"
+            ),
+        }
+    }
+}
+
+/// Walks the whole chain against the key and the newest anchor in `anchor_file` (if any); what it proved,
+/// or the first break. An empty or truncated log behind an anchor is a break, never intact.
+pub fn verify(
+    conn: &mut SqliteConnection,
+    anchor_file: &std::path::Path,
+) -> QueryResult<Result<Verified, ChainBreak>> {
+    let anchor = match super::audit_anchor::newest(anchor_file) {
+        Ok(anchor) => anchor,
+        Err(e) => {
+            return Ok(Err(ChainBreak::Anchors(format!(
+                "{}: {e}",
+                anchor_file.display()
+            ))));
+        }
+    };
+    let key = match audit_key::key_path(conn)? {
+        Some(path) => match audit_key::read(&path) {
+            Ok(key) => key,
+            Err(e) => return Ok(Err(ChainBreak::Key(e.to_string()))),
+        },
+        None => None,
+    };
     let head: Option<(i32, String)> = audit_head::table
         .find(1)
         .select((audit_head::last_id, audit_head::hash))
@@ -227,6 +334,7 @@ pub fn verify(conn: &mut SqliteConnection) -> QueryResult<Result<usize, ChainBre
         }
         for row in &rows {
             let expected = hash_of(
+                key.as_deref(),
                 row.id,
                 row.at,
                 &row.actor,
@@ -250,6 +358,14 @@ pub fn verify(conn: &mut SqliteConnection) -> QueryResult<Result<usize, ChainBre
             if row.prev_hash != prev_hash {
                 return Ok(Err(ChainBreak::Unlinked(row.id)));
             }
+            if let Some(anchor) = anchor.as_ref().filter(|a| a.last_id == row.id)
+                && anchor.hash != row.hash
+            {
+                return Ok(Err(ChainBreak::AnchorMismatch(
+                    row.id,
+                    anchor.at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                )));
+            }
             prev_id = row.id;
             prev_hash = row.hash.clone();
             verified += 1;
@@ -265,7 +381,19 @@ pub fn verify(conn: &mut SqliteConnection) -> QueryResult<Result<usize, ChainBre
     if prev_id > head_id || prev_hash != head_hash {
         return Ok(Err(ChainBreak::Appended(prev_id)));
     }
-    Ok(Ok(verified))
+    if let Some(anchor) = anchor.as_ref().filter(|a| a.last_id > prev_id) {
+        return Ok(Err(ChainBreak::BehindAnchor {
+            found: prev_id,
+            anchored: anchor.last_id,
+            at: anchor.at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        }));
+    }
+    Ok(Ok(Verified {
+        rows: verified,
+        keyed_from: key.map(|k| k.keyed_from),
+        anchor,
+        last_id: prev_id,
+    }))
 }
 
 /// What to list.

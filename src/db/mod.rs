@@ -2,6 +2,8 @@
 //! names diesel's schema.
 
 pub mod audit;
+pub mod audit_anchor;
+pub mod audit_key;
 pub mod clubs;
 pub mod jobs;
 pub mod schema;

@@ -9,7 +9,7 @@ use diesel::SqliteConnection;
 use super::log::JobLog;
 use super::run::{self, Job};
 use crate::config::Settings;
-use crate::db::{self, DbPool, audit, clubs, jobs, switches};
+use crate::db::{self, DbPool, audit, audit_anchor, clubs, jobs, switches};
 use crate::domain::{JobSpec, JobStatus, Targets};
 use crate::pipeline::lock::DeployLock;
 use crate::pipeline::recovery;
@@ -127,6 +127,7 @@ fn recover_job(
         "job.interrupted",
         &outcome,
     )?;
+    anchor_audit(settings, pool);
     messages.push(format!("job #{} marked interrupted ({outcome})", job.id));
     Ok(messages)
 }
@@ -264,7 +265,22 @@ pub fn run_next(
         "job.finished",
         &details,
     )?;
+    anchor_audit(settings, pool);
     Ok(Some(Finished { id: job.id, status }))
+}
+
+/// Anchors the audit chain's head outside the database (at every job end, and hourly from
+/// the server). A failure is reported, never fatal: the job has already ended.
+pub fn anchor_audit(settings: &Settings, pool: &DbPool) {
+    let written = pool
+        .get()
+        .map_err(anyhow::Error::from)
+        .and_then(|mut conn| {
+            audit_anchor::write(&mut conn, &settings.anchor_file(), settings.audit.syslog)
+        });
+    if let Err(e) = written {
+        eprintln!("warning: cannot anchor the audit log: {e:#}");
+    }
 }
 
 /// Ends a job and writes its audit row, in one transaction.

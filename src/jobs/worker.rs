@@ -13,10 +13,20 @@ use crate::db::DbPool;
 /// How often the worker looks for jobs queued by another process.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How often the server anchors the audit chain even when no job ends.
+pub const ANCHOR_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Works the queue forever: right away (which also recovers an interrupted job), then each
 /// time `wake` is notified or `poll` has passed. Jobs run on the blocking thread pool.
 pub async fn run(settings: Arc<Settings>, pool: DbPool, wake: Arc<Notify>, poll: Duration) {
+    let mut anchored_at: Option<std::time::Instant> = None;
     loop {
+        if anchored_at.is_none_or(|at| at.elapsed() >= ANCHOR_INTERVAL) {
+            let (settings, pool) = (settings.clone(), pool.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || queue::anchor_audit(&settings, &pool)).await;
+            anchored_at = Some(std::time::Instant::now());
+        }
         let (settings, pool) = (settings.clone(), pool.clone());
         match tokio::task::spawn_blocking(move || queue::drain(&settings, &pool)).await {
             Ok(Ok(finished)) => {

@@ -209,11 +209,16 @@ pub struct VerifyPage {
 
 /// `GET /audit/verify`: walks the hash chain.
 pub async fn verify(staff: Staff, state: web::Data<AppState>) -> Result<VerifyPage, AppError> {
-    let result = state.db(|_, conn| Ok(audit::verify(conn)?)).await?;
+    let result = state
+        .db(|settings, conn| Ok(audit::verify(conn, &settings.anchor_file())?))
+        .await?;
     let (intact, message) = match result {
-        Ok(rows) => (
+        Ok(verified) => (
             true,
-            format!("The audit log is intact: all {rows} rows match their hash chain."),
+            format!(
+                "The audit log is intact: all {} rows match their hash chain. {}",
+                verified.rows, verified
+            ),
         ),
         Err(broken) => (false, format!("The audit log was tampered with: {broken}.")),
     };

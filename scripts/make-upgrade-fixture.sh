@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Makes tests/fixtures/<version>/clubdeploy.sqlite3: a database written by an older clubdeploy
+# binary (clubs, staff, deploys, a rollback, an audit chain), for the upgrade tests.
+# Usage: scripts/make-upgrade-fixture.sh <old clubdeploy binary> <version>
+# e.g. (build v0.1.0 first):
+#   git worktree add /tmp/v010 v0.1.0 && (cd /tmp/v010 && cargo build --release)
+#   scripts/make-upgrade-fixture.sh /tmp/v010/target/release/clubdeploy v0.1.0
+set -euo pipefail
+old=$1
+version=$2
+out="$(cd "$(dirname "$0")/.." && pwd)/tests/fixtures/$version"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+mkdir -p www
+git init -q app
+for tag in v1 v2 v3; do
+    echo "<?php echo 'version $tag';" > app/index.php
+    git -C app add -A
+    git -C app -c user.name=Fixture -c user.email=fixture@example.invalid commit -qm "release $tag"
+    git -C app -c user.name=Fixture -c user.email=fixture@example.invalid tag -a "$tag" -m "deploy tag $tag"
+done
+cat > clubdeploy.toml <<TOML
+data_dir = "$work/data"
+repo_url = "$work/app"
+webroot_base = "$work/www"
+[reload]
+policy = "never"
+TOML
+export USER=fixture
+"$old" club add a --webroot "$work/www/a/htdocs" --name "Club A"
+"$old" club add b --webroot "$work/www/b/htdocs" --name "Club B"
+echo "correct horse battery staple" | "$old" user add admin --role admin --password-stdin
+echo "correct horse battery staple" | "$old" user add deployer --role deployer --password-stdin
+"$old" deploy v1 --all > /dev/null
+"$old" deploy v2 --club a > /dev/null
+"$old" rollback a > /dev/null
+"$old" audit verify
+mkdir -p "$out"
+cp data/clubdeploy.sqlite3 "$out/clubdeploy.sqlite3"
+echo "wrote $out/clubdeploy.sqlite3"
