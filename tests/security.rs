@@ -1,7 +1,7 @@
 //! The security review's findings (issue 9), each tried as an attacker would: through the
 //! panel on a real server, the real binary, and repositories made by the test.
 
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{PermissionsExt, symlink};
 
 use clubdeploy::db::audit;
 use reqwest::StatusCode;
@@ -701,4 +701,59 @@ async fn forwarded_for_counts_only_from_a_trusted_proxy() {
             "trusted: {trusted}"
         );
     }
+}
+
+#[test]
+fn a_club_directory_swapped_for_a_link_mid_deploy_is_refused_and_nothing_is_written_outside() {
+    let mut env = TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let outside = env.root.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    // A temporary-link name recovery would clean up, if it followed the link.
+    std::os::unix::fs::symlink("/etc", outside.join("htdocs.tmp-bait")).unwrap();
+    // While v2 builds (after the webroots were checked), club a's directory becomes a link
+    // to a directory outside webroot_base, as a local user who can write it could do.
+    let a = env.www.join("a");
+    env.config.build_commands = vec![crate::helpers::sh(&format!(
+        "mv {a} {a}-was && ln -s {outside} {a}",
+        a = a.display(),
+        outside = outside.display()
+    ))];
+    env.configure();
+    let error = env.fails(&["deploy", "v2", "--all"]);
+    assert!(
+        error.contains(&format!("{} is a symbolic link", a.display())),
+        "{error}"
+    );
+    let mut left = crate::helpers::entries(&outside);
+    left.sort();
+    assert_eq!(
+        left,
+        ["htdocs.tmp-bait"],
+        "something was written outside webroot_base"
+    );
+    // Recovery and every later command leave the outside alone too.
+    env.config.build_commands = Vec::new();
+    env.configure();
+    env.ok(&["status"]);
+    assert_eq!(crate::helpers::entries(&outside), ["htdocs.tmp-bait"]);
+}
+
+#[test]
+fn a_webroot_whose_directory_others_may_write_is_refused() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    let dir = env.www.join("a");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let error = env.fails(&["deploy", "v1", "--all"]);
+    assert!(
+        error.contains("may be written by others (mode 777)"),
+        "{error}"
+    );
+    assert!(!env.webroot("a").exists());
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.ok(&["deploy", "v1", "--all"]);
+    assert_eq!(env.release_of("a"), env.release_name("v1"));
 }

@@ -9,6 +9,7 @@ pub mod lock;
 pub mod recovery;
 pub mod release;
 pub mod switch;
+pub mod webroot_dir;
 
 use std::fmt;
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use super::fsops::{
     BUILD_PREFIX, TEMP_LINK_INFIX, TEMPLATE_PREFIX, TRASH_PREFIX, delete_via_trash,
 };
+use super::webroot_dir;
 
 /// Removes `.build-*` and `.trash-*` in `releases_dir`, and temporary links (`<name>.tmp-*`)
 /// next to each webroot and the switch template in `webroot_base`. Returns what it removed.
@@ -26,31 +27,37 @@ pub fn clean_leftovers(
             removed.push(path);
         }
     }
+    // Temporary links are removed through directory descriptors opened from the base down
+    // without following links, as the switch made them (see `webroot_dir`).
+    let Ok(base_fd) = webroot_dir::open_base(webroot_base) else {
+        return Ok(removed);
+    };
     let template = format!("{TEMPLATE_PREFIX}{TEMP_LINK_INFIX}");
-    for entry in read_dir_or_empty(webroot_base)? {
-        if entry.to_string_lossy().starts_with(&template) {
-            let path = webroot_base.join(&entry);
-            remove_if_link(&path, &mut removed)?;
-        }
-    }
+    remove_links_named(&base_fd, webroot_base, &template, &mut removed)?;
     for webroot in webroots {
-        let (Some(dir), Some(name)) = (webroot.parent(), webroot.file_name()) else {
-            continue;
+        let dir = match webroot_dir::open_parent(webroot_base, &base_fd, webroot, false) {
+            Ok(Some(dir)) => dir,
+            // Missing, or a link or foreign directory on the way: nothing of ours is there.
+            Ok(None) | Err(_) => continue,
         };
-        let prefix = format!("{}{TEMP_LINK_INFIX}", name.to_string_lossy());
-        for entry in read_dir_or_empty(dir)? {
-            if entry.to_string_lossy().starts_with(&prefix) {
-                remove_if_link(&dir.join(&entry), &mut removed)?;
-            }
-        }
+        let prefix = format!("{}{TEMP_LINK_INFIX}", dir.name.to_string_lossy());
+        remove_links_named(&dir.fd, &dir.path, &prefix, &mut removed)?;
     }
     Ok(removed)
 }
 
-fn remove_if_link(path: &Path, removed: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
-        std::fs::remove_file(path)?;
-        removed.push(path.to_path_buf());
+/// Removes the symbolic links in the open directory `dir` whose names start with `prefix`.
+fn remove_links_named(
+    dir: &std::os::fd::OwnedFd,
+    shown: &Path,
+    prefix: &str,
+    removed: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
+    for name in webroot_dir::names(dir)? {
+        if name.to_string_lossy().starts_with(prefix) && webroot_dir::is_link(dir, &name)? {
+            rustix::fs::unlinkat(dir, name.as_os_str(), rustix::fs::AtFlags::empty())?;
+            removed.push(shown.join(&name));
+        }
     }
     Ok(())
 }

@@ -1,13 +1,19 @@
 //! Club webroots: where one may lie, what it links to, and the atomic swap of its link.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::AtFlags;
+use rustix::io::Errno;
 
 use anyhow::{Context, bail};
 
 use super::fsops::{TEMP_LINK_INFIX, TEMPLATE_PREFIX, random_suffix};
 use super::release::MANIFEST;
+use super::webroot_dir;
 use crate::domain::{InvalidInput, ReleaseName};
 
 /// What a webroot is on disk.
@@ -134,7 +140,9 @@ fn release_named_by(path: &Path, releases_dir: &Path) -> Option<ReleaseName> {
 /// Points webroots at one release directory, each atomically: a temporary link next to the
 /// webroot is renamed over it, so at every instant a webroot is the old link or the new one,
 /// never missing (unlink-then-symlink leaves a gap). Refuses to replace anything that is not
-/// a link; creates a webroot's parent directories when missing.
+/// a link; creates a webroot's parent directories when missing. Every step is relative to a
+/// directory descriptor opened from `webroot_base` down without following links
+/// ([`webroot_dir`]), so a directory swapped for a link mid-job cannot send a link elsewhere.
 ///
 /// The temporary links are hard links of one template symlink made once per switcher: creating
 /// a symlink allocates an inode, which measured ~0.5–1.3 ms on this project's machines against
@@ -142,47 +150,62 @@ fn release_named_by(path: &Path, releases_dir: &Path) -> Option<ReleaseName> {
 /// inode is safe. Where the hard link fails (another filesystem), a fresh symlink is made.
 pub struct Switcher {
     target: PathBuf,
-    template: Option<PathBuf>,
+    base: PathBuf,
+    base_fd: Option<OwnedFd>,
+    template: Option<OsString>,
 }
 
 impl Switcher {
-    /// A switcher to `target`, with its template link in `template_dir` (the webroot base).
-    pub fn new(target: &Path, template_dir: &Path) -> Switcher {
-        let template = template_dir.join(format!(
-            "{TEMPLATE_PREFIX}{TEMP_LINK_INFIX}{}",
-            random_suffix()
-        ));
-        let template = std::os::unix::fs::symlink(target, &template)
-            .ok()
-            .map(|()| template);
+    /// A switcher to `target` for webroots under `base` (canonical), its template link in
+    /// `base`.
+    pub fn new(target: &Path, base: &Path) -> Switcher {
+        let base_fd = webroot_dir::open_base(base).ok();
+        let name: OsString =
+            format!("{TEMPLATE_PREFIX}{TEMP_LINK_INFIX}{}", random_suffix()).into();
+        let template = base_fd
+            .as_ref()
+            .and_then(|fd| rustix::fs::symlinkat(target, fd, name.as_os_str()).ok())
+            .map(|()| name);
         Switcher {
             target: target.to_path_buf(),
+            base: base.to_path_buf(),
+            base_fd,
             template,
         }
     }
 
-    /// Points `webroot` at the target.
+    /// Points `webroot` (under the base) at the target.
     pub fn swap(&self, webroot: &Path) -> anyhow::Result<()> {
-        match std::fs::read_link(webroot) {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                if let Some(parent) = webroot.parent() {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("cannot create {}", parent.display()))?;
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::InvalidInput => bail!(not_a_link(webroot)),
+        let base_fd = match &self.base_fd {
+            Some(fd) => fd,
+            None => &webroot_dir::open_base(&self.base)?,
+        };
+        let dir = webroot_dir::open_parent(&self.base, base_fd, webroot, true)?
+            .with_context(|| format!("cannot create the directory of {}", webroot.display()))?;
+        match rustix::fs::readlinkat(&dir.fd, dir.name.as_os_str(), Vec::new()) {
+            Ok(_) | Err(Errno::NOENT) => {}
+            Err(Errno::INVAL) => bail!(not_a_link(webroot)),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", webroot.display())),
         }
-        let temp = temp_link_path(webroot)?;
-        let symlink = || std::os::unix::fs::symlink(&self.target, &temp);
+        let mut temp = dir.name.clone();
+        temp.push(format!("{TEMP_LINK_INFIX}{}", random_suffix()));
+        let symlink = || rustix::fs::symlinkat(&self.target, &dir.fd, temp.as_os_str());
         match &self.template {
-            Some(template) => std::fs::hard_link(template, &temp).or_else(|_| symlink()),
+            Some(template) => rustix::fs::linkat(
+                base_fd,
+                template.as_os_str(),
+                &dir.fd,
+                temp.as_os_str(),
+                AtFlags::empty(),
+            )
+            .or_else(|_| symlink()),
             None => symlink(),
         }
-        .with_context(|| format!("cannot create {}", temp.display()))?;
-        if let Err(e) = std::fs::rename(&temp, webroot) {
-            let _ = std::fs::remove_file(&temp);
+        .with_context(|| format!("cannot create a link in {}", dir.path.display()))?;
+        if let Err(e) =
+            rustix::fs::renameat(&dir.fd, temp.as_os_str(), &dir.fd, dir.name.as_os_str())
+        {
+            let _ = rustix::fs::unlinkat(&dir.fd, temp.as_os_str(), AtFlags::empty());
             return Err(e).with_context(|| format!("cannot switch {}", webroot.display()));
         }
         Ok(())
@@ -191,8 +214,8 @@ impl Switcher {
 
 impl Drop for Switcher {
     fn drop(&mut self) {
-        if let Some(template) = &self.template {
-            let _ = std::fs::remove_file(template);
+        if let (Some(fd), Some(template)) = (&self.base_fd, &self.template) {
+            let _ = rustix::fs::unlinkat(fd, template.as_os_str(), AtFlags::empty());
         }
     }
 }
@@ -204,15 +227,6 @@ pub fn not_a_link(webroot: &Path) -> String {
          not replace it: move it away first",
         webroot.display()
     )
-}
-
-fn temp_link_path(webroot: &Path) -> anyhow::Result<PathBuf> {
-    let name = webroot
-        .file_name()
-        .with_context(|| format!("{} has no file name", webroot.display()))?;
-    let mut temp = name.to_owned();
-    temp.push(format!("{TEMP_LINK_INFIX}{}", random_suffix()));
-    Ok(webroot.with_file_name(temp))
 }
 
 /// Every release that some link under `base` resolves to, looking `depth` levels down
@@ -282,8 +296,10 @@ mod tests {
     fn switcher_without_a_template_still_swaps_with_fresh_links() {
         let (_root, base, releases) = world();
         let target = releases.join("v1-0000000a");
-        let switcher = Switcher::new(&target, &base.join("missing-dir"));
-        assert!(switcher.template.is_none());
+        let mut switcher = Switcher::new(&target, &base);
+        // As when the template could not be made: every link is a fresh symlink.
+        let template = switcher.template.take().unwrap();
+        std::fs::remove_file(base.join(template)).unwrap();
         let webroot = base.join("club/htdocs");
         switcher.swap(&webroot).unwrap();
         assert_eq!(std::fs::read_link(&webroot).unwrap(), target);
