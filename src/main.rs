@@ -207,6 +207,9 @@ struct TargetArgs {
 }
 
 fn main() -> ExitCode {
+    // Nothing clubdeploy creates is for other local users unless it says so (releases are
+    // opened up to Apache explicitly).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     match run_command(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -233,7 +236,10 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         return demo(dir, listen.as_deref());
     }
     let settings = load_settings(cli.config.as_deref())?;
+    // Before the database is opened (opening writes to it), and after (it may be new).
+    clubdeploy::startup::secure_data_dir(&settings)?;
     let pool = db::open(&settings.database_path())?;
+    clubdeploy::startup::secure_data_dir(&settings)?;
     cli::recover_if_idle(&settings, &pool)?;
     let conn = &mut pool.get().context("cannot connect to the database")?;
     let actor = cli::actor();

@@ -12,6 +12,61 @@ use crate::db;
 use crate::jobs::worker;
 use crate::web::{AppState, routes, security_headers};
 
+/// Refuses a `data_dir` or database that others may write to, and sets what clubdeploy keeps
+/// there to what it should be: `data_dir` 0711 (Apache may pass through to `releases/`, and
+/// list nothing), the database with its WAL and SHM, the locks, the audit key and anchors
+/// 0600, the git mirror 0700, `releases/` 0755. An installation made before these rules
+/// (0.1 left the database world-readable) is tightened the first time it runs.
+pub fn secure_data_dir(settings: &Settings) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| {
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+    };
+    let database = settings.database_path();
+    for path in [settings.data_dir.as_path(), database.as_path()] {
+        if let Some(found) = mode(path)
+            && found & 0o022 != 0
+        {
+            anyhow::bail!(
+                "refusing to start: {} may be written by others (mode {found:o}); anyone who \
+                 can write it can take over every club. Make it writable by the service user \
+                 only (chmod go-w) and start again",
+                path.display()
+            );
+        }
+    }
+    let set = |path: &std::path::Path, wanted: u32| -> anyhow::Result<()> {
+        match mode(path) {
+            Some(found) if found != wanted => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted))
+                    .with_context(|| format!("cannot set the mode of {}", path.display()))
+            }
+            _ => Ok(()),
+        }
+    };
+    set(&settings.data_dir, 0o711)?;
+    let file = |name: &str| settings.data_dir.join(name);
+    for secret in [
+        database.clone(),
+        database.with_extension("sqlite3-wal"),
+        database.with_extension("sqlite3-shm"),
+        database.with_extension("migrate.lock"),
+        settings.lock_path(),
+        file(crate::db::audit_key::KEY_FILE),
+        settings.anchor_file(),
+    ] {
+        // The anchor file may live elsewhere on purpose (another host's mount): only ours.
+        if secret.starts_with(&settings.data_dir) {
+            set(&secret, 0o600)?;
+        }
+    }
+    set(&settings.mirror_dir(), 0o700)?;
+    set(&settings.releases_dir(), 0o755)?;
+    Ok(())
+}
+
 /// The panel and its worker, ready to run.
 pub struct Application {
     addr: SocketAddr,
@@ -28,6 +83,7 @@ impl Application {
         poll: Duration,
     ) -> anyhow::Result<Application> {
         let pool = db::open(&settings.database_path())?;
+        secure_data_dir(&settings)?;
         let state = AppState::new(settings, pool);
         let addr = listener.local_addr()?;
         let data = web::Data::new(state.clone());

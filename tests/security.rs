@@ -757,3 +757,69 @@ fn a_webroot_whose_directory_others_may_write_is_refused() {
     env.ok(&["deploy", "v1", "--all"]);
     assert_eq!(env.release_of("a"), env.release_name("v1"));
 }
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn the_data_directory_is_private_and_only_releases_are_readable_by_others() {
+    let mut env = TestEnv::new();
+    // A build command writes files under the service's umask (077).
+    env.config.build_commands = vec![crate::helpers::sh(
+        "mkdir -p vendor/acme && touch built.txt vendor/acme/lib.php",
+    )];
+    env.configure();
+    env.add_clubs(&["a"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let release = env.releases_dir().join(env.release_name("v1"));
+    for (path, expected) in [
+        (env.data.clone(), 0o711),
+        (env.data.join("clubdeploy.sqlite3"), 0o600),
+        (env.data.join("deploy.lock"), 0o600),
+        (env.data.join("audit.key"), 0o600),
+        (env.data.join("audit-anchors.log"), 0o600),
+        (env.data.join("repo.git"), 0o700),
+        (env.releases_dir(), 0o755),
+        (release.clone(), 0o755),
+        (release.join("index.php"), 0o644),
+        (release.join("bin/tool"), 0o755),
+        (release.join("built.txt"), 0o644),
+        (release.join("vendor/acme"), 0o755),
+        (release.join("vendor/acme/lib.php"), 0o644),
+        (env.www.join("a"), 0o755),
+    ] {
+        assert_eq!(
+            mode_of(&path),
+            expected,
+            "{}: {:o}",
+            path.display(),
+            mode_of(&path)
+        );
+    }
+    let wal = env.data.join("clubdeploy.sqlite3-wal");
+    if wal.exists() {
+        assert_eq!(mode_of(&wal), 0o600);
+    }
+
+    // A data directory others may write is refused before anything is done.
+    std::fs::set_permissions(&env.data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let error = env.fails(&["status"]);
+    assert!(error.contains("refusing to start"), "{error}");
+    assert!(error.contains("mode 777"), "{error}");
+    std::fs::set_permissions(&env.data, std::fs::Permissions::from_mode(0o711)).unwrap();
+    // So is a database others may write.
+    let db = env.data.join("clubdeploy.sqlite3");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let error = env.fails(&["status"]);
+    assert!(
+        error.contains("clubdeploy.sqlite3 may be written by others"),
+        "{error}"
+    );
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.ok(&["status"]);
+}

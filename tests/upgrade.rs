@@ -31,8 +31,15 @@ fn sql(env: &TestEnv, statement: &str) {
 #[test]
 fn an_installation_made_by_v010_keeps_its_clubs_staff_jobs_and_audit_chain() {
     let env = upgraded_from_v010();
+    let db = env.data.join("clubdeploy.sqlite3");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = env.ok(&["audit", "verify"]);
     assert!(out.starts_with("audit log intact: 19 rows"), "{out}");
+    // 0.1 left the database (password hashes) world-readable: the first run closes it.
+    assert_eq!(
+        std::fs::metadata(&db).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let users = env.ok(&["user", "list"]);
     assert!(
         users.contains("admin") && users.contains("deployer"),

@@ -1,9 +1,9 @@
 //! The bare mirror of the PHP application's repository: fetching tags and writing a tag's tree
 //! out as plain files.
 
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
 
@@ -362,10 +362,14 @@ fn write_entries(
     let mut stats = TreeStats::default();
     for entry in entries {
         match entry {
-            Entry::Dir(path) => DirBuilder::new()
-                .mode(0o755)
-                .create(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
+            Entry::Dir(path) => {
+                DirBuilder::new()
+                    .mode(0o755)
+                    .create(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                // Readable by Apache whatever the service's umask (077).
+                std::fs::set_permissions(&path, Permissions::from_mode(0o755))?;
+            }
             Entry::Symlink(path, target) => {
                 let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target);
                 std::os::unix::fs::symlink(target, &path)
@@ -379,6 +383,7 @@ fn write_entries(
                     .open(&path)
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 file.write_all(&content)?;
+                file.set_permissions(Permissions::from_mode(perm))?;
                 file.set_modified(mtime)?;
                 stats.files += 1;
                 stats.bytes += content.len() as u64;

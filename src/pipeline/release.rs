@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fs::{DirBuilder, File};
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -144,6 +144,10 @@ pub fn build(
         .releases_dir
         .join(format!("{BUILD_PREFIX}{name}-{}", random_suffix()));
     DirBuilder::new().mode(0o755).create(&build_dir)?;
+    // Apache reads the releases; the service's umask (077) would hide them.
+    for dir in [spec.releases_dir, build_dir.as_path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
     match build_in(mirror, spec, &build_dir, progress) {
         Ok(manifest) => {
             crate::crash::point("build:before-publish");
@@ -201,8 +205,9 @@ fn build_in(
         ran.ok().context("the release check failed")?;
     }
     if !spec.commands.is_empty() {
-        // Build commands add and remove files (vendor/, caches): count what is really there.
-        stats = count_files(build_dir)?;
+        // Build commands add and remove files (vendor/, caches), under the service's umask:
+        // count what is really there, and make it readable to Apache.
+        stats = count_and_open_up(build_dir)?;
     }
     // Under Apache's FollowSymLinks, a link out of the release would serve whatever it names
     // (`passwd.txt -> /etc/passwd`, the database) to every club.
@@ -287,8 +292,11 @@ pub fn check_links(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Regular files and their bytes under `dir`, not following links.
-fn count_files(dir: &Path) -> std::io::Result<TreeStats> {
+/// Regular files and their bytes under `dir`, not following links; directories become 0755
+/// and files 0644 (0755 when any execute bit was set): readable by all, writable by the
+/// service only.
+fn count_and_open_up(dir: &Path) -> std::io::Result<TreeStats> {
+    use std::fs::Permissions;
     let mut stats = TreeStats::default();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -296,10 +304,18 @@ fn count_files(dir: &Path) -> std::io::Result<TreeStats> {
             let entry = entry?;
             let kind = entry.file_type()?;
             if kind.is_dir() {
+                std::fs::set_permissions(entry.path(), Permissions::from_mode(0o755))?;
                 pending.push(entry.path());
             } else if kind.is_file() {
+                let meta = entry.metadata()?;
+                let mode = if meta.permissions().mode() & 0o111 != 0 {
+                    0o755
+                } else {
+                    0o644
+                };
+                std::fs::set_permissions(entry.path(), Permissions::from_mode(mode))?;
                 stats.files += 1;
-                stats.bytes += entry.metadata()?.len();
+                stats.bytes += meta.len();
             }
         }
     }

@@ -67,13 +67,21 @@ pub fn open_parent(
         path.push(&part);
         let opened = match rustix::fs::openat(&fd, part.as_os_str(), dir_flags(), Mode::empty()) {
             Err(Errno::NOENT) if create => {
-                match rustix::fs::mkdirat(&fd, part.as_os_str(), Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => {
-                        return Err(e).with_context(|| format!("cannot create {}", path.display()));
-                    }
+                let made =
+                    match rustix::fs::mkdirat(&fd, part.as_os_str(), Mode::from_raw_mode(0o755)) {
+                        Ok(()) => true,
+                        Err(Errno::EXIST) => false,
+                        Err(e) => {
+                            return Err(e)
+                                .with_context(|| format!("cannot create {}", path.display()));
+                        }
+                    };
+                let opened = rustix::fs::openat(&fd, part.as_os_str(), dir_flags(), Mode::empty());
+                // Apache passes through it to the webroot, whatever the service's umask (077).
+                if let (true, Ok(dir)) = (made, &opened) {
+                    rustix::fs::fchmod(dir, Mode::from_raw_mode(0o755))?;
                 }
-                rustix::fs::openat(&fd, part.as_os_str(), dir_flags(), Mode::empty())
+                opened
             }
             Err(Errno::NOENT) => return Ok(None),
             other => other,
