@@ -304,6 +304,8 @@ async fn failed_sign_ins_slow_that_address_down_but_never_lock_the_owner_out() {
     let count = |action: &str| rows.iter().filter(|r| r.action == action).count();
     assert_eq!(count("login.failed"), 13);
     assert_eq!(count("login.throttled"), 2);
+    // The stranger's right password after the wait ended that throttle, once.
+    assert_eq!(count("login.throttle_ended"), 1);
     assert!(
         !rows.iter().any(|r| r.target.starts_with("nobody")),
         "typed names leaked"
@@ -822,4 +824,53 @@ fn the_data_directory_is_private_and_only_releases_are_readable_by_others() {
     );
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
     env.ok(&["status"]);
+}
+
+#[tokio::test]
+async fn a_sign_in_flood_is_turned_away_while_pages_keep_answering() {
+    let app = TestApp::spawn(TestEnv::new()).await;
+    let viewer = app.login("viewer").await;
+    // 48 sign-ins at once, each from its own address (so none is throttled) under a real
+    // name: each costs a password check.
+    let attempts = (0..48).map(|n| {
+        let client = client_from(&format!("127.0.1.{}", n + 1));
+        let url = app.url("/login");
+        async move {
+            let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+            let response = client
+                .post(&url)
+                .form(&[
+                    ("name", "admin"),
+                    ("password", "not the password at all"),
+                    ("csrf", &csrf_of(&page)),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let retry = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (response.status(), retry)
+        }
+    });
+    let page = async {
+        // Meanwhile a member of staff browses: pages hold no connection hostage to hashing.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        viewer.get(app.url("/jobs")).send().await.unwrap().status()
+    };
+    let (results, page) = tokio::join!(futures_util::future::join_all(attempts), page);
+    assert_eq!(page, StatusCode::OK);
+    let busy: Vec<_> = results
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(!busy.is_empty(), "no sign-in was turned away: {results:?}");
+    assert!(busy.iter().all(|(_, retry)| retry.as_deref() == Some("5")));
+    assert!(
+        results
+            .iter()
+            .all(|(s, _)| [StatusCode::UNAUTHORIZED, StatusCode::SERVICE_UNAVAILABLE].contains(s)),
+        "{results:?}"
+    );
 }

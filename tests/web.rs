@@ -456,6 +456,12 @@ async fn every_route_answers_each_role_as_expected() {
         ("POST", "/clubs/extra/remove", &[], [SEE, NO, NO, NO, SEE]),
         (
             "POST",
+            "/clubs/nosuchclub/remove",
+            &[],
+            [SEE, NO, NO, NO, 404],
+        ),
+        (
+            "POST",
             "/staff",
             &[
                 ("name", "newbie"),

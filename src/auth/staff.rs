@@ -286,6 +286,18 @@ pub fn finish_login(
             let started = conn
                 .immediate_transaction(|conn| {
                     users::mark_attempt_succeeded(conn, pending.attempt)?;
+                    // The owner proved the password from here: earlier failures no longer
+                    // slow this account and address down, and a wait that was on ends.
+                    let failures = users::forget_failures_of(conn, name, address)?;
+                    if failures as i64 >= FREE_FAILURES_PER_ACCOUNT {
+                        audit_user(
+                            conn,
+                            actor,
+                            "login.throttle_ended",
+                            name,
+                            "the right password ended the wait for this account from this address",
+                        )?;
+                    }
                     // The browser's earlier session (any user's) ends with this sign-in.
                     if let Some(token) = previous_session {
                         session::end_by_token(conn, token)?;

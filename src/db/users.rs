@@ -197,6 +197,22 @@ pub fn mark_attempt_succeeded(conn: &mut SqliteConnection, id: i32) -> QueryResu
     Ok(())
 }
 
+/// Forgets the failed attempts for `account` from `address` (its owner just proved the
+/// password there); returns how many there were.
+pub fn forget_failures_of(
+    conn: &mut SqliteConnection,
+    account: &str,
+    address: &str,
+) -> QueryResult<usize> {
+    diesel::delete(
+        login_attempts::table
+            .filter(login_attempts::account.eq(account))
+            .filter(login_attempts::address.eq(address))
+            .filter(login_attempts::succeeded.eq(false)),
+    )
+    .execute(conn)
+}
+
 /// Forgets attempts made before `before` (they no longer count for throttling).
 pub fn forget_attempts_before(
     conn: &mut SqliteConnection,
