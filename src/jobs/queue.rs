@@ -41,9 +41,8 @@ pub fn recover(
     pool: &DbPool,
     _lock: &DeployLock,
 ) -> anyhow::Result<Vec<String>> {
-    let conn = &mut pool.get()?;
     let mut done = Vec::new();
-    let webroots: Vec<PathBuf> = clubs::all(conn)?
+    let webroots: Vec<PathBuf> = clubs::all(&mut *pool.get()?)?
         .into_iter()
         .map(|c| PathBuf::from(c.webroot))
         .collect();
@@ -52,21 +51,17 @@ pub fn recover(
     {
         done.push(format!("removed leftover {}", path.display()));
     }
-    for job in jobs::with_status(conn, JobStatus::Running.as_str())? {
-        done.extend(recover_job(settings, pool, conn, &job)?);
+    // Connections are taken per step: recovery may reload the web server meanwhile.
+    for job in jobs::with_status(&mut *pool.get()?, JobStatus::Running.as_str())? {
+        done.extend(recover_job(settings, pool, &job)?);
     }
     Ok(done)
 }
 
-fn recover_job(
-    settings: &Settings,
-    pool: &DbPool,
-    conn: &mut SqliteConnection,
-    job: &jobs::Job,
-) -> anyhow::Result<Vec<String>> {
+fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::Result<Vec<String>> {
     let mut completed: Vec<String> = Vec::new();
     let mut during = "start".to_owned();
-    for event in jobs::events_after(conn, job.id, 0)? {
+    for event in jobs::events_after(&mut *pool.get()?, job.id, 0)? {
         match (event.kind.as_str(), event.step) {
             ("step", Some(step)) => during = step,
             ("done", Some(step)) if !completed.contains(&step) => completed.push(step),
@@ -79,7 +74,7 @@ fn recover_job(
         &format!("recovery: the process running this job stopped during {during}"),
         None,
     );
-    let mut messages = resync_clubs(settings, conn, job)?;
+    let mut messages = resync_clubs(settings, &mut *pool.get()?, job)?;
     for message in &messages {
         log.write("progress", &format!("recovery: {message}"), None);
     }
@@ -119,7 +114,7 @@ fn recover_job(
     );
     log.write("error", &error, None);
     record_end(
-        conn,
+        &mut *pool.get()?,
         job,
         JobStatus::Interrupted,
         Some(&outcome),
