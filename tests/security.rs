@@ -20,14 +20,7 @@ async fn sign_in_never_sends_the_browser_to_another_site() {
         "https://evil.example",
     ] {
         let client = app.client();
-        let page = client
-            .get(app.url("/login"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.page(&client, "/login").await;
         let response = client
             .post(app.url("/login"))
             .form(&[
@@ -57,14 +50,7 @@ async fn the_csv_export_neutralises_formulas_and_shows_addresses_to_admins_only(
         audit::record(conn, &entry).unwrap();
     }
     let admin = app.login("admin").await;
-    let csv = admin
-        .get(app.url("/audit.csv"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = app.page(&admin, "/audit.csv").await;
     let row = csv.lines().find(|l| l.contains("HYPERLINK")).unwrap();
     assert!(row.contains(",'=cmd,'-192.0.2.7,"), "{row}");
     assert!(
@@ -77,14 +63,7 @@ async fn the_csv_export_neutralises_formulas_and_shows_addresses_to_admins_only(
     let viewer = app.login("viewer").await;
     let audit_page = app.page(&viewer, "/audit").await;
     assert!(!audit_page.contains("127.0.0.1"), "{audit_page}");
-    let csv = viewer
-        .get(app.url("/audit.csv"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = app.page(&viewer, "/audit.csv").await;
     assert!(
         !csv.contains("127.0.0.1") && !csv.contains("192.0.2.7"),
         "{csv}"
@@ -322,14 +301,7 @@ async fn failed_sign_ins_slow_that_address_down_but_never_lock_the_owner_out() {
 async fn parallel_guesses_cannot_exceed_the_limit() {
     let app = TestApp::spawn(TestEnv::new()).await;
     let client = client_from("127.0.0.4");
-    let page = client
-        .get(app.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&client, "/login").await;
     let csrf = csrf_of(&page);
     let guesses = (0..20).map(|n| {
         let client = client.clone();
@@ -383,14 +355,7 @@ fn database_bytes(app: &TestApp) -> u64 {
 async fn a_flood_of_bogus_sign_ins_writes_almost_nothing() {
     let app = TestApp::spawn(TestEnv::new()).await;
     let client = client_from("127.0.0.5");
-    let page = client
-        .get(app.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&client, "/login").await;
     let csrf = csrf_of(&page);
     let before = database_bytes(&app);
     let long_name = "x".repeat(3000);
@@ -449,14 +414,7 @@ async fn the_csv_export_and_the_chain_check_walk_a_long_log_page_by_page() {
     };
     assert!(total > 2_500, "{total}");
     let admin = app.login("admin").await;
-    let csv = admin
-        .get(app.url("/audit.csv"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = app.page(&admin, "/audit.csv").await;
     let ids: Vec<i64> = csv
         .lines()
         .skip(1)
@@ -667,14 +625,7 @@ async fn forwarded_for_counts_only_from_a_trusted_proxy() {
         }
         let app = TestApp::spawn(env).await;
         let client = app.client();
-        let page = client
-            .get(app.url("/login"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.page(&client, "/login").await;
         let response = client
             .post(app.url("/login"))
             .header("X-Forwarded-For", "198.51.100.1, 203.0.113.5")
