@@ -241,7 +241,8 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
     let pool = db::open(&settings.database_path())?;
     clubdeploy::startup::secure_data_dir(&settings)?;
     cli::recover_if_idle(&settings, &pool)?;
-    let conn = &mut pool.get().context("cannot connect to the database")?;
+    // A connection per piece of work, none held across a job, a fetch or hashing.
+    let db = || pool.get().context("cannot connect to the database");
     let actor = cli::actor();
     match cli.command {
         Command::Migrate => say!(
@@ -256,7 +257,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let club = inventory::add_club(
                 &settings,
-                conn,
+                &mut *db()?,
                 &actor,
                 &AddClub {
                     slug: &slug,
@@ -268,7 +269,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             say!("added club {} with webroot {}", club.slug, club.webroot);
         }
         Command::Club(ClubCommand::List(flag)) | Command::Status(flag) => {
-            let clubs = inventory::status(&settings, conn)?;
+            let clubs = inventory::status(&settings, &mut *db()?)?;
             if flag.json {
                 cli::print_json(&clubs)?
             } else {
@@ -276,13 +277,13 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Club(ClubCommand::Remove { slug }) => {
-            inventory::remove_club(conn, &actor, &slug)?;
+            inventory::remove_club(&mut *db()?, &actor, &slug)?;
             say!("forgot club {slug}; its webroot was left as it is");
         }
         Command::Releases { fetch, json: flag } => {
             if fetch {
                 let spec = JobSpec::Fetch;
-                let id = enqueue(conn, &spec, &actor, None)?;
+                let id = enqueue(&mut *db()?, &spec, &actor, None)?;
                 if !flag.json {
                     say!("queued job #{id}: {spec}");
                 }
@@ -291,7 +292,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                     !flag.json,
                 )?;
             }
-            let rows = inventory::releases(&settings, conn)?;
+            let rows = inventory::releases(&settings, &mut *db()?)?;
             if flag.json {
                 cli::print_json(&rows)?
             } else {
@@ -318,9 +319,11 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             };
             if dry_run {
                 let all = targets == Targets::All;
-                let clubs =
-                    clubdeploy::preview::select(inventory::status(&settings, conn)?, &targets)
-                        .map_err(|e| anyhow::anyhow!("{e}; nothing was queued"))?;
+                let clubs = clubdeploy::preview::select(
+                    inventory::status(&settings, &mut *db()?)?,
+                    &targets,
+                )
+                .map_err(|e| anyhow::anyhow!("{e}; nothing was queued"))?;
                 let plan = clubdeploy::preview::plan(&settings, &tag, &clubs, all)?;
                 say_part!("{}", plan.to_text());
                 say!("(dry run: nothing was changed and no job was queued)");
@@ -329,7 +332,6 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             submit(
                 &settings,
                 &pool,
-                conn,
                 &actor,
                 JobSpec::Deploy { tag, targets },
                 detach,
@@ -340,17 +342,16 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             submit(
                 &settings,
                 &pool,
-                conn,
                 &actor,
                 JobSpec::Rollback { club, to },
                 detach,
             )?;
         }
         Command::Prune { detach } => {
-            submit(&settings, &pool, conn, &actor, JobSpec::Prune, detach)?;
+            submit(&settings, &pool, &actor, JobSpec::Prune, detach)?;
         }
         Command::Jobs(flag) => {
-            let recent = jobs::recent(conn, 50)?;
+            let recent = jobs::recent(&mut *db()?, 50)?;
             if flag.json {
                 cli::print_json(&recent.iter().map(cli::JobView::from).collect::<Vec<_>>())?
             } else {
@@ -358,8 +359,9 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Job { id, json } => {
-            let job = jobs::by_id(conn, id)?.with_context(|| format!("there is no job #{id}"))?;
-            let events = jobs::events_after(conn, id, 0)?;
+            let job =
+                jobs::by_id(&mut *db()?, id)?.with_context(|| format!("there is no job #{id}"))?;
+            let events = jobs::events_after(&mut *db()?, id, 0)?;
             if json.json {
                 cli::print_json(&cli::JobDetail::new(&job, &events))?
             } else {
@@ -367,13 +369,13 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Cancel { id } => {
-            clubdeploy::jobs::enqueue::cancel(conn, id, &actor, None)?;
+            clubdeploy::jobs::enqueue::cancel(&mut *db()?, id, &actor, None)?;
             say!("job #{id} cancelled");
         }
         Command::Audit {
             verify: Some(AuditCommand::Verify),
             ..
-        } => match audit::verify(conn, &settings.anchor_file())? {
+        } => match audit::verify(&mut *db()?, &settings.anchor_file())? {
             Ok(verified) => say!("audit log intact: {verified}"),
             Err(broken) => bail!("audit log check failed: {broken}"),
         },
@@ -383,7 +385,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         } => {
             let since = filter.since.as_deref().map(parse_date).transpose()?;
             let rows = audit::list(
-                conn,
+                &mut *db()?,
                 &audit::Filter {
                     club: filter.club,
                     actor: filter.actor,
@@ -400,17 +402,13 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Serve => serve(settings)?,
-        Command::User(command) => user(conn, &actor, command)?,
+        Command::User(command) => user(&pool, &actor, command)?,
         Command::Demo { .. } => unreachable!("handled before the settings are read"),
     }
     Ok(())
 }
 
-fn user(
-    conn: &mut diesel::SqliteConnection,
-    actor: &str,
-    command: UserCommand,
-) -> anyhow::Result<()> {
+fn user(pool: &DbPool, actor: &str, command: UserCommand) -> anyhow::Result<()> {
     let actor = Actor {
         name: actor,
         address: None,
@@ -425,19 +423,13 @@ fn user(
             let name = UserName::parse(&name)?;
             let role = Role::parse(&role)?;
             let scope = ClubScope::parse(&clubs)?;
-            let password = read_password(password_stdin)?;
-            staff::add(
-                conn,
-                actor,
-                &name,
-                role,
-                &scope,
-                &password::hash(&password)?,
-            )?;
+            // Hashed before a connection is taken: argon2 is slow on purpose.
+            let hash = password::hash(&read_password(password_stdin)?)?;
+            staff::add(&mut *pool.get()?, actor, &name, role, &scope, &hash)?;
             say!("added {name} as {role}");
         }
         UserCommand::List => {
-            for user in db::users::all(conn)? {
+            for user in db::users::all(&mut *pool.get()?)? {
                 let clubs = user.clubs.as_deref().unwrap_or("all clubs");
                 let state = if user.disabled { "disabled" } else { "active" };
                 say!("{:20}  {:8}  {state:8}  {clubs}", user.name, user.role);
@@ -447,12 +439,12 @@ fn user(
             name,
             password_stdin,
         } => {
-            let password = read_password(password_stdin)?;
-            staff::set_password(conn, actor, &name, &password::hash(&password)?)?;
+            let hash = password::hash(&read_password(password_stdin)?)?;
+            staff::set_password(&mut *pool.get()?, actor, &name, &hash)?;
             say!("password of {name} changed; their sessions were ended");
         }
         UserCommand::Disable { name } => {
-            staff::set_disabled(conn, actor, &name, true)?;
+            staff::set_disabled(&mut *pool.get()?, actor, &name, true)?;
             say!("{name} is disabled; their sessions were ended");
         }
     }
@@ -503,12 +495,11 @@ fn demo(dir: &Path, listen: Option<&str>) -> anyhow::Result<()> {
 fn submit(
     settings: &Settings,
     pool: &DbPool,
-    conn: &mut diesel::SqliteConnection,
     actor: &str,
     spec: JobSpec,
     detach: DetachFlag,
 ) -> anyhow::Result<()> {
-    let id = enqueue(conn, &spec, actor, None)?;
+    let id = enqueue(&mut *pool.get()?, &spec, actor, None)?;
     if detach.detach {
         say!("queued job #{id}: {spec}");
         return Ok(());
