@@ -149,7 +149,13 @@ fn describe_move(
     let from_commit = from
         .as_deref()
         .and_then(|name| commit_of(settings, mirror, name));
-    let Some(from_commit) = from_commit else {
+    // A commit the mirror lacks (a tag force-moved, history rewritten) cannot be compared.
+    let changes = from_commit.as_deref().and_then(|from| {
+        mirror
+            .changes(from, to_commit, &settings.git.watch_paths)
+            .ok()
+    });
+    let Some(changes) = changes else {
         let detail = match &from {
             None => "their first release: every file is new".to_owned(),
             Some(name) => format!(
@@ -168,7 +174,6 @@ fn describe_move(
             changes: None,
         });
     };
-    let changes = mirror.changes(&from_commit, to_commit, &settings.git.watch_paths)?;
     let backwards = changes.brought == 0 && changes.undone > 0;
     let mut parts = Vec::new();
     if changes.brought > 0 {
