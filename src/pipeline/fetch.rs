@@ -365,7 +365,10 @@ fn explain_failure(url: &RepoUrl, git: &GitSettings, ran: &Ran) -> String {
              deploy keys, or fix [git] ssh_key; nothing was changed (ssh said: {said})"
         );
     }
-    if has("Authentication failed") || has("terminal prompts disabled") || has("403") {
+    if has("Authentication failed")
+        || has("terminal prompts disabled")
+        || has("returned error: 403")
+    {
         return format!(
             "the server refused the user name and password (or token) for {shown}: put \
              a valid token in repo_url or set up a git credential helper; nothing was changed \
