@@ -9,6 +9,7 @@ mod engine;
 mod fetch;
 mod helpers;
 mod jobs;
+mod legacy;
 mod preview;
 mod security;
 mod sshd;

@@ -5,6 +5,7 @@ pub mod command;
 pub mod fetch;
 pub mod fsops;
 pub mod git;
+pub mod legacy;
 pub mod lock;
 pub mod recovery;
 pub mod release;

@@ -1,0 +1,198 @@
+//! Taking over a legacy copy-per-club webroot (issue 10's building blocks): the exchange with
+//! a link never leaves the webroot missing, the copy is kept whole and comes back byte for
+//! byte, a backup on another filesystem is refused before anything changes, and the
+//! differences between the copy and the release are listed.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use clubdeploy::pipeline::legacy::{self, Backup};
+
+/// Every file under `root` with its bytes (links as their targets), for byte-for-byte checks.
+fn snapshot(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            let name = entry
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .display()
+                .to_string();
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_symlink() {
+                let target = std::fs::read_link(entry.path()).unwrap();
+                files.push((name, target.display().to_string().into_bytes()));
+            } else {
+                files.push((name, std::fs::read(entry.path()).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+struct World {
+    _root: tempfile::TempDir,
+    base: PathBuf,
+    webroot: PathBuf,
+    release: PathBuf,
+    backups: PathBuf,
+}
+
+/// A webroot base with club `a`'s legacy copy (an old version, an upload, a local link) and a
+/// release directory of the new version.
+fn world() -> World {
+    let root = tempfile::tempdir().unwrap();
+    let top = root.path().canonicalize().unwrap();
+    let base = top.join("www");
+    let webroot = base.join("a/htdocs");
+    std::fs::create_dir_all(webroot.join("uploads")).unwrap();
+    std::fs::write(webroot.join("index.php"), "<?php echo 'legacy';\n").unwrap();
+    std::fs::write(webroot.join("config.php"), "<?php $club = 'a';\n").unwrap();
+    std::fs::write(webroot.join("uploads/logo.png"), [0u8, 1, 2, 255]).unwrap();
+    symlink("index.php", webroot.join("home.php")).unwrap();
+    let release = top.join("data/releases/v2-0000000b");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::write(release.join("index.php"), "<?php echo 'v2';\n").unwrap();
+    std::fs::write(release.join("config.php"), "<?php $club = 'a';\n").unwrap();
+    std::fs::write(release.join("new.php"), "<?php\n").unwrap();
+    std::fs::write(release.join(".clubdeploy-release.json"), "{}").unwrap();
+    symlink("index.php", release.join("home.php")).unwrap();
+    World {
+        backups: top.join("data/legacy"),
+        _root: root,
+        base,
+        webroot,
+        release,
+    }
+}
+
+#[test]
+fn the_differences_between_a_legacy_copy_and_a_release_are_listed() {
+    let w = world();
+    let diff = legacy::compare_trees(&w.webroot, &w.release).unwrap();
+    assert_eq!(diff.only_in_copy, ["uploads/logo.png"]);
+    assert_eq!(diff.only_in_release, ["new.php"]);
+    assert_eq!(diff.differing, ["index.php"]);
+    assert!(!diff.is_empty());
+}
+
+#[test]
+fn adopting_and_undoing_never_leave_the_webroot_missing_and_keep_the_copy_byte_for_byte() {
+    let w = world();
+    let before = snapshot(&w.webroot);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (reads, misses) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let reader = {
+        let (stop, reads, misses) = (stop.clone(), reads.clone(), misses.clone());
+        let page = w.webroot.join("index.php");
+        std::thread::spawn(move || {
+            // Bounded: at most two minutes of reading.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                match std::fs::read(&page) {
+                    Ok(_) => reads.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => misses.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    for round in 0..20 {
+        let backup = legacy::adopt(
+            &w.base,
+            &w.webroot,
+            &w.release,
+            &w.backups,
+            &format!("a-htdocs-{round}"),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read_link(&w.webroot).unwrap(), w.release);
+        assert_eq!(
+            snapshot(&backup.path),
+            before,
+            "the backup is the whole copy"
+        );
+        legacy::undo(&w.base, &w.webroot, &backup).unwrap();
+        assert!(!backup.path.exists());
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    assert_eq!(
+        misses.load(Ordering::Relaxed),
+        0,
+        "the webroot went missing"
+    );
+    assert!(reads.load(Ordering::Relaxed) > 100, "the reader barely ran");
+    assert!(std::fs::symlink_metadata(&w.webroot).unwrap().is_dir());
+    assert_eq!(
+        snapshot(&w.webroot),
+        before,
+        "the copy came back byte for byte"
+    );
+    // Nothing was left beside the webroot.
+    let left: Vec<_> = std::fs::read_dir(w.webroot.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["htdocs"]);
+}
+
+#[test]
+fn a_backup_on_another_filesystem_is_refused_before_anything_changes() {
+    let w = world();
+    let shm = Path::new("/dev/shm");
+    let other_device = std::fs::metadata(shm).ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.dev() != std::fs::metadata(&w.base).unwrap().dev()
+    });
+    if other_device != Some(true) {
+        let message = "LEGACY CROSS-FILESYSTEM TEST SKIPPED: /dev/shm is missing or on the \
+                       same filesystem as the temporary directory";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{message}; CI must not skip"
+        );
+        eprintln!("\n*** {message} ***\n");
+        return;
+    }
+    let backups = tempfile::tempdir_in(shm).unwrap();
+    let before = snapshot(&w.webroot);
+    let error = legacy::adopt(&w.base, &w.webroot, &w.release, backups.path(), "a")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("different filesystems"), "{error}");
+    assert!(error.contains("nothing was changed"), "{error}");
+    assert!(std::fs::symlink_metadata(&w.webroot).unwrap().is_dir());
+    assert_eq!(snapshot(&w.webroot), before);
+    assert_eq!(std::fs::read_dir(backups.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn only_a_real_directory_is_adopted_and_only_a_link_is_undone() {
+    let w = world();
+    let link_root = w.base.join("b/htdocs");
+    std::fs::create_dir_all(link_root.parent().unwrap()).unwrap();
+    symlink(&w.release, &link_root).unwrap();
+    let error = legacy::adopt(&w.base, &link_root, &w.release, &w.backups, "b")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("is not a real directory"), "{error}");
+    let error = legacy::undo(
+        &w.base,
+        &w.webroot,
+        &Backup {
+            path: w.backups.join("nothing"),
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("is not a link now"), "{error}");
+    assert!(std::fs::symlink_metadata(&w.webroot).unwrap().is_dir());
+}
