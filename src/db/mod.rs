@@ -13,7 +13,10 @@ pub mod users;
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context;
 use diesel::connection::SimpleConnection;
+use diesel::migration::Migration;
+use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -69,11 +72,64 @@ pub fn open(path: &Path) -> anyhow::Result<DbPool> {
     Ok(pool)
 }
 
-/// Runs the migrations that have not run yet.
+/// Runs the migrations that have not run yet, each as a [`schema_change`].
 pub fn migrate(conn: &mut SqliteConnection) -> anyhow::Result<()> {
-    conn.run_pending_migrations(MIGRATIONS)
-        .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
+    let pending = conn
+        .pending_migrations(MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!("cannot read the database's migrations: {e}"))?;
+    for migration in pending {
+        let name = migration.name().to_string();
+        schema_change(conn, |conn| {
+            conn.run_migration(&*migration)
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .with_context(|| format!("cannot migrate the database ({name})"))?;
+    }
     Ok(())
+}
+
+/// Applies `change` the way SQLite documents for schema changes: with foreign keys off (a
+/// table rebuilt as create-copy-drop-rename would otherwise cascade its drop, and rebuilding
+/// `clubs` would silently delete the rollback history in `switches`), inside one transaction
+/// that ends with `PRAGMA foreign_key_check`, so a change that leaves a dangling reference is
+/// rolled back whole. Foreign keys are on again afterwards, whatever happened.
+pub fn schema_change(
+    conn: &mut SqliteConnection,
+    change: impl FnOnce(&mut SqliteConnection) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    // Must be outside a transaction: inside one, SQLite ignores it.
+    conn.batch_execute("PRAGMA foreign_keys = OFF")?;
+    let result = conn.immediate_transaction(|conn| {
+        change(conn)?;
+        let broken: Vec<ForeignKeyProblem> =
+            diesel::sql_query("PRAGMA foreign_key_check").load(conn)?;
+        if let Some(first) = broken.first() {
+            anyhow::bail!(
+                "{} row(s) would point nowhere, e.g. row {} of table {} to table {}",
+                broken.len(),
+                first
+                    .rowid
+                    .map_or_else(|| "?".to_owned(), |r| r.to_string()),
+                first.table,
+                first.parent
+            );
+        }
+        Ok(())
+    });
+    conn.batch_execute("PRAGMA foreign_keys = ON")?;
+    result
+}
+
+/// A row of `PRAGMA foreign_key_check`.
+#[derive(diesel::QueryableByName)]
+struct ForeignKeyProblem {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    table: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    rowid: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    parent: String,
 }
 
 /// The current time as stored in the database (UTC, no zone), to the microsecond, so a value
@@ -81,4 +137,79 @@ pub fn migrate(conn: &mut SqliteConnection) -> anyhow::Result<()> {
 pub fn now() -> chrono::NaiveDateTime {
     use chrono::SubsecRound;
     chrono::Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+
+    use super::*;
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    fn count(conn: &mut SqliteConnection, table: &str) -> i64 {
+        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+            .get_result::<Count>(conn)
+            .unwrap()
+            .n
+    }
+
+    /// A migrated database with a club and one switch in its history.
+    fn with_history() -> (tempfile::TempDir, DbPool) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = open(&dir.path().join("db.sqlite3")).unwrap();
+        pool.get()
+            .unwrap()
+            .batch_execute(
+                "INSERT INTO clubs (id, slug, name, webroot, created_at) \
+                 VALUES (1, 'a', 'A', '/w/a', '2026-01-01 00:00:00'); \
+                 INSERT INTO switches (club_id, to_release, commit_id, kind, actor, switched_at) \
+                 VALUES (1, 'v1-00000000', '00', 'deploy', 't', '2026-01-01 00:00:00');",
+            )
+            .unwrap();
+        (dir, pool)
+    }
+
+    const REBUILD_CLUBS: &str = "CREATE TABLE clubs_new (id INTEGER PRIMARY KEY NOT NULL, \
+         slug TEXT NOT NULL UNIQUE, name TEXT NOT NULL, webroot TEXT NOT NULL UNIQUE, url TEXT, \
+         current_release TEXT, created_at TIMESTAMP NOT NULL); \
+         INSERT INTO clubs_new SELECT * FROM clubs; DROP TABLE clubs; \
+         ALTER TABLE clubs_new RENAME TO clubs;";
+
+    #[test]
+    fn rebuilding_a_table_keeps_the_history_that_references_it() {
+        // The danger is real: with foreign keys on, the rebuild deletes the history.
+        let (_dir, pool) = with_history();
+        let conn = &mut pool.get().unwrap();
+        conn.immediate_transaction(|conn| conn.batch_execute(REBUILD_CLUBS))
+            .unwrap();
+        assert_eq!(count(conn, "switches"), 0);
+
+        let (_dir, pool) = with_history();
+        let conn = &mut pool.get().unwrap();
+        schema_change(conn, |conn| Ok(conn.batch_execute(REBUILD_CLUBS)?)).unwrap();
+        assert_eq!(count(conn, "switches"), 1);
+        assert_eq!(count(conn, "clubs"), 1);
+        // Foreign keys are on again afterwards.
+        conn.batch_execute("DELETE FROM clubs").unwrap();
+        assert_eq!(count(conn, "switches"), 0);
+    }
+
+    #[test]
+    fn a_change_that_leaves_a_dangling_reference_is_rolled_back() {
+        let (_dir, pool) = with_history();
+        let conn = &mut pool.get().unwrap();
+        let error = schema_change(conn, |conn| Ok(conn.batch_execute("DELETE FROM clubs")?))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("would point nowhere"), "{error}");
+        assert!(error.contains("table switches to table clubs"), "{error}");
+        assert_eq!(count(conn, "clubs"), 1);
+        assert_eq!(count(conn, "switches"), 1);
+    }
 }
