@@ -272,6 +272,11 @@ impl Settings {
         self.data_dir.join("releases")
     }
 
+    /// `<data_dir>/legacy`, where adopted legacy copies are kept whole.
+    pub fn legacy_dir(&self) -> PathBuf {
+        self.data_dir.join("legacy")
+    }
+
     /// `<data_dir>/repo.git`, the bare mirror of `repo_url`.
     pub fn mirror_dir(&self) -> PathBuf {
         self.data_dir.join("repo.git")

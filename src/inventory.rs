@@ -64,8 +64,9 @@ pub struct AddClub<'a> {
     pub url: Option<&'a str>,
 }
 
-/// Adds a club after checking its slug, that its webroot lies under `webroot_base`, and that
-/// the webroot is a link or nothing yet (never a legacy copy, which is refused untouched).
+/// Adds a club after checking its slug and that its webroot lies under `webroot_base`. The
+/// webroot may be a link, nothing yet, or a legacy copy (a real directory, left untouched
+/// until it is adopted).
 pub fn add_club(
     settings: &Settings,
     conn: &mut SqliteConnection,
@@ -78,9 +79,6 @@ pub fn add_club(
         .to_str()
         .with_context(|| format!("webroot {} is not UTF-8", webroot.display()))?;
     let on_disk = switch::inspect(&webroot, &settings.releases_dir())?;
-    if on_disk == Webroot::NotALink {
-        return Err(Refusal::Conflict(switch::not_a_link(&webroot)).into());
-    }
     if let Some(url) = club.url
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
@@ -93,10 +91,12 @@ pub fn add_club(
         return Err(InvalidInput("the club's display name is empty".into()).into());
     }
     let release = on_disk.release().map(|r| r.to_string());
-    let details = format!(
-        "added {name:?} with webroot {webroot_text} (now {})",
-        release.as_deref().unwrap_or("no release")
-    );
+    let now = match (&on_disk, &release) {
+        (Webroot::NotALink, _) => "a legacy copy: adopt it to deploy",
+        (_, Some(release)) => release.as_str(),
+        (_, None) => "no release",
+    };
+    let details = format!("added {name:?} with webroot {webroot_text} (now {now})");
     let added = conn
         .immediate_transaction(|conn| {
             let added = clubs::insert(
@@ -187,7 +187,9 @@ fn status_of(
         Webroot::Release(_) => None,
         Webroot::Missing => Some("no webroot link yet".to_owned()),
         Webroot::OtherLink(target) => Some(format!("links to {}, not a release", target.display())),
-        Webroot::NotALink => Some("a real directory, not a link".to_owned()),
+        Webroot::NotALink => {
+            Some("a legacy copy (a real directory): adopt it to deploy".to_owned())
+        }
     };
     let release = on_disk.release().map(|r| r.to_string());
     Ok(ClubStatus {

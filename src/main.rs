@@ -87,6 +87,23 @@ enum Command {
     },
     /// Cancel a job that has not started yet.
     Cancel { id: i32 },
+    /// Replace a club's legacy copy (its webroot is a real directory) by a link to a release,
+    /// keeping the copy whole; or, with --undo, put the newest kept copy back.
+    Adopt {
+        /// The club's slug.
+        slug: String,
+        /// The tag whose release replaces the copy.
+        #[arg(long, required_unless_present = "undo", conflicts_with = "undo")]
+        tag: Option<String>,
+        /// Put the club's newest kept legacy copy back in place of its link.
+        #[arg(long)]
+        undo: bool,
+        #[command(flatten)]
+        detach: DetachFlag,
+    },
+    /// The legacy copies kept after adopting, or delete one.
+    #[command(subcommand)]
+    Legacy(LegacyCommand),
     /// The audit log (newest first), or `audit verify` to check its hash chain.
     #[command(args_conflicts_with_subcommands = true)]
     Audit {
@@ -155,6 +172,19 @@ enum ClubCommand {
     List(JsonFlag),
     /// Forget a club; its webroot is left untouched.
     Remove { slug: String },
+}
+
+#[derive(Subcommand)]
+enum LegacyCommand {
+    /// Every kept legacy copy with its size.
+    List,
+    /// Delete a club's kept legacy copy (the oldest, or the one named).
+    Purge {
+        slug: String,
+        /// The copy's directory name, as `legacy list` shows it.
+        #[arg(long)]
+        copy: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -367,6 +397,69 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             } else {
                 cli::print_job(&job, &events)
             }
+        }
+        Command::Adopt {
+            slug,
+            tag,
+            undo,
+            detach,
+        } => {
+            let club = ClubSlug::parse(&slug)?;
+            let spec = match tag {
+                Some(tag) if !undo => JobSpec::Adopt {
+                    club,
+                    tag: ReleaseTag::parse(&tag)?,
+                },
+                _ => JobSpec::UndoAdopt { club },
+            };
+            submit(&settings, &pool, &actor, spec, detach)?;
+        }
+        Command::Legacy(LegacyCommand::List) => {
+            let kept = clubdeploy::pipeline::legacy::kept_copies(&settings.legacy_dir(), None)?;
+            if kept.is_empty() {
+                say!("no legacy copy is kept");
+            }
+            for copy in kept {
+                say!(
+                    "{:20}  {:>12} bytes  {}",
+                    copy.slug,
+                    copy.bytes,
+                    copy.backup.path.display()
+                );
+            }
+        }
+        Command::Legacy(LegacyCommand::Purge { slug, copy }) => {
+            let slug = ClubSlug::parse(&slug)?;
+            // No job may be putting the copy back meanwhile.
+            let _lock =
+                clubdeploy::pipeline::lock::DeployLock::acquire(&settings.lock_path(), || {
+                    say!("a job is running; waiting for it to finish…")
+                })?;
+            let kept = clubdeploy::pipeline::legacy::kept_copies(
+                &settings.legacy_dir(),
+                Some(slug.as_str()),
+            )?;
+            let chosen = match &copy {
+                Some(name) => kept.iter().find(|k| {
+                    k.backup
+                        .path
+                        .file_name()
+                        .is_some_and(|n| n == name.as_str())
+                }),
+                None => kept.first(),
+            }
+            .with_context(|| format!("no such kept legacy copy of club {slug}"))?;
+            clubdeploy::pipeline::legacy::purge(&settings.legacy_dir(), &chosen.backup)?;
+            let details = format!(
+                "deleted the kept legacy copy {} ({} bytes)",
+                chosen.backup.path.display(),
+                chosen.bytes
+            );
+            audit::record(
+                &mut *db()?,
+                &audit::Entry::new(&actor, "legacy.purged", "club", slug.as_str(), &details),
+            )?;
+            say!("{details}");
         }
         Command::Cancel { id } => {
             clubdeploy::jobs::enqueue::cancel(&mut *db()?, id, &actor, None)?;

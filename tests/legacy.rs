@@ -196,3 +196,138 @@ fn only_a_real_directory_is_adopted_and_only_a_link_is_undone() {
     assert!(error.contains("is not a link now"), "{error}");
     assert!(std::fs::symlink_metadata(&w.webroot).unwrap().is_dir());
 }
+
+/// A test environment whose club `a` has a legacy copy (v1's index.php changed by hand, an
+/// upload) as its webroot; returns it with a snapshot of the copy.
+fn env_with_legacy_copy() -> (crate::helpers::TestEnv, Vec<(String, Vec<u8>)>) {
+    let env = crate::helpers::TestEnv::new();
+    let webroot = env.webroot("a");
+    std::fs::create_dir_all(webroot.join("uploads")).unwrap();
+    std::fs::write(webroot.join("index.php"), "<?php echo 'hand-edited';\n").unwrap();
+    std::fs::write(webroot.join("uploads/logo.png"), [1u8, 2, 3]).unwrap();
+    env.add_clubs(&["a"]);
+    let before = snapshot(&webroot);
+    (env, before)
+}
+
+#[test]
+fn a_legacy_copy_is_kept_refused_by_deploy_adopted_without_a_gap_and_put_back() {
+    let (env, before) = env_with_legacy_copy();
+    let status = env.ok(&["status"]);
+    assert!(
+        status.contains("a legacy copy (a real directory): adopt it to deploy"),
+        "{status}"
+    );
+    let error = env.fails(&["deploy", "v1", "--all"]);
+    assert!(
+        error.contains("is a legacy copy (a real directory); adopt it first"),
+        "{error}"
+    );
+    assert_eq!(snapshot(&env.webroot("a")), before);
+
+    // Adopt and undo while a reader keeps reading the club's page.
+    let stop = Arc::new(AtomicBool::new(false));
+    let misses = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (stop, misses) = (stop.clone(), misses.clone());
+        let page = env.webroot("a").join("index.php");
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                if std::fs::read(&page).is_err() {
+                    misses.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let out = env.ok(&["adopt", "a", "--tag", "v2"]);
+    assert!(out.contains("1 file only in the legacy copy"), "{out}");
+    assert!(out.contains("uploads/logo.png"), "{out}");
+    assert!(
+        out.contains("different in the legacy copy (local changes?): index.php"),
+        "{out}"
+    );
+    assert_eq!(env.release_of("a"), env.release_name("v2"));
+    let kept = env.ok(&["legacy", "list"]);
+    assert!(
+        kept.contains(&format!("{}/legacy/a.", env.data.display())),
+        "{kept}"
+    );
+    // Now an ordinary club: it deploys and rolls back.
+    env.ok(&["deploy", "v3", "--club", "a"]);
+    env.ok(&["rollback", "a"]);
+    assert_eq!(env.release_of("a"), env.release_name("v2"));
+    env.ok(&["adopt", "a", "--undo"]);
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    assert_eq!(misses.load(Ordering::Relaxed), 0, "the page went missing");
+    assert!(
+        std::fs::symlink_metadata(env.webroot("a"))
+            .unwrap()
+            .is_dir()
+    );
+    assert_eq!(
+        snapshot(&env.webroot("a")),
+        before,
+        "the copy came back byte for byte"
+    );
+    assert!(
+        env.ok(&["legacy", "list"])
+            .contains("no legacy copy is kept")
+    );
+
+    // Adopt again, then delete the kept copy on purpose.
+    env.ok(&["adopt", "a", "--tag", "v2"]);
+    let purged = env.ok(&["legacy", "purge", "a"]);
+    assert!(purged.contains("deleted the kept legacy copy"), "{purged}");
+    assert!(
+        env.ok(&["legacy", "list"])
+            .contains("no legacy copy is kept")
+    );
+    let audit = env.ok(&["audit", "--limit", "1000"]);
+    for action in ["club.adopted", "club.adoption_undone", "legacy.purged"] {
+        assert!(audit.contains(action), "{action} missing:\n{audit}");
+    }
+}
+
+#[test]
+fn an_adopt_interrupted_after_the_exchange_keeps_the_copy_and_is_recovered() {
+    let (env, before) = env_with_legacy_copy();
+    let out = env
+        .command(&["adopt", "a", "--tag", "v2"])
+        .env("CLUBDEPLOY_CRASH_AT", "adopt:after-exchange")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The webroot is the release already; the copy waits beside it.
+    assert_eq!(env.release_of("a"), env.release_name("v2"));
+    let beside: Vec<String> = crate::helpers::entries(&env.www.join("a"))
+        .into_iter()
+        .filter(|n| n.starts_with("htdocs.tmp-"))
+        .collect();
+    assert_eq!(beside.len(), 1, "{beside:?}");
+    // Any command recovers: the copy joins the kept ones, whole.
+    env.ok(&["status"]);
+    let kept = std::fs::read_dir(env.data.join("legacy"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect::<Vec<_>>();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(snapshot(&kept[0]), before);
+    assert_eq!(
+        crate::helpers::entries(&env.www.join("a")),
+        ["htdocs"],
+        "nothing is left beside the webroot"
+    );
+    let job: serde_json::Value = serde_json::from_str(&env.ok(&["job", "1", "--json"])).unwrap();
+    assert_eq!(job["status"], "interrupted");
+    // And it can be put back.
+    env.ok(&["adopt", "a", "--undo"]);
+    assert_eq!(snapshot(&env.webroot("a")), before);
+}

@@ -25,6 +25,16 @@ pub enum JobSpec {
     Prune,
     /// Fetch the repository's tags (the releases page's Refresh).
     Fetch,
+    /// Replace a club's legacy copy (a real directory) by a link to the tag's release,
+    /// keeping the copy as a backup.
+    Adopt {
+        club: ClubSlug,
+        tag: ReleaseTag,
+    },
+    /// Put a club's newest legacy backup back in place of its link.
+    UndoAdopt {
+        club: ClubSlug,
+    },
 }
 
 /// A job's parameters as stored (JSON in `jobs.params`).
@@ -41,6 +51,13 @@ enum StoredSpec {
     },
     Prune,
     Fetch,
+    Adopt {
+        club: String,
+        tag: String,
+    },
+    UndoAdopt {
+        club: String,
+    },
 }
 
 impl JobSpec {
@@ -51,6 +68,8 @@ impl JobSpec {
             JobSpec::Rollback { .. } => "rollback",
             JobSpec::Prune => "prune",
             JobSpec::Fetch => "fetch",
+            JobSpec::Adopt { .. } => "adopt",
+            JobSpec::UndoAdopt { .. } => "undo_adopt",
         }
     }
 
@@ -70,6 +89,13 @@ impl JobSpec {
             },
             JobSpec::Prune => StoredSpec::Prune,
             JobSpec::Fetch => StoredSpec::Fetch,
+            JobSpec::Adopt { club, tag } => StoredSpec::Adopt {
+                club: club.to_string(),
+                tag: tag.to_string(),
+            },
+            JobSpec::UndoAdopt { club } => StoredSpec::UndoAdopt {
+                club: club.to_string(),
+            },
         };
         serde_json::to_string(&stored).expect("plain data serializes")
     }
@@ -97,6 +123,13 @@ impl JobSpec {
             },
             StoredSpec::Prune => JobSpec::Prune,
             StoredSpec::Fetch => JobSpec::Fetch,
+            StoredSpec::Adopt { club, tag } => JobSpec::Adopt {
+                club: ClubSlug::parse(&club)?,
+                tag: ReleaseTag::parse(&tag)?,
+            },
+            StoredSpec::UndoAdopt { club } => JobSpec::UndoAdopt {
+                club: ClubSlug::parse(&club)?,
+            },
         })
     }
 }
@@ -120,6 +153,8 @@ impl fmt::Display for JobSpec {
             JobSpec::Rollback { club, to: Some(to) } => write!(f, "roll back {club} to {to}"),
             JobSpec::Prune => write!(f, "prune unused releases"),
             JobSpec::Fetch => write!(f, "fetch new tags from the repository"),
+            JobSpec::Adopt { club, tag } => write!(f, "adopt {club}'s legacy copy with {tag}"),
+            JobSpec::UndoAdopt { club } => write!(f, "put {club}'s legacy copy back"),
         }
     }
 }
@@ -196,6 +231,14 @@ mod tests {
                 to: Some("v1".into()),
             },
             JobSpec::Prune,
+            JobSpec::Fetch,
+            JobSpec::Adopt {
+                club: ClubSlug::parse("a").unwrap(),
+                tag: ReleaseTag::parse("v2").unwrap(),
+            },
+            JobSpec::UndoAdopt {
+                club: ClubSlug::parse("a").unwrap(),
+            },
         ];
         for spec in specs {
             assert_eq!(JobSpec::from_json(&spec.to_json()).unwrap(), spec);

@@ -31,7 +31,9 @@ pub fn enqueue_limited(
             targets: Targets::Clubs(slugs),
             ..
         } => slugs.iter().collect(),
-        JobSpec::Rollback { club, .. } => vec![club],
+        JobSpec::Rollback { club, .. }
+        | JobSpec::Adopt { club, .. }
+        | JobSpec::UndoAdopt { club } => vec![club],
         _ => Vec::new(),
     };
     let mut unknown = Vec::new();

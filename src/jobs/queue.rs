@@ -42,14 +42,34 @@ pub fn recover(
     _lock: &DeployLock,
 ) -> anyhow::Result<Vec<String>> {
     let mut done = Vec::new();
-    let webroots: Vec<PathBuf> = clubs::all(&mut *pool.get()?)?
-        .into_iter()
-        .map(|c| PathBuf::from(c.webroot))
-        .collect();
+    let clubs = clubs::all(&mut *pool.get()?)?;
+    let webroots: Vec<PathBuf> = clubs.iter().map(|c| PathBuf::from(&c.webroot)).collect();
     for path in
         recovery::clean_leftovers(&settings.releases_dir(), &webroots, &settings.webroot_base)?
     {
         done.push(format!("removed leftover {}", path.display()));
+    }
+    for path in recovery::clean_legacy_trash(&settings.legacy_dir())? {
+        done.push(format!("removed leftover {}", path.display()));
+    }
+    // A legacy copy caught between its exchange and its move (adopt or undo) stands beside
+    // its webroot: keep it with the other copies.
+    for club in &clubs {
+        let rescued = crate::pipeline::legacy::rescue_leftovers(
+            &settings.webroot_base,
+            club.webroot.as_ref(),
+            &settings.legacy_dir(),
+            &club.slug,
+        );
+        // A directory that cannot be opened safely holds nothing to rescue now; the copy,
+        // if any, stays where it is (a deploy to that club says what is wrong).
+        if let Ok(paths) = rescued {
+            done.extend(
+                paths
+                    .iter()
+                    .map(|p| format!("kept the legacy copy of {} at {}", club.slug, p.display())),
+            );
+        }
     }
     // Connections are taken per step: recovery may reload the web server meanwhile.
     for job in jobs::with_status(&mut *pool.get()?, JobStatus::Running.as_str())? {
@@ -227,6 +247,8 @@ pub fn run_next(
                 JobSpec::Rollback { club, to } => run::rollback(&mut run_job, club, to.as_deref()),
                 JobSpec::Prune => run::prune(&mut run_job),
                 JobSpec::Fetch => run::fetch(&mut run_job),
+                JobSpec::Adopt { club, tag } => run::adopt(&mut run_job, club, tag),
+                JobSpec::UndoAdopt { club } => run::undo_adopt(&mut run_job, club),
             }
         }
         Err(e) => Err(e.into()),

@@ -149,6 +149,187 @@ pub fn prune(job: &mut Job<'_>) -> anyhow::Result<String> {
     Ok(format!("{deleted} release{} deleted", plural(deleted)))
 }
 
+/// Replaces club `slug`'s legacy copy (its webroot is a real directory) by a link to the
+/// release of `tag`, in one atomic exchange, keeping the copy whole under `<data_dir>/legacy`.
+/// The differences between the copy and the release are listed in the job log first.
+pub fn adopt(job: &mut Job<'_>, slug: &ClubSlug, tag: &ReleaseTag) -> anyhow::Result<String> {
+    let club = club_named(job, slug)?;
+    let webroot = webroot_of(job.settings, &club)?;
+    if switch::inspect(&webroot, &job.settings.releases_dir())? != Webroot::NotALink {
+        bail!(
+            "club {slug}'s webroot {} is not a legacy copy (a real directory): deploy to it \
+             instead; nothing was changed",
+            webroot.display()
+        );
+    }
+    let mirror = git::open_mirror(job.settings)?;
+    job.progress.step(Step::Fetch);
+    let (commit, _) = mirror.ensure_tag(tag, job.progress)?;
+    let release = build(job, &mirror, tag, &commit)?;
+
+    job.progress.step(Step::Compare);
+    let diff = crate::pipeline::legacy::compare_trees(&webroot, &release.dir)
+        .with_context(|| format!("cannot compare {} with {}", webroot.display(), release.name))?;
+    report_differences(job, &diff, &release.name);
+
+    let reload = job.settings.reload.policy.reloads_after(false);
+    if reload {
+        preflight(job)?;
+    }
+    job.progress.step(Step::Switch);
+    let name = crate::pipeline::legacy::backup_name(slug.as_str(), chrono::Utc::now());
+    let backup = crate::pipeline::legacy::adopt(
+        &job.settings.webroot_base,
+        &webroot,
+        &release.dir,
+        &job.settings.legacy_dir(),
+        &name,
+    )?;
+    let details = format!(
+        "adopt: the legacy copy was replaced by {} and kept whole at {} ({} only in the copy, \
+         {} only in the release, {} differing) (job #{})",
+        release.name,
+        backup.path.display(),
+        diff.only_in_copy.len(),
+        diff.only_in_release.len(),
+        diff.differing.len(),
+        job.id
+    );
+    let switched = switches::NewSwitch {
+        club_id: club.id,
+        from_release: None,
+        to_release: release.name.to_string(),
+        commit_id: release.manifest.commit.clone(),
+        kind: "adopt".to_owned(),
+        actor: job.actor.to_owned(),
+        switched_at: db::now(),
+    };
+    let entry = audit::Entry::new(job.actor, "club.adopted", "club", slug.as_str(), &details);
+    switches::record(&mut *job.conn()?, &[switched], &[], &[entry])
+        .context("cannot record the adoption")?;
+    job.progress.progress(&format!(
+        "club {slug} now runs {}; its legacy copy is kept at {}",
+        release.name,
+        backup.path.display()
+    ));
+    let mut summary = format!(
+        "club {slug}'s legacy copy was replaced by {} and kept at {}",
+        release.name,
+        backup.path.display()
+    );
+    if reload {
+        reload_apache(job)?;
+        summary.push_str("; Apache reloaded");
+    }
+    Ok(summary)
+}
+
+/// Puts club `slug`'s newest kept legacy copy back in place of its link, in one atomic
+/// exchange.
+pub fn undo_adopt(job: &mut Job<'_>, slug: &ClubSlug) -> anyhow::Result<String> {
+    let club = club_named(job, slug)?;
+    let webroot = webroot_of(job.settings, &club)?;
+    let kept =
+        crate::pipeline::legacy::kept_copies(&job.settings.legacy_dir(), Some(slug.as_str()))?;
+    let Some(newest) = kept.last() else {
+        bail!("no legacy copy of club {slug} is kept, so there is nothing to put back");
+    };
+    let reload = job.settings.reload.policy.reloads_after(false);
+    if reload {
+        preflight(job)?;
+    }
+    job.progress.step(Step::Switch);
+    crate::pipeline::legacy::undo(&job.settings.webroot_base, &webroot, &newest.backup)?;
+    let details = format!(
+        "the legacy copy kept at {} is the webroot again (job #{})",
+        newest.backup.path.display(),
+        job.id
+    );
+    job.conn()?
+        .immediate_transaction(|conn| {
+            clubs::set_current_release(conn, club.id, None)?;
+            let entry = audit::Entry::new(
+                job.actor,
+                "club.adoption_undone",
+                "club",
+                slug.as_str(),
+                &details,
+            );
+            audit::append(conn, &entry)
+        })
+        .context("cannot record the undo")?;
+    job.progress
+        .progress(&format!("club {slug} serves its legacy copy again"));
+    let mut summary = format!("club {slug} serves its legacy copy again");
+    if reload {
+        reload_apache(job)?;
+        summary.push_str("; Apache reloaded");
+    }
+    Ok(summary)
+}
+
+/// Lists what differs between a legacy copy and the release replacing it.
+fn report_differences(
+    job: &mut Job<'_>,
+    diff: &crate::pipeline::legacy::TreeDiff,
+    release: &ReleaseName,
+) {
+    if diff.is_empty() {
+        job.progress
+            .progress(&format!("the legacy copy is exactly {release}"));
+        return;
+    }
+    for (paths, what) in [
+        (
+            &diff.only_in_copy,
+            "only in the legacy copy (no longer served after the switch: uploads? local files?)",
+        ),
+        (&diff.only_in_release, &*format!("only in {release}")),
+        (
+            &diff.differing,
+            "different in the legacy copy (local changes?)",
+        ),
+    ] {
+        if paths.is_empty() {
+            continue;
+        }
+        const SHOWN: usize = 50;
+        let mut line = format!("{} file{} {what}: ", paths.len(), plural(paths.len()));
+        line.push_str(
+            &paths
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        if paths.len() > SHOWN {
+            line.push_str(&format!(" and {} more", paths.len() - SHOWN));
+        }
+        job.progress.progress(&line);
+    }
+}
+
+fn club_named(job: &Job<'_>, slug: &ClubSlug) -> anyhow::Result<Club> {
+    clubs::by_slug(&mut *job.conn()?, slug.as_str())?
+        .ok_or_else(|| crate::domain::Refusal::NotFound(format!("there is no club {slug}")).into())
+}
+
+/// A club's webroot, checked to lie under `webroot_base` as recorded.
+fn webroot_of(settings: &Settings, club: &Club) -> anyhow::Result<std::path::PathBuf> {
+    let resolved = switch::resolve_under(&settings.webroot_base, club.webroot.as_ref())
+        .with_context(|| format!("club {}: nothing was changed", club.slug))?;
+    if resolved.as_os_str() != club.webroot.as_str() {
+        bail!(
+            "club {}: webroot {} now resolves to {}; nothing was changed",
+            club.slug,
+            club.webroot,
+            resolved.display()
+        );
+    }
+    Ok(resolved)
+}
+
 /// Fetches the repository's tags into the mirror (the releases page's Refresh).
 pub fn fetch(job: &mut Job<'_>) -> anyhow::Result<String> {
     job.progress.step(Step::Fetch);
@@ -196,24 +377,18 @@ fn target_clubs(conn: &mut SqliteConnection, targets: &Targets) -> anyhow::Resul
 }
 
 /// Every webroot must still lie under `webroot_base` and be a link or nothing, before
-/// anything is built or switched.
+/// anything is built or switched; a legacy copy must be adopted first.
 fn check_webroots(settings: &Settings, clubs: &[Club]) -> anyhow::Result<()> {
     for club in clubs {
-        let resolved = switch::resolve_under(&settings.webroot_base, club.webroot.as_ref())
-            .with_context(|| format!("club {}: nothing was changed", club.slug))?;
-        if resolved.as_os_str() != club.webroot.as_str() {
-            bail!(
-                "club {}: webroot {} now resolves to {}; nothing was changed",
-                club.slug,
-                club.webroot,
-                resolved.display()
-            );
-        }
+        let resolved = webroot_of(settings, club)?;
         if switch::inspect(&resolved, &settings.releases_dir())? == Webroot::NotALink {
             bail!(
-                "club {}: {}; nothing was changed",
+                "club {}: its webroot {} is a legacy copy (a real directory); adopt it first \
+                 (clubdeploy adopt {} --tag <tag>, or Adopt… on the clubs page); nothing was \
+                 changed",
                 club.slug,
-                switch::not_a_link(&resolved)
+                resolved.display(),
+                club.slug
             );
         }
     }

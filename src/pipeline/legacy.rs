@@ -5,8 +5,6 @@
 //! step is relative to directory descriptors opened without following links (see
 //! [`webroot_dir`]). Also: what differs between the legacy copy and the release replacing it.
 //!
-//! The building blocks of adopting (issue 10); the job, command and panel around them come
-//! with the multi-application data model.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -108,6 +106,100 @@ pub struct Backup {
     pub path: PathBuf,
 }
 
+/// The name of a club's backup taken at `at`: `<slug>.<UTC time>` (a slug holds no `.`, so
+/// the backups of `a` and `a-b` never mix).
+pub fn backup_name(slug: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{slug}.{}", at.format("%Y%m%dT%H%M%S%.6fZ"))
+}
+
+/// A kept legacy copy, for listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptCopy {
+    pub slug: String,
+    pub backup: Backup,
+    /// The bytes of its regular files.
+    pub bytes: u64,
+}
+
+/// The legacy copies kept in `backups_dir` (of club `slug`, or all), oldest first.
+pub fn kept_copies(backups_dir: &Path, slug: Option<&str>) -> std::io::Result<Vec<KeptCopy>> {
+    let entries = match std::fs::read_dir(backups_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut kept = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // `<slug>.<time>`; a `.trash-*` left by an interrupted purge has no slug.
+        let Some((owner, _)) = name.split_once('.').filter(|(owner, _)| !owner.is_empty()) else {
+            continue;
+        };
+        if !entry.file_type()?.is_dir() || slug.is_some_and(|s| s != owner) {
+            continue;
+        }
+        let bytes = leaves(&entry.path())?
+            .values()
+            .filter_map(|leaf| match leaf {
+                Leaf::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+                Leaf::Link(_) => None,
+            })
+            .sum();
+        kept.push(KeptCopy {
+            slug: owner.to_owned(),
+            backup: Backup { path: entry.path() },
+            bytes,
+        });
+    }
+    kept.sort_by(|a, b| a.backup.path.cmp(&b.backup.path));
+    Ok(kept)
+}
+
+/// Deletes a kept legacy copy: renamed into a `.trash-*` directory first (recovery finishes
+/// the job if the process dies), then removed.
+pub fn purge(backups_dir: &Path, backup: &Backup) -> std::io::Result<()> {
+    super::fsops::delete_via_trash(backups_dir, &backup.path)
+}
+
+/// After a crash between the exchange and the move (of adopt or undo), a legacy copy stands
+/// beside `webroot` as `<name>.tmp-*`: moves each such directory into `backups_dir` as a
+/// backup of `slug`, so it is listed and never lost. Returns where they went.
+pub fn rescue_leftovers(
+    base: &Path,
+    webroot: &Path,
+    backups_dir: &Path,
+    slug: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let base_fd = webroot_dir::open_base(base)?;
+    let Some(dir) = webroot_dir::open_parent(base, &base_fd, webroot, false)? else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{}{TEMP_LINK_INFIX}", dir.name.to_string_lossy());
+    let mut rescued = Vec::new();
+    for name in webroot_dir::names(&dir.fd)? {
+        if !name.to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let stat = rustix::fs::statat(&dir.fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+        if stat.st_mode & 0o170000 != 0o040000 {
+            continue;
+        }
+        let backups = open_dir(backups_dir, true)?;
+        let target = backup_name(slug, chrono::Utc::now());
+        rustix::fs::renameat_with(
+            &dir.fd,
+            name.as_os_str(),
+            &backups,
+            target.as_str(),
+            RenameFlags::NOREPLACE,
+        )
+        .with_context(|| format!("cannot keep {}", dir.path.join(&name).display()))?;
+        rescued.push(backups_dir.join(target));
+    }
+    Ok(rescued)
+}
+
 fn open_dir(path: &Path, create: bool) -> anyhow::Result<OwnedFd> {
     if create {
         match rustix::fs::mkdir(path, Mode::from_raw_mode(0o700)) {
@@ -173,6 +265,7 @@ pub fn adopt(
         let _ = rustix::fs::unlinkat(&dir.fd, temp.as_os_str(), AtFlags::empty());
         return Err(e).with_context(|| format!("cannot switch {}", webroot.display()));
     }
+    crate::crash::point("adopt:after-exchange");
     // `temp` is now the legacy copy, whole; keep it beside the other backups.
     rustix::fs::renameat_with(
         &dir.fd,

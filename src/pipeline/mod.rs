@@ -19,6 +19,8 @@ use std::fmt;
 pub enum Step {
     Fetch,
     Build,
+    /// Comparing a legacy copy with the release that replaces it.
+    Compare,
     Preflight,
     Switch,
     Reload,
@@ -31,6 +33,7 @@ impl Step {
         match self {
             Step::Fetch => "fetch",
             Step::Build => "build",
+            Step::Compare => "compare",
             Step::Preflight => "preflight",
             Step::Switch => "switch",
             Step::Reload => "reload",

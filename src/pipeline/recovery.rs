@@ -8,6 +8,19 @@ use super::fsops::{
 };
 use super::webroot_dir;
 
+/// Removes what an interrupted purge of a legacy copy left in `legacy_dir` (`.trash-*`).
+pub fn clean_legacy_trash(legacy_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for entry in read_dir_or_empty(legacy_dir)? {
+        if entry.to_string_lossy().starts_with(TRASH_PREFIX) {
+            let path = legacy_dir.join(&entry);
+            std::fs::remove_dir_all(&path)?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
 /// Removes `.build-*` and `.trash-*` in `releases_dir`, and temporary links (`<name>.tmp-*`)
 /// next to each webroot and the switch template in `webroot_base`. Returns what it removed.
 pub fn clean_leftovers(
