@@ -429,37 +429,19 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Legacy(LegacyCommand::Purge { slug, copy }) => {
-            let slug = ClubSlug::parse(&slug)?;
-            // No job may be putting the copy back meanwhile.
-            let _lock =
-                clubdeploy::pipeline::lock::DeployLock::acquire(&settings.lock_path(), || {
-                    say!("a job is running; waiting for it to finish…")
-                })?;
-            let kept = clubdeploy::pipeline::legacy::kept_copies(
-                &settings.legacy_dir(),
-                Some(slug.as_str()),
-            )?;
-            let chosen = match &copy {
-                Some(name) => kept.iter().find(|k| {
-                    k.backup
-                        .path
-                        .file_name()
-                        .is_some_and(|n| n == name.as_str())
-                }),
-                None => kept.first(),
-            }
-            .with_context(|| format!("no such kept legacy copy of club {slug}"))?;
-            clubdeploy::pipeline::legacy::purge(&settings.legacy_dir(), &chosen.backup)?;
-            let details = format!(
-                "deleted the kept legacy copy {} ({} bytes)",
-                chosen.backup.path.display(),
-                chosen.bytes
-            );
-            audit::record(
-                &mut *db()?,
-                &audit::Entry::new(&actor, "legacy.purged", "club", slug.as_str(), &details),
-            )?;
-            say!("{details}");
+            let copy = match copy {
+                Some(copy) => copy,
+                None => clubdeploy::pipeline::legacy::kept_copies(
+                    &settings.legacy_dir(),
+                    Some(ClubSlug::parse(&slug)?.as_str()),
+                )?
+                .first()
+                .and_then(|k| k.backup.path.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .with_context(|| format!("no legacy copy of club {slug} is kept"))?,
+            };
+            let spec = JobSpec::purge_legacy(&slug, &copy)?;
+            submit(&settings, &pool, &actor, spec, DetachFlag { detach: false })?;
         }
         Command::Cancel { id } => {
             clubdeploy::jobs::enqueue::cancel(&mut *db()?, id, &actor, None)?;

@@ -104,7 +104,20 @@ fn adopting_and_undoing_never_leave_the_webroot_missing_and_keep_the_copy_byte_f
             }
         })
     };
+    // Each step waits until the reader has read a few more times: they interleave.
+    let let_reader_run = || {
+        let mark = reads.load(Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while reads.load(Ordering::Relaxed) < mark + 5 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reader does not run"
+            );
+            std::thread::yield_now();
+        }
+    };
     for round in 0..20 {
+        let_reader_run();
         let backup = legacy::adopt(
             &w.base,
             &w.webroot,
@@ -119,6 +132,7 @@ fn adopting_and_undoing_never_leave_the_webroot_missing_and_keep_the_copy_byte_f
             before,
             "the backup is the whole copy"
         );
+        let_reader_run();
         legacy::undo(&w.base, &w.webroot, &backup).unwrap();
         assert!(!backup.path.exists());
     }
@@ -227,16 +241,17 @@ fn a_legacy_copy_is_kept_refused_by_deploy_adopted_without_a_gap_and_put_back() 
 
     // Adopt and undo while a reader keeps reading the club's page.
     let stop = Arc::new(AtomicBool::new(false));
-    let misses = Arc::new(AtomicUsize::new(0));
+    let (reads, misses) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let reader = {
-        let (stop, misses) = (stop.clone(), misses.clone());
+        let (stop, reads, misses) = (stop.clone(), reads.clone(), misses.clone());
         let page = env.webroot("a").join("index.php");
         std::thread::spawn(move || {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
             while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
-                if std::fs::read(&page).is_err() {
-                    misses.fetch_add(1, Ordering::Relaxed);
-                }
+                match std::fs::read(&page) {
+                    Ok(_) => reads.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => misses.fetch_add(1, Ordering::Relaxed),
+                };
             }
         })
     };
@@ -261,6 +276,7 @@ fn a_legacy_copy_is_kept_refused_by_deploy_adopted_without_a_gap_and_put_back() 
     stop.store(true, Ordering::Relaxed);
     reader.join().unwrap();
     assert_eq!(misses.load(Ordering::Relaxed), 0, "the page went missing");
+    assert!(reads.load(Ordering::Relaxed) > 100, "the reader barely ran");
     assert!(
         std::fs::symlink_metadata(env.webroot("a"))
             .unwrap()

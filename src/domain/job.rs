@@ -35,6 +35,12 @@ pub enum JobSpec {
     UndoAdopt {
         club: ClubSlug,
     },
+    /// Delete one of a club's kept legacy copies (`copy`: its directory name under
+    /// `<data_dir>/legacy`, `<slug>.<time>`).
+    PurgeLegacy {
+        club: ClubSlug,
+        copy: String,
+    },
 }
 
 /// A job's parameters as stored (JSON in `jobs.params`).
@@ -58,6 +64,10 @@ enum StoredSpec {
     UndoAdopt {
         club: String,
     },
+    PurgeLegacy {
+        club: String,
+        copy: String,
+    },
 }
 
 impl JobSpec {
@@ -70,7 +80,29 @@ impl JobSpec {
             JobSpec::Fetch => "fetch",
             JobSpec::Adopt { .. } => "adopt",
             JobSpec::UndoAdopt { .. } => "undo_adopt",
+            JobSpec::PurgeLegacy { .. } => "purge_legacy",
         }
+    }
+
+    /// A purge of club `club`'s kept copy `copy`, which must be one of its copies' names
+    /// (`<slug>.<time>`: no path).
+    pub fn purge_legacy(club: &str, copy: &str) -> Result<JobSpec, InvalidInput> {
+        let club = ClubSlug::parse(club)?;
+        let ok = copy.strip_prefix(&format!("{club}.")).is_some_and(|time| {
+            !time.is_empty()
+                && time
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-'))
+        });
+        if !ok || copy.contains("..") {
+            return Err(InvalidInput(format!(
+                "{copy:?} is not a kept legacy copy of club {club}"
+            )));
+        }
+        Ok(JobSpec::PurgeLegacy {
+            club,
+            copy: copy.to_owned(),
+        })
     }
 
     /// The parameters as JSON for the database.
@@ -95,6 +127,10 @@ impl JobSpec {
             },
             JobSpec::UndoAdopt { club } => StoredSpec::UndoAdopt {
                 club: club.to_string(),
+            },
+            JobSpec::PurgeLegacy { club, copy } => StoredSpec::PurgeLegacy {
+                club: club.to_string(),
+                copy: copy.clone(),
             },
         };
         serde_json::to_string(&stored).expect("plain data serializes")
@@ -130,6 +166,7 @@ impl JobSpec {
             StoredSpec::UndoAdopt { club } => JobSpec::UndoAdopt {
                 club: ClubSlug::parse(&club)?,
             },
+            StoredSpec::PurgeLegacy { club, copy } => JobSpec::purge_legacy(&club, &copy)?,
         })
     }
 }
@@ -155,6 +192,9 @@ impl fmt::Display for JobSpec {
             JobSpec::Fetch => write!(f, "fetch new tags from the repository"),
             JobSpec::Adopt { club, tag } => write!(f, "adopt {club}'s legacy copy with {tag}"),
             JobSpec::UndoAdopt { club } => write!(f, "put {club}'s legacy copy back"),
+            JobSpec::PurgeLegacy { club, copy } => {
+                write!(f, "delete {club}'s kept legacy copy {copy}")
+            }
         }
     }
 }
@@ -239,7 +279,18 @@ mod tests {
             JobSpec::UndoAdopt {
                 club: ClubSlug::parse("a").unwrap(),
             },
+            JobSpec::purge_legacy("a", "a.20260101T000000.000000Z").unwrap(),
         ];
+        for bad in [
+            "../a.x",
+            "a.",
+            "b.20260101",
+            "a./etc",
+            "a.x/../../y",
+            "a..x",
+        ] {
+            assert!(JobSpec::purge_legacy("a", bad).is_err(), "{bad}");
+        }
         for spec in specs {
             assert_eq!(JobSpec::from_json(&spec.to_json()).unwrap(), spec);
         }

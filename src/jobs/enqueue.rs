@@ -33,7 +33,8 @@ pub fn enqueue_limited(
         } => slugs.iter().collect(),
         JobSpec::Rollback { club, .. }
         | JobSpec::Adopt { club, .. }
-        | JobSpec::UndoAdopt { club } => vec![club],
+        | JobSpec::UndoAdopt { club }
+        | JobSpec::PurgeLegacy { club, .. } => vec![club],
         _ => Vec::new(),
     };
     let mut unknown = Vec::new();

@@ -249,6 +249,7 @@ pub fn run_next(
                 JobSpec::Fetch => run::fetch(&mut run_job),
                 JobSpec::Adopt { club, tag } => run::adopt(&mut run_job, club, tag),
                 JobSpec::UndoAdopt { club } => run::undo_adopt(&mut run_job, club),
+                JobSpec::PurgeLegacy { club, copy } => run::purge_legacy(&mut run_job, club, copy),
             }
         }
         Err(e) => Err(e.into()),

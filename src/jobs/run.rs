@@ -268,6 +268,33 @@ pub fn undo_adopt(job: &mut Job<'_>, slug: &ClubSlug) -> anyhow::Result<String> 
     Ok(summary)
 }
 
+/// Deletes club `slug`'s kept legacy copy named `copy`, and audits it.
+pub fn purge_legacy(job: &mut Job<'_>, slug: &ClubSlug, copy: &str) -> anyhow::Result<String> {
+    let legacy_dir = job.settings.legacy_dir();
+    let kept = crate::pipeline::legacy::kept_copies(&legacy_dir, Some(slug.as_str()))?;
+    let Some(found) = kept
+        .iter()
+        .find(|k| k.backup.path.file_name().is_some_and(|n| n == copy))
+    else {
+        return Err(crate::domain::Refusal::NotFound(format!(
+            "club {slug} has no kept legacy copy {copy}"
+        ))
+        .into());
+    };
+    crate::pipeline::legacy::purge(&legacy_dir, &found.backup)?;
+    let details = format!(
+        "deleted the kept legacy copy {} ({} bytes)",
+        found.backup.path.display(),
+        found.bytes
+    );
+    job.audit("legacy.purged", "club", slug.as_str(), &details)?;
+    job.progress.progress(&details);
+    Ok(format!(
+        "club {slug}'s kept legacy copy {copy} ({} bytes) was deleted",
+        found.bytes
+    ))
+}
+
 /// Lists what differs between a legacy copy and the release replacing it.
 fn report_differences(
     job: &mut Job<'_>,
