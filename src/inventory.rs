@@ -31,6 +31,8 @@ pub struct ClubStatus {
     pub tag: Option<String>,
     /// What the webroot is, in words, when it is not a release.
     pub problem: Option<String>,
+    /// The webroot is a legacy copy (a real directory) waiting to be adopted.
+    pub legacy: bool,
     /// The release the database last recorded for the club.
     pub recorded_release: Option<String>,
     /// The disk and the database disagree.
@@ -193,6 +195,7 @@ fn status_of(
     };
     let release = on_disk.release().map(|r| r.to_string());
     Ok(ClubStatus {
+        legacy: on_disk == Webroot::NotALink,
         drift: release != club.current_release,
         tag: on_disk.release().map(|r| r.tag().to_string()),
         release,

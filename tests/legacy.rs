@@ -347,3 +347,97 @@ fn an_adopt_interrupted_after_the_exchange_keeps_the_copy_and_is_recovered() {
     env.ok(&["adopt", "a", "--undo"]);
     assert_eq!(snapshot(&env.webroot("a")), before);
 }
+
+#[tokio::test]
+async fn admins_adopt_put_back_and_delete_legacy_copies_from_the_panel() {
+    use reqwest::StatusCode;
+    let (env, before) = env_with_legacy_copy();
+    env.ok(&["releases", "--fetch"]);
+    let app = crate::web::TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let clubs = app.page(&admin, "/clubs").await;
+    assert!(clubs.contains("href=\"/clubs/a/adopt\""), "{clubs}");
+    assert!(
+        clubs.contains("a legacy copy (a real directory)"),
+        "{clubs}"
+    );
+    for who in ["viewer", "deployer"] {
+        let client = app.login(who).await;
+        let refused = client.get(app.url("/clubs/a/adopt")).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{who}");
+    }
+
+    // What differs is shown before anything changes.
+    let compare = app.page(&admin, "/clubs/a/adopt?tag=v2").await;
+    for expected in [
+        "1 file(s) only in the copy",
+        "<code>uploads/logo.png</code>",
+        "1 file(s) changed in the copy",
+        "<code>index.php</code>",
+        "Yes, adopt the copy with v2",
+    ] {
+        assert!(
+            compare.contains(expected),
+            "{expected:?} missing:\n{compare}"
+        );
+    }
+    assert_eq!(snapshot(&app.env.webroot("a")), before);
+
+    let queued = app.post(&admin, "/clubs/a/adopt", &[("tag", "v2")]).await;
+    assert_eq!(queued.status(), StatusCode::SEE_OTHER);
+    let id = crate::web::job_id(&queued);
+    assert_eq!(app.job_finished(id).await, "succeeded");
+    assert_eq!(app.env.release_of("a"), app.env.release_name("v2"));
+    let clubs = app.page(&admin, "/clubs").await;
+    assert!(clubs.contains("Kept legacy copy a."), "{clubs}");
+    assert!(clubs.contains("href=\"/clubs/a/undo-adopt\""), "{clubs}");
+
+    // Put it back.
+    let confirm = app.page(&admin, "/clubs/a/undo-adopt").await;
+    assert!(
+        confirm.contains("becomes club a&#39;s webroot again"),
+        "{confirm}"
+    );
+    let queued = app.post(&admin, "/clubs/a/undo-adopt", &[]).await;
+    assert_eq!(
+        app.job_finished(crate::web::job_id(&queued)).await,
+        "succeeded"
+    );
+    assert_eq!(snapshot(&app.env.webroot("a")), before);
+
+    // Adopt again, then delete the kept copy.
+    let queued = app.post(&admin, "/clubs/a/adopt", &[("tag", "v2")]).await;
+    assert_eq!(
+        app.job_finished(crate::web::job_id(&queued)).await,
+        "succeeded"
+    );
+    let name = std::fs::read_dir(app.env.data.join("legacy"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .next()
+        .unwrap();
+    let confirm = app
+        .page(&admin, &format!("/clubs/a/legacy/{name}/purge"))
+        .await;
+    assert!(confirm.contains("will be deleted for good"), "{confirm}");
+    let queued = app
+        .post(&admin, &format!("/clubs/a/legacy/{name}/purge"), &[])
+        .await;
+    assert_eq!(
+        app.job_finished(crate::web::job_id(&queued)).await,
+        "succeeded"
+    );
+    assert_eq!(
+        std::fs::read_dir(app.env.data.join("legacy"))
+            .unwrap()
+            .count(),
+        0
+    );
+    // A name that is not one of the club's copies is refused.
+    let bad = admin
+        .get(app.url("/clubs/a/legacy/b.20260101T000000Z/purge"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}

@@ -567,6 +567,9 @@ async fn state_changing_routes_refuse_a_missing_or_wrong_csrf_token() {
         ("/clubs/a/rollback", vec![]),
         ("/clubs", vec![("slug", "extra"), ("webroot", &extra)]),
         ("/clubs/a/remove", vec![]),
+        ("/clubs/a/adopt", vec![("tag", "v1")]),
+        ("/clubs/a/undo-adopt", vec![]),
+        ("/clubs/a/legacy/a.20260101T000000Z/purge", vec![]),
         ("/releases/refresh", vec![]),
         ("/jobs/3/cancel", vec![]),
         (

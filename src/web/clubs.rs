@@ -28,6 +28,10 @@ pub struct Row {
     pub since: Option<String>,
     pub by: Option<String>,
     pub rollback_to: Option<String>,
+    /// The webroot is a legacy copy waiting to be adopted.
+    pub legacy: bool,
+    /// The club's kept legacy copies: directory name and size in words.
+    pub kept: Vec<(String, String)>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -54,6 +58,18 @@ pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Re
     let latest = switches::latest_per_club(conn)?;
     let targets = switches::rollback_targets(conn)?;
     let statuses = inventory::status(settings, conn)?;
+    let mut kept: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for copy in crate::pipeline::legacy::kept_copies(&settings.legacy_dir(), None)? {
+        let name = copy
+            .backup
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        kept.entry(copy.slug)
+            .or_default()
+            .push((name, size_in_words(copy.bytes)));
+    }
     Ok(statuses
         .into_iter()
         .map(|club| {
@@ -68,6 +84,8 @@ pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Re
                 since: last.map(|s| s.switched_at.format("%Y-%m-%d %H:%M UTC").to_string()),
                 by: last.map(|s| s.actor.clone()),
                 rollback_to: id.and_then(|id| targets.get(&id).cloned()),
+                legacy: club.legacy,
+                kept: kept.remove(&club.slug).unwrap_or_default(),
                 slug: club.slug,
                 name: club.name,
                 release: club.release,
@@ -76,6 +94,15 @@ pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Re
             }
         })
         .collect())
+}
+
+/// "12.3 MB", "840 KB", "17 bytes".
+pub fn size_in_words(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.0} KB", b as f64 / 1e3),
+        b => format!("{b} bytes"),
+    }
 }
 
 /// `GET /clubs`.

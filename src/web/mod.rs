@@ -8,6 +8,7 @@ mod clubs;
 mod dashboard;
 mod deploy;
 mod jobs;
+mod legacy;
 mod staff;
 mod statics;
 
@@ -189,6 +190,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::get().to(clubs::rollback_confirm),
     )
     .route("/clubs/{slug}/rollback", web::post().to(clubs::rollback))
+    .route("/clubs/{slug}/adopt", web::get().to(legacy::adopt_page))
+    .route("/clubs/{slug}/adopt", web::post().to(legacy::adopt))
+    .route("/clubs/{slug}/undo-adopt", web::get().to(legacy::undo_page))
+    .route("/clubs/{slug}/undo-adopt", web::post().to(legacy::undo))
+    .route(
+        "/clubs/{slug}/legacy/{copy}/purge",
+        web::get().to(legacy::purge_page),
+    )
+    .route(
+        "/clubs/{slug}/legacy/{copy}/purge",
+        web::post().to(legacy::purge),
+    )
     .route("/clubs/{slug}/remove", web::get().to(clubs::remove_confirm))
     .route("/clubs/{slug}/remove", web::post().to(clubs::remove))
     .route("/releases", web::get().to(deploy::releases_page))
