@@ -74,6 +74,12 @@ struct World {
 }
 
 fn world(keep_releases: usize, grace: u64) -> Option<World> {
+    world_with(keep_releases, grace, false)
+}
+
+/// The same world; with `legacy`, each club's webroot starts as its own copy of v1 (the
+/// method before symlinks), not yet adopted.
+fn world_with(keep_releases: usize, grace: u64, legacy: bool) -> Option<World> {
     if !apache::available() {
         return None;
     }
@@ -88,9 +94,27 @@ fn world(keep_releases: usize, grace: u64) -> Option<World> {
     env.configure();
     let slugs: Vec<String> = (0..CLUBS).map(|n| format!("club{n:02}")).collect();
     let refs: Vec<&str> = slugs.iter().map(String::as_str).collect();
-    env.add_clubs(&refs);
-    // The first deploy needs no Apache: its reload only logs.
-    env.ok(&["deploy", "v1", "--all"]);
+    if legacy {
+        for slug in &slugs {
+            let copy = env.webroot(slug);
+            std::fs::create_dir_all(&copy).unwrap();
+            let archive = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "git --git-dir {}/.git archive v1 | tar -x -C {}",
+                    app.display(),
+                    copy.display()
+                ))
+                .status()
+                .unwrap();
+            assert!(archive.success());
+        }
+        env.add_clubs(&refs);
+    } else {
+        env.add_clubs(&refs);
+        // The first deploy needs no Apache: its reload only logs.
+        env.ok(&["deploy", "v1", "--all"]);
+    }
     let clubs: Vec<(String, std::path::PathBuf)> =
         slugs.iter().map(|s| (s.clone(), env.webroot(s))).collect();
     let apache = Apache::start(env.root.path(), &clubs);
@@ -110,6 +134,80 @@ fn world(keep_releases: usize, grace: u64) -> Option<World> {
         slugs,
         client,
     })
+}
+
+/// Clients requesting every club's page without pause, counting answers that are not a whole
+/// page of some version; bounded to 20,000 requests each and two minutes.
+struct Load {
+    stop: Arc<AtomicBool>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Load {
+    fn start(world: &Arc<World>, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let clients = (0..clients)
+            .map(|worker| {
+                let (world, stop, ok, failed, failures) = (
+                    world.clone(),
+                    stop.clone(),
+                    ok.clone(),
+                    failed.clone(),
+                    failures.clone(),
+                );
+                std::thread::spawn(move || {
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    let mut n = worker;
+                    for _ in 0..20_000 {
+                        if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
+                            break;
+                        }
+                        let slug = &world.slugs[n % CLUBS];
+                        n += 7;
+                        let (status, body) = world.get(&format!("{slug}.test"), "/");
+                        let good = status == 200
+                            && body.starts_with("version v")
+                            && body.ends_with("\nEND\n");
+                        if good {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{slug}: {status} {body:?}"));
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            clients,
+            ok,
+            failed,
+            failures,
+        }
+    }
+
+    /// Stops the clients; returns (good answers, failed answers, the failures).
+    fn finish(self) -> (usize, usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for client in self.clients {
+            client.join().unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            failures,
+        )
+    }
 }
 
 impl World {
@@ -247,44 +345,7 @@ fn every_club_serves_the_new_release_as_soon_as_the_deploy_ends() {
 fn no_request_fails_while_all_clubs_are_deployed_and_pruned_three_times() {
     let Some(world) = world(0, 3) else { return };
     let world = Arc::new(world);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..4)
-        .map(|worker| {
-            let (world, stop, ok, failed, failures) = (
-                world.clone(),
-                stop.clone(),
-                ok.clone(),
-                failed.clone(),
-                failures.clone(),
-            );
-            std::thread::spawn(move || {
-                let deadline = Instant::now() + Duration::from_secs(120);
-                let mut n = worker;
-                // Bounded: at most 20,000 requests per client, two minutes.
-                for _ in 0..20_000 {
-                    if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
-                        break;
-                    }
-                    let slug = &world.slugs[n % CLUBS];
-                    n += 7;
-                    let (status, body) = world.get(&format!("{slug}.test"), "/");
-                    let good =
-                        status == 200 && body.starts_with("version v") && body.ends_with("\nEND\n");
-                    if good {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("{slug}: {status} {body:?}"));
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(&world, 4);
     // A slow request (2 s, then an include) that PHP has started running before the first
     // deploy begins: its headers have arrived.
     let (started_tx, started_rx) = std::sync::mpsc::channel();
@@ -311,18 +372,14 @@ fn no_request_fails_while_all_clubs_are_deployed_and_pruned_three_times() {
     for tag in ["v2", "v3", "v1"] {
         took.push(world.deploy_all(tag));
     }
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().unwrap();
-    }
+    let (ok, failed, failures) = load.finish();
     let (slow_status, slow_body) = slow.join().unwrap();
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     eprintln!(
         "E2E: load during v2, v3, v1 deploys: {} requests, {failed} failed; deploys took {:?}",
         ok + failed,
         took
     );
-    assert_eq!(failed, 0, "{:?}", failures.lock().unwrap());
+    assert_eq!(failed, 0, "{failures:?}");
     assert!(ok >= 1000, "the load generator barely ran: {ok}");
     assert_eq!(slow_status, 200, "{slow_body}");
     assert_eq!(slow_body, "slow v1\nlate v1\nEND\n");
@@ -360,4 +417,40 @@ fn a_single_club_deploy_and_its_rollback_through_the_panel_change_only_that_club
         world.env.release_entries(),
         vec![world.env.release_name("v1"), world.env.release_name("v2")]
     );
+}
+
+#[test]
+fn adopting_thirty_legacy_copies_under_load_fails_no_request() {
+    let Some(world) = world_with(2, 0, true) else {
+        return;
+    };
+    let world = Arc::new(world);
+    // Each club serves its own copy: thirty copies of the code.
+    let (_, dir) = world.serves("club00");
+    assert!(dir.ends_with("/club00/htdocs"), "{dir}");
+    let load = Load::start(&world, 4);
+    let started = Instant::now();
+    for slug in &world.slugs {
+        world.env.ok(&["adopt", slug, "--tag", "v2"]);
+    }
+    let took = started.elapsed();
+    let (ok, failed, failures) = load.finish();
+    eprintln!(
+        "E2E: load while adopting {CLUBS} legacy copies: {} requests, {failed} failed; the \
+         adoptions took {took:?}",
+        ok + failed
+    );
+    assert_eq!(failed, 0, "{failures:?}");
+    assert!(ok >= 500, "the load generator barely ran: {ok}");
+    // Every club now serves the one shared release; every copy is kept whole.
+    let release = world.env.releases_dir().join(world.env.release_name("v2"));
+    for slug in &world.slugs {
+        let (version, dir) = world.serves(slug);
+        assert_eq!(version, "version v2", "{slug}");
+        assert_eq!(std::path::Path::new(&dir), release.as_path(), "{slug}");
+    }
+    let kept = std::fs::read_dir(world.env.data.join("legacy"))
+        .unwrap()
+        .count();
+    assert_eq!(kept, CLUBS);
 }
