@@ -38,6 +38,68 @@ fn snapshot(root: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// A thread reading a page through a webroot without pause, counting reads and misses
+/// (bounded: two minutes at most).
+struct Reader {
+    stop: Arc<AtomicBool>,
+    reads: Arc<AtomicUsize>,
+    misses: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Reader {
+    fn start(page: PathBuf) -> Reader {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (reads, misses) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let thread = {
+            let (stop, reads, misses) = (stop.clone(), reads.clone(), misses.clone());
+            std::thread::spawn(move || {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                    match std::fs::read(&page) {
+                        Ok(_) => reads.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => misses.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        };
+        Reader {
+            stop,
+            reads,
+            misses,
+            thread,
+        }
+    }
+
+    /// Waits until the reader has read a few more times, so steps interleave with reads.
+    fn let_run(&self) {
+        let mark = self.reads.load(Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.reads.load(Ordering::Relaxed) < mark + 5 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reader does not run"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    /// Stops it; asserts it ran and never missed the page.
+    fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        assert_eq!(
+            self.misses.load(Ordering::Relaxed),
+            0,
+            "the page went missing"
+        );
+        assert!(
+            self.reads.load(Ordering::Relaxed) > 100,
+            "the reader barely ran"
+        );
+    }
+}
+
 struct World {
     _root: tempfile::TempDir,
     base: PathBuf,
@@ -88,36 +150,9 @@ fn the_differences_between_a_legacy_copy_and_a_release_are_listed() {
 fn adopting_and_undoing_never_leave_the_webroot_missing_and_keep_the_copy_byte_for_byte() {
     let w = world();
     let before = snapshot(&w.webroot);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (reads, misses) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let reader = {
-        let (stop, reads, misses) = (stop.clone(), reads.clone(), misses.clone());
-        let page = w.webroot.join("index.php");
-        std::thread::spawn(move || {
-            // Bounded: at most two minutes of reading.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
-                match std::fs::read(&page) {
-                    Ok(_) => reads.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => misses.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        })
-    };
-    // Each step waits until the reader has read a few more times: they interleave.
-    let let_reader_run = || {
-        let mark = reads.load(Ordering::Relaxed);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while reads.load(Ordering::Relaxed) < mark + 5 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the reader does not run"
-            );
-            std::thread::yield_now();
-        }
-    };
+    let reader = Reader::start(w.webroot.join("index.php"));
     for round in 0..20 {
-        let_reader_run();
+        reader.let_run();
         let backup = legacy::adopt(
             &w.base,
             &w.webroot,
@@ -132,18 +167,11 @@ fn adopting_and_undoing_never_leave_the_webroot_missing_and_keep_the_copy_byte_f
             before,
             "the backup is the whole copy"
         );
-        let_reader_run();
+        reader.let_run();
         legacy::undo(&w.base, &w.webroot, &backup).unwrap();
         assert!(!backup.path.exists());
     }
-    stop.store(true, Ordering::Relaxed);
-    reader.join().unwrap();
-    assert_eq!(
-        misses.load(Ordering::Relaxed),
-        0,
-        "the webroot went missing"
-    );
-    assert!(reads.load(Ordering::Relaxed) > 100, "the reader barely ran");
+    reader.finish();
     assert!(std::fs::symlink_metadata(&w.webroot).unwrap().is_dir());
     assert_eq!(
         snapshot(&w.webroot),
@@ -240,21 +268,7 @@ fn a_legacy_copy_is_kept_refused_by_deploy_adopted_without_a_gap_and_put_back() 
     assert_eq!(snapshot(&env.webroot("a")), before);
 
     // Adopt and undo while a reader keeps reading the club's page.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (reads, misses) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let reader = {
-        let (stop, reads, misses) = (stop.clone(), reads.clone(), misses.clone());
-        let page = env.webroot("a").join("index.php");
-        std::thread::spawn(move || {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
-                match std::fs::read(&page) {
-                    Ok(_) => reads.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => misses.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        })
-    };
+    let reader = Reader::start(env.webroot("a").join("index.php"));
     let out = env.ok(&["adopt", "a", "--tag", "v2"]);
     assert!(out.contains("1 file only in the legacy copy"), "{out}");
     assert!(out.contains("uploads/logo.png"), "{out}");
@@ -273,10 +287,7 @@ fn a_legacy_copy_is_kept_refused_by_deploy_adopted_without_a_gap_and_put_back() 
     env.ok(&["rollback", "a"]);
     assert_eq!(env.release_of("a"), env.release_name("v2"));
     env.ok(&["adopt", "a", "--undo"]);
-    stop.store(true, Ordering::Relaxed);
-    reader.join().unwrap();
-    assert_eq!(misses.load(Ordering::Relaxed), 0, "the page went missing");
-    assert!(reads.load(Ordering::Relaxed) > 100, "the reader barely ran");
+    reader.finish();
     assert!(
         std::fs::symlink_metadata(env.webroot("a"))
             .unwrap()

@@ -10,7 +10,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use serde::Deserialize;
 
-use super::{AppState, form};
+use super::{AppState, CsrfForm, form};
 use crate::auth::session;
 use crate::auth::staff::{self as staff_ops, Actor, LoginError};
 use crate::auth::{random_token, same_secret};
@@ -364,19 +364,13 @@ pub async fn login(
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CsrfOnly {
-    csrf: String,
-}
-
 /// `POST /logout`.
 pub async fn logout(
     staff: Staff,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: CsrfOnly = form(&body)?;
+    let posted: CsrfForm = form(&body)?;
     staff.check_csrf(&posted.csrf)?;
     let (name, address, id) = (
         staff.user.name.clone(),

@@ -10,7 +10,7 @@ use askama_web::WebTemplate;
 use diesel::SqliteConnection;
 use serde::Deserialize;
 
-use super::{AppState, Nav, Staff, form};
+use super::{AppState, CsrfForm, Nav, Staff, form};
 use crate::config::Settings;
 use crate::db::{clubs, switches};
 use crate::domain::{ClubScope, ClubSlug, JobSpec, ReleaseName, Role};
@@ -292,12 +292,6 @@ pub async fn remove_confirm(
         name: club.name,
         webroot: club.webroot,
     })
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CsrfForm {
-    csrf: String,
 }
 
 /// `POST /clubs/{slug}/remove` (admins): forgets the club; its webroot is left alone.

@@ -7,7 +7,7 @@ use askama_web::WebTemplate;
 use serde::Deserialize;
 
 use super::clubs::see_other;
-use super::{AppState, Nav, Staff, form};
+use super::{AppState, CsrfForm, Nav, Staff, form};
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, Targets, newest_first};
 use crate::error::AppError;
 use crate::inventory::{self, ReleaseRow};
@@ -33,12 +33,6 @@ pub async fn releases_page(
         nav: staff.nav("releases"),
         rows: newest_first(rows, |row| &row.tag),
     })
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CsrfForm {
-    csrf: String,
 }
 
 /// `POST /releases/refresh`: queues a job that fetches the repository's tags, and shows it.

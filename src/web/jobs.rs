@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::clubs::see_other;
 use super::dashboard::{Running, parse_progress};
-use super::{AppState, Nav, Staff, form};
+use super::{AppState, CsrfForm, Nav, Staff, form};
 use crate::auth::session;
 use crate::db;
 use crate::db::jobs::{self, Job, JobEvent};
@@ -329,12 +329,6 @@ pub async fn events(
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         .streaming(stream))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CsrfForm {
-    csrf: String,
 }
 
 /// `POST /jobs/{id}/cancel`.

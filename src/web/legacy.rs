@@ -8,7 +8,7 @@ use askama_web::WebTemplate;
 use serde::Deserialize;
 
 use super::clubs::size_in_words;
-use super::{AppState, Nav, Staff, form};
+use super::{AppState, CsrfForm, Nav, Staff, form};
 use crate::db::clubs;
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, newest_first};
 use crate::error::AppError;
@@ -195,12 +195,6 @@ pub async fn undo_page(
         button: "Yes, put it back".into(),
         danger: false,
     })
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct CsrfForm {
-    csrf: String,
 }
 
 /// `POST /clubs/{slug}/undo-adopt`: queues the undo.

@@ -144,6 +144,13 @@ impl AppError {
     }
 }
 
+/// A form that carries nothing but its CSRF token (sign out, cancel, confirmations).
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
 /// Parses a form body, repeated fields included (`clubs=a&clubs=b`). Missing fields take
 /// their defaults so that the CSRF check always runs first and answers 403.
 pub fn form<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
