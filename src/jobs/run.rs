@@ -106,8 +106,7 @@ pub fn deploy(job: &mut Job<'_>, tag: &ReleaseTag, targets: &Targets) -> anyhow:
 /// Returns a club to the release it ran before (skipping releases it was rolled back from),
 /// or to `to` (a release name or a tag), rebuilding the release if it was pruned.
 pub fn rollback(job: &mut Job<'_>, slug: &ClubSlug, to: Option<&str>) -> anyhow::Result<String> {
-    let club = clubs::by_slug(&mut *job.conn()?, slug.as_str())?
-        .with_context(|| format!("there is no club {slug}"))?;
+    let club = club_named(job, slug)?;
     check_webroots(job.settings, std::slice::from_ref(&club))?;
     let releases_dir = job.settings.releases_dir();
     let current = match switch::inspect(club.webroot.as_ref(), &releases_dir)? {
@@ -123,10 +122,7 @@ pub fn rollback(job: &mut Job<'_>, slug: &ClubSlug, to: Option<&str>) -> anyhow:
         bail!("club {slug} already runs {target}");
     }
     let release = build(job, &mirror, &target.tag(), &commit)?;
-    let reload = job.settings.reload.policy.reloads_after(false);
-    if reload {
-        preflight(job)?;
-    }
+    let reload = preflight_single_club(job)?;
     switch_clubs(
         job,
         std::slice::from_ref(&club),
@@ -135,10 +131,7 @@ pub fn rollback(job: &mut Job<'_>, slug: &ClubSlug, to: Option<&str>) -> anyhow:
         Some(&current),
     )?;
     let mut summary = format!("club {slug} rolled back from {current} to {}", release.name);
-    if reload {
-        reload_apache(job)?;
-        summary.push_str("; Apache reloaded");
-    }
+    reload_if(job, reload, &mut summary)?;
     Ok(summary)
 }
 
@@ -172,10 +165,7 @@ pub fn adopt(job: &mut Job<'_>, slug: &ClubSlug, tag: &ReleaseTag) -> anyhow::Re
         .with_context(|| format!("cannot compare {} with {}", webroot.display(), release.name))?;
     report_differences(job, &diff, &release.name);
 
-    let reload = job.settings.reload.policy.reloads_after(false);
-    if reload {
-        preflight(job)?;
-    }
+    let reload = preflight_single_club(job)?;
     job.progress.step(Step::Switch);
     let name = crate::pipeline::legacy::backup_name(slug.as_str(), chrono::Utc::now());
     let backup = crate::pipeline::legacy::adopt(
@@ -217,10 +207,7 @@ pub fn adopt(job: &mut Job<'_>, slug: &ClubSlug, tag: &ReleaseTag) -> anyhow::Re
         release.name,
         backup.path.display()
     );
-    if reload {
-        reload_apache(job)?;
-        summary.push_str("; Apache reloaded");
-    }
+    reload_if(job, reload, &mut summary)?;
     Ok(summary)
 }
 
@@ -234,10 +221,7 @@ pub fn undo_adopt(job: &mut Job<'_>, slug: &ClubSlug) -> anyhow::Result<String> 
     let Some(newest) = kept.last() else {
         bail!("no legacy copy of club {slug} is kept, so there is nothing to put back");
     };
-    let reload = job.settings.reload.policy.reloads_after(false);
-    if reload {
-        preflight(job)?;
-    }
+    let reload = preflight_single_club(job)?;
     job.progress.step(Step::Switch);
     crate::pipeline::legacy::undo(&job.settings.webroot_base, &webroot, &newest.backup)?;
     let details = format!(
@@ -261,10 +245,7 @@ pub fn undo_adopt(job: &mut Job<'_>, slug: &ClubSlug) -> anyhow::Result<String> 
     job.progress
         .progress(&format!("club {slug} serves its legacy copy again"));
     let mut summary = format!("club {slug} serves its legacy copy again");
-    if reload {
-        reload_apache(job)?;
-        summary.push_str("; Apache reloaded");
-    }
+    reload_if(job, reload, &mut summary)?;
     Ok(summary)
 }
 
@@ -458,6 +439,25 @@ fn build(
             .progress(&format!("release {} is already built; reusing it", r.name)),
     }
     Ok(built.release().clone())
+}
+
+/// Before a job that changes one club (rollback, adopt, undo): the configtest, when the
+/// policy reloads after it. Returns whether it will reload.
+fn preflight_single_club(job: &mut Job<'_>) -> anyhow::Result<bool> {
+    let reload = job.settings.reload.policy.reloads_after(false);
+    if reload {
+        preflight(job)?;
+    }
+    Ok(reload)
+}
+
+/// Reloads the web server when `reload`, saying so in `summary`.
+fn reload_if(job: &mut Job<'_>, reload: bool, summary: &mut String) -> anyhow::Result<()> {
+    if reload {
+        reload_apache(job)?;
+        summary.push_str("; Apache reloaded");
+    }
+    Ok(())
 }
 
 fn preflight(job: &mut Job<'_>) -> anyhow::Result<()> {

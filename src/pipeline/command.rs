@@ -77,20 +77,24 @@ fn run_in(
         tail.drain(..tail.len() - OUTPUT_LIMIT);
     }
     let status = child.wait()?;
-    let described = match (
+    Ok(Ran {
+        shown,
+        success: status.success(),
+        status: describe_status(status),
+        output: String::from_utf8_lossy(&tail).into_owned(),
+    })
+}
+
+/// How a process ended, in words: "exit code 2", "killed by signal 9".
+pub fn describe_status(status: std::process::ExitStatus) -> String {
+    match (
         status.code(),
         std::os::unix::process::ExitStatusExt::signal(&status),
     ) {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),
         (None, None) => status.to_string(),
-    };
-    Ok(Ran {
-        shown,
-        success: status.success(),
-        status: described,
-        output: String::from_utf8_lossy(&tail).into_owned(),
-    })
+    }
 }
 
 impl Ran {

@@ -193,14 +193,10 @@ fn run_with_progress(
         let _ = pump.join();
     }
     let output = url.scrub(&lines.finish());
-    let described = match (
-        status.code(),
-        std::os::unix::process::ExitStatusExt::signal(&status),
-    ) {
-        _ if timed_out => format!("stopped after {} s", timeout.as_secs()),
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
-        (None, None) => status.to_string(),
+    let described = if timed_out {
+        format!("stopped after {} s", timeout.as_secs())
+    } else {
+        super::command::describe_status(status)
     };
     let ran = Ran {
         shown,

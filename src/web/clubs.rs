@@ -144,9 +144,7 @@ pub async fn rollback_confirm(
     let wanted = slug.clone();
     let (name, current, target) = state
         .db(move |settings, conn| {
-            let slug = wanted;
-            let club = clubs::by_slug(conn, slug.as_str())?
-                .ok_or_else(|| AppError::NotFound(format!("There is no club {slug}.")))?;
+            let club = club_or_404(conn, &wanted)?;
             let on_disk = switch::inspect(club.webroot.as_ref(), &settings.releases_dir())?;
             let Webroot::Release(current) = on_disk else {
                 return Err(AppError::BadRequest(format!(
@@ -216,6 +214,12 @@ pub async fn rollback(
     super::deploy::queue(&staff, &state, JobSpec::Rollback { club, to }).await
 }
 
+/// The club `slug`, or a 404 saying there is none.
+pub fn club_or_404(conn: &mut SqliteConnection, slug: &ClubSlug) -> anyhow::Result<clubs::Club> {
+    clubs::by_slug(conn, slug.as_str())?
+        .ok_or_else(|| AppError::NotFound(format!("There is no club {slug}.")).into())
+}
+
 /// A 303 redirect.
 pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
@@ -280,12 +284,7 @@ pub async fn remove_confirm(
 ) -> Result<RemovePage, AppError> {
     staff.require(Role::Admin, "remove clubs")?;
     let slug = ClubSlug::parse(&slug)?;
-    let club = state
-        .db(move |_, conn| {
-            clubs::by_slug(conn, slug.as_str())?
-                .ok_or_else(|| AppError::NotFound(format!("There is no club {slug}.")).into())
-        })
-        .await?;
+    let club = state.db(move |_, conn| club_or_404(conn, &slug)).await?;
     Ok(RemovePage {
         nav: staff.nav("clubs"),
         slug: club.slug,

@@ -9,7 +9,6 @@ use serde::Deserialize;
 
 use super::clubs::size_in_words;
 use super::{AppState, CsrfForm, Nav, Staff, form};
-use crate::db::clubs;
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, newest_first};
 use crate::error::AppError;
 use crate::pipeline::git;
@@ -71,10 +70,7 @@ pub async fn adopt_page(
     let slug = ClubSlug::parse(&slug)?;
     let wanted = slug.clone();
     let club = state
-        .db(move |_, conn| {
-            clubs::by_slug(conn, wanted.as_str())?
-                .ok_or_else(|| AppError::NotFound(format!("There is no club {wanted}.")).into())
-        })
+        .db(move |_, conn| super::clubs::club_or_404(conn, &wanted))
         .await?;
     let tag = Some(query.tag.trim())
         .filter(|t| !t.is_empty())
