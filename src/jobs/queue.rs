@@ -43,33 +43,24 @@ pub fn recover(
 ) -> anyhow::Result<Vec<String>> {
     let mut done = Vec::new();
     let clubs = clubs::all(&mut *pool.get()?)?;
-    let webroots: Vec<PathBuf> = clubs.iter().map(|c| PathBuf::from(&c.webroot)).collect();
-    for path in
-        recovery::clean_leftovers(&settings.releases_dir(), &webroots, &settings.webroot_base)?
-    {
+    let webroots: Vec<(String, PathBuf)> = clubs
+        .iter()
+        .map(|c| (c.slug.clone(), PathBuf::from(&c.webroot)))
+        .collect();
+    let found = recovery::clean_leftovers(
+        &settings.releases_dir(),
+        &settings.legacy_dir(),
+        &webroots,
+        &settings.webroot_base,
+    )?;
+    for path in found.removed {
         done.push(format!("removed leftover {}", path.display()));
     }
-    for path in recovery::clean_legacy_trash(&settings.legacy_dir())? {
-        done.push(format!("removed leftover {}", path.display()));
-    }
-    // A legacy copy caught between its exchange and its move (adopt or undo) stands beside
-    // its webroot: keep it with the other copies.
-    for club in &clubs {
-        let rescued = crate::pipeline::legacy::rescue_leftovers(
-            &settings.webroot_base,
-            club.webroot.as_ref(),
-            &settings.legacy_dir(),
-            &club.slug,
-        );
-        // A directory that cannot be opened safely holds nothing to rescue now; the copy,
-        // if any, stays where it is (a deploy to that club says what is wrong).
-        if let Ok(paths) = rescued {
-            done.extend(
-                paths
-                    .iter()
-                    .map(|p| format!("kept the legacy copy of {} at {}", club.slug, p.display())),
-            );
-        }
+    for path in found.kept {
+        done.push(format!(
+            "kept a legacy copy left beside its webroot at {}",
+            path.display()
+        ));
     }
     // Connections are taken per step: recovery may reload the web server meanwhile.
     for job in jobs::with_status(&mut *pool.get()?, JobStatus::Running.as_str())? {

@@ -162,42 +162,27 @@ pub fn purge(backups_dir: &Path, backup: &Backup) -> std::io::Result<()> {
     super::fsops::delete_via_trash(backups_dir, &backup.path)
 }
 
-/// After a crash between the exchange and the move (of adopt or undo), a legacy copy stands
-/// beside `webroot` as `<name>.tmp-*`: moves each such directory into `backups_dir` as a
-/// backup of `slug`, so it is listed and never lost. Returns where they went.
-pub fn rescue_leftovers(
-    base: &Path,
-    webroot: &Path,
+/// Files a legacy copy that a crash between its exchange and its move (adopt or undo) left
+/// beside its webroot, as `<name>.tmp-*` in `dir`, into `backups_dir` as a copy of `slug`, so
+/// it is listed and never lost. Returns where it went. Recovery calls this for each such
+/// directory it finds while it clears temporary links.
+pub fn keep_leftover(
+    dir: &webroot_dir::WebrootDir,
+    name: &std::ffi::OsStr,
     backups_dir: &Path,
     slug: &str,
-) -> anyhow::Result<Vec<PathBuf>> {
-    let base_fd = webroot_dir::open_base(base)?;
-    let Some(dir) = webroot_dir::open_parent(base, &base_fd, webroot, false)? else {
-        return Ok(Vec::new());
-    };
-    let prefix = format!("{}{TEMP_LINK_INFIX}", dir.name.to_string_lossy());
-    let mut rescued = Vec::new();
-    for name in webroot_dir::names(&dir.fd)? {
-        if !name.to_string_lossy().starts_with(&prefix) {
-            continue;
-        }
-        let stat = rustix::fs::statat(&dir.fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)?;
-        if stat.st_mode & 0o170000 != 0o040000 {
-            continue;
-        }
-        let backups = open_dir(backups_dir, true)?;
-        let target = backup_name(slug, chrono::Utc::now());
-        rustix::fs::renameat_with(
-            &dir.fd,
-            name.as_os_str(),
-            &backups,
-            target.as_str(),
-            RenameFlags::NOREPLACE,
-        )
-        .with_context(|| format!("cannot keep {}", dir.path.join(&name).display()))?;
-        rescued.push(backups_dir.join(target));
-    }
-    Ok(rescued)
+) -> anyhow::Result<PathBuf> {
+    let backups = open_dir(backups_dir, true)?;
+    let target = backup_name(slug, chrono::Utc::now());
+    rustix::fs::renameat_with(
+        &dir.fd,
+        name,
+        &backups,
+        target.as_str(),
+        RenameFlags::NOREPLACE,
+    )
+    .with_context(|| format!("cannot keep {}", dir.path.join(name).display()))?;
+    Ok(backups_dir.join(target))
 }
 
 fn open_dir(path: &Path, create: bool) -> anyhow::Result<OwnedFd> {

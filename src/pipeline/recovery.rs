@@ -6,70 +6,82 @@ use std::path::{Path, PathBuf};
 use super::fsops::{
     BUILD_PREFIX, TEMP_LINK_INFIX, TEMPLATE_PREFIX, TRASH_PREFIX, delete_via_trash,
 };
-use super::webroot_dir;
+use super::{legacy, webroot_dir};
 
-/// Removes what an interrupted purge of a legacy copy left in `legacy_dir` (`.trash-*`).
-pub fn clean_legacy_trash(legacy_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
-    for entry in read_dir_or_empty(legacy_dir)? {
-        if entry.to_string_lossy().starts_with(TRASH_PREFIX) {
-            let path = legacy_dir.join(&entry);
-            std::fs::remove_dir_all(&path)?;
-            removed.push(path);
-        }
-    }
-    Ok(removed)
+/// What recovery cleared.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    /// Build and trash directories and temporary links, removed.
+    pub removed: Vec<PathBuf>,
+    /// Legacy copies found beside their webroots, moved to the kept copies.
+    pub kept: Vec<PathBuf>,
 }
 
-/// Removes `.build-*` and `.trash-*` in `releases_dir`, and temporary links (`<name>.tmp-*`)
-/// next to each webroot and the switch template in `webroot_base`. Returns what it removed.
+/// Removes `.build-*` and `.trash-*` in `releases_dir`, `.trash-*` in `legacy_dir` (an
+/// interrupted purge), the switch template in `webroot_base` and the temporary links
+/// (`<name>.tmp-*`) next to each club's webroot; a directory found there instead is a legacy
+/// copy caught between its exchange and its move, and goes to `legacy_dir` as a kept copy of
+/// that club (`webroots` are `(slug, webroot)`).
 pub fn clean_leftovers(
     releases_dir: &Path,
-    webroots: &[PathBuf],
+    legacy_dir: &Path,
+    webroots: &[(String, PathBuf)],
     webroot_base: &Path,
-) -> std::io::Result<Vec<PathBuf>> {
-    let mut removed = Vec::new();
+) -> std::io::Result<Leftovers> {
+    let mut found = Leftovers::default();
     for entry in read_dir_or_empty(releases_dir)? {
-        let name = entry.to_string_lossy();
-        let path = releases_dir.join(&entry);
-        if name.starts_with(TRASH_PREFIX) {
-            std::fs::remove_dir_all(&path)?;
-            removed.push(path);
-        } else if name.starts_with(BUILD_PREFIX) {
+        if entry.to_string_lossy().starts_with(BUILD_PREFIX) {
+            let path = releases_dir.join(&entry);
             delete_via_trash(releases_dir, &path)?;
-            removed.push(path);
+            found.removed.push(path);
         }
+    }
+    for dir in [releases_dir, legacy_dir] {
+        remove_trash_in(dir, &mut found.removed)?;
     }
     // Temporary links are removed through directory descriptors opened from the base down
     // without following links, as the switch made them (see `webroot_dir`).
     let Ok(base_fd) = webroot_dir::open_base(webroot_base) else {
-        return Ok(removed);
+        return Ok(found);
     };
     let template = format!("{TEMPLATE_PREFIX}{TEMP_LINK_INFIX}");
-    remove_links_named(&base_fd, webroot_base, &template, &mut removed)?;
-    for webroot in webroots {
+    for name in webroot_dir::names(&base_fd)? {
+        if name.to_string_lossy().starts_with(&template) && webroot_dir::is_link(&base_fd, &name)? {
+            rustix::fs::unlinkat(&base_fd, name.as_os_str(), rustix::fs::AtFlags::empty())?;
+            found.removed.push(webroot_base.join(&name));
+        }
+    }
+    for (slug, webroot) in webroots {
         let dir = match webroot_dir::open_parent(webroot_base, &base_fd, webroot, false) {
             Ok(Some(dir)) => dir,
             // Missing, or a link or foreign directory on the way: nothing of ours is there.
             Ok(None) | Err(_) => continue,
         };
         let prefix = format!("{}{TEMP_LINK_INFIX}", dir.name.to_string_lossy());
-        remove_links_named(&dir.fd, &dir.path, &prefix, &mut removed)?;
+        for name in webroot_dir::names(&dir.fd)? {
+            if !name.to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            if webroot_dir::is_link(&dir.fd, &name)? {
+                rustix::fs::unlinkat(&dir.fd, name.as_os_str(), rustix::fs::AtFlags::empty())?;
+                found.removed.push(dir.path.join(&name));
+            } else if webroot_dir::is_dir(&dir.fd, &name)? {
+                // If it cannot be moved, it stays where it is: never lost either way.
+                if let Ok(kept) = legacy::keep_leftover(&dir, &name, legacy_dir, slug) {
+                    found.kept.push(kept);
+                }
+            }
+        }
     }
-    Ok(removed)
+    Ok(found)
 }
 
-/// Removes the symbolic links in the open directory `dir` whose names start with `prefix`.
-fn remove_links_named(
-    dir: &std::os::fd::OwnedFd,
-    shown: &Path,
-    prefix: &str,
-    removed: &mut Vec<PathBuf>,
-) -> std::io::Result<()> {
-    for name in webroot_dir::names(dir)? {
-        if name.to_string_lossy().starts_with(prefix) && webroot_dir::is_link(dir, &name)? {
-            rustix::fs::unlinkat(dir, name.as_os_str(), rustix::fs::AtFlags::empty())?;
-            removed.push(shown.join(&name));
+fn remove_trash_in(dir: &Path, removed: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in read_dir_or_empty(dir)? {
+        if entry.to_string_lossy().starts_with(TRASH_PREFIX) {
+            let path = dir.join(&entry);
+            std::fs::remove_dir_all(&path)?;
+            removed.push(path);
         }
     }
     Ok(())

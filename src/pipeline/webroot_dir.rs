@@ -127,9 +127,19 @@ fn check_owner(fd: &OwnedFd, path: &Path) -> anyhow::Result<()> {
 
 /// Whether `name` in `dir` is a symbolic link (`false` when it is missing).
 pub fn is_link(dir: &OwnedFd, name: &std::ffi::OsStr) -> std::io::Result<bool> {
+    Ok(file_type(dir, name)? == Some(0o120000))
+}
+
+/// Whether `name` in `dir` is a directory itself, not a link to one.
+pub fn is_dir(dir: &OwnedFd, name: &std::ffi::OsStr) -> std::io::Result<bool> {
+    Ok(file_type(dir, name)? == Some(0o040000))
+}
+
+/// The `S_IFMT` bits of `name` in `dir`, not following a link; `None` when it is missing.
+fn file_type(dir: &OwnedFd, name: &std::ffi::OsStr) -> std::io::Result<Option<u32>> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(stat) => Ok(stat.st_mode & 0o170000 == 0o120000),
-        Err(Errno::NOENT) => Ok(false),
+        Ok(stat) => Ok(Some(stat.st_mode & 0o170000)),
+        Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
