@@ -154,7 +154,7 @@ fn make_data(root: &Path) -> std::path::PathBuf {
     )
     .unwrap();
     let settings = Settings::load(&config).unwrap();
-    let releases_dir = settings.releases_dir();
+    let releases_dir = settings.apps()[0].releases_dir.clone();
     let names: Vec<String> = (0..RELEASES)
         .map(|n| {
             let commit = format!("{n:08x}{}", "0".repeat(32));
@@ -186,8 +186,17 @@ fn make_data(root: &Path) -> std::path::PathBuf {
                 &clubs::NewClub {
                     slug: &slug,
                     name: &format!("Club {n}"),
-                    webroot: webroot.to_str().unwrap(),
                     url: None,
+                    created_at: db::now(),
+                },
+            )
+            .unwrap();
+            clubs::add_webroot(
+                conn,
+                &clubs::NewWebroot {
+                    club_id: club.id,
+                    app: "main",
+                    path: webroot.to_str().unwrap(),
                     current_release: Some(release),
                     created_at: db::now(),
                 },
@@ -196,6 +205,7 @@ fn make_data(root: &Path) -> std::path::PathBuf {
             diesel::RunQueryDsl::execute(
                 diesel::insert_into(db::schema::switches::table).values(switches::NewSwitch {
                     club_id: club.id,
+                    app: "main".into(),
                     from_release: Some(names[(n % 7) + 7].clone()),
                     to_release: release.clone(),
                     commit_id: format!("{:08x}{}", n % 7, "0".repeat(32)),

@@ -70,7 +70,13 @@ fn main() {
     for n in 0..JOBS * 2 {
         // Let the worker go idle at a random point of its poll interval.
         std::thread::sleep(Duration::from_millis(300 + (n as u64 * 577) % 1700));
-        let id = enqueue(&mut pool.get().unwrap(), &JobSpec::Prune, "bench", None).unwrap();
+        let id = enqueue(
+            &mut pool.get().unwrap(),
+            &JobSpec::Prune { app: None },
+            "bench",
+            None,
+        )
+        .unwrap();
         let in_process = n % 2 == 0;
         if in_process {
             wake.notify_one();

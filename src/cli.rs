@@ -88,14 +88,32 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints clubs as a table: slug, release on disk, and what is wrong, if anything.
-pub fn print_clubs(clubs: &[ClubStatus]) {
+/// Prints clubs as a table: slug (and application, when `apps`), release on disk, and what
+/// is wrong, if anything.
+pub fn print_clubs(clubs: &[ClubStatus], apps: bool) {
     if clubs.is_empty() {
         crate::say!("no clubs yet; add one with `clubdeploy club add`");
         return;
     }
     let width = clubs.iter().map(|c| c.slug.len()).max().unwrap_or(4).max(4);
-    crate::say!("{:width$}  {:28}  WEBROOT", "CLUB", "RELEASE (ON DISK)");
+    let app_width = if apps {
+        clubs.iter().map(|c| c.app.len()).max().unwrap_or(3).max(3) + 2
+    } else {
+        0
+    };
+    let app_of = |club: &ClubStatus| {
+        if apps {
+            club.app.clone()
+        } else {
+            String::new()
+        }
+    };
+    let app_heading = if apps { "APP" } else { "" };
+    crate::say!(
+        "{:width$}  {app_heading:app_width$}{:28}  WEBROOT",
+        "CLUB",
+        "RELEASE (ON DISK)"
+    );
     for club in clubs {
         let release = club.release.as_deref().unwrap_or("-");
         let mut notes = Vec::new();
@@ -114,8 +132,9 @@ pub fn print_clubs(clubs: &[ClubStatus]) {
             format!("  ({})", notes.join("; "))
         };
         crate::say!(
-            "{:width$}  {release:28}  {}{notes}",
+            "{:width$}  {:app_width$}{release:28}  {}{notes}",
             club.slug,
+            app_of(club),
             club.webroot
         );
     }

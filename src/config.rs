@@ -7,7 +7,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ReloadPolicy, RepoUrl};
+use std::collections::BTreeMap;
+
+use crate::domain::{AppName, InvalidInput, ReloadPolicy, RepoUrl};
 
 /// Environment variables with the `CLUBDEPLOY_` prefix that are not settings.
 const NOT_SETTINGS: &[&str] = &["crash_at", "config"];
@@ -16,10 +18,11 @@ const NOT_SETTINGS: &[&str] = &["crash_at", "config"];
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Where the database, the git mirror and the releases live.
+    /// Where the database, the git mirrors and the releases live.
     pub data_dir: PathBuf,
-    /// Path or URL of the PHP application's git repository (a password in it is never shown).
-    pub repo_url: RepoUrl,
+    /// Path or URL of the git repository of the application named `main` (a password in it is
+    /// never shown). Optional when the applications are configured as `[apps.<name>]`.
+    pub repo_url: Option<RepoUrl>,
     /// Every club webroot must lie under this directory.
     pub webroot_base: PathBuf,
     /// Address the web panel listens on.
@@ -34,16 +37,79 @@ pub struct Settings {
     pub session_idle_secs: u64,
     /// A session ends this long after sign-in, used or not.
     pub session_absolute_secs: u64,
-    /// How a release is built.
-    pub build: BuildSettings,
-    /// How the repository is fetched, and what a deploy preview warns about.
+    /// How a release of the application `main` (the top-level `repo_url`) is built.
+    pub build: Option<BuildSettings>,
+    /// How repositories are fetched, and what a deploy preview warns about (an application's
+    /// own `[apps.<name>.git]` replaces it for that application).
     pub git: GitSettings,
+    /// The applications, each deployed from its own repository to its own webroot of a club.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppSettings>,
     /// The panel behind a proxy, and what one member of staff may queue.
     pub web: WebSettings,
     /// Where the audit chain is anchored.
     pub audit: AuditSettings,
     /// How Apache is checked and reloaded.
     pub reload: ReloadSettings,
+    /// Every application, resolved: `main` (from the top-level `repo_url`) and `[apps.*]`.
+    #[serde(skip)]
+    resolved_apps: Vec<App>,
+}
+
+/// One application as configured in `[apps.<name>]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    /// Path or URL of the application's git repository.
+    pub repo_url: RepoUrl,
+    /// How a release of it is built.
+    #[serde(default)]
+    pub build: BuildSettings,
+    /// How its repository is fetched (default: the top-level `[git]`).
+    pub git: Option<GitSettings>,
+}
+
+/// An application with everything a job needs to build and deploy it: its repository, build,
+/// and its own directories, so that its releases, mirror and kept legacy copies never mix
+/// with another application's.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: AppName,
+    pub repo_url: RepoUrl,
+    pub build: BuildSettings,
+    pub git: GitSettings,
+    /// Its releases: `<data_dir>/releases` for `main` (where an installation made before
+    /// applications existed has them), `<data_dir>/apps/<name>/releases` for the others.
+    pub releases_dir: PathBuf,
+    /// Its bare git mirror: `<data_dir>/repo.git` for `main`, `<data_dir>/apps/<name>/repo.git`.
+    pub mirror_dir: PathBuf,
+    /// Its adopted legacy copies: `<data_dir>/legacy` for `main`, `<data_dir>/apps/<name>/legacy`.
+    pub legacy_dir: PathBuf,
+}
+
+impl App {
+    fn new(
+        data_dir: &Path,
+        name: AppName,
+        repo_url: RepoUrl,
+        build: BuildSettings,
+        git: GitSettings,
+    ) -> App {
+        let home = if name.as_str() == AppName::MAIN {
+            data_dir.to_path_buf()
+        } else {
+            data_dir.join("apps").join(name.as_str())
+        };
+        App {
+            releases_dir: home.join("releases"),
+            mirror_dir: home.join("repo.git"),
+            legacy_dir: home.join("legacy"),
+            name,
+            repo_url,
+            build,
+            git,
+        }
+    }
 }
 
 /// Commands run while building a release.
@@ -158,7 +224,6 @@ struct Defaults {
     cookie_secure: bool,
     session_idle_secs: u64,
     session_absolute_secs: u64,
-    build: BuildSettings,
     git: GitSettings,
     web: WebSettings,
     audit: AuditSettings,
@@ -181,7 +246,6 @@ impl Settings {
             cookie_secure: false,
             session_idle_secs: 30 * 60,
             session_absolute_secs: 12 * 60 * 60,
-            build: BuildSettings::default(),
             git: GitSettings::default(),
             web: WebSettings::default(),
             audit: AuditSettings::default(),
@@ -201,22 +265,6 @@ impl Settings {
     /// Checks values that serde cannot and makes the paths absolute and canonical, so the
     /// links written to webroots are absolute and comparable.
     fn resolve(mut self) -> Result<Settings, ConfigError> {
-        if self.git.timeout_secs == 0 {
-            return Err(ConfigError("`git.timeout_secs` must be at least 1".into()));
-        }
-        for (key, path) in [
-            ("git.ssh_key", &self.git.ssh_key),
-            ("git.known_hosts", &self.git.known_hosts),
-        ] {
-            if let Some(path) = path
-                && !path.is_file()
-            {
-                return Err(ConfigError(format!(
-                    "`{key}` {}: no such file",
-                    path.display()
-                )));
-            }
-        }
         for (key, argv) in [
             ("reload.configtest", &self.reload.configtest),
             ("reload.command", &self.reload.command),
@@ -227,12 +275,62 @@ impl Settings {
                 )));
             }
         }
-        if self.build.commands.iter().any(Vec::is_empty)
-            || self.build.check.as_ref().is_some_and(Vec::is_empty)
-        {
-            return Err(ConfigError(
-                "`build.commands` and `build.check` must not hold an empty command".into(),
+        check_git("git", &self.git)?;
+        let mut apps: Vec<(String, AppName, RepoUrl, BuildSettings, GitSettings)> = Vec::new();
+        match (&self.repo_url, &self.build) {
+            (Some(url), build) => apps.push((
+                String::new(),
+                AppName::main(),
+                url.clone(),
+                build.clone().unwrap_or_default(),
+                self.git.clone(),
+            )),
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "`build` belongs to the application of the top-level `repo_url`, which is \
+                     not set: move it to [apps.<name>.build]"
+                        .into(),
+                ));
+            }
+            (None, None) => {}
+        }
+        for (key, app) in &self.apps {
+            let name =
+                AppName::parse(key).map_err(|e| ConfigError(format!("`apps.{key}`: {e}")))?;
+            if name.as_str() == AppName::MAIN && self.repo_url.is_some() {
+                return Err(ConfigError(format!(
+                    "`apps.{key}` and the top-level `repo_url` both configure the application \
+                     {key}: keep one"
+                )));
+            }
+            let prefix = format!("apps.{key}.");
+            if let Some(git) = &app.git {
+                check_git(&format!("{prefix}git"), git)?;
+            }
+            apps.push((
+                prefix,
+                name,
+                app.repo_url.clone(),
+                app.build.clone(),
+                app.git.clone().unwrap_or_else(|| self.git.clone()),
             ));
+        }
+        if apps.is_empty() {
+            return Err(ConfigError(
+                "`repo_url` is missing: set it (or CLUBDEPLOY_REPO_URL) for one application, or \
+                 configure each application as [apps.<name>] with its own repo_url"
+                    .into(),
+            ));
+        }
+        for (prefix, _, _, build, _) in &apps {
+            if build.commands.iter().any(Vec::is_empty)
+                || build.check.as_ref().is_some_and(Vec::is_empty)
+            {
+                return Err(ConfigError(format!(
+                    "`{prefix}build.commands` and `{prefix}build.check` must not hold an empty \
+                     command"
+                )));
+            }
         }
         std::fs::create_dir_all(&self.data_dir).map_err(|e| {
             ConfigError(format!(
@@ -256,7 +354,49 @@ impl Settings {
                 self.webroot_base.display()
             )));
         }
+        self.resolved_apps = apps
+            .into_iter()
+            .map(|(_, name, url, build, git)| App::new(&self.data_dir, name, url, build, git))
+            .collect();
         Ok(self)
+    }
+
+    /// Every application, `main` first when configured, then the others by name.
+    pub fn apps(&self) -> &[App] {
+        &self.resolved_apps
+    }
+
+    /// The application named `name`; without a name, the only one (an installation with
+    /// several must be told which: `--app`).
+    pub fn app(&self, name: Option<&str>) -> Result<&App, InvalidInput> {
+        let names = || {
+            self.resolved_apps
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (name, self.resolved_apps.as_slice()) {
+            (None, [only]) => Ok(only),
+            (None, _) => Err(InvalidInput(format!(
+                "there are several applications ({}): name one with --app",
+                names()
+            ))),
+            (Some(name), apps) => apps
+                .iter()
+                .find(|a| a.name.as_str() == name)
+                .ok_or_else(|| {
+                    InvalidInput(format!(
+                        "there is no application {name:?}; the applications are: {}",
+                        names()
+                    ))
+                }),
+        }
+    }
+
+    /// Whether there is more than one application (names of applications are then shown).
+    pub fn several_apps(&self) -> bool {
+        self.resolved_apps.len() > 1
     }
 
     /// The session timeouts.
@@ -265,21 +405,6 @@ impl Settings {
             idle_secs: self.session_idle_secs,
             absolute_secs: self.session_absolute_secs,
         }
-    }
-
-    /// `<data_dir>/releases`.
-    pub fn releases_dir(&self) -> PathBuf {
-        self.data_dir.join("releases")
-    }
-
-    /// `<data_dir>/legacy`, where adopted legacy copies are kept whole.
-    pub fn legacy_dir(&self) -> PathBuf {
-        self.data_dir.join("legacy")
-    }
-
-    /// `<data_dir>/repo.git`, the bare mirror of `repo_url`.
-    pub fn mirror_dir(&self) -> PathBuf {
-        self.data_dir.join("repo.git")
     }
 
     /// `<data_dir>/clubdeploy.sqlite3`.
@@ -299,6 +424,26 @@ impl Settings {
     pub fn lock_path(&self) -> PathBuf {
         self.data_dir.join("deploy.lock")
     }
+}
+
+/// Checks a `[git]` table (`key`: where it is).
+fn check_git(key: &str, git: &GitSettings) -> Result<(), ConfigError> {
+    if git.timeout_secs == 0 {
+        return Err(ConfigError(format!(
+            "`{key}.timeout_secs` must be at least 1"
+        )));
+    }
+    for (name, path) in [("ssh_key", &git.ssh_key), ("known_hosts", &git.known_hosts)] {
+        if let Some(path) = path
+            && !path.is_file()
+        {
+            return Err(ConfigError(format!(
+                "`{key}.{name}` {}: no such file",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn describe(e: figment::Error, file: &Path) -> ConfigError {

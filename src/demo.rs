@@ -1,6 +1,8 @@
 //! `clubdeploy demo`: a working panel with sample data in a fresh directory, for a newcomer
-//! with no Apache: a PHP app repository with three tags, six clubs, a config whose reload
-//! commands do nothing (and say so), an admin user, and the oldest tag deployed to all.
+//! with no Apache: two PHP applications (a booking system every club runs, and a mobile
+//! web-app four of them run), each a repository with three tags; six clubs; a config whose
+//! reload commands do nothing (and say so); an admin user; and each application's oldest tag
+//! deployed to every club running it.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +12,9 @@ use git2::{IndexAddOption, Repository, Signature};
 use crate::auth::staff::{self, Actor};
 use crate::config::Settings;
 use crate::db;
-use crate::domain::{ClubScope, JobSpec, NewPassword, ReleaseTag, Role, Targets, UserName};
+use crate::domain::{
+    AppName, ClubScope, JobSpec, NewPassword, ReleaseTag, Role, Targets, UserName,
+};
 use crate::inventory::{self, AddClub};
 use crate::jobs::{enqueue::enqueue, queue};
 
@@ -24,7 +28,13 @@ const CLUBS: [(&str, &str); 6] = [
     ("kitzbuehel", "Club Kitzbühel"),
 ];
 
-/// The sample application's tags, oldest first.
+/// The sample applications: name and title.
+const APPS: [(&str, &str); 2] = [("booking", "Alpine Booking"), ("mobile", "Alpine Mobile")];
+
+/// How many of [`CLUBS`] (the first ones) run the mobile web-app too.
+const MOBILE_CLUBS: usize = 4;
+
+/// The sample applications' tags, oldest first.
 const TAGS: [&str; 3] = ["v1.0.0", "v1.1.0", "v1.2.0"];
 
 /// Where the demo's panel listens unless `--listen` says otherwise.
@@ -57,21 +67,25 @@ pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
     std::fs::create_dir_all(dir.join("www"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize()?;
-    make_app(&dir.join("app"))?;
+    for (app, title) in APPS {
+        make_app(&dir.join(app), title)?;
+    }
     let harmless = |what: &str| {
         format!("[\"sh\", \"-c\", \"echo 'demo: no Apache here, so the {what} does nothing'\"]")
     };
     std::fs::write(
         &config,
         format!(
-            "# The clubdeploy demo: a sample app and six clubs, no Apache needed.\n\
-             data_dir = {:?}\nrepo_url = {:?}\nwebroot_base = {:?}\nlisten = {listen:?}\n\
-             keep_releases = 2\nprune_grace_secs = 0\n\n[reload]\n\
+            "# The clubdeploy demo: two sample apps and six clubs, no Apache needed.\n\
+             data_dir = {:?}\nwebroot_base = {:?}\nlisten = {listen:?}\n\
+             keep_releases = 2\nprune_grace_secs = 0\n\n\
+             [apps.booking]\nrepo_url = {:?}\n\n[apps.mobile]\nrepo_url = {:?}\n\n[reload]\n\
              # A real setup runs apachectl here; the demo has no Apache.\n\
              configtest = {}\ncommand = {}\n",
             dir.join("data"),
-            dir.join("app"),
             dir.join("www"),
+            dir.join("booking"),
+            dir.join("mobile"),
             harmless("configtest"),
             harmless("reload"),
         ),
@@ -79,15 +93,20 @@ pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
     let settings = Settings::load(&config)?;
     let pool = db::open(&settings.database_path())?;
     let conn = &mut pool.get()?;
-    for (slug, name) in CLUBS {
-        let webroot = settings.webroot_base.join(slug).join("htdocs");
+    for (n, (slug, name)) in CLUBS.into_iter().enumerate() {
+        let booking = settings.webroot_base.join(slug).join("htdocs");
+        let mobile = settings.webroot_base.join(slug).join("mobile");
+        let mut webroots = vec![(Some("booking"), booking.as_path())];
+        if n < MOBILE_CLUBS {
+            webroots.push((Some("mobile"), mobile.as_path()));
+        }
         inventory::add_club(
             &settings,
             conn,
             "demo",
             &AddClub {
                 slug,
-                webroot: &webroot,
+                webroots: &webroots,
                 name: Some(name),
                 url: None,
             },
@@ -105,11 +124,14 @@ pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
         &ClubScope::All,
         &crate::auth::password::hash(&NewPassword::parse(&password)?)?,
     )?;
-    let first = JobSpec::Deploy {
-        tag: ReleaseTag::parse(TAGS[0])?,
-        targets: Targets::All,
-    };
-    enqueue(conn, &first, "demo", None)?;
+    for (app, _) in APPS {
+        let first = JobSpec::Deploy {
+            app: AppName::parse(app)?,
+            tag: ReleaseTag::parse(TAGS[0])?,
+            targets: Targets::All,
+        };
+        enqueue(conn, &first, "demo", None)?;
+    }
     queue::drain(&settings, &pool)?;
     Ok(Demo {
         config,
@@ -117,8 +139,8 @@ pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
     })
 }
 
-/// A small multi-tenant PHP app with a commit and tag per entry of [`TAGS`].
-fn make_app(path: &Path) -> anyhow::Result<()> {
+/// A small multi-tenant PHP app called `title`, with a commit and tag per entry of [`TAGS`].
+fn make_app(path: &Path, title: &str) -> anyhow::Result<()> {
     let repo = Repository::init(path)?;
     let sig = Signature::now("clubdeploy demo", "demo@example.invalid")?;
     let mut parent: Option<git2::Oid> = None;
@@ -131,7 +153,7 @@ fn make_app(path: &Path) -> anyhow::Result<()> {
             workdir.join("index.php"),
             format!(
                 "<?php\nrequire __DIR__ . '/src/Booking.php';\n\
-                 echo '<h1>Alpine Booking {tag}</h1><p>Club: ' . htmlspecialchars($_SERVER['HTTP_HOST'] ?? 'unknown') . '</p>';\n\
+                 echo '<h1>{title} {tag}</h1><p>Club: ' . htmlspecialchars($_SERVER['HTTP_HOST'] ?? 'unknown') . '</p>';\n\
                  echo '<p>' . (new Booking())->greeting() . '</p>';\n"
             ),
         )?;

@@ -10,19 +10,21 @@ use anyhow::Context;
 use diesel::SqliteConnection;
 use serde::Serialize;
 
-use crate::config::Settings;
-use crate::db::clubs::{self, AddClubError, NewClub};
+use crate::config::{App, Settings};
+use crate::db::clubs::{self, AddClubError, ClubApp, NewClub, NewWebroot};
 use crate::db::{self, audit};
 use crate::domain::{ClubSlug, InvalidInput, Refusal, ReleaseName, ReleaseTag, release_order};
 use crate::pipeline::git;
 use crate::pipeline::release;
 use crate::pipeline::switch::{self, Webroot};
 
-/// A club with what its webroot resolves to on disk now.
+/// A club's webroot of one application with what it resolves to on disk now.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClubStatus {
     pub slug: String,
     pub name: String,
+    /// The application this webroot serves.
+    pub app: String,
     pub webroot: String,
     pub url: Option<String>,
     /// The release directory the webroot resolves to, if it resolves to one.
@@ -61,26 +63,110 @@ pub struct ReleaseRow {
 /// The details of a club to add.
 pub struct AddClub<'a> {
     pub slug: &'a str,
-    pub webroot: &'a Path,
+    /// Its webroots: `(application, path)`, the application optional when there is one.
+    pub webroots: &'a [(Option<&'a str>, &'a Path)],
     pub name: Option<&'a str>,
     pub url: Option<&'a str>,
 }
 
-/// Adds a club after checking its slug and that its webroot lies under `webroot_base`. The
-/// webroot may be a link, nothing yet, or a legacy copy (a real directory, left untouched
-/// until it is adopted).
+/// Parses a `--webroot` value: `[<app>=]<path>` (a path holding `=` needs the `app=`).
+pub fn parse_webroot_arg(arg: &str) -> (Option<&str>, &Path) {
+    match arg.split_once('=') {
+        Some((app, path)) if crate::domain::AppName::parse(app).is_ok() => {
+            (Some(app), Path::new(path))
+        }
+        _ => (None, Path::new(arg)),
+    }
+}
+
+/// A webroot checked for adding: its application, its resolved path, what it is now.
+struct CheckedWebroot<'s> {
+    app: &'s App,
+    path: String,
+    release: Option<String>,
+    legacy: bool,
+}
+
+/// Checks a webroot to add for `app` (`None`: the only application): it lies under
+/// `webroot_base`, and may be a link, nothing yet, or a legacy copy (a real directory, left
+/// untouched until it is adopted).
+fn check_webroot<'s>(
+    settings: &'s Settings,
+    app: Option<&str>,
+    webroot: &Path,
+) -> anyhow::Result<CheckedWebroot<'s>> {
+    let app = settings.app(app).map_err(|e| {
+        InvalidInput(format!(
+            "{e} (write the webroot as <app>=<path>, e.g. {}={})",
+            settings.apps()[0].name,
+            webroot.display()
+        ))
+    })?;
+    let resolved = switch::resolve_under(&settings.webroot_base, webroot)?;
+    let path = resolved
+        .to_str()
+        .with_context(|| format!("webroot {} is not UTF-8", resolved.display()))?
+        .to_owned();
+    let on_disk = switch::inspect(&resolved, &app.releases_dir)?;
+    Ok(CheckedWebroot {
+        app,
+        path,
+        release: on_disk.release().map(|r| r.to_string()),
+        legacy: on_disk == Webroot::NotALink,
+    })
+}
+
+impl CheckedWebroot<'_> {
+    /// "main at /srv/a/htdocs (now v1-…)".
+    fn describe(&self) -> String {
+        let now = match (self.legacy, &self.release) {
+            (true, _) => "a legacy copy: adopt it to deploy",
+            (_, Some(release)) => release.as_str(),
+            (_, None) => "no release",
+        };
+        format!("{} at {} (now {now})", self.app.name, self.path)
+    }
+
+    fn insert(&self, conn: &mut SqliteConnection, club_id: i32) -> Result<(), AddClubError> {
+        clubs::add_webroot(
+            conn,
+            &NewWebroot {
+                club_id,
+                app: self.app.name.as_str(),
+                path: &self.path,
+                current_release: self.release.as_deref(),
+                created_at: db::now(),
+            },
+        )
+    }
+}
+
+/// Adds a club with its webroots (at least one), after checking its slug and that each
+/// webroot lies under `webroot_base`.
 pub fn add_club(
     settings: &Settings,
     conn: &mut SqliteConnection,
     actor: &str,
     club: &AddClub<'_>,
-) -> anyhow::Result<ClubStatus> {
+) -> anyhow::Result<Vec<ClubStatus>> {
     let slug = ClubSlug::parse(club.slug)?;
-    let webroot = switch::resolve_under(&settings.webroot_base, club.webroot)?;
-    let webroot_text = webroot
-        .to_str()
-        .with_context(|| format!("webroot {} is not UTF-8", webroot.display()))?;
-    let on_disk = switch::inspect(&webroot, &settings.releases_dir())?;
+    if club.webroots.is_empty() {
+        return Err(InvalidInput("a club needs at least one webroot".into()).into());
+    }
+    let webroots = club
+        .webroots
+        .iter()
+        .map(|(app, path)| check_webroot(settings, *app, path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for (i, webroot) in webroots.iter().enumerate() {
+        if webroots[..i].iter().any(|w| w.app.name == webroot.app.name) {
+            return Err(InvalidInput(format!(
+                "two webroots for the application {}: a club has one per application",
+                webroot.app.name
+            ))
+            .into());
+        }
+    }
     if let Some(url) = club.url
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
@@ -92,38 +178,90 @@ pub fn add_club(
     if name.is_empty() {
         return Err(InvalidInput("the club's display name is empty".into()).into());
     }
-    let release = on_disk.release().map(|r| r.to_string());
-    let now = match (&on_disk, &release) {
-        (Webroot::NotALink, _) => "a legacy copy: adopt it to deploy",
-        (_, Some(release)) => release.as_str(),
-        (_, None) => "no release",
+    let described: Vec<String> = webroots.iter().map(CheckedWebroot::describe).collect();
+    let details = format!("added {name:?} with webroot {}", described.join(", "));
+    conn.immediate_transaction(|conn| {
+        let added = clubs::insert(
+            conn,
+            &NewClub {
+                slug: slug.as_str(),
+                name,
+                url: club.url,
+                created_at: db::now(),
+            },
+        )?;
+        for webroot in &webroots {
+            webroot.insert(conn, added.id)?;
+        }
+        let entry = audit::Entry::new(actor, "club.added", "club", slug.as_str(), &details);
+        audit::append(conn, &entry)?;
+        Ok(())
+    })
+    .map_err(|e| {
+        duplicate(
+            e,
+            &format!("a club with slug {slug} or one of its webroots already exists"),
+        )
+    })?;
+    club_status(settings, conn, slug.as_str())
+}
+
+/// Gives club `slug` a webroot for application `app` (`None`: the only one).
+pub fn add_webroot(
+    settings: &Settings,
+    conn: &mut SqliteConnection,
+    actor: &str,
+    slug: &str,
+    app: Option<&str>,
+    webroot: &Path,
+) -> anyhow::Result<ClubStatus> {
+    let slug = ClubSlug::parse(slug)?;
+    let webroot = check_webroot(settings, app, webroot)?;
+    let Some(club) = clubs::by_slug(conn, slug.as_str())? else {
+        return Err(Refusal::NotFound(format!("there is no club {slug}")).into());
     };
-    let details = format!("added {name:?} with webroot {webroot_text} (now {now})");
-    let added = conn
-        .immediate_transaction(|conn| {
-            let added = clubs::insert(
-                conn,
-                &NewClub {
-                    slug: slug.as_str(),
-                    name,
-                    webroot: webroot_text,
-                    url: club.url,
-                    current_release: release.as_deref(),
-                    created_at: db::now(),
-                },
-            )?;
-            let entry = audit::Entry::new(actor, "club.added", "club", slug.as_str(), &details);
-            audit::append(conn, &entry)?;
-            Ok(added)
-        })
-        .map_err(|e| match e {
-            AddClubError::Duplicate => anyhow::Error::from(Refusal::Conflict(format!(
-                "a club with slug {slug} or webroot {} already exists",
-                webroot.display()
-            ))),
-            AddClubError::Db(e) => anyhow::Error::from(e),
-        })?;
-    status_of(settings, added, &mut Published::default())
+    let details = format!("webroot added: {}", webroot.describe());
+    conn.immediate_transaction(|conn| {
+        webroot.insert(conn, club.id)?;
+        let entry = audit::Entry::new(actor, "club.webroot_added", "club", slug.as_str(), &details)
+            .for_app(webroot.app.name.as_str());
+        audit::append(conn, &entry)?;
+        Ok(())
+    })
+    .map_err(|e| {
+        duplicate(
+            e,
+            &format!(
+                "club {slug} already has a webroot for {}, or {} is another club's webroot",
+                webroot.app.name, webroot.path
+            ),
+        )
+    })?;
+    club_status(settings, conn, slug.as_str())?
+        .into_iter()
+        .find(|s| s.app == webroot.app.name.as_str())
+        .context("the webroot just added is missing")
+}
+
+/// A duplicate as a refusal with `message`; anything else as it is.
+fn duplicate(e: AddClubError, message: &str) -> anyhow::Error {
+    match e {
+        AddClubError::Duplicate => Refusal::Conflict(message.to_owned()).into(),
+        AddClubError::Db(e) => e.into(),
+    }
+}
+
+/// Club `slug`'s webroots as found on disk.
+fn club_status(
+    settings: &Settings,
+    conn: &mut SqliteConnection,
+    slug: &str,
+) -> anyhow::Result<Vec<ClubStatus>> {
+    let mut published = Published::default();
+    clubs::webroots_of(conn, slug)?
+        .into_iter()
+        .map(|club| status_of(settings, club, &mut published))
+        .collect()
 }
 
 /// Forgets a club (its webroot is left as it is).
@@ -144,23 +282,28 @@ pub fn remove_club(conn: &mut SqliteConnection, actor: &str, slug: &str) -> anyh
     Ok(())
 }
 
-/// Every club with the release its webroot resolves to on disk, and any drift from what the
-/// database recorded.
-pub fn status(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Result<Vec<ClubStatus>> {
+/// Every club's webroot (of `app`, when given) with the release it resolves to on disk, and
+/// any drift from what the database recorded: one row per club and application.
+pub fn status(
+    settings: &Settings,
+    conn: &mut SqliteConnection,
+    app: Option<&str>,
+) -> anyhow::Result<Vec<ClubStatus>> {
     let mut published = Published::default();
-    clubs::all(conn)?
+    clubs::webroots(conn, app)?
         .into_iter()
         .map(|club| status_of(settings, club, &mut published))
         .collect()
 }
 
-/// Which release directories are complete, looked up once per release name.
+/// Which release directories are complete, looked up once per release directory.
 #[derive(Default)]
-struct Published(HashMap<ReleaseName, bool>);
+struct Published(HashMap<std::path::PathBuf, bool>);
 
 impl Published {
     fn contains(&mut self, releases_dir: &Path, name: &ReleaseName) -> bool {
-        *self.0.entry(name.clone()).or_insert_with(|| {
+        let dir = releases_dir.join(name.as_str());
+        *self.0.entry(dir).or_insert_with(|| {
             releases_dir
                 .join(name.as_str())
                 .join(release::MANIFEST)
@@ -173,14 +316,32 @@ impl Published {
 /// per release (a full `realpath` only for links clubdeploy did not write).
 fn status_of(
     settings: &Settings,
-    club: clubs::Club,
+    club: ClubApp,
     published: &mut Published,
 ) -> anyhow::Result<ClubStatus> {
-    let releases_dir = settings.releases_dir();
-    let on_disk = match switch::linked_release(club.webroot.as_ref(), &releases_dir)
+    let Ok(app) = settings.app(Some(&club.app)) else {
+        return Ok(ClubStatus {
+            problem: Some(format!(
+                "the application {} is not configured any more",
+                club.app
+            )),
+            legacy: false,
+            drift: false,
+            tag: None,
+            release: None,
+            recorded_release: club.current_release,
+            slug: club.slug,
+            name: club.name,
+            app: club.app,
+            webroot: club.webroot,
+            url: club.url,
+        });
+    };
+    let releases_dir = &app.releases_dir;
+    let on_disk = match switch::linked_release(club.webroot.as_ref(), releases_dir)
         .with_context(|| format!("cannot read the webroot of club {}", club.slug))?
     {
-        Webroot::Release(name) if !published.contains(&releases_dir, &name) => {
+        Webroot::Release(name) if !published.contains(releases_dir, &name) => {
             Webroot::OtherLink(releases_dir.join(name.as_str()))
         }
         other => other,
@@ -203,19 +364,21 @@ fn status_of(
         recorded_release: club.current_release,
         slug: club.slug,
         name: club.name,
+        app: club.app,
         webroot: club.webroot,
         url: club.url,
     })
 }
 
-/// The tags the mirror knows (it never fetches: a fetch is a job) and the built releases, in
-/// release order (oldest version first, see [`crate::domain::release_order`]), each with the
-/// clubs whose webroot resolves to it.
+/// The tags `app`'s mirror knows (it never fetches: a fetch is a job) and its built releases,
+/// in release order (oldest version first, see [`crate::domain::release_order`]), each with
+/// the clubs whose webroot of `app` resolves to it.
 pub fn releases(
     settings: &Settings,
+    app: &App,
     conn: &mut SqliteConnection,
 ) -> anyhow::Result<Vec<ReleaseRow>> {
-    let mirror = git::open_mirror(settings)?;
+    let mirror = git::open_mirror(app)?;
     let mut rows: HashMap<String, (ReleaseRow, DateTime<Utc>)> = HashMap::new();
     for info in mirror.tags()? {
         let name = ReleaseName::new(&info.tag, &info.commit)?.to_string();
@@ -225,7 +388,7 @@ pub fn releases(
         row.tagged_at = Some(info.tagged_at.to_rfc3339());
         rows.insert(name, (row, info.tagged_at));
     }
-    for built in release::list(&settings.releases_dir())? {
+    for built in release::list(&app.releases_dir)? {
         let (row, _) = rows.entry(built.name.to_string()).or_insert_with(|| {
             let row = row(
                 built.name.to_string(),
@@ -239,7 +402,7 @@ pub fn releases(
         row.files = Some(built.manifest.files);
         row.bytes = Some(built.manifest.bytes);
     }
-    for club in status(settings, conn)? {
+    for club in status(settings, conn, Some(app.name.as_str()))? {
         if let Some((row, _)) = club.release.and_then(|r| rows.get_mut(&r)) {
             row.clubs.push(club.slug);
         }

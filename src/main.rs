@@ -38,19 +38,23 @@ enum Command {
     /// Add, list or forget clubs.
     #[command(subcommand)]
     Club(ClubCommand),
-    /// Tags in the repository (as last fetched) and built releases, with the clubs that run
-    /// each.
+    /// Tags in an application's repository (as last fetched) and built releases, with the
+    /// clubs that run each.
     Releases {
         /// Fetch new tags from the repository first (a fetch job, run now).
         #[arg(long)]
         fetch: bool,
         #[command(flatten)]
+        app: AppFlag,
+        #[command(flatten)]
         json: JsonFlag,
     },
-    /// Deploy a tag to some clubs or to all of them.
+    /// Deploy a tag of an application to some clubs or to all that run it.
     Deploy {
         /// The git tag to deploy.
         tag: String,
+        #[command(flatten)]
+        app: AppFlag,
         #[command(flatten)]
         targets: TargetArgs,
         /// Only say what the deploy would change (commits, files, warnings); change nothing
@@ -64,19 +68,26 @@ enum Command {
     Rollback {
         /// The club's slug.
         slug: String,
+        #[command(flatten)]
+        app: AppFlag,
         /// A release name (v2.4.1-3f2a9c1d) or a tag.
         #[arg(long)]
         to: Option<String>,
         #[command(flatten)]
         detach: DetachFlag,
     },
-    /// Delete releases no club runs, beyond the newest `keep_releases`.
+    /// Delete releases no club runs, beyond the newest `keep_releases` (counted per
+    /// application).
     Prune {
+        /// Only this application's releases [default: every application's].
+        #[arg(long)]
+        app: Option<String>,
         #[command(flatten)]
         detach: DetachFlag,
     },
-    /// Every club and the release its webroot resolves to on disk.
-    Status(JsonFlag),
+    /// Every club's webroots and the release each resolves to on disk (one row per club and
+    /// application).
+    Status(ListArgs),
     /// The newest jobs.
     Jobs(JsonFlag),
     /// One job: its steps, log and outcome.
@@ -92,6 +103,8 @@ enum Command {
     Adopt {
         /// The club's slug.
         slug: String,
+        #[command(flatten)]
+        app: AppFlag,
         /// The tag whose release replaces the copy.
         #[arg(long, required_unless_present = "undo", conflicts_with = "undo")]
         tag: Option<String>,
@@ -156,11 +169,14 @@ enum UserCommand {
 
 #[derive(Subcommand)]
 enum ClubCommand {
-    /// Add a club whose webroot (a symlink clubdeploy manages) lies under webroot_base.
+    /// Add a club with its webroots (symlinks clubdeploy manages, or legacy copies to adopt)
+    /// under webroot_base, one per application it runs.
     Add {
         slug: String,
-        #[arg(long)]
-        webroot: PathBuf,
+        /// `[<app>=]<path>`, repeated for each application the club runs (the `<app>=` is
+        /// needed when there are several applications).
+        #[arg(long = "webroot", value_name = "[APP=]PATH", required = true)]
+        webroots: Vec<String>,
         /// Display name (defaults to the slug).
         #[arg(long)]
         name: Option<String>,
@@ -168,8 +184,15 @@ enum ClubCommand {
         #[arg(long)]
         url: Option<String>,
     },
-    /// List clubs.
-    List(JsonFlag),
+    /// Give a club a webroot for another application.
+    Webroot {
+        slug: String,
+        /// The application, as configured in [apps.<name>].
+        app: String,
+        path: PathBuf,
+    },
+    /// List clubs (one row per club and application).
+    List(ListArgs),
     /// Forget a club; its webroot is left untouched.
     Remove { slug: String },
 }
@@ -181,6 +204,8 @@ enum LegacyCommand {
     /// Delete a club's kept legacy copy (the oldest, or the one named).
     Purge {
         slug: String,
+        #[command(flatten)]
+        app: AppFlag,
         /// The copy's directory name, as `legacy list` shows it.
         #[arg(long)]
         copy: Option<String>,
@@ -200,6 +225,9 @@ struct AuditArgs {
     /// Only rows about this club.
     #[arg(long)]
     club: Option<String>,
+    /// Only rows about this application.
+    #[arg(long)]
+    app: Option<String>,
     /// Only rows by this actor (a user name, or cli:<unix user>).
     #[arg(long)]
     actor: Option<String>,
@@ -216,6 +244,30 @@ struct JsonFlag {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only this application's webroots.
+    #[arg(long)]
+    app: Option<String>,
+}
+
+#[derive(Args)]
+struct AppFlag {
+    /// The application, as configured in [apps.<name>] (needed when there are several).
+    #[arg(long = "app", value_name = "NAME")]
+    name: Option<String>,
+}
+
+impl AppFlag {
+    /// The application named, or the only one.
+    fn resolve<'s>(&self, settings: &'s Settings) -> anyhow::Result<&'s clubdeploy::config::App> {
+        Ok(settings.app(self.name.as_deref())?)
+    }
 }
 
 #[derive(Args)]
@@ -281,38 +333,68 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         ),
         Command::Club(ClubCommand::Add {
             slug,
-            webroot,
+            webroots,
             name,
             url,
         }) => {
-            let club = inventory::add_club(
+            let webroots: Vec<(Option<&str>, &Path)> = webroots
+                .iter()
+                .map(|arg| inventory::parse_webroot_arg(arg))
+                .collect();
+            let added = inventory::add_club(
                 &settings,
                 &mut *db()?,
                 &actor,
                 &AddClub {
                     slug: &slug,
-                    webroot: &webroot,
+                    webroots: &webroots,
                     name: name.as_deref(),
                     url: url.as_deref(),
                 },
             )?;
-            say!("added club {} with webroot {}", club.slug, club.webroot);
+            for club in added {
+                if settings.several_apps() {
+                    say!(
+                        "added club {} with webroot {} for {}",
+                        club.slug,
+                        club.webroot,
+                        club.app
+                    );
+                } else {
+                    say!("added club {} with webroot {}", club.slug, club.webroot);
+                }
+            }
         }
-        Command::Club(ClubCommand::List(flag)) | Command::Status(flag) => {
-            let clubs = inventory::status(&settings, &mut *db()?)?;
-            if flag.json {
+        Command::Club(ClubCommand::Webroot { slug, app, path }) => {
+            let club =
+                inventory::add_webroot(&settings, &mut *db()?, &actor, &slug, Some(&app), &path)?;
+            say!("club {} runs {} at {}", club.slug, club.app, club.webroot);
+        }
+        Command::Club(ClubCommand::List(list)) | Command::Status(list) => {
+            if let Some(app) = &list.app {
+                settings.app(Some(app))?;
+            }
+            let clubs = inventory::status(&settings, &mut *db()?, list.app.as_deref())?;
+            if list.json {
                 cli::print_json(&clubs)?
             } else {
-                cli::print_clubs(&clubs)
+                cli::print_clubs(&clubs, settings.several_apps())
             }
         }
         Command::Club(ClubCommand::Remove { slug }) => {
             inventory::remove_club(&mut *db()?, &actor, &slug)?;
             say!("forgot club {slug}; its webroot was left as it is");
         }
-        Command::Releases { fetch, json: flag } => {
+        Command::Releases {
+            fetch,
+            app,
+            json: flag,
+        } => {
+            let app = app.resolve(&settings)?;
             if fetch {
-                let spec = JobSpec::Fetch;
+                let spec = JobSpec::Fetch {
+                    app: Some(app.name.clone()),
+                };
                 let id = enqueue(&mut *db()?, &spec, &actor, None)?;
                 if !flag.json {
                     say!("queued job #{id}: {spec}");
@@ -322,7 +404,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                     !flag.json,
                 )?;
             }
-            let rows = inventory::releases(&settings, &mut *db()?)?;
+            let rows = inventory::releases(&settings, app, &mut *db()?)?;
             if flag.json {
                 cli::print_json(&rows)?
             } else {
@@ -331,10 +413,12 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Deploy {
             tag,
+            app,
             targets,
             dry_run,
             detach,
         } => {
+            let app = app.resolve(&settings)?;
             let tag = ReleaseTag::parse(&tag)?;
             let targets = if targets.all {
                 Targets::All
@@ -350,11 +434,11 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             if dry_run {
                 let all = targets == Targets::All;
                 let clubs = clubdeploy::preview::select(
-                    inventory::status(&settings, &mut *db()?)?,
+                    inventory::status(&settings, &mut *db()?, Some(app.name.as_str()))?,
                     &targets,
                 )
                 .map_err(|e| anyhow::anyhow!("{e}; nothing was queued"))?;
-                let plan = clubdeploy::preview::plan(&settings, &tag, &clubs, all)?;
+                let plan = clubdeploy::preview::plan(&settings, app, &tag, &clubs, all)?;
                 say_part!("{}", plan.to_text());
                 say!("(dry run: nothing was changed and no job was queued)");
                 return Ok(());
@@ -363,22 +447,36 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                 &settings,
                 &pool,
                 &actor,
-                JobSpec::Deploy { tag, targets },
+                JobSpec::Deploy {
+                    app: app.name.clone(),
+                    tag,
+                    targets,
+                },
                 detach,
             )?;
         }
-        Command::Rollback { slug, to, detach } => {
+        Command::Rollback {
+            slug,
+            app,
+            to,
+            detach,
+        } => {
+            let app = app.resolve(&settings)?.name.clone();
             let club = ClubSlug::parse(&slug)?;
             submit(
                 &settings,
                 &pool,
                 &actor,
-                JobSpec::Rollback { club, to },
+                JobSpec::Rollback { app, club, to },
                 detach,
             )?;
         }
-        Command::Prune { detach } => {
-            submit(&settings, &pool, &actor, JobSpec::Prune, detach)?;
+        Command::Prune { app, detach } => {
+            let app = match app {
+                Some(name) => Some(settings.app(Some(&name))?.name.clone()),
+                None => None,
+            };
+            submit(&settings, &pool, &actor, JobSpec::Prune { app }, detach)?;
         }
         Command::Jobs(flag) => {
             let recent = jobs::recent(&mut *db()?, 50)?;
@@ -400,39 +498,47 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Adopt {
             slug,
+            app,
             tag,
             undo,
             detach,
         } => {
+            let app = app.resolve(&settings)?.name.clone();
             let club = ClubSlug::parse(&slug)?;
             let spec = match tag {
                 Some(tag) if !undo => JobSpec::Adopt {
+                    app,
                     club,
                     tag: ReleaseTag::parse(&tag)?,
                 },
-                _ => JobSpec::UndoAdopt { club },
+                _ => JobSpec::UndoAdopt { app, club },
             };
             submit(&settings, &pool, &actor, spec, detach)?;
         }
         Command::Legacy(LegacyCommand::List) => {
-            let kept = clubdeploy::pipeline::legacy::kept_copies(&settings.legacy_dir(), None)?;
-            if kept.is_empty() {
+            let mut any = false;
+            for app in settings.apps() {
+                for copy in clubdeploy::pipeline::legacy::kept_copies(&app.legacy_dir, None)? {
+                    any = true;
+                    say!(
+                        "{:20}  {:12}  {:>12} bytes  {}",
+                        copy.slug,
+                        app.name,
+                        copy.bytes,
+                        copy.backup.path.display()
+                    );
+                }
+            }
+            if !any {
                 say!("no legacy copy is kept");
             }
-            for copy in kept {
-                say!(
-                    "{:20}  {:>12} bytes  {}",
-                    copy.slug,
-                    copy.bytes,
-                    copy.backup.path.display()
-                );
-            }
         }
-        Command::Legacy(LegacyCommand::Purge { slug, copy }) => {
+        Command::Legacy(LegacyCommand::Purge { slug, app, copy }) => {
+            let app = app.resolve(&settings)?;
             let copy = match copy {
                 Some(copy) => copy,
                 None => clubdeploy::pipeline::legacy::kept_copies(
-                    &settings.legacy_dir(),
+                    &app.legacy_dir,
                     Some(ClubSlug::parse(&slug)?.as_str()),
                 )?
                 .first()
@@ -440,7 +546,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .with_context(|| format!("no legacy copy of club {slug} is kept"))?,
             };
-            let spec = JobSpec::purge_legacy(&slug, &copy)?;
+            let spec = JobSpec::purge_legacy(app.name.clone(), &slug, &copy)?;
             submit(&settings, &pool, &actor, spec, DetachFlag { detach: false })?;
         }
         Command::Cancel { id } => {
@@ -463,6 +569,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                 &mut *db()?,
                 &audit::Filter {
                     club: filter.club,
+                    app: filter.app,
                     actor: filter.actor,
                     action: None,
                     since,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 use serde::Serialize;
 
-use crate::config::Settings;
+use crate::config::{App, Settings};
 use crate::domain::{ReleaseName, ReleaseTag, Targets};
 use crate::inventory::ClubStatus;
 use crate::pipeline::git::{self, Changes, CommitSummary, Mirror};
@@ -78,11 +78,12 @@ pub fn select(clubs: Vec<ClubStatus>, targets: &Targets) -> anyhow::Result<Vec<C
 /// mirror already: a preview never fetches.
 pub fn plan(
     settings: &Settings,
+    app: &App,
     tag: &ReleaseTag,
     clubs: &[ClubStatus],
     all: bool,
 ) -> anyhow::Result<DeployPlan> {
-    let mirror = git::open_mirror(settings)?;
+    let mirror = git::open_mirror(app)?;
     let Some(commit) = mirror.resolve(tag)? else {
         bail!(
             "tag {tag} is not in the repository as last fetched; refresh the tags (the \
@@ -103,7 +104,7 @@ pub fn plan(
     }
     let moves = groups
         .into_iter()
-        .map(|(from, clubs)| describe_move(settings, &mirror, from, clubs, &release, &commit))
+        .map(|(from, clubs)| describe_move(app, &mirror, from, clubs, &release, &commit))
         .collect::<anyhow::Result<Vec<Move>>>()?;
     let moving: usize = moves.iter().map(|m| m.clubs.len()).sum();
     let reload = if moving == 0 {
@@ -134,7 +135,7 @@ pub fn plan(
 }
 
 fn describe_move(
-    settings: &Settings,
+    app: &App,
     mirror: &Mirror,
     from: Option<String>,
     clubs: Vec<String>,
@@ -148,13 +149,11 @@ fn describe_move(
     );
     let from_commit = from
         .as_deref()
-        .and_then(|name| commit_of(settings, mirror, name));
+        .and_then(|name| commit_of(app, mirror, name));
     // A commit the mirror lacks (a tag force-moved, history rewritten) cannot be compared.
-    let changes = from_commit.as_deref().and_then(|from| {
-        mirror
-            .changes(from, to_commit, &settings.git.watch_paths)
-            .ok()
-    });
+    let changes = from_commit
+        .as_deref()
+        .and_then(|from| mirror.changes(from, to_commit, &app.git.watch_paths).ok());
     let Some(changes) = changes else {
         let detail = match &from {
             None => "their first release: every file is new".to_owned(),
@@ -218,9 +217,9 @@ fn describe_move(
 
 /// The commit a release was built from: its manifest, or the mirror's commit that its name's
 /// short id names.
-fn commit_of(settings: &Settings, mirror: &Mirror, name: &str) -> Option<String> {
+fn commit_of(app: &App, mirror: &Mirror, name: &str) -> Option<String> {
     let parsed = ReleaseName::parse(name).ok()?;
-    if let Some(found) = release::read(&settings.releases_dir().join(name), &parsed) {
+    if let Some(found) = release::read(&app.releases_dir.join(name), &parsed) {
         return Some(found.manifest.commit);
     }
     let (_, short) = name.rsplit_once('-')?;

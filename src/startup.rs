@@ -15,7 +15,8 @@ use crate::web::{AppState, routes, security_headers};
 /// Refuses a `data_dir` or database that others may write to, and sets what clubdeploy keeps
 /// there to what it should be: `data_dir` 0711 (Apache may pass through to `releases/`, and
 /// list nothing), the database with its WAL and SHM, the locks, the audit key and anchors
-/// 0600, the git mirror 0700, `releases/` 0755. An installation made before these rules
+/// 0600, each git mirror 0700, each `releases/` 0755 (and `apps/<name>/` on the way to one
+/// 0711). An installation made before these rules
 /// (0.1 left the database world-readable) is tightened the first time it runs.
 pub fn secure_data_dir(settings: &Settings) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -62,8 +63,22 @@ pub fn secure_data_dir(settings: &Settings) -> anyhow::Result<()> {
             set(&secret, 0o600)?;
         }
     }
-    set(&settings.mirror_dir(), 0o700)?;
-    set(&settings.releases_dir(), 0o755)?;
+    for app in settings.apps() {
+        // Apache passes through each application's directory to its releases (0711: it may
+        // list nothing there); the mirror is the service's alone.
+        if let Some(home) = app.releases_dir.parent()
+            && home != settings.data_dir
+        {
+            std::fs::create_dir_all(&app.releases_dir)
+                .with_context(|| format!("cannot create {}", app.releases_dir.display()))?;
+            if let Some(apps) = home.parent() {
+                set(apps, 0o711)?;
+            }
+            set(home, 0o711)?;
+        }
+        set(&app.mirror_dir, 0o700)?;
+        set(&app.releases_dir, 0o755)?;
+    }
     Ok(())
 }
 

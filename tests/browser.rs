@@ -151,7 +151,7 @@ async fn drive(
     // A new installation: fetch the tags with the releases page's Refresh (a job).
     browser.goto(&app.url("/releases")).await?;
     browser
-        .find(Locator::Css("form[action='/releases/refresh'] button"))
+        .find(Locator::Css("form[action^='/releases/refresh'] button"))
         .await?
         .click()
         .await?;
@@ -222,7 +222,7 @@ async fn drive(
     browser.goto(&app.url("/clubs")).await?;
     snap(browser, "06-clubs").await;
     browser
-        .find(Locator::Css("a.button[href='/clubs/a/rollback']"))
+        .find(Locator::Css("a.button[href^='/clubs/a/rollback']"))
         .await?
         .click()
         .await?;

@@ -339,7 +339,10 @@ fn prune_reads_links_on_disk_not_the_database() {
     env.ok(&["deploy", "v2", "--club", "b"]);
     // The database is told b runs v1, and "forgotten" is removed from it but keeps its link.
     let db = diesel_sqlite(&env);
-    db.execute("UPDATE clubs SET current_release = 'v3-00000000' WHERE slug = 'b'");
+    db.execute(
+        "UPDATE webroots SET current_release = 'v3-00000000' \
+         WHERE club_id = (SELECT id FROM clubs WHERE slug = 'b')",
+    );
     env.ok(&["club", "remove", "forgotten"]);
     assert!(
         env.webroot("forgotten").exists(),

@@ -282,7 +282,7 @@ fn serve_runs_jobs_queued_by_another_process() {
             .unwrap(),
     );
     let out = env.ok(&["deploy", "v2", "--all", "--detach"]);
-    assert_eq!(out.trim(), "queued job #1: deploy v2 to all clubs");
+    assert_eq!(out.trim(), "queued job #1: deploy v2 to all clubs (main)");
     let job = wait_for_status(&env, 1, "succeeded");
     assert!(job["worker"].as_str().unwrap().contains('@'));
     let steps: Vec<&str> = job["events"]
@@ -307,6 +307,7 @@ fn a_job_queued_in_process_wakes_the_worker_without_waiting_for_a_poll() {
     let settings = Arc::new(clubdeploy::config::Settings::load(&env.config_path).unwrap());
     let pool = clubdeploy::db::open(&settings.database_path()).unwrap();
     let deploy = |tag: &str| JobSpec::Deploy {
+        app: clubdeploy::domain::AppName::main(),
         tag: ReleaseTag::parse(tag).unwrap(),
         targets: Targets::All,
     };

@@ -367,7 +367,10 @@ async fn admins_adopt_put_back_and_delete_legacy_copies_from_the_panel() {
     let app = crate::web::TestApp::spawn(env).await;
     let admin = app.login("admin").await;
     let clubs = app.page(&admin, "/clubs").await;
-    assert!(clubs.contains("href=\"/clubs/a/adopt\""), "{clubs}");
+    assert!(
+        clubs.contains("href=\"/clubs/a/adopt?app=main\""),
+        "{clubs}"
+    );
     assert!(
         clubs.contains("a legacy copy (a real directory)"),
         "{clubs}"
@@ -401,7 +404,10 @@ async fn admins_adopt_put_back_and_delete_legacy_copies_from_the_panel() {
     assert_eq!(app.env.release_of("a"), app.env.release_name("v2"));
     let clubs = app.page(&admin, "/clubs").await;
     assert!(clubs.contains("Kept legacy copy a."), "{clubs}");
-    assert!(clubs.contains("href=\"/clubs/a/undo-adopt\""), "{clubs}");
+    assert!(
+        clubs.contains("href=\"/clubs/a/undo-adopt?app=main\""),
+        "{clubs}"
+    );
 
     // Put it back.
     let confirm = app.page(&admin, "/clubs/a/undo-adopt").await;

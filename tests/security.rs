@@ -54,7 +54,7 @@ async fn the_csv_export_neutralises_formulas_and_shows_addresses_to_admins_only(
     let row = csv.lines().find(|l| l.contains("HYPERLINK")).unwrap();
     assert!(row.contains(",'=cmd,'-192.0.2.7,"), "{row}");
     assert!(
-        row.contains(",club,'@a,\"'+HYPERLINK(\"\"x\"\")\","),
+        row.contains(",club,'@a,,\"'+HYPERLINK(\"\"x\"\")\","),
         "{row}"
     );
     // Staff addresses: admins see them, others do not.
@@ -444,6 +444,7 @@ fn a_running_job_keeps_no_database_connection_while_it_builds() {
     let settings = clubdeploy::config::Settings::load(&env.config_path).unwrap();
     let pool = clubdeploy::db::open(&settings.database_path()).unwrap();
     let spec = clubdeploy::domain::JobSpec::Deploy {
+        app: clubdeploy::domain::AppName::main(),
         tag: clubdeploy::domain::ReleaseTag::parse("v1").unwrap(),
         targets: clubdeploy::domain::Targets::All,
     };

@@ -188,6 +188,7 @@ impl Panel {
     pub fn queue_a_job(&self) {
         use clubdeploy::domain::{JobSpec, ReleaseTag, Targets};
         let spec = JobSpec::Deploy {
+            app: clubdeploy::domain::AppName::main(),
             tag: ReleaseTag::parse("v3").unwrap(),
             targets: Targets::All,
         };

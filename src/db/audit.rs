@@ -34,6 +34,8 @@ pub struct AuditEvent {
     pub address: Option<String>,
     pub prev_hash: String,
     pub hash: String,
+    /// The application the row concerns, if one.
+    pub app: Option<String>,
 }
 
 /// What happened, by whom, to what.
@@ -49,6 +51,8 @@ pub struct Entry<'a> {
     pub details: &'a str,
     /// The actor's network address, where there is one.
     pub address: Option<&'a str>,
+    /// The application concerned, where there is one.
+    pub app: Option<&'a str>,
 }
 
 impl<'a> Entry<'a> {
@@ -67,6 +71,15 @@ impl<'a> Entry<'a> {
             target,
             details,
             address: None,
+            app: None,
+        }
+    }
+
+    /// The same entry, about application `app`.
+    pub fn for_app(self, app: &'a str) -> Entry<'a> {
+        Entry {
+            app: Some(app),
+            ..self
         }
     }
 }
@@ -84,6 +97,7 @@ struct NewRow<'a> {
     address: Option<&'a str>,
     prev_hash: &'a str,
     hash: &'a str,
+    app: Option<&'a str>,
 }
 
 /// Appends one row. Call inside an immediate transaction (as [`record`] does), so that no
@@ -108,6 +122,7 @@ pub fn append(conn: &mut SqliteConnection, entry: &Entry<'_>) -> QueryResult<()>
         entry.target,
         entry.details,
         entry.address,
+        entry.app,
         &prev_hash,
     );
     diesel::insert_into(audit_events::table)
@@ -122,6 +137,7 @@ pub fn append(conn: &mut SqliteConnection, entry: &Entry<'_>) -> QueryResult<()>
             address: entry.address,
             prev_hash: &prev_hash,
             hash: &hash,
+            app: entry.app,
         })
         .execute(conn)?;
     diesel::insert_into(audit_head::table)
@@ -161,6 +177,7 @@ fn hash_of(
     target: &str,
     details: &str,
     address: Option<&str>,
+    app: Option<&str>,
     prev_hash: &str,
 ) -> String {
     // Length-prefixed fields: no two different rows hash the same bytes.
@@ -178,8 +195,10 @@ fn hash_of(
         address.unwrap_or("\u{0}none"),
         prev_hash,
     ];
+    // The application came later: a row without one hashes exactly as rows always did, so
+    // the rows written before it still verify.
     let mut bytes = Vec::new();
-    for field in fields {
+    for field in fields.into_iter().chain(app) {
         bytes.extend_from_slice(&(field.len() as u64).to_le_bytes());
         bytes.extend_from_slice(field.as_bytes());
     }
@@ -343,6 +362,7 @@ pub fn verify(
                 &row.target,
                 &row.details,
                 row.address.as_deref(),
+                row.app.as_deref(),
                 &row.prev_hash,
             );
             if expected != row.hash {
@@ -400,6 +420,7 @@ pub fn verify(
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub club: Option<String>,
+    pub app: Option<String>,
     pub actor: Option<String>,
     pub action: Option<String>,
     pub since: Option<NaiveDateTime>,
@@ -419,6 +440,9 @@ pub fn list(conn: &mut SqliteConnection, filter: &Filter) -> QueryResult<Vec<Aud
         query = query
             .filter(audit_events::target_kind.eq("club"))
             .filter(audit_events::target.eq(club));
+    }
+    if let Some(app) = &filter.app {
+        query = query.filter(audit_events::app.eq(app));
     }
     if let Some(actor) = &filter.actor {
         query = query.filter(audit_events::actor.eq(actor));

@@ -1,10 +1,10 @@
-//! The `clubs` table.
+//! The `clubs` table and the clubs' `webroots`, one per application a club runs.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use super::schema::clubs;
+use super::schema::{clubs, webroots};
 
 /// A club as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -13,11 +13,47 @@ pub struct Club {
     pub id: i32,
     pub slug: String,
     pub name: String,
-    pub webroot: String,
     pub url: Option<String>,
-    pub current_release: Option<String>,
     pub created_at: NaiveDateTime,
 }
+
+/// A club's webroot for one application, with the club: what a job switches.
+#[derive(Debug, Clone, Queryable)]
+pub struct ClubApp {
+    pub club_id: i32,
+    pub slug: String,
+    pub name: String,
+    pub url: Option<String>,
+    pub webroot_id: i32,
+    pub app: String,
+    /// The webroot's path, under `webroot_base`.
+    pub webroot: String,
+    /// The release the webroot was last seen or made to resolve to.
+    pub current_release: Option<String>,
+}
+
+/// The columns of a [`ClubApp`], in its order.
+type ClubAppColumns = (
+    clubs::id,
+    clubs::slug,
+    clubs::name,
+    clubs::url,
+    webroots::id,
+    webroots::app,
+    webroots::path,
+    webroots::current_release,
+);
+
+const CLUB_APP: ClubAppColumns = (
+    clubs::id,
+    clubs::slug,
+    clubs::name,
+    clubs::url,
+    webroots::id,
+    webroots::app,
+    webroots::path,
+    webroots::current_release,
+);
 
 /// A club to add.
 #[derive(Debug, Insertable)]
@@ -25,8 +61,17 @@ pub struct Club {
 pub struct NewClub<'a> {
     pub slug: &'a str,
     pub name: &'a str,
-    pub webroot: &'a str,
     pub url: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+}
+
+/// A webroot to add to a club.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = webroots)]
+pub struct NewWebroot<'a> {
+    pub club_id: i32,
+    pub app: &'a str,
+    pub path: &'a str,
     pub current_release: Option<&'a str>,
     pub created_at: NaiveDateTime,
 }
@@ -82,14 +127,59 @@ pub fn remove(conn: &mut SqliteConnection, slug: &str) -> QueryResult<bool> {
     Ok(diesel::delete(clubs::table.filter(clubs::slug.eq(slug))).execute(conn)? == 1)
 }
 
-/// Records what the club's webroot was found to resolve to.
+/// Gives a club a webroot for an application.
+pub fn add_webroot(
+    conn: &mut SqliteConnection,
+    webroot: &NewWebroot<'_>,
+) -> Result<(), AddClubError> {
+    diesel::insert_into(webroots::table)
+        .values(webroot)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Every club's webroot, by club slug then application; only `app`'s when given.
+pub fn webroots(conn: &mut SqliteConnection, app: Option<&str>) -> QueryResult<Vec<ClubApp>> {
+    let mut query = clubs::table
+        .inner_join(webroots::table)
+        .select(CLUB_APP)
+        .order((clubs::slug, webroots::app))
+        .into_boxed();
+    if let Some(app) = app {
+        query = query.filter(webroots::app.eq(app.to_owned()));
+    }
+    query.load(conn)
+}
+
+/// The webroot of club `slug` for `app`, if the club runs it.
+pub fn webroot(conn: &mut SqliteConnection, slug: &str, app: &str) -> QueryResult<Option<ClubApp>> {
+    clubs::table
+        .inner_join(webroots::table)
+        .filter(clubs::slug.eq(slug))
+        .filter(webroots::app.eq(app))
+        .select(CLUB_APP)
+        .first(conn)
+        .optional()
+}
+
+/// The webroots of club `slug`, by application.
+pub fn webroots_of(conn: &mut SqliteConnection, slug: &str) -> QueryResult<Vec<ClubApp>> {
+    clubs::table
+        .inner_join(webroots::table)
+        .filter(clubs::slug.eq(slug))
+        .select(CLUB_APP)
+        .order(webroots::app)
+        .load(conn)
+}
+
+/// Records what a webroot was found to resolve to.
 pub fn set_current_release(
     conn: &mut SqliteConnection,
-    club_id: i32,
+    webroot_id: i32,
     release: Option<&str>,
 ) -> QueryResult<()> {
-    diesel::update(clubs::table.find(club_id))
-        .set(clubs::current_release.eq(release))
+    diesel::update(webroots::table.find(webroot_id))
+        .set(webroots::current_release.eq(release))
         .execute(conn)?;
     Ok(())
 }

@@ -20,6 +20,8 @@ pub struct Job {
     pub worker: Option<String>,
     pub outcome: Option<String>,
     pub error: Option<String>,
+    /// The application the job concerns; `None` for every application.
+    pub app: Option<String>,
 }
 
 /// A job to queue.
@@ -31,6 +33,7 @@ pub struct NewJob<'a> {
     pub requested_by: &'a str,
     pub status: &'a str,
     pub created_at: NaiveDateTime,
+    pub app: Option<&'a str>,
 }
 
 /// One line of a job's log.
@@ -207,6 +210,7 @@ pub fn filtered(
     conn: &mut SqliteConnection,
     status: Option<&str>,
     kind: Option<&str>,
+    app: Option<&str>,
     before: Option<i32>,
     limit: i64,
 ) -> QueryResult<Vec<Job>> {
@@ -220,6 +224,9 @@ pub fn filtered(
     }
     if let Some(kind) = kind {
         query = query.filter(jobs::kind.eq(kind));
+    }
+    if let Some(app) = app {
+        query = query.filter(jobs::app.eq(app));
     }
     if let Some(before) = before {
         query = query.filter(jobs::id.lt(before));

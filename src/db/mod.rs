@@ -166,8 +166,8 @@ mod tests {
         pool.get()
             .unwrap()
             .batch_execute(
-                "INSERT INTO clubs (id, slug, name, webroot, created_at) \
-                 VALUES (1, 'a', 'A', '/w/a', '2026-01-01 00:00:00'); \
+                "INSERT INTO clubs (id, slug, name, created_at) \
+                 VALUES (1, 'a', 'A', '2026-01-01 00:00:00'); \
                  INSERT INTO switches (club_id, to_release, commit_id, kind, actor, switched_at) \
                  VALUES (1, 'v1-00000000', '00', 'deploy', 't', '2026-01-01 00:00:00');",
             )
@@ -176,8 +176,8 @@ mod tests {
     }
 
     const REBUILD_CLUBS: &str = "CREATE TABLE clubs_new (id INTEGER PRIMARY KEY NOT NULL, \
-         slug TEXT NOT NULL UNIQUE, name TEXT NOT NULL, webroot TEXT NOT NULL UNIQUE, url TEXT, \
-         current_release TEXT, created_at TIMESTAMP NOT NULL); \
+         slug TEXT NOT NULL UNIQUE, name TEXT NOT NULL, url TEXT, \
+         created_at TIMESTAMP NOT NULL); \
          INSERT INTO clubs_new SELECT * FROM clubs; DROP TABLE clubs; \
          ALTER TABLE clubs_new RENAME TO clubs;";
 

@@ -12,6 +12,7 @@ diesel::table! {
         address -> Nullable<Text>,
         prev_hash -> Text,
         hash -> Text,
+        app -> Nullable<Text>,
     }
 }
 
@@ -24,8 +25,9 @@ diesel::table! {
 }
 
 diesel::table! {
-    bad_releases (club_id, release) {
+    bad_releases (club_id, app, release) {
         club_id -> Integer,
+        app -> Text,
         release -> Text,
         marked_at -> Timestamp,
     }
@@ -36,9 +38,7 @@ diesel::table! {
         id -> Integer,
         slug -> Text,
         name -> Text,
-        webroot -> Text,
         url -> Nullable<Text>,
-        current_release -> Nullable<Text>,
         created_at -> Timestamp,
     }
 }
@@ -68,6 +68,7 @@ diesel::table! {
         worker -> Nullable<Text>,
         outcome -> Nullable<Text>,
         error -> Nullable<Text>,
+        app -> Nullable<Text>,
     }
 }
 
@@ -102,6 +103,18 @@ diesel::table! {
         kind -> Text,
         actor -> Text,
         switched_at -> Timestamp,
+        app -> Text,
+    }
+}
+
+diesel::table! {
+    webroots (id) {
+        id -> Integer,
+        club_id -> Integer,
+        app -> Text,
+        path -> Text,
+        current_release -> Nullable<Text>,
+        created_at -> Timestamp,
     }
 }
 
@@ -121,6 +134,7 @@ diesel::joinable!(bad_releases -> clubs (club_id));
 diesel::joinable!(job_events -> jobs (job_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(switches -> clubs (club_id));
+diesel::joinable!(webroots -> clubs (club_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
@@ -133,4 +147,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     switches,
     users,
+    webroots,
 );

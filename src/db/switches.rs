@@ -1,11 +1,11 @@
-//! The `switches` history and the per-club `bad_releases` marks.
+//! The `switches` history and the `bad_releases` marks, per club and application.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{bad_releases, clubs, switches};
+use super::schema::{bad_releases, switches, webroots};
 
 /// One club's webroot switched from one release to another.
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
@@ -13,6 +13,7 @@ use super::schema::{bad_releases, clubs, switches};
 pub struct Switch {
     pub id: i32,
     pub club_id: i32,
+    pub app: String,
     pub from_release: Option<String>,
     pub to_release: String,
     pub commit_id: String,
@@ -26,6 +27,7 @@ pub struct Switch {
 #[diesel(table_name = switches)]
 pub struct NewSwitch {
     pub club_id: i32,
+    pub app: String,
     pub from_release: Option<String>,
     pub to_release: String,
     pub commit_id: String,
@@ -34,12 +36,24 @@ pub struct NewSwitch {
     pub switched_at: NaiveDateTime,
 }
 
-/// Records switches, the clubs' new current release, the releases a rollback left (marked
-/// bad for that club) and the audit rows telling of it, all in one transaction.
+/// A release a rollback left: marked bad for that club and application.
+#[derive(Debug, Clone)]
+pub struct BadMark {
+    pub club_id: i32,
+    pub app: String,
+    pub release: String,
+}
+
+/// A club and application: the key of everything per webroot.
+pub type ClubAppKey = (i32, String);
+
+/// Records switches, the webroots' new current release, the releases a rollback left (marked
+/// bad for that club and application) and the audit rows telling of it, all in one
+/// transaction.
 pub fn record(
     conn: &mut SqliteConnection,
     done: &[NewSwitch],
-    rolled_back_from: &[(i32, String)],
+    rolled_back_from: &[BadMark],
     audit_entries: &[super::audit::Entry<'_>],
 ) -> QueryResult<()> {
     conn.immediate_transaction(|conn| {
@@ -47,20 +61,25 @@ pub fn record(
             super::audit::append(conn, entry)?;
         }
         let now = super::now();
-        for (club_id, release) in rolled_back_from {
-            mark_bad(conn, *club_id, release, now)?;
+        for mark in rolled_back_from {
+            mark_bad(conn, mark, now)?;
         }
         for switch in done {
             diesel::insert_into(switches::table)
                 .values(switch)
                 .execute(conn)?;
-            diesel::update(clubs::table.find(switch.club_id))
-                .set(clubs::current_release.eq(&switch.to_release))
-                .execute(conn)?;
+            diesel::update(
+                webroots::table
+                    .filter(webroots::club_id.eq(switch.club_id))
+                    .filter(webroots::app.eq(&switch.app)),
+            )
+            .set(webroots::current_release.eq(&switch.to_release))
+            .execute(conn)?;
             // Deploying a release to a club on purpose lifts its "bad" mark there.
             diesel::delete(
                 bad_releases::table
                     .filter(bad_releases::club_id.eq(switch.club_id))
+                    .filter(bad_releases::app.eq(&switch.app))
                     .filter(bad_releases::release.eq(&switch.to_release)),
             )
             .execute(conn)?;
@@ -69,42 +88,48 @@ pub fn record(
     })
 }
 
-/// A club's switches, newest first.
-pub fn history(conn: &mut SqliteConnection, club_id: i32) -> QueryResult<Vec<Switch>> {
+/// A club's switches of one application, newest first.
+pub fn history(conn: &mut SqliteConnection, club_id: i32, app: &str) -> QueryResult<Vec<Switch>> {
     switches::table
         .filter(switches::club_id.eq(club_id))
+        .filter(switches::app.eq(app))
         .order(switches::id.desc())
         .select(Switch::as_select())
         .load(conn)
 }
 
-/// The commit a release was built from, from any club's history.
-pub fn commit_of(conn: &mut SqliteConnection, release: &str) -> QueryResult<Option<String>> {
+/// The commit a release of `app` was built from, from any club's history.
+pub fn commit_of(
+    conn: &mut SqliteConnection,
+    app: &str,
+    release: &str,
+) -> QueryResult<Option<String>> {
     switches::table
+        .filter(switches::app.eq(app))
         .filter(switches::to_release.eq(release))
         .select(switches::commit_id)
         .first(conn)
         .optional()
 }
 
-/// When any club was last switched.
-pub fn last_switched_at(conn: &mut SqliteConnection) -> QueryResult<Option<NaiveDateTime>> {
+/// When any club's webroot of `app` was last switched.
+pub fn last_switched_at(
+    conn: &mut SqliteConnection,
+    app: &str,
+) -> QueryResult<Option<NaiveDateTime>> {
     switches::table
+        .filter(switches::app.eq(app))
         .select(diesel::dsl::max(switches::switched_at))
         .first(conn)
 }
 
-/// Marks a release as bad for a club, so "previous" skips it.
-fn mark_bad(
-    conn: &mut SqliteConnection,
-    club_id: i32,
-    release: &str,
-    at: NaiveDateTime,
-) -> QueryResult<()> {
+/// Marks a release as bad for a club's application, so "previous" skips it.
+fn mark_bad(conn: &mut SqliteConnection, mark: &BadMark, at: NaiveDateTime) -> QueryResult<()> {
     diesel::insert_into(bad_releases::table)
         .values((
-            bad_releases::club_id.eq(club_id),
-            bad_releases::release.eq(release),
+            bad_releases::club_id.eq(mark.club_id),
+            bad_releases::app.eq(&mark.app),
+            bad_releases::release.eq(&mark.release),
             bad_releases::marked_at.eq(at),
         ))
         .on_conflict_do_nothing()
@@ -112,39 +137,52 @@ fn mark_bad(
     Ok(())
 }
 
-/// The releases marked bad for a club.
-pub fn bad_for(conn: &mut SqliteConnection, club_id: i32) -> QueryResult<HashSet<String>> {
+/// The releases of `app` marked bad for a club.
+pub fn bad_for(
+    conn: &mut SqliteConnection,
+    club_id: i32,
+    app: &str,
+) -> QueryResult<HashSet<String>> {
     Ok(bad_releases::table
         .filter(bad_releases::club_id.eq(club_id))
+        .filter(bad_releases::app.eq(app))
         .select(bad_releases::release)
         .load::<String>(conn)?
         .into_iter()
         .collect())
 }
 
-/// Each club's newest switch (when it got its current release, and from whom).
-pub fn latest_per_club(conn: &mut SqliteConnection) -> QueryResult<HashMap<i32, Switch>> {
+/// Each club's newest switch per application (when it got its current release, and from
+/// whom).
+pub fn latest_per_club(conn: &mut SqliteConnection) -> QueryResult<HashMap<ClubAppKey, Switch>> {
     let rows: Vec<Switch> = diesel::sql_query(
-        "SELECT * FROM switches WHERE id IN (SELECT MAX(id) FROM switches GROUP BY club_id)",
-    )
-    .load(conn)?;
-    Ok(rows.into_iter().map(|s| (s.club_id, s)).collect())
-}
-
-/// Each club's rollback target as the database knows it: the newest release in its history
-/// that it does not run now and was not rolled back from. (A rollback job checks the disk.)
-pub fn rollback_targets(conn: &mut SqliteConnection) -> QueryResult<HashMap<i32, String>> {
-    let rows: Vec<Switch> = diesel::sql_query(
-        "SELECT * FROM switches WHERE id IN ( \
-           SELECT MAX(s.id) FROM switches s JOIN clubs c ON c.id = s.club_id \
-           WHERE (c.current_release IS NULL OR s.to_release <> c.current_release) \
-             AND NOT EXISTS (SELECT 1 FROM bad_releases b \
-                             WHERE b.club_id = s.club_id AND b.release = s.to_release) \
-           GROUP BY s.club_id)",
+        "SELECT * FROM switches WHERE id IN \
+         (SELECT MAX(id) FROM switches GROUP BY club_id, app)",
     )
     .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|s| (s.club_id, s.to_release))
+        .map(|s| ((s.club_id, s.app.clone()), s))
+        .collect())
+}
+
+/// Each club's rollback target per application as the database knows it: the newest release
+/// in its history that it does not run now and was not rolled back from. (A rollback job
+/// checks the disk.)
+pub fn rollback_targets(conn: &mut SqliteConnection) -> QueryResult<HashMap<ClubAppKey, String>> {
+    let rows: Vec<Switch> = diesel::sql_query(
+        "SELECT * FROM switches WHERE id IN ( \
+           SELECT MAX(s.id) FROM switches s \
+           JOIN webroots w ON w.club_id = s.club_id AND w.app = s.app \
+           WHERE (w.current_release IS NULL OR s.to_release <> w.current_release) \
+             AND NOT EXISTS (SELECT 1 FROM bad_releases b \
+                             WHERE b.club_id = s.club_id AND b.app = s.app \
+                               AND b.release = s.to_release) \
+           GROUP BY s.club_id, s.app)",
+    )
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|s| ((s.club_id, s.app), s.to_release))
         .collect())
 }

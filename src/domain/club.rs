@@ -6,17 +6,23 @@ use super::InvalidInput;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClubSlug(String);
 
+/// Whether `s` is 1 to `max` lower-case letters, digits and dashes, starting with a letter or
+/// digit: a name safe in a path, a URL and a `name=value` argument.
+fn is_plain_name(s: &str, max: usize) -> bool {
+    let valid_start = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let valid_rest = s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    valid_start && valid_rest && s.len() <= max
+}
+
 impl ClubSlug {
     /// Accepts a slug of lower-case letters, digits and dashes, starting with a letter or digit.
     pub fn parse(s: &str) -> Result<ClubSlug, InvalidInput> {
-        let valid_start = s
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let valid_rest = s
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if valid_start && valid_rest && s.len() <= 63 {
+        if is_plain_name(s, 63) {
             Ok(ClubSlug(s.to_owned()))
         } else {
             Err(InvalidInput(format!(
@@ -38,6 +44,45 @@ impl fmt::Display for ClubSlug {
     }
 }
 
+/// An application's name (`[apps.<name>]` in the configuration): `[a-z0-9][a-z0-9-]{0,31}`.
+/// The application configured by the top-level `repo_url` is [`AppName::MAIN`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppName(String);
+
+impl AppName {
+    /// The name of the application configured by the top-level `repo_url` and `[build]` (the
+    /// one application of an installation made before there could be several).
+    pub const MAIN: &'static str = "main";
+
+    /// Accepts 1 to 32 lower-case letters, digits and dashes, starting with a letter or digit.
+    pub fn parse(s: &str) -> Result<AppName, InvalidInput> {
+        if is_plain_name(s, 32) {
+            Ok(AppName(s.to_owned()))
+        } else {
+            Err(InvalidInput(format!(
+                "{s:?} is not a valid application name: use 1 to 32 lower-case letters, digits \
+                 and dashes, starting with a letter or digit"
+            )))
+        }
+    }
+
+    /// [`AppName::MAIN`].
+    pub fn main() -> AppName {
+        AppName(Self::MAIN.to_owned())
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AppName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +99,17 @@ mod tests {
         let long = "a".repeat(64);
         for bad in ["", "-x", "Zermatt", "a/b", "..", "a.b", "a b", "ä", &long] {
             assert!(ClubSlug::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn application_names_are_plain_and_short() {
+        for ok in ["main", "mobile", "booking-2", &"a".repeat(32)] {
+            assert_eq!(AppName::parse(ok).unwrap().as_str(), ok);
+        }
+        let long = "a".repeat(33);
+        for bad in ["", "Mobile", "a/b", "..", "a=b", "a.b", "-a", &long] {
+            assert!(AppName::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }
 }

@@ -2,7 +2,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClubSlug, InvalidInput, ReleaseTag};
+use super::{AppName, ClubSlug, InvalidInput, ReleaseTag};
 
 /// Which clubs a deploy switches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,60 +11,87 @@ pub enum Targets {
     Clubs(Vec<ClubSlug>),
 }
 
-/// What a job does, with its parameters.
+/// What a job does, with its parameters. Every job but a prune or fetch of every application
+/// concerns one application.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobSpec {
     Deploy {
+        app: AppName,
         tag: ReleaseTag,
         targets: Targets,
     },
     Rollback {
+        app: AppName,
         club: ClubSlug,
         to: Option<String>,
     },
-    Prune,
-    /// Fetch the repository's tags (the releases page's Refresh).
-    Fetch,
+    /// Delete unused releases of one application, or of each (`None`).
+    Prune { app: Option<AppName> },
+    /// Fetch the repository's tags (the releases page's Refresh) of one application, or of
+    /// each (`None`).
+    Fetch { app: Option<AppName> },
     /// Replace a club's legacy copy (a real directory) by a link to the tag's release,
     /// keeping the copy as a backup.
     Adopt {
+        app: AppName,
         club: ClubSlug,
         tag: ReleaseTag,
     },
     /// Put a club's newest legacy backup back in place of its link.
-    UndoAdopt {
-        club: ClubSlug,
-    },
-    /// Delete one of a club's kept legacy copies (`copy`: its directory name under
-    /// `<data_dir>/legacy`, `<slug>.<time>`).
+    UndoAdopt { app: AppName, club: ClubSlug },
+    /// Delete one of a club's kept legacy copies (`copy`: its directory name under the
+    /// application's legacy directory, `<slug>.<time>`).
     PurgeLegacy {
+        app: AppName,
         club: ClubSlug,
         copy: String,
     },
 }
 
-/// A job's parameters as stored (JSON in `jobs.params`).
+/// The application of a job stored before there could be several.
+fn main_app() -> String {
+    AppName::MAIN.to_owned()
+}
+
+/// A job's parameters as stored (JSON in `jobs.params`). `app` is absent from jobs queued by
+/// earlier versions, which knew only the application `main`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum StoredSpec {
     Deploy {
+        #[serde(default = "main_app")]
+        app: String,
         tag: String,
         clubs: Option<Vec<String>>,
     },
     Rollback {
+        #[serde(default = "main_app")]
+        app: String,
         club: String,
         to: Option<String>,
     },
-    Prune,
-    Fetch,
+    Prune {
+        #[serde(default)]
+        app: Option<String>,
+    },
+    Fetch {
+        #[serde(default)]
+        app: Option<String>,
+    },
     Adopt {
+        #[serde(default = "main_app")]
+        app: String,
         club: String,
         tag: String,
     },
     UndoAdopt {
+        #[serde(default = "main_app")]
+        app: String,
         club: String,
     },
     PurgeLegacy {
+        #[serde(default = "main_app")]
+        app: String,
         club: String,
         copy: String,
     },
@@ -76,17 +103,29 @@ impl JobSpec {
         match self {
             JobSpec::Deploy { .. } => "deploy",
             JobSpec::Rollback { .. } => "rollback",
-            JobSpec::Prune => "prune",
-            JobSpec::Fetch => "fetch",
+            JobSpec::Prune { .. } => "prune",
+            JobSpec::Fetch { .. } => "fetch",
             JobSpec::Adopt { .. } => "adopt",
             JobSpec::UndoAdopt { .. } => "undo_adopt",
             JobSpec::PurgeLegacy { .. } => "purge_legacy",
         }
     }
 
-    /// A purge of club `club`'s kept copy `copy`, which must be one of its copies' names
-    /// (`<slug>.<time>`: no path).
-    pub fn purge_legacy(club: &str, copy: &str) -> Result<JobSpec, InvalidInput> {
+    /// The application the job concerns; `None` for every application.
+    pub fn app(&self) -> Option<&AppName> {
+        match self {
+            JobSpec::Deploy { app, .. }
+            | JobSpec::Rollback { app, .. }
+            | JobSpec::Adopt { app, .. }
+            | JobSpec::UndoAdopt { app, .. }
+            | JobSpec::PurgeLegacy { app, .. } => Some(app),
+            JobSpec::Prune { app } | JobSpec::Fetch { app } => app.as_ref(),
+        }
+    }
+
+    /// A purge of club `club`'s kept copy `copy` of `app`, which must be one of its copies'
+    /// names (`<slug>.<time>`: no path).
+    pub fn purge_legacy(app: AppName, club: &str, copy: &str) -> Result<JobSpec, InvalidInput> {
         let club = ClubSlug::parse(club)?;
         let ok = copy.strip_prefix(&format!("{club}.")).is_some_and(|time| {
             !time.is_empty()
@@ -100,6 +139,7 @@ impl JobSpec {
             )));
         }
         Ok(JobSpec::PurgeLegacy {
+            app,
             club,
             copy: copy.to_owned(),
         })
@@ -108,27 +148,36 @@ impl JobSpec {
     /// The parameters as JSON for the database.
     pub fn to_json(&self) -> String {
         let stored = match self {
-            JobSpec::Deploy { tag, targets } => StoredSpec::Deploy {
+            JobSpec::Deploy { app, tag, targets } => StoredSpec::Deploy {
+                app: app.to_string(),
                 tag: tag.to_string(),
                 clubs: match targets {
                     Targets::All => None,
                     Targets::Clubs(slugs) => Some(slugs.iter().map(|s| s.to_string()).collect()),
                 },
             },
-            JobSpec::Rollback { club, to } => StoredSpec::Rollback {
+            JobSpec::Rollback { app, club, to } => StoredSpec::Rollback {
+                app: app.to_string(),
                 club: club.to_string(),
                 to: to.clone(),
             },
-            JobSpec::Prune => StoredSpec::Prune,
-            JobSpec::Fetch => StoredSpec::Fetch,
-            JobSpec::Adopt { club, tag } => StoredSpec::Adopt {
+            JobSpec::Prune { app } => StoredSpec::Prune {
+                app: app.as_ref().map(AppName::to_string),
+            },
+            JobSpec::Fetch { app } => StoredSpec::Fetch {
+                app: app.as_ref().map(AppName::to_string),
+            },
+            JobSpec::Adopt { app, club, tag } => StoredSpec::Adopt {
+                app: app.to_string(),
                 club: club.to_string(),
                 tag: tag.to_string(),
             },
-            JobSpec::UndoAdopt { club } => StoredSpec::UndoAdopt {
+            JobSpec::UndoAdopt { app, club } => StoredSpec::UndoAdopt {
+                app: app.to_string(),
                 club: club.to_string(),
             },
-            JobSpec::PurgeLegacy { club, copy } => StoredSpec::PurgeLegacy {
+            JobSpec::PurgeLegacy { app, club, copy } => StoredSpec::PurgeLegacy {
+                app: app.to_string(),
                 club: club.to_string(),
                 copy: copy.clone(),
             },
@@ -140,8 +189,10 @@ impl JobSpec {
     pub fn from_json(json: &str) -> Result<JobSpec, InvalidInput> {
         let stored: StoredSpec = serde_json::from_str(json)
             .map_err(|e| InvalidInput(format!("unreadable job parameters: {e}")))?;
+        let optional = |app: Option<String>| app.as_deref().map(AppName::parse).transpose();
         Ok(match stored {
-            StoredSpec::Deploy { tag, clubs } => JobSpec::Deploy {
+            StoredSpec::Deploy { app, tag, clubs } => JobSpec::Deploy {
+                app: AppName::parse(&app)?,
                 tag: ReleaseTag::parse(&tag)?,
                 targets: match clubs {
                     None => Targets::All,
@@ -153,48 +204,70 @@ impl JobSpec {
                     ),
                 },
             },
-            StoredSpec::Rollback { club, to } => JobSpec::Rollback {
+            StoredSpec::Rollback { app, club, to } => JobSpec::Rollback {
+                app: AppName::parse(&app)?,
                 club: ClubSlug::parse(&club)?,
                 to,
             },
-            StoredSpec::Prune => JobSpec::Prune,
-            StoredSpec::Fetch => JobSpec::Fetch,
-            StoredSpec::Adopt { club, tag } => JobSpec::Adopt {
+            StoredSpec::Prune { app } => JobSpec::Prune {
+                app: optional(app)?,
+            },
+            StoredSpec::Fetch { app } => JobSpec::Fetch {
+                app: optional(app)?,
+            },
+            StoredSpec::Adopt { app, club, tag } => JobSpec::Adopt {
+                app: AppName::parse(&app)?,
                 club: ClubSlug::parse(&club)?,
                 tag: ReleaseTag::parse(&tag)?,
             },
-            StoredSpec::UndoAdopt { club } => JobSpec::UndoAdopt {
+            StoredSpec::UndoAdopt { app, club } => JobSpec::UndoAdopt {
+                app: AppName::parse(&app)?,
                 club: ClubSlug::parse(&club)?,
             },
-            StoredSpec::PurgeLegacy { club, copy } => JobSpec::purge_legacy(&club, &copy)?,
+            StoredSpec::PurgeLegacy { app, club, copy } => {
+                JobSpec::purge_legacy(AppName::parse(&app)?, &club, &copy)?
+            }
         })
     }
 }
 
 impl fmt::Display for JobSpec {
-    /// In words: "deploy v2.4.1 to all clubs".
+    /// In words, with the application last: "deploy v2.4.1 to all clubs (main)".
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JobSpec::Deploy {
                 tag,
                 targets: Targets::All,
+                ..
             } => write!(f, "deploy {tag} to all clubs"),
             JobSpec::Deploy {
                 tag,
                 targets: Targets::Clubs(slugs),
+                ..
             } => {
                 let names: Vec<&str> = slugs.iter().map(ClubSlug::as_str).collect();
                 write!(f, "deploy {tag} to {}", names.join(", "))
             }
-            JobSpec::Rollback { club, to: None } => write!(f, "roll back {club}"),
-            JobSpec::Rollback { club, to: Some(to) } => write!(f, "roll back {club} to {to}"),
-            JobSpec::Prune => write!(f, "prune unused releases"),
-            JobSpec::Fetch => write!(f, "fetch new tags from the repository"),
-            JobSpec::Adopt { club, tag } => write!(f, "adopt {club}'s legacy copy with {tag}"),
-            JobSpec::UndoAdopt { club } => write!(f, "put {club}'s legacy copy back"),
-            JobSpec::PurgeLegacy { club, copy } => {
+            JobSpec::Rollback { club, to: None, .. } => write!(f, "roll back {club}"),
+            JobSpec::Rollback {
+                club, to: Some(to), ..
+            } => write!(f, "roll back {club} to {to}"),
+            JobSpec::Prune { .. } => write!(f, "prune unused releases"),
+            JobSpec::Fetch { .. } => write!(f, "fetch new tags from the repository"),
+            JobSpec::Adopt { club, tag, .. } => {
+                write!(f, "adopt {club}'s legacy copy with {tag}")
+            }
+            JobSpec::UndoAdopt { club, .. } => write!(f, "put {club}'s legacy copy back"),
+            JobSpec::PurgeLegacy { club, copy, .. } => {
                 write!(f, "delete {club}'s kept legacy copy {copy}")
             }
+        }?;
+        match self.app() {
+            Some(app) => write!(f, " ({app})"),
+            None if matches!(self, JobSpec::Prune { .. } | JobSpec::Fetch { .. }) => {
+                write!(f, " (every application)")
+            }
+            None => Ok(()),
         }
     }
 }
@@ -257,29 +330,37 @@ mod tests {
 
     #[test]
     fn job_specs_survive_the_database_round_trip() {
+        let app = || AppName::parse("mobile").unwrap();
         let specs = [
             JobSpec::Deploy {
+                app: app(),
                 tag: ReleaseTag::parse("v2").unwrap(),
                 targets: Targets::All,
             },
             JobSpec::Deploy {
+                app: AppName::main(),
                 tag: ReleaseTag::parse("v2").unwrap(),
                 targets: Targets::Clubs(vec![ClubSlug::parse("a").unwrap()]),
             },
             JobSpec::Rollback {
+                app: app(),
                 club: ClubSlug::parse("a").unwrap(),
                 to: Some("v1".into()),
             },
-            JobSpec::Prune,
-            JobSpec::Fetch,
+            JobSpec::Prune { app: None },
+            JobSpec::Prune { app: Some(app()) },
+            JobSpec::Fetch { app: None },
+            JobSpec::Fetch { app: Some(app()) },
             JobSpec::Adopt {
+                app: app(),
                 club: ClubSlug::parse("a").unwrap(),
                 tag: ReleaseTag::parse("v2").unwrap(),
             },
             JobSpec::UndoAdopt {
+                app: app(),
                 club: ClubSlug::parse("a").unwrap(),
             },
-            JobSpec::purge_legacy("a", "a.20260101T000000.000000Z").unwrap(),
+            JobSpec::purge_legacy(app(), "a", "a.20260101T000000.000000Z").unwrap(),
         ];
         for bad in [
             "../a.x",
@@ -289,11 +370,35 @@ mod tests {
             "a.x/../../y",
             "a..x",
         ] {
-            assert!(JobSpec::purge_legacy("a", bad).is_err(), "{bad}");
+            assert!(JobSpec::purge_legacy(app(), "a", bad).is_err(), "{bad}");
         }
         for spec in specs {
             assert_eq!(JobSpec::from_json(&spec.to_json()).unwrap(), spec);
         }
+    }
+
+    #[test]
+    fn jobs_stored_before_applications_existed_concern_main() {
+        let old = r#"{"kind":"rollback","club":"a","to":null}"#;
+        assert_eq!(
+            JobSpec::from_json(old).unwrap(),
+            JobSpec::Rollback {
+                app: AppName::main(),
+                club: ClubSlug::parse("a").unwrap(),
+                to: None
+            }
+        );
+        let old = r#"{"kind":"deploy","tag":"v2","clubs":null}"#;
+        assert_eq!(
+            JobSpec::from_json(old).unwrap().to_string(),
+            "deploy v2 to all clubs (main)"
+        );
+        assert_eq!(
+            JobSpec::from_json(r#"{"kind":"prune"}"#).unwrap(),
+            JobSpec::Prune { app: None }
+        );
+        let bad = r#"{"kind":"deploy","app":"../x","tag":"v2","clubs":null}"#;
+        assert!(JobSpec::from_json(bad).is_err());
     }
 
     #[test]

@@ -33,20 +33,35 @@ pub fn enqueue_limited(
         } => slugs.iter().collect(),
         JobSpec::Rollback { club, .. }
         | JobSpec::Adopt { club, .. }
-        | JobSpec::UndoAdopt { club }
+        | JobSpec::UndoAdopt { club, .. }
         | JobSpec::PurgeLegacy { club, .. } => vec![club],
         _ => Vec::new(),
     };
     let mut unknown = Vec::new();
+    let mut without_app = Vec::new();
     for slug in named {
         if clubs::by_slug(conn, slug.as_str())?.is_none() {
             unknown.push(slug.as_str());
+        } else if let Some(app) = spec.app()
+            && clubs::webroot(conn, slug.as_str(), app.as_str())?.is_none()
+        {
+            without_app.push(slug.as_str());
         }
     }
     if !unknown.is_empty() {
         return Err(Refusal::NotFound(format!(
             "no such club: {}; nothing was queued",
             unknown.join(", ")
+        ))
+        .into());
+    }
+    if !without_app.is_empty() {
+        let app = spec.app().map(|a| a.as_str()).unwrap_or_default();
+        return Err(Refusal::NotFound(format!(
+            "{} {} not run the application {app} (it has no webroot for it; add one with \
+             `clubdeploy club webroot <slug> {app} <path>`); nothing was queued",
+            without_app.join(", "),
+            if without_app.len() == 1 { "does" } else { "do" }
         ))
         .into());
     }
@@ -68,11 +83,17 @@ pub fn enqueue_limited(
                 requested_by: actor,
                 status: JobStatus::Queued.as_str(),
                 created_at: db::now(),
+                app: spec.app().map(|a| a.as_str()),
             },
         )?;
         let (target, details) = (job.id.to_string(), spec.to_string());
         let entry = audit::Entry::new(actor, "job.queued", "job", &target, &details);
-        audit::append(conn, &audit::Entry { address, ..entry }).context("cannot queue the job")?;
+        let entry = audit::Entry {
+            address,
+            app: spec.app().map(|a| a.as_str()),
+            ..entry
+        };
+        audit::append(conn, &entry).context("cannot queue the job")?;
         Ok(job.id)
     })
 }

@@ -42,17 +42,23 @@ pub fn recover(
     _lock: &DeployLock,
 ) -> anyhow::Result<Vec<String>> {
     let mut done = Vec::new();
-    let clubs = clubs::all(&mut *pool.get()?)?;
-    let webroots: Vec<(String, PathBuf)> = clubs
-        .iter()
-        .map(|c| (c.slug.clone(), PathBuf::from(&c.webroot)))
-        .collect();
-    let found = recovery::clean_leftovers(
-        &settings.releases_dir(),
-        &settings.legacy_dir(),
-        &webroots,
-        &settings.webroot_base,
-    )?;
+    let clubs = clubs::webroots(&mut *pool.get()?, None)?;
+    let mut found = recovery::Leftovers::default();
+    for app in settings.apps() {
+        let webroots: Vec<(String, PathBuf)> = clubs
+            .iter()
+            .filter(|c| c.app == app.name.as_str())
+            .map(|c| (c.slug.clone(), PathBuf::from(&c.webroot)))
+            .collect();
+        let cleared = recovery::clean_leftovers(
+            &app.releases_dir,
+            &app.legacy_dir,
+            &webroots,
+            &settings.webroot_base,
+        )?;
+        found.removed.extend(cleared.removed);
+        found.kept.extend(cleared.kept);
+    }
     for path in found.removed {
         done.push(format!("removed leftover {}", path.display()));
     }
@@ -96,7 +102,9 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
             .reload
             .policy
             .reloads_after(*targets == Targets::All),
-        Some(JobSpec::Rollback { .. }) => settings.reload.policy.reloads_after(false),
+        Some(JobSpec::Rollback { .. } | JobSpec::Adopt { .. } | JobSpec::UndoAdopt { .. }) => {
+            settings.reload.policy.reloads_after(false)
+        }
         _ => false,
     };
     if reloads && (during == "switch" || during == "reload") {
@@ -138,17 +146,21 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
     Ok(messages)
 }
 
-/// Reads every club's link from disk and records any switch the interrupted job made but
+/// Reads every club's links from disk and records any switch the interrupted job made but
 /// did not get to record.
 fn resync_clubs(
     settings: &Settings,
     conn: &mut SqliteConnection,
     job: &jobs::Job,
 ) -> anyhow::Result<Vec<String>> {
-    let releases_dir = settings.releases_dir();
     let mut messages = Vec::new();
-    for club in clubs::all(conn)? {
-        let on_disk = switch::inspect(club.webroot.as_ref(), &releases_dir)?;
+    for club in clubs::webroots(conn, None)? {
+        // A webroot of an application no longer configured is left as recorded.
+        let Ok(app) = settings.app(Some(&club.app)) else {
+            continue;
+        };
+        let releases_dir = &app.releases_dir;
+        let on_disk = switch::inspect(club.webroot.as_ref(), releases_dir)?;
         let release = on_disk.release().map(|r| r.to_string());
         if release == club.current_release {
             continue;
@@ -169,12 +181,14 @@ fn resync_clubs(
             "club",
             &club.slug,
             &details,
-        );
+        )
+        .for_app(&club.app);
         match manifest {
             Some(found) => switches::record(
                 conn,
                 &[switches::NewSwitch {
-                    club_id: club.id,
+                    club_id: club.club_id,
+                    app: club.app.clone(),
                     from_release: club.current_release.clone(),
                     to_release: found.name.to_string(),
                     commit_id: found.manifest.commit,
@@ -186,11 +200,11 @@ fn resync_clubs(
                 &[entry],
             )?,
             None => conn.immediate_transaction(|conn| {
-                clubs::set_current_release(conn, club.id, release.as_deref())?;
+                clubs::set_current_release(conn, club.webroot_id, release.as_deref())?;
                 audit::append(conn, &entry)
             })?,
         }
-        messages.push(format!("club {}: {details}", club.slug));
+        messages.push(format!("club {} ({}): {details}", club.slug, club.app));
     }
     Ok(messages)
 }
@@ -233,14 +247,33 @@ pub fn run_next(
                 actor: &job.requested_by,
                 progress: &mut log,
             };
-            match &spec {
-                JobSpec::Deploy { tag, targets } => run::deploy(&mut run_job, tag, targets),
-                JobSpec::Rollback { club, to } => run::rollback(&mut run_job, club, to.as_deref()),
-                JobSpec::Prune => run::prune(&mut run_job),
-                JobSpec::Fetch => run::fetch(&mut run_job),
-                JobSpec::Adopt { club, tag } => run::adopt(&mut run_job, club, tag),
-                JobSpec::UndoAdopt { club } => run::undo_adopt(&mut run_job, club),
-                JobSpec::PurgeLegacy { club, copy } => run::purge_legacy(&mut run_job, club, copy),
+            // A job names its application; the configuration may have dropped it since.
+            match spec
+                .app()
+                .map(|name| settings.app(Some(name.as_str())))
+                .transpose()
+            {
+                Err(e) => Err(anyhow::anyhow!("{e}; nothing was changed")),
+                Ok(app) => match (&spec, app) {
+                    (JobSpec::Deploy { tag, targets, .. }, Some(app)) => {
+                        run::deploy(&mut run_job, app, tag, targets)
+                    }
+                    (JobSpec::Rollback { club, to, .. }, Some(app)) => {
+                        run::rollback(&mut run_job, app, club, to.as_deref())
+                    }
+                    (JobSpec::Prune { .. }, app) => run::prune(&mut run_job, app),
+                    (JobSpec::Fetch { .. }, app) => run::fetch(&mut run_job, app),
+                    (JobSpec::Adopt { club, tag, .. }, Some(app)) => {
+                        run::adopt(&mut run_job, app, club, tag)
+                    }
+                    (JobSpec::UndoAdopt { club, .. }, Some(app)) => {
+                        run::undo_adopt(&mut run_job, app, club)
+                    }
+                    (JobSpec::PurgeLegacy { club, copy, .. }, Some(app)) => {
+                        run::purge_legacy(&mut run_job, app, club, copy)
+                    }
+                    (_, None) => unreachable!("every other job names its application"),
+                },
             }
         }
         Err(e) => Err(e.into()),

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use diesel::SqliteConnection;
 
-use crate::config::Settings;
-use crate::db::clubs::Club;
+use crate::config::{App, Settings};
+use crate::db::clubs::ClubApp;
 use crate::db::{self, DbConn, DbPool, audit, clubs, switches};
 use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, Targets};
 use crate::pipeline::git::{self, Mirror};
@@ -38,9 +38,10 @@ impl Job<'_> {
         self.pool.get().context("cannot connect to the database")
     }
 
-    /// Appends an audit row in the job's name.
+    /// Appends an audit row in the job's name, about `app` where there is one.
     fn audit(
         &mut self,
+        app: Option<&App>,
         action: &str,
         target_kind: &str,
         target: &str,
@@ -48,17 +49,27 @@ impl Job<'_> {
     ) -> anyhow::Result<()> {
         let details = format!("{details} (job #{})", self.id);
         let entry = audit::Entry::new(self.actor, action, target_kind, target, &details);
+        let entry = audit::Entry {
+            app: app.map(|a| a.name.as_str()),
+            ..entry
+        };
         let mut conn = self.conn()?;
         audit::record(&mut conn, &entry).context("cannot write the audit log")
     }
 }
 
-/// Deploys `tag` to the target clubs: fetch, build, preflight, switch, reload, and after a
-/// deploy to all clubs, prune. Returns a one-line summary.
-pub fn deploy(job: &mut Job<'_>, tag: &ReleaseTag, targets: &Targets) -> anyhow::Result<String> {
-    let clubs = target_clubs(&mut *job.conn()?, targets)?;
-    check_webroots(job.settings, &clubs)?;
-    let mirror = git::open_mirror(job.settings)?;
+/// Deploys `tag` of `app` to the target clubs' webroots of it: fetch, build, preflight,
+/// switch, reload, and after a deploy to all clubs, prune that application's releases.
+/// Returns a one-line summary.
+pub fn deploy(
+    job: &mut Job<'_>,
+    app: &App,
+    tag: &ReleaseTag,
+    targets: &Targets,
+) -> anyhow::Result<String> {
+    let clubs = target_clubs(&mut *job.conn()?, app, targets)?;
+    check_webroots(job.settings, app, &clubs)?;
+    let mirror = git::open_mirror(app)?;
 
     job.progress.step(Step::Fetch);
     let (commit, fetched) = mirror.ensure_tag(tag, job.progress)?;
@@ -67,19 +78,19 @@ pub fn deploy(job: &mut Job<'_>, tag: &ReleaseTag, targets: &Targets) -> anyhow:
         &commit[..8],
         if fetched { "fetched" } else { "already known" }
     ));
-    let release = build(job, &mirror, tag, &commit)?;
+    let release = build(job, app, &mirror, tag, &commit)?;
 
     let all = *targets == Targets::All;
-    let releases_dir = job.settings.releases_dir();
+    let releases_dir = &app.releases_dir;
     let any_to_switch = clubs.iter().any(|club| {
-        let on_disk = switch::inspect(club.webroot.as_ref(), &releases_dir);
+        let on_disk = switch::inspect(club.webroot.as_ref(), releases_dir);
         !matches!(on_disk, Ok(Webroot::Release(name)) if name == release.name)
     });
     let reload = job.settings.reload.policy.reloads_after(all);
     if reload && any_to_switch {
         preflight(job)?;
     }
-    let switched = switch_clubs(job, &clubs, &release, "deploy", None)?;
+    let switched = switch_clubs(job, app, &clubs, &release, "deploy", None)?;
     let mut summary = format!(
         "{switched} of {} club{} switched to {}",
         clubs.len(),
@@ -94,7 +105,7 @@ pub fn deploy(job: &mut Job<'_>, tag: &ReleaseTag, targets: &Targets) -> anyhow:
         None
     };
     if all {
-        let deleted = prune_releases(job, reloaded_at)?;
+        let deleted = prune_releases(job, app, reloaded_at)?;
         summary.push_str(&format!(
             "; {deleted} old release{} deleted",
             plural(deleted)
@@ -103,28 +114,37 @@ pub fn deploy(job: &mut Job<'_>, tag: &ReleaseTag, targets: &Targets) -> anyhow:
     Ok(summary)
 }
 
-/// Returns a club to the release it ran before (skipping releases it was rolled back from),
-/// or to `to` (a release name or a tag), rebuilding the release if it was pruned.
-pub fn rollback(job: &mut Job<'_>, slug: &ClubSlug, to: Option<&str>) -> anyhow::Result<String> {
-    let club = club_named(job, slug)?;
-    check_webroots(job.settings, std::slice::from_ref(&club))?;
-    let releases_dir = job.settings.releases_dir();
-    let current = match switch::inspect(club.webroot.as_ref(), &releases_dir)? {
+/// Returns a club's webroot of `app` to the release it ran before (skipping releases it was
+/// rolled back from), or to `to` (a release name or a tag), rebuilding the release if it was
+/// pruned.
+pub fn rollback(
+    job: &mut Job<'_>,
+    app: &App,
+    slug: &ClubSlug,
+    to: Option<&str>,
+) -> anyhow::Result<String> {
+    let club = club_named(job, app, slug)?;
+    check_webroots(job.settings, app, std::slice::from_ref(&club))?;
+    let current = match switch::inspect(club.webroot.as_ref(), &app.releases_dir)? {
         Webroot::Release(name) => name,
-        _ => bail!("club {slug} does not run a release now, so there is nothing to roll back"),
+        _ => bail!(
+            "club {slug} does not run a release of {} now, so there is nothing to roll back",
+            app.name
+        ),
     };
-    let mirror = git::open_mirror(job.settings)?;
+    let mirror = git::open_mirror(app)?;
     let (target, commit) = match to {
-        Some(to) => chosen_release(job, &mirror, to)?,
+        Some(to) => chosen_release(job, app, &mirror, to)?,
         None => previous_release(&mut *job.conn()?, &club, &current)?,
     };
     if target == current {
         bail!("club {slug} already runs {target}");
     }
-    let release = build(job, &mirror, &target.tag(), &commit)?;
+    let release = build(job, app, &mirror, &target.tag(), &commit)?;
     let reload = preflight_single_club(job)?;
     switch_clubs(
         job,
+        app,
         std::slice::from_ref(&club),
         &release,
         "rollback",
@@ -135,30 +155,57 @@ pub fn rollback(job: &mut Job<'_>, slug: &ClubSlug, to: Option<&str>) -> anyhow:
     Ok(summary)
 }
 
-/// Deletes the releases no club runs, beyond the newest `keep_releases` of them, once no
-/// request can still be using them.
-pub fn prune(job: &mut Job<'_>) -> anyhow::Result<String> {
-    let deleted = prune_releases(job, None)?;
-    Ok(format!("{deleted} release{} deleted", plural(deleted)))
+/// Deletes the releases of `app` (of each application, when `None`) that no club runs,
+/// beyond the newest `keep_releases` of them, once no request can still be using them.
+pub fn prune(job: &mut Job<'_>, app: Option<&App>) -> anyhow::Result<String> {
+    let settings = job.settings;
+    let apps = match app {
+        Some(app) => std::slice::from_ref(app),
+        None => settings.apps(),
+    };
+    let mut counts = Vec::new();
+    for app in apps {
+        let deleted = prune_releases(job, app, None)?;
+        counts.push((app, deleted));
+    }
+    Ok(match counts.as_slice() {
+        [(_, deleted)] => format!("{deleted} release{} deleted", plural(*deleted)),
+        counts => counts
+            .iter()
+            .map(|(app, deleted)| {
+                format!(
+                    "{}: {deleted} release{} deleted",
+                    app.name,
+                    plural(*deleted)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
 }
 
 /// Replaces club `slug`'s legacy copy (its webroot is a real directory) by a link to the
 /// release of `tag`, in one atomic exchange, keeping the copy whole under `<data_dir>/legacy`.
 /// The differences between the copy and the release are listed in the job log first.
-pub fn adopt(job: &mut Job<'_>, slug: &ClubSlug, tag: &ReleaseTag) -> anyhow::Result<String> {
-    let club = club_named(job, slug)?;
+pub fn adopt(
+    job: &mut Job<'_>,
+    app: &App,
+    slug: &ClubSlug,
+    tag: &ReleaseTag,
+) -> anyhow::Result<String> {
+    let club = club_named(job, app, slug)?;
     let webroot = webroot_of(job.settings, &club)?;
-    if switch::inspect(&webroot, &job.settings.releases_dir())? != Webroot::NotALink {
+    if switch::inspect(&webroot, &app.releases_dir)? != Webroot::NotALink {
         bail!(
             "club {slug}'s webroot {} is not a legacy copy (a real directory): deploy to it \
              instead; nothing was changed",
             webroot.display()
         );
     }
-    let mirror = git::open_mirror(job.settings)?;
+    let mirror = git::open_mirror(app)?;
     job.progress.step(Step::Fetch);
     let (commit, _) = mirror.ensure_tag(tag, job.progress)?;
-    let release = build(job, &mirror, tag, &commit)?;
+    let release = build(job, app, &mirror, tag, &commit)?;
 
     job.progress.step(Step::Compare);
     let diff = crate::pipeline::legacy::compare_trees(&webroot, &release.dir)
@@ -172,7 +219,7 @@ pub fn adopt(job: &mut Job<'_>, slug: &ClubSlug, tag: &ReleaseTag) -> anyhow::Re
         &job.settings.webroot_base,
         &webroot,
         &release.dir,
-        &job.settings.legacy_dir(),
+        &app.legacy_dir,
         &name,
     )?;
     let details = format!(
@@ -186,7 +233,8 @@ pub fn adopt(job: &mut Job<'_>, slug: &ClubSlug, tag: &ReleaseTag) -> anyhow::Re
         job.id
     );
     let switched = switches::NewSwitch {
-        club_id: club.id,
+        club_id: club.club_id,
+        app: app.name.to_string(),
         from_release: None,
         to_release: release.name.to_string(),
         commit_id: release.manifest.commit.clone(),
@@ -194,7 +242,8 @@ pub fn adopt(job: &mut Job<'_>, slug: &ClubSlug, tag: &ReleaseTag) -> anyhow::Re
         actor: job.actor.to_owned(),
         switched_at: db::now(),
     };
-    let entry = audit::Entry::new(job.actor, "club.adopted", "club", slug.as_str(), &details);
+    let entry = audit::Entry::new(job.actor, "club.adopted", "club", slug.as_str(), &details)
+        .for_app(app.name.as_str());
     switches::record(&mut *job.conn()?, &[switched], &[], &[entry])
         .context("cannot record the adoption")?;
     job.progress.progress(&format!(
@@ -213,11 +262,10 @@ pub fn adopt(job: &mut Job<'_>, slug: &ClubSlug, tag: &ReleaseTag) -> anyhow::Re
 
 /// Puts club `slug`'s newest kept legacy copy back in place of its link, in one atomic
 /// exchange.
-pub fn undo_adopt(job: &mut Job<'_>, slug: &ClubSlug) -> anyhow::Result<String> {
-    let club = club_named(job, slug)?;
+pub fn undo_adopt(job: &mut Job<'_>, app: &App, slug: &ClubSlug) -> anyhow::Result<String> {
+    let club = club_named(job, app, slug)?;
     let webroot = webroot_of(job.settings, &club)?;
-    let kept =
-        crate::pipeline::legacy::kept_copies(&job.settings.legacy_dir(), Some(slug.as_str()))?;
+    let kept = crate::pipeline::legacy::kept_copies(&app.legacy_dir, Some(slug.as_str()))?;
     let Some(newest) = kept.last() else {
         bail!("no legacy copy of club {slug} is kept, so there is nothing to put back");
     };
@@ -231,14 +279,15 @@ pub fn undo_adopt(job: &mut Job<'_>, slug: &ClubSlug) -> anyhow::Result<String> 
     );
     job.conn()?
         .immediate_transaction(|conn| {
-            clubs::set_current_release(conn, club.id, None)?;
+            clubs::set_current_release(conn, club.webroot_id, None)?;
             let entry = audit::Entry::new(
                 job.actor,
                 "club.adoption_undone",
                 "club",
                 slug.as_str(),
                 &details,
-            );
+            )
+            .for_app(app.name.as_str());
             audit::append(conn, &entry)
         })
         .context("cannot record the undo")?;
@@ -250,9 +299,14 @@ pub fn undo_adopt(job: &mut Job<'_>, slug: &ClubSlug) -> anyhow::Result<String> 
 }
 
 /// Deletes club `slug`'s kept legacy copy named `copy`, and audits it.
-pub fn purge_legacy(job: &mut Job<'_>, slug: &ClubSlug, copy: &str) -> anyhow::Result<String> {
-    let legacy_dir = job.settings.legacy_dir();
-    let kept = crate::pipeline::legacy::kept_copies(&legacy_dir, Some(slug.as_str()))?;
+pub fn purge_legacy(
+    job: &mut Job<'_>,
+    app: &App,
+    slug: &ClubSlug,
+    copy: &str,
+) -> anyhow::Result<String> {
+    let legacy_dir = &app.legacy_dir;
+    let kept = crate::pipeline::legacy::kept_copies(legacy_dir, Some(slug.as_str()))?;
     let Some(found) = kept
         .iter()
         .find(|k| k.backup.path.file_name().is_some_and(|n| n == copy))
@@ -262,13 +316,13 @@ pub fn purge_legacy(job: &mut Job<'_>, slug: &ClubSlug, copy: &str) -> anyhow::R
         ))
         .into());
     };
-    crate::pipeline::legacy::purge(&legacy_dir, &found.backup)?;
+    crate::pipeline::legacy::purge(legacy_dir, &found.backup)?;
     let details = format!(
         "deleted the kept legacy copy {} ({} bytes)",
         found.backup.path.display(),
         found.bytes
     );
-    job.audit("legacy.purged", "club", slug.as_str(), &details)?;
+    job.audit(Some(app), "legacy.purged", "club", slug.as_str(), &details)?;
     job.progress.progress(&details);
     Ok(format!(
         "club {slug}'s kept legacy copy {copy} ({} bytes) was deleted",
@@ -318,13 +372,21 @@ fn report_differences(
     }
 }
 
-fn club_named(job: &Job<'_>, slug: &ClubSlug) -> anyhow::Result<Club> {
-    clubs::by_slug(&mut *job.conn()?, slug.as_str())?
-        .ok_or_else(|| crate::domain::Refusal::NotFound(format!("there is no club {slug}")).into())
+/// Club `slug`'s webroot of `app`.
+fn club_named(job: &Job<'_>, app: &App, slug: &ClubSlug) -> anyhow::Result<ClubApp> {
+    let conn = &mut *job.conn()?;
+    if let Some(found) = clubs::webroot(conn, slug.as_str(), app.name.as_str())? {
+        return Ok(found);
+    }
+    let message = match clubs::by_slug(conn, slug.as_str())? {
+        None => format!("there is no club {slug}"),
+        Some(_) => format!("club {slug} does not run the application {}", app.name),
+    };
+    Err(crate::domain::Refusal::NotFound(message).into())
 }
 
 /// A club's webroot, checked to lie under `webroot_base` as recorded.
-fn webroot_of(settings: &Settings, club: &Club) -> anyhow::Result<std::path::PathBuf> {
+fn webroot_of(settings: &Settings, club: &ClubApp) -> anyhow::Result<std::path::PathBuf> {
     let resolved = switch::resolve_under(&settings.webroot_base, club.webroot.as_ref())
         .with_context(|| format!("club {}: nothing was changed", club.slug))?;
     if resolved.as_os_str() != club.webroot.as_str() {
@@ -338,10 +400,29 @@ fn webroot_of(settings: &Settings, club: &Club) -> anyhow::Result<std::path::Pat
     Ok(resolved)
 }
 
-/// Fetches the repository's tags into the mirror (the releases page's Refresh).
-pub fn fetch(job: &mut Job<'_>) -> anyhow::Result<String> {
+/// Fetches the tags of `app`'s repository (of each application's, when `None`) into its
+/// mirror (the releases page's Refresh).
+pub fn fetch(job: &mut Job<'_>, app: Option<&App>) -> anyhow::Result<String> {
+    let settings = job.settings;
+    let apps = match app {
+        Some(app) => std::slice::from_ref(app),
+        None => settings.apps(),
+    };
+    let mut summaries = Vec::new();
+    for app in apps {
+        let summary = fetch_app(job, app)?;
+        summaries.push(if apps.len() > 1 {
+            format!("{}: {summary}", app.name)
+        } else {
+            summary
+        });
+    }
+    Ok(summaries.join("; "))
+}
+
+fn fetch_app(job: &mut Job<'_>, app: &App) -> anyhow::Result<String> {
     job.progress.step(Step::Fetch);
-    let mirror = git::open_mirror(job.settings)?;
+    let mirror = git::open_mirror(app)?;
     let before: HashSet<String> = mirror
         .tags()?
         .into_iter()
@@ -360,11 +441,18 @@ pub fn fetch(job: &mut Job<'_>) -> anyhow::Result<String> {
     })
 }
 
-fn target_clubs(conn: &mut SqliteConnection, targets: &Targets) -> anyhow::Result<Vec<Club>> {
-    let all = clubs::all(conn)?;
-    let chosen: Vec<Club> = match targets {
-        Targets::All => all,
+/// The webroots of `app` a deploy switches: every club's that runs it, or the named clubs'
+/// (each must exist and run it).
+fn target_clubs(
+    conn: &mut SqliteConnection,
+    app: &App,
+    targets: &Targets,
+) -> anyhow::Result<Vec<ClubApp>> {
+    let running = clubs::webroots(conn, Some(app.name.as_str()))?;
+    let chosen: Vec<ClubApp> = match targets {
+        Targets::All => running,
         Targets::Clubs(slugs) => {
+            let all = clubs::all(conn)?;
             let unknown: Vec<&str> = slugs
                 .iter()
                 .map(ClubSlug::as_str)
@@ -373,27 +461,50 @@ fn target_clubs(conn: &mut SqliteConnection, targets: &Targets) -> anyhow::Resul
             if !unknown.is_empty() {
                 bail!("no such club: {}; nothing was changed", unknown.join(", "));
             }
-            all.into_iter()
+            let without: Vec<&str> = slugs
+                .iter()
+                .map(ClubSlug::as_str)
+                .filter(|s| !running.iter().any(|c| c.slug == *s))
+                .collect();
+            if !without.is_empty() {
+                bail!(
+                    "{} {} not run the application {}; nothing was changed",
+                    without.join(", "),
+                    if without.len() == 1 { "does" } else { "do" },
+                    app.name
+                );
+            }
+            running
+                .into_iter()
                 .filter(|c| slugs.iter().any(|s| s.as_str() == c.slug))
                 .collect()
         }
     };
     if chosen.is_empty() {
-        bail!("there are no clubs to deploy to; add one with `clubdeploy club add`");
+        bail!(
+            "no club runs the application {}; give a club a webroot for it with `clubdeploy \
+             club add` or `clubdeploy club webroot`",
+            app.name
+        );
     }
     Ok(chosen)
 }
 
 /// Every webroot must still lie under `webroot_base` and be a link or nothing, before
 /// anything is built or switched; a legacy copy must be adopted first.
-fn check_webroots(settings: &Settings, clubs: &[Club]) -> anyhow::Result<()> {
+fn check_webroots(settings: &Settings, app: &App, clubs: &[ClubApp]) -> anyhow::Result<()> {
+    let app_flag = if settings.several_apps() {
+        format!(" --app {}", app.name)
+    } else {
+        String::new()
+    };
     for club in clubs {
         let resolved = webroot_of(settings, club)?;
-        if switch::inspect(&resolved, &settings.releases_dir())? == Webroot::NotALink {
+        if switch::inspect(&resolved, &app.releases_dir)? == Webroot::NotALink {
             bail!(
                 "club {}: its webroot {} is a legacy copy (a real directory); adopt it first \
-                 (clubdeploy adopt {} --tag <tag>, or Adopt… on the clubs page); nothing was \
-                 changed",
+                 (clubdeploy adopt {}{app_flag} --tag <tag>, or Adopt… on the clubs page); \
+                 nothing was changed",
                 club.slug,
                 resolved.display(),
                 club.slug
@@ -405,6 +516,7 @@ fn check_webroots(settings: &Settings, clubs: &[Club]) -> anyhow::Result<()> {
 
 fn build(
     job: &mut Job<'_>,
+    app: &App,
     mirror: &Mirror,
     tag: &ReleaseTag,
     commit: &str,
@@ -412,12 +524,12 @@ fn build(
     job.progress.step(Step::Build);
     let started = Instant::now();
     let spec = BuildSpec {
-        releases_dir: &job.settings.releases_dir(),
+        releases_dir: &app.releases_dir,
         tag,
         commit,
-        commands: &job.settings.build.commands,
-        check: job.settings.build.check.as_deref(),
-        env: &release::build_environment(&job.settings.build.env),
+        commands: &app.build.commands,
+        check: app.build.check.as_deref(),
+        env: &release::build_environment(&app.build.env),
     };
     let built = release::build(mirror, &spec, job.progress)
         .with_context(|| format!("building {tag} failed; no club was changed"))?;
@@ -432,7 +544,13 @@ fn build(
                 started.elapsed().as_secs_f64()
             );
             job.progress.progress(&details);
-            job.audit("release.built", "release", r.name.as_str(), &details)?;
+            job.audit(
+                Some(app),
+                "release.built",
+                "release",
+                r.name.as_str(),
+                &details,
+            )?;
         }
         Built::Reused(r) => job
             .progress
@@ -474,19 +592,20 @@ fn preflight(job: &mut Job<'_>) -> anyhow::Result<()> {
 /// On a failure part-way, the switches already made are recorded before the error returns.
 fn switch_clubs(
     job: &mut Job<'_>,
-    clubs: &[Club],
+    app: &App,
+    clubs: &[ClubApp],
     release: &Release,
     kind: &str,
     rolled_back_from: Option<&ReleaseName>,
 ) -> anyhow::Result<usize> {
     job.progress.step(Step::Switch);
-    let releases_dir = job.settings.releases_dir();
+    let releases_dir = &app.releases_dir;
     let switcher = switch::Switcher::new(&release.dir, &job.settings.webroot_base);
     let mut done = Vec::new();
     let mut failure = None;
     for club in clubs {
         let webroot: &std::path::Path = club.webroot.as_ref();
-        let from = match switch::linked_release(webroot, &releases_dir) {
+        let from = match switch::linked_release(webroot, releases_dir) {
             Ok(from) => from,
             Err(e) => {
                 failure = Some(anyhow::Error::new(e).context(format!("club {}", club.slug)));
@@ -503,7 +622,8 @@ fn switch_clubs(
             break;
         }
         done.push(switches::NewSwitch {
-            club_id: club.id,
+            club_id: club.club_id,
+            app: app.name.to_string(),
             from_release: from.release().map(|r| r.to_string()),
             to_release: release.name.to_string(),
             commit_id: release.manifest.commit.clone(),
@@ -521,8 +641,12 @@ fn switch_clubs(
         crate::crash::point(&format!("switch:after-{}", done.len()));
     }
     drop(switcher);
-    let marks: Vec<(i32, String)> = match (rolled_back_from, done.first()) {
-        (Some(from), Some(switch)) => vec![(switch.club_id, from.to_string())],
+    let marks: Vec<switches::BadMark> = match (rolled_back_from, done.first()) {
+        (Some(from), Some(switch)) => vec![switches::BadMark {
+            club_id: switch.club_id,
+            app: app.name.to_string(),
+            release: from.to_string(),
+        }],
         _ => Vec::new(),
     };
     let details: Vec<(String, String)> = done
@@ -530,7 +654,7 @@ fn switch_clubs(
         .map(|switch| {
             let slug = clubs
                 .iter()
-                .find(|c| c.id == switch.club_id)
+                .find(|c| c.club_id == switch.club_id)
                 .map_or_else(String::new, |c| c.slug.clone());
             let from = switch.from_release.as_deref().unwrap_or("no release");
             let text = format!(
@@ -542,7 +666,10 @@ fn switch_clubs(
         .collect();
     let entries: Vec<audit::Entry<'_>> = details
         .iter()
-        .map(|(slug, text)| audit::Entry::new(job.actor, "club.switched", "club", slug, text))
+        .map(|(slug, text)| {
+            audit::Entry::new(job.actor, "club.switched", "club", slug, text)
+                .for_app(app.name.as_str())
+        })
         .collect();
     switches::record(&mut *job.conn()?, &done, &marks, &entries)
         .context("cannot record the switches")?;
@@ -563,6 +690,7 @@ fn reload_apache(job: &mut Job<'_>) -> anyhow::Result<()> {
     job.progress.output(&ran);
     if let Err(e) = ran.ok() {
         job.audit(
+            None,
             "server.reload_failed",
             "job",
             &job.id.to_string(),
@@ -578,6 +706,7 @@ fn reload_apache(job: &mut Job<'_>) -> anyhow::Result<()> {
         job.settings.reload.settle_ms,
     ));
     job.audit(
+        None,
         "server.reloaded",
         "job",
         &job.id.to_string(),
@@ -597,11 +726,11 @@ pub fn reload_after_interruption(job: &mut Job<'_>) -> anyhow::Result<()> {
 /// does not run now and was not rolled back from.
 fn previous_release(
     conn: &mut SqliteConnection,
-    club: &Club,
+    club: &ClubApp,
     current: &ReleaseName,
 ) -> anyhow::Result<(ReleaseName, String)> {
-    let bad = switches::bad_for(conn, club.id)?;
-    for switch in switches::history(conn, club.id)? {
+    let bad = switches::bad_for(conn, club.club_id, &club.app)?;
+    for switch in switches::history(conn, club.club_id, &club.app)? {
         if switch.to_release == current.as_str() || bad.contains(&switch.to_release) {
             continue;
         }
@@ -609,22 +738,24 @@ fn previous_release(
         return Ok((name, switch.commit_id));
     }
     bail!(
-        "club {} has no earlier release to roll back to; name one with --to",
-        club.slug
+        "club {} has no earlier release of {} to roll back to; name one with --to",
+        club.slug,
+        club.app
     )
 }
 
 /// A release named by `--to`: a release name known on disk or in the history, or a tag.
 fn chosen_release(
     job: &mut Job<'_>,
+    app: &App,
     mirror: &Mirror,
     to: &str,
 ) -> anyhow::Result<(ReleaseName, String)> {
     if let Ok(name) = ReleaseName::parse(to) {
-        if let Some(found) = release::read(&job.settings.releases_dir().join(to), &name) {
+        if let Some(found) = release::read(&app.releases_dir.join(to), &name) {
             return Ok((name, found.manifest.commit));
         }
-        if let Some(commit) = switches::commit_of(&mut *job.conn()?, to)? {
+        if let Some(commit) = switches::commit_of(&mut *job.conn()?, app.name.as_str(), to)? {
             return Ok((name, commit));
         }
     }
@@ -636,14 +767,16 @@ fn chosen_release(
     Ok((ReleaseName::new(&tag, &commit)?, commit))
 }
 
-/// Every release some webroot on disk resolves to: the clubs' webroots, and any other link
-/// under `webroot_base` (a club forgotten by the database still serves from its release).
-fn releases_in_use(job: &mut Job<'_>) -> anyhow::Result<HashSet<ReleaseName>> {
-    let releases_dir = job.settings.releases_dir();
+/// Every release of `app` some webroot on disk resolves to: the clubs' webroots (of any
+/// application: a webroot pointed at another application's release by hand still holds it),
+/// and any other link under `webroot_base` (a club forgotten by the database still serves
+/// from its release).
+fn releases_in_use(job: &mut Job<'_>, app: &App) -> anyhow::Result<HashSet<ReleaseName>> {
+    let releases_dir = &app.releases_dir;
     let mut in_use =
-        switch::releases_linked_under(&job.settings.webroot_base, LINK_SCAN_DEPTH, &releases_dir)?;
-    for club in clubs::all(&mut *job.conn()?)? {
-        match switch::inspect(club.webroot.as_ref(), &releases_dir)? {
+        switch::releases_linked_under(&job.settings.webroot_base, LINK_SCAN_DEPTH, releases_dir)?;
+    for club in clubs::webroots(&mut *job.conn()?, None)? {
+        match switch::inspect(club.webroot.as_ref(), releases_dir)? {
             Webroot::Release(name) => {
                 in_use.insert(name);
             }
@@ -656,17 +789,22 @@ fn releases_in_use(job: &mut Job<'_>) -> anyhow::Result<HashSet<ReleaseName>> {
 /// Deletes unused releases beyond `keep_releases`, but only when no request can still run on
 /// them: `prune_grace_secs` after a reload, reloading first when the policy allows, or else
 /// after PHP's realpath cache has expired since the last switch.
-fn prune_releases(job: &mut Job<'_>, reloaded_at: Option<Instant>) -> anyhow::Result<usize> {
+fn prune_releases(
+    job: &mut Job<'_>,
+    app: &App,
+    reloaded_at: Option<Instant>,
+) -> anyhow::Result<usize> {
     job.progress.step(Step::Prune);
-    let releases_dir = job.settings.releases_dir();
+    let releases_dir = &app.releases_dir;
     let keep = job.settings.keep_releases;
     let candidates = {
-        let releases = release::list(&releases_dir)?;
-        let in_use = releases_in_use(job)?;
+        let releases = release::list(releases_dir)?;
+        let in_use = releases_in_use(job, app)?;
         release::unused_beyond(&releases, &in_use, keep).len()
     };
     if candidates == 0 {
-        job.progress.progress("no release to delete");
+        job.progress
+            .progress(&format!("no release of {} to delete", app.name));
         return Ok(0);
     }
     let grace = Duration::from_secs(job.settings.prune_grace_secs);
@@ -680,7 +818,7 @@ fn prune_releases(job: &mut Job<'_>, reloaded_at: Option<Instant>) -> anyhow::Re
         }
         None => {
             let ttl = Duration::from_secs(job.settings.reload.realpath_cache_ttl_secs);
-            let since_switch = switches::last_switched_at(&mut *job.conn()?)?
+            let since_switch = switches::last_switched_at(&mut *job.conn()?, app.name.as_str())?
                 .and_then(|at| (db::now() - at).to_std().ok())
                 .unwrap_or(Duration::MAX);
             Instant::now() + (ttl + grace).saturating_sub(since_switch)
@@ -695,11 +833,11 @@ fn prune_releases(job: &mut Job<'_>, reloaded_at: Option<Instant>) -> anyhow::Re
         std::thread::sleep(wait);
     }
     // Read the links again: the disk, not any earlier reading, decides what is in use.
-    let releases = release::list(&releases_dir)?;
-    let in_use = releases_in_use(job)?;
+    let releases = release::list(releases_dir)?;
+    let in_use = releases_in_use(job, app)?;
     let doomed = release::unused_beyond(&releases, &in_use, keep);
     for release in &doomed {
-        release::delete(&releases_dir, release)?;
+        release::delete(releases_dir, release)?;
         job.progress
             .progress(&format!("deleted release {}", release.name));
     }

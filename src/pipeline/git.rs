@@ -13,7 +13,7 @@ use git2::{ObjectType, Oid, Repository};
 use serde::Serialize;
 
 use super::Progress;
-use crate::config::{GitSettings, Settings};
+use crate::config::{App, GitSettings};
 use crate::domain::{ReleaseTag, RepoUrl};
 
 /// `<data_dir>/repo.git`, kept in step with `repo_url`. Fetching goes through the system
@@ -66,9 +66,9 @@ pub struct Changes {
 /// How many commits a preview lists.
 pub const NEWEST: usize = 20;
 
-/// The mirror of the configured repository.
-pub fn open_mirror(settings: &Settings) -> anyhow::Result<Mirror> {
-    Mirror::open(&settings.mirror_dir(), &settings.repo_url, &settings.git)
+/// The mirror of an application's repository.
+pub fn open_mirror(app: &App) -> anyhow::Result<Mirror> {
+    Mirror::open(&app.mirror_dir, &app.repo_url, &app.git)
 }
 
 /// What writing a tree out produced.
@@ -87,6 +87,10 @@ impl Mirror {
             Repository::open_bare(path)
                 .with_context(|| format!("{} is not a git repository", path.display()))?
         } else {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
             Repository::init_bare(path)
                 .with_context(|| format!("cannot create the git mirror {}", path.display()))?
         };

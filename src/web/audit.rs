@@ -20,6 +20,7 @@ const CSV_PAGE: i64 = 500;
 #[serde(default)]
 pub struct AuditQuery {
     club: String,
+    app: String,
     user: String,
     action: String,
     since: String,
@@ -42,6 +43,7 @@ impl AuditQuery {
         };
         Ok(audit::Filter {
             club: some(&self.club),
+            app: some(&self.app),
             actor: some(&self.user),
             action: some(&self.action),
             since,
@@ -53,8 +55,9 @@ impl AuditQuery {
     /// The query string for the same filters.
     fn query_string(&self) -> String {
         format!(
-            "club={}&user={}&action={}&since={}",
+            "club={}&app={}&user={}&action={}&since={}",
             urlencode(&self.club),
+            urlencode(&self.app),
             urlencode(&self.user),
             urlencode(&self.action),
             urlencode(&self.since)
@@ -122,6 +125,7 @@ pub async fn csv(
             "action",
             "target_kind",
             "target",
+            "app",
             "details",
             "hash",
         ]
@@ -158,6 +162,7 @@ pub async fn csv(
                     inert_cell(row.action),
                     inert_cell(row.target_kind),
                     inert_cell(row.target),
+                    row.app.unwrap_or_default(),
                     inert_cell(row.details),
                     row.hash,
                 ]
@@ -177,7 +182,7 @@ pub async fn csv(
 }
 
 /// Records as CSV text.
-fn csv_lines(records: impl Iterator<Item = [String; 9]>) -> Result<web::Bytes, AppError> {
+fn csv_lines(records: impl Iterator<Item = [String; 10]>) -> Result<web::Bytes, AppError> {
     let mut out = csv::Writer::from_writer(Vec::new());
     for record in records {
         out.write_record(&record)

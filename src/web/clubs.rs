@@ -10,7 +10,7 @@ use askama_web::WebTemplate;
 use diesel::SqliteConnection;
 use serde::Deserialize;
 
-use super::{AppState, CsrfForm, Nav, Staff, form};
+use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
 use crate::config::Settings;
 use crate::db::{clubs, switches};
 use crate::domain::{ClubScope, ClubSlug, JobSpec, ReleaseName, Role};
@@ -18,10 +18,9 @@ use crate::error::AppError;
 use crate::inventory::{self, AddClub};
 use crate::pipeline::switch::{self, Webroot};
 
-/// One row of the clubs table.
-pub struct Row {
-    pub slug: String,
-    pub name: String,
+/// One club's webroot of one application: a cell of the clubs matrix.
+pub struct Cell {
+    pub app: String,
     pub release: Option<String>,
     pub problem: Option<String>,
     pub drift: Option<String>,
@@ -30,14 +29,30 @@ pub struct Row {
     pub rollback_to: Option<String>,
     /// The webroot is a legacy copy waiting to be adopted.
     pub legacy: bool,
-    /// The club's kept legacy copies: directory name and size in words.
+    /// The kept legacy copies of this webroot: directory name and size in words.
     pub kept: Vec<(String, String)>,
+}
+
+/// One row of the clubs matrix: a club, and a cell per configured application (`None`
+/// where the club does not run it).
+pub struct Row {
+    pub slug: String,
+    pub name: String,
+    pub cells: Vec<Option<Cell>>,
+}
+
+impl Row {
+    /// The club's cells of the applications it runs.
+    pub fn runs(&self) -> impl Iterator<Item = &Cell> {
+        self.cells.iter().flatten()
+    }
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "clubs.html")]
 pub struct ClubsPage {
     nav: Nav,
+    apps: Vec<String>,
     rows: Arc<Vec<Row>>,
     scope: Option<ClubScope>,
 }
@@ -47,9 +62,15 @@ impl ClubsPage {
     fn may_change(&self, slug: &str) -> bool {
         self.scope.as_ref().is_some_and(|scope| scope.allows(slug))
     }
+
+    /// Whether application names are worth showing (there is more than one).
+    fn several(&self) -> bool {
+        self.apps.len() > 1
+    }
 }
 
-/// Every club's row: its link read from disk, its newest switch, its rollback target.
+/// Every club's row: each webroot's link read from disk, its newest switch, its rollback
+/// target, its kept legacy copies.
 pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Result<Vec<Row>> {
     let ids: HashMap<String, i32> = clubs::all(conn)?
         .into_iter()
@@ -57,43 +78,59 @@ pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Re
         .collect();
     let latest = switches::latest_per_club(conn)?;
     let targets = switches::rollback_targets(conn)?;
-    let statuses = inventory::status(settings, conn)?;
-    let mut kept: HashMap<String, Vec<(String, String)>> = HashMap::new();
-    for copy in crate::pipeline::legacy::kept_copies(&settings.legacy_dir(), None)? {
-        let name = copy
-            .backup
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        kept.entry(copy.slug)
-            .or_default()
-            .push((name, size_in_words(copy.bytes)));
+    let statuses = inventory::status(settings, conn, None)?;
+    let mut kept: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
+    for app in settings.apps() {
+        for copy in crate::pipeline::legacy::kept_copies(&app.legacy_dir, None)? {
+            let name = copy
+                .backup
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            kept.entry((copy.slug, app.name.to_string()))
+                .or_default()
+                .push((name, size_in_words(copy.bytes)));
+        }
     }
-    Ok(statuses
-        .into_iter()
-        .map(|club| {
-            let id = ids.get(&club.slug).copied();
-            let last = id.and_then(|id| latest.get(&id));
-            let drift = club.drift.then(|| {
-                club.recorded_release
-                    .clone()
-                    .unwrap_or_else(|| "no release".into())
-            });
-            Row {
-                since: last.map(|s| s.switched_at.format("%Y-%m-%d %H:%M UTC").to_string()),
-                by: last.map(|s| s.actor.clone()),
-                rollback_to: id.and_then(|id| targets.get(&id).cloned()),
-                legacy: club.legacy,
-                kept: kept.remove(&club.slug).unwrap_or_default(),
+    let apps: Vec<&str> = settings.apps().iter().map(|a| a.name.as_str()).collect();
+    let mut rows: Vec<Row> = Vec::new();
+    for club in statuses {
+        let Some(column) = apps.iter().position(|a| *a == club.app) else {
+            continue;
+        };
+        let key = ids.get(&club.slug).map(|id| (*id, club.app.clone()));
+        let last = key.as_ref().and_then(|k| latest.get(k));
+        let drift = club.drift.then(|| {
+            club.recorded_release
+                .clone()
+                .unwrap_or_else(|| "no release".into())
+        });
+        let cell = Cell {
+            since: last.map(|s| s.switched_at.format("%Y-%m-%d %H:%M UTC").to_string()),
+            by: last.map(|s| s.actor.clone()),
+            rollback_to: key.as_ref().and_then(|k| targets.get(k).cloned()),
+            legacy: club.legacy,
+            kept: kept
+                .remove(&(club.slug.clone(), club.app.clone()))
+                .unwrap_or_default(),
+            release: club.release,
+            problem: club.problem,
+            drift,
+            app: club.app,
+        };
+        // Statuses come by slug, then application: a club's cells are consecutive.
+        if rows.last().is_none_or(|row| row.slug != club.slug) {
+            rows.push(Row {
                 slug: club.slug,
                 name: club.name,
-                release: club.release,
-                problem: club.problem,
-                drift,
-            }
-        })
-        .collect())
+                cells: apps.iter().map(|_| None).collect(),
+            });
+        }
+        let row = rows.last_mut().expect("just pushed");
+        row.cells[column] = Some(cell);
+    }
+    Ok(rows)
 }
 
 /// "12.3 MB", "840 KB", "17 bytes".
@@ -115,15 +152,22 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<ClubsPage,
     };
     Ok(ClubsPage {
         nav: staff.nav("clubs"),
+        apps: app_names(&state.settings),
         rows,
         scope,
     })
+}
+
+/// The configured applications' names, in order.
+pub fn app_names(settings: &Settings) -> Vec<String> {
+    settings.apps().iter().map(|a| a.name.to_string()).collect()
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "rollback.html")]
 pub struct RollbackPage {
     nav: Nav,
+    app: String,
     slug: String,
     name: String,
     current: String,
@@ -131,21 +175,26 @@ pub struct RollbackPage {
     reload: bool,
 }
 
-/// `GET /clubs/{slug}/rollback`: names the release the club would go back to, and asks.
+/// `GET /clubs/{slug}/rollback?app=…`: names the release the club's webroot of the
+/// application would go back to, and asks.
 pub async fn rollback_confirm(
     staff: Staff,
     state: web::Data<AppState>,
     slug: web::Path<String>,
+    app: web::Query<AppQuery>,
 ) -> Result<RollbackPage, AppError> {
     let slug = ClubSlug::parse(&slug)?;
     if !staff.may_change(slug.as_str()) {
         return Err(AppError::not_allowed(&format!("roll back club {slug}")));
     }
+    let app = app.resolve(&state.settings)?.name.clone();
     let wanted = slug.clone();
+    let app_name = app.clone();
     let (name, current, target) = state
         .db(move |settings, conn| {
-            let club = club_or_404(conn, &wanted)?;
-            let on_disk = switch::inspect(club.webroot.as_ref(), &settings.releases_dir())?;
+            let club = webroot_or_404(conn, &wanted, app_name.as_str())?;
+            let app = settings.app(Some(app_name.as_str()))?;
+            let on_disk = switch::inspect(club.webroot.as_ref(), &app.releases_dir)?;
             let Webroot::Release(current) = on_disk else {
                 return Err(AppError::BadRequest(format!(
                     "Club {} does not run a release now, so there is nothing to roll back.",
@@ -153,7 +202,7 @@ pub async fn rollback_confirm(
                 ))
                 .into());
             };
-            let target = previous(conn, club.id, &current)?.ok_or_else(|| {
+            let target = previous(conn, &club, &current)?.ok_or_else(|| {
                 AppError::BadRequest(format!(
                     "Club {} has no earlier release to go back to.",
                     club.name
@@ -164,6 +213,7 @@ pub async fn rollback_confirm(
         .await?;
     Ok(RollbackPage {
         nav: staff.nav("clubs"),
+        app: app.to_string(),
         slug: slug.to_string(),
         name,
         current,
@@ -172,14 +222,15 @@ pub async fn rollback_confirm(
     })
 }
 
-/// The newest release in a club's history it does not run and was not rolled back from.
+/// The newest release in a club's history of an application it does not run and was not
+/// rolled back from.
 fn previous(
     conn: &mut diesel::SqliteConnection,
-    club_id: i32,
+    club: &clubs::ClubApp,
     current: &ReleaseName,
 ) -> anyhow::Result<Option<String>> {
-    let bad = switches::bad_for(conn, club_id)?;
-    Ok(switches::history(conn, club_id)?
+    let bad = switches::bad_for(conn, club.club_id, &club.app)?;
+    Ok(switches::history(conn, club.club_id, &club.app)?
         .into_iter()
         .map(|s| s.to_release)
         .find(|r| r != current.as_str() && !bad.contains(r)))
@@ -193,11 +244,12 @@ struct RollbackForm {
     to: String,
 }
 
-/// `POST /clubs/{slug}/rollback`: queues the rollback and shows its job.
+/// `POST /clubs/{slug}/rollback?app=…`: queues the rollback and shows its job.
 pub async fn rollback(
     staff: Staff,
     state: web::Data<AppState>,
     slug: web::Path<String>,
+    app: web::Query<AppQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let posted: RollbackForm = form(&body)?;
@@ -211,13 +263,28 @@ pub async fn rollback(
     } else {
         Some(ReleaseName::parse(&posted.to)?.to_string())
     };
-    super::deploy::queue(&staff, &state, JobSpec::Rollback { club, to }).await
+    let app = app.resolve(&state.settings)?.name.clone();
+    super::deploy::queue(&staff, &state, JobSpec::Rollback { app, club, to }).await
 }
 
 /// The club `slug`, or a 404 saying there is none.
 pub fn club_or_404(conn: &mut SqliteConnection, slug: &ClubSlug) -> anyhow::Result<clubs::Club> {
     clubs::by_slug(conn, slug.as_str())?
         .ok_or_else(|| AppError::NotFound(format!("There is no club {slug}.")).into())
+}
+
+/// Club `slug`'s webroot of `app`, or a 404 saying there is no such club or it does not run
+/// the application.
+pub fn webroot_or_404(
+    conn: &mut SqliteConnection,
+    slug: &ClubSlug,
+    app: &str,
+) -> anyhow::Result<clubs::ClubApp> {
+    if let Some(found) = clubs::webroot(conn, slug.as_str(), app)? {
+        return Ok(found);
+    }
+    let club = club_or_404(conn, slug)?;
+    Err(AppError::NotFound(format!("Club {} does not run {app}.", club.name)).into())
 }
 
 /// A 303 redirect.
@@ -233,7 +300,10 @@ struct AddClubForm {
     csrf: String,
     slug: String,
     name: String,
-    webroot: String,
+    /// One per application, in the order of `app` (an empty webroot: the club does not run
+    /// that application).
+    app: Vec<String>,
+    webroot: Vec<String>,
     url: String,
 }
 
@@ -251,13 +321,26 @@ pub async fn add(
         .db(move |settings, conn| {
             let name = Some(posted.name.trim()).filter(|n| !n.is_empty());
             let url = Some(posted.url.trim()).filter(|u| !u.is_empty());
+            let webroots: Vec<(Option<&str>, &std::path::Path)> = posted
+                .webroot
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| !w.trim().is_empty())
+                .map(|(i, w)| (posted.app.get(i).map(String::as_str), w.trim().as_ref()))
+                .collect();
+            if webroots.is_empty() {
+                return Err(AppError::BadRequest(
+                    "Give the club a webroot for at least one application.".into(),
+                )
+                .into());
+            }
             inventory::add_club(
                 settings,
                 conn,
                 &actor,
                 &AddClub {
                     slug: posted.slug.trim(),
-                    webroot: posted.webroot.trim().as_ref(),
+                    webroots: &webroots,
                     name,
                     url,
                 },
@@ -273,7 +356,7 @@ pub struct RemovePage {
     nav: Nav,
     slug: String,
     name: String,
-    webroot: String,
+    webroots: Vec<String>,
 }
 
 /// `GET /clubs/{slug}/remove` (admins): asks before forgetting a club.
@@ -284,12 +367,18 @@ pub async fn remove_confirm(
 ) -> Result<RemovePage, AppError> {
     staff.require(Role::Admin, "remove clubs")?;
     let slug = ClubSlug::parse(&slug)?;
-    let club = state.db(move |_, conn| club_or_404(conn, &slug)).await?;
+    let (club, webroots) = state
+        .db(move |_, conn| {
+            let club = club_or_404(conn, &slug)?;
+            let webroots = clubs::webroots_of(conn, slug.as_str())?;
+            Ok((club, webroots))
+        })
+        .await?;
     Ok(RemovePage {
         nav: staff.nav("clubs"),
         slug: club.slug,
         name: club.name,
-        webroot: club.webroot,
+        webroots: webroots.into_iter().map(|w| w.webroot).collect(),
     })
 }
 

@@ -1,4 +1,5 @@
-//! The dashboard: clubs grouped by the release they run, the running job, recent activity.
+//! The dashboard: clubs grouped by application, then by the release they run; the running
+//! job; recent activity.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,13 @@ use crate::error::AppError;
 pub struct Group {
     pub release: String,
     pub clubs: Vec<String>,
+}
+
+/// One application's clubs, by release.
+pub struct AppGroups {
+    pub app: String,
+    pub clubs: usize,
+    pub groups: Vec<Group>,
 }
 
 /// A job in progress, as the dashboard and job pages show it.
@@ -48,7 +56,8 @@ pub fn parse_progress(message: &str) -> Option<(usize, usize)> {
 #[template(path = "dashboard.html")]
 pub struct DashboardPage {
     nav: Nav,
-    groups: Vec<Group>,
+    apps: Vec<AppGroups>,
+    several: bool,
     clubs_total: String,
     running: Vec<Running>,
     queued: usize,
@@ -58,19 +67,31 @@ pub struct DashboardPage {
 /// `GET /`.
 pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardPage, AppError> {
     let clubs = state.club_rows().await?;
-    let mut by_release: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for club in clubs.iter() {
-        let release = club.release.as_deref().unwrap_or("no release");
-        by_release
-            .entry(release)
-            .or_default()
-            .push(club.name.clone());
-    }
-    let groups = by_release
+    let apps = super::clubs::app_names(&state.settings)
         .into_iter()
-        .map(|(release, clubs)| Group {
-            release: release.to_owned(),
-            clubs,
+        .enumerate()
+        .map(|(column, app)| {
+            let mut by_release: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for club in clubs.iter() {
+                if let Some(Some(cell)) = club.cells.get(column) {
+                    let release = cell.release.as_deref().unwrap_or("no release");
+                    by_release
+                        .entry(release)
+                        .or_default()
+                        .push(club.name.clone());
+                }
+            }
+            AppGroups {
+                app,
+                clubs: by_release.values().map(Vec::len).sum(),
+                groups: by_release
+                    .into_iter()
+                    .map(|(release, clubs)| Group {
+                        release: release.to_owned(),
+                        clubs,
+                    })
+                    .collect(),
+            }
         })
         .collect::<Vec<_>>();
     let (running, queued, recent) = state
@@ -98,7 +119,8 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
         .await?;
     Ok(DashboardPage {
         nav: staff.nav("dashboard"),
-        groups,
+        several: apps.len() > 1,
+        apps,
         clubs_total: count(clubs.len(), "club"),
         running,
         queued,

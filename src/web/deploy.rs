@@ -7,7 +7,7 @@ use askama_web::WebTemplate;
 use serde::Deserialize;
 
 use super::clubs::see_other;
-use super::{AppState, CsrfForm, Nav, Staff, form};
+use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, Targets, newest_first};
 use crate::error::AppError;
 use crate::inventory::{self, ReleaseRow};
@@ -19,32 +19,78 @@ use crate::preview::{self, DeployPlan};
 #[template(path = "releases.html")]
 pub struct ReleasesPage {
     nav: Nav,
+    apps: AppTabs,
     rows: Vec<ReleaseRow>,
 }
 
-/// `GET /releases`: what the mirror knows, newest version first. It never fetches: the
-/// Refresh button queues a fetch job.
+/// The application a page is about, and the others to switch to (shown when there are
+/// several).
+pub struct AppTabs {
+    pub current: String,
+    pub all: Vec<String>,
+}
+
+impl AppTabs {
+    fn new(state: &AppState, current: &str) -> AppTabs {
+        AppTabs {
+            current: current.to_owned(),
+            all: super::clubs::app_names(&state.settings),
+        }
+    }
+
+    /// Whether there is more than one application to choose from.
+    pub fn several(&self) -> bool {
+        self.all.len() > 1
+    }
+}
+
+/// The application of `query`, or the first configured when the query names none (a page
+/// that lists, unlike an action, may pick one).
+fn listed_app<'s>(
+    settings: &'s crate::config::Settings,
+    query: &AppQuery,
+) -> Result<&'s crate::config::App, AppError> {
+    if query.app.trim().is_empty() {
+        return Ok(&settings.apps()[0]);
+    }
+    query.resolve(settings)
+}
+
+/// `GET /releases[?app=…]`: what an application's mirror knows, newest version first. It
+/// never fetches: the Refresh button queues a fetch job.
 pub async fn releases_page(
     staff: Staff,
     state: web::Data<AppState>,
+    query: web::Query<AppQuery>,
 ) -> Result<ReleasesPage, AppError> {
-    let rows = state.db(inventory::releases).await?;
+    let app = listed_app(&state.settings, &query)?.name.to_string();
+    let name = app.clone();
+    let rows = state
+        .db(move |settings, conn| {
+            let app = settings.app(Some(&name))?;
+            inventory::releases(settings, app, conn)
+        })
+        .await?;
     Ok(ReleasesPage {
         nav: staff.nav("releases"),
+        apps: AppTabs::new(&state, &app),
         rows: newest_first(rows, |row| &row.tag),
     })
 }
 
-/// `POST /releases/refresh`: queues a job that fetches the repository's tags, and shows it.
+/// `POST /releases/refresh?app=…`: queues a job that fetches the application's tags, and
+/// shows it.
 pub async fn refresh(
     staff: Staff,
     state: web::Data<AppState>,
+    query: web::Query<AppQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let posted: CsrfForm = form(&body)?;
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Deployer, "refresh the tags")?;
-    queue(&staff, &state, JobSpec::Fetch).await
+    let app = listed_app(&state.settings, &query)?.name.clone();
+    queue(&staff, &state, JobSpec::Fetch { app: Some(app) }).await
 }
 
 /// Queues `spec` for `staff` (within their limit of waiting jobs), wakes the worker and shows
@@ -77,6 +123,7 @@ pub struct Choice {
 #[template(path = "deploy.html")]
 pub struct DeployPage {
     nav: Nav,
+    apps: AppTabs,
     tags: Vec<String>,
     tag: String,
     clubs: Vec<Choice>,
@@ -86,25 +133,36 @@ pub struct DeployPage {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct DeployQuery {
+    app: String,
     tag: String,
     club: String,
 }
 
-/// `GET /deploy`: pick a tag and one club, several, or all.
+/// `GET /deploy[?app=…]`: the application first (when there are several), then a tag and
+/// one of the clubs running it, several, or all.
 pub async fn form_page(
     staff: Staff,
     state: web::Data<AppState>,
     query: web::Query<DeployQuery>,
 ) -> Result<DeployPage, AppError> {
     staff.require(Role::Deployer, "deploy")?;
+    let app_query = AppQuery {
+        app: query.app.clone(),
+    };
+    let app = listed_app(&state.settings, &app_query)?.name.to_string();
     // Tags as last fetched (newest version first); fetching is the Refresh job's.
+    let name = app.clone();
     let tags: Vec<String> = state
-        .blocking(|settings| {
-            let tags = newest_first(git::open_mirror(settings)?.tags()?, |t| &t.tag);
+        .blocking(move |settings| {
+            let app = settings.app(Some(&name))?;
+            let tags = newest_first(git::open_mirror(app)?.tags()?, |t| &t.tag);
             Ok(tags.into_iter().map(|t| t.tag.to_string()).collect())
         })
         .await?;
-    let clubs = state.db(inventory::status).await?;
+    let name = app.clone();
+    let clubs = state
+        .db(move |settings, conn| inventory::status(settings, conn, Some(&name)))
+        .await?;
     let clubs = clubs
         .into_iter()
         .filter(|c| staff.may_change(&c.slug))
@@ -117,6 +175,7 @@ pub async fn form_page(
         .collect();
     Ok(DeployPage {
         nav: staff.nav("deploy"),
+        apps: AppTabs::new(&state, &app),
         tags,
         tag: query.tag.clone(),
         clubs,
@@ -128,6 +187,7 @@ pub async fn form_page(
 #[serde(default)]
 struct DeployForm {
     csrf: String,
+    app: String,
     tag: String,
     /// `all`, or `some` with the clubs in `clubs`.
     target: String,
@@ -136,7 +196,13 @@ struct DeployForm {
 
 impl DeployForm {
     /// The job this form asks for, if this user may ask for it.
-    fn spec(&self, staff: &Staff) -> Result<JobSpec, AppError> {
+    fn spec(&self, staff: &Staff, settings: &crate::config::Settings) -> Result<JobSpec, AppError> {
+        let app = AppQuery {
+            app: self.app.clone(),
+        }
+        .resolve(settings)?
+        .name
+        .clone();
         let tag = ReleaseTag::parse(self.tag.trim())?;
         let targets = if self.target == "all" {
             if !staff.may_change_all() {
@@ -159,7 +225,7 @@ impl DeployForm {
             }
             Targets::Clubs(slugs)
         };
-        Ok(JobSpec::Deploy { tag, targets })
+        Ok(JobSpec::Deploy { app, tag, targets })
     }
 }
 
@@ -167,6 +233,8 @@ impl DeployForm {
 #[template(path = "deploy_confirm.html")]
 pub struct ConfirmPage {
     nav: Nav,
+    app: String,
+    several: bool,
     tag: String,
     target: String,
     clubs: Vec<String>,
@@ -183,20 +251,29 @@ pub async fn confirm(
     let posted: DeployForm = form(&body)?;
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Deployer, "deploy")?;
-    let spec = posted.spec(&staff)?;
-    let JobSpec::Deploy { tag, targets } = spec else {
+    let spec = posted.spec(&staff, &state.settings)?;
+    let JobSpec::Deploy { app, tag, targets } = spec else {
         unreachable!("the form asks for a deploy")
     };
     let all = targets == Targets::All;
-    let clubs = state.db(inventory::status).await?;
+    let name = app.to_string();
+    let clubs = state
+        .db(move |settings, conn| inventory::status(settings, conn, Some(&name)))
+        .await?;
     let clubs =
         preview::select(clubs, &targets).map_err(|e| AppError::BadRequest(format!("{e:#}")))?;
     // Reading git history takes no database connection.
+    let name = app.to_string();
     let plan = state
-        .blocking(move |settings| preview::plan(settings, &tag, &clubs, all))
+        .blocking(move |settings| {
+            let app = settings.app(Some(&name))?;
+            preview::plan(settings, app, &tag, &clubs, all)
+        })
         .await?;
     Ok(ConfirmPage {
         nav: staff.nav("deploy"),
+        app: app.to_string(),
+        several: state.settings.several_apps(),
         tag: posted.tag.trim().to_owned(),
         target: if all { "all".into() } else { "some".into() },
         clubs: posted.clubs.clone(),
@@ -213,6 +290,6 @@ pub async fn deploy(
     let posted: DeployForm = form(&body)?;
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Deployer, "deploy")?;
-    let spec = posted.spec(&staff)?;
+    let spec = posted.spec(&staff, &state.settings)?;
     queue(&staff, &state, spec).await
 }

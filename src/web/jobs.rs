@@ -15,7 +15,7 @@ use crate::auth::session;
 use crate::db;
 use crate::db::jobs::{self, Job, JobEvent};
 use crate::domain::{JobSpec, JobStatus, Role};
-use crate::error::AppError;
+use crate::error::{AppError, urlencode};
 use crate::jobs::enqueue;
 
 /// A job in words: "deploy v2 to all clubs".
@@ -40,6 +40,8 @@ pub struct JobsPage {
     rows: Vec<Row>,
     status: String,
     kind: String,
+    app: String,
+    apps: Vec<String>,
     next: Option<String>,
 }
 
@@ -48,6 +50,7 @@ pub struct JobsPage {
 pub struct ListQuery {
     status: String,
     kind: String,
+    app: String,
     before: Option<i32>,
 }
 
@@ -64,6 +67,7 @@ pub async fn list(
         JobStatus::parse(status)?;
     }
     let kind = Some(query.kind.clone()).filter(|k| !k.is_empty());
+    let app = Some(query.app.clone()).filter(|a| !a.is_empty());
     let before = query.before;
     let found = state
         .db(move |_, conn| {
@@ -71,6 +75,7 @@ pub async fn list(
                 conn,
                 status.as_deref(),
                 kind.as_deref(),
+                app.as_deref(),
                 before,
                 PAGE,
             )?)
@@ -79,8 +84,10 @@ pub async fn list(
     let next = (found.len() as i64 == PAGE).then(|| {
         let last = found.last().map_or(0, |j| j.id);
         format!(
-            "/jobs?status={}&kind={}&before={last}",
-            query.status, query.kind
+            "/jobs?status={}&kind={}&app={}&before={last}",
+            urlencode(&query.status),
+            urlencode(&query.kind),
+            urlencode(&query.app)
         )
     });
     let rows = found
@@ -103,6 +110,8 @@ pub async fn list(
         rows,
         status: query.status.clone(),
         kind: query.kind.clone(),
+        app: query.app.clone(),
+        apps: super::clubs::app_names(&state.settings),
         next,
     })
 }

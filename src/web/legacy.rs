@@ -8,7 +8,7 @@ use askama_web::WebTemplate;
 use serde::Deserialize;
 
 use super::clubs::size_in_words;
-use super::{AppState, CsrfForm, Nav, Staff, form};
+use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, newest_first};
 use crate::error::AppError;
 use crate::pipeline::git;
@@ -21,6 +21,8 @@ const SHOWN: usize = 100;
 #[template(path = "adopt.html")]
 pub struct AdoptPage {
     nav: Nav,
+    app: String,
+    several: bool,
     slug: String,
     name: String,
     webroot: String,
@@ -56,10 +58,12 @@ impl From<TreeDiff> for Comparison {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct TagQuery {
+    app: String,
     tag: String,
 }
 
-/// `GET /clubs/{slug}/adopt[?tag=…]`: pick a tag; with one, what adopting it would change.
+/// `GET /clubs/{slug}/adopt?app=…[&tag=…]`: pick a tag; with one, what adopting it would
+/// change.
 pub async fn adopt_page(
     staff: Staff,
     state: web::Data<AppState>,
@@ -68,19 +72,27 @@ pub async fn adopt_page(
 ) -> Result<AdoptPage, AppError> {
     staff.require(Role::Admin, "adopt legacy copies")?;
     let slug = ClubSlug::parse(&slug)?;
+    let app = AppQuery {
+        app: query.app.clone(),
+    }
+    .resolve(&state.settings)?
+    .name
+    .to_string();
     let wanted = slug.clone();
+    let name = app.clone();
     let club = state
-        .db(move |_, conn| super::clubs::club_or_404(conn, &wanted))
+        .db(move |_, conn| super::clubs::webroot_or_404(conn, &wanted, &name))
         .await?;
     let tag = Some(query.tag.trim())
         .filter(|t| !t.is_empty())
         .map(ReleaseTag::parse)
         .transpose()?;
     let webroot = club.webroot.clone();
+    let name = app.clone();
     // Reading git and hashing the copy's files holds no database connection.
     let (tags, chosen) = state
         .blocking(move |settings| {
-            let mirror = git::open_mirror(settings)?;
+            let mirror = git::open_mirror(settings.app(Some(&name))?)?;
             let tags = newest_first(mirror.tags()?, |t| &t.tag)
                 .into_iter()
                 .map(|t| t.tag.to_string())
@@ -102,6 +114,8 @@ pub async fn adopt_page(
         .await?;
     Ok(AdoptPage {
         nav: staff.nav("clubs"),
+        app,
+        several: state.settings.several_apps(),
         slug: slug.to_string(),
         name: club.name,
         webroot: club.webroot,
@@ -118,17 +132,19 @@ struct AdoptForm {
     tag: String,
 }
 
-/// `POST /clubs/{slug}/adopt`: queues the adopt job.
+/// `POST /clubs/{slug}/adopt?app=…`: queues the adopt job.
 pub async fn adopt(
     staff: Staff,
     state: web::Data<AppState>,
     slug: web::Path<String>,
+    app: web::Query<AppQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let posted: AdoptForm = form(&body)?;
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Admin, "adopt legacy copies")?;
     let spec = JobSpec::Adopt {
+        app: app.resolve(&state.settings)?.name.clone(),
         club: ClubSlug::parse(&slug)?,
         tag: ReleaseTag::parse(posted.tag.trim())?,
     };
@@ -146,19 +162,16 @@ pub struct ConfirmPage {
     danger: bool,
 }
 
-/// The club's kept copies, newest last, refusing when there is none.
+/// The club's kept copies of `app`'s webroot, newest last, refusing when there is none.
 async fn kept_copies(
     state: &web::Data<AppState>,
+    app: &crate::config::App,
     slug: &ClubSlug,
 ) -> Result<Vec<legacy::KeptCopy>, AppError> {
     let wanted = slug.clone();
+    let dir = app.legacy_dir.clone();
     let kept = state
-        .blocking(move |settings| {
-            Ok(legacy::kept_copies(
-                &settings.legacy_dir(),
-                Some(wanted.as_str()),
-            )?)
-        })
+        .blocking(move |_| Ok(legacy::kept_copies(&dir, Some(wanted.as_str()))?))
         .await?;
     if kept.is_empty() {
         return Err(AppError::NotFound(format!(
@@ -168,15 +181,17 @@ async fn kept_copies(
     Ok(kept)
 }
 
-/// `GET /clubs/{slug}/undo-adopt`: names the copy that would come back, and asks.
+/// `GET /clubs/{slug}/undo-adopt?app=…`: names the copy that would come back, and asks.
 pub async fn undo_page(
     staff: Staff,
     state: web::Data<AppState>,
     slug: web::Path<String>,
+    app: web::Query<AppQuery>,
 ) -> Result<ConfirmPage, AppError> {
     staff.require(Role::Admin, "put legacy copies back")?;
     let slug = ClubSlug::parse(&slug)?;
-    let kept = kept_copies(&state, &slug).await?;
+    let app = app.resolve(&state.settings)?;
+    let kept = kept_copies(&state, app, &slug).await?;
     let newest = kept.last().expect("not empty");
     Ok(ConfirmPage {
         nav: staff.nav("clubs"),
@@ -187,38 +202,44 @@ pub async fn undo_page(
             newest.backup.path.display(),
             size_in_words(newest.bytes)
         ),
-        action: format!("/clubs/{slug}/undo-adopt"),
+        action: format!("/clubs/{slug}/undo-adopt?app={}", app.name),
         button: "Yes, put it back".into(),
         danger: false,
     })
 }
 
-/// `POST /clubs/{slug}/undo-adopt`: queues the undo.
+/// `POST /clubs/{slug}/undo-adopt?app=…`: queues the undo.
 pub async fn undo(
     staff: Staff,
     state: web::Data<AppState>,
     slug: web::Path<String>,
+    app: web::Query<AppQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let posted: CsrfForm = form(&body)?;
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Admin, "put legacy copies back")?;
     let club = ClubSlug::parse(&slug)?;
-    super::deploy::queue(&staff, &state, JobSpec::UndoAdopt { club }).await
+    let app = app.resolve(&state.settings)?.name.clone();
+    super::deploy::queue(&staff, &state, JobSpec::UndoAdopt { app, club }).await
 }
 
-/// `GET /clubs/{slug}/legacy/{copy}/purge`: asks before deleting a kept copy for good.
+/// `GET /clubs/{slug}/legacy/{copy}/purge?app=…`: asks before deleting a kept copy for good.
 pub async fn purge_page(
     staff: Staff,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
+    app: web::Query<AppQuery>,
 ) -> Result<ConfirmPage, AppError> {
     staff.require(Role::Admin, "delete legacy copies")?;
     let (slug, copy) = path.into_inner();
-    let JobSpec::PurgeLegacy { club, copy } = JobSpec::purge_legacy(&slug, &copy)? else {
+    let app = app.resolve(&state.settings)?;
+    let JobSpec::PurgeLegacy { club, copy, .. } =
+        JobSpec::purge_legacy(app.name.clone(), &slug, &copy)?
+    else {
         unreachable!("purge_legacy makes a purge");
     };
-    let kept = kept_copies(&state, &club).await?;
+    let kept = kept_copies(&state, app, &club).await?;
     let found = kept
         .iter()
         .find(|k| {
@@ -236,23 +257,25 @@ pub async fn purge_page(
             found.backup.path.display(),
             size_in_words(found.bytes)
         ),
-        action: format!("/clubs/{club}/legacy/{copy}/purge"),
+        action: format!("/clubs/{club}/legacy/{copy}/purge?app={}", app.name),
         button: format!("Yes, delete {copy}"),
         danger: true,
     })
 }
 
-/// `POST /clubs/{slug}/legacy/{copy}/purge`: queues the deletion.
+/// `POST /clubs/{slug}/legacy/{copy}/purge?app=…`: queues the deletion.
 pub async fn purge(
     staff: Staff,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
+    app: web::Query<AppQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let posted: CsrfForm = form(&body)?;
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Admin, "delete legacy copies")?;
     let (slug, copy) = path.into_inner();
-    let spec = JobSpec::purge_legacy(&slug, &copy)?;
+    let app = app.resolve(&state.settings)?.name.clone();
+    let spec = JobSpec::purge_legacy(app, &slug, &copy)?;
     super::deploy::queue(&staff, &state, spec).await
 }

@@ -151,6 +151,22 @@ pub struct CsrfForm {
     pub csrf: String,
 }
 
+/// The `?app=` of a page or action about one application; empty means the only one.
+#[derive(serde::Deserialize, Default, Clone)]
+#[serde(default)]
+pub struct AppQuery {
+    pub app: String,
+}
+
+impl AppQuery {
+    /// The application named, or the only one (a 400 naming the choices when there are
+    /// several, or none by that name).
+    pub fn resolve<'s>(&self, settings: &'s Settings) -> Result<&'s crate::config::App, AppError> {
+        let name = Some(self.app.trim()).filter(|a| !a.is_empty());
+        Ok(settings.app(name)?)
+    }
+}
+
 /// Parses a form body, repeated fields included (`clubs=a&clubs=b`). Missing fields take
 /// their defaults so that the CSRF check always runs first and answers 403.
 pub fn form<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {

@@ -1,0 +1,1 @@
+-- The application model cannot be undone without losing the webroots of every application but main.
