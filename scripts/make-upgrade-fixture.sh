@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# Makes tests/fixtures/<version>/clubdeploy.sqlite3: a database written by an older clubdeploy
-# binary (clubs, staff, deploys, a rollback, an audit chain), for the upgrade tests.
+# Makes the fixtures of an installation written by an older clubdeploy binary, for the upgrade
+# tests (tests/upgrade.rs):
+#   tests/fixtures/<version>/clubdeploy.sqlite3  its database (clubs, staff, deploys, a
+#                                                rollback, an audit chain);
+#   tests/fixtures/<version>/install.tar.gz      the whole installation: config, repository,
+#                                                data_dir (mirror, releases) and the webroots
+#                                                with their live links.
+# The installation is made at /tmp/clubdeploy-upgrade-<version>, the absolute path its links
+# and database name; the test unpacks it at that same path, as an upgrade in place finds it.
 # Usage: scripts/make-upgrade-fixture.sh <old clubdeploy binary> <version>
 # e.g. (build v0.1.0 first):
 #   git worktree add /tmp/v010 v0.1.0 && (cd /tmp/v010 && cargo build --release)
@@ -9,10 +16,11 @@ set -euo pipefail
 old=$1
 version=$2
 out="$(cd "$(dirname "$0")/.." && pwd)/tests/fixtures/$version"
-work=$(mktemp -d)
+work=/tmp/clubdeploy-upgrade-$version
+rm -rf "$work"
+mkdir -p "$work/www"
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-mkdir -p www
 git init -q app
 for tag in v1 v2 v3; do
     echo "<?php echo 'version $tag';" > app/index.php
@@ -32,10 +40,17 @@ export USER=fixture
 "$old" club add b --webroot "$work/www/b/htdocs" --name "Club B"
 echo "correct horse battery staple" | "$old" user add admin --role admin --password-stdin
 echo "correct horse battery staple" | "$old" user add deployer --role deployer --password-stdin
+# a: v1, v2, v3, then rolled back to v2 (v3 marked bad for a: its previous is v1, not v3).
+# b: v1, then v2 (its previous is v1).
 "$old" deploy v1 --all > /dev/null
 "$old" deploy v2 --club a > /dev/null
+"$old" deploy v3 --club a > /dev/null
 "$old" rollback a > /dev/null
+"$old" deploy v2 --club b > /dev/null
 "$old" audit verify
+"$old" status
 mkdir -p "$out"
 cp data/clubdeploy.sqlite3 "$out/clubdeploy.sqlite3"
-echo "wrote $out/clubdeploy.sqlite3"
+# The WAL is checkpointed into the database file when the last connection closes.
+tar -C "$work" -czf "$out/install.tar.gz" .
+echo "wrote $out/clubdeploy.sqlite3 and $out/install.tar.gz"

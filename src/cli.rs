@@ -239,6 +239,8 @@ pub struct JobView<'a> {
     pub worker: Option<&'a str>,
     pub outcome: Option<&'a str>,
     pub error: Option<&'a str>,
+    /// The application the job concerns (`None`: every application).
+    pub app: Option<&'a str>,
 }
 
 impl<'a> From<&'a jobs::Job> for JobView<'a> {
@@ -255,6 +257,7 @@ impl<'a> From<&'a jobs::Job> for JobView<'a> {
             worker: job.worker.as_deref(),
             outcome: job.outcome.as_deref(),
             error: job.error.as_deref(),
+            app: job.app.as_deref(),
         }
     }
 }

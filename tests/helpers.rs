@@ -33,6 +33,8 @@ pub struct Config {
     pub git: Vec<String>,
     /// Lines of the `[web]` table (`key = value`), if any.
     pub web: Vec<String>,
+    /// More applications besides `main` (the top-level `repo_url`): name and repository.
+    pub apps: Vec<(String, String)>,
 }
 
 /// A temporary world for one test.
@@ -81,6 +83,7 @@ impl TestEnv {
             settle_ms: 0,
             git: Vec::new(),
             web: Vec::new(),
+            apps: Vec::new(),
         };
         let env = TestEnv {
             data: base.join("data"),
@@ -136,6 +139,9 @@ impl TestEnv {
         }
         if !c.web.is_empty() {
             writeln!(text, "[web]\n{}", c.web.join("\n")).unwrap();
+        }
+        for (name, repo_url) in &c.apps {
+            writeln!(text, "[apps.{name}]\nrepo_url = {repo_url:?}").unwrap();
         }
         std::fs::write(&self.config_path, text).unwrap();
     }
@@ -244,6 +250,45 @@ impl TestEnv {
     /// The release name `<tag>-<sha8>` of a fixture tag.
     pub fn release_name(&self, tag: &str) -> String {
         format!("{tag}-{}", &self.commit_of(tag)[..8])
+    }
+
+    /// Adds an application `name` besides `main`: a repository of its own (tags v1 and v2,
+    /// whose `index.php` prints "<name> v1" …) configured as `[apps.<name>]`. Returns the
+    /// repository's path.
+    pub fn add_app(&mut self, name: &str) -> PathBuf {
+        let path = self
+            .root
+            .path()
+            .canonicalize()
+            .unwrap()
+            .join(format!("{name}-app"));
+        let repo = Repository::init(&path).unwrap();
+        let sig = Signature::now("Test", "test@example.invalid").unwrap();
+        let mut parent = None;
+        for tag in ["v1", "v2"] {
+            std::fs::write(
+                path.join("index.php"),
+                format!("<?php echo '{name} {tag}';\n"),
+            )
+            .unwrap();
+            parent = Some(commit_all_and_tag(
+                &repo,
+                &sig,
+                parent,
+                tag,
+                &format!("{name} {tag}"),
+            ));
+        }
+        self.config
+            .apps
+            .push((name.to_owned(), path.display().to_string()));
+        self.configure();
+        path
+    }
+
+    /// `<data>/apps/<app>/releases`: where an application other than `main` keeps its releases.
+    pub fn app_releases_dir(&self, app: &str) -> PathBuf {
+        self.data.join("apps").join(app).join("releases")
     }
 
     /// `club list --json`, parsed.

@@ -2,6 +2,7 @@
 //! `clubdeploy` binary, on real temporary directories, git repositories, symlinks and SQLite.
 
 mod apache;
+mod apps;
 mod audit;
 mod browser;
 mod e2e;

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::helpers::TestEnv;
 
-/// A test environment whose database is the one v0.1.0 wrote (19 audit rows, 3 jobs, clubs
+/// A test environment whose database is the one v0.1.0 wrote (28 audit rows, 5 jobs, clubs
 /// a and b, staff admin and deployer).
 fn upgraded_from_v010() -> TestEnv {
     let env = TestEnv::new();
@@ -34,7 +34,7 @@ fn an_installation_made_by_v010_keeps_its_clubs_staff_jobs_and_audit_chain() {
     let db = env.data.join("clubdeploy.sqlite3");
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = env.ok(&["audit", "verify"]);
-    assert!(out.starts_with("audit log intact: 19 rows"), "{out}");
+    assert!(out.starts_with("audit log intact: 28 rows"), "{out}");
     // 0.1 left the database (password hashes) world-readable: the first run closes it.
     assert_eq!(
         std::fs::metadata(&db).unwrap().permissions().mode() & 0o777,
@@ -46,7 +46,7 @@ fn an_installation_made_by_v010_keeps_its_clubs_staff_jobs_and_audit_chain() {
         "{users}"
     );
     let jobs: serde_json::Value = serde_json::from_str(&env.ok(&["jobs", "--json"])).unwrap();
-    assert_eq!(jobs.as_array().unwrap().len(), 3);
+    assert_eq!(jobs.as_array().unwrap().len(), 5);
     assert!(
         jobs.as_array()
             .unwrap()
@@ -71,15 +71,15 @@ fn an_installation_made_by_v010_keeps_its_clubs_staff_jobs_and_audit_chain() {
     assert!(
         std::fs::read_to_string(&key)
             .unwrap()
-            .contains("keyed_from=20\n")
+            .contains("keyed_from=29\n")
     );
     env.ok(&["deploy", "v1", "--club", "c"]);
     let out = env.ok(&["audit", "verify"]);
     assert!(
-        out.contains("rows 1 to 19 by the plain SHA-256 chain"),
+        out.contains("rows 1 to 28 by the plain SHA-256 chain"),
         "{out}"
     );
-    assert!(out.contains("rows 20 to"), "{out}");
+    assert!(out.contains("rows 29 to"), "{out}");
     assert!(out.contains("vouches for every row"), "{out}");
     let rows: serde_json::Value =
         serde_json::from_str(&env.ok(&["audit", "--json", "--limit", "1000"])).unwrap();
@@ -91,7 +91,7 @@ fn an_installation_made_by_v010_keeps_its_clubs_staff_jobs_and_audit_chain() {
             .unwrap()
             .clone()
     };
-    assert_eq!(by_id(20)["prev_hash"], by_id(19)["hash"]);
+    assert_eq!(by_id(29)["prev_hash"], by_id(28)["hash"]);
 }
 
 /// Field-by-field the plain SHA-256 row hash the first version used, as someone who can
@@ -141,17 +141,17 @@ fn edits_re_chained_without_the_key_and_deleted_rows_are_caught() {
     let last = rows.len();
 
     // The recomputation is the old one: it reproduces every row written before the key.
-    for row in &rows[..19] {
+    for row in &rows[..28] {
         assert_eq!(
             plain_hash(row, row["prev_hash"].as_str().unwrap()),
             row["hash"].as_str().unwrap()
         );
     }
-    assert_eq!(rows[23]["id"], 24);
+    assert_eq!(rows[32]["id"], 33);
     // 1. Edit a keyed row and re-chain everything after it the old way: the MAC catches it.
-    let mut prev = rows[23]["prev_hash"].as_str().unwrap().to_owned();
-    for row in rows.iter_mut().skip(23) {
-        if row["id"] == 24 {
+    let mut prev = rows[32]["prev_hash"].as_str().unwrap().to_owned();
+    for row in rows.iter_mut().skip(32) {
+        if row["id"] == 33 {
             row["details"] = "nothing happened".into();
         }
         let hash = plain_hash(row, &prev);
@@ -171,7 +171,7 @@ fn edits_re_chained_without_the_key_and_deleted_rows_are_caught() {
     );
     let error = env.fails(&["audit", "verify"]);
     assert!(
-        error.contains("audit row 24 does not match its hash"),
+        error.contains("audit row 33 does not match its hash"),
         "{error}"
     );
 
@@ -220,4 +220,186 @@ fn verify_says_which_rows_no_anchor_covers_yet() {
     );
     let anchors = std::fs::read_to_string(env.data.join("audit-anchors.log")).unwrap();
     assert_eq!(anchors.lines().count(), 1, "{anchors}");
+}
+
+/// Where `scripts/make-upgrade-fixture.sh` made the v0.1.0 installation, and where an upgrade
+/// in place finds it: its links and its database name this absolute path.
+const INSTALL: &str = "/tmp/clubdeploy-upgrade-v0.1.0";
+
+/// The whole installation v0.1.0 made (configuration, repository, data_dir with mirror and
+/// releases, webroots with live links), unpacked where it was made. Holds a lock, so test
+/// runs sharing a machine take turns; removed when dropped.
+struct Installation {
+    root: std::path::PathBuf,
+    _lock: std::fs::File,
+}
+
+impl Installation {
+    fn unpack() -> Installation {
+        let lock = std::fs::File::create(format!("{INSTALL}.lock")).unwrap();
+        lock.lock().unwrap();
+        let root = std::path::PathBuf::from(INSTALL);
+        if root.exists() {
+            std::fs::remove_dir_all(&root).unwrap();
+        }
+        std::fs::create_dir_all(&root).unwrap();
+        let archive =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0.1.0/install.tar.gz");
+        let status = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-xzf")
+            .arg(archive)
+            .status()
+            .unwrap();
+        assert!(status.success(), "tar failed");
+        Installation { root, _lock: lock }
+    }
+
+    /// Runs the new binary on the installation's own configuration; stdout, or a panic with
+    /// its error.
+    fn run(&self, args: &[&str]) -> Result<String, String> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_clubdeploy"))
+            .arg("--config")
+            .arg(self.root.join("clubdeploy.toml"))
+            .args(args)
+            .env_remove("CLUBDEPLOY_CONFIG")
+            .env("USER", "upgrader")
+            .current_dir(&self.root)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!("{stdout}{stderr}"))
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.run(args)
+            .unwrap_or_else(|e| panic!("clubdeploy {args:?} failed: {e}"))
+    }
+
+    fn webroot(&self, club: &str) -> std::path::PathBuf {
+        self.root.join("www").join(club).join("htdocs")
+    }
+
+    /// A link as it is on disk: where it points and the inode it is (a link rewritten, even
+    /// to the same target, is a new inode).
+    fn link(&self, club: &str) -> (std::path::PathBuf, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.webroot(club);
+        let inode = std::fs::symlink_metadata(&path).unwrap().ino();
+        (std::fs::read_link(&path).unwrap(), inode)
+    }
+}
+
+impl Drop for Installation {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+#[test]
+fn a_live_v010_installation_upgrades_in_place_with_its_links_history_and_bad_marks() {
+    let install = Installation::unpack();
+    let releases =
+        |install: &Installation| crate::helpers::entries(&install.root.join("data/releases"));
+    let before_links = [install.link("a"), install.link("b")];
+    let before_releases = releases(&install);
+    assert_eq!(before_releases.len(), 3, "{before_releases:?}");
+
+    // The first command of the new version migrates; it reads the links, never writes them.
+    let status: serde_json::Value =
+        serde_json::from_str(&install.ok(&["status", "--json"])).unwrap();
+    let status = status.as_array().unwrap();
+    assert_eq!(status.len(), 2);
+    let v2 = before_links[0]
+        .0
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for (row, slug) in status.iter().zip(["a", "b"]) {
+        assert_eq!(row["slug"], slug);
+        assert_eq!(row["app"], "main");
+        assert_eq!(row["release"], v2.as_str());
+        assert_eq!(row["drift"], false, "{row}");
+    }
+    assert_eq!([install.link("a"), install.link("b")], before_links);
+    assert_eq!(releases(&install), before_releases);
+    let out = install.ok(&["audit", "verify"]);
+    assert!(out.starts_with("audit log intact: 28 rows"), "{out}");
+    let jobs: serde_json::Value = serde_json::from_str(&install.ok(&["jobs", "--json"])).unwrap();
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 5);
+    assert!(
+        jobs.iter()
+            .all(|j| j["status"] == "succeeded" && j["app"] == "main")
+    );
+    let users = install.ok(&["user", "list"]);
+    assert!(
+        users.contains("admin") && users.contains("deployer"),
+        "{users}"
+    );
+
+    // History and bad marks survived: a went v1, v2, v3 and was rolled back to v2 (v3 marked
+    // bad for it), so its previous release is v1, not v3; b's (v1, v2) is v1.
+    let v1 = before_releases
+        .iter()
+        .find(|r| r.starts_with("v1-"))
+        .unwrap();
+    let out = install.ok(&["rollback", "a"]);
+    assert!(
+        out.contains(&format!("rolled back from {v2} to {v1}")),
+        "{out}"
+    );
+    let out = install.ok(&["rollback", "b"]);
+    assert!(
+        out.contains(&format!("rolled back from {v2} to {v1}")),
+        "{out}"
+    );
+    for club in ["a", "b"] {
+        assert_eq!(
+            install.webroot(club).canonicalize().unwrap(),
+            install.root.join("data/releases").join(v1)
+        );
+    }
+    let out = install.ok(&["audit", "verify"]);
+    assert!(
+        out.contains("rows 1 to 28 by the plain SHA-256 chain"),
+        "{out}"
+    );
+
+    // The upgraded installation takes a second application beside the first.
+    let mobile = install.root.join("mobile-app");
+    let repo = git2::Repository::init(&mobile).unwrap();
+    std::fs::write(mobile.join("index.php"), "<?php echo 'mobile';\n").unwrap();
+    let sig = git2::Signature::now("Test", "test@example.invalid").unwrap();
+    crate::helpers::commit_all_and_tag(&repo, &sig, None, "m1", "mobile m1");
+    let mut config = std::fs::read_to_string(install.root.join("clubdeploy.toml")).unwrap();
+    config.push_str(&format!(
+        "[apps.mobile]\nrepo_url = {:?}\n",
+        mobile.display().to_string()
+    ));
+    std::fs::write(install.root.join("clubdeploy.toml"), config).unwrap();
+    let a_main = install.link("a");
+    let mobile_webroot = install.root.join("www/a/mobile");
+    install.ok(&[
+        "club",
+        "webroot",
+        "a",
+        "mobile",
+        mobile_webroot.to_str().unwrap(),
+    ]);
+    install.ok(&["deploy", "m1", "--app", "mobile", "--club", "a"]);
+    assert_eq!(install.link("a"), a_main);
+    assert_eq!(
+        std::fs::read_to_string(mobile_webroot.join("index.php")).unwrap(),
+        "<?php echo 'mobile';\n"
+    );
+    install.ok(&["audit", "verify"]);
 }
