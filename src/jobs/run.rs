@@ -605,22 +605,19 @@ fn switch_clubs(
     let mut failure = None;
     for club in clubs {
         let webroot: &std::path::Path = club.webroot.as_ref();
-        let from = match switch::linked_release(webroot, releases_dir) {
-            Ok(from) => from,
+        // One read of the link decides whether to switch and what the club ran before.
+        let from = match switcher.switch(webroot, releases_dir) {
+            Ok(Some(from)) if from.release() != Some(&release.name) => from,
+            Ok(_) => {
+                job.progress
+                    .progress(&format!("club {} already runs {}", club.slug, release.name));
+                continue;
+            }
             Err(e) => {
-                failure = Some(anyhow::Error::new(e).context(format!("club {}", club.slug)));
+                failure = Some(e.context(format!("club {}", club.slug)));
                 break;
             }
         };
-        if from.release() == Some(&release.name) {
-            job.progress
-                .progress(&format!("club {} already runs {}", club.slug, release.name));
-            continue;
-        }
-        if let Err(e) = switcher.swap(webroot) {
-            failure = Some(e.context(format!("club {}", club.slug)));
-            break;
-        }
         done.push(switches::NewSwitch {
             club_id: club.club_id,
             app: app.name.to_string(),

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::AtFlags;
@@ -176,17 +177,46 @@ impl Switcher {
 
     /// Points `webroot` (under the base) at the target.
     pub fn swap(&self, webroot: &Path) -> anyhow::Result<()> {
+        self.point(webroot, None).map(|_| ())
+    }
+
+    /// Points `webroot` at the target unless its link already names the target; returns what
+    /// it was before (as [`linked_release`] reads it against `releases_dir`), or `None` when
+    /// it already was the target and nothing changed. One `readlinkat` serves both the check
+    /// and the answer: the switch step reads each link once.
+    pub fn switch(&self, webroot: &Path, releases_dir: &Path) -> anyhow::Result<Option<Webroot>> {
+        self.point(webroot, Some(releases_dir))
+    }
+
+    /// [`Switcher::swap`], or with `releases_dir` [`Switcher::switch`].
+    fn point(
+        &self,
+        webroot: &Path,
+        releases_dir: Option<&Path>,
+    ) -> anyhow::Result<Option<Webroot>> {
         let base_fd = match &self.base_fd {
             Some(fd) => fd,
             None => &webroot_dir::open_base(&self.base)?,
         };
         let dir = webroot_dir::open_parent(&self.base, base_fd, webroot, true)?
             .with_context(|| format!("cannot create the directory of {}", webroot.display()))?;
-        match rustix::fs::readlinkat(&dir.fd, dir.name.as_os_str(), Vec::new()) {
-            Ok(_) | Err(Errno::NOENT) => {}
+        let before = match rustix::fs::readlinkat(&dir.fd, dir.name.as_os_str(), Vec::new()) {
+            Ok(target) => Some(PathBuf::from(OsString::from_vec(target.into_bytes()))),
+            Err(Errno::NOENT) => None,
             Err(Errno::INVAL) => bail!(not_a_link(webroot)),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", webroot.display())),
-        }
+        };
+        let previous = match (releases_dir, before) {
+            (None, _) => Webroot::Missing,
+            (Some(_), Some(target)) if target == self.target => return Ok(None),
+            (Some(releases_dir), Some(target)) => match release_named_by(&target, releases_dir) {
+                Some(name) => Webroot::Release(name),
+                // A link clubdeploy did not write: resolved fully, before it is replaced.
+                None => inspect(webroot, releases_dir)
+                    .with_context(|| format!("cannot read {}", webroot.display()))?,
+            },
+            (Some(_), None) => Webroot::Missing,
+        };
         let mut temp = dir.name.clone();
         temp.push(format!("{TEMP_LINK_INFIX}{}", random_suffix()));
         let symlink = || rustix::fs::symlinkat(&self.target, &dir.fd, temp.as_os_str());
@@ -208,7 +238,7 @@ impl Switcher {
             let _ = rustix::fs::unlinkat(&dir.fd, temp.as_os_str(), AtFlags::empty());
             return Err(e).with_context(|| format!("cannot switch {}", webroot.display()));
         }
-        Ok(())
+        Ok(Some(previous))
     }
 }
 
