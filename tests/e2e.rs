@@ -74,12 +74,73 @@ struct World {
 }
 
 fn world(keep_releases: usize, grace: u64) -> Option<World> {
-    world_with(keep_releases, grace, false)
+    world_with(keep_releases, grace, Setup::Plain)
 }
 
-/// The same world; with `legacy`, each club's webroot starts as its own copy of v1 (the
-/// method before symlinks), not yet adopted.
-fn world_with(keep_releases: usize, grace: u64, legacy: bool) -> Option<World> {
+/// How a test world starts besides its 30 clubs on v1.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    Plain,
+    /// Each club's webroot starts as its own copy of v1 (the method before symlinks), not yet
+    /// adopted.
+    Legacy,
+    /// Every club also runs a second application, `mobile` (see [`make_mobile_repo`]), at
+    /// `<club>/mobile`, served as `<slug>-m.test`, on its v1.
+    SecondApp,
+}
+
+/// Classes of the second application.
+const MOBILE_CLASSES: usize = 40;
+
+/// A second PHP application with tags v1 and v2: `index.php` prints "mobile <tag>" and
+/// `__DIR__` and requires its classes.
+fn make_mobile_repo(path: &std::path::Path) {
+    let repo = Repository::init(path).unwrap();
+    let sig = Signature::new(
+        "Test",
+        "test@example.invalid",
+        &git2::Time::new(1_767_225_600, 0),
+    )
+    .unwrap();
+    let mut parent: Option<git2::Oid> = None;
+    for tag in ["v1", "v2"] {
+        let work = repo.workdir().unwrap().to_path_buf();
+        std::fs::create_dir_all(work.join("lib")).unwrap();
+        for n in 0..MOBILE_CLASSES {
+            std::fs::write(
+                work.join(format!("lib/M{n}.php")),
+                format!(
+                    "<?php
+namespace Mobile;
+
+final class M{n}
+{{
+    const N = {n};
+}}
+"
+                ),
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            work.join("index.php"),
+            format!(
+                "<?php
+for ($i = 0; $i < {MOBILE_CLASSES}; $i++) {{
+    require_once __DIR__ . \"/lib/M$i.php\";
+}}
+echo \"mobile {tag}\\n\" . __DIR__ . \"\\nEND\\n\";\n"
+            ),
+        )
+        .unwrap();
+        let id = crate::helpers::commit_all_and_tag(&repo, &sig, parent, tag, tag);
+        parent = Some(id);
+    }
+}
+
+/// The same world, set up as `setup` says.
+fn world_with(keep_releases: usize, grace: u64, setup: Setup) -> Option<World> {
+    let legacy = setup == Setup::Legacy;
     if !apache::available() {
         return None;
     }
@@ -110,13 +171,42 @@ fn world_with(keep_releases: usize, grace: u64, legacy: bool) -> Option<World> {
             assert!(archive.success());
         }
         env.add_clubs(&refs);
+    } else if setup == Setup::SecondApp {
+        let mobile = env.root.path().canonicalize().unwrap().join("mobile-app");
+        make_mobile_repo(&mobile);
+        env.config
+            .apps
+            .push(("mobile".into(), mobile.display().to_string()));
+        env.configure();
+        for slug in &slugs {
+            let main = format!("main={}", env.webroot(slug).display());
+            let mobile = format!("mobile={}", mobile_webroot(&env, slug).display());
+            env.ok(&[
+                "club",
+                "add",
+                slug,
+                "--webroot",
+                &main,
+                "--webroot",
+                &mobile,
+            ]);
+        }
+        env.ok(&["deploy", "v1", "--app", "main", "--all"]);
+        env.ok(&["deploy", "v1", "--app", "mobile", "--all"]);
     } else {
         env.add_clubs(&refs);
         // The first deploy needs no Apache: its reload only logs.
         env.ok(&["deploy", "v1", "--all"]);
     }
-    let clubs: Vec<(String, std::path::PathBuf)> =
+    let mut clubs: Vec<(String, std::path::PathBuf)> =
         slugs.iter().map(|s| (s.clone(), env.webroot(s))).collect();
+    if setup == Setup::SecondApp {
+        clubs.extend(
+            slugs
+                .iter()
+                .map(|s| (format!("{s}-m"), mobile_webroot(&env, s))),
+        );
+    }
     let apache = Apache::start(env.root.path(), &clubs);
     env.config.configtest = apache.configtest();
     env.config.reload = apache.graceful();
@@ -210,6 +300,11 @@ impl Load {
     }
 }
 
+/// `<www>/<slug>/mobile`: a club's webroot of the second application.
+fn mobile_webroot(env: &TestEnv, slug: &str) -> std::path::PathBuf {
+    env.www.join(slug).join("mobile")
+}
+
 impl World {
     fn get(&self, host: &str, path: &str) -> (u16, String) {
         let response = self
@@ -226,7 +321,13 @@ impl World {
 
     /// What a club serves: (version line, __DIR__ line).
     fn serves(&self, slug: &str) -> (String, String) {
-        let (status, body) = self.get(&format!("{slug}.test"), "/");
+        self.serves_host(&format!("{slug}.test"))
+    }
+
+    /// What a virtual host serves: (first line, __DIR__ line).
+    fn serves_host(&self, host: &str) -> (String, String) {
+        let slug = host;
+        let (status, body) = self.get(host, "/");
         assert_eq!(status, 200, "{slug}: {body}\n{}", self.apache.error_log());
         let mut lines = body.lines();
         (
@@ -239,6 +340,24 @@ impl World {
         let (status, body) = self.get("status.test", "/");
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
+    }
+
+    /// The scripts OPcache has cached (asking again while a reading comes without them).
+    fn cached_scripts(&self) -> Vec<String> {
+        let mut status = self.opcache();
+        for _ in 0..10 {
+            if status["scripts"].is_object() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            status = self.opcache();
+        }
+        status["scripts"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no scripts in the status: {:.600}", status.to_string()))
+            .keys()
+            .cloned()
+            .collect()
     }
 
     fn deploy_all(&self, tag: &str) -> Duration {
@@ -421,7 +540,7 @@ fn a_single_club_deploy_and_its_rollback_through_the_panel_change_only_that_club
 
 #[test]
 fn adopting_thirty_legacy_copies_under_load_fails_no_request() {
-    let Some(world) = world_with(2, 0, true) else {
+    let Some(world) = world_with(2, 0, Setup::Legacy) else {
         return;
     };
     let world = Arc::new(world);
@@ -453,4 +572,82 @@ fn adopting_thirty_legacy_copies_under_load_fails_no_request() {
         .unwrap()
         .count();
     assert_eq!(kept, CLUBS);
+}
+
+#[test]
+fn a_second_application_is_cached_once_too_and_deploys_without_touching_the_first() {
+    let Some(world) = world_with(2, 1, Setup::SecondApp) else {
+        return;
+    };
+    let main_v1 = world.env.releases_dir().join(world.env.release_name("v1"));
+    let mobile_releases = world.env.app_releases_dir("mobile");
+    let mobile_dir = |world: &World, slug: &str| {
+        mobile_webroot(&world.env, slug)
+            .canonicalize()
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    let mobile_v1 = mobile_dir(&world, "club00");
+    assert!(
+        mobile_v1.starts_with(mobile_releases.to_str().unwrap()),
+        "{mobile_v1}"
+    );
+    for _ in 0..2 {
+        for slug in &world.slugs {
+            assert_eq!(
+                world.serves(slug),
+                ("version v1".into(), main_v1.display().to_string())
+            );
+            assert_eq!(
+                world.serves_host(&format!("{slug}-m.test")),
+                ("mobile v1".into(), mobile_v1.clone())
+            );
+        }
+    }
+    // 30 clubs x 2 applications on one release each: two releases cached once, not sixty.
+    let scripts = world.cached_scripts();
+    let under = |dir: &str| scripts.iter().filter(|s| s.starts_with(dir)).count();
+    let in_main = under(main_v1.to_str().unwrap());
+    let in_mobile = under(&mobile_v1);
+    eprintln!(
+        "E2E: 30 clubs x 2 applications: {} cached scripts ({in_main} of main v1, {in_mobile} \
+         of mobile v1)",
+        scripts.len()
+    );
+    assert_eq!(in_main, 1 + CLASSES);
+    assert_eq!(in_mobile, 1 + MOBILE_CLASSES);
+    assert!(
+        scripts.len() <= in_main + in_mobile + 1,
+        "{} cached",
+        scripts.len()
+    );
+
+    // A deploy of mobile to every club changes every mobile page and no main page.
+    world.env.ok(&["deploy", "v2", "--app", "mobile", "--all"]);
+    let mobile_v2 = mobile_dir(&world, "club00");
+    assert_ne!(mobile_v2, mobile_v1);
+    for slug in &world.slugs {
+        assert_eq!(
+            world.serves_host(&format!("{slug}-m.test")),
+            ("mobile v2".into(), mobile_v2.clone()),
+            "{slug}"
+        );
+        assert_eq!(
+            world.serves(slug),
+            ("version v1".into(), main_v1.display().to_string()),
+            "{slug}'s main pages changed"
+        );
+    }
+    // A deploy of main to one club leaves every mobile page as it was.
+    world
+        .env
+        .ok(&["deploy", "v2", "--app", "main", "--club", "club05"]);
+    assert_eq!(world.serves("club05").0, "version v2");
+    for slug in &world.slugs {
+        assert_eq!(world.serves_host(&format!("{slug}-m.test")).0, "mobile v2");
+    }
+    // Each application's prune kept its own releases: main v1 still serves, mobile's v1 is
+    // kept for rollback (keep_releases = 2).
+    assert_eq!(crate::helpers::entries(&mobile_releases).len(), 2);
 }
