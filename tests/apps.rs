@@ -361,3 +361,83 @@ async fn the_panel_shows_clubs_by_application_and_deploys_the_one_chosen() {
     let rollback = app.page(&admin, "/clubs/a/rollback?app=mobile").await;
     assert!(rollback.contains(&mobile_v1), "{rollback}");
 }
+
+/// Runs `args` with a crash injected at `point`; asserts the process died there.
+fn crash(env: &TestEnv, args: &[&str], point: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = env
+        .command(args)
+        .env("CLUBDEPLOY_CRASH_AT", point)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn recovery_reads_back_each_application_s_links_and_keeps_its_legacy_copies() {
+    let env = two_apps();
+    env.ok(&["deploy", "v1", "--app", "main", "--all"]);
+    env.ok(&["deploy", "v1", "--app", "mobile", "--all"]);
+    let main_links = [link(&env.webroot("a")), link(&env.webroot("b"))];
+    crash(
+        &env,
+        &["deploy", "v2", "--app", "mobile", "--all"],
+        "switch:after-1",
+    );
+    // a's mobile webroot was switched, c's not yet; the next command records what it finds.
+    let found = rows(&env);
+    let mobile_v1 = found[3].2.clone().unwrap();
+    assert_ne!(found[1].2.as_deref(), Some(mobile_v1.as_str()));
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["drift"] == false),
+        "{status}"
+    );
+    let audit = env.ok(&["audit", "--app", "mobile", "--limit", "1000"]);
+    assert!(
+        audit.contains("found on disk after job #3 stopped"),
+        "{audit}"
+    );
+    let job: serde_json::Value = serde_json::from_str(&env.ok(&["job", "3", "--json"])).unwrap();
+    assert_eq!(job["status"], "interrupted");
+    assert_eq!(
+        [link(&env.webroot("a")), link(&env.webroot("b"))],
+        main_links
+    );
+
+    // An adopt of b's mobile copy interrupted between its exchange and the move of the copy:
+    // the copy is kept with mobile's legacy copies, whole.
+    let b_mobile = mobile_webroot(&env, "b");
+    std::fs::create_dir_all(&b_mobile).unwrap();
+    std::fs::write(b_mobile.join("index.php"), "<?php echo 'b copy';\n").unwrap();
+    env.ok(&["club", "webroot", "b", "mobile", b_mobile.to_str().unwrap()]);
+    crash(
+        &env,
+        &["adopt", "b", "--app", "mobile", "--tag", "v2"],
+        "adopt:after-exchange",
+    );
+    env.ok(&["status"]);
+    let kept = entries(&env.data.join("apps/mobile/legacy"));
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        std::fs::read_to_string(
+            env.data
+                .join("apps/mobile/legacy")
+                .join(&kept[0])
+                .join("index.php")
+        )
+        .unwrap(),
+        "<?php echo 'b copy';\n"
+    );
+    assert!(!env.data.join("legacy").exists() || entries(&env.data.join("legacy")).is_empty());
+    assert_eq!(entries(&env.www.join("b")), ["htdocs", "mobile"]);
+}
