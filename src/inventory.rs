@@ -257,11 +257,7 @@ fn club_status(
     conn: &mut SqliteConnection,
     slug: &str,
 ) -> anyhow::Result<Vec<ClubStatus>> {
-    let mut published = Published::default();
-    clubs::webroots_of(conn, slug)?
-        .into_iter()
-        .map(|club| status_of(settings, club, &mut published))
-        .collect()
+    statuses(settings, clubs::webroots_of(conn, slug)?)
 }
 
 /// Forgets a club (its webroot is left as it is).
@@ -289,8 +285,13 @@ pub fn status(
     conn: &mut SqliteConnection,
     app: Option<&str>,
 ) -> anyhow::Result<Vec<ClubStatus>> {
+    statuses(settings, clubs::webroots(conn, app)?)
+}
+
+/// Webroots as found on disk, each release's manifest looked up once.
+fn statuses(settings: &Settings, webroots: Vec<ClubApp>) -> anyhow::Result<Vec<ClubStatus>> {
     let mut published = Published::default();
-    clubs::webroots(conn, app)?
+    webroots
         .into_iter()
         .map(|club| status_of(settings, club, &mut published))
         .collect()
@@ -319,46 +320,44 @@ fn status_of(
     club: ClubApp,
     published: &mut Published,
 ) -> anyhow::Result<ClubStatus> {
-    let Ok(app) = settings.app(Some(&club.app)) else {
-        return Ok(ClubStatus {
-            problem: Some(format!(
+    // A webroot of an application no longer configured is shown, not read.
+    let (on_disk, problem) = match settings.app(Some(&club.app)) {
+        Err(_) => (
+            None,
+            Some(format!(
                 "the application {} is not configured any more",
                 club.app
             )),
-            legacy: false,
-            drift: false,
-            tag: None,
-            release: None,
-            recorded_release: club.current_release,
-            slug: club.slug,
-            name: club.name,
-            app: club.app,
-            webroot: club.webroot,
-            url: club.url,
-        });
-    };
-    let releases_dir = &app.releases_dir;
-    let on_disk = match switch::linked_release(club.webroot.as_ref(), releases_dir)
-        .with_context(|| format!("cannot read the webroot of club {}", club.slug))?
-    {
-        Webroot::Release(name) if !published.contains(releases_dir, &name) => {
-            Webroot::OtherLink(releases_dir.join(name.as_str()))
-        }
-        other => other,
-    };
-    let problem = match &on_disk {
-        Webroot::Release(_) => None,
-        Webroot::Missing => Some("no webroot link yet".to_owned()),
-        Webroot::OtherLink(target) => Some(format!("links to {}, not a release", target.display())),
-        Webroot::NotALink => {
-            Some("a legacy copy (a real directory): adopt it to deploy".to_owned())
+        ),
+        Ok(app) => {
+            let releases_dir = &app.releases_dir;
+            let on_disk = match switch::linked_release(club.webroot.as_ref(), releases_dir)
+                .with_context(|| format!("cannot read the webroot of club {}", club.slug))?
+            {
+                Webroot::Release(name) if !published.contains(releases_dir, &name) => {
+                    Webroot::OtherLink(releases_dir.join(name.as_str()))
+                }
+                other => other,
+            };
+            let problem = match &on_disk {
+                Webroot::Release(_) => None,
+                Webroot::Missing => Some("no webroot link yet".to_owned()),
+                Webroot::OtherLink(target) => {
+                    Some(format!("links to {}, not a release", target.display()))
+                }
+                Webroot::NotALink => {
+                    Some("a legacy copy (a real directory): adopt it to deploy".to_owned())
+                }
+            };
+            (Some(on_disk), problem)
         }
     };
-    let release = on_disk.release().map(|r| r.to_string());
+    let linked = on_disk.as_ref().and_then(Webroot::release);
+    let release = linked.map(|r| r.to_string());
     Ok(ClubStatus {
-        legacy: on_disk == Webroot::NotALink,
-        drift: release != club.current_release,
-        tag: on_disk.release().map(|r| r.tag().to_string()),
+        legacy: on_disk == Some(Webroot::NotALink),
+        drift: on_disk.is_some() && release != club.current_release,
+        tag: linked.map(|r| r.tag().to_string()),
         release,
         problem,
         recorded_release: club.current_release,

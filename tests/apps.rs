@@ -362,30 +362,13 @@ async fn the_panel_shows_clubs_by_application_and_deploys_the_one_chosen() {
     assert!(rollback.contains(&mobile_v1), "{rollback}");
 }
 
-/// Runs `args` with a crash injected at `point`; asserts the process died there.
-fn crash(env: &TestEnv, args: &[&str], point: &str) {
-    use std::os::unix::process::ExitStatusExt;
-    let out = env
-        .command(args)
-        .env("CLUBDEPLOY_CRASH_AT", point)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.signal(),
-        Some(6),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn recovery_reads_back_each_application_s_links_and_keeps_its_legacy_copies() {
     let env = two_apps();
     env.ok(&["deploy", "v1", "--app", "main", "--all"]);
     env.ok(&["deploy", "v1", "--app", "mobile", "--all"]);
     let main_links = [link(&env.webroot("a")), link(&env.webroot("b"))];
-    crash(
-        &env,
+    env.crash_at(
         &["deploy", "v2", "--app", "mobile", "--all"],
         "switch:after-1",
     );
@@ -420,8 +403,7 @@ fn recovery_reads_back_each_application_s_links_and_keeps_its_legacy_copies() {
     std::fs::create_dir_all(&b_mobile).unwrap();
     std::fs::write(b_mobile.join("index.php"), "<?php echo 'b copy';\n").unwrap();
     env.ok(&["club", "webroot", "b", "mobile", b_mobile.to_str().unwrap()]);
-    crash(
-        &env,
+    env.crash_at(
         &["adopt", "b", "--app", "mobile", "--tag", "v2"],
         "adopt:after-exchange",
     );

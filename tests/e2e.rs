@@ -16,17 +16,23 @@ use crate::helpers::TestEnv;
 const CLASSES: usize = 300;
 const CLUBS: usize = 30;
 
-/// A git repository of a PHP app with tags v1..v3: `index.php` prints its version and
-/// `__DIR__` and requires every class; `slow.php` takes 2 s, then includes `late.php`.
-fn make_php_repo(path: &std::path::Path) {
-    let repo = Repository::init(path).unwrap();
-    // Tagged well before the tests deploy it, as real releases are (2026-01-01).
-    let sig = Signature::new(
+/// Who commits and tags the test applications, well before the tests deploy them, as real
+/// releases are (2026-01-01): OPcache caches files at once only when they are older than
+/// `opcache.file_update_protection`.
+fn tagger() -> Signature<'static> {
+    Signature::new(
         "Test",
         "test@example.invalid",
         &git2::Time::new(1_767_225_600, 0),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// A git repository of a PHP app with tags v1..v3: `index.php` prints its version and
+/// `__DIR__` and requires every class; `slow.php` takes 2 s, then includes `late.php`.
+fn make_php_repo(path: &std::path::Path) {
+    let repo = Repository::init(path).unwrap();
+    let sig = tagger();
     let mut parent: Option<git2::Oid> = None;
     for tag in ["v1", "v2", "v3"] {
         let work = repo.workdir().unwrap().to_path_buf();
@@ -96,12 +102,7 @@ const MOBILE_CLASSES: usize = 40;
 /// `__DIR__` and requires its classes.
 fn make_mobile_repo(path: &std::path::Path) {
     let repo = Repository::init(path).unwrap();
-    let sig = Signature::new(
-        "Test",
-        "test@example.invalid",
-        &git2::Time::new(1_767_225_600, 0),
-    )
-    .unwrap();
+    let sig = tagger();
     let mut parent: Option<git2::Oid> = None;
     for tag in ["v1", "v2"] {
         let work = repo.workdir().unwrap().to_path_buf();

@@ -164,6 +164,23 @@ impl TestEnv {
         command
     }
 
+    /// Runs `args` with a crash injected at `point` (`CLUBDEPLOY_CRASH_AT`), asserting the
+    /// process aborted there.
+    pub fn crash_at(&self, args: &[&str], point: &str) {
+        use std::os::unix::process::ExitStatusExt;
+        let out = self
+            .command(args)
+            .env("CLUBDEPLOY_CRASH_AT", point)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "{args:?} did not abort at {point}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Runs a command that must succeed; returns its standard output.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);

@@ -1,7 +1,6 @@
 //! The job queue: crash recovery at every injected crash point, concurrent deploys from many
 //! processes, detached jobs picked up by `serve`, the in-process wake-up, and cancelling.
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::Arc;
@@ -48,17 +47,7 @@ fn crash_then_recover(point: &str, left_behind: impl Fn(&TestEnv) -> bool) -> Te
     env.configure();
     env.add_clubs(&["a", "b", "c"]);
     env.ok(&["deploy", "v1", "--all"]);
-    let out = env
-        .command(&["deploy", "v2", "--all"])
-        .env("CLUBDEPLOY_CRASH_AT", point)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.signal(),
-        Some(6),
-        "the deploy did not abort at {point}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.crash_at(&["deploy", "v2", "--all"], point);
     assert!(
         left_behind(&env),
         "a crash at {point} left nothing half-done"

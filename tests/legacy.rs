@@ -320,18 +320,7 @@ fn a_legacy_copy_is_kept_refused_by_deploy_adopted_without_a_gap_and_put_back() 
 #[test]
 fn an_adopt_interrupted_after_the_exchange_keeps_the_copy_and_is_recovered() {
     let (env, before) = env_with_legacy_copy();
-    let out = env
-        .command(&["adopt", "a", "--tag", "v2"])
-        .env("CLUBDEPLOY_CRASH_AT", "adopt:after-exchange")
-        .output()
-        .unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        out.status.signal(),
-        Some(6),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.crash_at(&["adopt", "a", "--tag", "v2"], "adopt:after-exchange");
     // The webroot is the release already; the copy waits beside it.
     assert_eq!(env.release_of("a"), env.release_name("v2"));
     let beside: Vec<String> = crate::helpers::entries(&env.www.join("a"))

@@ -17,43 +17,28 @@ pub struct Club {
     pub created_at: NaiveDateTime,
 }
 
-/// A club's webroot for one application, with the club: what a job switches.
-#[derive(Debug, Clone, Queryable)]
+/// A club's webroot for one application, with the club: what a job switches. Selected from
+/// `clubs` joined with `webroots`.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webroots)]
 pub struct ClubApp {
+    #[diesel(select_expression = clubs::id)]
     pub club_id: i32,
+    #[diesel(select_expression = clubs::slug)]
     pub slug: String,
+    #[diesel(select_expression = clubs::name)]
     pub name: String,
+    #[diesel(select_expression = clubs::url)]
     pub url: Option<String>,
+    #[diesel(column_name = id)]
     pub webroot_id: i32,
     pub app: String,
     /// The webroot's path, under `webroot_base`.
+    #[diesel(column_name = path)]
     pub webroot: String,
     /// The release the webroot was last seen or made to resolve to.
     pub current_release: Option<String>,
 }
-
-/// The columns of a [`ClubApp`], in its order.
-type ClubAppColumns = (
-    clubs::id,
-    clubs::slug,
-    clubs::name,
-    clubs::url,
-    webroots::id,
-    webroots::app,
-    webroots::path,
-    webroots::current_release,
-);
-
-const CLUB_APP: ClubAppColumns = (
-    clubs::id,
-    clubs::slug,
-    clubs::name,
-    clubs::url,
-    webroots::id,
-    webroots::app,
-    webroots::path,
-    webroots::current_release,
-);
 
 /// A club to add.
 #[derive(Debug, Insertable)]
@@ -142,7 +127,7 @@ pub fn add_webroot(
 pub fn webroots(conn: &mut SqliteConnection, app: Option<&str>) -> QueryResult<Vec<ClubApp>> {
     let mut query = clubs::table
         .inner_join(webroots::table)
-        .select(CLUB_APP)
+        .select(ClubApp::as_select())
         .order((clubs::slug, webroots::app))
         .into_boxed();
     if let Some(app) = app {
@@ -157,7 +142,7 @@ pub fn webroot(conn: &mut SqliteConnection, slug: &str, app: &str) -> QueryResul
         .inner_join(webroots::table)
         .filter(clubs::slug.eq(slug))
         .filter(webroots::app.eq(app))
-        .select(CLUB_APP)
+        .select(ClubApp::as_select())
         .first(conn)
         .optional()
 }
@@ -167,7 +152,7 @@ pub fn webroots_of(conn: &mut SqliteConnection, slug: &str) -> QueryResult<Vec<C
     clubs::table
         .inner_join(webroots::table)
         .filter(clubs::slug.eq(slug))
-        .select(CLUB_APP)
+        .select(ClubApp::as_select())
         .order(webroots::app)
         .load(conn)
 }

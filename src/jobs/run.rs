@@ -158,11 +158,7 @@ pub fn rollback(
 /// Deletes the releases of `app` (of each application, when `None`) that no club runs,
 /// beyond the newest `keep_releases` of them, once no request can still be using them.
 pub fn prune(job: &mut Job<'_>, app: Option<&App>) -> anyhow::Result<String> {
-    let settings = job.settings;
-    let apps = match app {
-        Some(app) => std::slice::from_ref(app),
-        None => settings.apps(),
-    };
+    let apps = one_or_every(job.settings, app);
     let mut counts = Vec::new();
     for app in apps {
         let deleted = prune_releases(job, app, None)?;
@@ -403,11 +399,7 @@ fn webroot_of(settings: &Settings, club: &ClubApp) -> anyhow::Result<std::path::
 /// Fetches the tags of `app`'s repository (of each application's, when `None`) into its
 /// mirror (the releases page's Refresh).
 pub fn fetch(job: &mut Job<'_>, app: Option<&App>) -> anyhow::Result<String> {
-    let settings = job.settings;
-    let apps = match app {
-        Some(app) => std::slice::from_ref(app),
-        None => settings.apps(),
-    };
+    let apps = one_or_every(job.settings, app);
     let mut summaries = Vec::new();
     for app in apps {
         let summary = fetch_app(job, app)?;
@@ -418,6 +410,14 @@ pub fn fetch(job: &mut Job<'_>, app: Option<&App>) -> anyhow::Result<String> {
         });
     }
     Ok(summaries.join("; "))
+}
+
+/// `app` alone, or every application when `None`.
+fn one_or_every<'s>(settings: &'s Settings, app: Option<&'s App>) -> &'s [App] {
+    match app {
+        Some(app) => std::slice::from_ref(app),
+        None => settings.apps(),
+    }
 }
 
 fn fetch_app(job: &mut Job<'_>, app: &App) -> anyhow::Result<String> {
