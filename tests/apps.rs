@@ -345,6 +345,38 @@ async fn the_panel_shows_clubs_by_application_and_deploys_the_one_chosen() {
     );
     assert_eq!(app.env.served("b"), "<?php echo 'version v1';\n");
 
+    // A refusal in the panel's words, not the command line's.
+    let refused = admin
+        .get(app.url("/clubs/a/rollback"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let text = refused.text().await.unwrap();
+    assert!(
+        text.contains("Choose an application: main, mobile."),
+        "{text}"
+    );
+
+    // Adding a club in the panel: a webroot per application, empty where it does not run it.
+    let d_mobile = mobile_webroot(&app.env, "d");
+    let added = app
+        .post(
+            &admin,
+            "/clubs",
+            &[
+                ("slug", "d"),
+                ("app", "main"),
+                ("webroot", ""),
+                ("app", "mobile"),
+                ("webroot", d_mobile.to_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    let d: Vec<_> = rows(&app.env).into_iter().filter(|r| r.0 == "d").collect();
+    assert_eq!(d, [("d".into(), "mobile".into(), None)]);
+
     let jobs = app.page(&admin, "/jobs?app=main").await;
     assert!(
         jobs.contains("(main)") && !jobs.contains("(mobile)"),

@@ -163,7 +163,16 @@ impl AppQuery {
     /// several, or none by that name).
     pub fn resolve<'s>(&self, settings: &'s Settings) -> Result<&'s crate::config::App, AppError> {
         let name = Some(self.app.trim()).filter(|a| !a.is_empty());
-        Ok(settings.app(name)?)
+        settings.app(name).map_err(|_| {
+            let names: Vec<&str> = settings.apps().iter().map(|a| a.name.as_str()).collect();
+            AppError::BadRequest(match name {
+                None => format!("Choose an application: {}.", names.join(", ")),
+                Some(name) => format!(
+                    "There is no application {name:?}; the applications are {}.",
+                    names.join(", ")
+                ),
+            })
+        })
     }
 }
 
