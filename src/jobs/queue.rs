@@ -228,6 +228,10 @@ pub fn run_next(
                 let id = job.id.to_string();
                 let entry =
                     audit::Entry::new(&job.requested_by, "job.started", "job", &id, &details);
+                let entry = audit::Entry {
+                    app: job.app.as_deref(),
+                    ..entry
+                };
                 audit::append(conn, &entry)?;
             }
             Ok::<_, diesel::result::Error>(job)
@@ -338,10 +342,12 @@ fn record_end(
     let id = job.id.to_string();
     conn.immediate_transaction(|conn| {
         jobs::finish(conn, job.id, status.as_str(), outcome, error, db::now())?;
-        audit::append(
-            conn,
-            &audit::Entry::new(&job.requested_by, action, "job", &id, details),
-        )
+        let entry = audit::Entry::new(&job.requested_by, action, "job", &id, details);
+        let entry = audit::Entry {
+            app: job.app.as_deref(),
+            ..entry
+        };
+        audit::append(conn, &entry)
     })
     .context("cannot record how the job ended")
 }
