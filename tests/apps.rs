@@ -97,6 +97,13 @@ fn each_application_deploys_to_its_own_webroots_from_one_shared_release() {
     assert!(!mobile_webroot(&env, "a").exists());
     let out = env.ok(&["deploy", "v1", "--app", "mobile", "--all"]);
     assert!(out.contains("2 of 2 clubs switched"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "club c's mobile now runs {}",
+            rows(&env)[3].2.as_ref().unwrap()
+        )),
+        "{out}"
+    );
 
     // One release per application, shared by every club running it (OPcache caches it once).
     assert_eq!(env.realpath("a"), env.realpath("b"));

@@ -609,8 +609,12 @@ fn switch_clubs(
         let from = match switcher.switch(webroot, releases_dir) {
             Ok(Some(from)) if from.release() != Some(&release.name) => from,
             Ok(_) => {
-                job.progress
-                    .progress(&format!("club {} already runs {}", club.slug, release.name));
+                let line = format!(
+                    "{} already runs {}",
+                    label(job.settings, club),
+                    release.name
+                );
+                job.progress.progress(&line);
                 continue;
             }
             Err(e) => {
@@ -629,8 +633,8 @@ fn switch_clubs(
             switched_at: db::now(),
         });
         job.progress.progress(&format!(
-            "club {} now runs {} ({} of {} clubs switched)",
-            club.slug,
+            "{} now runs {} ({} of {} clubs switched)",
+            label(job.settings, club),
             release.name,
             done.len(),
             clubs.len()
@@ -839,6 +843,16 @@ fn prune_releases(
             .progress(&format!("deleted release {}", release.name));
     }
     Ok(doomed.len())
+}
+
+/// "club zermatt", or with several applications "club zermatt's mobile": how progress lines
+/// name a webroot.
+fn label(settings: &Settings, club: &ClubApp) -> String {
+    if settings.several_apps() {
+        format!("club {}'s {}", club.slug, club.app)
+    } else {
+        format!("club {}", club.slug)
+    }
 }
 
 fn plural(n: usize) -> &'static str {
