@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::helpers::TestEnv;
 
-/// A test environment whose database is the one v0.1.0 wrote (28 audit rows, 5 jobs, clubs
+/// A test environment whose database is the one v0.1.0 wrote (29 audit rows, 5 jobs, clubs
 /// a and b, staff admin and deployer).
 fn upgraded_from_v010() -> TestEnv {
     let env = TestEnv::new();
@@ -34,7 +34,7 @@ fn an_installation_made_by_v010_keeps_its_clubs_staff_jobs_and_audit_chain() {
     let db = env.data.join("clubdeploy.sqlite3");
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = env.ok(&["audit", "verify"]);
-    assert!(out.starts_with("audit log intact: 28 rows"), "{out}");
+    assert!(out.starts_with("audit log intact: 29 rows"), "{out}");
     // 0.1 left the database (password hashes) world-readable: the first run closes it.
     assert_eq!(
         std::fs::metadata(&db).unwrap().permissions().mode() & 0o777,
@@ -71,15 +71,15 @@ fn an_installation_made_by_v010_keeps_its_clubs_staff_jobs_and_audit_chain() {
     assert!(
         std::fs::read_to_string(&key)
             .unwrap()
-            .contains("keyed_from=29\n")
+            .contains("keyed_from=30\n")
     );
     env.ok(&["deploy", "v1", "--club", "c"]);
     let out = env.ok(&["audit", "verify"]);
     assert!(
-        out.contains("rows 1 to 28 by the plain SHA-256 chain"),
+        out.contains("rows 1 to 29 by the plain SHA-256 chain"),
         "{out}"
     );
-    assert!(out.contains("rows 29 to"), "{out}");
+    assert!(out.contains("rows 30 to"), "{out}");
     assert!(out.contains("vouches for every row"), "{out}");
     let rows: serde_json::Value =
         serde_json::from_str(&env.ok(&["audit", "--json", "--limit", "1000"])).unwrap();
@@ -91,7 +91,7 @@ fn an_installation_made_by_v010_keeps_its_clubs_staff_jobs_and_audit_chain() {
             .unwrap()
             .clone()
     };
-    assert_eq!(by_id(29)["prev_hash"], by_id(28)["hash"]);
+    assert_eq!(by_id(30)["prev_hash"], by_id(29)["hash"]);
 }
 
 /// Field-by-field the plain SHA-256 row hash the first version used, as someone who can
@@ -141,17 +141,17 @@ fn edits_re_chained_without_the_key_and_deleted_rows_are_caught() {
     let last = rows.len();
 
     // The recomputation is the old one: it reproduces every row written before the key.
-    for row in &rows[..28] {
+    for row in &rows[..29] {
         assert_eq!(
             plain_hash(row, row["prev_hash"].as_str().unwrap()),
             row["hash"].as_str().unwrap()
         );
     }
-    assert_eq!(rows[32]["id"], 33);
+    assert_eq!(rows[33]["id"], 34);
     // 1. Edit a keyed row and re-chain everything after it the old way: the MAC catches it.
-    let mut prev = rows[32]["prev_hash"].as_str().unwrap().to_owned();
-    for row in rows.iter_mut().skip(32) {
-        if row["id"] == 33 {
+    let mut prev = rows[33]["prev_hash"].as_str().unwrap().to_owned();
+    for row in rows.iter_mut().skip(33) {
+        if row["id"] == 34 {
             row["details"] = "nothing happened".into();
         }
         let hash = plain_hash(row, &prev);
@@ -171,7 +171,7 @@ fn edits_re_chained_without_the_key_and_deleted_rows_are_caught() {
     );
     let error = env.fails(&["audit", "verify"]);
     assert!(
-        error.contains("audit row 33 does not match its hash"),
+        error.contains("audit row 34 does not match its hash"),
         "{error}"
     );
 
@@ -296,6 +296,50 @@ impl Installation {
     }
 }
 
+impl Installation {
+    /// The session admin started in the v0.1.0 panel still signs admin in to the new one
+    /// (its timeouts set long: the fixture was made long before the test runs).
+    fn signed_in_admin_still_is(&self) {
+        let config = self.root.join("clubdeploy.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let longer = "session_idle_secs = 3000000000\nsession_absolute_secs = 3000000000\n";
+        std::fs::write(&config, format!("{longer}{text}")).unwrap();
+        let token = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0.1.0/admin-session.txt"),
+        )
+        .unwrap();
+        let settings = clubdeploy::config::Settings::load(&config).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (status, page) = runtime.block_on(async move {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let app = clubdeploy::startup::Application::build(
+                settings,
+                listener,
+                std::time::Duration::from_secs(3600),
+            )
+            .unwrap();
+            let url = format!("http://{}/clubs", app.addr());
+            let server = tokio::spawn(app.run_until_stopped());
+            let response = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+                .get(url)
+                .header("Cookie", format!("clubdeploy_session={}", token.trim()))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let page = response.text().await.unwrap();
+            server.abort();
+            (status, page)
+        });
+        assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+        assert!(page.contains("admin (admin)"), "{page}");
+        assert!(page.contains("Club A") && page.contains("Club B"), "{page}");
+    }
+}
+
 impl Drop for Installation {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
@@ -303,7 +347,7 @@ impl Drop for Installation {
 }
 
 #[test]
-fn a_live_v010_installation_upgrades_in_place_with_its_links_history_and_bad_marks() {
+fn a_live_v010_installation_upgrades_in_place_with_links_history_bad_marks_and_sessions() {
     let install = Installation::unpack();
     let releases =
         |install: &Installation| crate::helpers::entries(&install.root.join("data/releases"));
@@ -332,7 +376,7 @@ fn a_live_v010_installation_upgrades_in_place_with_its_links_history_and_bad_mar
     assert_eq!([install.link("a"), install.link("b")], before_links);
     assert_eq!(releases(&install), before_releases);
     let out = install.ok(&["audit", "verify"]);
-    assert!(out.starts_with("audit log intact: 28 rows"), "{out}");
+    assert!(out.starts_with("audit log intact: 29 rows"), "{out}");
     let jobs: serde_json::Value = serde_json::from_str(&install.ok(&["jobs", "--json"])).unwrap();
     let jobs = jobs.as_array().unwrap();
     assert_eq!(jobs.len(), 5);
@@ -345,6 +389,7 @@ fn a_live_v010_installation_upgrades_in_place_with_its_links_history_and_bad_mar
         users.contains("admin") && users.contains("deployer"),
         "{users}"
     );
+    install.signed_in_admin_still_is();
 
     // History and bad marks survived: a went v1, v2, v3 and was rolled back to v2 (v3 marked
     // bad for it), so its previous release is v1, not v3; b's (v1, v2) is v1.
@@ -370,7 +415,7 @@ fn a_live_v010_installation_upgrades_in_place_with_its_links_history_and_bad_mar
     }
     let out = install.ok(&["audit", "verify"]);
     assert!(
-        out.contains("rows 1 to 28 by the plain SHA-256 chain"),
+        out.contains("rows 1 to 29 by the plain SHA-256 chain"),
         "{out}"
     );
 
