@@ -199,6 +199,7 @@ fn make_data(root: &Path) -> std::path::PathBuf {
                     path: webroot.to_str().unwrap(),
                     current_release: Some(release),
                     created_at: db::now(),
+                    url: None,
                 },
             )
             .unwrap();

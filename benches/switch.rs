@@ -111,6 +111,7 @@ fn select_from_database(data: &Path, main: &[PathBuf], mobile: &[PathBuf]) -> Du
                         path: path.to_str().unwrap(),
                         current_release: None,
                         created_at: db::now(),
+                        url: None,
                     },
                 )
                 .unwrap();

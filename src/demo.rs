@@ -108,7 +108,7 @@ pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
                 slug,
                 webroots: &webroots,
                 name: Some(name),
-                url: None,
+                urls: &[],
             },
         )?;
     }

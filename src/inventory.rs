@@ -66,16 +66,28 @@ pub struct AddClub<'a> {
     /// Its webroots: `(application, path)`, the application optional when there is one.
     pub webroots: &'a [(Option<&'a str>, &'a Path)],
     pub name: Option<&'a str>,
-    pub url: Option<&'a str>,
+    /// The sites' addresses: `(application, url)`, the application optional when there is
+    /// one.
+    pub urls: &'a [(Option<&'a str>, &'a str)],
 }
 
-/// Parses a `--webroot` value: `[<app>=]<path>` (a path holding `=` needs the `app=`).
-pub fn parse_webroot_arg(arg: &str) -> (Option<&str>, &Path) {
+/// Parses a `--webroot` or `--url` value: `[<app>=]<value>` (a value holding `=` before any
+/// `/` needs the `app=`).
+pub fn parse_app_arg(arg: &str) -> (Option<&str>, &str) {
     match arg.split_once('=') {
-        Some((app, path)) if crate::domain::AppName::parse(app).is_ok() => {
-            (Some(app), Path::new(path))
-        }
-        _ => (None, Path::new(arg)),
+        Some((app, value)) if crate::domain::AppName::parse(app).is_ok() => (Some(app), value),
+        _ => (None, arg),
+    }
+}
+
+/// Checks a site address: http or https.
+fn check_url(url: &str) -> Result<(), InvalidInput> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(InvalidInput(format!(
+            "--url {url:?} must start with http:// or https://"
+        )))
     }
 }
 
@@ -85,6 +97,7 @@ struct CheckedWebroot<'s> {
     path: String,
     release: Option<String>,
     legacy: bool,
+    url: Option<String>,
 }
 
 /// Checks a webroot to add for `app` (`None`: the only application): it lies under
@@ -113,6 +126,7 @@ fn check_webroot<'s>(
         path,
         release: on_disk.release().map(|r| r.to_string()),
         legacy: on_disk == Webroot::NotALink,
+        url: None,
     })
 }
 
@@ -136,6 +150,7 @@ impl CheckedWebroot<'_> {
                 path: &self.path,
                 current_release: self.release.as_deref(),
                 created_at: db::now(),
+                url: self.url.as_deref(),
             },
         )
     }
@@ -153,7 +168,7 @@ pub fn add_club(
     if club.webroots.is_empty() {
         return Err(InvalidInput("a club needs at least one webroot".into()).into());
     }
-    let webroots = club
+    let mut webroots = club
         .webroots
         .iter()
         .map(|(app, path)| check_webroot(settings, *app, path))
@@ -167,12 +182,26 @@ pub fn add_club(
             .into());
         }
     }
-    if let Some(url) = club.url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        return Err(
-            InvalidInput(format!("--url {url:?} must start with http:// or https://")).into(),
-        );
+    for (app, url) in club.urls {
+        check_url(url)?;
+        let app = settings.app(*app).map_err(|e| {
+            InvalidInput(format!(
+                "{e} (write the address as <app>=<url>, e.g. {}={url})",
+                settings.apps()[0].name
+            ))
+        })?;
+        let Some(webroot) = webroots.iter_mut().find(|w| w.app.name == app.name) else {
+            return Err(InvalidInput(format!(
+                "an address for {} but no webroot for it: give the club a webroot of {} too",
+                app.name, app.name
+            ))
+            .into());
+        };
+        if webroot.url.replace((*url).to_owned()).is_some() {
+            return Err(
+                InvalidInput(format!("two addresses for the application {}", app.name)).into(),
+            );
+        }
     }
     let name = club.name.unwrap_or(slug.as_str()).trim();
     if name.is_empty() {
@@ -186,7 +215,7 @@ pub fn add_club(
             &NewClub {
                 slug: slug.as_str(),
                 name,
-                url: club.url,
+                url: club.urls.first().map(|(_, url)| *url),
                 created_at: db::now(),
             },
         )?;
@@ -214,9 +243,14 @@ pub fn add_webroot(
     slug: &str,
     app: Option<&str>,
     webroot: &Path,
+    url: Option<&str>,
 ) -> anyhow::Result<ClubStatus> {
     let slug = ClubSlug::parse(slug)?;
-    let webroot = check_webroot(settings, app, webroot)?;
+    let mut webroot = check_webroot(settings, app, webroot)?;
+    if let Some(url) = url {
+        check_url(url)?;
+        webroot.url = Some(url.to_owned());
+    }
     let Some(club) = clubs::by_slug(conn, slug.as_str())? else {
         return Err(Refusal::NotFound(format!("there is no club {slug}")).into());
     };

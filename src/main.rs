@@ -180,9 +180,10 @@ enum ClubCommand {
         /// Display name (defaults to the slug).
         #[arg(long)]
         name: Option<String>,
-        /// The club's site, for health checks and links.
-        #[arg(long)]
-        url: Option<String>,
+        /// `[<app>=]<url>`: the address of the club's site of an application, through which
+        /// its health is checked after a deploy (repeat for each application).
+        #[arg(long = "url", value_name = "[APP=]URL")]
+        urls: Vec<String>,
     },
     /// Give a club a webroot for another application.
     Webroot {
@@ -190,6 +191,9 @@ enum ClubCommand {
         /// The application, as configured in [apps.<name>].
         app: String,
         path: PathBuf,
+        /// The address of the club's site of this application.
+        #[arg(long)]
+        url: Option<String>,
     },
     /// List clubs (one row per club and application).
     List(ListArgs),
@@ -335,11 +339,18 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             slug,
             webroots,
             name,
-            url,
+            urls,
         }) => {
             let webroots: Vec<(Option<&str>, &Path)> = webroots
                 .iter()
-                .map(|arg| inventory::parse_webroot_arg(arg))
+                .map(|arg| {
+                    let (app, path) = inventory::parse_app_arg(arg);
+                    (app, Path::new(path))
+                })
+                .collect();
+            let urls: Vec<(Option<&str>, &str)> = urls
+                .iter()
+                .map(|arg| inventory::parse_app_arg(arg))
                 .collect();
             let added = inventory::add_club(
                 &settings,
@@ -349,7 +360,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                     slug: &slug,
                     webroots: &webroots,
                     name: name.as_deref(),
-                    url: url.as_deref(),
+                    urls: &urls,
                 },
             )?;
             for club in added {
@@ -365,9 +376,21 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Club(ClubCommand::Webroot { slug, app, path }) => {
-            let club =
-                inventory::add_webroot(&settings, &mut *db()?, &actor, &slug, Some(&app), &path)?;
+        Command::Club(ClubCommand::Webroot {
+            slug,
+            app,
+            path,
+            url,
+        }) => {
+            let club = inventory::add_webroot(
+                &settings,
+                &mut *db()?,
+                &actor,
+                &slug,
+                Some(&app),
+                &path,
+                url.as_deref(),
+            )?;
             say!("club {} runs {} at {}", club.slug, club.app, club.webroot);
         }
         Command::Club(ClubCommand::List(list)) | Command::Status(list) => {

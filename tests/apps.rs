@@ -462,3 +462,70 @@ fn recovery_reads_back_each_application_s_links_and_keeps_its_legacy_copies() {
     assert!(!env.data.join("legacy").exists() || entries(&env.data.join("legacy")).is_empty());
     assert_eq!(entries(&env.www.join("b")), ["htdocs", "mobile"]);
 }
+
+#[test]
+fn each_webroot_has_the_address_of_its_own_site() {
+    let env = two_apps();
+    let w = |dir: &str| format!("{dir}={}", env.www.join("e").join(dir).display());
+    let add = |extra: &[&str]| {
+        let mut args = vec!["club", "add", "e"];
+        let (main, mobile) = (w("main"), w("mobile"));
+        args.extend(["--webroot", &main, "--webroot", &mobile]);
+        args.extend(extra);
+        env.run(&args)
+    };
+    for (extra, expected) in [
+        (
+            &["--url", "https://e.example"][..],
+            "write the address as <app>=<url>",
+        ),
+        (
+            &["--url", "shop=https://e.example"][..],
+            "there is no application \"shop\"",
+        ),
+        (
+            &["--url", "main=ftp://e.example"][..],
+            "must start with http:// or https://",
+        ),
+        (
+            &[
+                "--url",
+                "main=https://a.example",
+                "--url",
+                "main=https://b.example",
+            ][..],
+            "two addresses for the application main",
+        ),
+    ] {
+        let out = add(extra);
+        assert!(!out.status.success());
+        let error = String::from_utf8_lossy(&out.stderr);
+        assert!(error.contains(expected), "{extra:?}: {error}");
+    }
+    let out = add(&[
+        "--url",
+        "main=https://e.example/",
+        "--url",
+        "mobile=https://m.e.example/?a=b",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    let urls: Vec<(&str, &str)> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["slug"] == "e")
+        .map(|r| (r["app"].as_str().unwrap(), r["url"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            ("main", "https://e.example/"),
+            ("mobile", "https://m.e.example/?a=b")
+        ]
+    );
+}

@@ -28,7 +28,7 @@ pub struct ClubApp {
     pub slug: String,
     #[diesel(select_expression = clubs::name)]
     pub name: String,
-    #[diesel(select_expression = clubs::url)]
+    /// The address of this webroot's site (health checks go there).
     pub url: Option<String>,
     #[diesel(column_name = id)]
     pub webroot_id: i32,
@@ -59,6 +59,7 @@ pub struct NewWebroot<'a> {
     pub path: &'a str,
     pub current_release: Option<&'a str>,
     pub created_at: NaiveDateTime,
+    pub url: Option<&'a str>,
 }
 
 /// Why a club could not be added.

@@ -115,6 +115,7 @@ diesel::table! {
         path -> Text,
         current_release -> Nullable<Text>,
         created_at -> Timestamp,
+        url -> Nullable<Text>,
     }
 }
 

@@ -301,10 +301,10 @@ struct AddClubForm {
     slug: String,
     name: String,
     /// One per application, in the order of `app` (an empty webroot: the club does not run
-    /// that application).
+    /// that application), with the address of the club's site of it.
     app: Vec<String>,
     webroot: Vec<String>,
-    url: String,
+    url: Vec<String>,
 }
 
 /// `POST /clubs` (admins): adds a club.
@@ -320,13 +320,19 @@ pub async fn add(
     state
         .db(move |settings, conn| {
             let name = Some(posted.name.trim()).filter(|n| !n.is_empty());
-            let url = Some(posted.url.trim()).filter(|u| !u.is_empty());
             let webroots: Vec<(Option<&str>, &std::path::Path)> = posted
                 .webroot
                 .iter()
                 .enumerate()
                 .filter(|(_, w)| !w.trim().is_empty())
                 .map(|(i, w)| (posted.app.get(i).map(String::as_str), w.trim().as_ref()))
+                .collect();
+            let urls: Vec<(Option<&str>, &str)> = posted
+                .url
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| !u.trim().is_empty())
+                .map(|(i, u)| (posted.app.get(i).map(String::as_str), u.trim()))
                 .collect();
             if webroots.is_empty() {
                 return Err(AppError::BadRequest(
@@ -342,7 +348,7 @@ pub async fn add(
                     slug: posted.slug.trim(),
                     webroots: &webroots,
                     name,
-                    url,
+                    urls: &urls,
                 },
             )
         })

@@ -1,0 +1,1 @@
+-- Nothing to undo that loses data: the column is dropped with the webroots table.
