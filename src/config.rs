@@ -51,6 +51,12 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// How Apache is checked and reloaded.
     pub reload: ReloadSettings,
+    /// The health probe written into every release.
+    pub probe: ProbeSettings,
+    /// How clubs are checked after a switch, and what happens to those that fail.
+    pub health: HealthSettings,
+    /// Deploying to many clubs in waves.
+    pub rollout: RolloutSettings,
     /// Every application, resolved: `main` (from the top-level `repo_url`) and `[apps.*]`.
     #[serde(skip)]
     resolved_apps: Vec<App>,
@@ -215,6 +221,83 @@ impl Default for ReloadSettings {
     }
 }
 
+/// The probe clubdeploy writes into every release (`.clubdeploy/probe.php`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeSettings {
+    /// Write the probe, and prove each club runs the new release through it; off, health
+    /// checks only the application's own page.
+    pub enabled: bool,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        ProbeSettings { enabled: true }
+    }
+}
+
+/// What happens to the clubs that fail their health check after a switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Put them back on the release they ran before, at once, with one reload, and mark the
+    /// release bad for them.
+    #[default]
+    Rollback,
+    /// Leave them as they are; the job fails.
+    Stop,
+    /// Report the failure; the job succeeds.
+    Ignore,
+}
+
+/// Health checks after a switch, through each webroot's address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// A club not proven on the new release within this long has failed.
+    pub timeout_secs: u64,
+    /// The application's own page that must answer.
+    pub path: String,
+    /// The status it must answer with.
+    pub expect_status: u16,
+    /// Text its body must contain, if any.
+    pub expect_text: Option<String>,
+    pub on_failure: OnFailure,
+    /// How long one request may take.
+    pub request_timeout_ms: u64,
+    /// How many clubs are checked at once.
+    pub concurrency: usize,
+    /// Connect to this address (a host name or IP) instead of each site's own, keeping the
+    /// site's name for the Host header and TLS: `127.0.0.1` checks the local Apache directly,
+    /// bypassing a load balancer or CDN.
+    pub connect_to: Option<String>,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            timeout_secs: 30,
+            path: "/".into(),
+            expect_status: 200,
+            expect_text: None,
+            on_failure: OnFailure::Rollback,
+            request_timeout_ms: 5000,
+            concurrency: 8,
+            connect_to: None,
+        }
+    }
+}
+
+/// Deploying to many clubs in waves: the canaries first, then batches.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutSettings {
+    /// Clubs that get a deploy to several clubs first (unless the deploy names its own).
+    pub canary: Vec<String>,
+    /// How many clubs switch together after the canaries; 0: all the rest at once.
+    pub batch_size: usize,
+}
+
 /// The defaults of every key that has one.
 #[derive(Serialize)]
 struct Defaults {
@@ -228,6 +311,9 @@ struct Defaults {
     web: WebSettings,
     audit: AuditSettings,
     reload: ReloadSettings,
+    probe: ProbeSettings,
+    health: HealthSettings,
+    rollout: RolloutSettings,
 }
 
 /// A configuration problem, naming the key where there is one.
@@ -250,6 +336,9 @@ impl Settings {
             web: WebSettings::default(),
             audit: AuditSettings::default(),
             reload: ReloadSettings::default(),
+            probe: ProbeSettings::default(),
+            health: HealthSettings::default(),
+            rollout: RolloutSettings::default(),
         };
         let figment = Figment::from(Serialized::defaults(defaults))
             .merge(Toml::file_exact(file))
@@ -276,6 +365,26 @@ impl Settings {
             }
         }
         check_git("git", &self.git)?;
+        if self.health.timeout_secs == 0
+            || self.health.request_timeout_ms == 0
+            || self.health.concurrency == 0
+        {
+            return Err(ConfigError(
+                "`health.timeout_secs`, `health.request_timeout_ms` and `health.concurrency` \
+                 must be at least 1"
+                    .into(),
+            ));
+        }
+        if !self.health.path.starts_with('/') {
+            return Err(ConfigError(format!(
+                "`health.path` {:?} must start with /",
+                self.health.path
+            )));
+        }
+        for slug in &self.rollout.canary {
+            crate::domain::ClubSlug::parse(slug)
+                .map_err(|e| ConfigError(format!("`rollout.canary`: {e}")))?;
+        }
         let mut apps: Vec<(String, AppName, RepoUrl, BuildSettings, GitSettings)> = Vec::new();
         match (&self.repo_url, &self.build) {
             (Some(url), build) => apps.push((

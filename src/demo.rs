@@ -129,6 +129,7 @@ pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
             app: AppName::parse(app)?,
             tag: ReleaseTag::parse(TAGS[0])?,
             targets: Targets::All,
+            canary: None,
         };
         enqueue(conn, &first, "demo", None)?;
     }

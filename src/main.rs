@@ -57,6 +57,11 @@ enum Command {
         app: AppFlag,
         #[command(flatten)]
         targets: TargetArgs,
+        /// A club that goes first and must pass its health check before any other club is
+        /// touched (repeat for several) [default: `[rollout] canary`]. `--canary none`: no
+        /// canary.
+        #[arg(long = "canary", value_name = "SLUG")]
+        canary: Vec<String>,
         /// Only say what the deploy would change (commits, files, warnings); change nothing
         /// and queue nothing.
         #[arg(long, conflicts_with = "detach")]
@@ -438,9 +443,20 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             tag,
             app,
             targets,
+            canary,
             dry_run,
             detach,
         } => {
+            let canary = match canary.as_slice() {
+                [] => None,
+                [none] if none == "none" => Some(Vec::new()),
+                slugs => Some(
+                    slugs
+                        .iter()
+                        .map(|s| ClubSlug::parse(s))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
             let app = app.resolve(&settings)?;
             let tag = ReleaseTag::parse(&tag)?;
             let targets = if targets.all {
@@ -474,6 +490,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                     app: app.name.clone(),
                     tag,
                     targets,
+                    canary,
                 },
                 detach,
             )?;

@@ -283,7 +283,7 @@ fn serve_runs_jobs_queued_by_another_process() {
         .collect();
     assert_eq!(
         steps,
-        ["fetch", "build", "preflight", "switch", "reload", "prune"]
+        ["fetch", "build", "preflight", "switch", "reload", "health", "prune"]
     );
     assert_eq!(env.release_of("a"), env.release_name("v2"));
 }
@@ -299,6 +299,7 @@ fn a_job_queued_in_process_wakes_the_worker_without_waiting_for_a_poll() {
         app: clubdeploy::domain::AppName::main(),
         tag: ReleaseTag::parse(tag).unwrap(),
         targets: Targets::All,
+        canary: None,
     };
     let enqueue = |spec: &JobSpec| {
         clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), spec, "test", None).unwrap()

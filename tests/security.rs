@@ -447,6 +447,7 @@ fn a_running_job_keeps_no_database_connection_while_it_builds() {
         app: clubdeploy::domain::AppName::main(),
         tag: clubdeploy::domain::ReleaseTag::parse("v1").unwrap(),
         targets: clubdeploy::domain::Targets::All,
+        canary: None,
     };
     clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), &spec, "test", None).unwrap();
     let worker = {

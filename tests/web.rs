@@ -191,6 +191,7 @@ impl Panel {
             app: clubdeploy::domain::AppName::main(),
             tag: ReleaseTag::parse("v3").unwrap(),
             targets: Targets::All,
+            canary: None,
         };
         let conn = &mut self.pool.get().unwrap();
         clubdeploy::jobs::enqueue::enqueue(conn, &spec, "setup", None).unwrap();

@@ -19,6 +19,9 @@ pub enum JobSpec {
         app: AppName,
         tag: ReleaseTag,
         targets: Targets,
+        /// The clubs that go first and must pass their health check before any other is
+        /// touched; `None`: `[rollout] canary` (those of them the deploy reaches).
+        canary: Option<Vec<ClubSlug>>,
     },
     Rollback {
         app: AppName,
@@ -63,6 +66,8 @@ enum StoredSpec {
         app: String,
         tag: String,
         clubs: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        canary: Option<Vec<String>>,
     },
     Rollback {
         #[serde(default = "main_app")]
@@ -148,7 +153,15 @@ impl JobSpec {
     /// The parameters as JSON for the database.
     pub fn to_json(&self) -> String {
         let stored = match self {
-            JobSpec::Deploy { app, tag, targets } => StoredSpec::Deploy {
+            JobSpec::Deploy {
+                app,
+                tag,
+                targets,
+                canary,
+            } => StoredSpec::Deploy {
+                canary: canary
+                    .as_ref()
+                    .map(|slugs| slugs.iter().map(|s| s.to_string()).collect()),
                 app: app.to_string(),
                 tag: tag.to_string(),
                 clubs: match targets {
@@ -191,7 +204,15 @@ impl JobSpec {
             .map_err(|e| InvalidInput(format!("unreadable job parameters: {e}")))?;
         let optional = |app: Option<String>| app.as_deref().map(AppName::parse).transpose();
         Ok(match stored {
-            StoredSpec::Deploy { app, tag, clubs } => JobSpec::Deploy {
+            StoredSpec::Deploy {
+                app,
+                tag,
+                clubs,
+                canary,
+            } => JobSpec::Deploy {
+                canary: canary
+                    .map(|slugs| slugs.iter().map(|s| ClubSlug::parse(s)).collect())
+                    .transpose()?,
                 app: AppName::parse(&app)?,
                 tag: ReleaseTag::parse(&tag)?,
                 targets: match clubs {
@@ -262,6 +283,15 @@ impl fmt::Display for JobSpec {
                 write!(f, "delete {club}'s kept legacy copy {copy}")
             }
         }?;
+        if let JobSpec::Deploy {
+            canary: Some(canary),
+            ..
+        } = self
+            && !canary.is_empty()
+        {
+            let names: Vec<&str> = canary.iter().map(ClubSlug::as_str).collect();
+            write!(f, ", {} first", names.join(", "))?;
+        }
         match self.app() {
             Some(app) => write!(f, " ({app})"),
             None if matches!(self, JobSpec::Prune { .. } | JobSpec::Fetch { .. }) => {
@@ -336,11 +366,19 @@ mod tests {
                 app: app(),
                 tag: ReleaseTag::parse("v2").unwrap(),
                 targets: Targets::All,
+                canary: None,
+            },
+            JobSpec::Deploy {
+                app: app(),
+                tag: ReleaseTag::parse("v2").unwrap(),
+                targets: Targets::All,
+                canary: Some(vec![ClubSlug::parse("a").unwrap()]),
             },
             JobSpec::Deploy {
                 app: AppName::main(),
                 tag: ReleaseTag::parse("v2").unwrap(),
                 targets: Targets::Clubs(vec![ClubSlug::parse("a").unwrap()]),
+                canary: Some(Vec::new()),
             },
             JobSpec::Rollback {
                 app: app(),

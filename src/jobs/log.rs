@@ -79,6 +79,10 @@ impl Progress for JobLog {
         let message = format!("$ {} ({})", ran.shown, ran.status);
         self.write("output", &message, Some(&ran.output));
     }
+
+    fn evidence(&mut self, message: &str, text: &str) {
+        self.write("output", message, Some(text));
+    }
 }
 
 /// How an event reads on a terminal: steps flush left, the rest indented, output behind `|`.

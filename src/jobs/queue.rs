@@ -259,9 +259,15 @@ pub fn run_next(
             {
                 Err(e) => Err(anyhow::anyhow!("{e}; nothing was changed")),
                 Ok(app) => match (&spec, app) {
-                    (JobSpec::Deploy { tag, targets, .. }, Some(app)) => {
-                        run::deploy(&mut run_job, app, tag, targets)
-                    }
+                    (
+                        JobSpec::Deploy {
+                            tag,
+                            targets,
+                            canary,
+                            ..
+                        },
+                        Some(app),
+                    ) => run::deploy(&mut run_job, app, tag, targets, canary.as_deref()),
                     (JobSpec::Rollback { club, to, .. }, Some(app)) => {
                         run::rollback(&mut run_job, app, club, to.as_deref())
                     }

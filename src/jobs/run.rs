@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use diesel::SqliteConnection;
 
-use crate::config::{App, Settings};
+use crate::config::{App, OnFailure, Settings};
 use crate::db::clubs::ClubApp;
 use crate::db::{self, DbConn, DbPool, audit, clubs, switches};
 use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, Targets};
 use crate::pipeline::git::{self, Mirror};
 use crate::pipeline::release::{self, BuildSpec, Built, Release};
 use crate::pipeline::switch::{self, Webroot};
-use crate::pipeline::{Progress, Step, command};
+use crate::pipeline::{Progress, Step, command, health};
 
 /// How deep under `webroot_base` prune looks for links (`<base>/<club>/htdocs` is 2).
 const LINK_SCAN_DEPTH: usize = 3;
@@ -58,17 +58,21 @@ impl Job<'_> {
     }
 }
 
-/// Deploys `tag` of `app` to the target clubs' webroots of it: fetch, build, preflight,
-/// switch, reload, and after a deploy to all clubs, prune that application's releases.
-/// Returns a one-line summary.
+/// Deploys `tag` of `app` to the target clubs' webroots of it: fetch, build, preflight, then
+/// wave by wave (the canaries first, then batches of `[rollout] batch_size`) switch, reload
+/// and prove every switched club healthy; a failure stops the rollout where it is and follows
+/// `[health] on_failure`. After a whole deploy to all clubs, prune that application's
+/// releases. Returns a one-line summary.
 pub fn deploy(
     job: &mut Job<'_>,
     app: &App,
     tag: &ReleaseTag,
     targets: &Targets,
+    canary: Option<&[ClubSlug]>,
 ) -> anyhow::Result<String> {
     let clubs = target_clubs(&mut *job.conn()?, app, targets)?;
     check_webroots(job.settings, app, &clubs)?;
+    let waves = waves(job.settings, &clubs, canary)?;
     let mirror = git::open_mirror(app)?;
 
     job.progress.step(Step::Fetch);
@@ -90,20 +94,75 @@ pub fn deploy(
     if reload && any_to_switch {
         preflight(job)?;
     }
-    let switched = switch_clubs(job, app, &clubs, &release, "deploy", None)?;
+    let mut switched = 0;
+    let mut reloaded_at = None;
+    let mut unchecked = 0;
+    let mut ignored = 0;
+    for (n, wave) in waves.iter().enumerate() {
+        if waves.len() > 1 {
+            job.progress.step(Step::Switch);
+            let slugs: Vec<&str> = wave.clubs.iter().map(|c| c.slug.as_str()).collect();
+            job.progress.progress(&format!(
+                "wave {} of {}{}: {}",
+                n + 1,
+                waves.len(),
+                if wave.canary { " (canary)" } else { "" },
+                slugs.join(", ")
+            ));
+        }
+        let done = switch_clubs(job, app, &wave.clubs, &release, "deploy", None)?;
+        switched += done.len();
+        if done.is_empty() {
+            continue;
+        }
+        let proving = will_prove(job.settings, &release, reload, &wave.clubs);
+        if reload {
+            reload_apache(job, !proving)?;
+            reloaded_at = Some(Instant::now());
+        }
+        let checked = check_health(job, &release, &done, &wave.clubs, reload)?;
+        unchecked += checked.unchecked;
+        if checked.failed.is_empty() {
+            continue;
+        }
+        let not_reached: usize = waves[n + 1..].iter().map(|w| w.clubs.len()).sum();
+        match job.settings.health.on_failure {
+            OnFailure::Ignore => ignored += checked.failed.len(),
+            on_failure => {
+                return Err(health_failure(
+                    job,
+                    app,
+                    &release,
+                    &checked.failed,
+                    clubs.len(),
+                    not_reached,
+                    on_failure,
+                ));
+            }
+        }
+    }
     let mut summary = format!(
         "{switched} of {} club{} switched to {}",
         clubs.len(),
         plural(clubs.len()),
         release.name
     );
-    let reloaded_at = if reload && switched > 0 {
-        reload_apache(job)?;
+    if reloaded_at.is_some() {
         summary.push_str("; Apache reloaded");
-        Some(Instant::now())
-    } else {
-        None
-    };
+    }
+    if unchecked > 0 {
+        summary.push_str(&format!(
+            "; {unchecked} club{} not checked (no address)",
+            plural(unchecked)
+        ));
+    }
+    if ignored > 0 {
+        summary.push_str(&format!(
+            "; {ignored} club{} failed {} health check (ignored: on_failure = \"ignore\")",
+            plural(ignored),
+            if ignored == 1 { "its" } else { "their" }
+        ));
+    }
     if all {
         let deleted = prune_releases(job, app, reloaded_at)?;
         summary.push_str(&format!(
@@ -112,6 +171,304 @@ pub fn deploy(
         ));
     }
     Ok(summary)
+}
+
+/// A group of clubs switched, reloaded and checked together.
+struct Wave {
+    canary: bool,
+    clubs: Vec<ClubApp>,
+}
+
+/// The canaries (named by the job, or `[rollout] canary` among the targets), then the rest
+/// in batches of `[rollout] batch_size` (0: all at once). A canary the job names must be
+/// among the clubs it deploys to.
+fn waves(
+    settings: &Settings,
+    clubs: &[ClubApp],
+    canary: Option<&[ClubSlug]>,
+) -> anyhow::Result<Vec<Wave>> {
+    let named: Vec<&str> = match canary {
+        Some(named) => {
+            let strays: Vec<&str> = named
+                .iter()
+                .map(ClubSlug::as_str)
+                .filter(|s| !clubs.iter().any(|c| c.slug == *s))
+                .collect();
+            if !strays.is_empty() {
+                bail!(
+                    "canary {} is not among the clubs this deploy switches; nothing was changed",
+                    strays.join(", ")
+                );
+            }
+            named.iter().map(ClubSlug::as_str).collect()
+        }
+        None => settings.rollout.canary.iter().map(String::as_str).collect(),
+    };
+    let (canaries, rest): (Vec<ClubApp>, Vec<ClubApp>) = clubs
+        .iter()
+        .cloned()
+        .partition(|c| named.contains(&c.slug.as_str()));
+    let mut waves = Vec::new();
+    // Canaries only make sense ahead of other clubs.
+    let (canaries, rest) = if rest.is_empty() {
+        (Vec::new(), canaries)
+    } else {
+        (canaries, rest)
+    };
+    if !canaries.is_empty() {
+        waves.push(Wave {
+            canary: true,
+            clubs: canaries,
+        });
+    }
+    let size = match settings.rollout.batch_size {
+        0 => rest.len().max(1),
+        n => n,
+    };
+    for batch in rest.chunks(size) {
+        waves.push(Wave {
+            canary: false,
+            clubs: batch.to_vec(),
+        });
+    }
+    Ok(waves)
+}
+
+/// Whether the health step will prove the release through the probe (then the reload needs
+/// no fixed settle wait): probes on, the release has one, Apache reloaded, and some club has
+/// an address.
+fn will_prove(settings: &Settings, release: &Release, reloaded: bool, clubs: &[ClubApp]) -> bool {
+    settings.probe.enabled
+        && release.manifest.probe.is_some()
+        && reloaded
+        && clubs.iter().any(|c| c.url.is_some())
+}
+
+/// What the health step found.
+struct Checked {
+    /// The clubs that failed, with the switch that put them on the release.
+    failed: Vec<(ClubApp, switches::NewSwitch)>,
+    /// Clubs without an address.
+    unchecked: usize,
+}
+
+/// Proves each club of `done` (switched among `clubs`) live on `release` and healthy,
+/// logging every verdict and the failing responses.
+fn check_health(
+    job: &mut Job<'_>,
+    release: &Release,
+    done: &[switches::NewSwitch],
+    clubs: &[ClubApp],
+    reloaded: bool,
+) -> anyhow::Result<Checked> {
+    job.progress.step(Step::Health);
+    let switched: Vec<(ClubApp, switches::NewSwitch)> = done
+        .iter()
+        .filter_map(|s| {
+            let club = clubs.iter().find(|c| c.club_id == s.club_id)?;
+            Some((club.clone(), s.clone()))
+        })
+        .collect();
+    let key = if !job.settings.probe.enabled {
+        None
+    } else if release.manifest.probe.is_none() {
+        job.progress.progress(&format!(
+            "{} has no health probe (built before probes, or with them off): each club's page \
+             is checked, but not which release serves it",
+            release.name
+        ));
+        None
+    } else if !reloaded {
+        job.progress.progress(
+            "Apache was not reloaded (reload policy), so PHP may serve the old release for a \
+             while: each club's page is checked, but not which release serves it",
+        );
+        None
+    } else {
+        Some(crate::pipeline::probe::ProbeKey::load_or_create(
+            &job.settings.data_dir,
+        )?)
+    };
+    let release_dir = release
+        .dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", release.dir.display()))?;
+    let targets: Vec<health::Target> = switched
+        .iter()
+        .map(|(club, _)| health::Target {
+            label: label(job.settings, club),
+            url: club.url.clone(),
+        })
+        .collect();
+    let check = health::Check {
+        settings: &job.settings.health,
+        release_dir: &release_dir,
+        probe: key.as_ref(),
+    };
+    let name = &release.name;
+    let progress = &mut *job.progress;
+    let verdicts = health::check_all(&targets, &check, |target, verdict| {
+        report_verdict(progress, &target.label, name, verdict)
+    });
+    let mut checked = Checked {
+        failed: Vec::new(),
+        unchecked: 0,
+    };
+    for ((club, switch), verdict) in switched.into_iter().zip(verdicts) {
+        match verdict {
+            health::Verdict::Failed { .. } => checked.failed.push((club, switch)),
+            health::Verdict::NotChecked(_) => checked.unchecked += 1,
+            health::Verdict::Healthy { .. } => {}
+        }
+    }
+    Ok(checked)
+}
+
+/// One verdict as a line of the job's log (a failure with the response behind it).
+fn report_verdict(
+    progress: &mut dyn Progress,
+    label: &str,
+    release: &ReleaseName,
+    verdict: &health::Verdict,
+) {
+    match verdict {
+        health::Verdict::Healthy { proven: true, took } => progress.progress(&format!(
+            "{label} is live on {release}, proven in {:.2} s, and its page answers",
+            took.as_secs_f64()
+        )),
+        health::Verdict::Healthy { proven: false, .. } => {
+            progress.progress(&format!("{label}: its page answers"))
+        }
+        health::Verdict::NotChecked(why) => {
+            progress.progress(&format!("{label} was not checked: {why}"))
+        }
+        health::Verdict::Failed {
+            reason,
+            response: Some(response),
+        } => progress.evidence(
+            &format!("{label} FAILED its health check: {reason}"),
+            response,
+        ),
+        health::Verdict::Failed {
+            reason,
+            response: None,
+        } => progress.progress(&format!("{label} FAILED its health check: {reason}")),
+    }
+}
+
+/// Ends a deploy whose clubs `failed` their health check: with `rollback`, puts them back on
+/// the release each ran before (one reload; the release is marked bad for them) and checks
+/// them again; with `stop`, leaves them. Returns the job's error: a plain summary.
+fn health_failure(
+    job: &mut Job<'_>,
+    app: &App,
+    release: &Release,
+    failed: &[(ClubApp, switches::NewSwitch)],
+    total: usize,
+    not_reached: usize,
+    on_failure: OnFailure,
+) -> anyhow::Error {
+    let n = failed.len();
+    let failing = format!(
+        "{n} of {total} club{} failed {} health check",
+        plural(total),
+        if n == 1 { "its" } else { "their" }
+    );
+    let reached = if not_reached > 0 {
+        format!(
+            "; the rollout stopped: {not_reached} club{} not reached {} not touched",
+            plural(not_reached),
+            if not_reached == 1 { "was" } else { "were" }
+        )
+    } else {
+        String::new()
+    };
+    if on_failure == OnFailure::Stop {
+        let now = running(job, app, release);
+        return anyhow::anyhow!(
+            "{failing} and {} left on {} (on_failure = \"stop\"); {now} run {}{reached}",
+            if n == 1 { "was" } else { "were" },
+            release.name,
+            release.name
+        );
+    }
+    match put_back(job, app, release, failed) {
+        Ok(back) => {
+            let now = running(job, app, release);
+            anyhow::anyhow!(
+                "{failing} and {} put back on {back}; {now} run {}{reached}",
+                if n == 1 { "was" } else { "were" },
+                release.name
+            )
+        }
+        Err(e) => e.context(format!("{failing}; putting them back failed{reached}")),
+    }
+}
+
+/// How many clubs' webroots of `app` run `release`, as recorded.
+fn running(job: &Job<'_>, app: &App, release: &Release) -> usize {
+    let recorded = job
+        .conn()
+        .and_then(|mut conn| Ok(clubs::webroots(&mut conn, Some(app.name.as_str()))?));
+    recorded.map_or(0, |all| {
+        all.iter()
+            .filter(|c| c.current_release.as_deref() == Some(release.name.as_str()))
+            .count()
+    })
+}
+
+/// Switches each failed club back to the release it ran before, marking `release` bad for
+/// it, then reloads once and checks them again. Returns where they went, in words.
+fn put_back(
+    job: &mut Job<'_>,
+    app: &App,
+    release: &Release,
+    failed: &[(ClubApp, switches::NewSwitch)],
+) -> anyhow::Result<String> {
+    let mut by_release: std::collections::BTreeMap<String, Vec<ClubApp>> = Default::default();
+    let mut stranded = Vec::new();
+    for (club, switch) in failed {
+        match &switch.from_release {
+            Some(from) => by_release
+                .entry(from.clone())
+                .or_default()
+                .push(club.clone()),
+            None => stranded.push(club.slug.clone()),
+        }
+    }
+    let mut back = Vec::new();
+    for (from, group) in &by_release {
+        let name = ReleaseName::parse(from)?;
+        let previous = release::read(&app.releases_dir.join(from), &name)
+            .with_context(|| format!("{from} is no longer built, so nothing was put back on it"))?;
+        let done = switch_clubs(
+            job,
+            app,
+            group,
+            &previous,
+            "health_rollback",
+            Some(&release.name),
+        )?;
+        back.push((previous, done, group.clone()));
+    }
+    let reload = job.settings.reload.policy != crate::domain::ReloadPolicy::Never;
+    if reload && !back.is_empty() {
+        preflight(job)?;
+        let proving = back.iter().all(|(p, ..)| p.manifest.probe.is_some());
+        reload_apache(job, !(proving && job.settings.probe.enabled))?;
+    }
+    for (previous, done, group) in &back {
+        // Reported, not acted on: the rollback is as far back as a job goes.
+        check_health(job, previous, done, group, reload)?;
+    }
+    let mut words: Vec<String> = back.iter().map(|(p, ..)| p.name.to_string()).collect();
+    if !stranded.is_empty() {
+        words.push(format!(
+            "nothing for {} (no release before)",
+            stranded.join(", ")
+        ));
+    }
+    Ok(words.join(" and "))
 }
 
 /// Returns a club's webroot of `app` to the release it ran before (skipping releases it was
@@ -142,16 +499,25 @@ pub fn rollback(
     }
     let release = build(job, app, &mirror, &target.tag(), &commit)?;
     let reload = preflight_single_club(job)?;
-    switch_clubs(
-        job,
-        app,
-        std::slice::from_ref(&club),
-        &release,
-        "rollback",
-        Some(&current),
-    )?;
+    let clubs = std::slice::from_ref(&club);
+    let done = switch_clubs(job, app, clubs, &release, "rollback", Some(&current))?;
     let mut summary = format!("club {slug} rolled back from {current} to {}", release.name);
-    reload_if(job, reload, &mut summary)?;
+    let proving = will_prove(job.settings, &release, reload, clubs);
+    if reload {
+        reload_apache(job, !proving)?;
+        summary.push_str("; Apache reloaded");
+    }
+    // A rollback is checked like a deploy; a failure is reported, not rolled back again.
+    let checked = check_health(job, &release, &done, clubs, reload)?;
+    if !checked.failed.is_empty() {
+        bail!(
+            "{summary}, but it failed its health check on {} (see the log)",
+            release.name
+        );
+    }
+    if checked.unchecked > 0 {
+        summary.push_str("; not checked (no address)");
+    }
     Ok(summary)
 }
 
@@ -523,6 +889,12 @@ fn build(
 ) -> anyhow::Result<Release> {
     job.progress.step(Step::Build);
     let started = Instant::now();
+    let probe_hash = match job.settings.probe.enabled {
+        true => {
+            Some(crate::pipeline::probe::ProbeKey::load_or_create(&job.settings.data_dir)?.hash())
+        }
+        false => None,
+    };
     let spec = BuildSpec {
         releases_dir: &app.releases_dir,
         tag,
@@ -530,6 +902,7 @@ fn build(
         commands: &app.build.commands,
         check: app.build.check.as_deref(),
         env: &release::build_environment(&app.build.env),
+        probe: probe_hash.as_deref(),
     };
     let built = release::build(mirror, &spec, job.progress)
         .with_context(|| format!("building {tag} failed; no club was changed"))?;
@@ -569,10 +942,10 @@ fn preflight_single_club(job: &mut Job<'_>) -> anyhow::Result<bool> {
     Ok(reload)
 }
 
-/// Reloads the web server when `reload`, saying so in `summary`.
+/// Reloads the web server when `reload` (waiting the settle time), saying so in `summary`.
 fn reload_if(job: &mut Job<'_>, reload: bool, summary: &mut String) -> anyhow::Result<()> {
     if reload {
-        reload_apache(job)?;
+        reload_apache(job, true)?;
         summary.push_str("; Apache reloaded");
     }
     Ok(())
@@ -597,7 +970,7 @@ fn switch_clubs(
     release: &Release,
     kind: &str,
     rolled_back_from: Option<&ReleaseName>,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Vec<switches::NewSwitch>> {
     job.progress.step(Step::Switch);
     let releases_dir = &app.releases_dir;
     let switcher = switch::Switcher::new(&release.dir, &job.settings.webroot_base);
@@ -642,13 +1015,16 @@ fn switch_clubs(
         crate::crash::point(&format!("switch:after-{}", done.len()));
     }
     drop(switcher);
-    let marks: Vec<switches::BadMark> = match (rolled_back_from, done.first()) {
-        (Some(from), Some(switch)) => vec![switches::BadMark {
-            club_id: switch.club_id,
-            app: app.name.to_string(),
-            release: from.to_string(),
-        }],
-        _ => Vec::new(),
+    let marks: Vec<switches::BadMark> = match rolled_back_from {
+        Some(from) => done
+            .iter()
+            .map(|switch| switches::BadMark {
+                club_id: switch.club_id,
+                app: app.name.to_string(),
+                release: from.to_string(),
+            })
+            .collect(),
+        None => Vec::new(),
     };
     let details: Vec<(String, String)> = done
         .iter()
@@ -680,11 +1056,13 @@ fn switch_clubs(
             done.len(),
             clubs.len()
         ))),
-        None => Ok(done.len()),
+        None => Ok(done),
     }
 }
 
-fn reload_apache(job: &mut Job<'_>) -> anyhow::Result<()> {
+/// Reloads Apache gracefully; with `settle`, then waits `settle_ms` for its old children to
+/// go (without it, the health step proves each club on the new release instead).
+fn reload_apache(job: &mut Job<'_>, settle: bool) -> anyhow::Result<()> {
     job.progress.step(Step::Reload);
     crate::crash::point("reload:before");
     let ran = command::run(&job.settings.reload.command, None)?;
@@ -703,9 +1081,11 @@ fn reload_apache(job: &mut Job<'_>) -> anyhow::Result<()> {
         ));
     }
     // The command returns once the restart is signalled; its old children go a moment later.
-    std::thread::sleep(std::time::Duration::from_millis(
-        job.settings.reload.settle_ms,
-    ));
+    if settle {
+        std::thread::sleep(std::time::Duration::from_millis(
+            job.settings.reload.settle_ms,
+        ));
+    }
     job.audit(
         None,
         "server.reloaded",
@@ -720,7 +1100,7 @@ fn reload_apache(job: &mut Job<'_>) -> anyhow::Result<()> {
 /// Finishes a switch that an interrupted job did not get to reload: configtest, then reload.
 pub fn reload_after_interruption(job: &mut Job<'_>) -> anyhow::Result<()> {
     preflight(job)?;
-    reload_apache(job)
+    reload_apache(job, true)
 }
 
 /// The rollback target when none is named: the newest release in the club's history that it
@@ -813,7 +1193,7 @@ fn prune_releases(
         Some(at) => at + grace,
         None if job.settings.reload.policy != crate::domain::ReloadPolicy::Never => {
             preflight(job)?;
-            reload_apache(job)?;
+            reload_apache(job, true)?;
             job.progress.step(Step::Prune);
             Instant::now() + grace
         }

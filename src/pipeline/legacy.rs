@@ -69,12 +69,13 @@ fn leaves(root: &Path) -> std::io::Result<BTreeMap<String, Leaf>> {
     Ok(found)
 }
 
-/// Compares the legacy `copy` with `release` (its manifest left out), file by file and byte
-/// by byte.
+/// Compares the legacy `copy` with `release` (its manifest and health probe left out: they
+/// are clubdeploy's), file by file and byte by byte.
 pub fn compare_trees(copy: &Path, release: &Path) -> std::io::Result<TreeDiff> {
     let copy_leaves = leaves(copy)?;
     let mut release_leaves = leaves(release)?;
     release_leaves.remove(MANIFEST);
+    release_leaves.remove(super::probe::PROBE_PATH);
     let mut diff = TreeDiff::default();
     for (path, leaf) in &copy_leaves {
         match (leaf, release_leaves.get(path)) {

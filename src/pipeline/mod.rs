@@ -5,8 +5,10 @@ pub mod command;
 pub mod fetch;
 pub mod fsops;
 pub mod git;
+pub mod health;
 pub mod legacy;
 pub mod lock;
+pub mod probe;
 pub mod recovery;
 pub mod release;
 pub mod switch;
@@ -24,6 +26,8 @@ pub enum Step {
     Preflight,
     Switch,
     Reload,
+    /// Proving the switched clubs live on the release.
+    Health,
     Prune,
 }
 
@@ -37,6 +41,7 @@ impl Step {
             Step::Preflight => "preflight",
             Step::Switch => "switch",
             Step::Reload => "reload",
+            Step::Health => "health",
             Step::Prune => "prune",
         }
     }
@@ -57,6 +62,11 @@ pub trait Progress {
     fn progress(&mut self, message: &str);
     /// The output of a command that ran in the current step.
     fn output(&mut self, ran: &command::Ran);
+    /// A line with evidence behind it (a failing response), kept in full in the log.
+    fn evidence(&mut self, message: &str, text: &str) {
+        let _ = text;
+        self.progress(message);
+    }
 }
 
 /// A [`Progress`] that reports nothing, for callers with no one to tell.

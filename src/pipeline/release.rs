@@ -27,6 +27,10 @@ pub struct Manifest {
     pub built_at: DateTime<Utc>,
     pub files: u64,
     pub bytes: u64,
+    /// The health probe's path in the release (see [`super::probe`]); `None` for a release
+    /// built without one (before the probe existed, or with `[probe] enabled = false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
 }
 
 /// A published release directory.
@@ -49,6 +53,8 @@ pub struct BuildSpec<'a> {
     /// The environment the commands get (besides the `CLUBDEPLOY_*` facts about the build):
     /// see [`build_environment`].
     pub env: &'a [(String, String)],
+    /// The probe secret's hash, when the release gets a health probe.
+    pub probe: Option<&'a str>,
 }
 
 /// The environment of build commands and checks: `PATH`, `HOME` and `LANG` (the service's, or
@@ -212,12 +218,18 @@ fn build_in(
     // Under Apache's FollowSymLinks, a link out of the release would serve whatever it names
     // (`passwd.txt -> /etc/passwd`, the database) to every club.
     check_links(build_dir)?;
+    // The probe comes after the build commands and the check: it is clubdeploy's, not the
+    // application's, and no build step can change it.
+    if let Some(hash) = spec.probe {
+        super::probe::write_into(build_dir, hash)?;
+    }
     let manifest = Manifest {
         tag: spec.tag.to_string(),
         commit: spec.commit.to_owned(),
         built_at: Utc::now(),
         files: stats.files,
         bytes: stats.bytes,
+        probe: spec.probe.map(|_| super::probe::PROBE_PATH.to_owned()),
     };
     let mut file = File::create(build_dir.join(MANIFEST))?;
     file.write_all(&serde_json::to_vec_pretty(&manifest)?)?;

@@ -128,6 +128,8 @@ pub struct DeployPage {
     tag: String,
     clubs: Vec<Choice>,
     may_all: bool,
+    /// "Try on these clubs first", pre-filled from `[rollout] canary`.
+    canary: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -163,7 +165,7 @@ pub async fn form_page(
     let clubs = state
         .db(move |settings, conn| inventory::status(settings, conn, Some(&name)))
         .await?;
-    let clubs = clubs
+    let clubs: Vec<Choice> = clubs
         .into_iter()
         .filter(|c| staff.may_change(&c.slug))
         .map(|c| Choice {
@@ -173,6 +175,16 @@ pub async fn form_page(
             release: c.release.unwrap_or_else(|| "no release".into()),
         })
         .collect();
+    let running: Vec<&str> = clubs.iter().map(|c| c.slug.as_str()).collect();
+    let canary = state
+        .settings
+        .rollout
+        .canary
+        .iter()
+        .filter(|s| running.contains(&s.as_str()))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     Ok(DeployPage {
         nav: staff.nav("deploy"),
         apps: AppTabs::new(&state, &app),
@@ -180,6 +192,7 @@ pub async fn form_page(
         tag: query.tag.clone(),
         clubs,
         may_all: staff.may_change_all(),
+        canary,
     })
 }
 
@@ -192,6 +205,10 @@ struct DeployForm {
     /// `all`, or `some` with the clubs in `clubs`.
     target: String,
     clubs: Vec<String>,
+    /// The clubs to try first (slugs, separated by commas or spaces), when `canary_field` is
+    /// set (the form had the field; an empty one means no canary).
+    canary: String,
+    canary_field: String,
 }
 
 impl DeployForm {
@@ -225,7 +242,24 @@ impl DeployForm {
             }
             Targets::Clubs(slugs)
         };
-        Ok(JobSpec::Deploy { app, tag, targets })
+        let canary = if self.canary_field.is_empty() {
+            None
+        } else {
+            Some(
+                self.canary
+                    .split([',', ' '])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(ClubSlug::parse)
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        };
+        Ok(JobSpec::Deploy {
+            app,
+            tag,
+            targets,
+            canary,
+        })
     }
 }
 
@@ -239,6 +273,8 @@ pub struct ConfirmPage {
     target: String,
     clubs: Vec<String>,
     plan: DeployPlan,
+    /// The clubs tried first, as posted.
+    canary: Option<String>,
 }
 
 /// `POST /deploy/confirm`: says exactly what will change (which clubs move from which
@@ -252,9 +288,22 @@ pub async fn confirm(
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Deployer, "deploy")?;
     let spec = posted.spec(&staff, &state.settings)?;
-    let JobSpec::Deploy { app, tag, targets } = spec else {
+    let JobSpec::Deploy {
+        app,
+        tag,
+        targets,
+        canary,
+    } = spec
+    else {
         unreachable!("the form asks for a deploy")
     };
+    let canary = canary.map(|slugs| {
+        slugs
+            .iter()
+            .map(ClubSlug::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
     let all = targets == Targets::All;
     let name = app.to_string();
     let clubs = state
@@ -278,6 +327,7 @@ pub async fn confirm(
         target: if all { "all".into() } else { "some".into() },
         clubs: posted.clubs.clone(),
         plan,
+        canary,
     })
 }
 

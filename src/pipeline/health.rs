@@ -1,0 +1,278 @@
+//! Proving a club is live on the release it was switched to: through each webroot's own
+//! address, the probe (see [`super::probe`]) must say the site runs from the release directory
+//! (this replaces any fixed wait after a reload: a club counts as switched once proven), and
+//! the application's own page must answer as configured. Checks run concurrently (bounded),
+//! each request on a fresh connection (a kept-alive connection to a child from before a
+//! graceful reload would still answer with old code) and with its own timeout.
+
+use std::io::Read;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::config::HealthSettings;
+
+use super::probe::{self, ProbeKey};
+
+/// How much of a failing response's body is kept.
+const BODY_KEPT: usize = 4096;
+
+/// A webroot to check.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// "club zermatt" (or "club zermatt's mobile"), for messages.
+    pub label: String,
+    /// The site's address; `None`: it cannot be checked.
+    pub url: Option<String>,
+}
+
+/// What to prove.
+pub struct Check<'a> {
+    pub settings: &'a HealthSettings,
+    /// The release directory every target must run from, canonical.
+    pub release_dir: &'a Path,
+    /// The probe secret, when the release has a probe and the switch was followed by a reload
+    /// (without one, PHP may serve the old release for minutes: nothing to prove yet).
+    pub probe: Option<&'a ProbeKey>,
+}
+
+/// How one target's check ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Healthy; `proven`: the probe showed the release, after `took`.
+    Healthy { proven: bool, took: Duration },
+    /// Not checked, and why (no address): never counted as healthy.
+    NotChecked(String),
+    /// Failed: why, and the failing response (status, headers, the start of the body).
+    Failed {
+        reason: String,
+        response: Option<String>,
+    },
+}
+
+impl Verdict {
+    pub fn failed(&self) -> bool {
+        matches!(self, Verdict::Failed { .. })
+    }
+}
+
+/// Checks every target, at most `concurrency` at once; `report` is told of each verdict as it
+/// comes (in the caller's thread). Returns the verdicts in the targets' order.
+pub fn check_all(
+    targets: &[Target],
+    check: &Check<'_>,
+    mut report: impl FnMut(&Target, &Verdict),
+) -> Vec<Verdict> {
+    let agent = agent(check.settings);
+    let deadline = Instant::now() + Duration::from_secs(check.settings.timeout_secs);
+    let next = AtomicUsize::new(0);
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; targets.len()];
+    let (sender, receiver) = mpsc::channel();
+    std::thread::scope(|scope| {
+        for _ in 0..check.settings.concurrency.min(targets.len()) {
+            let (sender, agent, next) = (sender.clone(), agent.clone(), &next);
+            scope.spawn(move || {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(target) = targets.get(n) else { break };
+                    let verdict = check_one(&agent, target, check, deadline);
+                    if sender.send((n, verdict)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        for (n, verdict) in receiver {
+            report(&targets[n], &verdict);
+            verdicts[n] = Some(verdict);
+        }
+    });
+    verdicts
+        .into_iter()
+        .map(|v| v.expect("every target is checked"))
+        .collect()
+}
+
+/// A client that never reuses a connection, follows no redirect (the expected status is the
+/// first answer's), and connects to `connect_to` when set.
+fn agent(settings: &HealthSettings) -> ureq::Agent {
+    let mut builder = ureq::AgentBuilder::new()
+        .timeout(Duration::from_millis(settings.request_timeout_ms))
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
+        .redirects(0)
+        .user_agent("clubdeploy-health");
+    if let Some(address) = settings.connect_to.clone() {
+        builder = builder.resolver(move |netloc: &str| -> std::io::Result<Vec<SocketAddr>> {
+            let port = netloc.rsplit_once(':').map_or("80", |(_, port)| port);
+            let host = address.trim_start_matches('[').trim_end_matches(']');
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_owned()
+            };
+            Ok(format!("{host}:{port}").to_socket_addrs()?.collect())
+        });
+    }
+    builder.build()
+}
+
+fn check_one(
+    agent: &ureq::Agent,
+    target: &Target,
+    check: &Check<'_>,
+    deadline: Instant,
+) -> Verdict {
+    let Some(url) = &target.url else {
+        return Verdict::NotChecked("it has no address (--url) to check it through".into());
+    };
+    let base = base_of(url);
+    let started = Instant::now();
+    let proven = match check.probe {
+        None => false,
+        Some(key) => match prove(agent, &base, key, check.release_dir, deadline) {
+            Ok(()) => true,
+            Err(failed) => return failed,
+        },
+    };
+    let page = format!("{base}{}", check.settings.path);
+    // The page may blip once right after a reload; a failure must hold for three tries.
+    let mut last = None;
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        match expect_page(agent, &page, check.settings) {
+            Ok(()) => {
+                return Verdict::Healthy {
+                    proven,
+                    took: started.elapsed(),
+                };
+            }
+            Err(failed) => last = Some(failed),
+        }
+    }
+    last.expect("three tries")
+}
+
+/// The address without query, fragment or trailing slash: paths are added to it.
+fn base_of(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    url[..end].trim_end_matches('/').to_owned()
+}
+
+/// Asks the probe until it says the release, or the deadline passes.
+fn prove(
+    agent: &ureq::Agent,
+    base: &str,
+    key: &ProbeKey,
+    release_dir: &Path,
+    deadline: Instant,
+) -> Result<(), Verdict> {
+    let url = format!("{base}/{}", probe::PROBE_PATH);
+    let wanted = release_dir.to_string_lossy();
+    loop {
+        let seen = match agent.get(&url).set(probe::HEADER, key.secret()).call() {
+            Ok(response) => {
+                let body = read_body(response.into_reader());
+                match serde_json::from_str::<serde_json::Value>(&body) {
+                    Ok(answer) => Err(answer["release_dir"]
+                        .as_str()
+                        .map_or_else(|| "no release directory".to_owned(), str::to_owned)),
+                    Err(_) => Err(format!("not the probe's answer: {:.200}", body)),
+                }
+                .and_then(|dir: String| {
+                    if dir == wanted {
+                        Ok(())
+                    } else {
+                        Err(format!("it runs from {dir}"))
+                    }
+                })
+                .map_err(|e| (e, None))
+            }
+            Err(ureq::Error::Status(code, response)) => Err((
+                format!("the probe answered {code}"),
+                Some(describe(code, response)),
+            )),
+            Err(e) => Err((format!("{e}"), None)),
+        };
+        match seen {
+            Ok(()) => return Ok(()),
+            Err((reason, response)) if Instant::now() >= deadline => {
+                return Err(Verdict::Failed {
+                    reason: format!("not proven on {wanted} in time: {reason}"),
+                    response,
+                });
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(25)),
+        }
+    }
+}
+
+/// Requests the application's page once: the expected status and text, or why not.
+fn expect_page(agent: &ureq::Agent, url: &str, settings: &HealthSettings) -> Result<(), Verdict> {
+    let (code, response) = match agent.get(url).call() {
+        Ok(response) => (response.status(), response),
+        Err(ureq::Error::Status(code, response)) => (code, response),
+        Err(e) => {
+            return Err(Verdict::Failed {
+                reason: format!("{url} did not answer: {e}"),
+                response: None,
+            });
+        }
+    };
+    let shown = describe(code, response);
+    if code != settings.expect_status {
+        return Err(Verdict::Failed {
+            reason: format!("{url} answered {code}, not {}", settings.expect_status),
+            response: Some(shown),
+        });
+    }
+    if let Some(text) = &settings.expect_text
+        && !shown.contains(text.as_str())
+    {
+        return Err(Verdict::Failed {
+            reason: format!("{url} answered {code} without {text:?}"),
+            response: Some(shown),
+        });
+    }
+    Ok(())
+}
+
+/// A response as the job log keeps it: status line, headers, the first 4 KB of the body.
+fn describe(code: u16, response: ureq::Response) -> String {
+    let mut text = format!("HTTP {code} {}\n", response.status_text());
+    for name in response.headers_names() {
+        if let Some(value) = response.header(&name) {
+            text.push_str(&format!("{name}: {value}\n"));
+        }
+    }
+    text.push('\n');
+    text.push_str(&read_body(response.into_reader()));
+    text
+}
+
+fn read_body(reader: impl Read) -> String {
+    let mut body = Vec::new();
+    let _ = reader.take(BODY_KEPT as u64).read_to_end(&mut body);
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn paths_are_added_to_the_address_without_its_query() {
+        assert_eq!(super::base_of("https://a.example/"), "https://a.example");
+        assert_eq!(
+            super::base_of("https://a.example/x/?k=v#f"),
+            "https://a.example/x"
+        );
+        assert_eq!(
+            super::base_of("http://a.example:8080"),
+            "http://a.example:8080"
+        );
+    }
+}
