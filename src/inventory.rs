@@ -294,6 +294,39 @@ fn club_status(
     statuses(settings, clubs::webroots_of(conn, slug)?)
 }
 
+/// Sets (or with `None` clears) the address of club `slug`'s site of `app` (`None`: the only
+/// application), through which its health is checked.
+pub fn set_url(
+    settings: &Settings,
+    conn: &mut SqliteConnection,
+    actor: &str,
+    slug: &str,
+    app: Option<&str>,
+    url: Option<&str>,
+) -> anyhow::Result<()> {
+    let slug = ClubSlug::parse(slug)?;
+    let app = settings.app(app)?;
+    if let Some(url) = url {
+        check_url(url)?;
+    }
+    let Some(webroot) = clubs::webroot(conn, slug.as_str(), app.name.as_str())? else {
+        return Err(
+            Refusal::NotFound(format!("club {slug} has no webroot of {}", app.name)).into(),
+        );
+    };
+    let details = match url {
+        Some(url) => format!("address set to {url}"),
+        None => "address removed: its health is no longer checked".to_owned(),
+    };
+    conn.immediate_transaction(|conn| {
+        clubs::set_url(conn, webroot.webroot_id, url)?;
+        let entry = audit::Entry::new(actor, "club.url_changed", "club", slug.as_str(), &details)
+            .for_app(app.name.as_str());
+        audit::append(conn, &entry)
+    })?;
+    Ok(())
+}
+
 /// Forgets a club (its webroot is left as it is).
 pub fn remove_club(conn: &mut SqliteConnection, actor: &str, slug: &str) -> anyhow::Result<()> {
     let slug = ClubSlug::parse(slug)?;

@@ -202,6 +202,13 @@ enum ClubCommand {
     },
     /// List clubs (one row per club and application).
     List(ListArgs),
+    /// Set the address of a club's site (health checks go there); `none` removes it.
+    Url {
+        slug: String,
+        url: String,
+        #[command(flatten)]
+        app: AppFlag,
+    },
     /// Forget a club; its webroot is left untouched.
     Remove { slug: String },
 }
@@ -407,6 +414,21 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                 cli::print_json(&clubs)?
             } else {
                 cli::print_clubs(&clubs, settings.several_apps())
+            }
+        }
+        Command::Club(ClubCommand::Url { slug, url, app }) => {
+            let url = Some(url.as_str()).filter(|u| *u != "none");
+            inventory::set_url(
+                &settings,
+                &mut *db()?,
+                &actor,
+                &slug,
+                app.name.as_deref(),
+                url,
+            )?;
+            match url {
+                Some(url) => say!("club {slug}'s address is {url}"),
+                None => say!("club {slug} has no address now; its health is not checked"),
             }
         }
         Command::Club(ClubCommand::Remove { slug }) => {

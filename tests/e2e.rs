@@ -68,6 +68,17 @@ fn make_php_repo(path: &std::path::Path) {
         let id = crate::helpers::commit_all_and_tag(&repo, &sig, parent, tag, tag);
         parent = Some(id);
     }
+    // v9: a release whose page dies with a PHP fatal error (HTTP 500).
+    let work = repo.workdir().unwrap().to_path_buf();
+    std::fs::write(
+        work.join("index.php"),
+        "<?php
+require __DIR__ . '/src/Lib0.php';
+no_such_function();
+echo \"version v9\\nEND\\n\";\n",
+    )
+    .unwrap();
+    crate::helpers::commit_all_and_tag(&repo, &sig, parent, "v9", "v9: broken");
 }
 
 /// A test world: 30 clubs on v1 served by their own Apache, clubdeploy reloading it.
@@ -211,7 +222,25 @@ fn world_with(keep_releases: usize, grace: u64, setup: Setup) -> Option<World> {
     let apache = Apache::start(env.root.path(), &clubs);
     env.config.configtest = apache.configtest();
     env.config.reload = apache.graceful();
+    // Health checks go to this Apache by each club's own name (no DNS for *.test here).
+    env.config.tables.push((
+        "health".into(),
+        vec![
+            "connect_to = \"127.0.0.1\"".into(),
+            "timeout_secs = 10".into(),
+        ],
+    ));
     env.configure();
+    for (host, _) in &clubs {
+        let url = format!("http://{host}.test:{}/", apache.port);
+        match host.strip_suffix("-m") {
+            Some(slug) => env.ok(&["club", "url", slug, &url, "--app", "mobile"]),
+            None if setup == Setup::SecondApp => {
+                env.ok(&["club", "url", host, &url, "--app", "main"])
+            }
+            None => env.ok(&["club", "url", host, &url]),
+        };
+    }
     // A new connection per request: a kept-alive connection to a child from before a graceful
     // reload gets one more answer from that child (old code) before it closes.
     let client = reqwest::blocking::Client::builder()
@@ -651,4 +680,172 @@ fn a_second_application_is_cached_once_too_and_deploys_without_touching_the_firs
     // Each application's prune kept its own releases: main v1 still serves, mobile's v1 is
     // kept for rollback (keep_releases = 2).
     assert_eq!(crate::helpers::entries(&mobile_releases).len(), 2);
+}
+
+impl World {
+    /// Each club's link, as (target, inode): a link rewritten is a new inode.
+    fn links(&self) -> Vec<(std::path::PathBuf, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        self.slugs
+            .iter()
+            .map(|slug| {
+                let path = self.env.webroot(slug);
+                let inode = std::fs::symlink_metadata(&path).unwrap().ino();
+                (std::fs::read_link(&path).unwrap(), inode)
+            })
+            .collect()
+    }
+
+    /// The log of job `id`, as `clubdeploy job` prints it.
+    fn job_log(&self, id: usize) -> String {
+        self.env.ok(&["job", &id.to_string()])
+    }
+}
+
+#[test]
+fn a_broken_release_stops_at_its_canary_and_every_other_club_is_untouched() {
+    let Some(world) = world(2, 1) else { return };
+    let before = world.links();
+    let error = world
+        .env
+        .fails(&["deploy", "v9", "--all", "--canary", "club07"]);
+    let v1 = world.env.release_name("v1");
+    assert!(
+        error.contains(&format!(
+            "1 of 30 clubs failed its health check and was put back on {v1}; 0 run {}; the \
+             rollout stopped: 29 clubs not reached were not touched",
+            world.env.release_name("v9")
+        )),
+        "{error}"
+    );
+    // The canary is back on v1; every other club's link is the very same link.
+    assert_eq!(world.serves("club07").0, "version v1");
+    let after = world.links();
+    for (n, slug) in world.slugs.iter().enumerate() {
+        if slug != "club07" {
+            assert_eq!(after[n], before[n], "{slug} was touched");
+        }
+    }
+    let log = world.job_log(2);
+    assert!(log.contains("wave 1 of 2 (canary): club07"), "{log}");
+    assert!(log.contains("HTTP 500"), "{log}");
+    assert!(log.contains("club club07 FAILED its health check"), "{log}");
+    // v9 is marked bad for club07: its next rollback skips it.
+    let status: serde_json::Value =
+        serde_json::from_str(&world.env.ok(&["job", "2", "--json"])).unwrap();
+    assert_eq!(status["status"], "failed");
+}
+
+#[test]
+fn without_a_canary_every_club_that_fails_goes_back() {
+    let Some(world) = world(2, 1) else { return };
+    let error = world
+        .env
+        .fails(&["deploy", "v9", "--all", "--canary", "none"]);
+    let v1 = world.env.release_name("v1");
+    assert!(
+        error.contains(&format!(
+            "30 of 30 clubs failed their health check and were put back on {v1}; 0 run"
+        )),
+        "{error}"
+    );
+    for slug in &world.slugs {
+        assert_eq!(world.serves(slug).0, "version v1", "{slug}");
+    }
+    let log = world.job_log(2);
+    assert!(log.contains("HTTP 500"), "{log}");
+    // The put-back clubs are checked again, through the probe of v1.
+    assert!(
+        log.contains(&format!("club club00 is live on {v1}")),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_good_release_goes_canary_first_then_everywhere_and_is_live_when_the_job_ends() {
+    let Some(world) = world(2, 1) else { return };
+    let started = Instant::now();
+    world
+        .env
+        .ok(&["deploy", "v2", "--all", "--canary", "club03"]);
+    let took = started.elapsed();
+    // The moment the job ends, every club serves the new release: no grace period needed.
+    let v2 = world.env.releases_dir().join(world.env.release_name("v2"));
+    for slug in &world.slugs {
+        let (version, dir) = world.serves(slug);
+        assert_eq!(version, "version v2", "{slug}");
+        assert_eq!(dir, v2.display().to_string());
+    }
+    let log = world.job_log(2);
+    assert!(log.contains("wave 1 of 2 (canary): club03"), "{log}");
+    assert!(
+        log.contains("wave 2 of 2: club00, club01, club02, club04"),
+        "{log}"
+    );
+    assert_eq!(log.matches(" is live on ").count(), 30, "{log}");
+    // Click-to-live of a release already built (v3 is built by a deploy to one club first),
+    // in one wave: command start until every club is proven on it.
+    world.env.ok(&["deploy", "v3", "--club", "club00"]);
+    let started = Instant::now();
+    world.env.ok(&["deploy", "v3", "--all", "--canary", "none"]);
+    let live = started.elapsed();
+    let v3 = world.env.releases_dir().join(world.env.release_name("v3"));
+    for slug in &world.slugs {
+        assert_eq!(world.serves(slug).1, v3.display().to_string(), "{slug}");
+    }
+    eprintln!(
+        "E2E: click-to-live on 30 clubs, every club proven: v3 already built, one wave {:.3} s; \
+         v2 built by the deploy (301 files), canary first then the rest {:.3} s",
+        live.as_secs_f64(),
+        took.as_secs_f64()
+    );
+}
+
+#[test]
+fn the_probe_answers_only_to_its_secret_and_says_what_opcache_says() {
+    let Some(world) = world(2, 1) else { return };
+    let probe = |secret: Option<&str>| {
+        let mut request = world
+            .client
+            .get(format!(
+                "http://127.0.0.1:{}/.clubdeploy/probe.php",
+                world.apache.port
+            ))
+            .header("Host", "club00.test");
+        if let Some(secret) = secret {
+            request = request.header("X-Clubdeploy-Probe", secret);
+        }
+        let response = request.send().unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    };
+    assert_eq!(probe(None), (404, String::new()));
+    assert_eq!(probe(Some("not-the-secret")), (404, String::new()));
+    let secret = std::fs::read_to_string(world.env.data.join("probe.key")).unwrap();
+    let secret = secret.trim();
+    // The release holds a hash of the secret, never the secret.
+    let release = world.env.releases_dir().join(world.env.release_name("v1"));
+    let script = std::fs::read_to_string(release.join(".clubdeploy/probe.php")).unwrap();
+    assert!(!script.contains(secret));
+    // Both scripts compiled and cached, then read back to back: the same figures.
+    for _ in 0..2 {
+        probe(Some(secret));
+        world.opcache();
+    }
+    let (status, body) = probe(Some(secret));
+    let php = world.opcache();
+    assert_eq!(status, 200, "{body}");
+    let ours: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ours["release_dir"], release.display().to_string());
+    for key in ["num_cached_scripts", "max_cached_keys", "oom_restarts"] {
+        assert_eq!(
+            ours["opcache"]["opcache_statistics"][key], php["opcache_statistics"][key],
+            "{key}"
+        );
+    }
+    for key in ["used_memory", "free_memory", "wasted_memory"] {
+        assert_eq!(
+            ours["opcache"]["memory_usage"][key], php["memory_usage"][key],
+            "{key}"
+        );
+    }
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub web: Vec<String>,
     /// More applications besides `main` (the top-level `repo_url`): name and repository.
     pub apps: Vec<(String, String)>,
+    /// More tables: name (`health`, `rollout` …) and their `key = value` lines.
+    pub tables: Vec<(String, Vec<String>)>,
 }
 
 /// A temporary world for one test.
@@ -84,6 +86,7 @@ impl TestEnv {
             git: Vec::new(),
             web: Vec::new(),
             apps: Vec::new(),
+            tables: Vec::new(),
         };
         let env = TestEnv {
             data: base.join("data"),
@@ -139,6 +142,9 @@ impl TestEnv {
         }
         if !c.web.is_empty() {
             writeln!(text, "[web]\n{}", c.web.join("\n")).unwrap();
+        }
+        for (name, lines) in &c.tables {
+            writeln!(text, "[{name}]\n{}", lines.join("\n")).unwrap();
         }
         for (name, repo_url) in &c.apps {
             writeln!(text, "[apps.{name}]\nrepo_url = {repo_url:?}").unwrap();

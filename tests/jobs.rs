@@ -283,7 +283,15 @@ fn serve_runs_jobs_queued_by_another_process() {
         .collect();
     assert_eq!(
         steps,
-        ["fetch", "build", "preflight", "switch", "reload", "health", "prune"]
+        [
+            "fetch",
+            "build",
+            "preflight",
+            "switch",
+            "reload",
+            "health",
+            "prune"
+        ]
     );
     assert_eq!(env.release_of("a"), env.release_name("v2"));
 }

@@ -158,6 +158,14 @@ pub fn webroots_of(conn: &mut SqliteConnection, slug: &str) -> QueryResult<Vec<C
         .load(conn)
 }
 
+/// Sets the address of a webroot's site.
+pub fn set_url(conn: &mut SqliteConnection, webroot_id: i32, url: Option<&str>) -> QueryResult<()> {
+    diesel::update(webroots::table.find(webroot_id))
+        .set(webroots::url.eq(url))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Records what a webroot was found to resolve to.
 pub fn set_current_release(
     conn: &mut SqliteConnection,

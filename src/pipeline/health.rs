@@ -178,20 +178,14 @@ fn prove(
         let seen = match agent.get(&url).set(probe::HEADER, key.secret()).call() {
             Ok(response) => {
                 let body = read_body(response.into_reader());
-                match serde_json::from_str::<serde_json::Value>(&body) {
-                    Ok(answer) => Err(answer["release_dir"]
-                        .as_str()
-                        .map_or_else(|| "no release directory".to_owned(), str::to_owned)),
-                    Err(_) => Err(format!("not the probe's answer: {:.200}", body)),
+                let dir = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|answer| answer["release_dir"].as_str().map(str::to_owned));
+                match dir {
+                    Some(dir) if dir == wanted => Ok(()),
+                    Some(dir) => Err((format!("it still runs from {dir}"), None)),
+                    None => Err((format!("not the probe's answer: {body:.200}"), None)),
                 }
-                .and_then(|dir: String| {
-                    if dir == wanted {
-                        Ok(())
-                    } else {
-                        Err(format!("it runs from {dir}"))
-                    }
-                })
-                .map_err(|e| (e, None))
             }
             Err(ureq::Error::Status(code, response)) => Err((
                 format!("the probe answered {code}"),

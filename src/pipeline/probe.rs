@@ -153,6 +153,8 @@ pub fn write_into(tree: &Path, hash: &str) -> anyhow::Result<()> {
         .open(&path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     file.write_all(script(hash).as_bytes())?;
+    // Apache reads it; the service's umask (077) would hide it.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     file.sync_all()?;
     Ok(())
 }
@@ -182,8 +184,18 @@ mod tests {
     #[test]
     fn a_tree_with_its_own_clubdeploy_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
+        // Whatever the umask, Apache may read it.
+        let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         write_into(dir.path(), "ab").unwrap();
-        assert!(dir.path().join(PROBE_PATH).is_file());
+        rustix::process::umask(umask);
+        use std::os::unix::fs::PermissionsExt;
+        for (path, mode) in [(PROBE_DIR, 0o755), (PROBE_PATH, 0o644)] {
+            let found = std::fs::metadata(dir.path().join(path))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(found & 0o777, mode, "{path}");
+        }
         let error = write_into(dir.path(), "ab").unwrap_err().to_string();
         assert!(error.contains("holds .clubdeploy itself"), "{error}");
     }
