@@ -140,6 +140,52 @@ pub fn print_clubs(clubs: &[ClubStatus], apps: bool) {
     }
 }
 
+/// Prints OPcache's figures, the cached scripts per release and the warnings.
+pub fn print_opcache(insight: &crate::opcache::Insight) {
+    use crate::opcache::mb;
+    crate::say!(
+        "memory: {} used, {} free, {} wasted",
+        mb(insight.used_memory),
+        mb(insight.free_memory),
+        mb(insight.wasted_memory)
+    );
+    crate::say!(
+        "scripts: {} cached of at most {}; hit rate {:.1} %; restarts: {} out of memory, {} \
+         hash table full",
+        insight.cached_scripts,
+        insight.max_cached_keys,
+        insight.hit_rate,
+        insight.oom_restarts,
+        insight.hash_restarts
+    );
+    crate::say!(
+        "{:40}  {:>8}  {:>9}  CLUB RUNS IT",
+        "RELEASE",
+        "SCRIPTS",
+        "MEMORY"
+    );
+    for release in &insight.releases {
+        let name = if release.dir.is_empty() {
+            "(outside any release)"
+        } else {
+            release.name.as_str()
+        };
+        let runs = match (release.dir.is_empty(), release.in_use) {
+            (true, _) => "",
+            (false, true) => "yes",
+            (false, false) => "no (dead until a reload)",
+        };
+        crate::say!(
+            "{name:40}  {:>8}  {:>9}  {runs}",
+            release.scripts,
+            mb(release.memory)
+        );
+    }
+    for warning in &insight.warnings {
+        crate::say!("warning: {warning}");
+    }
+}
+
 /// Prints releases as a table: name, built or not, and the clubs that run each.
 pub fn print_releases(rows: &[ReleaseRow]) {
     if rows.is_empty() {

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod inventory;
 pub mod jobs;
+pub mod opcache;
 pub mod pipeline;
 pub mod preview;
 pub mod startup;

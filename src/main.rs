@@ -93,6 +93,9 @@ enum Command {
     /// Every club's webroots and the release each resolves to on disk (one row per club and
     /// application).
     Status(ListArgs),
+    /// What OPcache holds (read through the probe of a live release): memory, scripts, hit
+    /// rate, restarts, cached scripts per release, and warnings.
+    Opcache(JsonFlag),
     /// The newest jobs.
     Jobs(JsonFlag),
     /// One job: its steps, log and outcome.
@@ -539,6 +542,15 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                 None => None,
             };
             submit(&settings, &pool, &actor, JobSpec::Prune { app }, detach)?;
+        }
+        Command::Opcache(flag) => {
+            let (urls, in_use) = clubdeploy::opcache::sites(&settings, &mut *db()?)?;
+            let insight = clubdeploy::opcache::read(&settings, &urls, &in_use)?;
+            if flag.json {
+                cli::print_json(&insight)?
+            } else {
+                cli::print_opcache(&insight)
+            }
         }
         Command::Jobs(flag) => {
             let recent = jobs::recent(&mut *db()?, 50)?;

@@ -849,3 +849,62 @@ fn the_probe_answers_only_to_its_secret_and_says_what_opcache_says() {
         );
     }
 }
+
+#[test]
+fn opcache_insight_shows_what_is_cached_per_release_and_warns_of_dead_releases() {
+    let Some(mut world) = world(2, 0) else { return };
+    // Without reloads, the release every club left stays in the cache: dead, never freed.
+    world.env.config.policy = "never";
+    world.env.configure();
+    for slug in &world.slugs {
+        assert_eq!(world.serves(slug).0, "version v1");
+    }
+    world.env.ok(&["deploy", "v2", "--all"]);
+    let insight: serde_json::Value =
+        serde_json::from_str(&world.env.ok(&["opcache", "--json"])).unwrap();
+    for key in [
+        "used_memory",
+        "free_memory",
+        "wasted_memory",
+        "cached_scripts",
+        "max_cached_keys",
+        "hit_rate",
+        "oom_restarts",
+        "releases",
+    ] {
+        assert!(!insight[key].is_null(), "{key} missing: {insight}");
+    }
+    let v1 = world.env.releases_dir().join(world.env.release_name("v1"));
+    let releases = insight["releases"].as_array().unwrap();
+    let cached_v1 = releases
+        .iter()
+        .find(|r| r["dir"] == v1.display().to_string())
+        .unwrap_or_else(|| panic!("v1 not listed: {insight}"));
+    assert_eq!(cached_v1["scripts"], 1 + CLASSES as u64, "{cached_v1}");
+    assert_eq!(cached_v1["in_use"], false);
+    let warnings = insight["warnings"].to_string();
+    assert!(
+        warnings.contains("1 release is cached that no club runs"),
+        "{warnings}"
+    );
+    let text = world.env.ok(&["opcache"]);
+    assert!(text.contains("no (dead until a reload)"), "{text}");
+
+    // The panel shows the same, and the dashboard says it where staff will see it.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let app = crate::web::TestApp::spawn_on(&world.env).await;
+        let viewer = app.login("viewer").await;
+        let page = app.page(&viewer, "/opcache").await;
+        assert!(
+            page.contains("cached but dead until Apache is reloaded"),
+            "{page}"
+        );
+        assert!(page.contains(&world.env.release_name("v1")), "{page}");
+        let dashboard = app.page(&viewer, "/").await;
+        assert!(
+            dashboard.contains("1 release is cached that no club runs"),
+            "{dashboard}"
+        );
+    });
+}

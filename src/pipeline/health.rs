@@ -164,6 +164,35 @@ fn base_of(url: &str) -> String {
     url[..end].trim_end_matches('/').to_owned()
 }
 
+/// Asks the probe at `url` (a site's address) once, with `?scripts=1` when `scripts`: its
+/// JSON answer, or why there is none.
+pub fn ask_probe(
+    settings: &HealthSettings,
+    url: &str,
+    key: &ProbeKey,
+    scripts: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let query = if scripts { "?scripts=1" } else { "" };
+    let url = format!("{}/{}{query}", base_of(url), probe::PROBE_PATH);
+    let response = match agent(settings)
+        .get(&url)
+        .set(probe::HEADER, key.secret())
+        .call()
+    {
+        Ok(response) => response,
+        Err(ureq::Error::Status(code, _)) => anyhow::bail!("the probe at {url} answered {code}"),
+        Err(e) => anyhow::bail!("the probe at {url} did not answer: {e}"),
+    };
+    // With ?scripts=1 the answer lists every release directory in the cache: allow 1 MB.
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .take(1 << 20)
+        .read_to_end(&mut body)?;
+    serde_json::from_slice(&body)
+        .map_err(|e| anyhow::anyhow!("the probe at {url} gave no JSON: {e}"))
+}
+
 /// Asks the probe until it says the release, or the deadline passes.
 fn prove(
     agent: &ureq::Agent,

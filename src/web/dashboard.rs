@@ -62,6 +62,8 @@ pub struct DashboardPage {
     running: Vec<Running>,
     queued: usize,
     recent: Vec<audit::AuditEvent>,
+    /// OPcache warnings staff must see.
+    warnings: Vec<String>,
 }
 
 /// `GET /`.
@@ -117,14 +119,44 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
             Ok((running, queued, recent))
         })
         .await?;
+    let warnings = state
+        .opcache()
+        .await?
+        .map(|i| i.warnings)
+        .unwrap_or_default();
     Ok(DashboardPage {
         nav: staff.nav("dashboard"),
+        warnings,
         several: apps.len() > 1,
         apps,
         clubs_total: count(clubs.len(), "club"),
         running,
         queued,
         recent,
+    })
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "opcache.html")]
+pub struct OpcachePage {
+    nav: Nav,
+    found: Result<crate::opcache::Insight, String>,
+}
+
+impl OpcachePage {
+    fn mb(&self, bytes: &u64) -> String {
+        crate::opcache::mb(*bytes)
+    }
+}
+
+/// `GET /opcache`: what OPcache holds, per release, with its warnings.
+pub async fn opcache_page(
+    staff: Staff,
+    state: web::Data<AppState>,
+) -> Result<OpcachePage, AppError> {
+    Ok(OpcachePage {
+        nav: staff.nav("opcache"),
+        found: state.opcache().await?,
     })
 }
 

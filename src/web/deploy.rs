@@ -275,6 +275,8 @@ pub struct ConfirmPage {
     plan: DeployPlan,
     /// The clubs tried first, as posted.
     canary: Option<String>,
+    /// OPcache warnings to see before deploying.
+    warnings: Vec<String>,
 }
 
 /// `POST /deploy/confirm`: says exactly what will change (which clubs move from which
@@ -328,6 +330,11 @@ pub async fn confirm(
         clubs: posted.clubs.clone(),
         plan,
         canary,
+        warnings: state
+            .opcache()
+            .await?
+            .map(|i| i.warnings)
+            .unwrap_or_default(),
     })
 }
 

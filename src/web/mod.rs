@@ -40,7 +40,12 @@ pub struct AppState {
     pub hashing: Arc<crate::auth::password::HashGate>,
     /// Live job streams open per session.
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<i32, usize>>>,
+    /// OPcache's figures as last read, and when (pages share a reading for a few seconds).
+    pub opcache: Arc<tokio::sync::Mutex<Option<(Instant, OpcacheReading)>>>,
 }
+
+/// OPcache's figures, or why they could not be read.
+pub type OpcacheReading = Result<crate::opcache::Insight, String>;
 
 /// Every club's row as read from disk and the database, and when.
 pub struct ClubsSnapshot {
@@ -57,6 +62,9 @@ pub const LOGIN_BODY_LIMIT: usize = 4096;
 /// changed nothing (a link edited by hand shows up after at most this long).
 const CLUBS_SNAPSHOT_TTL: Duration = Duration::from_secs(1);
 
+/// How long a reading of OPcache's figures serves other page views.
+const OPCACHE_TTL: Duration = Duration::from_secs(5);
+
 impl AppState {
     /// A new state for `settings` on `pool`.
     pub fn new(settings: Settings, pool: DbPool) -> AppState {
@@ -67,6 +75,7 @@ impl AppState {
             clubs: Arc::new(tokio::sync::Mutex::new(None)),
             hashing: Arc::new(crate::auth::password::HashGate::new()),
             streams: Arc::default(),
+            opcache: Arc::default(),
         }
     }
 
@@ -92,6 +101,25 @@ impl AppState {
             rows: rows.clone(),
         });
         Ok(rows)
+    }
+
+    /// OPcache's figures through a live release's probe, read at most every few seconds; the
+    /// error in words when they cannot be read. The request to the probe holds no database
+    /// connection.
+    pub async fn opcache(&self) -> Result<OpcacheReading, AppError> {
+        let mut cached = self.opcache.lock().await;
+        if let Some((at, found)) = cached.as_ref()
+            && at.elapsed() < OPCACHE_TTL
+        {
+            return Ok(found.clone());
+        }
+        let (urls, in_use) = self.db(crate::opcache::sites).await?;
+        let found = self
+            .blocking(move |settings| Ok(crate::opcache::read(settings, &urls, &in_use)))
+            .await?
+            .map_err(|e| format!("{e:#}"));
+        *cached = Some((Instant::now(), found.clone()));
+        Ok(found)
     }
 
     /// Runs `f` on the blocking thread pool with no database connection, for work that reads
@@ -245,6 +273,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/jobs/{id}", web::get().to(jobs::page))
     .route("/jobs/{id}/events", web::get().to(jobs::events))
     .route("/jobs/{id}/cancel", web::post().to(jobs::cancel))
+    .route("/opcache", web::get().to(dashboard::opcache_page))
     .route("/audit", web::get().to(audit::page))
     .route("/audit.csv", web::get().to(audit::csv))
     .route("/audit/verify", web::get().to(audit::verify))

@@ -1,0 +1,261 @@
+//! What OPcache holds, as the probe of a live release reports it (OPcache is one shared cache
+//! for the whole Apache): memory, cached scripts, hit rate, restarts, and the cached scripts
+//! per release directory, with the releases no club runs any more. And the warnings staff must
+//! see before the cache silently overflows (DESIGN §7: ~26× slower, no error anywhere).
+
+use std::collections::HashSet;
+
+use anyhow::Context;
+use diesel::SqliteConnection;
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::db::clubs;
+use crate::domain::ReloadPolicy;
+use crate::pipeline::health;
+use crate::pipeline::probe::ProbeKey;
+use crate::pipeline::release;
+
+/// OPcache's figures.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Insight {
+    /// The site whose probe answered.
+    pub asked: String,
+    pub enabled: bool,
+    pub used_memory: u64,
+    pub free_memory: u64,
+    pub wasted_memory: u64,
+    pub cached_scripts: u64,
+    pub max_cached_keys: u64,
+    /// Hits per 100 lookups.
+    pub hit_rate: f64,
+    pub oom_restarts: u64,
+    pub hash_restarts: u64,
+    /// Cached scripts per release directory, most memory first.
+    pub releases: Vec<CachedRelease>,
+    /// What staff should know, in words (empty when all is well).
+    pub warnings: Vec<String>,
+}
+
+/// One release directory's scripts in the cache.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CachedRelease {
+    pub dir: String,
+    /// `<tag>-<sha8>`, or empty for scripts outside any release.
+    pub name: String,
+    pub scripts: u64,
+    pub memory: u64,
+    /// Whether some club's webroot runs it.
+    pub in_use: bool,
+}
+
+/// Where to ask: the webroots with an address, each with the release directory it runs
+/// (read from the database by the caller, so no connection is held over the request).
+pub fn sites(
+    settings: &Settings,
+    conn: &mut SqliteConnection,
+) -> anyhow::Result<(Vec<String>, HashSet<String>)> {
+    let mut urls = Vec::new();
+    let mut in_use = HashSet::new();
+    for club in clubs::webroots(conn, None)? {
+        let Ok(app) = settings.app(Some(&club.app)) else {
+            continue;
+        };
+        if let Some(current) = &club.current_release {
+            let dir = app.releases_dir.join(current);
+            if let Some(url) = &club.url
+                && release::read(&dir, &crate::domain::ReleaseName::parse(current)?)
+                    .is_some_and(|r| r.manifest.probe.is_some())
+            {
+                urls.push(url.clone());
+            }
+            in_use.insert(dir.display().to_string());
+        }
+    }
+    Ok((urls, in_use))
+}
+
+/// Asks the first site whose probe answers.
+pub fn read(
+    settings: &Settings,
+    urls: &[String],
+    in_use: &HashSet<String>,
+) -> anyhow::Result<Insight> {
+    if !settings.probe.enabled {
+        anyhow::bail!("probes are off ([probe] enabled = false), so OPcache cannot be read");
+    }
+    let key = ProbeKey::load_or_create(&settings.data_dir)?;
+    let mut last = None;
+    for url in urls.iter().take(3) {
+        match health::ask_probe(&settings.health, url, &key, true) {
+            Ok(answer) => return insight(settings, url, &answer, in_use),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        anyhow::anyhow!(
+            "no club with an address runs a release with a probe, so OPcache cannot be read \
+             (give clubs their address with `clubdeploy club url`, and deploy once)"
+        )
+    }))
+}
+
+fn insight(
+    settings: &Settings,
+    url: &str,
+    answer: &serde_json::Value,
+    in_use: &HashSet<String>,
+) -> anyhow::Result<Insight> {
+    let opcache = &answer["opcache"];
+    if opcache.is_null() {
+        anyhow::bail!("OPcache is not loaded in the PHP that serves {url}");
+    }
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let memory = &opcache["memory_usage"];
+    let stats = &opcache["opcache_statistics"];
+    let mut releases: Vec<CachedRelease> = answer["scripts_per_dir"]
+        .as_object()
+        .context("the probe listed no scripts")?
+        .iter()
+        .map(|(dir, figures)| CachedRelease {
+            name: dir.rsplit('/').next().unwrap_or_default().to_owned(),
+            in_use: in_use.contains(dir),
+            scripts: n(&figures["scripts"]),
+            memory: n(&figures["memory"]),
+            dir: dir.clone(),
+        })
+        .collect();
+    releases.sort_by(|a, b| b.memory.cmp(&a.memory).then(a.dir.cmp(&b.dir)));
+    for release in releases.iter_mut().filter(|r| r.dir.is_empty()) {
+        release.in_use = true;
+    }
+    let mut found = Insight {
+        asked: url.to_owned(),
+        enabled: opcache["enabled"].as_bool().unwrap_or(false),
+        used_memory: n(&memory["used_memory"]),
+        free_memory: n(&memory["free_memory"]),
+        wasted_memory: n(&memory["wasted_memory"]),
+        cached_scripts: n(&stats["num_cached_scripts"]),
+        max_cached_keys: n(&stats["max_cached_keys"]),
+        hit_rate: stats["opcache_hit_rate"].as_f64().unwrap_or(0.0),
+        oom_restarts: n(&stats["oom_restarts"]),
+        hash_restarts: n(&stats["hash_restarts"]),
+        releases,
+        warnings: Vec::new(),
+    };
+    found.warnings = warnings(&found, settings.reload.policy);
+    Ok(found)
+}
+
+/// The warnings: free memory below one release's footprint (the next deploy without a
+/// reload would overflow), any out-of-memory restart, and with a policy that does not always
+/// reload, the releases cached that no club runs.
+pub fn warnings(insight: &Insight, policy: ReloadPolicy) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !insight.enabled {
+        warnings.push("OPcache is off: every request compiles the code again.".to_owned());
+    }
+    let footprint = insight
+        .releases
+        .iter()
+        .filter(|r| !r.dir.is_empty())
+        .map(|r| r.memory)
+        .max()
+        .unwrap_or(0);
+    if footprint > 0 && insight.free_memory < footprint {
+        warnings.push(format!(
+            "OPcache has {} free, less than one release needs ({}): a deploy without a reload \
+             would overflow it, and PHP would get many times slower without any error. Raise \
+             opcache.memory_consumption, or keep the reload policy \"always\".",
+            mb(insight.free_memory),
+            mb(footprint)
+        ));
+    }
+    if insight.oom_restarts > 0 {
+        warnings.push(format!(
+            "OPcache ran out of memory and restarted {} time{}: raise \
+             opcache.memory_consumption.",
+            insight.oom_restarts,
+            if insight.oom_restarts == 1 { "" } else { "s" }
+        ));
+    }
+    let dead: Vec<&CachedRelease> = insight
+        .releases
+        .iter()
+        .filter(|r| !r.in_use && !r.dir.is_empty())
+        .collect();
+    if policy != ReloadPolicy::Always && !dead.is_empty() {
+        warnings.push(format!(
+            "{} release{} cached that no club runs ({}): OPcache never frees them until Apache \
+             is reloaded.",
+            dead.len(),
+            if dead.len() == 1 { " is" } else { "s are" },
+            mb(dead.iter().map(|r| r.memory).sum())
+        ));
+    }
+    warnings
+}
+
+/// "12.3 MB".
+pub fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached(dir: &str, memory: u64, in_use: bool) -> CachedRelease {
+        CachedRelease {
+            dir: dir.into(),
+            name: dir.rsplit('/').next().unwrap().into(),
+            scripts: 10,
+            memory,
+            in_use,
+        }
+    }
+
+    fn insight(free: u64, oom: u64, releases: Vec<CachedRelease>) -> Insight {
+        Insight {
+            asked: "http://a".into(),
+            enabled: true,
+            used_memory: 1,
+            free_memory: free,
+            wasted_memory: 0,
+            cached_scripts: 20,
+            max_cached_keys: 100,
+            hit_rate: 99.0,
+            oom_restarts: oom,
+            hash_restarts: 0,
+            releases,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn staff_are_warned_before_the_cache_overflows() {
+        let releases = vec![
+            cached("/d/releases/v2-1", 30_000_000, true),
+            cached("/d/releases/v1-1", 20_000_000, false),
+        ];
+        let calm = insight(100_000_000, 0, releases.clone());
+        assert!(warnings(&calm, ReloadPolicy::Always).is_empty());
+        let tight = insight(29_000_000, 0, releases.clone());
+        let said = warnings(&tight, ReloadPolicy::Always);
+        assert!(
+            said[0].contains("less than one release needs (30.0 MB)"),
+            "{said:?}"
+        );
+        let oom = warnings(
+            &insight(100_000_000, 2, releases.clone()),
+            ReloadPolicy::Always,
+        );
+        assert!(oom[0].contains("restarted 2 times"), "{oom:?}");
+        let dead = warnings(&calm, ReloadPolicy::Never);
+        assert!(
+            dead[0].contains("1 release is cached that no club runs (20.0 MB)"),
+            "{dead:?}"
+        );
+        assert_eq!(warnings(&calm, ReloadPolicy::AfterAll).len(), 1);
+    }
+}
