@@ -48,6 +48,10 @@ pub fn secure_data_dir(settings: &Settings) -> anyhow::Result<()> {
         }
     };
     set(&settings.data_dir, 0o711)?;
+    // The probe secret exists from the start, private (health checks send it).
+    if settings.probe.enabled {
+        crate::pipeline::probe::ProbeKey::load_or_create(&settings.data_dir)?;
+    }
     let file = |name: &str| settings.data_dir.join(name);
     for secret in [
         database.clone(),
@@ -56,6 +60,7 @@ pub fn secure_data_dir(settings: &Settings) -> anyhow::Result<()> {
         database.with_extension("migrate.lock"),
         settings.lock_path(),
         file(crate::db::audit_key::KEY_FILE),
+        file(crate::pipeline::probe::KEY_FILE),
         settings.anchor_file(),
     ] {
         // The anchor file may live elsewhere on purpose (another host's mount): only ours.

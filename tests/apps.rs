@@ -97,6 +97,12 @@ fn each_application_deploys_to_its_own_webroots_from_one_shared_release() {
     assert!(!mobile_webroot(&env, "a").exists());
     let out = env.ok(&["deploy", "v1", "--app", "mobile", "--all"]);
     assert!(out.contains("2 of 2 clubs switched"), "{out}");
+    // Without an address a club is "not checked", never healthy.
+    assert!(
+        out.contains("club c's mobile was not checked: it has no address"),
+        "{out}"
+    );
+    assert!(out.contains("; 2 clubs not checked (no address)"), "{out}");
     assert!(
         out.contains(&format!(
             "club c's mobile now runs {}",

@@ -908,3 +908,45 @@ fn opcache_insight_shows_what_is_cached_per_release_and_warns_of_dead_releases()
         );
     });
 }
+
+#[test]
+fn on_failure_stop_leaves_the_clubs_ignore_reports_and_expect_text_is_checked() {
+    let Some(mut world) = world(2, 1) else { return };
+    let set_health = |world: &mut World, lines: &[&str]| {
+        let health = world
+            .env
+            .config
+            .tables
+            .iter_mut()
+            .find(|(name, _)| name == "health")
+            .unwrap();
+        health.1.truncate(2);
+        health.1.extend(lines.iter().map(|l| l.to_string()));
+        world.env.configure();
+    };
+    let v9 = world.env.release_name("v9");
+    set_health(&mut world, &["on_failure = \"stop\""]);
+    let error = world.env.fails(&["deploy", "v9", "--club", "club01"]);
+    assert!(
+        error.contains(&format!(
+            "1 of 1 club failed its health check and was left on {v9} (on_failure = \"stop\")"
+        )),
+        "{error}"
+    );
+    assert_eq!(world.env.release_of("club01"), v9);
+    set_health(&mut world, &["on_failure = \"ignore\""]);
+    let out = world.env.ok(&["deploy", "v9", "--club", "club02"]);
+    assert!(
+        out.contains("1 club failed its health check (ignored: on_failure = \"ignore\")"),
+        "{out}"
+    );
+    // The page must contain expect_text: v2's does, "version v7" is nowhere.
+    set_health(&mut world, &["expect_text = \"version v2\""]);
+    world.env.ok(&["deploy", "v2", "--club", "club03"]);
+    set_health(&mut world, &["expect_text = \"version v7\""]);
+    let error = world.env.fails(&["deploy", "v3", "--club", "club04"]);
+    assert!(error.contains("put back on"), "{error}");
+    let log = world.job_log(5);
+    assert!(log.contains("without \"version v7\""), "{log}");
+    assert_eq!(world.serves("club04").0, "version v1");
+}
