@@ -733,3 +733,38 @@ fn commands_started_together_on_a_new_database_all_succeed() {
         );
     }
 }
+
+#[test]
+fn a_release_links_the_unchanged_files_of_the_one_before_and_never_a_changed_one() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.ok(&["deploy", "v2", "--all"]);
+    let file = |tag: &str, path: &str| env.releases_dir().join(env.release_name(tag)).join(path);
+    let inode = |tag: &str, path: &str| std::fs::metadata(file(tag, path)).unwrap().ino();
+    // bin/tool is the same in v1 and v2: one inode; index.php changed: its own.
+    assert_eq!(inode("v1", "bin/tool"), inode("v2", "bin/tool"));
+    assert_ne!(inode("v1", "index.php"), inode("v2", "index.php"));
+    assert_eq!(
+        std::fs::read_to_string(file("v2", "index.php")).unwrap(),
+        "<?php echo 'version v2';\n"
+    );
+    // A file changed in the newest release (by hand) is not taken for v3: it is written anew.
+    let tool = file("v2", "bin/tool");
+    let mut perms = std::fs::metadata(&tool).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&tool, perms).unwrap();
+    std::fs::write(&tool, "#!/bin/sh\necho tampered\n").unwrap();
+    env.ok(&["deploy", "v3", "--all"]);
+    assert_eq!(
+        std::fs::read_to_string(file("v3", "bin/tool")).unwrap(),
+        "#!/bin/sh\necho tool\n"
+    );
+    assert_ne!(inode("v3", "bin/tool"), inode("v2", "bin/tool"));
+    // Executable bits are kept for a linked file as for a written one.
+    assert_eq!(
+        std::fs::metadata(file("v3", "bin/tool")).unwrap().mode() & 0o777,
+        0o755
+    );
+}

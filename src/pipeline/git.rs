@@ -329,6 +329,20 @@ impl Mirror {
     /// commit's time, as `git archive` gives them: OPcache does not cache a file modified less
     /// than `opcache.file_update_protection` (2 s) ago, which a just-built file would be.
     pub fn export(&self, commit: &str, dest: &Path) -> anyhow::Result<TreeStats> {
+        self.export_reusing(commit, dest, None)
+    }
+
+    /// [`Mirror::export`], hard-linking each file that `reuse` (a published release) holds
+    /// at the same path with the same content and mode instead of writing it again: creating
+    /// an inode costs ~0.7 ms on the machines measured, a hard link ~15 µs, and a release
+    /// differs from the one before it in a few files. Content is proven by the file's git
+    /// blob id, so a file changed in `reuse` by a build command or by hand is never taken.
+    pub fn export_reusing(
+        &self,
+        commit: &str,
+        dest: &Path,
+        reuse: Option<&Path>,
+    ) -> anyhow::Result<TreeStats> {
         let oid = Oid::from_str(commit)?;
         let commit = self.repo.find_commit(oid)?;
         let tree = commit.tree()?;
@@ -337,7 +351,7 @@ impl Mirror {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Entry>(512);
         std::thread::scope(|scope| {
             let writer = scope.spawn(move || write_entries(receiver, mtime));
-            let walked = self.walk_tree(&tree, dest, &sender);
+            let walked = self.walk_tree(&tree, dest, reuse, &sender);
             drop(sender);
             let written = writer
                 .join()
@@ -353,6 +367,7 @@ impl Mirror {
         &self,
         tree: &git2::Tree<'_>,
         dir: &Path,
+        reuse: Option<&Path>,
         out: &SyncSender<Entry>,
     ) -> anyhow::Result<()> {
         for entry in tree.iter() {
@@ -366,12 +381,21 @@ impl Mirror {
                     )
                 })?;
             let path: PathBuf = dir.join(name);
+            let reused = reuse.map(|r| r.join(name));
             let item = match (entry.kind(), entry.filemode()) {
                 (Some(ObjectType::Tree), _) => {
                     send(out, Entry::Dir(path.clone()))?;
                     let subtree = self.repo.find_tree(entry.id())?;
-                    self.walk_tree(&subtree, &path, out)?;
+                    self.walk_tree(&subtree, &path, reused.as_deref(), out)?;
                     continue;
+                }
+                (Some(ObjectType::Blob), mode)
+                    if mode != 0o120000
+                        && let Some(from) =
+                            reused.filter(|from| same_blob(from, entry.id(), mode)) =>
+                {
+                    let size = std::fs::symlink_metadata(&from)?.len();
+                    Entry::Reuse(path, from, size)
                 }
                 (Some(ObjectType::Blob), 0o120000) => {
                     let blob = self.repo.find_blob(entry.id())?;
@@ -406,6 +430,20 @@ enum Entry {
     Dir(PathBuf),
     File(PathBuf, u32, Vec<u8>),
     Symlink(PathBuf, Vec<u8>),
+    /// A hard link to an identical file of an earlier release, and its size.
+    Reuse(PathBuf, PathBuf, u64),
+}
+
+/// Whether `path` is a regular file (not a link) with the blob's content and the mode its
+/// tree entry gives it (executable or not).
+fn same_blob(path: &Path, id: Oid, mode: i32) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let executable = meta.permissions().mode() & 0o111 != 0;
+    meta.file_type().is_file()
+        && executable == (mode & 0o111 != 0)
+        && Oid::hash_file(ObjectType::Blob, path).is_ok_and(|found| found == id)
 }
 
 fn send(out: &SyncSender<Entry>, entry: Entry) -> anyhow::Result<()> {
@@ -432,6 +470,16 @@ fn write_entries(
                 let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target);
                 std::os::unix::fs::symlink(target, &path)
                     .with_context(|| format!("cannot create {}", path.display()))?;
+            }
+            Entry::Reuse(path, from, size) => {
+                // Where a link cannot be made (too many links to one file), a copy serves.
+                if std::fs::hard_link(&from, &path).is_err() {
+                    std::fs::copy(&from, &path).with_context(|| {
+                        format!("cannot copy {} to {}", from.display(), path.display())
+                    })?;
+                }
+                stats.files += 1;
+                stats.bytes += size;
             }
             Entry::File(path, perm, content) => {
                 let mut file = OpenOptions::new()

@@ -184,8 +184,15 @@ fn build_in(
     build_dir: &Path,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<Manifest> {
+    // Without build commands a release is exactly its tree: identical files of the newest
+    // release already built are linked, not written again (see `Mirror::export_reusing`).
+    let reuse = if spec.commands.is_empty() {
+        newest(spec.releases_dir).map(|r| r.dir)
+    } else {
+        None
+    };
     let mut stats = mirror
-        .export(spec.commit, build_dir)
+        .export_reusing(spec.commit, build_dir, reuse.as_deref())
         .with_context(|| format!("cannot check out {}", spec.tag))?;
     let mut env = spec.env.to_vec();
     env.extend([
@@ -236,6 +243,14 @@ fn build_in(
     file.sync_all()?;
     fsync_dir(build_dir)?;
     Ok(manifest)
+}
+
+/// The most recently built release in `releases_dir`, if any.
+fn newest(releases_dir: &Path) -> Option<Release> {
+    list(releases_dir)
+        .ok()?
+        .into_iter()
+        .max_by_key(|r| r.manifest.built_at)
 }
 
 /// Refuses a tree holding a symbolic link that is absolute or leads out of the tree: read
