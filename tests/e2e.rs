@@ -104,6 +104,46 @@ enum Setup {
     /// Every club also runs a second application, `mobile` (see [`make_mobile_repo`]), at
     /// `<club>/mobile`, served as `<slug>-m.test`, on its v1.
     SecondApp,
+    /// The application is [`make_large_repo`]'s 5,000 files.
+    LargeTree,
+}
+
+/// Files of [`make_large_repo`]'s application.
+const LARGE_FILES: usize = 5000;
+
+/// An application of 5,000 PHP files of about 2 KB in 50 directories (tag v1), then 10 of
+/// them changed (tag v2); `index.php` prints its version and `__DIR__`.
+fn make_large_repo(path: &std::path::Path) {
+    let repo = Repository::init(path).unwrap();
+    let sig = tagger();
+    let mut parent = None;
+    for tag in ["v1", "v2"] {
+        for n in 0..LARGE_FILES {
+            let changed = tag == "v2" && n < 10;
+            let file = path.join(format!("src/dir-{}/File{n}.php", n % 50));
+            if tag == "v2" && !changed {
+                continue;
+            }
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            let body = (0..40)
+                .map(|m| {
+                    format!(
+                        "    public function m{m}(): int {{ return {}{n} + {m}; }}\n",
+                        if changed { "1 + " } else { "" }
+                    )
+                })
+                .collect::<String>();
+            std::fs::write(file, format!("<?php\nfinal class File{n}\n{{\n{body}}}\n")).unwrap();
+        }
+        std::fs::write(
+            path.join("index.php"),
+            format!("<?php\necho \"version {tag}\\n\" . __DIR__ . \"\\nEND\\n\";\n"),
+        )
+        .unwrap();
+        parent = Some(crate::helpers::commit_all_and_tag(
+            &repo, &sig, parent, tag, tag,
+        ));
+    }
 }
 
 /// Classes of the second application.
@@ -158,7 +198,11 @@ fn world_with(keep_releases: usize, grace: u64, setup: Setup) -> Option<World> {
     }
     let mut env = TestEnv::new();
     let app = env.root.path().canonicalize().unwrap().join("php-app");
-    make_php_repo(&app);
+    if setup == Setup::LargeTree {
+        make_large_repo(&app);
+    } else {
+        make_php_repo(&app);
+    }
     env.config.repo_url = app.display().to_string();
     env.app = app.clone();
     env.config.keep_releases = keep_releases;
@@ -906,6 +950,22 @@ fn opcache_insight_shows_what_is_cached_per_release_and_warns_of_dead_releases()
             dashboard.contains("1 release is cached that no club runs"),
             "{dashboard}"
         );
+        // And before the next deploy is confirmed.
+        let admin = app.login("admin").await;
+        let confirm = app
+            .post(
+                &admin,
+                "/deploy/confirm",
+                &[("tag", "v3"), ("target", "all")],
+            )
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            confirm.contains("1 release is cached that no club runs"),
+            "{confirm}"
+        );
     });
 }
 
@@ -949,4 +1009,30 @@ fn on_failure_stop_leaves_the_clubs_ignore_reports_and_expect_text_is_checked() 
     let log = world.job_log(5);
     assert!(log.contains("without \"version v7\""), "{log}");
     assert_eq!(world.serves("club04").0, "version v1");
+}
+
+#[test]
+fn click_to_live_of_the_next_tag_of_a_5000_file_application_with_its_build() {
+    let Some(world) = world_with(2, 1, Setup::LargeTree) else {
+        return;
+    };
+    // v1 was built from nothing before Apache started; v2 changes 10 files: built (the other
+    // files linked from v1), switched on 30 clubs, reloaded, every club proven on it.
+    let started = Instant::now();
+    let out = world.env.ok(&["deploy", "v2", "--all", "--canary", "none"]);
+    let took = started.elapsed();
+    assert!(out.contains(&format!("{} files", LARGE_FILES + 1)), "{out}");
+    let v2 = world.env.releases_dir().join(world.env.release_name("v2"));
+    for slug in &world.slugs {
+        assert_eq!(
+            world.serves(slug),
+            ("version v2".into(), v2.display().to_string()),
+            "{slug}"
+        );
+    }
+    eprintln!(
+        "E2E: click-to-live with a fresh build of the next tag of a {LARGE_FILES}-file \
+         application (10 files changed) on 30 clubs, every club proven: {:.3} s",
+        took.as_secs_f64()
+    );
 }

@@ -768,3 +768,33 @@ fn a_release_links_the_unchanged_files_of_the_one_before_and_never_a_changed_one
         0o755
     );
 }
+
+#[test]
+fn a_deploy_goes_in_waves_canaries_first_then_batches_with_a_reload_each() {
+    let mut env = TestEnv::new();
+    env.config.tables.push((
+        "rollout".into(),
+        vec!["canary = [\"c\"]".into(), "batch_size = 2".into()],
+    ));
+    env.configure();
+    env.add_clubs(&["a", "b", "c", "d", "e"]);
+    // A canary the deploy names must be among its clubs; nothing changes otherwise.
+    let error = env.fails(&["deploy", "v1", "--club", "a", "--canary", "b"]);
+    assert!(error.contains("canary b is not among the clubs"), "{error}");
+    assert!(env.events().is_empty());
+    let out = env.ok(&["deploy", "v1", "--all"]);
+    for wave in [
+        "wave 1 of 3 (canary): c",
+        "wave 2 of 3: a, b",
+        "wave 3 of 3: d, e",
+    ] {
+        assert!(out.contains(wave), "{wave} missing:\n{out}");
+    }
+    // One configtest, then one reload per wave (and none for the prune: nothing to delete).
+    assert_eq!(env.events(), ["configtest", "reload", "reload", "reload"]);
+    // --canary none: no canary, the batches still; the configured canary alone is one wave.
+    let out = env.ok(&["deploy", "v2", "--all", "--canary", "none"]);
+    assert!(out.contains("wave 1 of 3: a, b\n"), "{out}");
+    let out = env.ok(&["deploy", "v3", "--club", "c"]);
+    assert!(!out.contains("wave 1"), "{out}");
+}

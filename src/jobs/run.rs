@@ -99,18 +99,17 @@ pub fn deploy(
     let mut unchecked = 0;
     let mut ignored = 0;
     for (n, wave) in waves.iter().enumerate() {
-        if waves.len() > 1 {
-            job.progress.step(Step::Switch);
+        let header = (waves.len() > 1).then(|| {
             let slugs: Vec<&str> = wave.clubs.iter().map(|c| c.slug.as_str()).collect();
-            job.progress.progress(&format!(
+            format!(
                 "wave {} of {}{}: {}",
                 n + 1,
                 waves.len(),
                 if wave.canary { " (canary)" } else { "" },
                 slugs.join(", ")
-            ));
-        }
-        let done = switch_clubs(job, app, &wave.clubs, &release, "deploy", None)?;
+            )
+        });
+        let done = switch_clubs(job, app, &wave.clubs, &release, "deploy", None, header)?;
         switched += done.len();
         if done.is_empty() {
             continue;
@@ -448,6 +447,7 @@ fn put_back(
             &previous,
             "health_rollback",
             Some(&release.name),
+            None,
         )?;
         back.push((previous, done, group.clone()));
     }
@@ -500,7 +500,7 @@ pub fn rollback(
     let release = build(job, app, &mirror, &target.tag(), &commit)?;
     let reload = preflight_single_club(job)?;
     let clubs = std::slice::from_ref(&club);
-    let done = switch_clubs(job, app, clubs, &release, "rollback", Some(&current))?;
+    let done = switch_clubs(job, app, clubs, &release, "rollback", Some(&current), None)?;
     let mut summary = format!("club {slug} rolled back from {current} to {}", release.name);
     let proving = will_prove(job.settings, &release, reload, clubs);
     if reload {
@@ -970,8 +970,12 @@ fn switch_clubs(
     release: &Release,
     kind: &str,
     rolled_back_from: Option<&ReleaseName>,
+    header: Option<String>,
 ) -> anyhow::Result<Vec<switches::NewSwitch>> {
     job.progress.step(Step::Switch);
+    if let Some(header) = header {
+        job.progress.progress(&header);
+    }
     let releases_dir = &app.releases_dir;
     let switcher = switch::Switcher::new(&release.dir, &job.settings.webroot_base);
     let mut done = Vec::new();
