@@ -41,17 +41,25 @@ impl ProbeKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
+        // Written whole under a temporary name, then linked into place: a process starting
+        // at the same moment sees no file or a complete one, and the first link wins.
         let secret = crate::auth::random_token();
+        let temp = data_dir.join(format!(
+            "{KEY_FILE}.tmp-{}",
+            &crate::auth::random_token()[..12]
+        ));
         let written = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
+            .open(&temp)
             .and_then(|mut file| {
                 file.write_all(secret.as_bytes())?;
                 file.write_all(b"\n")?;
                 file.sync_all()
-            });
+            })
+            .and_then(|()| std::fs::hard_link(&temp, &path));
+        let _ = std::fs::remove_file(&temp);
         match written {
             Ok(()) => Ok(ProbeKey(secret)),
             // Another process made it first: use theirs.
