@@ -1009,6 +1009,21 @@ fn on_failure_stop_leaves_the_clubs_ignore_reports_and_expect_text_is_checked() 
     let log = world.job_log(5);
     assert!(log.contains("without \"version v7\""), "{log}");
     assert_eq!(world.serves("club04").0, "version v1");
+    // With probes off, a release gets none, and health checks the page alone.
+    set_health(&mut world, &[]);
+    world
+        .env
+        .config
+        .tables
+        .push(("probe".into(), vec!["enabled = false".into()]));
+    world.env.configure();
+    std::fs::remove_dir_all(world.env.releases_dir().join(world.env.release_name("v3"))).unwrap();
+    let out = world.env.ok(&["deploy", "v3", "--club", "club05"]);
+    assert!(out.contains("club club05: its page answers"), "{out}");
+    assert!(!out.contains(" is live on "), "{out}");
+    let v3 = world.env.releases_dir().join(world.env.release_name("v3"));
+    assert!(!v3.join(".clubdeploy").exists());
+    assert_eq!(world.serves("club05").0, "version v3");
 }
 
 #[test]
