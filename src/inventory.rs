@@ -207,6 +207,13 @@ pub fn add_club(
     if name.is_empty() {
         return Err(InvalidInput("the club's display name is empty".into()).into());
     }
+    if name.chars().count() > crate::import::NAME_LIMIT {
+        return Err(InvalidInput(format!(
+            "the club's display name is longer than {} characters",
+            crate::import::NAME_LIMIT
+        ))
+        .into());
+    }
     let described: Vec<String> = webroots.iter().map(CheckedWebroot::describe).collect();
     let details = format!("added {name:?} with webroot {}", described.join(", "));
     conn.immediate_transaction(|conn| {

@@ -9,6 +9,7 @@ pub mod db;
 pub mod demo;
 pub mod domain;
 pub mod error;
+pub mod import;
 pub mod inventory;
 pub mod jobs;
 pub mod opcache;

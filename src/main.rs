@@ -205,6 +205,14 @@ enum ClubCommand {
     },
     /// List clubs (one row per club and application).
     List(ListArgs),
+    /// Add or update many clubs from a CSV file (header slug,name,url,webroot; webroot:<app>
+    /// and url:<app> columns with several applications), all or nothing.
+    Import {
+        file: PathBuf,
+        /// Only say what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Set the address of a club's site (health checks go there); `none` removes it.
     Url {
         slug: String,
@@ -418,6 +426,22 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             } else {
                 cli::print_clubs(&clubs, settings.several_apps())
             }
+        }
+        Command::Club(ClubCommand::Import { file, dry_run }) => {
+            let text =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let plan = clubdeploy::import::plan(&settings, &mut *db()?, &text)?;
+            for (verb, changes) in [("add", &plan.added), ("update", &plan.updated)] {
+                for change in changes.iter().take(if dry_run { usize::MAX } else { 0 }) {
+                    say!("{verb} {}: {}", change.slug, change.what.join(", "));
+                }
+            }
+            if dry_run {
+                say!("(dry run: {}; nothing was changed)", plan.summary());
+                return Ok(());
+            }
+            clubdeploy::import::apply(&mut *db()?, &actor, &plan)?;
+            say!("imported {}: {}", file.display(), plan.summary());
         }
         Command::Club(ClubCommand::Url { slug, url, app }) => {
             let url = Some(url.as_str()).filter(|u| *u != "none");

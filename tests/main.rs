@@ -9,6 +9,7 @@ mod e2e;
 mod engine;
 mod fetch;
 mod helpers;
+mod import;
 mod jobs;
 mod legacy;
 mod preview;

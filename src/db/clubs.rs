@@ -158,6 +158,14 @@ pub fn webroots_of(conn: &mut SqliteConnection, slug: &str) -> QueryResult<Vec<C
         .load(conn)
 }
 
+/// Gives a club another display name.
+pub fn rename(conn: &mut SqliteConnection, club_id: i32, name: &str) -> QueryResult<()> {
+    diesel::update(clubs::table.find(club_id))
+        .set(clubs::name.eq(name))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Sets the address of a webroot's site.
 pub fn set_url(conn: &mut SqliteConnection, webroot_id: i32, url: Option<&str>) -> QueryResult<()> {
     diesel::update(webroots::table.find(webroot_id))

@@ -394,11 +394,7 @@ fn health_failure(
     match put_back(job, app, release, failed) {
         Ok(back) => {
             let now = running(job, app, release);
-            anyhow::anyhow!(
-                "{failing} and {} put back on {back}; {now} run {}{reached}",
-                if n == 1 { "was" } else { "were" },
-                release.name
-            )
+            anyhow::anyhow!("{failing}{back}; {now} run {}{reached}", release.name)
         }
         Err(e) => e.context(format!("{failing}; putting them back failed{reached}")),
     }
@@ -417,7 +413,8 @@ fn running(job: &Job<'_>, app: &App, release: &Release) -> usize {
 }
 
 /// Switches each failed club back to the release it ran before, marking `release` bad for
-/// it, then reloads once and checks them again. Returns where they went, in words.
+/// it, then reloads once and checks them again. Returns the end of the summary sentence
+/// (" and were put back on …").
 fn put_back(
     job: &mut Job<'_>,
     app: &App,
@@ -461,14 +458,29 @@ fn put_back(
         // Reported, not acted on: the rollback is as far back as a job goes.
         check_health(job, previous, done, group, reload)?;
     }
-    let mut words: Vec<String> = back.iter().map(|(p, ..)| p.name.to_string()).collect();
-    if !stranded.is_empty() {
-        words.push(format!(
-            "nothing for {} (no release before)",
-            stranded.join(", ")
+    let put: usize = back.iter().map(|(_, done, _)| done.len()).sum();
+    let mut words = String::new();
+    if put > 0 {
+        let names: Vec<String> = back.iter().map(|(p, ..)| p.name.to_string()).collect();
+        words.push_str(&format!(
+            " and {} put back on {}",
+            if put == 1 { "was" } else { "were" },
+            names.join(" and ")
         ));
     }
-    Ok(words.join(" and "))
+    if !stranded.is_empty() {
+        words.push_str(&format!(
+            "; {} ran no release before, so {} left on {}",
+            stranded.join(", "),
+            if stranded.len() == 1 {
+                "it was"
+            } else {
+                "they were"
+            },
+            release.name
+        ));
+    }
+    Ok(words)
 }
 
 /// Returns a club's webroot of `app` to the release it ran before (skipping releases it was

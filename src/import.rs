@@ -1,0 +1,415 @@
+//! Adding or updating many clubs at once from a CSV file: header `slug,name,url,webroot` with
+//! one application, `webroot:<app>` (and `url:<app>`) columns with several. Every row is
+//! checked first and every bad row is named; then all of it is written in one transaction, or
+//! nothing is. Existing clubs are updated (name, addresses, webroots of applications they did
+//! not run); a webroot never moves by import.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use anyhow::Context;
+use diesel::SqliteConnection;
+use serde::Serialize;
+
+use crate::config::{App, Settings};
+use crate::db::clubs::{self, NewClub, NewWebroot};
+use crate::db::{self, audit};
+use crate::domain::{ClubSlug, InvalidInput};
+use crate::pipeline::switch::{self, Webroot};
+
+/// The longest display name accepted.
+pub const NAME_LIMIT: usize = 100;
+
+/// What an import will do.
+#[derive(Debug, Default, Serialize)]
+pub struct Plan {
+    pub added: Vec<Change>,
+    pub updated: Vec<Change>,
+    /// Rows that change nothing.
+    pub unchanged: usize,
+}
+
+/// One club added or updated.
+#[derive(Debug, Serialize)]
+pub struct Change {
+    pub line: usize,
+    pub slug: String,
+    /// What changes, in words ("name: A → B", "mobile at /srv/… (now a legacy copy)").
+    pub what: Vec<String>,
+    #[serde(skip)]
+    club_id: Option<i32>,
+    #[serde(skip)]
+    name: Option<String>,
+    #[serde(skip)]
+    webroots: Vec<PlannedWebroot>,
+    #[serde(skip)]
+    urls: Vec<(String, i32)>,
+}
+
+#[derive(Debug)]
+struct PlannedWebroot {
+    app: String,
+    path: String,
+    url: Option<String>,
+    release: Option<String>,
+}
+
+/// A row that cannot be imported, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BadRow {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// Why an import changed nothing: every bad row.
+#[derive(Debug, thiserror::Error)]
+#[error("{} bad row{}; nothing was imported: {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, describe(.0))]
+pub struct BadRows(pub Vec<BadRow>);
+
+fn describe(rows: &[BadRow]) -> String {
+    rows.iter()
+        .map(|r| format!("line {}: {}", r.line, r.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Which column holds what.
+struct Columns {
+    slug: usize,
+    name: Option<usize>,
+    /// Per application: its webroot column and address column.
+    apps: Vec<(usize, Option<usize>, Option<usize>)>,
+}
+
+fn columns<'s>(
+    settings: &'s Settings,
+    header: &csv::StringRecord,
+) -> Result<(Columns, Vec<&'s App>), InvalidInput> {
+    let mut slug = None;
+    let mut name = None;
+    let mut webroots: HashMap<String, usize> = HashMap::new();
+    let mut urls: HashMap<String, usize> = HashMap::new();
+    for (i, field) in header.iter().enumerate() {
+        let field = field.trim();
+        let (kind, app) = match field.split_once(':') {
+            Some((kind, app)) => (kind, Some(app)),
+            None => (field, None),
+        };
+        let app = match app {
+            Some(app) => settings.app(Some(app))?.name.to_string(),
+            None if matches!(kind, "webroot" | "url") => settings
+                .app(None)
+                .map_err(|_| {
+                    InvalidInput(format!(
+                        "column {kind:?}: there are several applications, so name one as \
+                         {kind}:<app>"
+                    ))
+                })?
+                .name
+                .to_string(),
+            None => String::new(),
+        };
+        let seen = match kind {
+            "slug" => slug.replace(i).is_some(),
+            "name" => name.replace(i).is_some(),
+            "webroot" => webroots.insert(app, i).is_some(),
+            "url" => urls.insert(app, i).is_some(),
+            other => {
+                return Err(InvalidInput(format!(
+                    "unknown column {other:?}: the columns are slug, name, url and webroot \
+                     (webroot:<app> and url:<app> with several applications)"
+                )));
+            }
+        };
+        if seen {
+            return Err(InvalidInput(format!("column {field:?} appears twice")));
+        }
+    }
+    let slug = slug.ok_or_else(|| InvalidInput("the header has no slug column".into()))?;
+    let mut apps = Vec::new();
+    let mut columns = Vec::new();
+    for app in settings.apps() {
+        let webroot = webroots.remove(app.name.as_str());
+        let url = urls.remove(app.name.as_str());
+        if webroot.is_some() || url.is_some() {
+            apps.push(app);
+            columns.push((columns.len(), webroot, url));
+        }
+    }
+    if apps.is_empty() {
+        return Err(InvalidInput("the header has no webroot column".into()));
+    }
+    let columns = Columns {
+        slug,
+        name,
+        apps: columns,
+    };
+    Ok((columns, apps))
+}
+
+/// Reads and checks `text` against the clubs there are: what the import would do, or every
+/// bad row.
+pub fn plan(settings: &Settings, conn: &mut SqliteConnection, text: &[u8]) -> anyhow::Result<Plan> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(text);
+    let header = reader
+        .headers()
+        .context("cannot read the CSV header")?
+        .clone();
+    let (columns, apps) = columns(settings, &header)?;
+    let existing: HashMap<String, clubs::Club> = clubs::all(conn)?
+        .into_iter()
+        .map(|c| (c.slug.clone(), c))
+        .collect();
+    let mut existing_webroots: HashMap<(String, String), clubs::ClubApp> = HashMap::new();
+    let mut taken: HashMap<String, String> = HashMap::new();
+    for webroot in clubs::webroots(conn, None)? {
+        taken.insert(webroot.webroot.clone(), webroot.slug.clone());
+        existing_webroots.insert((webroot.slug.clone(), webroot.app.clone()), webroot);
+    }
+    let mut plan = Plan::default();
+    let mut bad = Vec::new();
+    let mut slugs_seen: HashSet<String> = HashSet::new();
+    for (n, record) in reader.records().enumerate() {
+        let line = n + 2;
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                bad.push(BadRow {
+                    line,
+                    reason: format!("cannot read it: {e}"),
+                });
+                continue;
+            }
+        };
+        let cell = |i: Option<usize>| i.and_then(|i| record.get(i)).filter(|v| !v.is_empty());
+        let row = check_row(
+            settings,
+            &columns,
+            &apps,
+            &cell,
+            &existing,
+            &existing_webroots,
+            &mut taken,
+        );
+        match row {
+            Err(reason) => bad.push(BadRow { line, reason }),
+            Ok(mut change) => {
+                if !slugs_seen.insert(change.slug.clone()) {
+                    bad.push(BadRow {
+                        line,
+                        reason: format!("club {} appears twice in the file", change.slug),
+                    });
+                    continue;
+                }
+                change.line = line;
+                match (change.club_id, change.what.is_empty()) {
+                    (None, _) => plan.added.push(change),
+                    (Some(_), true) => plan.unchanged += 1,
+                    (Some(_), false) => plan.updated.push(change),
+                }
+            }
+        }
+    }
+    if !bad.is_empty() {
+        return Err(BadRows(bad).into());
+    }
+    Ok(plan)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_row<'c>(
+    settings: &Settings,
+    columns: &Columns,
+    apps: &[&App],
+    cell: &dyn Fn(Option<usize>) -> Option<&'c str>,
+    existing: &HashMap<String, clubs::Club>,
+    existing_webroots: &HashMap<(String, String), clubs::ClubApp>,
+    taken: &mut HashMap<String, String>,
+) -> Result<Change, String> {
+    let slug = ClubSlug::parse(cell(Some(columns.slug)).unwrap_or_default()).map_err(|e| e.0)?;
+    let name = cell(columns.name);
+    if let Some(name) = name
+        && name.chars().count() > NAME_LIMIT
+    {
+        return Err(format!(
+            "the name of {slug} is longer than {NAME_LIMIT} characters"
+        ));
+    }
+    let club = existing.get(slug.as_str());
+    let mut change = Change {
+        line: 0,
+        slug: slug.to_string(),
+        what: Vec::new(),
+        club_id: club.map(|c| c.id),
+        name: None,
+        webroots: Vec::new(),
+        urls: Vec::new(),
+    };
+    match (club, name) {
+        (None, name) => change.name = Some(name.unwrap_or(slug.as_str()).to_owned()),
+        (Some(club), Some(name)) if club.name != name => {
+            change
+                .what
+                .push(format!("name: {:?} → {name:?}", club.name));
+            change.name = Some(name.to_owned());
+        }
+        _ => {}
+    }
+    for (app, (_, webroot_col, url_col)) in apps.iter().zip(&columns.apps) {
+        let url = cell(*url_col);
+        if let Some(url) = url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(format!(
+                "address {url:?} must start with http:// or https://"
+            ));
+        }
+        let current = existing_webroots.get(&(slug.to_string(), app.name.to_string()));
+        let Some(path) = cell(*webroot_col) else {
+            match (current, url) {
+                (Some(current), Some(url)) if current.url.as_deref() != Some(url) => {
+                    change.what.push(format!("{} address → {url}", app.name));
+                    change.urls.push((url.to_owned(), current.webroot_id));
+                }
+                (None, Some(_)) => {
+                    return Err(format!(
+                        "an address for {} but no webroot of {} for {slug}",
+                        app.name, app.name
+                    ));
+                }
+                _ => {}
+            }
+            continue;
+        };
+        let resolved = switch::resolve_under(&settings.webroot_base, Path::new(path))
+            .map_err(|e| format!("{e:#}"))?;
+        let resolved = resolved
+            .to_str()
+            .ok_or_else(|| format!("webroot {path} is not UTF-8"))?
+            .to_owned();
+        match current {
+            Some(current) if current.webroot != resolved => {
+                return Err(format!(
+                    "{slug}'s webroot of {} is {}; an import does not move it (remove the club \
+                     and add it again)",
+                    app.name, current.webroot
+                ));
+            }
+            Some(current) => {
+                if let Some(url) = url
+                    && current.url.as_deref() != Some(url)
+                {
+                    change.what.push(format!("{} address → {url}", app.name));
+                    change.urls.push((url.to_owned(), current.webroot_id));
+                }
+            }
+            None => {
+                if let Some(other) = taken.insert(resolved.clone(), slug.to_string()) {
+                    return Err(format!("webroot {resolved} is already {other}'s"));
+                }
+                let on_disk = switch::inspect(Path::new(&resolved), &app.releases_dir)
+                    .map_err(|e| format!("cannot read {resolved}: {e}"))?;
+                let now = match &on_disk {
+                    Webroot::NotALink => " (a legacy copy: adopt it to deploy)".to_owned(),
+                    Webroot::Release(name) => format!(" (now {name})"),
+                    _ => String::new(),
+                };
+                change.what.push(format!("{} at {resolved}{now}", app.name));
+                change.webroots.push(PlannedWebroot {
+                    app: app.name.to_string(),
+                    path: resolved,
+                    url: url.map(str::to_owned),
+                    release: on_disk.release().map(|r| r.to_string()),
+                });
+            }
+        }
+    }
+    if club.is_none() && change.webroots.is_empty() {
+        return Err(format!("new club {slug} has no webroot"));
+    }
+    Ok(change)
+}
+
+/// Writes `plan` in one transaction with an audit row per club: all of it or nothing.
+pub fn apply(conn: &mut SqliteConnection, actor: &str, plan: &Plan) -> anyhow::Result<()> {
+    conn.immediate_transaction(|conn| {
+        let now = db::now();
+        for change in plan.added.iter().chain(&plan.updated) {
+            let club_id = match change.club_id {
+                Some(id) => {
+                    if let Some(name) = &change.name {
+                        clubs::rename(conn, id, name)?;
+                    }
+                    id
+                }
+                None => {
+                    let name = change.name.as_deref().unwrap_or(&change.slug);
+                    let url = change.webroots.iter().find_map(|w| w.url.as_deref());
+                    clubs::insert(
+                        conn,
+                        &NewClub {
+                            slug: &change.slug,
+                            name,
+                            url,
+                            created_at: now,
+                        },
+                    )?
+                    .id
+                }
+            };
+            for webroot in &change.webroots {
+                clubs::add_webroot(
+                    conn,
+                    &NewWebroot {
+                        club_id,
+                        app: &webroot.app,
+                        path: &webroot.path,
+                        current_release: webroot.release.as_deref(),
+                        created_at: now,
+                        url: webroot.url.as_deref(),
+                    },
+                )?;
+            }
+            for (url, webroot_id) in &change.urls {
+                clubs::set_url(conn, *webroot_id, Some(url))?;
+            }
+            let (action, details) = match change.club_id {
+                None => (
+                    "club.added",
+                    format!("imported: {}", change.what.join(", ")),
+                ),
+                Some(_) => (
+                    "club.updated",
+                    format!("imported: {}", change.what.join(", ")),
+                ),
+            };
+            audit::append(
+                conn,
+                &audit::Entry::new(actor, action, "club", &change.slug, &details),
+            )?;
+        }
+        Ok::<_, clubs::AddClubError>(())
+    })
+    .map_err(|e| match e {
+        clubs::AddClubError::Duplicate => anyhow::Error::from(crate::domain::Refusal::Conflict(
+            "a club or webroot was added meanwhile; nothing was imported: run the import again"
+                .into(),
+        )),
+        clubs::AddClubError::Db(e) => e.into(),
+    })
+}
+
+impl Plan {
+    /// "3 clubs added, 1 updated, 2 unchanged".
+    pub fn summary(&self) -> String {
+        format!(
+            "{} added, {} updated, {} unchanged",
+            crate::preview::count(self.added.len(), "club"),
+            self.updated.len(),
+            self.unchanged
+        )
+    }
+}
