@@ -111,6 +111,17 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                // A path or query the routes cannot read (`/jobs/abc`) gets the panel's own
+                // page, never the framework's message.
+                .app_data(web::PathConfig::default().error_handler(|_, _| {
+                    crate::error::AppError::NotFound("There is no such page.".into()).into()
+                }))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    crate::error::AppError::BadRequest(format!(
+                        "The address holds something that cannot be read ({e})."
+                    ))
+                    .into()
+                }))
                 .wrap(security_headers(secure))
                 .configure(routes)
         })

@@ -963,3 +963,36 @@ fn user_commands_add_list_change_and_disable_staff() {
         "{audit}"
     );
 }
+
+#[tokio::test]
+async fn addresses_the_panel_cannot_read_are_its_own_plain_pages() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    env.ok(&["releases", "--fetch"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    for path in ["/jobs/abc", "/jobs/99999999999", "/nowhere"] {
+        let response = admin.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let body = response.text().await.unwrap();
+        assert!(
+            body.contains("There is no such page") || body.contains("There is no job"),
+            "{path}: {body}"
+        );
+        assert!(!body.contains("can not parse"), "{path}: {body}");
+    }
+    let response = admin.get(app.url("/jobs?before=abc")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("cannot be read"), "{body}");
+    // A tag the repository does not have is said, not silently replaced by the newest.
+    let form = app.page(&admin, "/deploy?tag=v9.9.9").await;
+    assert!(form.contains("There is no version v9.9.9"), "{form}");
+    assert!(
+        form.contains("<option value=\"\" selected>Choose a version</option>"),
+        "{form}"
+    );
+    let form = app.page(&admin, "/deploy?tag=v2").await;
+    assert!(!form.contains("There is no version"), "{form}");
+    assert!(form.contains("value=\"v2\" selected"), "{form}");
+}

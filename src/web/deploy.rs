@@ -124,6 +124,8 @@ pub struct Choice {
 pub struct DeployPage {
     nav: Nav,
     apps: AppTabs,
+    /// A tag the address named that the repository (as last fetched) does not have.
+    unknown_tag: Option<String>,
     tags: Vec<String>,
     tag: String,
     clubs: Vec<Choice>,
@@ -185,9 +187,13 @@ pub async fn form_page(
         .cloned()
         .collect::<Vec<_>>()
         .join(", ");
+    let requested = query.tag.trim();
+    let unknown_tag = (!requested.is_empty() && !tags.iter().any(|t| t == requested))
+        .then(|| requested.to_owned());
     Ok(DeployPage {
         nav: staff.nav("deploy"),
         apps: AppTabs::new(&state, &app),
+        unknown_tag,
         tags,
         tag: query.tag.clone(),
         clubs,
