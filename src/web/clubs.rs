@@ -22,6 +22,8 @@ use crate::pipeline::switch::{self, Webroot};
 pub struct Cell {
     pub app: String,
     pub release: Option<String>,
+    /// The release's tag and commit id, shown apart.
+    pub version: Option<(String, String)>,
     pub problem: Option<String>,
     pub drift: Option<String>,
     pub since: Option<String>,
@@ -109,7 +111,11 @@ pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Re
         let cell = Cell {
             since: last.map(|s| s.switched_at.format("%Y-%m-%d %H:%M UTC").to_string()),
             by: last.map(|s| s.actor.clone()),
-            rollback_to: key.as_ref().and_then(|k| targets.get(k).cloned()),
+            rollback_to: key
+                .as_ref()
+                .and_then(|k| targets.get(k))
+                .map(|r| super::tag_and_commit(r).0),
+            version: club.release.as_deref().map(super::tag_and_commit),
             legacy: club.legacy,
             kept: kept
                 .remove(&(club.slug.clone(), club.app.clone()))

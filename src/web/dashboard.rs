@@ -14,7 +14,8 @@ use crate::error::AppError;
 
 /// Clubs on one release.
 pub struct Group {
-    pub release: String,
+    /// The release's tag and commit id, shown apart.
+    pub version: (String, String),
     pub clubs: Vec<String>,
 }
 
@@ -89,7 +90,7 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
                 groups: by_release
                     .into_iter()
                     .map(|(release, clubs)| Group {
-                        release: release.to_owned(),
+                        version: super::tag_and_commit(release),
                         clubs,
                     })
                     .collect(),

@@ -294,5 +294,18 @@ async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
     Err(AppError::NotFound("There is no such page.".into()))
 }
 
+/// A release name as staff read it: the tag first, the commit id apart ("v2.4.1",
+/// "3f2a9c1d"); a name that is not a release's stays whole.
+pub fn tag_and_commit(release: &str) -> (String, String) {
+    match crate::domain::ReleaseName::parse(release) {
+        Ok(name) => {
+            let tag = name.tag().to_string();
+            let commit = release[tag.len()..].trim_start_matches('-').to_owned();
+            (tag, commit)
+        }
+        Err(_) => (release.to_owned(), String::new()),
+    }
+}
+
 /// "1 club" / "3 clubs".
 pub use crate::preview::count;
