@@ -42,14 +42,14 @@
         if (text) { line("output", "  | " + text + "\n"); }
       });
     }
-    var match = /\((\d+) of (\d+) clubs switched\)$/.exec(event.message);
+    var match = /\((\d+) of (\d+) clubs? switched\)$/.exec(event.message);
     if (match) {
       document.getElementById("progress-box").hidden = false;
       var bar = document.getElementById("progress");
       bar.max = Number(match[2]);
       bar.value = Number(match[1]);
       document.getElementById("progress-text").textContent =
-        match[1] + " of " + match[2] + " clubs switched";
+        match[1] + " of " + match[2] + (match[2] === "1" ? " club switched" : " clubs switched");
     }
     document.getElementById("status").textContent = "running";
   });

@@ -151,7 +151,8 @@ fn each_application_deploys_to_its_own_webroots_from_one_shared_release() {
 
     // Deploying one application leaves the other's links alone.
     let (a_main, b_main) = (link(&env.webroot("a")), link(&env.webroot("b")));
-    env.ok(&["deploy", "v2", "--app", "mobile", "--club", "a"]);
+    let out = env.ok(&["deploy", "v2", "--app", "mobile", "--club", "a"]);
+    assert!(out.contains("(1 of 1 club switched)"), "{out}");
     assert_eq!(link(&env.webroot("a")), a_main);
     assert_eq!(link(&env.webroot("b")), b_main);
     assert_eq!(

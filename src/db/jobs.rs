@@ -198,7 +198,7 @@ pub fn last_switch_progress(
     job_events::table
         .filter(job_events::job_id.eq(job_id))
         .filter(job_events::kind.eq("progress"))
-        .filter(job_events::message.like("%clubs switched)"))
+        .filter(job_events::message.like("% switched)"))
         .order(job_events::id.desc())
         .select(JobEvent::as_select())
         .first(conn)

@@ -1022,11 +1022,12 @@ fn switch_clubs(
             switched_at: db::now(),
         });
         job.progress.progress(&format!(
-            "{} now runs {} ({} of {} clubs switched)",
+            "{} now runs {} ({} of {} club{} switched)",
             label(job.settings, club),
             release.name,
             done.len(),
-            clubs.len()
+            clubs.len(),
+            plural(clubs.len())
         ));
         crate::crash::point(&format!("switch:after-{}", done.len()));
     }

@@ -203,14 +203,14 @@ pub async fn rollback_confirm(
             let on_disk = switch::inspect(club.webroot.as_ref(), &app.releases_dir)?;
             let Webroot::Release(current) = on_disk else {
                 return Err(AppError::BadRequest(format!(
-                    "Club {} does not run a release now, so there is nothing to roll back.",
+                    "{} does not run a release now, so there is nothing to roll back.",
                     club.name
                 ))
                 .into());
             };
             let target = previous(conn, &club, &current)?.ok_or_else(|| {
                 AppError::BadRequest(format!(
-                    "Club {} has no earlier release to go back to.",
+                    "{} has no earlier release to go back to.",
                     club.name
                 ))
             })?;
@@ -290,7 +290,7 @@ pub fn webroot_or_404(
         return Ok(found);
     }
     let club = club_or_404(conn, slug)?;
-    Err(AppError::NotFound(format!("Club {} does not run {app}.", club.name)).into())
+    Err(AppError::NotFound(format!("{} does not run {app}.", club.name)).into())
 }
 
 /// A 303 redirect.

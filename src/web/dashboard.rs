@@ -45,10 +45,10 @@ impl Running {
 
 /// Reads "(12 of 30 clubs switched)" from a progress line.
 pub fn parse_progress(message: &str) -> Option<(usize, usize)> {
-    let inner = message
-        .rsplit_once('(')?
-        .1
-        .strip_suffix(" clubs switched)")?;
+    let tail = message.rsplit_once('(')?.1;
+    let inner = tail
+        .strip_suffix(" clubs switched)")
+        .or_else(|| tail.strip_suffix(" club switched)"))?;
     let (done, total) = inner.split_once(" of ")?;
     Some((done.parse().ok()?, total.parse().ok()?))
 }
@@ -168,6 +168,10 @@ mod tests {
         assert_eq!(
             super::parse_progress("club a now runs v1-0000000a (12 of 30 clubs switched)"),
             Some((12, 30))
+        );
+        assert_eq!(
+            super::parse_progress("club a now runs v1-0000000a (1 of 1 club switched)"),
+            Some((1, 1))
         );
         assert_eq!(super::parse_progress("built v1"), None);
     }
