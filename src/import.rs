@@ -7,7 +7,6 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use anyhow::Context;
 use diesel::SqliteConnection;
 use serde::Serialize;
 
@@ -156,7 +155,7 @@ pub fn plan(settings: &Settings, conn: &mut SqliteConnection, text: &[u8]) -> an
         .from_reader(text);
     let header = reader
         .headers()
-        .context("cannot read the CSV header")?
+        .map_err(|e| InvalidInput(format!("cannot read the CSV header: {e}")))?
         .clone();
     let (columns, apps) = columns(settings, &header)?;
     let existing: HashMap<String, clubs::Club> = clubs::all(conn)?

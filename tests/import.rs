@@ -142,3 +142,65 @@ fn with_several_applications_each_has_its_own_columns() {
         ]
     );
 }
+
+#[tokio::test]
+async fn admins_import_from_the_clubs_page_after_a_preview() {
+    use reqwest::StatusCode;
+    let env = TestEnv::new();
+    let www = env.www.display().to_string();
+    let app = crate::web::TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let page = app.page(&admin, "/clubs").await;
+    assert!(page.contains("action=\"/clubs/import/preview\""), "{page}");
+
+    let bad = format!("slug,webroot\nok,{www}/ok/htdocs\nNo!,{www}/x/htdocs\n");
+    let preview = app
+        .post(&admin, "/clubs/import/preview", &[("csv", &bad)])
+        .await;
+    assert_eq!(preview.status(), StatusCode::OK);
+    let preview = preview.text().await.unwrap();
+    assert!(
+        preview.contains("Nothing can be imported from this file"),
+        "{preview}"
+    );
+    assert!(
+        preview.contains("Line 3: &#34;No!&#34; is not a valid club slug"),
+        "{preview}"
+    );
+    assert!(!preview.contains("Yes, import"), "{preview}");
+    let header = app
+        .post(&admin, "/clubs/import/preview", &[("csv", "nonsense\n1\n")])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(header.contains("Line 1: unknown column"), "{header}");
+
+    let good = format!("slug,name,webroot\nzermatt,Club Zermatt,{www}/zermatt/htdocs\n");
+    let preview = app
+        .post(&admin, "/clubs/import/preview", &[("csv", &good)])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        preview.contains("1 club added, 0 updated, 0 unchanged"),
+        "{preview}"
+    );
+    assert!(
+        preview.contains("Add <strong>zermatt</strong>"),
+        "{preview}"
+    );
+    // Nothing is written by the preview; the confirmation writes it and shows the clubs.
+    assert!(app.env.clubs_json().as_array().unwrap().is_empty());
+    for who in ["viewer", "deployer"] {
+        let other = app.login(who).await;
+        let refused = app.post(&other, "/clubs/import", &[("csv", &good)]).await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{who}");
+    }
+    let done = app.post(&admin, "/clubs/import", &[("csv", &good)]).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(done.headers()["location"], "/clubs");
+    let clubs = app.page(&admin, "/clubs").await;
+    assert!(clubs.contains("Club Zermatt"), "{clubs}");
+}

@@ -411,3 +411,83 @@ pub async fn remove(
         .await?;
     Ok(see_other("/clubs"))
 }
+
+/// How many clubs of each kind an import preview lists.
+const SHOWN: usize = 50;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "import_preview.html")]
+pub struct ImportPreview {
+    nav: Nav,
+    csv: String,
+    outcome: Result<crate::import::Plan, Vec<crate::import::BadRow>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ImportForm {
+    csrf: String,
+    csv: String,
+}
+
+/// Reads the posted CSV as an import plan, or its bad rows (a header that cannot be read is
+/// line 1).
+async fn import_plan(
+    state: &web::Data<AppState>,
+    csv: String,
+) -> Result<Result<crate::import::Plan, Vec<crate::import::BadRow>>, AppError> {
+    state
+        .db(
+            move |settings, conn| match crate::import::plan(settings, conn, csv.as_bytes()) {
+                Ok(plan) => Ok(Ok(plan)),
+                Err(e) => match e.downcast::<crate::import::BadRows>() {
+                    Ok(bad) => Ok(Err(bad.0)),
+                    Err(e) => match e.downcast::<crate::domain::InvalidInput>() {
+                        Ok(header) => Ok(Err(vec![crate::import::BadRow {
+                            line: 1,
+                            reason: header.0,
+                        }])),
+                        Err(e) => Err(e),
+                    },
+                },
+            },
+        )
+        .await
+}
+
+/// `POST /clubs/import/preview` (admins): what importing the CSV would do, or every bad row.
+pub async fn import_preview(
+    staff: Staff,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<ImportPreview, AppError> {
+    let posted: ImportForm = form(&body)?;
+    staff.check_csrf(&posted.csrf)?;
+    staff.require(Role::Admin, "import clubs")?;
+    let outcome = import_plan(&state, posted.csv.clone()).await?;
+    Ok(ImportPreview {
+        nav: staff.nav("clubs"),
+        csv: posted.csv,
+        outcome,
+    })
+}
+
+/// `POST /clubs/import` (admins): imports the CSV the preview showed, all or nothing.
+pub async fn import(
+    staff: Staff,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let posted: ImportForm = form(&body)?;
+    staff.check_csrf(&posted.csrf)?;
+    staff.require(Role::Admin, "import clubs")?;
+    let actor = staff.user.name.clone();
+    // Checked again: the clubs may have changed since the preview.
+    state
+        .db(move |settings, conn| {
+            let plan = crate::import::plan(settings, conn, posted.csv.as_bytes())?;
+            crate::import::apply(conn, &actor, &plan)
+        })
+        .await?;
+    Ok(see_other("/clubs"))
+}

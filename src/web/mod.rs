@@ -55,6 +55,9 @@ pub struct ClubsSnapshot {
     rows: Arc<Vec<clubs::Row>>,
 }
 
+/// The largest import (a CSV of clubs) accepted.
+pub const IMPORT_BODY_LIMIT: usize = 16 << 20;
+
 /// The largest sign-in request body accepted.
 pub const LOGIN_BODY_LIMIT: usize = 4096;
 
@@ -245,6 +248,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/", web::get().to(dashboard::page))
     .route("/clubs", web::get().to(clubs::page))
     .route("/clubs", web::post().to(clubs::add))
+    .service(
+        web::resource("/clubs/import/preview")
+            // A CSV of 10,000 clubs is about a megabyte.
+            .app_data(web::PayloadConfig::new(IMPORT_BODY_LIMIT))
+            .route(web::post().to(clubs::import_preview)),
+    )
+    .service(
+        web::resource("/clubs/import")
+            .app_data(web::PayloadConfig::new(IMPORT_BODY_LIMIT))
+            .route(web::post().to(clubs::import)),
+    )
     .route(
         "/clubs/{slug}/rollback",
         web::get().to(clubs::rollback_confirm),

@@ -1,4 +1,4 @@
-//! The stylesheet and the one script, compiled into the binary.
+//! The stylesheet and the scripts, compiled into the binary.
 
 use actix_web::{HttpResponse, web};
 
@@ -6,12 +6,14 @@ use crate::error::AppError;
 
 const STYLE: &str = include_str!("../../static/style.css");
 const JOB_JS: &str = include_str!("../../static/job.js");
+const IMPORT_JS: &str = include_str!("../../static/import.js");
 
 /// `GET /static/{file}`.
 pub async fn file(name: web::Path<String>) -> Result<HttpResponse, AppError> {
     let (body, kind) = match name.as_str() {
         "style.css" => (STYLE, "text/css; charset=utf-8"),
         "job.js" => (JOB_JS, "text/javascript; charset=utf-8"),
+        "import.js" => (IMPORT_JS, "text/javascript; charset=utf-8"),
         _ => return Err(AppError::NotFound("There is no such file.".into())),
     };
     Ok(HttpResponse::Ok()
