@@ -977,6 +977,7 @@ async fn addresses_the_panel_cannot_read_are_its_own_plain_pages() {
     let env = TestEnv::new();
     env.add_clubs(&["a"]);
     env.ok(&["releases", "--fetch"]);
+    env.ok(&["club", "url", "a", "https://a.example/?x=<b>"]);
     let app = TestApp::spawn(env).await;
     let admin = app.login("admin").await;
     for path in ["/jobs/abc", "/jobs/99999999999", "/nowhere"] {
@@ -1002,5 +1003,11 @@ async fn addresses_the_panel_cannot_read_are_its_own_plain_pages() {
     );
     let form = app.page(&admin, "/deploy?tag=v2").await;
     assert!(!form.contains("There is no version"), "{form}");
+    // Each club's site address is a link on the clubs page, escaped.
+    let clubs = app.page(&admin, "/clubs").await;
+    assert!(
+        clubs.contains("<a href=\"https://a.example/?x=&#60;b&#62;\" rel=\"noopener noreferrer\">"),
+        "{clubs}"
+    );
     assert!(form.contains("value=\"v2\" selected"), "{form}");
 }

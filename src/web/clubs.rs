@@ -21,6 +21,8 @@ use crate::pipeline::switch::{self, Webroot};
 /// One club's webroot of one application: a cell of the clubs matrix.
 pub struct Cell {
     pub app: String,
+    /// The address of the club's site of this application.
+    pub url: Option<String>,
     pub release: Option<String>,
     /// The release's tag and commit id, shown apart.
     pub version: Option<(String, String)>,
@@ -116,6 +118,7 @@ pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Re
                 .and_then(|k| targets.get(k))
                 .map(|r| super::tag_and_commit(r).0),
             version: club.release.as_deref().map(super::tag_and_commit),
+            url: club.url.clone(),
             legacy: club.legacy,
             kept: kept
                 .remove(&(club.slug.clone(), club.app.clone()))
