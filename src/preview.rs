@@ -31,6 +31,8 @@ pub struct DeployPlan {
     pub reload: String,
     /// What is deleted afterwards (a deploy to all clubs), if anything.
     pub prune: Option<String>,
+    /// Clubs a deploy to all clubs leaves out, and why (a legacy copy to adopt first).
+    pub left_out: Vec<String>,
 }
 
 /// Clubs moving from one release (or none) to the target, and what that brings.
@@ -93,6 +95,17 @@ pub fn plan(
     let release = ReleaseName::new(tag, &commit)?;
     let mut groups: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
     let mut unchanged = Vec::new();
+    // A legacy copy cannot be switched: left out of a deploy to all, refused when named.
+    let (legacy, clubs): (Vec<&ClubStatus>, Vec<&ClubStatus>) =
+        clubs.iter().partition(|c| c.legacy);
+    if !all && let Some(first) = legacy.first() {
+        return Err(crate::domain::InvalidInput(format!(
+            "{}'s webroot is a legacy copy (a real directory): adopt it first, or leave it out",
+            first.name
+        ))
+        .into());
+    }
+    let left_out = legacy.iter().map(|c| c.name.clone()).collect();
     for club in clubs {
         match &club.release {
             Some(r) if *r == release.as_str() => unchanged.push(club.slug.clone()),
@@ -131,6 +144,7 @@ pub fn plan(
         unchanged,
         reload,
         prune,
+        left_out,
     })
 }
 
@@ -277,6 +291,12 @@ impl DeployPlan {
                     "run"
                 },
                 self.unchanged.join(", ")
+            ));
+        }
+        if !self.left_out.is_empty() {
+            text.push_str(&format!(
+                "\nleft out (a legacy copy, adopt it first): {}\n",
+                self.left_out.join(", ")
             ));
         }
         text.push_str(&format!("\n{}\n", self.reload));

@@ -584,8 +584,10 @@ fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
     std::fs::remove_file(env.webroot("zermatt")).unwrap();
     std::fs::create_dir(env.webroot("zermatt")).unwrap();
     std::fs::write(env.webroot("zermatt").join("index.php"), "hand-copied").unwrap();
-    let error = env.fails(&["deploy", "v2", "--all"]);
+    let error = env.fails(&["deploy", "v2", "--club", "zermatt"]);
     assert!(error.contains("real directory"), "{error}");
+    let error = env.fails(&["deploy", "v2", "--all"]);
+    assert!(error.contains("legacy copy: adopt them first"), "{error}");
     assert_eq!(env.served("zermatt"), "hand-copied");
 }
 

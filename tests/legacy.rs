@@ -260,9 +260,14 @@ fn a_legacy_copy_is_kept_refused_by_deploy_adopted_without_a_gap_and_put_back() 
         status.contains("a legacy copy (a real directory): adopt it to deploy"),
         "{status}"
     );
-    let error = env.fails(&["deploy", "v1", "--all"]);
+    let error = env.fails(&["deploy", "v1", "--club", "a"]);
     assert!(
         error.contains("is a legacy copy (a real directory); adopt it first"),
+        "{error}"
+    );
+    let error = env.fails(&["deploy", "v1", "--all"]);
+    assert!(
+        error.contains("every club's webroot of main is a legacy copy: adopt them first"),
         "{error}"
     );
     assert_eq!(snapshot(&env.webroot("a")), before);
@@ -446,4 +451,58 @@ async fn admins_adopt_put_back_and_delete_legacy_copies_from_the_panel() {
         .await
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_deploy_to_all_clubs_leaves_legacy_copies_out_and_says_so_first() {
+    let (env, before) = env_with_legacy_copy();
+    env.add_clubs(&["b"]);
+    env.ok(&["releases", "--fetch"]);
+    let dry = env.ok(&["deploy", "v1", "--all", "--dry-run"]);
+    assert!(
+        dry.contains("left out (a legacy copy, adopt it first): a"),
+        "{dry}"
+    );
+    let app = crate::web::TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let confirm = app
+        .post(
+            &admin,
+            "/deploy/confirm",
+            &[("tag", "v1"), ("target", "all")],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        confirm.contains("<strong>Left out</strong> (1): a:"),
+        "{confirm}"
+    );
+    // Named on purpose, it is refused with the reason before anything is queued.
+    let refused = app
+        .post(
+            &admin,
+            "/deploy/confirm",
+            &[("tag", "v1"), ("target", "some"), ("clubs", "a")],
+        )
+        .await;
+    assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
+    let text = refused.text().await.unwrap();
+    assert!(
+        text.contains("legacy copy (a real directory): adopt it first"),
+        "{text}"
+    );
+    let queued = app
+        .post(&admin, "/deploy", &[("tag", "v1"), ("target", "all")])
+        .await;
+    let id = crate::web::job_id(&queued);
+    assert_eq!(app.job_finished(id).await, "succeeded");
+    assert_eq!(app.env.release_of("b"), app.env.release_name("v1"));
+    assert_eq!(snapshot(&app.env.webroot("a")), before);
+    let log = app.env.ok(&["job", &id.to_string()]);
+    assert!(
+        log.contains("left out: club a's webroot is a legacy copy"),
+        "{log}"
+    );
 }

@@ -238,3 +238,43 @@ fn output_to_a_closed_pipe_is_not_an_error() {
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_confirmation_collapses_long_club_lists_and_warns_of_moving_back() {
+    let env = TestEnv::new();
+    let slugs: Vec<String> = (0..21).map(|n| format!("c{n:02}")).collect();
+    let refs: Vec<&str> = slugs.iter().map(String::as_str).collect();
+    env.add_clubs(&refs);
+    env.ok(&["deploy", "v2", "--all"]);
+    let app = crate::web::TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let confirm = app
+        .post(
+            &admin,
+            "/deploy/confirm",
+            &[("tag", "v1"), ("target", "all")],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        confirm.contains("<details><summary>21 clubs</summary>"),
+        "{confirm}"
+    );
+    assert!(
+        confirm.contains("these clubs move to an older version"),
+        "{confirm}"
+    );
+    let forward = app
+        .post(
+            &admin,
+            "/deploy/confirm",
+            &[("tag", "v3"), ("target", "all")],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!forward.contains("older version"), "{forward}");
+}

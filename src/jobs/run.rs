@@ -70,7 +70,27 @@ pub fn deploy(
     targets: &Targets,
     canary: Option<&[ClubSlug]>,
 ) -> anyhow::Result<String> {
-    let clubs = target_clubs(&mut *job.conn()?, app, targets)?;
+    let mut clubs = target_clubs(&mut *job.conn()?, app, targets)?;
+    if *targets == Targets::All {
+        // A deploy to all clubs leaves legacy copies out (they must be adopted first).
+        let (legacy, linked): (Vec<ClubApp>, Vec<ClubApp>) = clubs.into_iter().partition(|c| {
+            switch::inspect(c.webroot.as_ref(), &app.releases_dir)
+                .is_ok_and(|w| w == Webroot::NotALink)
+        });
+        for club in &legacy {
+            job.progress.progress(&format!(
+                "left out: {}'s webroot is a legacy copy; adopt it first",
+                label(job.settings, club)
+            ));
+        }
+        if linked.is_empty() {
+            bail!(
+                "every club's webroot of {} is a legacy copy: adopt them first",
+                app.name
+            );
+        }
+        clubs = linked;
+    }
     check_webroots(job.settings, app, &clubs)?;
     let waves = waves(job.settings, &clubs, canary)?;
     let mirror = git::open_mirror(app)?;
