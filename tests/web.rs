@@ -1011,3 +1011,51 @@ async fn addresses_the_panel_cannot_read_are_its_own_plain_pages() {
     );
     assert!(form.contains("value=\"v2\" selected"), "{form}");
 }
+
+#[tokio::test]
+async fn a_deploy_form_sent_twice_queues_one_job_and_shows_it_both_times() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    env.ok(&["releases", "--fetch"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let _held = app.hold_worker().await;
+    let confirm = app
+        .post(
+            &admin,
+            "/deploy/confirm",
+            &[("tag", "v2"), ("target", "all")],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let marker = "name=\"once\" value=\"";
+    let start = confirm.find(marker).expect("a one-time token") + marker.len();
+    let once = confirm[start..start + 64].to_owned();
+    let fields = [("tag", "v2"), ("target", "all"), ("once", once.as_str())];
+    let first = app.post(&admin, "/deploy", &fields).await;
+    let again = app.post(&admin, "/deploy", &fields).await;
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    assert_eq!(job_id(&first), job_id(&again));
+    let jobs = db::jobs::recent(&mut app.pool.get().unwrap(), 10).unwrap();
+    let deploys = jobs.iter().filter(|j| j.kind == "deploy").count();
+    assert_eq!(deploys, 1, "a repeat queued another job");
+    // Another user's form with the same token still queues its own job.
+    let deployer = app.login("deployer").await;
+    let theirs = app.post(&deployer, "/deploy", &fields).await;
+    assert_ne!(job_id(&theirs), job_id(&first));
+    // A fresh page has a fresh token.
+    let again_page = app
+        .post(
+            &admin,
+            "/deploy/confirm",
+            &[("tag", "v2"), ("target", "all")],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!again_page.contains(&once));
+}

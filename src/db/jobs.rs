@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::schema::{job_events, jobs};
+use super::schema::{form_tokens, job_events, jobs};
 
 /// A job as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -232,4 +232,26 @@ pub fn filtered(
         query = query.filter(jobs::id.lt(before));
     }
     query.load(conn)
+}
+
+/// The job a one-time form token queued, if it was used.
+pub fn job_of_token(conn: &mut SqliteConnection, token: &str) -> QueryResult<Option<i32>> {
+    form_tokens::table
+        .find(token)
+        .select(form_tokens::job_id)
+        .first(conn)
+        .optional()
+}
+
+/// Records that `token` queued `job_id` (inside the transaction that queues it: a second use
+/// fails on the key).
+pub fn use_token(conn: &mut SqliteConnection, token: &str, job_id: i32) -> QueryResult<()> {
+    diesel::insert_into(form_tokens::table)
+        .values((
+            form_tokens::token.eq(token),
+            form_tokens::job_id.eq(job_id),
+            form_tokens::created_at.eq(super::now()),
+        ))
+        .execute(conn)?;
+    Ok(())
 }

@@ -44,6 +44,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    form_tokens (token) {
+        token -> Text,
+        job_id -> Integer,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     job_events (id) {
         id -> Integer,
         job_id -> Integer,
@@ -132,6 +140,7 @@ diesel::table! {
 }
 
 diesel::joinable!(bad_releases -> clubs (club_id));
+diesel::joinable!(form_tokens -> jobs (job_id));
 diesel::joinable!(job_events -> jobs (job_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(switches -> clubs (club_id));
@@ -142,6 +151,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_head,
     bad_releases,
     clubs,
+    form_tokens,
     job_events,
     jobs,
     login_attempts,

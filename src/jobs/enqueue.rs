@@ -17,6 +17,30 @@ pub fn enqueue(
     enqueue_limited(conn, spec, actor, address, None)
 }
 
+/// [`enqueue_limited`] for a form carrying the one-time token `once`: the first submission
+/// queues the job; any later one (a double click, Back and resend) queues nothing and gets
+/// the job the first one queued. Returns the job's id and whether it was queued now.
+pub fn enqueue_once(
+    conn: &mut SqliteConnection,
+    spec: &JobSpec,
+    actor: &str,
+    address: Option<&str>,
+    max_queued: Option<usize>,
+    once: &str,
+) -> anyhow::Result<(i32, bool)> {
+    if let Some(id) = jobs::job_of_token(conn, once)? {
+        return Ok((id, false));
+    }
+    match enqueue_inner(conn, spec, actor, address, max_queued, Some(once)) {
+        Ok(id) => Ok((id, true)),
+        // Two submissions at once: the other one's insert of the token won.
+        Err(e) => match jobs::job_of_token(conn, once)? {
+            Some(id) => Ok((id, false)),
+            None => Err(e),
+        },
+    }
+}
+
 /// [`enqueue`] for a member of staff, who may have at most `max_queued` jobs waiting (the
 /// count and the insert are one transaction, so a burst of requests cannot pass it).
 pub fn enqueue_limited(
@@ -25,6 +49,17 @@ pub fn enqueue_limited(
     actor: &str,
     address: Option<&str>,
     max_queued: Option<usize>,
+) -> anyhow::Result<i32> {
+    enqueue_inner(conn, spec, actor, address, max_queued, None)
+}
+
+fn enqueue_inner(
+    conn: &mut SqliteConnection,
+    spec: &JobSpec,
+    actor: &str,
+    address: Option<&str>,
+    max_queued: Option<usize>,
+    once: Option<&str>,
 ) -> anyhow::Result<i32> {
     let named: Vec<&ClubSlug> = match spec {
         JobSpec::Deploy {
@@ -94,6 +129,9 @@ pub fn enqueue_limited(
             ..entry
         };
         audit::append(conn, &entry).context("cannot queue the job")?;
+        if let Some(once) = once {
+            jobs::use_token(conn, once, job.id)?;
+        }
         Ok(job.id)
     })
 }

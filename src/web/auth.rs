@@ -39,6 +39,8 @@ pub struct Nav {
     pub is_admin: bool,
     pub csrf: String,
     pub active: &'static str,
+    /// A fresh one-time token for a form on this page that queues a job.
+    pub once: String,
 }
 
 impl Staff {
@@ -51,6 +53,7 @@ impl Staff {
             is_admin: self.role == Role::Admin,
             csrf: self.csrf.clone(),
             active,
+            once: crate::auth::random_token(),
         }
     }
 

@@ -249,6 +249,7 @@ fn previous(
 #[serde(default)]
 struct RollbackForm {
     csrf: String,
+    once: String,
     /// The release the confirmation page named: the job goes exactly there.
     to: String,
 }
@@ -273,7 +274,13 @@ pub async fn rollback(
         Some(ReleaseName::parse(&posted.to)?.to_string())
     };
     let app = app.resolve(&state.settings)?.name.clone();
-    super::deploy::queue(&staff, &state, JobSpec::Rollback { app, club, to }).await
+    super::deploy::queue(
+        &staff,
+        &state,
+        JobSpec::Rollback { app, club, to },
+        &posted.once,
+    )
+    .await
 }
 
 /// The club `slug`, or a 404 saying there is none.

@@ -11,7 +11,7 @@ use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, Targets, newest_first};
 use crate::error::AppError;
 use crate::inventory::{self, ReleaseRow};
-use crate::jobs::enqueue::enqueue_limited;
+use crate::jobs::enqueue::{enqueue_limited, enqueue_once};
 use crate::pipeline::git;
 use crate::preview::{self, DeployPlan};
 
@@ -90,21 +90,37 @@ pub async fn refresh(
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Deployer, "refresh the tags")?;
     let app = listed_app(&state.settings, &query)?.name.clone();
-    queue(&staff, &state, JobSpec::Fetch { app: Some(app) }).await
+    queue(
+        &staff,
+        &state,
+        JobSpec::Fetch { app: Some(app) },
+        &posted.once,
+    )
+    .await
 }
 
 /// Queues `spec` for `staff` (within their limit of waiting jobs), wakes the worker and shows
 /// the job's page.
+/// A repeated submission of the form whose one-time token is `once` (a double click, Back
+/// and resend) queues nothing: it shows the job the first submission queued.
 pub(super) async fn queue(
     staff: &Staff,
     state: &web::Data<AppState>,
     spec: JobSpec,
+    once: &str,
 ) -> Result<HttpResponse, AppError> {
     let (actor, address) = (staff.user.name.clone(), staff.address.clone());
+    // Scoped to the user: nobody else's token can stand for theirs.
+    let once = (!once.is_empty()).then(|| format!("{actor}:{}", once.trim()));
     let id = state
         .db(move |settings, conn| {
             let max = Some(settings.web.max_queued_jobs_per_user);
-            enqueue_limited(conn, &spec, &actor, Some(&address), max)
+            match once {
+                Some(once) => {
+                    enqueue_once(conn, &spec, &actor, Some(&address), max, &once).map(|(id, _)| id)
+                }
+                None => enqueue_limited(conn, &spec, &actor, Some(&address), max),
+            }
         })
         .await?;
     state.wake.notify_one();
@@ -215,6 +231,8 @@ struct DeployForm {
     /// set (the form had the field; an empty one means no canary).
     canary: String,
     canary_field: String,
+    /// The form's one-time token.
+    once: String,
 }
 
 impl DeployForm {
@@ -354,5 +372,5 @@ pub async fn deploy(
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Deployer, "deploy")?;
     let spec = posted.spec(&staff, &state.settings)?;
-    queue(&staff, &state, spec).await
+    queue(&staff, &state, spec, &posted.once).await
 }

@@ -129,6 +129,7 @@ pub async fn adopt_page(
 #[serde(default)]
 struct AdoptForm {
     csrf: String,
+    once: String,
     tag: String,
 }
 
@@ -148,7 +149,7 @@ pub async fn adopt(
         club: ClubSlug::parse(&slug)?,
         tag: ReleaseTag::parse(posted.tag.trim())?,
     };
-    super::deploy::queue(&staff, &state, spec).await
+    super::deploy::queue(&staff, &state, spec, &posted.once).await
 }
 
 #[derive(Template, WebTemplate)]
@@ -221,7 +222,13 @@ pub async fn undo(
     staff.require(Role::Admin, "put legacy copies back")?;
     let club = ClubSlug::parse(&slug)?;
     let app = app.resolve(&state.settings)?.name.clone();
-    super::deploy::queue(&staff, &state, JobSpec::UndoAdopt { app, club }).await
+    super::deploy::queue(
+        &staff,
+        &state,
+        JobSpec::UndoAdopt { app, club },
+        &posted.once,
+    )
+    .await
 }
 
 /// `GET /clubs/{slug}/legacy/{copy}/purge?app=…`: asks before deleting a kept copy for good.
@@ -277,5 +284,5 @@ pub async fn purge(
     let (slug, copy) = path.into_inner();
     let app = app.resolve(&state.settings)?.name.clone();
     let spec = JobSpec::purge_legacy(app, &slug, &copy)?;
-    super::deploy::queue(&staff, &state, spec).await
+    super::deploy::queue(&staff, &state, spec, &posted.once).await
 }

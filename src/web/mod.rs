@@ -180,6 +180,8 @@ impl AppError {
 #[serde(default)]
 pub struct CsrfForm {
     pub csrf: String,
+    /// The one-time token of a form that queues a job (see `deploy::queue`).
+    pub once: String,
 }
 
 /// The `?app=` of a page or action about one application; empty means the only one.
