@@ -1059,3 +1059,44 @@ async fn a_deploy_form_sent_twice_queues_one_job_and_shows_it_both_times() {
         .unwrap();
     assert!(!again_page.contains(&once));
 }
+
+#[tokio::test]
+async fn cancel_and_disable_ask_first() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let _held = app.hold_worker().await;
+    app.queue_a_job();
+    let job = app.page(&admin, "/jobs/1").await;
+    assert!(job.contains("href=\"/jobs/1/cancel\""), "{job}");
+    assert!(!job.contains("action=\"/jobs/1/cancel\""), "{job}");
+    let ask = app.page(&admin, "/jobs/1/cancel").await;
+    assert!(ask.contains("Cancel job #1?"), "{ask}");
+    assert!(ask.contains("action=\"/jobs/1/cancel\""), "{ask}");
+    assert!(ask.contains("href=\"/jobs/1\">No, go back"), "{ask}");
+    let viewer = app.login("viewer").await;
+    let refused = viewer.get(app.url("/jobs/1/cancel")).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let done = app.post(&admin, "/jobs/1/cancel", &[]).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let again = admin.get(app.url("/jobs/1/cancel")).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert!(again.text().await.unwrap().contains("Job #1 is cancelled"));
+
+    let staff = app.page(&admin, "/staff").await;
+    assert!(staff.contains("href=\"/staff/viewer/disable\""), "{staff}");
+    assert!(
+        !staff.contains("action=\"/staff/viewer/disable\""),
+        "{staff}"
+    );
+    let ask = app.page(&admin, "/staff/viewer/disable").await;
+    assert!(ask.contains("Disable viewer?"), "{ask}");
+    assert!(ask.contains("action=\"/staff/viewer/disable\""), "{ask}");
+    let refused = viewer
+        .get(app.url("/staff/deployer/disable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}

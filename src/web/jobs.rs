@@ -341,6 +341,43 @@ pub async fn events(
 }
 
 /// `POST /jobs/{id}/cancel`.
+/// `GET /jobs/{id}/cancel`: asks before cancelling a job that has not started.
+pub async fn cancel_confirm(
+    staff: Staff,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> Result<super::legacy::ConfirmPage, AppError> {
+    staff.require(Role::Deployer, "cancel jobs")?;
+    let id = id.into_inner();
+    let job = state
+        .db(move |_, conn| {
+            jobs::by_id(conn, id)?
+                .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")).into())
+        })
+        .await?;
+    if !may_cancel(&staff, &job) {
+        return Err(AppError::not_allowed("cancel other people's jobs"));
+    }
+    if job.status != JobStatus::Queued.as_str() {
+        return Err(AppError::Conflict(format!(
+            "Job #{id} is {}; only a job that has not started can be cancelled.",
+            job.status
+        )));
+    }
+    Ok(super::legacy::ConfirmPage::ask(
+        staff.nav("jobs"),
+        format!("Cancel job #{id}?"),
+        format!(
+            "Job #{id} ({}) has not started; cancelled, it will not run.",
+            describe(&job)
+        ),
+        format!("/jobs/{id}/cancel"),
+        "Yes, cancel it".into(),
+        format!("/jobs/{id}"),
+    ))
+}
+
+/// `POST /jobs/{id}/cancel`.
 pub async fn cancel(
     staff: Staff,
     state: web::Data<AppState>,

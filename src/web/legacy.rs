@@ -161,6 +161,30 @@ pub struct ConfirmPage {
     action: String,
     button: String,
     danger: bool,
+    /// Where "No" goes back to.
+    back: String,
+}
+
+impl ConfirmPage {
+    /// A question before `action` is posted (a dangerous one in red); "No" goes to `back`.
+    pub(super) fn ask(
+        nav: Nav,
+        title: String,
+        message: String,
+        action: String,
+        button: String,
+        back: String,
+    ) -> ConfirmPage {
+        ConfirmPage {
+            nav,
+            title,
+            message,
+            action,
+            button,
+            danger: true,
+            back,
+        }
+    }
 }
 
 /// The club's kept copies of `app`'s webroot, newest last, refusing when there is none.
@@ -206,6 +230,7 @@ pub async fn undo_page(
         action: format!("/clubs/{slug}/undo-adopt?app={}", app.name),
         button: "Yes, put it back".into(),
         danger: false,
+        back: "/clubs".into(),
     })
 }
 
@@ -267,6 +292,7 @@ pub async fn purge_page(
         action: format!("/clubs/{club}/legacy/{copy}/purge?app={}", app.name),
         button: format!("Yes, delete {copy}"),
         danger: true,
+        back: "/clubs".into(),
     })
 }
 

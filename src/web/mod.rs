@@ -288,6 +288,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/jobs", web::get().to(jobs::list))
     .route("/jobs/{id}", web::get().to(jobs::page))
     .route("/jobs/{id}/events", web::get().to(jobs::events))
+    .route("/jobs/{id}/cancel", web::get().to(jobs::cancel_confirm))
     .route("/jobs/{id}/cancel", web::post().to(jobs::cancel))
     .route("/opcache", web::get().to(dashboard::opcache_page))
     .route("/audit", web::get().to(audit::page))
@@ -296,6 +297,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/staff", web::get().to(staff::page))
     .route("/staff", web::post().to(staff::add))
     .route("/staff/{name}/role", web::post().to(staff::set_role))
+    .route(
+        "/staff/{name}/disable",
+        web::get().to(staff::disable_confirm),
+    )
     .route("/staff/{name}/disable", web::post().to(staff::disable))
     .route("/staff/{name}/enable", web::post().to(staff::enable))
     .route(

@@ -133,6 +133,26 @@ pub async fn disable(
     .await
 }
 
+/// `GET /staff/{name}/disable` (admins): asks first.
+pub async fn disable_confirm(
+    staff: Staff,
+    name: web::Path<String>,
+) -> Result<super::legacy::ConfirmPage, AppError> {
+    staff.require(Role::Admin, "disable staff")?;
+    let name = crate::domain::UserName::parse(&name)?;
+    Ok(super::legacy::ConfirmPage::ask(
+        staff.nav("staff"),
+        format!("Disable {name}?"),
+        format!(
+            "{name} is signed out everywhere at once, can no longer sign in, and every job \
+             {name} has waiting is cancelled. Enable them again at any time."
+        ),
+        format!("/staff/{name}/disable"),
+        format!("Yes, disable {name}"),
+        "/staff".into(),
+    ))
+}
+
 /// `POST /staff/{name}/enable`.
 pub async fn enable(
     staff: Staff,
