@@ -924,7 +924,13 @@ fn opcache_insight_shows_what_is_cached_per_release_and_warns_of_dead_releases()
         .iter()
         .find(|r| r["dir"] == v1.display().to_string())
         .unwrap_or_else(|| panic!("v1 not listed: {insight}"));
-    assert_eq!(cached_v1["scripts"], 1 + CLASSES as u64, "{cached_v1}");
+    // index.php and the classes; and the probe when the request for it still resolved the
+    // webroot to v1 (PHP's realpath cache: nothing reloaded).
+    let scripts = cached_v1["scripts"].as_u64().unwrap();
+    assert!(
+        scripts == 1 + CLASSES as u64 || scripts == 2 + CLASSES as u64,
+        "{cached_v1}"
+    );
     assert_eq!(cached_v1["in_use"], false);
     let warnings = insight["warnings"].to_string();
     assert!(

@@ -1100,3 +1100,46 @@ async fn cancel_and_disable_ask_first() {
         .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn after_an_action_the_next_page_says_once_what_happened() {
+    let env = TestEnv::new();
+    env.ok(&[
+        "club",
+        "add",
+        "zermatt",
+        "--webroot",
+        env.webroot("zermatt").to_str().unwrap(),
+        "--name",
+        "Club Zermatt",
+    ]);
+    env.ok(&["releases", "--fetch"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let _held = app.hold_worker().await;
+    let queued = app
+        .post(
+            &admin,
+            "/deploy",
+            &[("tag", "v2"), ("target", "some"), ("clubs", "zermatt")],
+        )
+        .await;
+    let id = job_id(&queued);
+    let page = app.page(&admin, &format!("/jobs/{id}")).await;
+    assert!(
+        page.contains(&format!(
+            "<p class=\"flash\" role=\"status\">Club Zermatt will move to v2: job #{id}</p>"
+        )),
+        "{page}"
+    );
+    // Shown once: the next page has no message.
+    let again = app.page(&admin, &format!("/jobs/{id}")).await;
+    assert!(!again.contains("class=\"flash\""), "{again}");
+    // Another session of the same user never sees it.
+    let other = app.login("admin").await;
+    app.post(&admin, &format!("/jobs/{id}/cancel"), &[]).await;
+    let elsewhere = app.page(&other, "/").await;
+    assert!(!elsewhere.contains("class=\"flash\""), "{elsewhere}");
+    let mine = app.page(&admin, "/").await;
+    assert!(mine.contains(&format!("Job #{id} was cancelled")), "{mine}");
+}

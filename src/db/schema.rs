@@ -44,6 +44,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    flashes (session_id) {
+        session_id -> Integer,
+        message -> Text,
+    }
+}
+
+diesel::table! {
     form_tokens (token) {
         token -> Text,
         job_id -> Integer,
@@ -140,6 +147,7 @@ diesel::table! {
 }
 
 diesel::joinable!(bad_releases -> clubs (club_id));
+diesel::joinable!(flashes -> sessions (session_id));
 diesel::joinable!(form_tokens -> jobs (job_id));
 diesel::joinable!(job_events -> jobs (job_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -151,6 +159,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_head,
     bad_releases,
     clubs,
+    flashes,
     form_tokens,
     job_events,
     jobs,

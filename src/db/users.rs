@@ -252,3 +252,27 @@ pub fn failures_since(
         .first::<(i64, Option<NaiveDateTime>)>(conn)?;
     Ok((pair, Failures { count, last }))
 }
+
+/// Leaves `message` for the session's next page (replacing one not yet shown).
+pub fn set_flash(conn: &mut SqliteConnection, session_id: i32, message: &str) -> QueryResult<()> {
+    use super::schema::flashes;
+    diesel::insert_into(flashes::table)
+        .values((
+            flashes::session_id.eq(session_id),
+            flashes::message.eq(message),
+        ))
+        .on_conflict(flashes::session_id)
+        .do_update()
+        .set(flashes::message.eq(message))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The session's message for this page, taken: it is shown once.
+pub fn take_flash(conn: &mut SqliteConnection, session_id: i32) -> QueryResult<Option<String>> {
+    use super::schema::flashes;
+    diesel::delete(flashes::table.find(session_id))
+        .returning(flashes::message)
+        .get_result(conn)
+        .optional()
+}

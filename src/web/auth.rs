@@ -29,6 +29,22 @@ pub struct Staff {
     pub session_id: i32,
     pub csrf: String,
     pub address: String,
+    /// The one-time message this page shows, if one was left.
+    pub flash: Option<String>,
+}
+
+impl Staff {
+    /// Leaves `message` for this session's next page ("Club Zermatt will move to v2.4.1:
+    /// job #42"). Losing it is not worth failing the action over: it is said on stderr.
+    pub async fn tell(&self, state: &AppState, message: String) {
+        let session = self.session_id;
+        let left = state
+            .db(move |_, conn| Ok(crate::db::users::set_flash(conn, session, &message)?))
+            .await;
+        if let Err(e) = left {
+            eprintln!("warning: cannot leave a message for the next page: {e}");
+        }
+    }
 }
 
 /// What the layout shows about the signed-in user.
@@ -41,6 +57,8 @@ pub struct Nav {
     pub active: &'static str,
     /// A fresh one-time token for a form on this page that queues a job.
     pub once: String,
+    /// What the last action did, shown once.
+    pub flash: Option<String>,
 }
 
 impl Staff {
@@ -54,6 +72,7 @@ impl Staff {
             csrf: self.csrf.clone(),
             active,
             once: crate::auth::random_token(),
+            flash: self.flash.clone(),
         }
     }
 
@@ -164,16 +183,33 @@ impl FromRequest for Staff {
             "/".to_owned()
         };
         let address = address_of(req);
+        // A page shows the session's one-time message; a stream or a download does not take it.
+        let path = req.path();
+        let shows_flash = req.method() == actix_web::http::Method::GET
+            && !path.ends_with("/events")
+            && !path.ends_with(".csv");
         Box::pin(async move {
             let state = state.ok_or_else(|| AppError::Internal(anyhow::anyhow!("no state")))?;
             let login = || AppError::LoginRequired { next: next.clone() };
             let token = token.ok_or_else(login)?;
             let found = state
                 .db(move |settings, conn| {
-                    session::authenticate(conn, &token, db::now(), settings.session_timeouts())
+                    let found = session::authenticate(
+                        conn,
+                        &token,
+                        db::now(),
+                        settings.session_timeouts(),
+                    )?;
+                    let flash = match (&found, shows_flash) {
+                        (Some((session, _)), true) => {
+                            crate::db::users::take_flash(conn, session.id)?
+                        }
+                        _ => None,
+                    };
+                    Ok(found.map(|found| (found, flash)))
                 })
                 .await?;
-            let (session, user) = found.ok_or_else(login)?;
+            let ((session, user), flash) = found.ok_or_else(login)?;
             let role = staff_ops::role_of(&user)?;
             let scope = staff_ops::scope_of(&user)?;
             Ok(Staff {
@@ -183,6 +219,7 @@ impl FromRequest for Staff {
                 session_id: session.id,
                 csrf: session.csrf_token,
                 address,
+                flash,
             })
         })
     }

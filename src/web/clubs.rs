@@ -333,7 +333,7 @@ pub async fn add(
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Admin, "add clubs")?;
     let actor = staff.user.name.clone();
-    state
+    let added = state
         .db(move |settings, conn| {
             let name = Some(posted.name.trim()).filter(|n| !n.is_empty());
             let webroots: Vec<(Option<&str>, &std::path::Path)> = posted
@@ -369,6 +369,8 @@ pub async fn add(
             )
         })
         .await?;
+    let name = added.first().map_or_else(String::new, |c| c.name.clone());
+    staff.tell(&state, format!("{name} was added.")).await;
     Ok(see_other("/clubs"))
 }
 
@@ -416,9 +418,16 @@ pub async fn remove(
     staff.require(Role::Admin, "remove clubs")?;
     let slug = slug.into_inner();
     let actor = staff.user.name.clone();
+    let forgotten = slug.clone();
     state
         .db(move |_, conn| inventory::remove_club(conn, &actor, &slug))
         .await?;
+    staff
+        .tell(
+            &state,
+            format!("Club {forgotten} was forgotten; its webroot was left as it was."),
+        )
+        .await;
     Ok(see_other("/clubs"))
 }
 
@@ -493,11 +502,13 @@ pub async fn import(
     staff.require(Role::Admin, "import clubs")?;
     let actor = staff.user.name.clone();
     // Checked again: the clubs may have changed since the preview.
-    state
+    let summary = state
         .db(move |settings, conn| {
             let plan = crate::import::plan(settings, conn, posted.csv.as_bytes())?;
-            crate::import::apply(conn, &actor, &plan)
+            crate::import::apply(conn, &actor, &plan)?;
+            Ok(plan.summary())
         })
         .await?;
+    staff.tell(&state, format!("Imported: {summary}.")).await;
     Ok(see_other("/clubs"))
 }

@@ -13,7 +13,7 @@ use crate::error::AppError;
 use crate::inventory::{self, ReleaseRow};
 use crate::jobs::enqueue::{enqueue_limited, enqueue_once};
 use crate::pipeline::git;
-use crate::preview::{self, DeployPlan};
+use crate::preview::{self, DeployPlan, count};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "releases.html")]
@@ -112,19 +112,68 @@ pub(super) async fn queue(
     let (actor, address) = (staff.user.name.clone(), staff.address.clone());
     // Scoped to the user: nobody else's token can stand for theirs.
     let once = (!once.is_empty()).then(|| format!("{actor}:{}", once.trim()));
-    let id = state
+    let (id, message) = state
         .db(move |settings, conn| {
             let max = Some(settings.web.max_queued_jobs_per_user);
-            match once {
-                Some(once) => {
-                    enqueue_once(conn, &spec, &actor, Some(&address), max, &once).map(|(id, _)| id)
-                }
-                None => enqueue_limited(conn, &spec, &actor, Some(&address), max),
-            }
+            let (id, fresh) = match once {
+                Some(once) => enqueue_once(conn, &spec, &actor, Some(&address), max, &once)?,
+                None => (
+                    enqueue_limited(conn, &spec, &actor, Some(&address), max)?,
+                    true,
+                ),
+            };
+            let message = if fresh {
+                format!("{}: job #{id}", in_words(conn, &spec)?)
+            } else {
+                format!(
+                    "That was sent already: job #{id} is the one it queued; nothing new was queued."
+                )
+            };
+            Ok((id, message))
         })
         .await?;
+    staff.tell(state, message).await;
     state.wake.notify_one();
     Ok(see_other(&format!("/jobs/{id}")))
+}
+
+/// What a queued job will do, for staff: "Club Zermatt will move to v2.4.1".
+fn in_words(conn: &mut diesel::SqliteConnection, spec: &JobSpec) -> anyhow::Result<String> {
+    let name = |conn: &mut diesel::SqliteConnection, slug: &ClubSlug| -> anyhow::Result<String> {
+        Ok(crate::db::clubs::by_slug(conn, slug.as_str())?
+            .map_or_else(|| slug.to_string(), |c| c.name))
+    };
+    Ok(match spec {
+        JobSpec::Deploy {
+            tag,
+            targets: Targets::All,
+            ..
+        } => format!("Every club will move to {tag}"),
+        JobSpec::Deploy {
+            tag,
+            targets: Targets::Clubs(slugs),
+            ..
+        } => match slugs.as_slice() {
+            [one] => format!("{} will move to {tag}", name(conn, one)?),
+            many => format!("{} will move to {tag}", count(many.len(), "club")),
+        },
+        JobSpec::Rollback { club, to, .. } => match to {
+            Some(to) => format!(
+                "{} will go back to {}",
+                name(conn, club)?,
+                super::tag_and_commit(to).0
+            ),
+            None => format!("{} will go back to its previous release", name(conn, club)?),
+        },
+        other => {
+            let words = other.to_string();
+            let mut chars = words.chars();
+            match chars.next() {
+                Some(first) => format!("{}{} is queued", first.to_uppercase(), chars.as_str()),
+                None => words,
+            }
+        }
+    })
 }
 
 /// A club offered in the deploy form.

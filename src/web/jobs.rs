@@ -401,5 +401,8 @@ pub async fn cancel(
     state
         .db(move |_, conn| enqueue::cancel(conn, id, &actor, Some(&address)))
         .await?;
+    staff
+        .tell(&state, format!("Job #{id} was cancelled; it will not run."))
+        .await;
     Ok(see_other(&format!("/jobs/{id}")))
 }
