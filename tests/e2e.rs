@@ -959,15 +959,12 @@ fn opcache_insight_shows_what_is_cached_per_release_and_warns_of_dead_releases()
         // And before the next deploy is confirmed.
         let admin = app.login("admin").await;
         let confirm = app
-            .post(
+            .post_text(
                 &admin,
                 "/deploy/confirm",
                 &[("tag", "v3"), ("target", "all")],
             )
-            .await
-            .text()
-            .await
-            .unwrap();
+            .await;
         assert!(
             confirm.contains("1 release is cached that no club runs"),
             "{confirm}"

@@ -169,20 +169,14 @@ async fn admins_import_from_the_clubs_page_after_a_preview() {
     );
     assert!(!preview.contains("Yes, import"), "{preview}");
     let header = app
-        .post(&admin, "/clubs/import/preview", &[("csv", "nonsense\n1\n")])
-        .await
-        .text()
-        .await
-        .unwrap();
+        .post_text(&admin, "/clubs/import/preview", &[("csv", "nonsense\n1\n")])
+        .await;
     assert!(header.contains("Line 1: unknown column"), "{header}");
 
     let good = format!("slug,name,webroot\nzermatt,Club Zermatt,{www}/zermatt/htdocs\n");
     let preview = app
-        .post(&admin, "/clubs/import/preview", &[("csv", &good)])
-        .await
-        .text()
-        .await
-        .unwrap();
+        .post_text(&admin, "/clubs/import/preview", &[("csv", &good)])
+        .await;
     assert!(
         preview.contains("1 club added, 0 updated, 0 unchanged"),
         "{preview}"

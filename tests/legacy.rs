@@ -466,15 +466,12 @@ async fn a_deploy_to_all_clubs_leaves_legacy_copies_out_and_says_so_first() {
     let app = crate::web::TestApp::spawn(env).await;
     let admin = app.login("admin").await;
     let confirm = app
-        .post(
+        .post_text(
             &admin,
             "/deploy/confirm",
             &[("tag", "v1"), ("target", "all")],
         )
-        .await
-        .text()
-        .await
-        .unwrap();
+        .await;
     assert!(
         confirm.contains("<strong>Left out</strong> (1): a:"),
         "{confirm}"

@@ -249,15 +249,12 @@ async fn the_confirmation_collapses_long_club_lists_and_warns_of_moving_back() {
     let app = crate::web::TestApp::spawn(env).await;
     let admin = app.login("admin").await;
     let confirm = app
-        .post(
+        .post_text(
             &admin,
             "/deploy/confirm",
             &[("tag", "v1"), ("target", "all")],
         )
-        .await
-        .text()
-        .await
-        .unwrap();
+        .await;
     assert!(
         confirm.contains("<details><summary>21 clubs</summary>"),
         "{confirm}"
@@ -267,14 +264,11 @@ async fn the_confirmation_collapses_long_club_lists_and_warns_of_moving_back() {
         "{confirm}"
     );
     let forward = app
-        .post(
+        .post_text(
             &admin,
             "/deploy/confirm",
             &[("tag", "v3"), ("target", "all")],
         )
-        .await
-        .text()
-        .await
-        .unwrap();
+        .await;
     assert!(!forward.contains("older version"), "{forward}");
 }

@@ -167,6 +167,16 @@ impl Panel {
             .unwrap()
     }
 
+    /// POSTs a form (with the session's CSRF token added); the answer's body.
+    pub async fn post_text(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> String {
+        self.post(client, path, fields).await.text().await.unwrap()
+    }
+
     /// Takes the deploy lock, so the worker runs nothing while it is held (waiting out the
     /// worker's first pass, which may hold the lock for a moment).
     pub async fn hold_worker(&self) -> clubdeploy::pipeline::lock::DeployLock {
@@ -1021,15 +1031,12 @@ async fn a_deploy_form_sent_twice_queues_one_job_and_shows_it_both_times() {
     let admin = app.login("admin").await;
     let _held = app.hold_worker().await;
     let confirm = app
-        .post(
+        .post_text(
             &admin,
             "/deploy/confirm",
             &[("tag", "v2"), ("target", "all")],
         )
-        .await
-        .text()
-        .await
-        .unwrap();
+        .await;
     let marker = "name=\"once\" value=\"";
     let start = confirm.find(marker).expect("a one-time token") + marker.len();
     let once = confirm[start..start + 64].to_owned();
@@ -1048,15 +1055,12 @@ async fn a_deploy_form_sent_twice_queues_one_job_and_shows_it_both_times() {
     assert_ne!(job_id(&theirs), job_id(&first));
     // A fresh page has a fresh token.
     let again_page = app
-        .post(
+        .post_text(
             &admin,
             "/deploy/confirm",
             &[("tag", "v2"), ("target", "all")],
         )
-        .await
-        .text()
-        .await
-        .unwrap();
+        .await;
     assert!(!again_page.contains(&once));
 }
 

@@ -340,24 +340,29 @@ pub async fn events(
         .streaming(stream))
 }
 
-/// `POST /jobs/{id}/cancel`.
-/// `GET /jobs/{id}/cancel`: asks before cancelling a job that has not started.
-pub async fn cancel_confirm(
-    staff: Staff,
-    state: web::Data<AppState>,
-    id: web::Path<i32>,
-) -> Result<super::legacy::ConfirmPage, AppError> {
+/// Job `id`, if `staff` may cancel it (a deployer their own, an admin any).
+async fn cancellable(staff: &Staff, state: &web::Data<AppState>, id: i32) -> Result<Job, AppError> {
     staff.require(Role::Deployer, "cancel jobs")?;
-    let id = id.into_inner();
     let job = state
         .db(move |_, conn| {
             jobs::by_id(conn, id)?
                 .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")).into())
         })
         .await?;
-    if !may_cancel(&staff, &job) {
+    if !may_cancel(staff, &job) {
         return Err(AppError::not_allowed("cancel other people's jobs"));
     }
+    Ok(job)
+}
+
+/// `GET /jobs/{id}/cancel`: asks before cancelling a job that has not started.
+pub async fn cancel_confirm(
+    staff: Staff,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> Result<super::legacy::ConfirmPage, AppError> {
+    let id = id.into_inner();
+    let job = cancellable(&staff, &state, id).await?;
     if job.status != JobStatus::Queued.as_str() {
         return Err(AppError::Conflict(format!(
             "Job #{id} is {}; only a job that has not started can be cancelled.",
@@ -386,17 +391,8 @@ pub async fn cancel(
 ) -> Result<HttpResponse, AppError> {
     let posted: CsrfForm = form(&body)?;
     staff.check_csrf(&posted.csrf)?;
-    staff.require(Role::Deployer, "cancel jobs")?;
     let id = id.into_inner();
-    let job = state
-        .db(move |_, conn| {
-            jobs::by_id(conn, id)?
-                .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")).into())
-        })
-        .await?;
-    if !may_cancel(&staff, &job) {
-        return Err(AppError::not_allowed("cancel other people's jobs"));
-    }
+    cancellable(&staff, &state, id).await?;
     let (actor, address) = (staff.user.name.clone(), staff.address.clone());
     state
         .db(move |_, conn| enqueue::cancel(conn, id, &actor, Some(&address)))
