@@ -326,9 +326,8 @@ async fn the_panel_shows_clubs_by_application_and_deploys_the_one_chosen() {
     assert!(form.contains("value=\"c\""), "{form}");
     assert!(!form.contains("value=\"b\""), "{form}");
     let confirm = app
-        .post(
+        .confirm(
             &admin,
-            "/deploy/confirm",
             &[("app", "mobile"), ("tag", "v2"), ("target", "all")],
         )
         .await;

@@ -959,11 +959,7 @@ fn opcache_insight_shows_what_is_cached_per_release_and_warns_of_dead_releases()
         // And before the next deploy is confirmed.
         let admin = app.login("admin").await;
         let confirm = app
-            .post_text(
-                &admin,
-                "/deploy/confirm",
-                &[("tag", "v3"), ("target", "all")],
-            )
+            .confirm_text(&admin, &[("tag", "v3"), ("target", "all")])
             .await;
         assert!(
             confirm.contains("1 release is cached that no club runs"),

@@ -466,11 +466,7 @@ async fn a_deploy_to_all_clubs_leaves_legacy_copies_out_and_says_so_first() {
     let app = crate::web::TestApp::spawn(env).await;
     let admin = app.login("admin").await;
     let confirm = app
-        .post_text(
-            &admin,
-            "/deploy/confirm",
-            &[("tag", "v1"), ("target", "all")],
-        )
+        .confirm_text(&admin, &[("tag", "v1"), ("target", "all")])
         .await;
     assert!(
         confirm.contains("<strong>Left out</strong> (1): a:"),
@@ -478,11 +474,7 @@ async fn a_deploy_to_all_clubs_leaves_legacy_copies_out_and_says_so_first() {
     );
     // Named on purpose, it is refused with the reason before anything is queued.
     let refused = app
-        .post(
-            &admin,
-            "/deploy/confirm",
-            &[("tag", "v1"), ("target", "some"), ("clubs", "a")],
-        )
+        .confirm(&admin, &[("tag", "v1"), ("target", "some"), ("clubs", "a")])
         .await;
     assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
     let text = refused.text().await.unwrap();

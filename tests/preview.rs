@@ -178,11 +178,7 @@ async fn the_confirmation_page_shows_commits_files_and_warnings_before_queuing()
     let app = TestApp::spawn(env).await;
     let deployer = app.login("deployer").await;
     let confirm = app
-        .post(
-            &deployer,
-            "/deploy/confirm",
-            &[("tag", "v1.10"), ("target", "all")],
-        )
+        .confirm(&deployer, &[("tag", "v1.10"), ("target", "all")])
         .await;
     assert_eq!(confirm.status().as_u16(), 200);
     let page = confirm.text().await.unwrap();
@@ -249,11 +245,7 @@ async fn the_confirmation_collapses_long_club_lists_and_warns_of_moving_back() {
     let app = crate::web::TestApp::spawn(env).await;
     let admin = app.login("admin").await;
     let confirm = app
-        .post_text(
-            &admin,
-            "/deploy/confirm",
-            &[("tag", "v1"), ("target", "all")],
-        )
+        .confirm_text(&admin, &[("tag", "v1"), ("target", "all")])
         .await;
     assert!(
         confirm.contains("<details><summary>21 clubs</summary>"),
@@ -264,11 +256,7 @@ async fn the_confirmation_collapses_long_club_lists_and_warns_of_moving_back() {
         "{confirm}"
     );
     let forward = app
-        .post_text(
-            &admin,
-            "/deploy/confirm",
-            &[("tag", "v3"), ("target", "all")],
-        )
+        .confirm_text(&admin, &[("tag", "v3"), ("target", "all")])
         .await;
     assert!(!forward.contains("older version"), "{forward}");
 }

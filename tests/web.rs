@@ -167,6 +167,28 @@ impl Panel {
             .unwrap()
     }
 
+    /// The deploy confirmation for the deploy form's `fields` (a GET: it changes nothing).
+    pub async fn confirm(
+        &self,
+        client: &reqwest::Client,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let query: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", clubdeploy::error::urlencode(v)))
+            .collect();
+        client
+            .get(self.url(&format!("/deploy/confirm?{}", query.join("&"))))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// [`Panel::confirm`]'s page.
+    pub async fn confirm_text(&self, client: &reqwest::Client, fields: &[(&str, &str)]) -> String {
+        self.confirm(client, fields).await.text().await.unwrap()
+    }
+
     /// POSTs a form (with the session's CSRF token added); the answer's body.
     pub async fn post_text(
         &self,
@@ -270,11 +292,7 @@ async fn staff_deploy_to_all_clubs_and_roll_one_back_through_the_forms() {
             "{form}"
         );
         let confirm = app
-            .post(
-                &admin,
-                "/deploy/confirm",
-                &[("tag", tag), ("target", "all")],
-            )
+            .confirm(&admin, &[("tag", tag), ("target", "all")])
             .await;
         assert_eq!(confirm.status(), StatusCode::OK);
         let confirm = confirm.text().await.unwrap();
@@ -432,19 +450,19 @@ async fn every_route_answers_each_role_as_expected() {
             "POST",
             "/deploy/confirm",
             &[("tag", "v1"), ("target", "some"), ("clubs", "a")],
-            [SEE, NO, OK, OK, OK],
+            [SEE, NO, SEE, SEE, SEE],
         ),
         (
             "POST",
             "/deploy/confirm",
             &[("tag", "v1"), ("target", "all")],
-            [SEE, NO, NO, OK, OK],
+            [SEE, NO, NO, SEE, SEE],
         ),
         (
             "POST",
             "/deploy/confirm",
             &[("tag", "v1"), ("target", "some"), ("clubs", "b")],
-            [SEE, NO, NO, OK, OK],
+            [SEE, NO, NO, SEE, SEE],
         ),
         (
             "POST",
@@ -780,9 +798,8 @@ async fn markup_in_names_is_shown_escaped_everywhere() {
         .await;
     let admin = app.login("admin").await;
     let bad_tag = app
-        .post(
+        .confirm(
             &admin,
-            "/deploy/confirm",
             &[("tag", "<script>alert('tag')</script>"), ("target", "all")],
         )
         .await;
@@ -1031,11 +1048,7 @@ async fn a_deploy_form_sent_twice_queues_one_job_and_shows_it_both_times() {
     let admin = app.login("admin").await;
     let _held = app.hold_worker().await;
     let confirm = app
-        .post_text(
-            &admin,
-            "/deploy/confirm",
-            &[("tag", "v2"), ("target", "all")],
-        )
+        .confirm_text(&admin, &[("tag", "v2"), ("target", "all")])
         .await;
     let marker = "name=\"once\" value=\"";
     let start = confirm.find(marker).expect("a one-time token") + marker.len();
@@ -1055,11 +1068,7 @@ async fn a_deploy_form_sent_twice_queues_one_job_and_shows_it_both_times() {
     assert_ne!(job_id(&theirs), job_id(&first));
     // A fresh page has a fresh token.
     let again_page = app
-        .post_text(
-            &admin,
-            "/deploy/confirm",
-            &[("tag", "v2"), ("target", "all")],
-        )
+        .confirm_text(&admin, &[("tag", "v2"), ("target", "all")])
         .await;
     assert!(!again_page.contains(&once));
 }
@@ -1146,4 +1155,44 @@ async fn after_an_action_the_next_page_says_once_what_happened() {
     assert!(!elsewhere.contains("class=\"flash\""), "{elsewhere}");
     let mine = app.page(&admin, "/").await;
     assert!(mine.contains(&format!("Job #{id} was cancelled")), "{mine}");
+}
+
+#[tokio::test]
+async fn the_deploy_question_is_its_own_address_so_back_never_resends_a_form() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    env.ok(&["releases", "--fetch"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let form = app.page(&admin, "/deploy").await;
+    assert!(
+        form.contains("<form method=\"get\" action=\"/deploy/confirm\""),
+        "{form}"
+    );
+    // The CSRF token is never put in an address.
+    let start = form.find("action=\"/deploy/confirm\"").unwrap();
+    let end = start + form[start..].find("</form>").unwrap();
+    assert!(!form[start..end].contains("name=\"csrf\""), "{form}");
+    // A posted question answers with a redirect to the same question as an address.
+    let posted = app
+        .post(
+            &admin,
+            "/deploy/confirm",
+            &[
+                ("tag", "v2"),
+                ("target", "some"),
+                ("clubs", "a"),
+                ("clubs", "b"),
+            ],
+        )
+        .await;
+    assert_eq!(posted.status(), StatusCode::SEE_OTHER);
+    let location = posted.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("/deploy/confirm?") && location.contains("clubs=a&clubs=b"),
+        "{location}"
+    );
+    let page = app.page(&admin, &location).await;
+    assert!(page.contains("Deploy v2?"), "{page}");
+    assert!(page.contains("2 clubs will move"), "{page}");
 }

@@ -352,15 +352,45 @@ pub struct ConfirmPage {
     warnings: Vec<String>,
 }
 
-/// `POST /deploy/confirm`: says exactly what will change (which clubs move from which
-/// release, the commits that brings or undoes, warnings), and asks.
-pub async fn confirm(
+/// `POST /deploy/confirm`: the same question at its own address (POST-redirect-GET), so Back
+/// from the job page returns to the question without the browser offering to send a form
+/// again.
+pub async fn confirm_post(
     staff: Staff,
     state: web::Data<AppState>,
     body: web::Bytes,
-) -> Result<ConfirmPage, AppError> {
+) -> Result<HttpResponse, AppError> {
     let posted: DeployForm = form(&body)?;
     staff.check_csrf(&posted.csrf)?;
+    staff.require(Role::Deployer, "deploy")?;
+    posted.spec(&staff, &state.settings)?;
+    let mut query: Vec<(&str, &str)> = vec![
+        ("app", &posted.app),
+        ("tag", &posted.tag),
+        ("target", &posted.target),
+    ];
+    query.extend(posted.clubs.iter().map(|c| ("clubs", c.as_str())));
+    if !posted.canary_field.is_empty() {
+        query.extend([("canary_field", "1"), ("canary", posted.canary.as_str())]);
+    }
+    let query = query
+        .iter()
+        .map(|(k, v)| format!("{k}={}", crate::error::urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    Ok(see_other(&format!("/deploy/confirm?{query}")))
+}
+
+/// `GET /deploy/confirm?…` (the deploy form's fields): says exactly what will change (which
+/// clubs move from which release, the commits that brings or undoes, warnings), and asks. It
+/// changes nothing, so it is a GET: Back and reload are safe.
+pub async fn confirm(
+    staff: Staff,
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+) -> Result<ConfirmPage, AppError> {
+    let posted: DeployForm = serde_html_form::from_str(req.query_string())
+        .map_err(|e| AppError::BadRequest(format!("the form could not be read: {e}")))?;
     staff.require(Role::Deployer, "deploy")?;
     let spec = posted.spec(&staff, &state.settings)?;
     let JobSpec::Deploy {
