@@ -65,6 +65,8 @@
     outcome.hidden = false;
     var cancel = document.getElementById("cancel");
     if (cancel) { cancel.remove(); }
+    var waiting = document.getElementById("waiting");
+    if (waiting) { waiting.remove(); }
     steps.querySelectorAll("li.current").forEach(function (li) {
       li.className = end.status === "succeeded" ? "done" : "";
     });

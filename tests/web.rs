@@ -1196,3 +1196,33 @@ async fn the_deploy_question_is_its_own_address_so_back_never_resends_a_form() {
     assert!(page.contains("Deploy v2?"), "{page}");
     assert!(page.contains("2 clubs will move"), "{page}");
 }
+
+#[tokio::test]
+async fn a_queued_job_says_what_it_waits_for() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let _held = app.hold_worker().await;
+    app.queue_a_job();
+    app.queue_a_job();
+    let first = app.page(&admin, "/jobs/1").await;
+    assert!(
+        first.contains("It starts as soon as the worker takes it."),
+        "{first}"
+    );
+    let second = app.page(&admin, "/jobs/2").await;
+    assert!(
+        second.contains("1 job queued before it runs first."),
+        "{second}"
+    );
+    // Marked running by hand, as a worker would: the next one names it.
+    db::jobs::claim_oldest(&mut app.pool.get().unwrap(), "test@here", db::now()).unwrap();
+    let second = app.page(&admin, "/jobs/2").await;
+    assert!(
+        second.contains("It waits for job #1 (deploy v3 to all clubs (main)), running now."),
+        "{second}"
+    );
+    let running = app.page(&admin, "/jobs/1").await;
+    assert!(!running.contains("id=\"waiting\""), "{running}");
+}

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::clubs::see_other;
 use super::dashboard::{Running, parse_progress};
-use super::{AppState, CsrfForm, Nav, Staff, form};
+use super::{AppState, CsrfForm, Nav, Staff, count, form};
 use crate::auth::session;
 use crate::db;
 use crate::db::jobs::{self, Job, JobEvent};
@@ -134,6 +134,8 @@ pub struct JobPage {
     lines: Vec<Line>,
     last_event: i32,
     can_cancel: bool,
+    /// What a queued job waits for, in words.
+    waiting_for: Option<String>,
 }
 
 fn steps_of(events: &[JobEvent]) -> Vec<(String, bool)> {
@@ -161,11 +163,38 @@ pub async fn page(
     id: web::Path<i32>,
 ) -> Result<JobPage, AppError> {
     let id = id.into_inner();
-    let (job, events) = state
+    let (job, events, waiting_for) = state
         .db(move |_, conn| {
             let job = jobs::by_id(conn, id)?
                 .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")))?;
-            Ok((job, jobs::events_after(conn, id, 0)?))
+            // A queued job waits for the one running, and for those queued before it.
+            let waiting_for = if job.status == JobStatus::Queued.as_str() {
+                let running = jobs::with_status(conn, JobStatus::Running.as_str())?;
+                let ahead = jobs::with_status(conn, JobStatus::Queued.as_str())?
+                    .iter()
+                    .filter(|j| j.id < id)
+                    .count();
+                Some(match (running.first(), ahead) {
+                    (Some(r), 0) => {
+                        format!("It waits for job #{} ({}), running now.", r.id, describe(r))
+                    }
+                    (Some(r), n) => format!(
+                        "It waits for job #{} ({}), running now, and {} queued before it.",
+                        r.id,
+                        describe(r),
+                        count(n, "job")
+                    ),
+                    (None, 0) => "It starts as soon as the worker takes it.".to_owned(),
+                    (None, n) => format!(
+                        "{} queued before it {} first.",
+                        count(n, "job"),
+                        if n == 1 { "runs" } else { "run" }
+                    ),
+                })
+            } else {
+                None
+            };
+            Ok((job, jobs::events_after(conn, id, 0)?, waiting_for))
         })
         .await?;
     let status = JobStatus::parse(&job.status)?;
@@ -194,6 +223,7 @@ pub async fn page(
             })
             .collect(),
         can_cancel,
+        waiting_for,
         job,
     })
 }
