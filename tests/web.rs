@@ -356,6 +356,17 @@ async fn staff_deploy_to_all_clubs_and_roll_one_back_through_the_forms() {
         "rollback: from {} to {v1}",
         app.env.release_name("v2")
     )));
+    // Read as sentences, the action codes kept beside them.
+    for sentence in [
+        "admin rolled club a (main) back from v2 to v1",
+        "admin moved club a (main) from v1 to v2",
+        "admin put club a (main) on v1",
+    ] {
+        assert!(switched.contains(sentence), "{sentence} not in: {switched}");
+    }
+    assert!(switched.contains("club.switched"), "{switched}");
+    let everything = app.page(&admin, "/audit").await;
+    assert!(everything.contains("admin signed in"), "{everything}");
     let csv = admin
         .get(app.url("/audit.csv?club=a"))
         .send()

@@ -75,6 +75,71 @@ pub struct AuditPage {
     next: Option<String>,
 }
 
+impl AuditPage {
+    /// The row as a sentence staff read ("maria rolled club zermatt (main) back from v2.4.1 to
+    /// v2.4.0"); the action code stays beside it and in the CSV and JSON.
+    fn sentence(&self, row: &AuditEvent) -> String {
+        sentence(row)
+    }
+}
+
+/// See [`AuditPage::sentence`].
+pub fn sentence(row: &AuditEvent) -> String {
+    let who = row.actor.as_str();
+    let app = row
+        .app
+        .as_deref()
+        .map_or_else(String::new, |a| format!(" ({a})"));
+    let club = format!("club {}{app}", row.target);
+    let version = |r: &str| super::tag_and_commit(r).0;
+    // "deploy: from v1-… to v2-… (job #4)", as the switch step writes it.
+    let moved = || {
+        let (kind, rest) = row.details.split_once(": from ")?;
+        let (from, rest) = rest.split_once(" to ")?;
+        let to = rest.split(" (").next()?;
+        Some((kind, from, to))
+    };
+    match row.action.as_str() {
+        "club.switched" => match moved() {
+            Some(("rollback" | "health_rollback", from, to)) => format!(
+                "{who} rolled {club} back from {} to {}",
+                version(from),
+                version(to)
+            ),
+            Some((_, "no release", to)) => format!("{who} put {club} on {}", version(to)),
+            Some((_, from, to)) => format!(
+                "{who} moved {club} from {} to {}",
+                version(from),
+                version(to)
+            ),
+            None => format!("{who} switched {club}: {}", row.details),
+        },
+        "club.added" => format!("{who} added club {}", row.target),
+        "club.updated" => format!("{who} updated club {}: {}", row.target, row.details),
+        "club.removed" => format!("{who} forgot club {}", row.target),
+        "club.adopted" => format!("{who} adopted the legacy copy of {club}"),
+        "club.adoption_undone" => format!("{who} put back the legacy copy of {club}"),
+        "club.webroot_added" => format!("{who} gave club {} a webroot{app}", row.target),
+        "club.url_changed" => format!("{who} changed the address of {club}"),
+        "legacy.purged" => format!("{who} deleted a kept legacy copy of {club}"),
+        "release.built" => format!("{who} built release {}", row.target),
+        "job.queued" => format!("{who} asked for job #{}: {}", row.target, row.details),
+        "job.started" => format!("job #{} started", row.target),
+        "job.finished" => format!("job #{} ended, {}", row.target, row.details),
+        "job.cancelled" => format!("{who} cancelled job #{}", row.target),
+        "job.interrupted" => format!("job #{} was interrupted: {}", row.target, row.details),
+        "server.reloaded" => "Apache was reloaded".to_owned(),
+        "server.reload_failed" => format!("reloading Apache failed: {}", row.details),
+        "login.succeeded" => format!("{who} signed in"),
+        "login.failed" => format!("a sign-in as {who} failed"),
+        "user.added" => format!("{who} added {} to the staff", row.target),
+        "user.disabled" => format!("{who} disabled {}", row.target),
+        "user.enabled" => format!("{who} enabled {}", row.target),
+        "user.password_set" => format!("{who} set a new password for {}", row.target),
+        _ => format!("{who}: {} {} {}", row.action, row.target_kind, row.target),
+    }
+}
+
 /// `GET /audit`.
 pub async fn page(
     staff: Staff,
