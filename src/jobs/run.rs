@@ -70,28 +70,23 @@ pub fn deploy(
     targets: &Targets,
     canary: Option<&[ClubSlug]>,
 ) -> anyhow::Result<String> {
-    let mut clubs = target_clubs(&mut *job.conn()?, app, targets)?;
-    if *targets == Targets::All {
-        // A deploy to all clubs leaves legacy copies out (they must be adopted first).
-        let (legacy, linked): (Vec<ClubApp>, Vec<ClubApp>) = clubs.into_iter().partition(|c| {
-            switch::inspect(c.webroot.as_ref(), &app.releases_dir)
-                .is_ok_and(|w| w == Webroot::NotALink)
-        });
-        for club in &legacy {
-            job.progress.progress(&format!(
-                "left out: {}'s webroot is a legacy copy; adopt it first",
-                label(job.settings, club)
-            ));
-        }
-        if linked.is_empty() {
-            bail!(
-                "every club's webroot of {} is a legacy copy: adopt them first",
-                app.name
-            );
-        }
-        clubs = linked;
+    let all = *targets == Targets::All;
+    let clubs = target_clubs(&mut *job.conn()?, app, targets)?;
+    // A deploy to all clubs leaves legacy copies out (they must be adopted first); one named
+    // on purpose is refused.
+    let (clubs, legacy) = check_webroots(job.settings, app, clubs, all)?;
+    for club in &legacy {
+        job.progress.progress(&format!(
+            "left out: {}'s webroot is a legacy copy; adopt it first",
+            label(job.settings, club)
+        ));
     }
-    check_webroots(job.settings, app, &clubs)?;
+    if clubs.is_empty() {
+        bail!(
+            "every club's webroot of {} is a legacy copy: adopt them first",
+            app.name
+        );
+    }
     let waves = waves(job.settings, &clubs, canary)?;
     let mirror = git::open_mirror(app)?;
 
@@ -104,7 +99,6 @@ pub fn deploy(
     ));
     let release = build(job, app, &mirror, tag, &commit)?;
 
-    let all = *targets == Targets::All;
     let releases_dir = &app.releases_dir;
     let any_to_switch = clubs.iter().any(|club| {
         let on_disk = switch::inspect(club.webroot.as_ref(), releases_dir);
@@ -513,7 +507,7 @@ pub fn rollback(
     to: Option<&str>,
 ) -> anyhow::Result<String> {
     let club = club_named(job, app, slug)?;
-    check_webroots(job.settings, app, std::slice::from_ref(&club))?;
+    check_webroots(job.settings, app, vec![club.clone()], false)?;
     let current = match switch::inspect(club.webroot.as_ref(), &app.releases_dir)? {
         Webroot::Release(name) => name,
         _ => bail!(
@@ -889,16 +883,27 @@ fn target_clubs(
 }
 
 /// Every webroot must still lie under `webroot_base` and be a link or nothing, before
-/// anything is built or switched; a legacy copy must be adopted first.
-fn check_webroots(settings: &Settings, app: &App, clubs: &[ClubApp]) -> anyhow::Result<()> {
+/// anything is built or switched: read once each. A legacy copy must be adopted first: with
+/// `leave_out_legacy` it is set apart (returned second), otherwise refused.
+fn check_webroots(
+    settings: &Settings,
+    app: &App,
+    clubs: Vec<ClubApp>,
+    leave_out_legacy: bool,
+) -> anyhow::Result<(Vec<ClubApp>, Vec<ClubApp>)> {
     let app_flag = if settings.several_apps() {
         format!(" --app {}", app.name)
     } else {
         String::new()
     };
+    let (mut switchable, mut legacy) = (Vec::new(), Vec::new());
     for club in clubs {
-        let resolved = webroot_of(settings, club)?;
-        if switch::inspect(&resolved, &app.releases_dir)? == Webroot::NotALink {
+        let resolved = webroot_of(settings, &club)?;
+        if switch::inspect(&resolved, &app.releases_dir)? != Webroot::NotALink {
+            switchable.push(club);
+        } else if leave_out_legacy {
+            legacy.push(club);
+        } else {
             bail!(
                 "club {}: its webroot {} is a legacy copy (a real directory); adopt it first \
                  (clubdeploy adopt {}{app_flag} --tag <tag>, or Adopt… on the clubs page); \
@@ -909,7 +914,7 @@ fn check_webroots(settings: &Settings, app: &App, clubs: &[ClubApp]) -> anyhow::
             );
         }
     }
-    Ok(())
+    Ok((switchable, legacy))
 }
 
 fn build(
