@@ -11,10 +11,10 @@ use diesel::SqliteConnection;
 use serde::Serialize;
 
 use crate::config::{App, Settings};
-use crate::db::clubs::{self, NewClub, NewWebroot};
+use crate::db::clubs::{self, NewClub};
 use crate::db::{self, audit};
 use crate::domain::{ClubSlug, InvalidInput};
-use crate::pipeline::switch::{self, Webroot};
+use crate::inventory::{CheckedWebroot, check_url, resolve_webroot};
 
 /// The longest display name accepted.
 pub const NAME_LIMIT: usize = 100;
@@ -40,17 +40,9 @@ pub struct Change {
     #[serde(skip)]
     name: Option<String>,
     #[serde(skip)]
-    webroots: Vec<PlannedWebroot>,
+    webroots: Vec<CheckedWebroot>,
     #[serde(skip)]
     urls: Vec<(String, i32)>,
-}
-
-#[derive(Debug)]
-struct PlannedWebroot {
-    app: String,
-    path: String,
-    url: Option<String>,
-    release: Option<String>,
 }
 
 /// A row that cannot be imported, and why.
@@ -259,12 +251,8 @@ fn check_row<'c>(
     }
     for (app, (_, webroot_col, url_col)) in apps.iter().zip(&columns.apps) {
         let url = cell(*url_col);
-        if let Some(url) = url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(format!(
-                "address {url:?} must start with http:// or https://"
-            ));
+        if let Some(url) = url {
+            check_url(url).map_err(|e| e.0)?;
         }
         let current = existing_webroots.get(&(slug.to_string(), app.name.to_string()));
         let Some(path) = cell(*webroot_col) else {
@@ -283,12 +271,7 @@ fn check_row<'c>(
             }
             continue;
         };
-        let resolved = switch::resolve_under(&settings.webroot_base, Path::new(path))
-            .map_err(|e| format!("{e:#}"))?;
-        let resolved = resolved
-            .to_str()
-            .ok_or_else(|| format!("webroot {path} is not UTF-8"))?
-            .to_owned();
+        let resolved = resolve_webroot(settings, Path::new(path)).map_err(|e| format!("{e:#}"))?;
         match current {
             Some(current) if current.webroot != resolved => {
                 return Err(format!(
@@ -309,20 +292,11 @@ fn check_row<'c>(
                 if let Some(other) = taken.insert(resolved.clone(), slug.to_string()) {
                     return Err(format!("webroot {resolved} is already {other}'s"));
                 }
-                let on_disk = switch::inspect(Path::new(&resolved), &app.releases_dir)
+                let mut webroot = CheckedWebroot::read(app, resolved.clone())
                     .map_err(|e| format!("cannot read {resolved}: {e}"))?;
-                let now = match &on_disk {
-                    Webroot::NotALink => " (a legacy copy: adopt it to deploy)".to_owned(),
-                    Webroot::Release(name) => format!(" (now {name})"),
-                    _ => String::new(),
-                };
-                change.what.push(format!("{} at {resolved}{now}", app.name));
-                change.webroots.push(PlannedWebroot {
-                    app: app.name.to_string(),
-                    path: resolved,
-                    url: url.map(str::to_owned),
-                    release: on_disk.release().map(|r| r.to_string()),
-                });
+                webroot.url = url.map(str::to_owned);
+                change.what.push(webroot.describe());
+                change.webroots.push(webroot);
             }
         }
     }
@@ -360,17 +334,7 @@ pub fn apply(conn: &mut SqliteConnection, actor: &str, plan: &Plan) -> anyhow::R
                 }
             };
             for webroot in &change.webroots {
-                clubs::add_webroot(
-                    conn,
-                    &NewWebroot {
-                        club_id,
-                        app: &webroot.app,
-                        path: &webroot.path,
-                        current_release: webroot.release.as_deref(),
-                        created_at: now,
-                        url: webroot.url.as_deref(),
-                    },
-                )?;
+                webroot.insert(conn, club_id)?;
             }
             for (url, webroot_id) in &change.urls {
                 clubs::set_url(conn, *webroot_id, Some(url))?;

@@ -13,7 +13,9 @@ use serde::Serialize;
 use crate::config::{App, Settings};
 use crate::db::clubs::{self, AddClubError, ClubApp, NewClub, NewWebroot};
 use crate::db::{self, audit};
-use crate::domain::{ClubSlug, InvalidInput, Refusal, ReleaseName, ReleaseTag, release_order};
+use crate::domain::{
+    AppName, ClubSlug, InvalidInput, Refusal, ReleaseName, ReleaseTag, release_order,
+};
 use crate::pipeline::git;
 use crate::pipeline::release;
 use crate::pipeline::switch::{self, Webroot};
@@ -81,33 +83,34 @@ pub fn parse_app_arg(arg: &str) -> (Option<&str>, &str) {
 }
 
 /// Checks a site address: http or https.
-fn check_url(url: &str) -> Result<(), InvalidInput> {
+pub(crate) fn check_url(url: &str) -> Result<(), InvalidInput> {
     if url.starts_with("http://") || url.starts_with("https://") {
         Ok(())
     } else {
         Err(InvalidInput(format!(
-            "--url {url:?} must start with http:// or https://"
+            "address {url:?} must start with http:// or https://"
         )))
     }
 }
 
 /// A webroot checked for adding: its application, its resolved path, what it is now.
-struct CheckedWebroot<'s> {
-    app: &'s App,
-    path: String,
-    release: Option<String>,
-    legacy: bool,
-    url: Option<String>,
+#[derive(Debug)]
+pub(crate) struct CheckedWebroot {
+    pub app: AppName,
+    pub path: String,
+    pub release: Option<String>,
+    pub legacy: bool,
+    pub url: Option<String>,
 }
 
 /// Checks a webroot to add for `app` (`None`: the only application): it lies under
 /// `webroot_base`, and may be a link, nothing yet, or a legacy copy (a real directory, left
 /// untouched until it is adopted).
-fn check_webroot<'s>(
-    settings: &'s Settings,
+fn check_webroot(
+    settings: &Settings,
     app: Option<&str>,
     webroot: &Path,
-) -> anyhow::Result<CheckedWebroot<'s>> {
+) -> anyhow::Result<CheckedWebroot> {
     let app = settings.app(app).map_err(|e| {
         InvalidInput(format!(
             "{e} (write the webroot as <app>=<path>, e.g. {}={})",
@@ -115,38 +118,52 @@ fn check_webroot<'s>(
             webroot.display()
         ))
     })?;
-    let resolved = switch::resolve_under(&settings.webroot_base, webroot)?;
-    let path = resolved
-        .to_str()
-        .with_context(|| format!("webroot {} is not UTF-8", resolved.display()))?
-        .to_owned();
-    let on_disk = switch::inspect(&resolved, &app.releases_dir)?;
-    Ok(CheckedWebroot {
-        app,
-        path,
-        release: on_disk.release().map(|r| r.to_string()),
-        legacy: on_disk == Webroot::NotALink,
-        url: None,
-    })
+    let path = resolve_webroot(settings, webroot)?;
+    Ok(CheckedWebroot::read(app, path)?)
 }
 
-impl CheckedWebroot<'_> {
+/// `webroot` resolved under `webroot_base` (refused outside it), as text.
+pub(crate) fn resolve_webroot(settings: &Settings, webroot: &Path) -> anyhow::Result<String> {
+    let resolved = switch::resolve_under(&settings.webroot_base, webroot)?;
+    Ok(resolved
+        .to_str()
+        .with_context(|| format!("webroot {} is not UTF-8", resolved.display()))?
+        .to_owned())
+}
+
+impl CheckedWebroot {
+    /// The webroot at `path` (resolved) of `app`, as it is on disk now.
+    pub(crate) fn read(app: &App, path: String) -> std::io::Result<CheckedWebroot> {
+        let on_disk = switch::inspect(Path::new(&path), &app.releases_dir)?;
+        Ok(CheckedWebroot {
+            app: app.name.clone(),
+            path,
+            release: on_disk.release().map(|r| r.to_string()),
+            legacy: on_disk == Webroot::NotALink,
+            url: None,
+        })
+    }
+
     /// "main at /srv/a/htdocs (now v1-…)".
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let now = match (self.legacy, &self.release) {
             (true, _) => "a legacy copy: adopt it to deploy",
             (_, Some(release)) => release.as_str(),
             (_, None) => "no release",
         };
-        format!("{} at {} (now {now})", self.app.name, self.path)
+        format!("{} at {} (now {now})", self.app, self.path)
     }
 
-    fn insert(&self, conn: &mut SqliteConnection, club_id: i32) -> Result<(), AddClubError> {
+    pub(crate) fn insert(
+        &self,
+        conn: &mut SqliteConnection,
+        club_id: i32,
+    ) -> Result<(), AddClubError> {
         clubs::add_webroot(
             conn,
             &NewWebroot {
                 club_id,
-                app: self.app.name.as_str(),
+                app: self.app.as_str(),
                 path: &self.path,
                 current_release: self.release.as_deref(),
                 created_at: db::now(),
@@ -174,10 +191,10 @@ pub fn add_club(
         .map(|(app, path)| check_webroot(settings, *app, path))
         .collect::<anyhow::Result<Vec<_>>>()?;
     for (i, webroot) in webroots.iter().enumerate() {
-        if webroots[..i].iter().any(|w| w.app.name == webroot.app.name) {
+        if webroots[..i].iter().any(|w| w.app == webroot.app) {
             return Err(InvalidInput(format!(
                 "two webroots for the application {}: a club has one per application",
-                webroot.app.name
+                webroot.app
             ))
             .into());
         }
@@ -190,7 +207,7 @@ pub fn add_club(
                 settings.apps()[0].name
             ))
         })?;
-        let Some(webroot) = webroots.iter_mut().find(|w| w.app.name == app.name) else {
+        let Some(webroot) = webroots.iter_mut().find(|w| w.app == app.name) else {
             return Err(InvalidInput(format!(
                 "an address for {} but no webroot for it: give the club a webroot of {} too",
                 app.name, app.name
@@ -265,7 +282,7 @@ pub fn add_webroot(
     conn.immediate_transaction(|conn| {
         webroot.insert(conn, club.id)?;
         let entry = audit::Entry::new(actor, "club.webroot_added", "club", slug.as_str(), &details)
-            .for_app(webroot.app.name.as_str());
+            .for_app(webroot.app.as_str());
         audit::append(conn, &entry)?;
         Ok(())
     })
@@ -274,13 +291,13 @@ pub fn add_webroot(
             e,
             &format!(
                 "club {slug} already has a webroot for {}, or {} is another club's webroot",
-                webroot.app.name, webroot.path
+                webroot.app, webroot.path
             ),
         )
     })?;
     club_status(settings, conn, slug.as_str())?
         .into_iter()
-        .find(|s| s.app == webroot.app.name.as_str())
+        .find(|s| s.app == webroot.app.as_str())
         .context("the webroot just added is missing")
 }
 
