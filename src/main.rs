@@ -568,7 +568,8 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             submit(&settings, &pool, &actor, JobSpec::Prune { app }, detach)?;
         }
         Command::Opcache(flag) => {
-            let (urls, in_use) = clubdeploy::opcache::sites(&settings, &mut *db()?)?;
+            let webroots = clubdeploy::db::clubs::webroots(&mut *db()?, None)?;
+            let (urls, in_use) = clubdeploy::opcache::sites(&settings, &webroots)?;
             let insight = clubdeploy::opcache::read(&settings, &urls, &in_use)?;
             if flag.json {
                 cli::print_json(&insight)?

@@ -3,10 +3,9 @@
 //! per release directory, with the releases no club runs any more. And the warnings staff must
 //! see before the cache silently overflows (DESIGN §7: ~26× slower, no error anywhere).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
-use diesel::SqliteConnection;
 use serde::Serialize;
 
 use crate::config::Settings;
@@ -49,23 +48,34 @@ pub struct CachedRelease {
     pub in_use: bool,
 }
 
-/// Where to ask: the webroots with an address, each with the release directory it runs
-/// (read from the database by the caller, so no connection is held over the request).
+/// Where to ask, from the clubs' webroots as recorded: the addresses of webroots whose
+/// release has a probe, and the release directories some club runs. Reads each release's
+/// manifest once, whatever the number of clubs on it, and holds no database connection.
 pub fn sites(
     settings: &Settings,
-    conn: &mut SqliteConnection,
+    webroots: &[clubs::ClubApp],
 ) -> anyhow::Result<(Vec<String>, HashSet<String>)> {
     let mut urls = Vec::new();
     let mut in_use = HashSet::new();
-    for club in clubs::webroots(conn, None)? {
+    let mut has_probe: HashMap<std::path::PathBuf, bool> = HashMap::new();
+    for club in webroots {
         let Ok(app) = settings.app(Some(&club.app)) else {
             continue;
         };
         if let Some(current) = &club.current_release {
             let dir = app.releases_dir.join(current);
+            let probed = match has_probe.get(&dir) {
+                Some(probed) => *probed,
+                None => {
+                    let name = crate::domain::ReleaseName::parse(current)?;
+                    let probed =
+                        release::read(&dir, &name).is_some_and(|r| r.manifest.probe.is_some());
+                    has_probe.insert(dir.clone(), probed);
+                    probed
+                }
+            };
             if let Some(url) = &club.url
-                && release::read(&dir, &crate::domain::ReleaseName::parse(current)?)
-                    .is_some_and(|r| r.manifest.probe.is_some())
+                && probed
             {
                 urls.push(url.clone());
             }

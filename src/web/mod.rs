@@ -116,9 +116,14 @@ impl AppState {
         {
             return Ok(found.clone());
         }
-        let (urls, in_use) = self.db(crate::opcache::sites).await?;
+        let webroots = self
+            .db(|_, conn| Ok(crate::db::clubs::webroots(conn, None)?))
+            .await?;
         let found = self
-            .blocking(move |settings| Ok(crate::opcache::read(settings, &urls, &in_use)))
+            .blocking(move |settings| {
+                let (urls, in_use) = crate::opcache::sites(settings, &webroots)?;
+                Ok(crate::opcache::read(settings, &urls, &in_use))
+            })
             .await?
             .map_err(|e| format!("{e:#}"));
         *cached = Some((Instant::now(), found.clone()));
