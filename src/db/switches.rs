@@ -98,6 +98,20 @@ pub fn history(conn: &mut SqliteConnection, club_id: i32, app: &str) -> QueryRes
         .load(conn)
 }
 
+/// The switch to the release a club's webroot of `app` would roll back to: the newest in its
+/// history that is not `current` and was not rolled back from (marked bad).
+pub fn previous(
+    conn: &mut SqliteConnection,
+    club_id: i32,
+    app: &str,
+    current: &str,
+) -> QueryResult<Option<Switch>> {
+    let bad = bad_for(conn, club_id, app)?;
+    Ok(history(conn, club_id, app)?
+        .into_iter()
+        .find(|s| s.to_release != current && !bad.contains(&s.to_release)))
+}
+
 /// The commit a release of `app` was built from, from any club's history.
 pub fn commit_of(
     conn: &mut SqliteConnection,

@@ -1152,13 +1152,8 @@ fn previous_release(
     club: &ClubApp,
     current: &ReleaseName,
 ) -> anyhow::Result<(ReleaseName, String)> {
-    let bad = switches::bad_for(conn, club.club_id, &club.app)?;
-    for switch in switches::history(conn, club.club_id, &club.app)? {
-        if switch.to_release == current.as_str() || bad.contains(&switch.to_release) {
-            continue;
-        }
-        let name = ReleaseName::parse(&switch.to_release)?;
-        return Ok((name, switch.commit_id));
+    if let Some(switch) = switches::previous(conn, club.club_id, &club.app, current.as_str())? {
+        return Ok((ReleaseName::parse(&switch.to_release)?, switch.commit_id));
     }
     bail!(
         "club {} has no earlier release of {} to roll back to; name one with --to",

@@ -238,11 +238,7 @@ fn previous(
     club: &clubs::ClubApp,
     current: &ReleaseName,
 ) -> anyhow::Result<Option<String>> {
-    let bad = switches::bad_for(conn, club.club_id, &club.app)?;
-    Ok(switches::history(conn, club.club_id, &club.app)?
-        .into_iter()
-        .map(|s| s.to_release)
-        .find(|r| r != current.as_str() && !bad.contains(r)))
+    Ok(switches::previous(conn, club.club_id, &club.app, current.as_str())?.map(|s| s.to_release))
 }
 
 #[derive(Deserialize, Default)]
