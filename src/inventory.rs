@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use crate::config::{App, Settings};
 use crate::db::clubs::{self, AddClubError, ClubApp, NewClub, NewWebroot};
-use crate::db::{self, audit};
+use crate::db::{self, audit, groups};
 use crate::domain::{
-    AppName, ClubSlug, InvalidInput, Refusal, ReleaseName, ReleaseTag, release_order,
+    AppName, ClubSlug, GroupName, InvalidInput, Refusal, ReleaseName, ReleaseTag, release_order,
 };
 use crate::pipeline::git;
 use crate::pipeline::release;
@@ -349,6 +349,50 @@ pub fn set_url(
         audit::append(conn, &entry)
     })?;
     Ok(())
+}
+
+/// Puts the clubs `slugs` in group `group` (`join`), or takes them out, in one transaction
+/// with an audit row per club that changed. Every slug must name a club; returns the clubs
+/// that changed (a club already in, or already out, is left alone).
+pub fn change_group(
+    conn: &mut SqliteConnection,
+    actor: &str,
+    group: &str,
+    slugs: &[String],
+    join: bool,
+) -> anyhow::Result<Vec<String>> {
+    let group = GroupName::parse(group.trim())?;
+    let slugs: Vec<ClubSlug> = slugs
+        .iter()
+        .map(|s| ClubSlug::parse(s.trim()))
+        .collect::<Result<_, _>>()?;
+    if slugs.is_empty() {
+        return Err(InvalidInput("Name at least one club.".into()).into());
+    }
+    conn.immediate_transaction(|conn| -> anyhow::Result<Vec<String>> {
+        let mut changed = Vec::new();
+        for slug in &slugs {
+            let Some(club) = clubs::by_slug(conn, slug.as_str())? else {
+                return Err(Refusal::NotFound(format!("There is no club {slug}.")).into());
+            };
+            let done = if join {
+                groups::join(conn, group.as_str(), club.id)?
+            } else {
+                groups::leave(conn, group.as_str(), club.id)?
+            };
+            if done {
+                let (action, details) = if join {
+                    ("group.joined", format!("put in group {group}"))
+                } else {
+                    ("group.left", format!("taken out of group {group}"))
+                };
+                let entry = audit::Entry::new(actor, action, "club", slug.as_str(), &details);
+                audit::append(conn, &entry)?;
+                changed.push(slug.to_string());
+            }
+        }
+        Ok(changed)
+    })
 }
 
 /// Forgets a club (its webroot is left as it is).

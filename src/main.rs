@@ -222,6 +222,20 @@ enum ClubCommand {
     },
     /// Forget a club; its webroot is left untouched.
     Remove { slug: String },
+    /// Put clubs in a group (e.g. early-adopters), to deploy to or try first together.
+    Group {
+        group: String,
+        #[arg(required = true)]
+        slugs: Vec<String>,
+        /// Take them out of the group instead.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Every club group with its clubs.
+    Groups {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -456,6 +470,28 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             match url {
                 Some(url) => say!("club {slug}'s address is {url}"),
                 None => say!("club {slug} has no address now; its health is not checked"),
+            }
+        }
+        Command::Club(ClubCommand::Group {
+            group,
+            slugs,
+            remove,
+        }) => {
+            let changed = inventory::change_group(&mut *db()?, &actor, &group, &slugs, !remove)?;
+            let (verb, place) = if remove { ("took", "out of") } else { ("put", "in") };
+            match changed.as_slice() {
+                [] => say!("nothing changed: group {group} already had that"),
+                clubs => say!("{verb} {} {place} group {group}", clubs.join(", ")),
+            }
+        }
+        Command::Club(ClubCommand::Groups { json }) => {
+            let groups = clubdeploy::db::groups::all(&mut *db()?)?;
+            if json {
+                cli::print_json(&groups)?
+            } else {
+                for (group, clubs) in &groups {
+                    say!("{group}: {}", clubs.join(", "));
+                }
             }
         }
         Command::Club(ClubCommand::Remove { slug }) => {

@@ -185,3 +185,45 @@ pub fn set_current_release(
         .execute(conn)?;
     Ok(())
 }
+
+/// Records a webroot's last health check: `healthy`, `failed` or `unchecked`, why, and when.
+pub fn set_health(
+    conn: &mut SqliteConnection,
+    webroot_id: i32,
+    health: &str,
+    note: Option<&str>,
+    at: NaiveDateTime,
+) -> QueryResult<()> {
+    diesel::update(webroots::table.find(webroot_id))
+        .set((
+            webroots::health.eq(health),
+            webroots::health_note.eq(note),
+            webroots::health_at.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A webroot's last health check, as recorded.
+#[derive(Debug, Clone, Queryable)]
+pub struct Health {
+    pub club_id: i32,
+    pub app: String,
+    pub health: String,
+    pub note: Option<String>,
+    pub at: Option<NaiveDateTime>,
+}
+
+/// The last health check of every webroot that had one.
+pub fn health(conn: &mut SqliteConnection) -> QueryResult<Vec<Health>> {
+    webroots::table
+        .filter(webroots::health.is_not_null())
+        .select((
+            webroots::club_id,
+            webroots::app,
+            webroots::health.assume_not_null(),
+            webroots::health_note,
+            webroots::health_at,
+        ))
+        .load(conn)
+}

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod audit_anchor;
 pub mod audit_key;
 pub mod clubs;
+pub mod groups;
 pub mod jobs;
 pub mod schema;
 pub mod switches;

@@ -34,6 +34,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    club_groups (name, club_id) {
+        name -> Text,
+        club_id -> Integer,
+    }
+}
+
+diesel::table! {
     clubs (id) {
         id -> Integer,
         slug -> Text,
@@ -119,6 +126,7 @@ diesel::table! {
         actor -> Text,
         switched_at -> Timestamp,
         app -> Text,
+        job_id -> Nullable<Integer>,
     }
 }
 
@@ -131,6 +139,9 @@ diesel::table! {
         current_release -> Nullable<Text>,
         created_at -> Timestamp,
         url -> Nullable<Text>,
+        health -> Nullable<Text>,
+        health_at -> Nullable<Timestamp>,
+        health_note -> Nullable<Text>,
     }
 }
 
@@ -147,6 +158,7 @@ diesel::table! {
 }
 
 diesel::joinable!(bad_releases -> clubs (club_id));
+diesel::joinable!(club_groups -> clubs (club_id));
 diesel::joinable!(flashes -> sessions (session_id));
 diesel::joinable!(form_tokens -> jobs (job_id));
 diesel::joinable!(job_events -> jobs (job_id));
@@ -158,6 +170,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     audit_head,
     bad_releases,
+    club_groups,
     clubs,
     flashes,
     form_tokens,

@@ -34,6 +34,8 @@ pub struct NewSwitch {
     pub kind: String,
     pub actor: String,
     pub switched_at: NaiveDateTime,
+    /// The job that made the switch.
+    pub job_id: Option<i32>,
 }
 
 /// A release a rollback left: marked bad for that club and application.

@@ -83,9 +83,47 @@ impl fmt::Display for AppName {
     }
 }
 
+/// A club group's name ("early-adopters", "region-east"): 1 to 63 lower-case letters, digits
+/// and dashes, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupName(String);
+
+impl GroupName {
+    /// Accepts a name like a slug's.
+    pub fn parse(s: &str) -> Result<GroupName, InvalidInput> {
+        if is_plain_name(s, 63) {
+            Ok(GroupName(s.to_owned()))
+        } else {
+            Err(InvalidInput(format!(
+                "{s:?} is not a valid group name: use 1 to 63 lower-case letters, digits and \
+                 dashes, starting with a letter or digit"
+            )))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for GroupName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_names_are_plain() {
+        assert_eq!(GroupName::parse("region-east").unwrap().as_str(), "region-east");
+        for bad in ["", "Early", "a/b", "..", "a b", &"a".repeat(64)] {
+            assert!(GroupName::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
 
     #[test]
     fn accepts_plain_slugs() {

@@ -8,7 +8,7 @@ mod repo_url;
 mod staff;
 mod version;
 
-pub use club::{AppName, ClubSlug};
+pub use club::{AppName, ClubSlug, GroupName};
 pub use job::{JobSpec, JobStatus, Targets};
 pub use release::{ReleaseName, ReleaseTag};
 pub use repo_url::{Credentials, RepoUrl, UrlKind};

@@ -195,6 +195,7 @@ fn resync_clubs(
                     kind: "recovered".to_owned(),
                     actor: job.requested_by.clone(),
                     switched_at: db::now(),
+                    job_id: Some(job.id),
                 }],
                 &[],
                 &[entry],

@@ -323,6 +323,14 @@ fn check_health(
     let verdicts = health::check_all(&targets, &check, |target, verdict| {
         report_verdict(progress, &target.label, name, verdict)
     });
+    {
+        let mut conn = job.conn()?;
+        let at = db::now();
+        for ((club, _), verdict) in switched.iter().zip(&verdicts) {
+            let (health, note) = verdict.recorded();
+            crate::db::clubs::set_health(&mut conn, club.webroot_id, health, note, at)?;
+        }
+    }
     let mut checked = Checked {
         failed: Vec::new(),
         unchecked: 0,
@@ -629,6 +637,7 @@ pub fn adopt(
         kind: "adopt".to_owned(),
         actor: job.actor.to_owned(),
         switched_at: db::now(),
+        job_id: Some(job.id),
     };
     let entry = audit::Entry::new(job.actor, "club.adopted", "club", slug.as_str(), &details)
         .for_app(app.name.as_str());
@@ -1045,6 +1054,7 @@ fn switch_clubs(
             kind: kind.to_owned(),
             actor: job.actor.to_owned(),
             switched_at: db::now(),
+            job_id: Some(job.id),
         });
         job.progress.progress(&format!(
             "{} now runs {} ({} of {} club{} switched)",

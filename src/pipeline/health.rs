@@ -56,6 +56,15 @@ impl Verdict {
     pub fn failed(&self) -> bool {
         matches!(self, Verdict::Failed { .. })
     }
+
+    /// The verdict as stored with a webroot: `healthy`, `failed` or `unchecked`, and why.
+    pub fn recorded(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Verdict::Healthy { .. } => ("healthy", None),
+            Verdict::NotChecked(why) => ("unchecked", Some(why)),
+            Verdict::Failed { reason, .. } => ("failed", Some(reason)),
+        }
+    }
 }
 
 /// Checks every target, at most `concurrency` at once; `report` is told of each verdict as it

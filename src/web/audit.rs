@@ -117,6 +117,14 @@ pub fn sentence(row: &AuditEvent) -> String {
         "club.added" => format!("{who} added club {}", row.target),
         "club.updated" => format!("{who} updated club {}: {}", row.target, row.details),
         "club.removed" => format!("{who} forgot club {}", row.target),
+        "group.joined" | "group.left" => {
+            let group = row.details.rsplit(' ').next().unwrap_or_default();
+            if row.action == "group.joined" {
+                format!("{who} put {club} in group {group}")
+            } else {
+                format!("{who} took {club} out of group {group}")
+            }
+        }
         "club.adopted" => format!("{who} adopted the legacy copy of {club}"),
         "club.adoption_undone" => format!("{who} put back the legacy copy of {club}"),
         "club.webroot_added" => format!("{who} gave club {} a webroot{app}", row.target),

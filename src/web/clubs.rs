@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
 use crate::config::Settings;
 use crate::db::{clubs, switches};
-use crate::domain::{ClubScope, ClubSlug, JobSpec, ReleaseName, Role};
+use crate::domain::{ClubScope, ClubSlug, JobSpec, ReleaseName, ReleaseTag, Role};
 use crate::error::AppError;
 use crate::inventory::{self, AddClub};
 use crate::pipeline::switch::{self, Webroot};
@@ -28,13 +28,22 @@ pub struct Cell {
     pub version: Option<(String, String)>,
     pub problem: Option<String>,
     pub drift: Option<String>,
-    pub since: Option<String>,
+    pub since: Option<chrono::NaiveDateTime>,
     pub by: Option<String>,
     pub rollback_to: Option<String>,
     /// The webroot is a legacy copy waiting to be adopted.
     pub legacy: bool,
     /// The kept legacy copies of this webroot: directory name and size in words.
     pub kept: Vec<(String, String)>,
+    /// The last health check after a switch, if any.
+    pub health: Option<clubs::Health>,
+}
+
+impl Cell {
+    /// The last health check's verdict: `healthy`, `failed`, `unchecked`, or `never`.
+    pub fn health_word(&self) -> &str {
+        self.health.as_ref().map_or("never", |h| h.health.as_str())
+    }
 }
 
 /// One row of the clubs matrix: a club, and a cell per configured application (`None`
@@ -43,6 +52,8 @@ pub struct Row {
     pub slug: String,
     pub name: String,
     pub cells: Vec<Option<Cell>>,
+    /// The groups the club is in.
+    pub groups: Vec<String>,
 }
 
 impl Row {
@@ -59,6 +70,102 @@ pub struct ClubsPage {
     apps: Vec<String>,
     rows: Arc<Vec<Row>>,
     scope: Option<ClubScope>,
+    /// The filters as asked.
+    query: ClubsQuery,
+    /// The rows the filters let through, this page's only (indices into `rows`).
+    shown: Vec<usize>,
+    /// How many rows the filters let through in all.
+    matching: usize,
+    /// The first shown row's number (1-based) and the links to the pages around.
+    first: usize,
+    previous: Option<String>,
+    next: Option<String>,
+    /// The choices of the release and group filters.
+    releases: Vec<String>,
+    groups: Vec<(String, usize)>,
+}
+
+/// How many clubs a page of the clubs list shows.
+pub const CLUBS_PER_PAGE: usize = 50;
+
+/// The clubs list's filters and page (`/clubs?q=zer&app=mobile&release=v2&health=failed
+/// &group=canary&page=2`): every filter is part of the address, so a view can be shared.
+#[derive(Deserialize, Default, Clone)]
+#[serde(default)]
+pub struct ClubsQuery {
+    /// Part of the club's name or slug.
+    pub q: String,
+    pub app: String,
+    /// A tag or release name run by the club (of `app`, when given).
+    pub release: String,
+    /// `healthy`, `failed`, `unchecked` or `never` (of `app`, when given).
+    pub health: String,
+    pub group: String,
+    /// 1-based.
+    pub page: usize,
+}
+
+impl ClubsQuery {
+    /// Whether `row` passes every filter.
+    pub fn admits(&self, row: &Row, apps: &[String]) -> bool {
+        let q = self.q.trim().to_lowercase();
+        if !q.is_empty() && !row.slug.contains(&q) && !row.name.to_lowercase().contains(&q) {
+            return false;
+        }
+        let group = self.group.trim();
+        if !group.is_empty() && !row.groups.iter().any(|g| g == group) {
+            return false;
+        }
+        let app = self.app.trim();
+        let cells = row
+            .cells
+            .iter()
+            .zip(apps)
+            .filter(|(_, a)| app.is_empty() || a.as_str() == app)
+            .filter_map(|(cell, _)| cell.as_ref());
+        let (release, health) = (self.release.trim(), self.health.trim());
+        let mut any = false;
+        for cell in cells {
+            let runs = release.is_empty()
+                || cell.release.as_deref() == Some(release)
+                || cell.version.as_ref().is_some_and(|(tag, _)| tag == release);
+            if runs && (health.is_empty() || cell.health_word() == health) {
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// This view's address with `page` instead of its own.
+    pub fn link(&self, page: usize) -> String {
+        let mut parts = Vec::new();
+        for (key, value) in [
+            ("q", &self.q),
+            ("app", &self.app),
+            ("release", &self.release),
+            ("health", &self.health),
+            ("group", &self.group),
+        ] {
+            if !value.trim().is_empty() {
+                parts.push(format!("{key}={}", crate::error::urlencode(value.trim())));
+            }
+        }
+        if page > 1 {
+            parts.push(format!("page={page}"));
+        }
+        if parts.is_empty() {
+            "/clubs".to_owned()
+        } else {
+            format!("/clubs?{}", parts.join("&"))
+        }
+    }
+
+    /// Whether any filter is set.
+    pub fn filtering(&self) -> bool {
+        [&self.q, &self.app, &self.release, &self.health, &self.group]
+            .iter()
+            .any(|v| !v.trim().is_empty())
+    }
 }
 
 impl ClubsPage {
@@ -71,6 +178,34 @@ impl ClubsPage {
     fn several(&self) -> bool {
         self.apps.len() > 1
     }
+
+    /// The rows this page shows.
+    fn shown_rows(&self) -> impl Iterator<Item = &Row> {
+        self.shown.iter().map(|i| &self.rows[*i])
+    }
+
+    /// This view's own address.
+    fn here(&self) -> String {
+        self.query.link(self.query.page)
+    }
+
+    /// "Clubs 51 to 100 of 1,000" / "3 clubs".
+    fn counted(&self) -> String {
+        let what = if self.query.filtering() {
+            format!("{} of {} match", self.matching, crate::preview::count(self.rows.len(), "club"))
+        } else {
+            crate::preview::count(self.rows.len(), "club")
+        };
+        if self.matching > self.shown.len() {
+            format!(
+                "{what}; showing {} to {}",
+                self.first,
+                self.first + self.shown.len() - 1
+            )
+        } else {
+            what
+        }
+    }
 }
 
 /// Every club's row: each webroot's link read from disk, its newest switch, its rollback
@@ -82,6 +217,11 @@ pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Re
         .collect();
     let latest = switches::latest_per_club(conn)?;
     let targets = switches::rollback_targets(conn)?;
+    let mut groups = crate::db::groups::by_club(conn)?;
+    let mut health: HashMap<(i32, String), clubs::Health> = clubs::health(conn)?
+        .into_iter()
+        .map(|h| ((h.club_id, h.app.clone()), h))
+        .collect();
     let statuses = inventory::status(settings, conn, None)?;
     let mut kept: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
     for app in settings.apps() {
@@ -111,7 +251,7 @@ pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Re
                 .unwrap_or_else(|| "no release".into())
         });
         let cell = Cell {
-            since: last.map(|s| s.switched_at.format("%Y-%m-%d %H:%M UTC").to_string()),
+            since: last.map(|s| s.switched_at),
             by: last.map(|s| s.actor.clone()),
             rollback_to: key
                 .as_ref()
@@ -123,6 +263,7 @@ pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Re
             kept: kept
                 .remove(&(club.slug.clone(), club.app.clone()))
                 .unwrap_or_default(),
+            health: key.as_ref().and_then(|k| health.remove(k)),
             release: club.release,
             problem: club.problem,
             drift,
@@ -131,6 +272,10 @@ pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Re
         // Statuses come by slug, then application: a club's cells are consecutive.
         if rows.last().is_none_or(|row| row.slug != club.slug) {
             rows.push(Row {
+                groups: ids
+                    .get(&club.slug)
+                    .and_then(|id| groups.remove(id))
+                    .unwrap_or_default(),
                 slug: club.slug,
                 name: club.name,
                 cells: apps.iter().map(|_| None).collect(),
@@ -151,20 +296,68 @@ pub fn size_in_words(bytes: u64) -> String {
     }
 }
 
-/// `GET /clubs`.
-pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<ClubsPage, AppError> {
+/// `GET /clubs[?q=…&app=…&release=…&health=…&group=…&page=…]`.
+pub async fn page(
+    staff: Staff,
+    state: web::Data<AppState>,
+    query: web::Query<ClubsQuery>,
+) -> Result<ClubsPage, AppError> {
     let rows = state.club_rows().await?;
     let scope = match staff.role {
         Role::Admin => Some(ClubScope::All),
         Role::Deployer => Some(staff.scope.clone()),
         Role::Viewer => None,
     };
+    let query = query.into_inner();
+    let apps = app_names(&state.settings);
+    let matching: Vec<usize> = (0..rows.len())
+        .filter(|i| query.admits(&rows[*i], &apps))
+        .collect();
+    let pages = matching.len().div_ceil(CLUBS_PER_PAGE).max(1);
+    let page = query.page.clamp(1, pages);
+    let start = (page - 1) * CLUBS_PER_PAGE;
+    let shown: Vec<usize> = matching
+        .iter()
+        .skip(start)
+        .take(CLUBS_PER_PAGE)
+        .copied()
+        .collect();
+    let releases = tags_newest_first(rows.iter().flat_map(|r| r.runs()));
+    let mut groups: std::collections::BTreeMap<String, usize> = Default::default();
+    for group in rows.iter().flat_map(|r| &r.groups) {
+        *groups.entry(group.clone()).or_default() += 1;
+    }
     Ok(ClubsPage {
         nav: staff.nav("clubs"),
-        apps: app_names(&state.settings),
+        apps,
+        previous: (page > 1).then(|| query.link(page - 1)),
+        next: (page < pages).then(|| query.link(page + 1)),
+        first: start + 1,
+        matching: matching.len(),
+        shown,
         rows,
         scope,
+        query,
+        releases,
+        groups: groups.into_iter().collect(),
     })
+}
+
+/// The tags the cells run, each once, newest version first.
+pub fn tags_newest_first<'c>(cells: impl Iterator<Item = &'c Cell>) -> Vec<String> {
+    let mut tags: Vec<ReleaseTag> = cells
+        .filter_map(|c| c.version.as_ref())
+        .map(|(tag, _)| tag.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|t| ReleaseTag::parse(t).ok())
+        .collect();
+    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    tags.sort_by(|a, b| crate::domain::release_order((a, epoch), (b, epoch)));
+    crate::domain::newest_first(tags, |t| t)
+        .into_iter()
+        .map(|t| t.to_string())
+        .collect()
 }
 
 /// The configured applications' names, in order.
@@ -507,4 +700,75 @@ pub async fn import(
         .await?;
     staff.tell(&state, format!("Imported: {summary}.")).await;
     Ok(see_other("/clubs"))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GroupForm {
+    csrf: String,
+    group: String,
+    /// Slugs separated by commas or spaces.
+    clubs: String,
+    /// Set: also every club the clubs list at `back` shows (all its pages).
+    shown: String,
+    /// `join` or `leave`.
+    action: String,
+    /// The clubs list the form was on (`/clubs?…`), to return to.
+    back: String,
+}
+
+/// `POST /groups` (admins): puts clubs in a group or takes them out (audited), and returns to
+/// the clubs list saying what changed.
+pub async fn change_group(
+    staff: Staff,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let posted: GroupForm = form(&body)?;
+    staff.check_csrf(&posted.csrf)?;
+    staff.require(Role::Admin, "change club groups")?;
+    let join = match posted.action.as_str() {
+        "join" => true,
+        "leave" => false,
+        _ => return Err(AppError::BadRequest("Choose to put clubs in the group or take them out.".into())),
+    };
+    // Only ever back to a clubs list of this panel.
+    let back = match posted.back.strip_prefix("/clubs") {
+        Some(rest) if rest.is_empty() || rest.starts_with('?') => posted.back.clone(),
+        _ => "/clubs".to_owned(),
+    };
+    let mut slugs: Vec<String> = posted
+        .clubs
+        .split([',', ' ', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if !posted.shown.is_empty() {
+        let query: ClubsQuery =
+            serde_html_form::from_str(back.split_once('?').map_or("", |(_, q)| q))
+                .map_err(|e| AppError::BadRequest(format!("the list could not be read: {e}")))?;
+        let rows = state.club_rows().await?;
+        let apps = app_names(&state.settings);
+        slugs.extend(
+            rows.iter()
+                .filter(|row| query.admits(row, &apps))
+                .map(|row| row.slug.clone()),
+        );
+    }
+    slugs.sort();
+    slugs.dedup();
+    let (actor, group) = (staff.user.name.clone(), posted.group.trim().to_owned());
+    let name = group.clone();
+    let changed = state
+        .db(move |_, conn| inventory::change_group(conn, &actor, &name, &slugs, join))
+        .await?;
+    let message = match (changed.len(), join) {
+        (0, true) => format!("Those clubs were in group {group} already: nothing changed."),
+        (0, false) => format!("None of those clubs was in group {group}: nothing changed."),
+        (n, true) => format!("{} put in group {group}.", crate::preview::count(n, "club")),
+        (n, false) => format!("{} taken out of group {group}.", crate::preview::count(n, "club")),
+    };
+    staff.tell(&state, message).await;
+    Ok(see_other(&back))
 }

@@ -255,6 +255,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/", web::get().to(dashboard::page))
     .route("/clubs", web::get().to(clubs::page))
     .route("/clubs", web::post().to(clubs::add))
+    .route("/groups", web::post().to(clubs::change_group))
     .service(
         web::resource("/clubs/import/preview")
             // A CSV of 10,000 clubs is about a megabyte.

@@ -7,6 +7,7 @@ use crate::error::AppError;
 const STYLE: &str = include_str!("../../static/style.css");
 const JOB_JS: &str = include_str!("../../static/job.js");
 const IMPORT_JS: &str = include_str!("../../static/import.js");
+const PANEL_JS: &str = include_str!("../../static/panel.js");
 
 /// `GET /static/{file}`.
 pub async fn file(name: web::Path<String>) -> Result<HttpResponse, AppError> {
@@ -14,6 +15,7 @@ pub async fn file(name: web::Path<String>) -> Result<HttpResponse, AppError> {
         "style.css" => (STYLE, "text/css; charset=utf-8"),
         "job.js" => (JOB_JS, "text/javascript; charset=utf-8"),
         "import.js" => (IMPORT_JS, "text/javascript; charset=utf-8"),
+        "panel.js" => (PANEL_JS, "text/javascript; charset=utf-8"),
         _ => return Err(AppError::NotFound("There is no such file.".into())),
     };
     Ok(HttpResponse::Ok()

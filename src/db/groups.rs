@@ -1,0 +1,65 @@
+//! Club groups: named sets of clubs ("early-adopters", "region-east") to deploy to, filter by
+//! and try first. A club may be in several groups; a group exists while it has a member.
+
+use std::collections::{BTreeMap, HashMap};
+
+use diesel::prelude::*;
+
+use super::schema::{club_groups, clubs};
+
+/// Every group and its members' slugs, by group name then slug.
+pub fn all(conn: &mut SqliteConnection) -> QueryResult<BTreeMap<String, Vec<String>>> {
+    let rows: Vec<(String, String)> = club_groups::table
+        .inner_join(clubs::table)
+        .select((club_groups::name, clubs::slug))
+        .order((club_groups::name, clubs::slug))
+        .load(conn)?;
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, slug) in rows {
+        groups.entry(name).or_default().push(slug);
+    }
+    Ok(groups)
+}
+
+/// The groups each club is in, by club id.
+pub fn by_club(conn: &mut SqliteConnection) -> QueryResult<HashMap<i32, Vec<String>>> {
+    let rows: Vec<(i32, String)> = club_groups::table
+        .select((club_groups::club_id, club_groups::name))
+        .order(club_groups::name)
+        .load(conn)?;
+    let mut found: HashMap<i32, Vec<String>> = HashMap::new();
+    for (club, name) in rows {
+        found.entry(club).or_default().push(name);
+    }
+    Ok(found)
+}
+
+/// The slugs of group `name`'s members (none: no such group).
+pub fn members(conn: &mut SqliteConnection, name: &str) -> QueryResult<Vec<String>> {
+    club_groups::table
+        .inner_join(clubs::table)
+        .filter(club_groups::name.eq(name))
+        .select(clubs::slug)
+        .order(clubs::slug)
+        .load(conn)
+}
+
+/// Puts club `club_id` in group `name`; says whether it was not in it already.
+pub fn join(conn: &mut SqliteConnection, name: &str, club_id: i32) -> QueryResult<bool> {
+    let added = diesel::insert_into(club_groups::table)
+        .values((club_groups::name.eq(name), club_groups::club_id.eq(club_id)))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(added == 1)
+}
+
+/// Takes club `club_id` out of group `name`; says whether it was in it.
+pub fn leave(conn: &mut SqliteConnection, name: &str, club_id: i32) -> QueryResult<bool> {
+    let removed = diesel::delete(
+        club_groups::table
+            .filter(club_groups::name.eq(name))
+            .filter(club_groups::club_id.eq(club_id)),
+    )
+    .execute(conn)?;
+    Ok(removed == 1)
+}
