@@ -53,10 +53,14 @@ fn main() {
     let late = AUDIT_EVENTS / 50;
     for (name, path) in [
         ("clubs page", "/clubs".to_owned()),
+        ("clubs page 10", "/clubs?page=10".to_owned()),
+        ("clubs search", "/clubs?q=club-05".to_owned()),
+        ("clubs group", "/clubs?group=region-east".to_owned()),
         ("audit page (first)", "/audit".to_owned()),
         ("audit page (late)", format!("/audit?before={late}")),
         ("dashboard", "/".to_owned()),
     ] {
+        let bytes = runtime.block_on(page_size(&base, &cookie, &path));
         let out = Command::new("wrk")
             .args(["-t2", "-c20", "-d10s", "--latency", "-H"])
             .arg(format!("Cookie: {cookie}"))
@@ -77,7 +81,8 @@ fn main() {
             .trim()
             .to_owned();
         println!(
-            "{name:20} p50 {:>8}  p99 {:>8}  {:>9} req/s  ({non2xx})",
+            "{name:20} {:>4} KB  p50 {:>8}  p99 {:>8}  {:>9} req/s  ({non2xx})",
+            bytes / 1000,
             pick("50%"),
             pick("99%"),
             pick("Requests/sec:")
@@ -85,6 +90,18 @@ fn main() {
     }
     std::thread::sleep(Duration::from_secs(2));
     println!("idle RSS after the load: {:.1} MB", rss_mb(server.0.id()));
+}
+
+/// The size of the page's HTML, in bytes.
+async fn page_size(base: &str, cookie: &str, path: &str) -> usize {
+    let response = reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{path}: {}", response.status());
+    response.bytes().await.unwrap().len()
 }
 
 async fn login(base: &str) -> String {
@@ -191,6 +208,9 @@ fn make_data(root: &Path) -> std::path::PathBuf {
                 },
             )
             .unwrap();
+            if n % 5 == 0 {
+                clubdeploy::db::groups::join(conn, "region-east", club.id)?;
+            }
             clubs::add_webroot(
                 conn,
                 &clubs::NewWebroot {
@@ -213,6 +233,7 @@ fn make_data(root: &Path) -> std::path::PathBuf {
                     kind: "deploy".into(),
                     actor: "bench".into(),
                     switched_at: db::now(),
+                    job_id: None,
                 }),
                 conn,
             )?;

@@ -478,7 +478,11 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             remove,
         }) => {
             let changed = inventory::change_group(&mut *db()?, &actor, &group, &slugs, !remove)?;
-            let (verb, place) = if remove { ("took", "out of") } else { ("put", "in") };
+            let (verb, place) = if remove {
+                ("took", "out of")
+            } else {
+                ("put", "in")
+            };
             match changed.as_slice() {
                 [] => say!("nothing changed: group {group} already had that"),
                 clubs => say!("{verb} {} {place} group {group}", clubs.join(", ")),

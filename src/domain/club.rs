@@ -119,7 +119,10 @@ mod tests {
 
     #[test]
     fn group_names_are_plain() {
-        assert_eq!(GroupName::parse("region-east").unwrap().as_str(), "region-east");
+        assert_eq!(
+            GroupName::parse("region-east").unwrap().as_str(),
+            "region-east"
+        );
         for bad in ["", "Early", "a/b", "..", "a b", &"a".repeat(64)] {
             assert!(GroupName::parse(bad).is_err(), "{bad:?} was accepted");
         }

@@ -192,7 +192,11 @@ impl ClubsPage {
     /// "Clubs 51 to 100 of 1,000" / "3 clubs".
     fn counted(&self) -> String {
         let what = if self.query.filtering() {
-            format!("{} of {} match", self.matching, crate::preview::count(self.rows.len(), "club"))
+            format!(
+                "{} of {} match",
+                self.matching,
+                crate::preview::count(self.rows.len(), "club")
+            )
         } else {
             crate::preview::count(self.rows.len(), "club")
         };
@@ -730,7 +734,11 @@ pub async fn change_group(
     let join = match posted.action.as_str() {
         "join" => true,
         "leave" => false,
-        _ => return Err(AppError::BadRequest("Choose to put clubs in the group or take them out.".into())),
+        _ => {
+            return Err(AppError::BadRequest(
+                "Choose to put clubs in the group or take them out.".into(),
+            ));
+        }
     };
     // Only ever back to a clubs list of this panel.
     let back = match posted.back.strip_prefix("/clubs") {
@@ -767,7 +775,10 @@ pub async fn change_group(
         (0, true) => format!("Those clubs were in group {group} already: nothing changed."),
         (0, false) => format!("None of those clubs was in group {group}: nothing changed."),
         (n, true) => format!("{} put in group {group}.", crate::preview::count(n, "club")),
-        (n, false) => format!("{} taken out of group {group}.", crate::preview::count(n, "club")),
+        (n, false) => format!(
+            "{} taken out of group {group}.",
+            crate::preview::count(n, "club")
+        ),
     };
     staff.tell(&state, message).await;
     Ok(see_other(&back))
