@@ -16,25 +16,79 @@
     log.appendChild(span);
   }
 
-  function markStep(step, done) {
+  // The steps: each listed from the start; a step's start, end and duration fill in as
+  // its events come.
+  function moment(iso) {
+    var t = document.createElement("time");
+    t.setAttribute("datetime", iso);
+    t.setAttribute("data-precise", "");
+    t.textContent = iso.substr(11, 8) + " UTC";
+    return t;
+  }
+  function took(ms) {
+    if (ms < 10000) { return (ms / 1000).toFixed(1) + " s"; }
+    if (ms < 120000) { return Math.floor(ms / 1000) + " s"; }
+    return Math.floor(ms / 60000) + " min " + Math.floor(ms / 1000) % 60 + " s";
+  }
+  function row(step) {
     var item = steps.querySelector('li[data-step="' + step + '"]');
     if (!item) {
-      steps.querySelectorAll("li.current").forEach(function (li) { li.className = "done"; });
       item = document.createElement("li");
       item.dataset.step = step;
-      item.textContent = step;
+      ["step-name", "step-state", "step-times muted"].forEach(function (cls, i) {
+        var span = document.createElement("span");
+        span.className = cls;
+        if (i === 0) { span.textContent = step; }
+        item.appendChild(span);
+        if (i === 0) { item.appendChild(document.createTextNode(" ")); }
+      });
       steps.appendChild(item);
     }
-    item.className = done ? "done" : "current";
+    return item;
+  }
+  function setState(item, state) {
+    item.className = "step-" + state;
+    item.querySelector(".step-state").textContent = state;
+  }
+  function ended(item, iso, state) {
+    setState(item, state);
+    if (!iso) { return; }
+    var times = item.querySelector(".step-times");
+    times.appendChild(document.createTextNode(" · ended "));
+    times.appendChild(moment(iso));
+    if (item.dataset.start) {
+      times.appendChild(document.createTextNode(" · took " + took(Date.parse(iso) - Date.parse(item.dataset.start))));
+    }
+    if (window.clubdeployLocalTimes) { window.clubdeployLocalTimes(item); }
+  }
+  function markStep(step, done, iso) {
+    var item = row(step);
+    if (done) {
+      if (!item.classList.contains("step-done")) { ended(item, iso, "done"); }
+      return;
+    }
+    steps.querySelectorAll("li.step-running").forEach(function (li) {
+      if (li !== item) { ended(li, iso, "done"); }
+    });
+    if (!item.classList.contains("step-running")) {
+      setState(item, "running");
+      if (!item.dataset.start && iso) {
+        item.dataset.start = iso;
+        var times = item.querySelector(".step-times");
+        times.appendChild(document.createTextNode(" · started "));
+        times.appendChild(moment(iso));
+        if (window.clubdeployLocalTimes) { window.clubdeployLocalTimes(item); }
+      }
+    }
   }
 
   source.addEventListener("log", function (message) {
     var event = JSON.parse(message.data);
     if (event.kind === "step") {
-      markStep(event.message, false);
+      markStep(event.step || event.message, false, event.at);
       line("step", event.message + ":\n");
     } else {
-      if (event.kind === "done" && event.step) { markStep(event.step, true); }
+      if (event.kind === "done" && event.step) { markStep(event.step, true, event.at); }
       line(event.kind, "  " + event.message + "\n");
     }
     if (event.output) {
@@ -67,9 +121,10 @@
     if (cancel) { cancel.remove(); }
     var waiting = document.getElementById("waiting");
     if (waiting) { waiting.remove(); }
-    steps.querySelectorAll("li.current").forEach(function (li) {
-      li.className = end.status === "succeeded" ? "done" : "";
+    steps.querySelectorAll("li.step-running").forEach(function (li) {
+      ended(li, end.at, end.status === "succeeded" ? "done" : "failed");
     });
+    steps.querySelectorAll("li.step-waiting").forEach(function (li) { setState(li, "skipped"); });
     box.dataset.finished = "true";
     source.close();
   });

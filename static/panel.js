@@ -21,6 +21,11 @@
       if (isNaN(at)) { return; }
       if (!el.dataset.utc) { el.dataset.utc = el.textContent; }
       el.title = el.dataset.utc;
+      if (el.hasAttribute("data-precise")) {
+        el.textContent = at.toLocaleTimeString(undefined, { timeStyle: "medium" });
+        el.classList.add("local");
+        return;
+      }
       var text = at.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
       var seconds = (Date.now() - at.getTime()) / 1000;
       if (relative && seconds > -60 && seconds < 86400) { text = ago(Math.max(seconds, 0)) + " (" + text + ")"; }
@@ -29,6 +34,7 @@
     });
   }
   localTimes(document);
+  window.clubdeployLocalTimes = localTimes;
 
   // The deploy form: narrow the clubs shown by a search, tick every club shown, tick the
   // clubs of a release or a group.
@@ -59,13 +65,15 @@
       choices.forEach(function (c) { c.querySelector("input").checked = false; });
     });
     picker.querySelectorAll("[data-tick-release]").forEach(function (button) {
-      button.addEventListener("click", function () {
+      button.addEventListener("click", function (e) {
+        e.preventDefault();
         var release = button.dataset.tickRelease;
         tick(Array.prototype.filter.call(choices, function (c) { return c.dataset.release === release; }));
       });
     });
     picker.querySelectorAll("[data-tick-group]").forEach(function (button) {
-      button.addEventListener("click", function () {
+      button.addEventListener("click", function (e) {
+        e.preventDefault();
         var group = button.dataset.tickGroup;
         tick(Array.prototype.filter.call(choices, function (c) {
           return (" " + c.dataset.groups + " ").indexOf(" " + group + " ") >= 0;

@@ -267,7 +267,7 @@ fn a_club_gets_a_webroot_for_another_application_later_and_adopts_its_legacy_cop
         "{error}"
     );
     let error = env.fails(&["club", "webroot", "b", "mobile", "/etc/passwd"]);
-    assert!(error.contains("outside webroot_base"), "{error}");
+    assert!(error.contains("outside the folder that holds the clubs' sites"), "{error}");
 
     let error = env.fails(&["deploy", "v1", "--app", "mobile", "--club", "b"]);
     assert!(

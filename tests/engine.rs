@@ -473,7 +473,7 @@ fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
         ),
         (
             args(&["deploy", "v2", "--club", "a/b"]),
-            "not a valid club slug",
+            "not a valid short name for a club",
         ),
         (
             args(&[
@@ -483,7 +483,7 @@ fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
                 "--webroot",
                 &format!("{www}/x/htdocs"),
             ]),
-            "not a valid club slug",
+            "not a valid short name for a club",
         ),
         (
             args(&[
@@ -493,7 +493,7 @@ fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
                 "--webroot",
                 &format!("{www}/x/htdocs"),
             ]),
-            "not a valid club slug",
+            "not a valid short name for a club",
         ),
         (
             args(&[
@@ -503,7 +503,7 @@ fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
                 "--webroot",
                 &format!("{www}/../x/htdocs"),
             ]),
-            "outside webroot_base",
+            "outside the folder that holds the clubs' sites",
         ),
         (
             args(&[
@@ -513,7 +513,7 @@ fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
                 "--webroot",
                 &format!("{www}/sneaky/htdocs"),
             ]),
-            "outside webroot_base",
+            "outside the folder that holds the clubs' sites",
         ),
         (
             args(&[
@@ -527,11 +527,11 @@ fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
         ),
         (
             args(&["club", "add", "x", "--webroot", "/etc/htdocs"]),
-            "outside webroot_base",
+            "outside the folder that holds the clubs' sites",
         ),
         (
             args(&["club", "add", "x", "--webroot", &www]),
-            "outside webroot_base",
+            "outside the folder that holds the clubs' sites",
         ),
         (
             args(&[

@@ -54,9 +54,9 @@ fn an_import_adds_and_updates_clubs_in_one_go_and_a_bad_file_changes_nothing() {
     let error = env.fails(&["club", "import", &bad]);
     for expected in [
         "6 bad rows; nothing was imported",
-        "line 3: \"Bad/Slug\" is not a valid club slug",
+        "line 3: \"Bad/Slug\" is not a valid short name for a club",
         "line 4: address \"ftp://d\" must start with http",
-        "line 5: webroot /etc/e is outside webroot_base",
+        "line 5: /etc/e is outside the folder that holds the clubs' sites",
         "line 6: club b appears twice",
         "line 7: a's webroot of main is",
         "line 8: the name of f is longer than 100 characters",
@@ -164,7 +164,7 @@ async fn admins_import_from_the_clubs_page_after_a_preview() {
         "{preview}"
     );
     assert!(
-        preview.contains("Line 3: &#34;No!&#34; is not a valid club slug"),
+        preview.contains("Line 3: &#34;No!&#34; is not a valid short name for a club"),
         "{preview}"
     );
     assert!(!preview.contains("Yes, import"), "{preview}");

@@ -668,7 +668,7 @@ fn a_club_directory_swapped_for_a_link_mid_deploy_is_refused_and_nothing_is_writ
     // A temporary-link name recovery would clean up, if it followed the link.
     std::os::unix::fs::symlink("/etc", outside.join("htdocs.tmp-bait")).unwrap();
     // While v2 builds (after the webroots were checked), club a's directory becomes a link
-    // to a directory outside webroot_base, as a local user who can write it could do.
+    // to a directory outside the folder that holds the clubs' sites, as a local user who can write it could do.
     let a = env.www.join("a");
     env.config.build_commands = vec![crate::helpers::sh(&format!(
         "mv {a} {a}-was && ln -s {outside} {a}",
@@ -686,7 +686,7 @@ fn a_club_directory_swapped_for_a_link_mid_deploy_is_refused_and_nothing_is_writ
     assert_eq!(
         left,
         ["htdocs.tmp-bait"],
-        "something was written outside webroot_base"
+        "something was written outside the folder that holds the clubs' sites"
     );
     // Recovery and every later command leave the outside alone too.
     env.config.build_commands = Vec::new();

@@ -407,10 +407,18 @@ async fn job_page_streams_events_until_the_job_ends() {
     assert!(body.contains("\"message\":\"switch\""), "{body}");
     assert!(body.contains("(2 of 2 clubs switched)"), "{body}");
     assert!(body.trim_end().ends_with("}"), "{body}");
+    let end = body.split("event: end\ndata: ").nth(1).expect("an end event");
+    let end: serde_json::Value = serde_json::from_str(end.trim()).unwrap();
+    assert_eq!(end["error"], serde_json::Value::Null, "{body}");
     assert!(
-        body.contains("event: end\ndata: {\"error\":null,\"outcome\":\"2 of 2 clubs switched"),
+        end["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 of 2 clubs switched"),
         "{body}"
     );
+    // The moment it ended, for the job page's step times.
+    assert!(end["at"].as_str().unwrap().ends_with('Z'), "{body}");
 }
 
 /// Who makes a request in the route table.

@@ -38,6 +38,15 @@ pub struct NewSwitch {
     pub job_id: Option<i32>,
 }
 
+/// The switches job `job_id` made, oldest first.
+pub fn of_job(conn: &mut SqliteConnection, job_id: i32) -> QueryResult<Vec<Switch>> {
+    switches::table
+        .filter(switches::job_id.eq(job_id))
+        .order(switches::id)
+        .select(Switch::as_select())
+        .load(conn)
+}
+
 /// A release a rollback left: marked bad for that club and application.
 #[derive(Debug, Clone)]
 pub struct BadMark {

@@ -26,7 +26,7 @@ impl ClubSlug {
             Ok(ClubSlug(s.to_owned()))
         } else {
             Err(InvalidInput(format!(
-                "{s:?} is not a valid club slug: use 1 to 63 lower-case letters, digits and \
+                "{s:?} is not a valid short name for a club: use 1 to 63 lower-case letters, digits and \
                  dashes, starting with a letter or digit"
             )))
         }

@@ -49,6 +49,9 @@ pub enum JobSpec {
         club: ClubSlug,
         copy: String,
     },
+    /// Switch the clubs deploy job `job` switched (those still on what it gave them) back to
+    /// the release each ran before it, like a rollback.
+    PutBack { app: AppName, job: i32 },
 }
 
 /// The application of a job stored before there could be several.
@@ -100,6 +103,10 @@ enum StoredSpec {
         club: String,
         copy: String,
     },
+    PutBack {
+        app: String,
+        job: i32,
+    },
 }
 
 impl JobSpec {
@@ -113,6 +120,7 @@ impl JobSpec {
             JobSpec::Adopt { .. } => "adopt",
             JobSpec::UndoAdopt { .. } => "undo_adopt",
             JobSpec::PurgeLegacy { .. } => "purge_legacy",
+            JobSpec::PutBack { .. } => "put_back",
         }
     }
 
@@ -123,7 +131,8 @@ impl JobSpec {
             | JobSpec::Rollback { app, .. }
             | JobSpec::Adopt { app, .. }
             | JobSpec::UndoAdopt { app, .. }
-            | JobSpec::PurgeLegacy { app, .. } => Some(app),
+            | JobSpec::PurgeLegacy { app, .. }
+            | JobSpec::PutBack { app, .. } => Some(app),
             JobSpec::Prune { app } | JobSpec::Fetch { app } => app.as_ref(),
         }
     }
@@ -194,6 +203,10 @@ impl JobSpec {
                 club: club.to_string(),
                 copy: copy.clone(),
             },
+            JobSpec::PutBack { app, job } => StoredSpec::PutBack {
+                app: app.to_string(),
+                job: *job,
+            },
         };
         serde_json::to_string(&stored).expect("plain data serializes")
     }
@@ -248,6 +261,10 @@ impl JobSpec {
             StoredSpec::PurgeLegacy { app, club, copy } => {
                 JobSpec::purge_legacy(AppName::parse(&app)?, &club, &copy)?
             }
+            StoredSpec::PutBack { app, job } => JobSpec::PutBack {
+                app: AppName::parse(&app)?,
+                job,
+            },
         })
     }
 }
@@ -281,6 +298,9 @@ impl fmt::Display for JobSpec {
             JobSpec::UndoAdopt { club, .. } => write!(f, "put {club}'s legacy copy back"),
             JobSpec::PurgeLegacy { club, copy, .. } => {
                 write!(f, "delete {club}'s kept legacy copy {copy}")
+            }
+            JobSpec::PutBack { job, .. } => {
+                write!(f, "put the clubs job #{job} switched back")
             }
         }?;
         if let JobSpec::Deploy {

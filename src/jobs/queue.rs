@@ -283,6 +283,9 @@ pub fn run_next(
                     (JobSpec::PurgeLegacy { club, copy, .. }, Some(app)) => {
                         run::purge_legacy(&mut run_job, app, club, copy)
                     }
+                    (JobSpec::PutBack { job, .. }, Some(app)) => {
+                        run::put_back_job(&mut run_job, app, *job)
+                    }
                     (_, None) => unreachable!("every other job names its application"),
                 },
             }

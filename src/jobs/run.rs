@@ -413,7 +413,7 @@ fn health_failure(
             release.name
         );
     }
-    match put_back(job, app, release, failed) {
+    match put_back(job, app, release, failed, "health_rollback") {
         Ok(back) => {
             let now = running(job, app, release);
             anyhow::anyhow!("{failing}{back}; {now} run {}{reached}", release.name)
@@ -442,6 +442,7 @@ fn put_back(
     app: &App,
     release: &Release,
     failed: &[(ClubApp, switches::NewSwitch)],
+    kind: &str,
 ) -> anyhow::Result<String> {
     let mut by_release: std::collections::BTreeMap<String, Vec<ClubApp>> = Default::default();
     let mut stranded = Vec::new();
@@ -464,7 +465,7 @@ fn put_back(
             app,
             group,
             &previous,
-            "health_rollback",
+            kind,
             Some(&release.name),
             None,
         )?;
@@ -503,6 +504,64 @@ fn put_back(
         ));
     }
     Ok(words)
+}
+
+/// Switches the clubs deploy job `of` switched, those still on the release it gave them, back
+/// to the release each ran before (marking it bad for them, as a rollback does), with one
+/// reload and a health check. Clubs moved since are left as they are, and said so.
+pub fn put_back_job(job: &mut Job<'_>, app: &App, of: i32) -> anyhow::Result<String> {
+    let (switched, clubs) = {
+        let mut conn = job.conn()?;
+        (
+            switches::of_job(&mut conn, of)?,
+            crate::db::clubs::webroots(&mut conn, Some(app.name.as_str()))?,
+        )
+    };
+    let mut back: Vec<(ClubApp, switches::NewSwitch)> = Vec::new();
+    let mut to: Option<String> = None;
+    for switch in switched
+        .iter()
+        .filter(|s| s.kind == "deploy" && s.app == app.name.as_str())
+    {
+        let Some(club) = clubs.iter().find(|c| c.club_id == switch.club_id) else {
+            continue;
+        };
+        let runs = switch::inspect(club.webroot.as_ref(), &app.releases_dir)?;
+        if !matches!(&runs, Webroot::Release(now) if now.as_str() == switch.to_release) {
+            job.progress.progress(&format!(
+                "{} has moved on since job #{of}: left as it is",
+                label(job.settings, club)
+            ));
+            continue;
+        }
+        to.get_or_insert_with(|| switch.to_release.clone());
+        back.push((
+            club.clone(),
+            switches::NewSwitch {
+                club_id: club.club_id,
+                app: app.name.to_string(),
+                from_release: switch.from_release.clone(),
+                to_release: switch.to_release.clone(),
+                commit_id: switch.commit_id.clone(),
+                kind: switch.kind.clone(),
+                actor: job.actor.to_owned(),
+                switched_at: db::now(),
+                job_id: Some(job.id),
+            },
+        ));
+    }
+    let Some(to) = to else {
+        bail!("none of the clubs job #{of} switched still runs what it gave them; nothing was changed");
+    };
+    let name = ReleaseName::parse(&to)?;
+    let release = release::read(&app.releases_dir.join(name.as_str()), &name)
+        .with_context(|| format!("{name} is no longer built; nothing was changed"))?;
+    let words = put_back(job, app, &release, &back, "rollback")?;
+    Ok(format!(
+        "{} switched by job #{of} left {}{words}",
+        crate::preview::count(back.len(), "club"),
+        release.name
+    ))
 }
 
 /// Returns a club's webroot of `app` to the release it ran before (skipping releases it was

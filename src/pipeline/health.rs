@@ -136,7 +136,7 @@ fn check_one(
     deadline: Instant,
 ) -> Verdict {
     let Some(url) = &target.url else {
-        return Verdict::NotChecked("it has no address (--url) to check it through".into());
+        return Verdict::NotChecked("it has no site address to check it through".into());
     };
     let base = base_of(url);
     let started = Instant::now();

@@ -86,7 +86,7 @@ pub fn resolve_under(base: &Path, path: &Path) -> anyhow::Result<PathBuf> {
     resolved.push(last);
     if !resolved.starts_with(base) || resolved == base {
         return Err(invalid(format!(
-            "webroot {} is outside webroot_base {} (it resolves to {})",
+            "{} is outside the folder that holds the clubs' sites ({}): it resolves to {}",
             path.display(),
             base.display(),
             resolved.display()

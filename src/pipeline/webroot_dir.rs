@@ -43,7 +43,7 @@ pub fn open_parent(
 ) -> anyhow::Result<Option<WebrootDir>> {
     let relative = webroot.strip_prefix(base).map_err(|_| {
         anyhow::anyhow!(
-            "webroot {} is outside webroot_base {}",
+            "{} is outside the folder that holds the clubs' sites ({})",
             webroot.display(),
             base.display()
         )
@@ -53,13 +53,13 @@ pub fn open_parent(
         match component {
             Component::Normal(name) => names.push(name.to_owned()),
             _ => bail!(
-                "webroot {} is not a plain path below webroot_base",
+                "{} is not a plain path inside the folder that holds the clubs' sites",
                 webroot.display()
             ),
         }
     }
     let Some(name) = names.pop() else {
-        bail!("webroot {} is webroot_base itself", webroot.display());
+        bail!("{} is the folder that holds the clubs' sites itself, not a club's folder in it", webroot.display());
     };
     // The base itself is borrowed, not duplicated: one system call less per webroot.
     let mut opened_dir: Option<OwnedFd> = None;

@@ -326,7 +326,11 @@ pub async fn page(
         .take(CLUBS_PER_PAGE)
         .copied()
         .collect();
-    let releases = tags_newest_first(rows.iter().flat_map(|r| r.runs()));
+    let releases = newest_first_tags(
+        rows.iter()
+            .flat_map(|r| r.runs())
+            .filter_map(|c| c.version.as_ref().map(|(tag, _)| tag.as_str())),
+    );
     let mut groups: std::collections::BTreeMap<String, usize> = Default::default();
     for group in rows.iter().flat_map(|r| &r.groups) {
         *groups.entry(group.clone()).or_default() += 1;
@@ -347,11 +351,10 @@ pub async fn page(
     })
 }
 
-/// The tags the cells run, each once, newest version first.
-pub fn tags_newest_first<'c>(cells: impl Iterator<Item = &'c Cell>) -> Vec<String> {
-    let mut tags: Vec<ReleaseTag> = cells
-        .filter_map(|c| c.version.as_ref())
-        .map(|(tag, _)| tag.as_str())
+/// Each tag once, newest version first.
+pub fn newest_first_tags<'t>(tags: impl Iterator<Item = &'t str>) -> Vec<String> {
+    let mut tags: Vec<ReleaseTag> = tags
+        .filter(|t| !t.is_empty())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .filter_map(|t| ReleaseTag::parse(t).ok())

@@ -181,7 +181,18 @@ pub struct Choice {
     pub slug: String,
     pub name: String,
     pub release: String,
+    /// The tag of the release it runs ("" for none).
+    pub tag: String,
+    /// Its groups, separated by spaces.
+    pub groups: String,
     pub checked: bool,
+}
+
+impl Choice {
+    /// What the form's search matches: name and slug, lower case.
+    pub fn search(&self) -> String {
+        format!("{} {}", self.name.to_lowercase(), self.slug)
+    }
 }
 
 #[derive(Template, WebTemplate)]
@@ -197,6 +208,21 @@ pub struct DeployPage {
     may_all: bool,
     /// "Try on these clubs first", pre-filled from `[rollout] canary`.
     canary: String,
+    /// The versions the offered clubs run, newest first, with how many run each.
+    releases: Vec<(String, usize)>,
+    /// The groups of the offered clubs, with how many of them are in each.
+    groups: Vec<(String, usize)>,
+}
+
+impl DeployPage {
+    /// This form's address for the application, keeping the chosen tag, with `extra`.
+    fn link(&self, extra: &str) -> String {
+        let mut link = format!("/deploy?app={}", crate::error::urlencode(&self.apps.current));
+        if !self.tag.is_empty() {
+            link.push_str(&format!("&tag={}", crate::error::urlencode(&self.tag)));
+        }
+        format!("{link}&{extra}")
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -205,6 +231,10 @@ pub struct DeployQuery {
     app: String,
     tag: String,
     club: String,
+    /// Tick every club of this group.
+    group: String,
+    /// Tick every club on this version.
+    release: String,
 }
 
 /// `GET /deploy[?app=…]`: the application first (when there are several), then a tag and
@@ -229,19 +259,50 @@ pub async fn form_page(
         })
         .await?;
     let name = app.clone();
-    let clubs = state
-        .db(move |settings, conn| inventory::status(settings, conn, Some(&name)))
+    let (clubs, mut groups) = state
+        .db(move |settings, conn| {
+            let clubs = inventory::status(settings, conn, Some(&name))?;
+            let ids: std::collections::HashMap<String, i32> = crate::db::clubs::all(conn)?
+                .into_iter()
+                .map(|c| (c.slug, c.id))
+                .collect();
+            let groups = crate::db::groups::by_club(conn)?;
+            let groups_of: std::collections::HashMap<String, Vec<String>> = ids
+                .into_iter()
+                .filter_map(|(slug, id)| Some((slug, groups.get(&id)?.clone())))
+                .collect();
+            Ok((clubs, groups_of))
+        })
         .await?;
     let clubs: Vec<Choice> = clubs
         .into_iter()
         .filter(|c| staff.may_change(&c.slug))
-        .map(|c| Choice {
-            checked: c.slug == query.club,
-            slug: c.slug,
-            name: c.name,
-            release: c.release.unwrap_or_else(|| "no release".into()),
+        .map(|c| {
+            let groups = groups.remove(&c.slug).unwrap_or_default();
+            let tag = c.tag.clone().unwrap_or_default();
+            Choice {
+                checked: c.slug == query.club
+                    || (!query.group.is_empty() && groups.contains(&query.group))
+                    || (!query.release.is_empty() && tag == query.release),
+                groups: groups.join(" "),
+                tag,
+                slug: c.slug,
+                name: c.name,
+                release: c.release.unwrap_or_else(|| "no release".into()),
+            }
         })
         .collect();
+    let mut releases: Vec<(String, usize)> = Vec::new();
+    for tag in super::clubs::newest_first_tags(clubs.iter().map(|c| c.tag.as_str())) {
+        let n = clubs.iter().filter(|c| c.tag == tag).count();
+        releases.push((tag, n));
+    }
+    let mut by_group: std::collections::BTreeMap<String, usize> = Default::default();
+    for club in &clubs {
+        for group in club.groups.split_whitespace() {
+            *by_group.entry(group.to_owned()).or_default() += 1;
+        }
+    }
     let running: Vec<&str> = clubs.iter().map(|c| c.slug.as_str()).collect();
     let canary = state
         .settings
@@ -264,6 +325,8 @@ pub async fn form_page(
         clubs,
         may_all: staff.may_change_all(),
         canary,
+        releases,
+        groups: by_group.into_iter().collect(),
     })
 }
 
@@ -285,6 +348,36 @@ struct DeployForm {
 }
 
 impl DeployForm {
+    /// The form with each group named among the clubs to try first replaced by its clubs (a
+    /// name that is a club's stays the club).
+    async fn expand_groups(mut self, state: &AppState) -> Result<DeployForm, AppError> {
+        if self.canary.trim().is_empty() {
+            return Ok(self);
+        }
+        let names = self.canary.clone();
+        self.canary = state
+            .db(move |_, conn| {
+                let mut slugs: Vec<String> = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                for name in names.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()) {
+                    let members = if crate::db::clubs::by_slug(conn, name)?.is_some() {
+                        Vec::new()
+                    } else {
+                        crate::db::groups::members(conn, name)?
+                    };
+                    let names = if members.is_empty() {
+                        vec![name.to_owned()]
+                    } else {
+                        members
+                    };
+                    slugs.extend(names.into_iter().filter(|n| seen.insert(n.clone())));
+                }
+                Ok(slugs.join(", "))
+            })
+            .await?;
+        Ok(self)
+    }
+
     /// The job this form asks for, if this user may ask for it.
     fn spec(&self, staff: &Staff, settings: &crate::config::Settings) -> Result<JobSpec, AppError> {
         let app = AppQuery {
@@ -392,6 +485,7 @@ pub async fn confirm(
     let posted: DeployForm = serde_html_form::from_str(req.query_string())
         .map_err(|e| AppError::BadRequest(format!("the form could not be read: {e}")))?;
     staff.require(Role::Deployer, "deploy")?;
+    let posted = posted.expand_groups(&state).await?;
     let spec = posted.spec(&staff, &state.settings)?;
     let JobSpec::Deploy {
         app,
@@ -450,6 +544,7 @@ pub async fn deploy(
     let posted: DeployForm = form(&body)?;
     staff.check_csrf(&posted.csrf)?;
     staff.require(Role::Deployer, "deploy")?;
+    let posted = posted.expand_groups(&state).await?;
     let spec = posted.spec(&staff, &state.settings)?;
     queue(&staff, &state, spec, &posted.once).await
 }

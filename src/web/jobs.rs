@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use askama_web::WebTemplate;
+use chrono::NaiveDateTime;
 use serde::Deserialize;
 
 use super::clubs::see_other;
@@ -29,7 +30,7 @@ pub struct Row {
     pub what: String,
     pub status: String,
     pub by: String,
-    pub queued: String,
+    pub queued: NaiveDateTime,
     pub result: String,
 }
 
@@ -97,7 +98,7 @@ pub async fn list(
             what: describe(job),
             status: job.status.clone(),
             by: job.requested_by.clone(),
-            queued: job.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            queued: job.created_at,
             result: job
                 .outcome
                 .clone()
@@ -130,27 +131,139 @@ pub struct JobPage {
     job: Job,
     running: Running,
     finished: bool,
-    steps: Vec<(String, bool)>,
+    steps: Vec<StepRow>,
     lines: Vec<Line>,
     last_event: i32,
     can_cancel: bool,
     /// What a queued job waits for, in words.
     waiting_for: Option<String>,
+    /// How many clubs this finished deploy switched, for "Put these clubs back" (0: none, or
+    /// not a finished deploy, or the viewer may not).
+    switched: usize,
 }
 
-fn steps_of(events: &[JobEvent]) -> Vec<(String, bool)> {
-    let mut steps: Vec<(String, bool)> = Vec::new();
+/// One step of a job as its page lists it: every step the job's kind goes through is listed
+/// from the start, waiting until it begins.
+pub struct StepRow {
+    pub name: String,
+    /// `waiting`, `running`, `done`, `failed` or `skipped` (the job ended without it).
+    pub state: &'static str,
+    pub start: Option<NaiveDateTime>,
+    pub end: Option<NaiveDateTime>,
+}
+
+impl StepRow {
+    /// What the step does, for staff.
+    pub fn words(&self) -> &str {
+        match self.name.as_str() {
+            "fetch" => "Fetch the version from the repository",
+            "build" => "Build the release",
+            "compare" => "Compare the old copy with the release",
+            "preflight" => "Check Apache's configuration",
+            "switch" => "Switch the clubs",
+            "reload" => "Reload Apache",
+            "health" => "Check each club's site",
+            "prune" => "Delete what is no longer needed",
+            other => other,
+        }
+    }
+
+    /// How long the step took (or has taken so far), in words.
+    pub fn took(&self) -> Option<String> {
+        let (start, end) = (self.start?, self.end?);
+        let ms = (end - start).num_milliseconds().max(0);
+        Some(if ms < 10_000 {
+            format!("{:.1} s", ms as f64 / 1000.0)
+        } else if ms < 120_000 {
+            format!("{} s", ms / 1000)
+        } else {
+            format!("{} min {} s", ms / 60_000, ms / 1000 % 60)
+        })
+    }
+}
+
+/// The steps a job of `kind` goes through, in order (a step may be left out by a particular
+/// run: a deploy to some clubs prunes nothing).
+fn planned(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "deploy" => &["fetch", "build", "preflight", "switch", "reload", "health", "prune"],
+        "rollback" => &["fetch", "build", "preflight", "switch", "reload", "health"],
+        "put_back" => &["preflight", "switch", "reload", "health"],
+        "adopt" => &["fetch", "build", "compare", "preflight", "switch", "reload"],
+        "undo_adopt" => &["preflight", "switch", "reload"],
+        "fetch" => &["fetch"],
+        "prune" | "purge_legacy" => &["prune"],
+        _ => &[],
+    }
+}
+
+/// Every step of `job`: the planned ones and any other it ran, each with its state and its
+/// times as its events tell (a step begun again, as in each wave of a deploy, keeps its first
+/// start and its last end).
+fn steps_of(job: &Job, events: &[JobEvent]) -> Vec<StepRow> {
+    let mut steps: Vec<StepRow> = planned(&job.kind)
+        .iter()
+        .map(|name| StepRow {
+            name: (*name).to_owned(),
+            state: "waiting",
+            start: None,
+            end: None,
+        })
+        .collect();
+    let mut current: Option<usize> = None;
     for event in events {
-        match (event.kind.as_str(), &event.step) {
-            ("step", Some(step)) if !steps.iter().any(|(s, _)| s == step) => {
-                steps.push((step.clone(), false))
+        let Some(step) = &event.step else { continue };
+        let index = match steps.iter().position(|s| &s.name == step) {
+            Some(i) => i,
+            None => {
+                steps.push(StepRow {
+                    name: step.clone(),
+                    state: "waiting",
+                    start: None,
+                    end: None,
+                });
+                steps.len() - 1
             }
-            ("done", Some(step)) => {
-                if let Some(entry) = steps.iter_mut().find(|(s, _)| s == step) {
-                    entry.1 = true;
+        };
+        match event.kind.as_str() {
+            "step" => {
+                // A step begins: the one before it has ended.
+                if let Some(before) = current.filter(|b| *b != index) {
+                    let before = &mut steps[before];
+                    if before.state == "running" {
+                        before.state = "done";
+                        before.end = Some(event.at);
+                    }
                 }
+                let row = &mut steps[index];
+                row.state = "running";
+                row.start.get_or_insert(event.at);
+                row.end = None;
+                current = Some(index);
+            }
+            "done" => {
+                let row = &mut steps[index];
+                row.state = "done";
+                row.end = Some(event.at);
             }
             _ => {}
+        }
+    }
+    let status = JobStatus::parse(&job.status).unwrap_or(JobStatus::Queued);
+    if status.is_finished() {
+        for row in &mut steps {
+            match row.state {
+                "running" => {
+                    row.state = if status == JobStatus::Succeeded {
+                        "done"
+                    } else {
+                        "failed"
+                    };
+                    row.end = row.end.or(job.finished_at);
+                }
+                "waiting" => row.state = "skipped",
+                _ => {}
+            }
         }
     }
     steps
@@ -163,7 +276,7 @@ pub async fn page(
     id: web::Path<i32>,
 ) -> Result<JobPage, AppError> {
     let id = id.into_inner();
-    let (job, events, waiting_for) = state
+    let (job, events, waiting_for, switched) = state
         .db(move |_, conn| {
             let job = jobs::by_id(conn, id)?
                 .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")))?;
@@ -194,7 +307,11 @@ pub async fn page(
             } else {
                 None
             };
-            Ok((job, jobs::events_after(conn, id, 0)?, waiting_for))
+            let switched = db::switches::of_job(conn, id)?
+                .iter()
+                .filter(|s| s.kind == "deploy")
+                .count();
+            Ok((job, jobs::events_after(conn, id, 0)?, waiting_for, switched))
         })
         .await?;
     let status = JobStatus::parse(&job.status)?;
@@ -212,7 +329,7 @@ pub async fn page(
             progress,
         },
         finished: status.is_finished(),
-        steps: steps_of(&events),
+        steps: steps_of(&job, &events),
         last_event: events.last().map_or(0, |e| e.id),
         lines: events
             .into_iter()
@@ -224,6 +341,11 @@ pub async fn page(
             .collect(),
         can_cancel,
         waiting_for,
+        switched: if job.kind == "deploy" && status.is_finished() && staff.role != Role::Viewer {
+            switched
+        } else {
+            0
+        },
         job,
     })
 }
@@ -344,6 +466,7 @@ pub async fn events(
                 "step": event.step,
                 "message": event.message,
                 "output": event.output,
+                "at": event.at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
             });
             chunk.push_str(&format!("id: {}\nevent: log\ndata: {data}\n\n", event.id));
             cursor.after = event.id;
@@ -355,6 +478,7 @@ pub async fn events(
                 "status": job.status,
                 "outcome": job.outcome,
                 "error": job.error,
+                "at": job.finished_at.map(|at| at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
             });
             chunk.push_str(&format!("event: end\ndata: {data}\n\n"));
             cursor.done = true;
@@ -431,4 +555,134 @@ pub async fn cancel(
         .tell(&state, format!("Job #{id} was cancelled; it will not run."))
         .await;
     Ok(see_other(&format!("/jobs/{id}")))
+}
+
+/// A club a finished deploy switched that can go back: its name, the version it runs (the
+/// deploy's) and the version it would go back to.
+struct Back {
+    slug: String,
+    name: String,
+    from: String,
+    to: String,
+}
+
+/// What "Put these clubs back" would do for deploy job `id`: its application and the clubs
+/// still on the release it gave them, each with the version it ran before. Refuses a job
+/// that is no finished deploy, one with nothing to put back, and clubs the user may not
+/// change.
+async fn put_back_plan(
+    staff: &Staff,
+    state: &web::Data<AppState>,
+    id: i32,
+) -> Result<(String, Vec<Back>), AppError> {
+    staff.require(Role::Deployer, "put clubs back")?;
+    let (job, switched, clubs) = state
+        .db(move |_, conn| {
+            let job = jobs::by_id(conn, id)?
+                .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")))?;
+            let app = job.app.clone().unwrap_or_else(|| "main".into());
+            Ok((
+                job,
+                db::switches::of_job(conn, id)?,
+                db::clubs::webroots(conn, Some(&app))?,
+            ))
+        })
+        .await?;
+    let finished = JobStatus::parse(&job.status).is_ok_and(JobStatus::is_finished);
+    if job.kind != "deploy" || !finished {
+        return Err(AppError::Conflict(format!(
+            "Job #{id} is not a finished deploy, so there are no clubs of it to put back."
+        )));
+    }
+    let app = job.app.clone().unwrap_or_else(|| "main".into());
+    let name = app.clone();
+    // Reading the links takes no database connection.
+    let backs = state
+        .blocking(move |settings| {
+            let app = settings.app(Some(&name))?;
+            let mut backs = Vec::new();
+            for switch in switched.iter().filter(|s| s.kind == "deploy") {
+                let Some(club) = clubs.iter().find(|c| c.club_id == switch.club_id) else {
+                    continue;
+                };
+                let Some(from) = &switch.from_release else {
+                    continue;
+                };
+                let on_disk = crate::pipeline::switch::inspect(
+                    club.webroot.as_ref(),
+                    &app.releases_dir,
+                )?;
+                let still = matches!(&on_disk,
+                    crate::pipeline::switch::Webroot::Release(now) if now.as_str() == switch.to_release);
+                if still {
+                    backs.push(Back {
+                        slug: club.slug.clone(),
+                        name: club.name.clone(),
+                        from: super::tag_and_commit(&switch.to_release).0,
+                        to: super::tag_and_commit(from).0,
+                    });
+                }
+            }
+            Ok(backs)
+        })
+        .await?;
+    if backs.is_empty() {
+        return Err(AppError::Conflict(format!(
+            "None of the clubs job #{id} switched still runs what it gave them (or ran anything \
+             before it), so there is nothing to put back."
+        )));
+    }
+    if let Some(denied) = backs.iter().find(|b| !staff.may_change(&b.slug)) {
+        return Err(AppError::not_allowed(&format!("roll back club {}", denied.slug)));
+    }
+    Ok((app, backs))
+}
+
+/// `GET /jobs/{id}/put-back`: names the clubs a finished deploy switched that would go back,
+/// and to what, and asks.
+pub async fn put_back_confirm(
+    staff: Staff,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> Result<super::legacy::ConfirmPage, AppError> {
+    let id = id.into_inner();
+    let (_, backs) = put_back_plan(&staff, &state, id).await?;
+    const NAMED: usize = 20;
+    let mut named: Vec<String> = backs
+        .iter()
+        .take(NAMED)
+        .map(|b| format!("{} ({} → {})", b.name, b.from, b.to))
+        .collect();
+    if backs.len() > NAMED {
+        named.push(format!("and {} more", backs.len() - NAMED));
+    }
+    let message = format!(
+        "{} will go back to the version each ran before job #{id}: {}. The version they leave \
+         is marked bad for them, as with a rollback.",
+        count(backs.len(), "club"),
+        named.join(", ")
+    );
+    Ok(super::legacy::ConfirmPage::ask(
+        staff.nav("jobs"),
+        format!("Put the clubs of job #{id} back?"),
+        message,
+        format!("/jobs/{id}/put-back"),
+        format!("Yes, put {} back", count(backs.len(), "club")),
+        format!("/jobs/{id}"),
+    ))
+}
+
+/// `POST /jobs/{id}/put-back`: queues the rollback of exactly the clubs the deploy switched.
+pub async fn put_back(
+    staff: Staff,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let posted: CsrfForm = form(&body)?;
+    staff.check_csrf(&posted.csrf)?;
+    let id = id.into_inner();
+    let (app, _) = put_back_plan(&staff, &state, id).await?;
+    let app = crate::domain::AppName::parse(&app)?;
+    super::deploy::queue(&staff, &state, JobSpec::PutBack { app, job: id }, &posted.once).await
 }

@@ -53,6 +53,8 @@ pub struct ClubsSnapshot {
     /// The newest audit row then: any change clubdeploy makes writes a newer one.
     audit_head: Option<i32>,
     rows: Arc<Vec<clubs::Row>>,
+    /// A fresh reading is being made in the background.
+    refreshing: bool,
 }
 
 /// The largest import (a CSV of clubs) accepted.
@@ -64,6 +66,10 @@ pub const LOGIN_BODY_LIMIT: usize = 4096;
 /// How long a reading of the clubs' links serves other page views when clubdeploy itself
 /// changed nothing (a link edited by hand shows up after at most this long).
 const CLUBS_SNAPSHOT_TTL: Duration = Duration::from_secs(1);
+
+/// How old a reading of the clubs' links may be and still serve a page view (while a fresh
+/// one is made) when clubdeploy itself changed nothing.
+const CLUBS_SNAPSHOT_STALE: Duration = Duration::from_secs(10);
 
 /// How long a reading of OPcache's figures serves other page views.
 const OPCACHE_TTL: Duration = Duration::from_secs(5);
@@ -84,17 +90,46 @@ impl AppState {
 
     /// Every club's row, read from disk unless a reading made less than a second ago, with
     /// no change by clubdeploy since, can serve. With 1,000 clubs a reading costs ~1,000
-    /// `readlink`s and three queries; many staff viewing at once then share one.
+    /// `readlink`s and three queries; many staff viewing at once then share one. A reading
+    /// up to [`CLUBS_SNAPSHOT_STALE`] old with no change by clubdeploy since serves while a
+    /// fresh one is made in the background, so no view waits for a reading only the clock
+    /// asked for.
     pub async fn club_rows(&self) -> Result<Arc<Vec<clubs::Row>>, AppError> {
         let head = self
             .db(|_, conn| Ok(crate::db::audit::last_id(conn)?))
             .await?;
         let mut snapshot = self.clubs.lock().await;
-        if let Some(found) = snapshot.as_ref()
+        if let Some(found) = snapshot.as_mut()
             && found.audit_head == head
-            && found.read_at.elapsed() < CLUBS_SNAPSHOT_TTL
         {
-            return Ok(found.rows.clone());
+            let age = found.read_at.elapsed();
+            if age < CLUBS_SNAPSHOT_TTL {
+                return Ok(found.rows.clone());
+            }
+            if age < CLUBS_SNAPSHOT_STALE {
+                if !found.refreshing {
+                    found.refreshing = true;
+                    let state = self.clone();
+                    actix_web::rt::spawn(async move {
+                        let read_at = Instant::now();
+                        let rows = state.db(clubs::read_rows).await;
+                        let mut snapshot = state.clubs.lock().await;
+                        match (rows, snapshot.as_mut()) {
+                            (Ok(rows), Some(found)) if found.audit_head == head => {
+                                found.rows = Arc::new(rows);
+                                found.read_at = read_at;
+                                found.refreshing = false;
+                            }
+                            (Err(e), Some(found)) => {
+                                found.refreshing = false;
+                                eprintln!("warning: cannot read the clubs: {e}");
+                            }
+                            _ => {}
+                        }
+                    });
+                }
+                return Ok(found.rows.clone());
+            }
         }
         let read_at = Instant::now();
         let rows = Arc::new(self.db(clubs::read_rows).await?);
@@ -102,6 +137,7 @@ impl AppState {
             read_at,
             audit_head: head,
             rows: rows.clone(),
+            refreshing: false,
         });
         Ok(rows)
     }
@@ -297,6 +333,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/jobs/{id}/events", web::get().to(jobs::events))
     .route("/jobs/{id}/cancel", web::get().to(jobs::cancel_confirm))
     .route("/jobs/{id}/cancel", web::post().to(jobs::cancel))
+    .route("/jobs/{id}/put-back", web::get().to(jobs::put_back_confirm))
+    .route("/jobs/{id}/put-back", web::post().to(jobs::put_back))
     .route("/opcache", web::get().to(dashboard::opcache_page))
     .route("/audit", web::get().to(audit::page))
     .route("/audit.csv", web::get().to(audit::csv))
