@@ -100,7 +100,11 @@ async fn page_size(base: &str, cookie: &str, path: &str) -> usize {
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success(), "{path}: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
     response.bytes().await.unwrap().len()
 }
 

@@ -99,7 +99,7 @@ fn each_application_deploys_to_its_own_webroots_from_one_shared_release() {
     assert!(out.contains("2 of 2 clubs switched"), "{out}");
     // Without an address a club is "not checked", never healthy.
     assert!(
-        out.contains("club c's mobile was not checked: it has no address"),
+        out.contains("club c's mobile was not checked: it has no site address"),
         "{out}"
     );
     assert!(out.contains("; 2 clubs not checked (no address)"), "{out}");
@@ -267,7 +267,10 @@ fn a_club_gets_a_webroot_for_another_application_later_and_adopts_its_legacy_cop
         "{error}"
     );
     let error = env.fails(&["club", "webroot", "b", "mobile", "/etc/passwd"]);
-    assert!(error.contains("outside the folder that holds the clubs' sites"), "{error}");
+    assert!(
+        error.contains("outside the folder that holds the clubs' sites"),
+        "{error}"
+    );
 
     let error = env.fails(&["deploy", "v1", "--app", "mobile", "--club", "b"]);
     assert!(

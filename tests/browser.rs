@@ -16,7 +16,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// Whether Chromium and chromedriver are installed (see [`crate::helpers::installed`]).
-fn available() -> bool {
+pub fn available() -> bool {
     crate::helpers::installed(
         "BROWSER TEST",
         &[(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")],
@@ -30,10 +30,12 @@ struct Driver {
 }
 
 impl Driver {
-    fn start() -> Driver {
+    /// chromedriver, and the Chromium it starts, in time zone `tz` (e.g. `UTC`).
+    fn start(tz: &str) -> Driver {
         let port = crate::helpers::free_port();
         let child = Command::new(CHROMEDRIVER)
             .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+            .env("TZ", tz)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -60,9 +62,105 @@ fn screenshot_dir() -> PathBuf {
     dir
 }
 
+/// A headless Chromium session on its own profile, closed (with its chromedriver) when
+/// [`Browser::close`]d or dropped.
+pub struct Browser {
+    pub client: fantoccini::Client,
+    _driver: Driver,
+    _profile: tempfile::TempDir,
+}
+
+/// How a [`Browser`] shows pages.
+pub struct Screen {
+    /// The viewport's width in CSS pixels: 390 is a phone (emulated: touch, the viewport meta
+    /// honoured), anything else a desktop window.
+    pub width: u32,
+    pub height: u32,
+    /// The time zone the browser runs in.
+    pub tz: &'static str,
+}
+
+impl Screen {
+    pub const DESKTOP: Screen = Screen {
+        width: 1280,
+        height: 900,
+        tz: "UTC",
+    };
+    pub const PHONE: Screen = Screen {
+        width: 390,
+        height: 844,
+        tz: "UTC",
+    };
+}
+
+impl Browser {
+    pub async fn open(screen: &Screen) -> Browser {
+        let driver = Driver::start(screen.tz);
+        let profile = tempfile::tempdir().unwrap();
+        let mut options = serde_json::json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                format!("--window-size={},{}", screen.width.max(800), screen.height),
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        });
+        if screen.width < 800 {
+            options["mobileEmulation"] = serde_json::json!({
+                "deviceMetrics": { "width": screen.width, "height": screen.height, "pixelRatio": 1.0, "mobile": true, "touch": true },
+            });
+        }
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("goog:chromeOptions".into(), options);
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{}", driver.port))
+            .await
+            .expect("chromedriver session");
+        Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    /// Signs `name` in through the sign-in form and waits for the dashboard.
+    pub async fn sign_in(
+        &self,
+        app: &TestApp,
+        name: &str,
+    ) -> Result<(), fantoccini::error::CmdError> {
+        let b = &self.client;
+        b.goto(&app.url("/login")).await?;
+        b.find(Locator::Css("input[name=name]"))
+            .await?
+            .send_keys(name)
+            .await?;
+        b.find(Locator::Css("input[name=password]"))
+            .await?
+            .send_keys(PASSWORD)
+            .await?;
+        b.find(Locator::Css("form button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        b.wait()
+            .for_element(Locator::XPath("//h1[text()='Dashboard']"))
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the session.
+    pub async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
 /// Saves a screenshot and checks that it shows something: a PNG whose pixels are not all
 /// one colour.
-async fn snap(browser: &fantoccini::Client, name: &str) {
+pub async fn snap(browser: &fantoccini::Client, name: &str) {
     let png = browser.screenshot().await.unwrap();
     let path = screenshot_dir().join(format!("{name}.png"));
     std::fs::write(&path, &png).unwrap();
@@ -93,28 +191,9 @@ async fn staff_deploy_and_roll_back_in_a_real_browser() {
     env.config.build_commands = vec![crate::helpers::sh("sleep 2")];
     env.configure();
     let app = TestApp::spawn(env).await;
-    let driver = Driver::start();
-    let profile = tempfile::tempdir().unwrap();
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1200,900",
-                format!("--user-data-dir={}", profile.path().display()),
-            ],
-        }),
-    );
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("chromedriver session");
-    let result = drive(&app, &browser).await;
-    let _ = browser.close().await;
+    let browser = Browser::open(&Screen::DESKTOP).await;
+    let result = drive(&app, &browser.client).await;
+    browser.close().await;
     result.unwrap();
 }
 
@@ -217,6 +296,36 @@ async fn drive(
         .await?;
     assert_eq!(progress, "2 of 2 clubs switched");
     snap(browser, "05-job-succeeded").await;
+    // Every step of a deploy was listed from the start; as the events came, each one run
+    // was marked done with its start, end and duration, without a reload.
+    let steps = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('#steps li')).map(li => \
+             [li.dataset.step, li.className, li.querySelector('.step-times').textContent]);",
+            vec![],
+        )
+        .await?;
+    let steps: Vec<(String, String, String)> = serde_json::from_value(steps).unwrap();
+    let names: Vec<&str> = steps.iter().map(|(name, ..)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "fetch",
+            "build",
+            "preflight",
+            "switch",
+            "reload",
+            "health",
+            "prune"
+        ]
+    );
+    for (name, class, times) in &steps {
+        assert_eq!(class, "step-done", "{name}: {steps:?}");
+        assert!(
+            times.contains("started") && times.contains("ended") && times.contains("took"),
+            "{name}: {times:?}"
+        );
+    }
     assert_eq!(app.env.release_of("a"), v2);
 
     browser.goto(&app.url("/clubs")).await?;
@@ -254,7 +363,7 @@ async fn drive(
 }
 
 /// Waits (bounded) until the job page's status reads `wanted`, without navigating.
-async fn wait_for_status(
+pub async fn wait_for_status(
     browser: &fantoccini::Client,
     wanted: &str,
 ) -> Result<(), fantoccini::error::CmdError> {

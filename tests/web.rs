@@ -407,7 +407,10 @@ async fn job_page_streams_events_until_the_job_ends() {
     assert!(body.contains("\"message\":\"switch\""), "{body}");
     assert!(body.contains("(2 of 2 clubs switched)"), "{body}");
     assert!(body.trim_end().ends_with("}"), "{body}");
-    let end = body.split("event: end\ndata: ").nth(1).expect("an end event");
+    let end = body
+        .split("event: end\ndata: ")
+        .nth(1)
+        .expect("an end event");
     let end: serde_json::Value = serde_json::from_str(end.trim()).unwrap();
     assert_eq!(end["error"], serde_json::Value::Null, "{body}");
     assert!(
@@ -463,6 +466,17 @@ async fn every_route_answers_each_role_as_expected() {
         ("GET", "/clubs/b/rollback", &[], [SEE, NO, NO, OK, OK]),
         ("GET", "/staff", &[], [SEE, NO, NO, NO, OK]),
         ("GET", "/clubs/a/remove", &[], [SEE, NO, NO, NO, OK]),
+        // Job 2 moved a and b from v1 to v2; job 1 had nothing before it to go back to.
+        ("GET", "/jobs/2/put-back", &[], [SEE, NO, NO, OK, OK]),
+        ("GET", "/jobs/1/put-back", &[], [SEE, NO, 409, 409, 409]),
+        ("GET", "/jobs/3/put-back", &[], [SEE, NO, 409, 409, 409]),
+        ("POST", "/jobs/2/put-back", &[], [SEE, NO, NO, SEE, SEE]),
+        (
+            "POST",
+            "/groups",
+            &[("group", "canary"), ("clubs", "a"), ("action", "join")],
+            [SEE, NO, NO, NO, SEE],
+        ),
         // Job 3 is queued (and stays queued: nothing wakes the worker before this row).
         ("POST", "/jobs/3/cancel", &[], [SEE, NO, NO, SEE, SEE]),
         (
@@ -878,7 +892,13 @@ async fn responses_carry_security_headers_and_errors_hide_internals() {
     let missing = admin.get(app.url("/jobs/12345")).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let body = missing.text().await.unwrap();
-    assert!(body.contains("There is no job #12345.") && !body.contains("<nav"));
+    assert!(body.contains("There is no job #12345."));
+    // The page keeps the panel's navigation (issue 12), and names nobody.
+    assert!(
+        body.contains("<nav") && body.contains("href=\"/clubs\""),
+        "{body}"
+    );
+    assert!(!body.contains("admin"), "{body}");
 }
 
 #[tokio::test]
@@ -1244,4 +1264,160 @@ async fn a_queued_job_says_what_it_waits_for() {
     );
     let running = app.page(&admin, "/jobs/1").await;
     assert!(!running.contains("id=\"waiting\""), "{running}");
+}
+
+/// Issue 12 points 5 and 6: with 1,000 clubs the clubs list stays under 100 KB a page, finds
+/// clubs by name, group and version; groups change through the panel (every club a filter
+/// shows at once) and the command line, each change in the audit log; bad names and
+/// unknown clubs are refused with nothing changed.
+#[tokio::test]
+async fn a_thousand_clubs_page_filter_and_group_with_every_change_audited() {
+    let env = TestEnv::new();
+    let mut csv = String::from("slug,name,url,webroot\n");
+    for n in 0..1000 {
+        let slug = format!("club-{n:04}");
+        csv.push_str(&format!(
+            "{slug},Club number {n},,{}\n",
+            env.webroot(&slug).display()
+        ));
+    }
+    let file = env.root.path().join("clubs.csv");
+    std::fs::write(&file, csv).unwrap();
+    env.ok(&["club", "import", file.to_str().unwrap()]);
+    env.ok(&["club", "group", "canary", "club-0001", "club-0002"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+
+    let page = app.page(&admin, "/clubs").await;
+    assert!(
+        page.len() < 100_000,
+        "the clubs page is {} bytes",
+        page.len()
+    );
+    assert!(page.contains("1000 clubs; showing 1 to 50"), "{page}");
+    assert!(page.contains("id=\"club-club-0049\"") && !page.contains("id=\"club-club-0050\""));
+    let last = app.page(&admin, "/clubs?page=20").await;
+    assert!(last.contains("showing 951 to 1000") && last.contains("id=\"club-club-0999\""));
+    // A page past the end shows the last.
+    assert!(
+        app.page(&admin, "/clubs?page=99")
+            .await
+            .contains("showing 951 to 1000")
+    );
+    let found = app.page(&admin, "/clubs?q=NUMBER+77").await;
+    assert!(found.contains("11 of 1000 clubs match"), "{found}");
+    let canary = app.page(&admin, "/clubs?group=canary").await;
+    assert!(canary.contains("2 of 1000 clubs match"), "{canary}");
+    assert!(canary.contains("club-0001") && !canary.contains("club-0003"));
+    // None runs anything yet.
+    let on_v1 = app.page(&admin, "/clubs?release=v1").await;
+    assert!(on_v1.contains("0 of 1000 clubs match"), "{on_v1}");
+
+    // Every club a search shows joins a group in one go, and the list comes back.
+    let response = app
+        .post(
+            &admin,
+            "/groups",
+            &[
+                ("group", "region-east"),
+                ("clubs", ""),
+                ("shown", "1"),
+                ("back", "/clubs?q=club-099"),
+                ("action", "join"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/clubs?q=club-099");
+    let back = app.page(&admin, "/clubs?q=club-099").await;
+    assert!(
+        back.contains("10 clubs put in group region-east."),
+        "{back}"
+    );
+    let east = app.page(&admin, "/clubs?group=region-east").await;
+    assert!(east.contains("10 of 1000 clubs match"), "{east}");
+    let left = app
+        .post(
+            &admin,
+            "/groups",
+            &[
+                ("group", "region-east"),
+                ("clubs", "club-0990, club-0991"),
+                ("action", "leave"),
+            ],
+        )
+        .await;
+    assert_eq!(left.status(), StatusCode::SEE_OTHER);
+    assert!(
+        app.page(&admin, "/clubs")
+            .await
+            .contains("2 clubs taken out of group region-east.")
+    );
+    let groups: serde_json::Value =
+        serde_json::from_str(&app.env.ok(&["club", "groups", "--json"])).unwrap();
+    assert_eq!(
+        groups["canary"],
+        serde_json::json!(["club-0001", "club-0002"])
+    );
+    assert_eq!(groups["region-east"].as_array().unwrap().len(), 8);
+
+    // Refused, nothing changed: a bad name, an unknown club, an outside address to go back to.
+    for (fields, status, words) in [
+        (
+            vec![
+                ("group", "Bad Name"),
+                ("clubs", "club-0001"),
+                ("action", "join"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "not a valid group name",
+        ),
+        (
+            vec![
+                ("group", "canary"),
+                ("clubs", "club-0001, nope"),
+                ("action", "join"),
+            ],
+            StatusCode::NOT_FOUND,
+            "There is no club nope.",
+        ),
+    ] {
+        let response = app.post(&admin, "/groups", &fields).await;
+        assert_eq!(response.status(), status);
+        assert!(response.text().await.unwrap().contains(words));
+    }
+    let response = app
+        .post(
+            &admin,
+            "/groups",
+            &[
+                ("group", "canary"),
+                ("clubs", "club-0003"),
+                ("back", "https://evil.example/"),
+                ("action", "join"),
+            ],
+        )
+        .await;
+    assert_eq!(response.headers()["location"], "/clubs");
+    let groups: serde_json::Value =
+        serde_json::from_str(&app.env.ok(&["club", "groups", "--json"])).unwrap();
+    assert_eq!(
+        groups["canary"],
+        serde_json::json!(["club-0001", "club-0002", "club-0003"])
+    );
+
+    // The audit log tells each change, in words and as codes.
+    let audit = app.page(&admin, "/audit?action=group.joined").await;
+    assert!(
+        audit.contains("admin put club club-0995 in group region-east"),
+        "{audit}"
+    );
+    let csv = app.page(&admin, "/audit.csv?action=group.left").await;
+    assert_eq!(
+        csv.lines().filter(|l| l.contains("group.left")).count(),
+        2,
+        "{csv}"
+    );
+    // The chain still verifies (the command fails otherwise).
+    app.env.ok(&["audit", "verify"]);
 }

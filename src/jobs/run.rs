@@ -460,15 +460,7 @@ fn put_back(
         let name = ReleaseName::parse(from)?;
         let previous = release::read(&app.releases_dir.join(from), &name)
             .with_context(|| format!("{from} is no longer built, so nothing was put back on it"))?;
-        let done = switch_clubs(
-            job,
-            app,
-            group,
-            &previous,
-            kind,
-            Some(&release.name),
-            None,
-        )?;
+        let done = switch_clubs(job, app, group, &previous, kind, Some(&release.name), None)?;
         back.push((previous, done, group.clone()));
     }
     let reload = job.settings.reload.policy != crate::domain::ReloadPolicy::Never;
@@ -551,7 +543,9 @@ pub fn put_back_job(job: &mut Job<'_>, app: &App, of: i32) -> anyhow::Result<Str
         ));
     }
     let Some(to) = to else {
-        bail!("none of the clubs job #{of} switched still runs what it gave them; nothing was changed");
+        bail!(
+            "none of the clubs job #{of} switched still runs what it gave them; nothing was changed"
+        );
     };
     let name = ReleaseName::parse(&to)?;
     let release = release::read(&app.releases_dir.join(name.as_str()), &name)

@@ -59,7 +59,10 @@ pub fn open_parent(
         }
     }
     let Some(name) = names.pop() else {
-        bail!("{} is the folder that holds the clubs' sites itself, not a club's folder in it", webroot.display());
+        bail!(
+            "{} is the folder that holds the clubs' sites itself, not a club's folder in it",
+            webroot.display()
+        );
     };
     // The base itself is borrowed, not duplicated: one system call less per webroot.
     let mut opened_dir: Option<OwnedFd> = None;

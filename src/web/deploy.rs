@@ -217,7 +217,10 @@ pub struct DeployPage {
 impl DeployPage {
     /// This form's address for the application, keeping the chosen tag, with `extra`.
     fn link(&self, extra: &str) -> String {
-        let mut link = format!("/deploy?app={}", crate::error::urlencode(&self.apps.current));
+        let mut link = format!(
+            "/deploy?app={}",
+            crate::error::urlencode(&self.apps.current)
+        );
         if !self.tag.is_empty() {
             link.push_str(&format!("&tag={}", crate::error::urlencode(&self.tag)));
         }
@@ -355,16 +358,25 @@ impl DeployForm {
             return Ok(self);
         }
         let names = self.canary.clone();
+        // A group's clubs among those ticked go first (all of it, for a deploy to all).
+        let ticked = (self.target != "all").then(|| self.clubs.clone());
         self.canary = state
             .db(move |_, conn| {
                 let mut slugs: Vec<String> = Vec::new();
                 let mut seen = std::collections::HashSet::new();
-                for name in names.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()) {
-                    let members = if crate::db::clubs::by_slug(conn, name)?.is_some() {
+                for name in names
+                    .split([',', ' '])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
+                    let mut members = if crate::db::clubs::by_slug(conn, name)?.is_some() {
                         Vec::new()
                     } else {
                         crate::db::groups::members(conn, name)?
                     };
+                    if let Some(ticked) = &ticked {
+                        members.retain(|m| ticked.contains(m));
+                    }
                     let names = if members.is_empty() {
                         vec![name.to_owned()]
                     } else {

@@ -186,7 +186,15 @@ impl StepRow {
 /// run: a deploy to some clubs prunes nothing).
 fn planned(kind: &str) -> &'static [&'static str] {
     match kind {
-        "deploy" => &["fetch", "build", "preflight", "switch", "reload", "health", "prune"],
+        "deploy" => &[
+            "fetch",
+            "build",
+            "preflight",
+            "switch",
+            "reload",
+            "health",
+            "prune",
+        ],
         "rollback" => &["fetch", "build", "preflight", "switch", "reload", "health"],
         "put_back" => &["preflight", "switch", "reload", "health"],
         "adopt" => &["fetch", "build", "compare", "preflight", "switch", "reload"],
@@ -633,7 +641,10 @@ async fn put_back_plan(
         )));
     }
     if let Some(denied) = backs.iter().find(|b| !staff.may_change(&b.slug)) {
-        return Err(AppError::not_allowed(&format!("roll back club {}", denied.slug)));
+        return Err(AppError::not_allowed(&format!(
+            "roll back club {}",
+            denied.slug
+        )));
     }
     Ok((app, backs))
 }
@@ -684,5 +695,11 @@ pub async fn put_back(
     let id = id.into_inner();
     let (app, _) = put_back_plan(&staff, &state, id).await?;
     let app = crate::domain::AppName::parse(&app)?;
-    super::deploy::queue(&staff, &state, JobSpec::PutBack { app, job: id }, &posted.once).await
+    super::deploy::queue(
+        &staff,
+        &state,
+        JobSpec::PutBack { app, job: id },
+        &posted.once,
+    )
+    .await
 }
