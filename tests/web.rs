@@ -297,8 +297,11 @@ async fn staff_deploy_to_all_clubs_and_roll_one_back_through_the_forms() {
         assert_eq!(confirm.status(), StatusCode::OK);
         let confirm = confirm.text().await.unwrap();
         let release = app.env.release_name(tag);
+        // The version by its tag, the release's full name (with the commit) small beside it.
         assert!(
-            confirm.contains(&format!("2 clubs will move to {release}.")),
+            confirm.contains(&format!(
+                "<strong>2 clubs will move to {tag}.</strong> <span class=\"muted commit\">{release}</span>"
+            )),
             "{confirm}"
         );
         assert!(
@@ -332,7 +335,15 @@ async fn staff_deploy_to_all_clubs_and_roll_one_back_through_the_forms() {
     );
     let confirm = app.page(&admin, "/clubs/a/rollback").await;
     assert!(
-        confirm.contains(&format!("It will go back to\n<strong>{v1}</strong>")),
+        confirm.contains(&format!(
+            "It will go back to\n<strong>v1</strong> <span class=\"muted commit\">{}</span>",
+            &app.env.commit_of("v1")[..8]
+        )),
+        "{confirm}"
+    );
+    // The form goes exactly to that release.
+    assert!(
+        confirm.contains(&format!("name=\"to\" value=\"{v1}\"")),
         "{confirm}"
     );
     let queued = app.post(&admin, "/clubs/a/rollback", &[("to", &v1)]).await;

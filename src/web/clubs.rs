@@ -372,6 +372,13 @@ pub fn app_names(settings: &Settings) -> Vec<String> {
     settings.apps().iter().map(|a| a.name.to_string()).collect()
 }
 
+impl RollbackPage {
+    /// A release's tag, and its commit id apart.
+    fn version(&self, release: &str) -> (String, String) {
+        super::tag_and_commit(release)
+    }
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "rollback.html")]
 pub struct RollbackPage {

@@ -441,6 +441,22 @@ impl DeployForm {
     }
 }
 
+impl ConfirmPage {
+    /// A release as staff read it: its tag, and its commit id apart.
+    fn version(&self, release: &str) -> (String, String) {
+        super::tag_and_commit(release)
+    }
+
+    /// "1 club", "3 clubs": how many clubs move in all, or in one group of `clubs`.
+    fn n_clubs(&self, clubs: Option<&[String]>) -> String {
+        let n = match clubs {
+            Some(clubs) => clubs.len(),
+            None => self.plan.moves.iter().map(|m| m.clubs.len()).sum(),
+        };
+        count(n, "club")
+    }
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "deploy_confirm.html")]
 pub struct ConfirmPage {
