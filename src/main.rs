@@ -536,15 +536,21 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             dry_run,
             detach,
         } => {
+            // A group named stands for its clubs among those deployed to.
             let canary = match canary.as_slice() {
                 [] => None,
                 [none] if none == "none" => Some(Vec::new()),
-                slugs => Some(
-                    slugs
-                        .iter()
-                        .map(|s| ClubSlug::parse(s))
-                        .collect::<Result<Vec<_>, _>>()?,
-                ),
+                names => {
+                    let among = (!targets.all).then(|| targets.clubs.clone());
+                    let slugs =
+                        clubdeploy::db::groups::expand(&mut *db()?, names, among.as_deref())?;
+                    Some(
+                        slugs
+                            .iter()
+                            .map(|s| ClubSlug::parse(s))
+                            .collect::<Result<Vec<_>, _>>()?,
+                    )
+                }
             };
             let app = app.resolve(&settings)?;
             let tag = ReleaseTag::parse(&tag)?;

@@ -800,3 +800,53 @@ fn a_deploy_goes_in_waves_canaries_first_then_batches_with_a_reload_each() {
     let out = env.ok(&["deploy", "v3", "--club", "c"]);
     assert!(!out.contains("wave 1"), "{out}");
 }
+
+#[test]
+fn a_group_can_be_the_canary_wave_in_the_configuration_and_on_the_command_line() {
+    let mut env = TestEnv::new();
+    env.config.tables.push((
+        "rollout".into(),
+        vec!["canary = [\"early-adopters\"]".into()],
+    ));
+    env.configure();
+    env.add_clubs(&["a", "b", "c", "d", "e"]);
+    let out = env.ok(&["club", "group", "early-adopters", "e", "b"]);
+    assert!(out.contains("put e, b in group early-adopters"), "{out}");
+    // Again: nothing changes.
+    assert!(
+        env.ok(&["club", "group", "early-adopters", "b"])
+            .contains("nothing changed")
+    );
+    let out = env.ok(&["deploy", "v1", "--all"]);
+    assert!(out.contains("wave 1 of 2 (canary): b, e"), "{out}");
+    assert!(out.contains("wave 2 of 2: a, c, d"), "{out}");
+    // Named on the command line, a group stands for its clubs among those deployed to.
+    env.ok(&["club", "group", "region-east", "a", "d"]);
+    let out = env.ok(&[
+        "deploy",
+        "v2",
+        "--club",
+        "a",
+        "--club",
+        "b",
+        "--club",
+        "c",
+        "--canary",
+        "region-east",
+    ]);
+    assert!(out.contains("wave 1 of 2 (canary): a"), "{out}");
+    assert!(out.contains("wave 2 of 2: b, c"), "{out}");
+    // Taken out of the group, a club no longer goes first.
+    env.ok(&["club", "group", "early-adopters", "e", "--remove"]);
+    let groups: serde_json::Value =
+        serde_json::from_str(&env.ok(&["club", "groups", "--json"])).unwrap();
+    assert_eq!(
+        groups,
+        serde_json::json!({"early-adopters": ["b"], "region-east": ["a", "d"]})
+    );
+    let out = env.ok(&["deploy", "v3", "--all"]);
+    assert!(out.contains("wave 1 of 2 (canary): b\n"), "{out}");
+    // An unknown club is refused, naming it; nothing changes.
+    let error = env.fails(&["club", "group", "early-adopters", "zz"]);
+    assert!(error.contains("There is no club zz."), "{error}");
+}

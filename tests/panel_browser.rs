@@ -549,3 +549,93 @@ async fn local_times_live_dashboard_and_putting_a_deploy_back() {
     browser.close().await;
     result.unwrap();
 }
+
+/// Issue 12 point 7: an admin picks a CSV file on the clubs page, sees what will change (or
+/// every bad line named), and imports it in one go.
+#[tokio::test]
+async fn an_admin_imports_clubs_from_a_csv_file_after_a_preview() {
+    if !available() {
+        return;
+    }
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    let good = env.root.path().join("clubs.csv");
+    let bad = env.root.path().join("bad.csv");
+    std::fs::write(
+        &good,
+        format!(
+            "slug,name,url,webroot\na,Club A renamed,,{}\nnew-1,New One,https://new-1.example/,{}\nnew-2,New Two,,{}\n",
+            env.webroot("a").display(),
+            env.webroot("new-1").display(),
+            env.webroot("new-2").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(&bad, "slug,name,url,webroot\nBad/Slug,x,,/etc/x\n").unwrap();
+    let app = TestApp::spawn(env).await;
+    let browser = Browser::open(&Screen::DESKTOP).await;
+    let result = async {
+        let b = &browser.client;
+        browser.sign_in(&app, "admin").await?;
+        preview_import(b, &app, &bad).await?;
+        let refused = text(b, "main").await?;
+        assert!(
+            refused.contains("Nothing can be imported from this file"),
+            "{refused}"
+        );
+        assert!(refused.contains("Line 2:"), "{refused}");
+        snap(b, "import-refused").await;
+
+        preview_import(b, &app, &good).await?;
+        let preview = text(b, "main .notice").await?;
+        assert!(preview.contains("Add new-1"), "{preview}");
+        assert!(preview.contains("Add new-2"), "{preview}");
+        assert!(preview.contains("Update a"), "{preview}");
+        snap(b, "import-preview").await;
+        // Nothing changed yet.
+        assert!(!app.env.ok(&["club", "list"]).contains("new-1"));
+        b.find(Locator::Css("form[action='/clubs/import'] button"))
+            .await?
+            .click()
+            .await?;
+        let flash = wait_for_text(b, ".flash", |t| !t.is_empty()).await?;
+        assert!(flash.starts_with("Imported:"), "{flash}");
+        let list = app.env.ok(&["club", "list"]);
+        assert!(list.contains("new-1") && list.contains("new-2"), "{list}");
+        assert!(text(b, "main table").await?.contains("Club A renamed"));
+        Ok::<_, CmdError>(())
+    }
+    .await;
+    browser.close().await;
+    result.unwrap();
+}
+
+/// Picks `file` in the clubs page's import form (read into its text box by the page's script)
+/// and asks for the preview.
+async fn preview_import(
+    b: &fantoccini::Client,
+    app: &TestApp,
+    file: &std::path::Path,
+) -> Result<(), CmdError> {
+    b.goto(&app.url("/clubs")).await?;
+    b.find(Locator::Id("import-file"))
+        .await?
+        .send_keys(file.to_str().unwrap())
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while js(b, "return document.getElementById('import-csv').value;")
+        .await?
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the file was not read");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.find(Locator::Css("form[action='/clubs/import/preview'] button"))
+        .await?
+        .click()
+        .await?;
+    b.wait().for_element(Locator::Css("main h1")).await?;
+    Ok(())
+}

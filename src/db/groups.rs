@@ -63,3 +63,34 @@ pub fn leave(conn: &mut SqliteConnection, name: &str, club_id: i32) -> QueryResu
     .execute(conn)?;
     Ok(removed == 1)
 }
+
+/// Club slugs for `names`, each a club's slug or a group's name: a club stays itself, a group
+/// stands for its clubs (only those in `among`, when given), anything else stays as it is
+/// (to be refused where it is used). Each slug once, in order.
+pub fn expand(
+    conn: &mut SqliteConnection,
+    names: &[String],
+    among: Option<&[String]>,
+) -> QueryResult<Vec<String>> {
+    let mut slugs: Vec<String> = Vec::new();
+    for name in names {
+        let group = match super::clubs::by_slug(conn, name)? {
+            Some(_) => Vec::new(),
+            None => members(conn, name)?,
+        };
+        let found: Vec<String> = if group.is_empty() {
+            vec![name.clone()]
+        } else {
+            group
+                .into_iter()
+                .filter(|m| among.is_none_or(|among| among.contains(m)))
+                .collect()
+        };
+        for slug in found {
+            if !slugs.contains(&slug) {
+                slugs.push(slug);
+            }
+        }
+    }
+    Ok(slugs)
+}

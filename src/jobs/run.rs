@@ -87,7 +87,10 @@ pub fn deploy(
             app.name
         );
     }
-    let waves = waves(job.settings, &clubs, canary)?;
+    // `[rollout] canary` may name groups: each stands for its clubs.
+    let configured =
+        crate::db::groups::expand(&mut *job.conn()?, &job.settings.rollout.canary, None)?;
+    let waves = waves(&configured, job.settings, &clubs, canary)?;
     let mirror = git::open_mirror(app)?;
 
     job.progress.step(Step::Fetch);
@@ -192,10 +195,11 @@ struct Wave {
     clubs: Vec<ClubApp>,
 }
 
-/// The canaries (named by the job, or `[rollout] canary` among the targets), then the rest
-/// in batches of `[rollout] batch_size` (0: all at once). A canary the job names must be
-/// among the clubs it deploys to.
+/// The canaries (named by the job, or `configured`, `[rollout] canary` with its groups' clubs,
+/// among the targets), then the rest in batches of `[rollout] batch_size` (0: all at once). A
+/// canary the job names must be among the clubs it deploys to.
 fn waves(
+    configured: &[String],
     settings: &Settings,
     clubs: &[ClubApp],
     canary: Option<&[ClubSlug]>,
@@ -215,7 +219,7 @@ fn waves(
             }
             named.iter().map(ClubSlug::as_str).collect()
         }
-        None => settings.rollout.canary.iter().map(String::as_str).collect(),
+        None => configured.iter().map(String::as_str).collect(),
     };
     let (canaries, rest): (Vec<ClubApp>, Vec<ClubApp>) = clubs
         .iter()

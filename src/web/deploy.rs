@@ -312,7 +312,7 @@ pub async fn form_page(
         .rollout
         .canary
         .iter()
-        .filter(|s| running.contains(&s.as_str()))
+        .filter(|s| running.contains(&s.as_str()) || by_group.contains_key(s.as_str()))
         .cloned()
         .collect::<Vec<_>>()
         .join(", ");
@@ -362,29 +362,13 @@ impl DeployForm {
         let ticked = (self.target != "all").then(|| self.clubs.clone());
         self.canary = state
             .db(move |_, conn| {
-                let mut slugs: Vec<String> = Vec::new();
-                let mut seen = std::collections::HashSet::new();
-                for name in names
+                let names: Vec<String> = names
                     .split([',', ' '])
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                {
-                    let mut members = if crate::db::clubs::by_slug(conn, name)?.is_some() {
-                        Vec::new()
-                    } else {
-                        crate::db::groups::members(conn, name)?
-                    };
-                    if let Some(ticked) = &ticked {
-                        members.retain(|m| ticked.contains(m));
-                    }
-                    let names = if members.is_empty() {
-                        vec![name.to_owned()]
-                    } else {
-                        members
-                    };
-                    slugs.extend(names.into_iter().filter(|n| seen.insert(n.clone())));
-                }
-                Ok(slugs.join(", "))
+                    .map(str::to_owned)
+                    .collect();
+                Ok(crate::db::groups::expand(conn, &names, ticked.as_deref())?.join(", "))
             })
             .await?;
         Ok(self)
