@@ -127,5 +127,14 @@
     steps.querySelectorAll("li.step-waiting").forEach(function (li) { setState(li, "skipped"); });
     box.dataset.finished = "true";
     source.close();
+    // What the finished job now offers (a deploy's "Put these clubs back"), as a reload would
+    // show it.
+    fetch(window.location.href, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : ""; })
+      .then(function (html) {
+        var offer = new DOMParser().parseFromString(html, "text/html").getElementById("put-back");
+        if (offer && !document.getElementById("put-back")) { steps.after(offer); }
+      })
+      .catch(function () {});
   });
 })();

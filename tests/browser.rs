@@ -326,6 +326,18 @@ async fn drive(
             "{name}: {times:?}"
         );
     }
+    // The finished deploy now offers to put its clubs back, still without a reload.
+    let offer = browser
+        .wait()
+        .for_element(Locator::Css("#put-back a"))
+        .await?
+        .text()
+        .await?;
+    assert_eq!(offer, "Put these clubs back… (2 switched)");
+    let same = browser
+        .execute("return window.stillTheSamePage === true;", vec![])
+        .await?;
+    assert_eq!(same, serde_json::Value::Bool(true));
     assert_eq!(app.env.release_of("a"), v2);
 
     browser.goto(&app.url("/clubs")).await?;
