@@ -154,7 +154,18 @@ impl Browser {
 
     /// Ends the session.
     pub async fn close(self) {
-        let _ = self.client.close().await;
+        let _ = self.client.clone().close().await;
+    }
+}
+
+impl Drop for Browser {
+    /// After a failed assertion the session is not closed: stop the Chromium processes of
+    /// this profile, which would outlive their chromedriver.
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(format!("user-data-dir={}", self._profile.path().display()))
+            .status();
     }
 }
 

@@ -595,6 +595,17 @@ fn a_single_club_deploy_and_its_rollback_through_the_panel_change_only_that_club
     runtime.block_on(async {
         let app = crate::web::TestApp::spawn_on(&world.env).await;
         let admin = app.login("admin").await;
+        // Proven healthy through Apache after its deploy: the clubs list says so and finds
+        // it by health and by version.
+        let healthy = app.page(&admin, "/clubs?health=healthy&release=v2").await;
+        assert!(healthy.contains("id=\"club-club05\""), "{healthy}");
+        assert!(
+            healthy.contains("class=\"health-healthy\">Healthy"),
+            "{healthy}"
+        );
+        assert!(healthy.contains(&format!("1 of {} clubs match", world.slugs.len())));
+        let failed = app.page(&admin, "/clubs?health=failed").await;
+        assert!(failed.contains("No club matches"), "{failed}");
         let v1 = world.env.release_name("v1");
         let confirm = app.page(&admin, "/clubs/club05/rollback").await;
         assert!(confirm.contains(&v1), "{confirm}");
