@@ -18,6 +18,11 @@ command -v php > /dev/null 2>&1 || missing+=(php-cli)
 [ -x /usr/bin/ssh-keygen ] || missing+=(openssh-client)
 [ -x /usr/lib/git-core/git-http-backend ] || missing+=(git)
 command -v openssl > /dev/null 2>&1 || missing+=(openssl)
+# The package test: dpkg builds and installs the .deb, visudo checks its sudoers rule,
+# systemd-analyze its unit.
+[ -x /usr/sbin/visudo ] || missing+=(sudo)
+[ -x /usr/bin/systemd-analyze ] || missing+=(systemd)
+[ -x /usr/sbin/adduser ] || missing+=(adduser)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then
@@ -28,6 +33,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     else
         echo "The end-to-end tests need: ${missing[*]} (Debian: apt-get install ${missing[*]})." >&2
     fi
+fi
+
+# The package test builds the .deb with cargo-deb (from crates.io, into ~/.cargo/bin).
+if ! [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deb" ]; then
+    echo "installing cargo-deb for the package test"
+    cargo install --quiet --locked cargo-deb --version 3.8.0
 fi
 
 # Servers the tests start, found by their command lines (their configs live under the

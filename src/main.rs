@@ -859,6 +859,14 @@ fn parse_date(text: &str) -> anyhow::Result<chrono::NaiveDateTime> {
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
+    if rustix::process::geteuid().is_root() {
+        eprintln!(
+            "warning: clubdeploy is running as root. It needs no privilege beyond owning \
+             webroot_base and data_dir; run it as its own user (the Debian package's service \
+             runs as `clubdeploy` and reloads Apache through a sudoers rule), see the README's \
+             \"Installing on a server\"."
+        );
+    }
     actix_web::rt::System::new().block_on(async move {
         let listener = std::net::TcpListener::bind(&settings.listen)
             .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;

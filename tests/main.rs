@@ -12,6 +12,7 @@ mod helpers;
 mod import;
 mod jobs;
 mod legacy;
+mod package;
 mod panel_browser;
 mod preview;
 mod security;

@@ -1,0 +1,221 @@
+//! The Debian package, built with `cargo deb` from the binary these tests run and installed
+//! with `dpkg -i` on this machine (as root, on Debian; skipped loudly elsewhere, never under
+//! `CI=true`): the binary, the service unit (`systemd-analyze verify`), the system user, the
+//! configuration as a conffile readable by the service only, the sudoers rule (`visudo -cf`,
+//! and `sudo -l` lists exactly the two Apache commands), the data directory's modes; then
+//! remove (the configuration stays) and purge (user and configuration go, the data directory
+//! with its releases is kept and said so).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `program` with `args`; its output.
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// Runs `program` with `args`, asserting success; its standard output and error.
+fn ok(program: &str, args: &[&str]) -> String {
+    let out = run(program, args);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
+    text
+}
+
+/// `(mode, uid name, gid name)` of `path`.
+fn owner_and_mode(path: &str) -> (u32, String, String) {
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let name = |db: &str, id: u32| {
+        let line = ok("getent", &[db, &id.to_string()]);
+        line.split(':').next().unwrap().to_owned()
+    };
+    (
+        meta.permissions().mode() & 0o7777,
+        name("passwd", meta.uid()),
+        name("group", meta.gid()),
+    )
+}
+
+/// Whether the package can be built and installed here: as root, with dpkg, cargo-deb,
+/// sudo's visudo and systemd-analyze.
+fn available() -> bool {
+    let cargo_deb = std::env::var("HOME")
+        .map(|home| PathBuf::from(home).join(".cargo/bin/cargo-deb"))
+        .unwrap_or_default();
+    let root = rustix::process::geteuid().is_root();
+    if !root {
+        let message = "PACKAGE TEST SKIPPED: installing a package needs root";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{message}; CI must not skip it"
+        );
+        eprintln!("\n*** {message} ***\n");
+        return false;
+    }
+    crate::helpers::installed(
+        "PACKAGE TEST",
+        &[
+            (PathBuf::from("/usr/bin/dpkg"), "dpkg"),
+            (PathBuf::from("/usr/sbin/visudo"), "sudo"),
+            (PathBuf::from("/usr/bin/systemd-analyze"), "systemd"),
+            (PathBuf::from("/usr/sbin/adduser"), "adduser"),
+            (cargo_deb, "cargo-deb (cargo install cargo-deb)"),
+        ],
+    )
+}
+
+#[test]
+fn the_debian_package_installs_a_least_privilege_service_and_purges_cleanly() {
+    if !available() {
+        return;
+    }
+    // Never over an installation someone uses.
+    if run("dpkg", &["-s", "clubdeploy"]).status.success() {
+        let message = "PACKAGE TEST SKIPPED: a clubdeploy package is installed on this machine";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{message}; CI must not skip it"
+        );
+        eprintln!("\n*** {message} ***\n");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let manifest_dir = env!("CARGO_MANIFEST_DIR");
+    // The binary these tests run (the dev profile's), packaged as a release would be.
+    let built =
+        Command::new(Path::new(&std::env::var("HOME").unwrap()).join(".cargo/bin/cargo-deb"))
+            .current_dir(manifest_dir)
+            .args(["deb", "--no-build", "--profile", "dev", "--no-strip", "--fast", "-o"])
+            .arg(out.path())
+            .output()
+            .unwrap();
+    assert!(
+        built.status.success(),
+        "cargo deb: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let deb = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("a .deb");
+    let deb = deb.to_str().unwrap();
+
+    let installed = ok("dpkg", &["-i", deb]);
+    assert!(
+        installed.contains("systemctl enable --now clubdeploy"),
+        "{installed}"
+    );
+    let result = std::panic::catch_unwind(check_installed);
+    // Whatever happened, the machine is left without the package or the test's data.
+    if result.is_err() {
+        let _ = run("dpkg", &["-P", "clubdeploy"]);
+    }
+    let _ = std::fs::remove_dir_all("/var/lib/clubdeploy");
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Everything the installed package must have put in place, then its removal and purge.
+fn check_installed() {
+    ok("/usr/bin/clubdeploy", &["--help"]);
+    assert_eq!(
+        owner_and_mode("/usr/bin/clubdeploy"),
+        (0o755, "root".into(), "root".into())
+    );
+
+    // The service runs as its own user, hardened; systemd finds nothing wrong with the unit.
+    let unit = "/lib/systemd/system/clubdeploy.service";
+    let text = std::fs::read_to_string(unit).unwrap();
+    for line in [
+        "User=clubdeploy",
+        "ExecStart=/usr/bin/clubdeploy --config /etc/clubdeploy/clubdeploy.toml serve",
+        "Restart=on-failure",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/clubdeploy /var/www",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from {unit}"
+        );
+    }
+    ok("systemd-analyze", &["verify", unit]);
+
+    // A system user with no login and the data directory as its home.
+    let user = ok("getent", &["passwd", "clubdeploy"]);
+    let fields: Vec<&str> = user.trim().split(':').collect();
+    assert_eq!(fields[5], "/var/lib/clubdeploy", "{user}");
+    assert_eq!(fields[6], "/usr/sbin/nologin", "{user}");
+    assert!(
+        fields[2].parse::<u32>().unwrap() < 1000,
+        "not a system user: {user}"
+    );
+    assert_eq!(
+        owner_and_mode("/var/lib/clubdeploy"),
+        (0o711, "clubdeploy".into(), "clubdeploy".into())
+    );
+
+    // The configuration: a conffile the service may read and nobody else.
+    assert_eq!(
+        owner_and_mode("/etc/clubdeploy/clubdeploy.toml"),
+        (0o640, "root".into(), "clubdeploy".into())
+    );
+    let conffiles = ok("dpkg-query", &["-W", "-f=${Conffiles}", "clubdeploy"]);
+    assert!(
+        conffiles.contains("/etc/clubdeploy/clubdeploy.toml"),
+        "{conffiles}"
+    );
+    let config = std::fs::read_to_string("/etc/clubdeploy/clubdeploy.toml").unwrap();
+    assert!(config.contains("listen = \"127.0.0.1:8080\""), "{config}");
+    assert!(
+        config.contains(
+            "command = [\"sudo\", \"-n\", \"/usr/sbin/apachectl\", \"-k\", \"graceful\"]"
+        ),
+        "{config}"
+    );
+
+    // sudo lets the service check and reload Apache, and nothing else.
+    assert_eq!(
+        owner_and_mode("/etc/sudoers.d/clubdeploy"),
+        (0o440, "root".into(), "root".into())
+    );
+    ok("visudo", &["-cf", "/etc/sudoers.d/clubdeploy"]);
+    let allowed = ok("sudo", &["-n", "-l", "-U", "clubdeploy"]);
+    let rules: Vec<&str> = allowed
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("(root)"))
+        .collect();
+    assert_eq!(
+        rules,
+        ["(root) NOPASSWD: /usr/sbin/apachectl configtest, /usr/sbin/apachectl -k graceful"],
+        "{allowed}"
+    );
+
+    // A release a club might still run.
+    std::fs::create_dir_all("/var/lib/clubdeploy/releases/v1-0123abcd").unwrap();
+
+    // Remove: the program goes, the configuration and the user stay.
+    ok("dpkg", &["-r", "clubdeploy"]);
+    assert!(!Path::new("/usr/bin/clubdeploy").exists());
+    assert!(Path::new("/etc/clubdeploy/clubdeploy.toml").exists());
+    ok("getent", &["passwd", "clubdeploy"]);
+
+    // Purge: the configuration and the user go; the releases stay.
+    let purged = ok("dpkg", &["-P", "clubdeploy"]);
+    assert!(purged.contains("/var/lib/clubdeploy was kept"), "{purged}");
+    assert!(!Path::new("/etc/clubdeploy").exists());
+    assert!(!run("getent", &["passwd", "clubdeploy"]).status.success());
+    assert!(Path::new("/var/lib/clubdeploy/releases/v1-0123abcd").is_dir());
+}
