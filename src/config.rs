@@ -199,6 +199,8 @@ pub struct ReloadSettings {
     pub configtest: Vec<String>,
     /// Gracefully reloads the web server (which also empties OPcache).
     pub command: Vec<String>,
+    /// Lists the web server's virtual hosts (`apachectl -S`), for `clubdeploy doctor`.
+    pub vhosts: Vec<String>,
     /// When to reload.
     pub policy: ReloadPolicy,
     /// PHP's `realpath_cache_ttl`: how long a release may still be used after a switch that
@@ -214,6 +216,7 @@ impl Default for ReloadSettings {
         ReloadSettings {
             configtest: vec!["apachectl".into(), "configtest".into()],
             command: vec!["apachectl".into(), "-k".into(), "graceful".into()],
+            vhosts: vec!["apachectl".into(), "-S".into()],
             policy: ReloadPolicy::Always,
             realpath_cache_ttl_secs: 120,
             settle_ms: 500,

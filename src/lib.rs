@@ -7,6 +7,7 @@ pub mod config;
 pub mod crash;
 pub mod db;
 pub mod demo;
+pub mod doctor;
 pub mod domain;
 pub mod error;
 pub mod import;

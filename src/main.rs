@@ -98,6 +98,14 @@ enum Command {
     Opcache(JsonFlag),
     /// The newest jobs.
     Jobs(JsonFlag),
+    /// Check the installation: who may write data_dir, the database, webroot_base and the
+    /// clubs' folders; free disk; that Apache serves every club's webroot through a virtual
+    /// host that follows the link, does not publish the release manifest, passes its
+    /// configuration test and may be reloaded; that OPcache has room for two releases and PHP's
+    /// realpath cache fits the waits; that each repository answers; links changed by hand,
+    /// legacy copies and unused releases. Each finding is ok, warning or problem, with its fix.
+    /// Changes nothing. Exits 1 when there is a problem.
+    Doctor(JsonFlag),
     /// One job: its steps, log and outcome.
     Job {
         id: i32,
@@ -621,6 +629,17 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                 cli::print_json(&insight)?
             } else {
                 cli::print_opcache(&insight)
+            }
+        }
+        Command::Doctor(flag) => {
+            let report = clubdeploy::doctor::examine(&settings, &pool)?;
+            if flag.json {
+                cli::print_json(&report)?
+            } else {
+                print!("{}", report.text());
+            }
+            if report.count(clubdeploy::doctor::Level::Problem) > 0 {
+                std::process::exit(1);
             }
         }
         Command::Jobs(flag) => {

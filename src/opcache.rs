@@ -21,6 +21,8 @@ pub struct Insight {
     /// The site whose probe answered.
     pub asked: String,
     pub enabled: bool,
+    /// OPcache ran out of room and caches no more scripts.
+    pub cache_full: bool,
     pub used_memory: u64,
     pub free_memory: u64,
     pub wasted_memory: u64,
@@ -32,6 +34,10 @@ pub struct Insight {
     pub hash_restarts: u64,
     /// Cached scripts per release directory, most memory first.
     pub releases: Vec<CachedRelease>,
+    /// PHP's settings that matter to the method (`opcache.memory_consumption`,
+    /// `realpath_cache_ttl` …) as the probe read them; empty from a release built before the
+    /// probe reported them.
+    pub ini: std::collections::BTreeMap<String, String>,
     /// What staff should know, in words (empty when all is well).
     pub warnings: Vec<String>,
 }
@@ -123,9 +129,14 @@ fn insight(
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let memory = &opcache["memory_usage"];
     let stats = &opcache["opcache_statistics"];
-    let mut releases: Vec<CachedRelease> = answer["scripts_per_dir"]
-        .as_object()
-        .context("the probe listed no scripts")?
+    // PHP encodes an empty list of directories as `[]`: nothing cached yet.
+    let per_dir = &answer["scripts_per_dir"];
+    let empty = serde_json::Map::new();
+    let per_dir = match per_dir.as_array() {
+        Some(list) if list.is_empty() => &empty,
+        _ => per_dir.as_object().context("the probe listed no scripts")?,
+    };
+    let mut releases: Vec<CachedRelease> = per_dir
         .iter()
         .map(|(dir, figures)| CachedRelease {
             name: dir.rsplit('/').next().unwrap_or_default().to_owned(),
@@ -142,6 +153,7 @@ fn insight(
     let mut found = Insight {
         asked: url.to_owned(),
         enabled: opcache["enabled"].as_bool().unwrap_or(false),
+        cache_full: opcache["cache_full"].as_bool().unwrap_or(false),
         used_memory: n(&memory["used_memory"]),
         free_memory: n(&memory["free_memory"]),
         wasted_memory: n(&memory["wasted_memory"]),
@@ -151,6 +163,21 @@ fn insight(
         oom_restarts: n(&stats["oom_restarts"]),
         hash_restarts: n(&stats["hash_restarts"]),
         releases,
+        ini: answer["ini"]
+            .as_object()
+            .map(|ini| {
+                ini.iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            serde_json::Value::Bool(b) => if *b { "1" } else { "0" }.to_owned(),
+                            other => other.to_string(),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         warnings: Vec::new(),
     };
     found.warnings = warnings(&found, settings.reload.policy);
@@ -229,6 +256,7 @@ mod tests {
         Insight {
             asked: "http://a".into(),
             enabled: true,
+            cache_full: false,
             used_memory: 1,
             free_memory: free,
             wasted_memory: 0,
@@ -238,6 +266,7 @@ mod tests {
             oom_restarts: oom,
             hash_restarts: 0,
             releases,
+            ini: Default::default(),
             warnings: Vec::new(),
         }
     }

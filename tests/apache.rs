@@ -49,9 +49,14 @@ pub struct Apache {
 }
 
 impl Apache {
-    /// Writes the config for `clubs` (slug, webroot) under `root` and starts Apache.
-    pub fn start(root: &Path, clubs: &[(String, PathBuf)]) -> Apache {
+    /// Writes the config for `clubs` (slug, webroot) under `root` and starts Apache, with
+    /// `ini` (lines of php.ini, if any) added to PHP's configuration.
+    pub fn start_with_php(root: &Path, clubs: &[(String, PathBuf)], ini: &str) -> Apache {
         let dir = root.join("apache");
+        if !ini.is_empty() {
+            std::fs::create_dir_all(dir.join("php.d")).unwrap();
+            std::fs::write(dir.join("php.d/99-test.ini"), ini).unwrap();
+        }
         std::fs::create_dir_all(dir.join("status")).unwrap();
         std::fs::write(
             dir.join("status/index.php"),
@@ -81,6 +86,7 @@ impl Apache {
              TypesConfig /etc/mime.types\nDirectoryIndex index.php\n\
              <FilesMatch \"\\.php$\">\n  SetHandler application/x-httpd-php\n</FilesMatch>\n\
              <Directory />\n  Options FollowSymLinks\n  AllowOverride None\n  Require all granted\n</Directory>\n\
+             <FilesMatch \"^\\.clubdeploy-release\\.json$\">\n  Require all denied\n</FilesMatch>\n\
              <VirtualHost 127.0.0.1:{port}>\n  ServerName status.test\n  DocumentRoot {status:?}\n</VirtualHost>\n",
             pid = dir.join("httpd.pid"),
             log = dir.join("error.log"),
@@ -102,10 +108,16 @@ impl Apache {
         let conf_path = dir.join("httpd.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let error_log = || std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-        let out = Command::new("/usr/sbin/apache2")
-            .args(["-f", conf_path.to_str().unwrap(), "-k", "start"])
-            .output()
-            .unwrap();
+        let mut command = Command::new("/usr/sbin/apache2");
+        command.args(["-f", conf_path.to_str().unwrap(), "-k", "start"]);
+        // Extra php.ini lines (see `start_with_php`), after PHP's own scan directory.
+        if dir.join("php.d").is_dir() {
+            command.env(
+                "PHP_INI_SCAN_DIR",
+                format!(":{}", dir.join("php.d").display()),
+            );
+        }
+        let out = command.output().unwrap();
         assert!(
             out.status.success(),
             "apache2 did not start: {}{}",
@@ -128,6 +140,16 @@ impl Apache {
             "-f".into(),
             self.conf.display().to_string(),
             "-t".into(),
+        ]
+    }
+
+    /// The argv that lists its virtual hosts, for clubdeploy's `reload.vhosts`.
+    pub fn vhosts(&self) -> Vec<String> {
+        vec![
+            "/usr/sbin/apache2".into(),
+            "-f".into(),
+            self.conf.display().to_string(),
+            "-S".into(),
         ]
     }
 

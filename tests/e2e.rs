@@ -3,6 +3,7 @@
 //! are switched and old releases pruned, single-club deploys and rollbacks.
 
 use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -106,6 +107,8 @@ enum Setup {
     SecondApp,
     /// The application is [`make_large_repo`]'s 5,000 files.
     LargeTree,
+    /// PHP's OPcache has the least memory it can have (8 MB).
+    SmallOpcache,
 }
 
 /// Files of [`make_large_repo`]'s application.
@@ -263,9 +266,15 @@ fn world_with(keep_releases: usize, grace: u64, setup: Setup) -> Option<World> {
                 .map(|s| (format!("{s}-m"), mobile_webroot(&env, s))),
         );
     }
-    let apache = Apache::start(env.root.path(), &clubs);
+    let ini = if setup == Setup::SmallOpcache {
+        "opcache.memory_consumption=8\nopcache.interned_strings_buffer=1\n"
+    } else {
+        ""
+    };
+    let apache = Apache::start_with_php(env.root.path(), &clubs, ini);
     env.config.configtest = apache.configtest();
     env.config.reload = apache.graceful();
+    env.config.vhosts = apache.vhosts();
     // Health checks go to this Apache by each club's own name (no DNS for *.test here).
     env.config.tables.push((
         "health".into(),
@@ -1059,5 +1068,125 @@ fn click_to_live_of_the_next_tag_of_a_5000_file_application_with_its_build() {
         "E2E: click-to-live with a fresh build of the next tag of a {LARGE_FILES}-file \
          application (10 files changed) on 30 clubs, every club proven: {:.3} s",
         took.as_secs_f64()
+    );
+}
+
+/// `clubdeploy doctor` with its exit status and report (stdout).
+fn doctor(world: &World) -> (i32, String) {
+    let out = world.env.run(&["doctor"]);
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn the_doctor_passes_a_correct_set_up_and_names_each_fault_with_its_fix() {
+    let Some(world) = world(2, 1) else { return };
+    // Deployed through Apache: the release's probe reports PHP's settings.
+    world.env.ok(&["deploy", "v2", "--all", "--canary", "none"]);
+    let (code, report) = doctor(&world);
+    assert_eq!(code, 0, "{report}");
+    assert!(report.ends_with("0 problems, 0 warnings\n"), "{report}");
+    for line in [
+        "30 webroots are served by a virtual host that follows the links",
+        "the configuration test passes",
+        "OPcache has room for",
+        "realpath_cache_ttl is",
+        "the repository of main answers (4 tags)",
+        "30 webroots as clubdeploy left them",
+    ] {
+        assert!(report.contains(line), "{line:?} missing:\n{report}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&world.env.ok(&["doctor", "--json"])).unwrap();
+    let levels: Vec<&str> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["level"].as_str().unwrap())
+        .collect();
+    assert!(levels.iter().all(|l| *l == "ok"), "{json}");
+
+    // A club whose webroot no virtual host serves, and a club folder anyone may write to.
+    let stray = world.env.webroot("stray");
+    world
+        .env
+        .ok(&["club", "add", "stray", "--webroot", stray.to_str().unwrap()]);
+    world.env.ok(&["deploy", "v2", "--club", "stray"]);
+    let folder = world.env.www.join("club03");
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, report) = doctor(&world);
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(code, 1, "{report}");
+    assert!(report.ends_with("2 problems, 0 warnings\n"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "problem  apache club stray's webroot {} is the DocumentRoot of no virtual host",
+            stray.display()
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "fix: in the club's <VirtualHost>, set DocumentRoot {}",
+            stray.display()
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "problem  files  club club03's folder {} may be written by others (mode 777)",
+            folder.display()
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("fix: chmod go-w {}", folder.display())),
+        "{report}"
+    );
+}
+
+#[test]
+fn the_doctor_says_when_opcache_has_no_room_for_two_releases() {
+    let Some(world) = world_with(2, 1, Setup::SmallOpcache) else {
+        return;
+    };
+    // A new tag adds a script too big for two copies in 8 MB of OPcache; one request caches
+    // it.
+    let repo = git2::Repository::open(&world.env.app).unwrap();
+    let head = repo.head().unwrap().peel_to_commit().unwrap().id();
+    let body: String = (0..9_000)
+        .map(|n| format!("function big{n}(int $a): int {{ return $a * {n} + {n}; }}\n"))
+        .collect();
+    std::fs::write(
+        world.env.app.join("big.php"),
+        format!("<?php\n{body}echo \"big\\n\";\n"),
+    )
+    .unwrap();
+    // The work tree holds the last tag's files (v9's failing page): a page that works.
+    std::fs::write(
+        world.env.app.join("index.php"),
+        "<?php\necho \"version v20\\n\" . __DIR__ . \"\\nEND\\n\";\n",
+    )
+    .unwrap();
+    crate::helpers::commit_all_and_tag(&repo, &tagger(), Some(head), "v20", "v20");
+    world.env.ok(&["deploy", "v20", "--club", "club00"]);
+    let (status, body) = world.get("club00.test", "/big.php");
+    assert_eq!(status, 200, "{body}");
+    let (code, report) = doctor(&world);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report.contains("problem  php    OPcache has 8.4 MB in all and a release takes")
+            && report.contains("1 fits. During a deploy the old and the new release"),
+        "no OPcache problem:\n{report}"
+    );
+    assert!(
+        report.contains("fix: raise opcache.memory_consumption"),
+        "{report}"
     );
 }

@@ -25,6 +25,8 @@ pub struct Config {
     pub build_env: Vec<String>,
     pub configtest: Vec<String>,
     pub reload: Vec<String>,
+    /// `reload.vhosts` (what lists Apache's virtual hosts, for `doctor`); none here.
+    pub vhosts: Vec<String>,
     pub session_idle_secs: u64,
     pub cookie_secure: bool,
     /// The reload's settling time; 0 here, since the default reload only logs.
@@ -80,6 +82,7 @@ impl TestEnv {
             build_env: Vec::new(),
             configtest: sh(&format!("echo configtest >> {}", events.display())),
             reload: sh(&format!("echo reload >> {}", events.display())),
+            vhosts: Vec::new(),
             session_idle_secs: 1800,
             cookie_secure: false,
             settle_ms: 0,
@@ -129,11 +132,12 @@ impl TestEnv {
         writeln!(text, "env = {:?}", c.build_env).unwrap();
         write!(
             text,
-            "[reload]\npolicy = {:?}\nconfigtest = {}\ncommand = {}\nrealpath_cache_ttl_secs = 1\n\
-             settle_ms = {}\n",
+            "[reload]\npolicy = {:?}\nconfigtest = {}\ncommand = {}\nvhosts = {}\n\
+             realpath_cache_ttl_secs = 1\nsettle_ms = {}\n",
             c.policy,
             argv(&c.configtest),
             argv(&c.reload),
+            argv(&c.vhosts),
             c.settle_ms
         )
         .unwrap();

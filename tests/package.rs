@@ -2,7 +2,7 @@
 //! with `dpkg -i` on this machine (as root, on Debian; skipped loudly elsewhere, never under
 //! `CI=true`): the binary, the service unit (`systemd-analyze verify`), the system user, the
 //! configuration as a conffile readable by the service only, the sudoers rule (`visudo -cf`,
-//! and `sudo -l` lists exactly the two Apache commands), the data directory's modes; then
+//! and `sudo -l` lists exactly the three Apache commands), the data directory's modes; then
 //! remove (the configuration stays) and purge (user and configuration go, the data directory
 //! with its releases is kept and said so).
 
@@ -93,7 +93,15 @@ fn the_debian_package_installs_a_least_privilege_service_and_purges_cleanly() {
     let built =
         Command::new(Path::new(&std::env::var("HOME").unwrap()).join(".cargo/bin/cargo-deb"))
             .current_dir(manifest_dir)
-            .args(["deb", "--no-build", "--profile", "dev", "--no-strip", "--fast", "-o"])
+            .args([
+                "deb",
+                "--no-build",
+                "--profile",
+                "dev",
+                "--no-strip",
+                "--fast",
+                "-o",
+            ])
             .arg(out.path())
             .output()
             .unwrap();
@@ -199,7 +207,10 @@ fn check_installed() {
         .collect();
     assert_eq!(
         rules,
-        ["(root) NOPASSWD: /usr/sbin/apachectl configtest, /usr/sbin/apachectl -k graceful"],
+        [
+            "(root) NOPASSWD: /usr/sbin/apachectl configtest, /usr/sbin/apachectl -k graceful, \
+             /usr/sbin/apachectl -S"
+        ],
         "{allowed}"
     );
 

@@ -75,6 +75,36 @@ pub fn fetch_tags(
     Ok(())
 }
 
+/// Asks `url` for its tags (`git ls-remote --tags`) the way a fetch would (same environment,
+/// same timeout), changing nothing: how many tags it has, or why it cannot be reached.
+pub fn ls_remote(url: &RepoUrl, git: &GitSettings) -> anyhow::Result<usize> {
+    let mut command = Command::new("git");
+    command
+        .args(["ls-remote", "--tags", "--refs", "--"])
+        .arg(url.for_git())
+        .stdin(Stdio::null())
+        .process_group(0);
+    environment(&mut command, url, git);
+    let shown = format!("git ls-remote {}", url.redacted());
+    let timeout = Duration::from_secs(git.timeout_secs);
+    let (ran, timed_out) = run_with_progress(command, shown, timeout, url, &mut super::Quiet)?;
+    if timed_out {
+        bail!(
+            "{} did not answer within {} s ([git] timeout_secs)",
+            url.redacted(),
+            git.timeout_secs
+        );
+    }
+    if !ran.success {
+        bail!(explain_failure(url, git, &ran));
+    }
+    Ok(ran
+        .output
+        .lines()
+        .filter(|l| l.contains("refs/tags/"))
+        .count())
+}
+
 /// git's environment: the service's own (for ssh-agent, proxies, `GIT_SSL_CAINFO`, `HOME`),
 /// with prompting off, SSH in batch mode with strict host key checking, and the credentials.
 fn environment(command: &mut Command, url: &RepoUrl, git: &GitSettings) {

@@ -173,6 +173,16 @@ fn base_of(url: &str) -> String {
     url[..end].trim_end_matches('/').to_owned()
 }
 
+/// The status `url` answers a plain GET with (through `connect_to`, like the checks), or why
+/// it does not answer.
+pub fn status_of(settings: &HealthSettings, url: &str) -> anyhow::Result<u16> {
+    match agent(settings).get(url).call() {
+        Ok(response) => Ok(response.status()),
+        Err(ureq::Error::Status(code, _)) => Ok(code),
+        Err(e) => anyhow::bail!("no answer: {e}"),
+    }
+}
+
 /// Asks the probe at `url` (a site's address) once, with `?scripts=1` when `scripts`: its
 /// JSON answer, or why there is none.
 pub fn ask_probe(

@@ -114,10 +114,17 @@ $answer = [
     'release_dir' => realpath(dirname(__DIR__)),
     'php_version' => PHP_VERSION,
     'opcache' => null,
+    'ini' => [],
 ];
+foreach (['opcache.enable', 'opcache.memory_consumption', 'opcache.max_accelerated_files',
+          'opcache.validate_timestamps', 'opcache.revalidate_freq', 'opcache.revalidate_path',
+          'realpath_cache_ttl', 'realpath_cache_size'] as $name) {{
+    $answer['ini'][$name] = ini_get($name);
+}}
 if (is_array($status)) {{
     $answer['opcache'] = [
         'enabled' => $status['opcache_enabled'] ?? false,
+        'cache_full' => $status['cache_full'] ?? false,
         'memory_usage' => $status['memory_usage'] ?? null,
         'opcache_statistics' => $status['opcache_statistics'] ?? null,
         'interned_strings_usage' => $status['interned_strings_usage'] ?? null,
