@@ -179,6 +179,9 @@ pub struct WebSettings {
     pub max_queued_jobs_per_user: usize,
     /// How many live job pages (event streams) one session may keep open.
     pub max_streams_per_session: usize,
+    /// How often the panel runs `doctor` by itself (at start, then every so many seconds) to
+    /// show its problems on the dashboard; 0: only when an admin asks.
+    pub doctor_every_secs: u64,
 }
 
 impl Default for WebSettings {
@@ -187,6 +190,7 @@ impl Default for WebSettings {
             trusted_proxies: Vec::new(),
             max_queued_jobs_per_user: 5,
             max_streams_per_session: 4,
+            doctor_every_secs: 3600,
         }
     }
 }

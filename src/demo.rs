@@ -81,7 +81,7 @@ pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
              keep_releases = 2\nprune_grace_secs = 0\n\n\
              [apps.booking]\nrepo_url = {:?}\n\n[apps.mobile]\nrepo_url = {:?}\n\n[reload]\n\
              # A real setup runs apachectl here; the demo has no Apache.\n\
-             configtest = {}\ncommand = {}\n",
+             configtest = {}\ncommand = {}\nvhosts = []\n",
             dir.join("data"),
             dir.join("www"),
             dir.join("booking"),

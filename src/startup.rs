@@ -150,8 +150,22 @@ impl Application {
             self.state.wake.clone(),
             self.poll,
         ));
+        // The doctor at start, then hourly ([web] doctor_every_secs): its problems show on the
+        // dashboard.
+        let state = self.state.clone();
+        let every = state.settings.web.doctor_every_secs;
+        let doctor = tokio::spawn(async move {
+            if every == 0 {
+                return;
+            }
+            loop {
+                state.run_doctor().await;
+                tokio::time::sleep(Duration::from_secs(every)).await;
+            }
+        });
         let result = self.server.await;
         worker.abort();
+        doctor.abort();
         result
     }
 }

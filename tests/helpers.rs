@@ -27,6 +27,8 @@ pub struct Config {
     pub reload: Vec<String>,
     /// `reload.vhosts` (what lists Apache's virtual hosts, for `doctor`); none here.
     pub vhosts: Vec<String>,
+    /// `[web] doctor_every_secs`: 0 here (the doctor's configtest would write to `events`).
+    pub doctor_every_secs: u64,
     pub session_idle_secs: u64,
     pub cookie_secure: bool,
     /// The reload's settling time; 0 here, since the default reload only logs.
@@ -83,6 +85,7 @@ impl TestEnv {
             configtest: sh(&format!("echo configtest >> {}", events.display())),
             reload: sh(&format!("echo reload >> {}", events.display())),
             vhosts: Vec::new(),
+            doctor_every_secs: 0,
             session_idle_secs: 1800,
             cookie_secure: false,
             settle_ms: 0,
@@ -144,9 +147,13 @@ impl TestEnv {
         if !c.git.is_empty() {
             writeln!(text, "[git]\n{}", c.git.join("\n")).unwrap();
         }
-        if !c.web.is_empty() {
-            writeln!(text, "[web]\n{}", c.web.join("\n")).unwrap();
-        }
+        writeln!(
+            text,
+            "[web]\ndoctor_every_secs = {}\n{}",
+            c.doctor_every_secs,
+            c.web.join("\n")
+        )
+        .unwrap();
         for (name, lines) in &c.tables {
             writeln!(text, "[{name}]\n{}", lines.join("\n")).unwrap();
         }

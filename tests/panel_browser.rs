@@ -96,6 +96,7 @@ async fn every_page_fits_desktop_and_phone_widths_with_controls_beside_their_lab
         ("audit", "/audit"),
         ("staff", "/staff"),
         ("opcache", "/opcache"),
+        ("doctor", "/doctor"),
         ("not-found", "/jobs/abc"),
     ];
     for screen in [Screen::DESKTOP, Screen::PHONE] {

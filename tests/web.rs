@@ -476,6 +476,8 @@ async fn every_route_answers_each_role_as_expected() {
         ("GET", "/clubs/a/rollback", &[], [SEE, NO, OK, OK, OK]),
         ("GET", "/clubs/b/rollback", &[], [SEE, NO, NO, OK, OK]),
         ("GET", "/staff", &[], [SEE, NO, NO, NO, OK]),
+        ("GET", "/doctor", &[], [SEE, NO, NO, NO, OK]),
+        ("POST", "/doctor", &[], [SEE, NO, NO, NO, SEE]),
         ("GET", "/clubs/a/remove", &[], [SEE, NO, NO, NO, OK]),
         // Job 2 moved a and b from v1 to v2; job 1 had nothing before it to go back to.
         ("GET", "/jobs/2/put-back", &[], [SEE, NO, NO, OK, OK]),
@@ -1431,4 +1433,70 @@ async fn a_thousand_clubs_page_filter_and_group_with_every_change_audited() {
     );
     // The chain still verifies (the command fails otherwise).
     app.env.ok(&["audit", "verify"]);
+}
+
+/// Issue 13 point 5: the doctor runs when the panel starts; while it finds a problem every
+/// member of staff sees it on the dashboard, and admins see every finding with its fix, and
+/// can check again once it is fixed.
+#[tokio::test]
+async fn the_dashboard_shows_the_doctors_problems_until_an_admin_checks_again() {
+    let mut env = env_with_clubs();
+    env.ok(&["deploy", "v1", "--all"]);
+    // Apache's configuration "breaks" while this file exists.
+    let broken = env.root.path().join("broken");
+    env.config.configtest = crate::helpers::sh(&format!(
+        "if test -e {0}; then echo 'Syntax error on line 3 of sites.conf' >&2; exit 1; fi",
+        broken.display()
+    ));
+    env.config.doctor_every_secs = 3600;
+    env.configure();
+    std::fs::write(&broken, "").unwrap();
+    let app = TestApp::spawn(env).await;
+    let viewer = app.login("viewer").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dashboard = loop {
+        let page = app.page(&viewer, "/").await;
+        if page.contains("id=\"doctor-banner\"") {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "no banner:\n{page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        dashboard.contains("The installation check found 1 problem</strong>"),
+        "{dashboard}"
+    );
+    assert!(
+        dashboard.contains("the configuration test fails"),
+        "{dashboard}"
+    );
+    assert!(dashboard.contains("Tell an administrator."), "{dashboard}");
+    let refused = viewer.get(app.url("/doctor")).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    let admin = app.login("admin").await;
+    let report = app.page(&admin, "/doctor").await;
+    assert!(
+        report.contains("1 problem, 1 warning") || report.contains("1 problem, 2 warnings"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Syntax error on line 3 of sites.conf"),
+        "{report}"
+    );
+    assert!(
+        report.contains("fix Apache&#39;s configuration until `apachectl configtest` passes"),
+        "{report}"
+    );
+
+    // Fixed, and checked again: the banner goes.
+    std::fs::remove_file(&broken).unwrap();
+    let again = app.post(&admin, "/doctor", &[]).await;
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+    let report = app.page(&admin, "/doctor").await;
+    assert!(report.contains("Checked again: 0 problems"), "{report}");
+    assert!(!app.page(&viewer, "/").await.contains("doctor-banner"));
+    // Checking again is an admin's: a viewer is refused.
+    let refused = app.post(&viewer, "/doctor", &[]).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 }

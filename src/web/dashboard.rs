@@ -65,6 +65,9 @@ pub struct DashboardPage {
     recent: Vec<audit::AuditEvent>,
     /// OPcache warnings staff must see.
     warnings: Vec<String>,
+    /// The doctor's problems standing now (the first few), and how many there are.
+    doctor: Vec<crate::doctor::Finding>,
+    doctor_problems: usize,
 }
 
 /// `GET /`.
@@ -125,8 +128,21 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
         .await?
         .map(|i| i.warnings)
         .unwrap_or_default();
+    let problems: Vec<crate::doctor::Finding> = state
+        .doctor_reading()
+        .and_then(|r| r.report.ok())
+        .map(|report| {
+            report
+                .findings
+                .into_iter()
+                .filter(|f| f.level == crate::doctor::Level::Problem)
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(DashboardPage {
         nav: staff.nav("dashboard"),
+        doctor_problems: problems.len(),
+        doctor: problems.into_iter().take(3).collect(),
         warnings,
         several: apps.len() > 1,
         apps,
@@ -159,6 +175,58 @@ pub async fn opcache_page(
         nav: staff.nav("opcache"),
         found: state.opcache().await?,
     })
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "doctor.html")]
+pub struct DoctorPage {
+    nav: Nav,
+    reading: Option<super::DoctorReading>,
+}
+
+impl DoctorPage {
+    /// The findings worth attention first, then the rest.
+    fn ordered(report: &crate::doctor::Report) -> Vec<&crate::doctor::Finding> {
+        let mut findings: Vec<&crate::doctor::Finding> = report.findings.iter().collect();
+        findings.sort_by_key(|f| std::cmp::Reverse(f.level));
+        findings
+    }
+
+    fn counted(report: &crate::doctor::Report) -> String {
+        use crate::doctor::Level;
+        format!(
+            "{}, {}",
+            count(report.count(Level::Problem), "problem"),
+            count(report.count(Level::Warning), "warning")
+        )
+    }
+}
+
+/// `GET /doctor` (admins): the doctor's last report, each finding with its fix.
+pub async fn doctor_page(staff: Staff, state: web::Data<AppState>) -> Result<DoctorPage, AppError> {
+    staff.require(crate::domain::Role::Admin, "see the installation's check")?;
+    Ok(DoctorPage {
+        nav: staff.nav("doctor"),
+        reading: state.doctor_reading(),
+    })
+}
+
+/// `POST /doctor` (admins): checks again now, and shows the report.
+pub async fn doctor_again(
+    staff: Staff,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<actix_web::HttpResponse, AppError> {
+    let posted: super::CsrfForm = super::form(&body)?;
+    staff.check_csrf(&posted.csrf)?;
+    staff.require(crate::domain::Role::Admin, "check the installation")?;
+    let reading = state.run_doctor().await;
+    let message = match &reading.report {
+        Ok(report) => format!("Checked again: {}.", DoctorPage::counted(report)),
+        Err(why) => format!("The check could not be made: {why}"),
+    };
+    staff.tell(&state, message).await;
+    Ok(super::clubs::see_other("/doctor"))
 }
 
 #[cfg(test)]

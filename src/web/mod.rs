@@ -42,6 +42,15 @@ pub struct AppState {
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<i32, usize>>>,
     /// OPcache's figures as last read, and when (pages share a reading for a few seconds).
     pub opcache: Arc<tokio::sync::Mutex<Option<(Instant, OpcacheReading)>>>,
+    /// The doctor's last report (at start, then hourly, or when an admin asks), and when.
+    pub doctor: Arc<std::sync::Mutex<Option<DoctorReading>>>,
+}
+
+/// A report of `clubdeploy doctor`, or why it could not be made, and when.
+#[derive(Clone)]
+pub struct DoctorReading {
+    pub at: chrono::NaiveDateTime,
+    pub report: Result<crate::doctor::Report, String>,
 }
 
 /// OPcache's figures, or why they could not be read.
@@ -85,7 +94,32 @@ impl AppState {
             hashing: Arc::new(crate::auth::password::HashGate::new()),
             streams: Arc::default(),
             opcache: Arc::default(),
+            doctor: Arc::default(),
         }
+    }
+
+    /// Runs the doctor (on the blocking pool: it runs commands and asks the sites; it takes a
+    /// database connection only to read the clubs) and keeps its report.
+    pub async fn run_doctor(&self) -> DoctorReading {
+        let (settings, pool) = (self.settings.clone(), self.pool.clone());
+        let report = web::block(move || crate::doctor::examine(&settings, &pool))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| format!("{e:#}")));
+        let reading = DoctorReading {
+            at: crate::db::now(),
+            report,
+        };
+        *self.doctor.lock().unwrap_or_else(|e| e.into_inner()) = Some(reading.clone());
+        reading
+    }
+
+    /// The doctor's last reading, if it has run.
+    pub fn doctor_reading(&self) -> Option<DoctorReading> {
+        self.doctor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Every club's row, read from disk unless a reading made less than a second ago, with
@@ -336,6 +370,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/jobs/{id}/put-back", web::get().to(jobs::put_back_confirm))
     .route("/jobs/{id}/put-back", web::post().to(jobs::put_back))
     .route("/opcache", web::get().to(dashboard::opcache_page))
+    .route("/doctor", web::get().to(dashboard::doctor_page))
+    .route("/doctor", web::post().to(dashboard::doctor_again))
     .route("/audit", web::get().to(audit::page))
     .route("/audit.csv", web::get().to(audit::csv))
     .route("/audit/verify", web::get().to(audit::verify))
