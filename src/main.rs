@@ -21,7 +21,31 @@ use clubdeploy::{say, say_part};
 
 /// Deploys a PHP application to many clubs by switching webroot symlinks to shared releases.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    long_about = "clubdeploy builds each git tag of a multi-tenant PHP application once, into a \
+shared release directory, and points every club's webroot at it with an atomic symlink swap, \
+so PHP's OPcache compiles one release for all clubs. Deploys, rollbacks and prunes run as \
+jobs (from this command or the web panel of `clubdeploy serve`), one at a time, each recorded \
+in a tamper-evident audit log. `clubdeploy <command> --help` describes each command.",
+    after_long_help = "FILES:
+  /etc/clubdeploy/clubdeploy.toml   the configuration (Debian package); ./clubdeploy.toml otherwise
+  <data_dir>/clubdeploy.sqlite3     clubs, history, jobs, staff, audit log
+  <data_dir>/releases/              the built releases the clubs' webroots link to
+
+ENVIRONMENT:
+  CLUBDEPLOY_CONFIG                 the configuration file
+  CLUBDEPLOY_<KEY>, CLUBDEPLOY_<TABLE>__<KEY>
+                                    override a setting (e.g. CLUBDEPLOY_LISTEN)
+
+EXIT STATUS:
+  0 on success; 1 on an error (one line on standard error saying what and what to do), and
+  from `doctor` when it finds a problem.
+
+SEE ALSO:
+  /usr/share/doc/clubdeploy/README.md, `clubdeploy doctor`"
+)]
 struct Cli {
     /// The configuration file [default: ./clubdeploy.toml, which may be absent when every
     /// setting comes from CLUBDEPLOY_* variables].
@@ -171,7 +195,7 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// List staff.
+    /// List staff with their role, the clubs they may change, and whether they may sign in.
     List,
     /// Set a new password (ends the user's sessions).
     Passwd {

@@ -850,3 +850,45 @@ fn a_group_can_be_the_canary_wave_in_the_configuration_and_on_the_command_line()
     let error = env.fails(&["club", "group", "early-adopters", "zz"]);
     assert!(error.contains("There is no club zz."), "{error}");
 }
+
+/// Every command and subcommand explains itself with `--help`: what it does (a sentence),
+/// its usage and options; the top level also its files, environment and exit status.
+#[test]
+fn every_command_has_a_help_page() {
+    let env = TestEnv::new();
+    let commands = |help: &str| -> Vec<String> {
+        help.lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| *c != "help")
+            .map(str::to_owned)
+            .collect()
+    };
+    let top = env.ok(&["--help"]);
+    for section in ["FILES:", "ENVIRONMENT:", "EXIT STATUS:", "SEE ALSO:"] {
+        assert!(top.contains(section), "{section} missing:\n{top}");
+    }
+    let mut pages = 0;
+    for command in commands(&top) {
+        let help = env.ok(&[&command, "--help"]);
+        let subcommands = commands(&help);
+        let mut paths = vec![vec![command.clone()]];
+        paths.extend(subcommands.iter().map(|s| vec![command.clone(), s.clone()]));
+        for path in paths {
+            let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+            args.push("--help");
+            let help = env.ok(&args);
+            let first = help.lines().next().unwrap_or_default();
+            assert!(
+                first.len() > 10 && !first.starts_with("Usage"),
+                "`clubdeploy {}` says nothing about itself:\n{help}",
+                path.join(" ")
+            );
+            assert!(help.contains("Usage: clubdeploy"), "{help}");
+            pages += 1;
+        }
+    }
+    assert!(pages > 30, "only {pages} help pages");
+}
