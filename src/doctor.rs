@@ -288,20 +288,24 @@ fn files(settings: &Settings, webroots: &[ClubApp], report: &mut Report) {
     }
 }
 
-/// The size of the largest built release of any application, in bytes.
-fn largest_release(settings: &Settings) -> u64 {
-    fn size(dir: &Path) -> u64 {
+/// The largest built release of any application: its size in bytes and its PHP files.
+fn largest_release(settings: &Settings) -> (u64, u64) {
+    fn walk(dir: &Path, found: &mut (u64, u64)) {
         let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
+            return;
         };
-        entries
-            .flatten()
-            .map(|e| match e.file_type() {
-                Ok(t) if t.is_dir() => size(&e.path()),
-                Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-                _ => 0,
-            })
-            .sum()
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => walk(&entry.path(), found),
+                Ok(t) if t.is_file() => {
+                    found.0 += entry.metadata().map_or(0, |m| m.len());
+                    if entry.path().extension().is_some_and(|e| e == "php") {
+                        found.1 += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
     }
     settings
         .apps()
@@ -309,9 +313,13 @@ fn largest_release(settings: &Settings) -> u64 {
         .filter_map(|app| std::fs::read_dir(&app.releases_dir).ok())
         .flat_map(|entries| entries.flatten())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| size(&e.path()))
+        .map(|e| {
+            let mut found = (0, 0);
+            walk(&e.path(), &mut found);
+            found
+        })
         .max()
-        .unwrap_or(0)
+        .unwrap_or((0, 0))
 }
 
 fn disk(settings: &Settings, report: &mut Report) {
@@ -336,7 +344,7 @@ fn disk(settings: &Settings, report: &mut Report) {
             return;
         }
     };
-    let release = largest_release(settings);
+    let (release, _) = largest_release(settings);
     let mb = crate::opcache::mb;
     if release == 0 {
         report.ok(
@@ -796,24 +804,36 @@ fn php(settings: &Settings, webroots: &[ClubApp], report: &mut Report) {
             );
         }
     }
-    let scripts = insight
+    // PHP files per release: as built on disk (every one may be cached), or as cached.
+    let (_, on_disk) = largest_release(settings);
+    let cached = insight
         .releases
         .iter()
         .filter(|r| !r.dir.is_empty())
         .map(|r| r.scripts)
         .max()
         .unwrap_or(0);
+    let scripts = on_disk.max(cached);
     if scripts > 0 && insight.max_cached_keys < 2 * scripts {
         report.add(
             "php",
             Level::Problem,
             format!(
-                "OPcache may hold {} scripts and a release has {scripts}: two releases do not fit",
+                "OPcache may hold {} scripts (opcache.max_accelerated_files) and a release has \
+                 {scripts} PHP files: two releases do not fit",
                 insight.max_cached_keys
             ),
             format!(
                 "raise opcache.max_accelerated_files to at least {} and reload Apache",
                 4 * scripts
+            ),
+        );
+    } else if scripts > 0 {
+        report.ok(
+            "php",
+            format!(
+                "OPcache may hold {} scripts; a release has {scripts} PHP files",
+                insight.max_cached_keys
             ),
         );
     }

@@ -929,6 +929,7 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
         ])
         .env_remove("CLUBDEPLOY_CONFIG")
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -977,6 +978,14 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
     assert!(dashboard.contains("Club Zermatt") && dashboard.contains("(6 clubs)"));
     let _ = child.kill();
     let _ = child.wait();
+    // Served by root, the panel says it should not be (issue 13).
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(
+        stderr.contains("warning: clubdeploy is running as root"),
+        rustix::process::geteuid().is_root(),
+        "{stderr}"
+    );
     let links: Vec<_> = std::fs::read_dir(dir.join("www")).unwrap().collect();
     assert_eq!(links.len(), 6);
 
@@ -987,6 +996,7 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
         .arg(format!("127.0.0.1:{port}"))
         .env_remove("CLUBDEPLOY_CONFIG")
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let served = BufReader::new(again.stdout.take().unwrap())
