@@ -15,7 +15,7 @@
 //!
 //! It changes nothing. The database connection is held only to read the clubs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -83,17 +83,6 @@ impl Report {
         self.findings.iter().filter(|f| f.level == level).count()
     }
 
-    /// The findings worth a person's attention: problems first, then warnings.
-    pub fn concerns(&self) -> Vec<&Finding> {
-        let mut found: Vec<&Finding> = self
-            .findings
-            .iter()
-            .filter(|f| f.level != Level::Ok)
-            .collect();
-        found.sort_by_key(|f| std::cmp::Reverse(f.level));
-        found
-    }
-
     /// The report as lines for a terminal: each finding, then its fix indented.
     pub fn text(&self) -> String {
         let mut out = String::new();
@@ -149,11 +138,12 @@ pub fn examine(settings: &Settings, pool: &DbPool) -> anyhow::Result<Report> {
         }
         (webroots, statuses, unused)
     };
+    let largest = largest_release(settings);
     let mut report = Report::default();
     files(settings, &webroots, &mut report);
-    disk(settings, &mut report);
+    disk(settings, largest, &mut report);
     apache(settings, &webroots, &mut report);
-    php(settings, &webroots, &mut report);
+    php(settings, &webroots, largest, &mut report);
     git(settings, &mut report);
     clubs(settings, &statuses, &unused, &mut report);
     Ok(report)
@@ -322,7 +312,8 @@ fn largest_release(settings: &Settings) -> (u64, u64) {
         .unwrap_or((0, 0))
 }
 
-fn disk(settings: &Settings, report: &mut Report) {
+/// Free disk against `largest`, the largest release's (size, PHP files).
+fn disk(settings: &Settings, largest: (u64, u64), report: &mut Report) {
     let releases = &settings.apps()[0].releases_dir;
     let dir = if releases.exists() {
         releases.as_path()
@@ -344,7 +335,7 @@ fn disk(settings: &Settings, report: &mut Report) {
             return;
         }
     };
-    let (release, _) = largest_release(settings);
+    let (release, _) = largest;
     let mb = crate::opcache::mb;
     if release == 0 {
         report.ok(
@@ -716,7 +707,8 @@ fn host_of(url: &str) -> Option<String> {
     Some(host.to_ascii_lowercase())
 }
 
-fn php(settings: &Settings, webroots: &[ClubApp], report: &mut Report) {
+/// PHP and OPcache through the probe; `largest`: the largest release's (size, PHP files).
+fn php(settings: &Settings, webroots: &[ClubApp], largest: (u64, u64), report: &mut Report) {
     let insight = crate::opcache::sites(settings, webroots).and_then(|(urls, in_use)| {
         // One visit to the sites asked, so that OPcache holds their release (after a reload
         // it holds nothing until someone visits) and a release's footprint can be measured.
@@ -757,19 +749,15 @@ fn php(settings: &Settings, webroots: &[ClubApp], report: &mut Report) {
             "php",
             Level::Problem,
             format!(
-                "OPcache is full ({} in all): it caches no more scripts, so the clubs' PHP is                  compiled on every request, and a deploy needs room for two releases at once",
+                "OPcache is full ({} in all): it caches no more scripts, so the clubs' PHP is \
+                 compiled on every request, and a deploy needs room for two releases at once",
                 mb(total)
             ),
-            "raise opcache.memory_consumption (and opcache.max_accelerated_files) and reload              Apache",
+            "raise opcache.memory_consumption (and opcache.max_accelerated_files) and reload \
+             Apache",
         );
     }
-    let footprint = insight
-        .releases
-        .iter()
-        .filter(|r| !r.dir.is_empty())
-        .map(|r| r.memory)
-        .max()
-        .unwrap_or(0);
+    let footprint = insight.footprint();
     if let Some(fit) = total.checked_div(footprint) {
         if fit < 2 {
             report.add(
@@ -805,7 +793,7 @@ fn php(settings: &Settings, webroots: &[ClubApp], report: &mut Report) {
         }
     }
     // PHP files per release: as built on disk (every one may be cached), or as cached.
-    let (_, on_disk) = largest_release(settings);
+    let (_, on_disk) = largest;
     let cached = insight
         .releases
         .iter()
@@ -984,15 +972,6 @@ fn clubs(settings: &Settings, statuses: &[ClubStatus], unused: &Unused, report: 
             ),
         );
     }
-}
-
-/// The findings by area, for the panel.
-pub fn by_area(report: &Report) -> BTreeMap<&'static str, Vec<&Finding>> {
-    let mut areas: BTreeMap<&'static str, Vec<&Finding>> = BTreeMap::new();
-    for finding in &report.findings {
-        areas.entry(finding.area).or_default().push(finding);
-    }
-    areas
 }
 
 #[cfg(test)]

@@ -54,6 +54,19 @@ pub struct CachedRelease {
     pub in_use: bool,
 }
 
+impl Insight {
+    /// What one release takes in OPcache: the most any cached release directory takes (0
+    /// when none is cached).
+    pub fn footprint(&self) -> u64 {
+        self.releases
+            .iter()
+            .filter(|r| !r.dir.is_empty())
+            .map(|r| r.memory)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 /// Where to ask, from the clubs' webroots as recorded: the addresses of webroots whose
 /// release has a probe, and the release directories some club runs. Reads each release's
 /// manifest once, whatever the number of clubs on it, and holds no database connection.
@@ -192,13 +205,7 @@ pub fn warnings(insight: &Insight, policy: ReloadPolicy) -> Vec<String> {
     if !insight.enabled {
         warnings.push("OPcache is off: every request compiles the code again.".to_owned());
     }
-    let footprint = insight
-        .releases
-        .iter()
-        .filter(|r| !r.dir.is_empty())
-        .map(|r| r.memory)
-        .max()
-        .unwrap_or(0);
+    let footprint = insight.footprint();
     if footprint > 0 && insight.free_memory < footprint {
         warnings.push(format!(
             "OPcache has {} free, less than one release needs ({}): a deploy without a reload \
