@@ -21,15 +21,16 @@ pub fn all(conn: &mut SqliteConnection) -> QueryResult<BTreeMap<String, Vec<Stri
     Ok(groups)
 }
 
-/// The groups each club is in, by club id.
-pub fn by_club(conn: &mut SqliteConnection) -> QueryResult<HashMap<i32, Vec<String>>> {
-    let rows: Vec<(i32, String)> = club_groups::table
-        .select((club_groups::club_id, club_groups::name))
+/// The groups each club is in, by club slug (clubs in none are absent).
+pub fn by_slug(conn: &mut SqliteConnection) -> QueryResult<HashMap<String, Vec<String>>> {
+    let rows: Vec<(String, String)> = club_groups::table
+        .inner_join(clubs::table)
+        .select((clubs::slug, club_groups::name))
         .order(club_groups::name)
         .load(conn)?;
-    let mut found: HashMap<i32, Vec<String>> = HashMap::new();
-    for (club, name) in rows {
-        found.entry(club).or_default().push(name);
+    let mut found: HashMap<String, Vec<String>> = HashMap::new();
+    for (slug, name) in rows {
+        found.entry(slug).or_default().push(name);
     }
     Ok(found)
 }

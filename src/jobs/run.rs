@@ -502,6 +502,35 @@ fn put_back(
     Ok(words)
 }
 
+/// Clubs a deploy switched that still run what it gave them, each with that switch.
+pub type StillSwitched = Vec<(ClubApp, switches::Switch)>;
+
+/// Of the switches a deploy job made (`switched`), those of `app` whose club (among `clubs`)
+/// still runs the release the deploy gave it, each with its club; and the clubs that have
+/// moved on since. What "Put these clubs back" shows, and what its job switches.
+pub fn still_switched(
+    app: &App,
+    switched: &[switches::Switch],
+    clubs: &[ClubApp],
+) -> anyhow::Result<(StillSwitched, Vec<ClubApp>)> {
+    let (mut still, mut moved) = (Vec::new(), Vec::new());
+    for switch in switched
+        .iter()
+        .filter(|s| s.kind == "deploy" && s.app == app.name.as_str())
+    {
+        let Some(club) = clubs.iter().find(|c| c.club_id == switch.club_id) else {
+            continue;
+        };
+        let runs = switch::inspect(club.webroot.as_ref(), &app.releases_dir)?;
+        if matches!(&runs, Webroot::Release(now) if now.as_str() == switch.to_release) {
+            still.push((club.clone(), switch.clone()));
+        } else {
+            moved.push(club.clone());
+        }
+    }
+    Ok((still, moved))
+}
+
 /// Switches the clubs deploy job `of` switched, those still on the release it gave them, back
 /// to the release each ran before (marking it bad for them, as a rollback does), with one
 /// reload and a health check. Clubs moved since are left as they are, and said so.
@@ -513,39 +542,31 @@ pub fn put_back_job(job: &mut Job<'_>, app: &App, of: i32) -> anyhow::Result<Str
             crate::db::clubs::webroots(&mut conn, Some(app.name.as_str()))?,
         )
     };
-    let mut back: Vec<(ClubApp, switches::NewSwitch)> = Vec::new();
-    let mut to: Option<String> = None;
-    for switch in switched
-        .iter()
-        .filter(|s| s.kind == "deploy" && s.app == app.name.as_str())
-    {
-        let Some(club) = clubs.iter().find(|c| c.club_id == switch.club_id) else {
-            continue;
-        };
-        let runs = switch::inspect(club.webroot.as_ref(), &app.releases_dir)?;
-        if !matches!(&runs, Webroot::Release(now) if now.as_str() == switch.to_release) {
-            job.progress.progress(&format!(
-                "{} has moved on since job #{of}: left as it is",
-                label(job.settings, club)
-            ));
-            continue;
-        }
-        to.get_or_insert_with(|| switch.to_release.clone());
-        back.push((
-            club.clone(),
-            switches::NewSwitch {
+    let (still, moved) = still_switched(app, &switched, &clubs)?;
+    for club in &moved {
+        job.progress.progress(&format!(
+            "{} has moved on since job #{of}: left as it is",
+            label(job.settings, club)
+        ));
+    }
+    let to = still.first().map(|(_, switch)| switch.to_release.clone());
+    let back: Vec<(ClubApp, switches::NewSwitch)> = still
+        .into_iter()
+        .map(|(club, switch)| {
+            let new = switches::NewSwitch {
                 club_id: club.club_id,
                 app: app.name.to_string(),
-                from_release: switch.from_release.clone(),
-                to_release: switch.to_release.clone(),
-                commit_id: switch.commit_id.clone(),
-                kind: switch.kind.clone(),
+                from_release: switch.from_release,
+                to_release: switch.to_release,
+                commit_id: switch.commit_id,
+                kind: switch.kind,
                 actor: job.actor.to_owned(),
                 switched_at: db::now(),
                 job_id: Some(job.id),
-            },
-        ));
-    }
+            };
+            (club, new)
+        })
+        .collect();
     let Some(to) = to else {
         bail!(
             "none of the clubs job #{of} switched still runs what it gave them; nothing was changed"

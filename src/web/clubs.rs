@@ -221,7 +221,7 @@ pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Re
         .collect();
     let latest = switches::latest_per_club(conn)?;
     let targets = switches::rollback_targets(conn)?;
-    let mut groups = crate::db::groups::by_club(conn)?;
+    let mut groups = crate::db::groups::by_slug(conn)?;
     let mut health: HashMap<(i32, String), clubs::Health> = clubs::health(conn)?
         .into_iter()
         .map(|h| ((h.club_id, h.app.clone()), h))
@@ -276,10 +276,7 @@ pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Re
         // Statuses come by slug, then application: a club's cells are consecutive.
         if rows.last().is_none_or(|row| row.slug != club.slug) {
             rows.push(Row {
-                groups: ids
-                    .get(&club.slug)
-                    .and_then(|id| groups.remove(id))
-                    .unwrap_or_default(),
+                groups: groups.remove(&club.slug).unwrap_or_default(),
                 slug: club.slug,
                 name: club.name,
                 cells: apps.iter().map(|_| None).collect(),

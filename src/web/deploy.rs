@@ -265,16 +265,7 @@ pub async fn form_page(
     let (clubs, mut groups) = state
         .db(move |settings, conn| {
             let clubs = inventory::status(settings, conn, Some(&name))?;
-            let ids: std::collections::HashMap<String, i32> = crate::db::clubs::all(conn)?
-                .into_iter()
-                .map(|c| (c.slug, c.id))
-                .collect();
-            let groups = crate::db::groups::by_club(conn)?;
-            let groups_of: std::collections::HashMap<String, Vec<String>> = ids
-                .into_iter()
-                .filter_map(|(slug, id)| Some((slug, groups.get(&id)?.clone())))
-                .collect();
-            Ok((clubs, groups_of))
+            Ok((clubs, crate::db::groups::by_slug(conn)?))
         })
         .await?;
     let clubs: Vec<Choice> = clubs

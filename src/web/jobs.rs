@@ -608,29 +608,18 @@ async fn put_back_plan(
     let backs = state
         .blocking(move |settings| {
             let app = settings.app(Some(&name))?;
-            let mut backs = Vec::new();
-            for switch in switched.iter().filter(|s| s.kind == "deploy") {
-                let Some(club) = clubs.iter().find(|c| c.club_id == switch.club_id) else {
-                    continue;
-                };
-                let Some(from) = &switch.from_release else {
-                    continue;
-                };
-                let on_disk = crate::pipeline::switch::inspect(
-                    club.webroot.as_ref(),
-                    &app.releases_dir,
-                )?;
-                let still = matches!(&on_disk,
-                    crate::pipeline::switch::Webroot::Release(now) if now.as_str() == switch.to_release);
-                if still {
-                    backs.push(Back {
-                        slug: club.slug.clone(),
-                        name: club.name.clone(),
+            let (still, _) = crate::jobs::run::still_switched(app, &switched, &clubs)?;
+            let backs: Vec<Back> = still
+                .into_iter()
+                .filter_map(|(club, switch)| {
+                    Some(Back {
+                        to: super::tag_and_commit(switch.from_release.as_deref()?).0,
                         from: super::tag_and_commit(&switch.to_release).0,
-                        to: super::tag_and_commit(from).0,
-                    });
-                }
-            }
+                        slug: club.slug,
+                        name: club.name,
+                    })
+                })
+                .collect();
             Ok(backs)
         })
         .await?;
