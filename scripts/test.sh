@@ -52,6 +52,9 @@ before=$(servers | wc -l)
 
 status=0
 log=$(mktemp)
+# Every test that skips writes why here (tests/helpers.rs `skip`); the closing lines list them.
+skips=$(mktemp)
+export CLUBDEPLOY_SKIP_LOG="$skips"
 cargo test --locked 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary, the doc tests last).
 totals=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } } END { printf "%d passed, %d failed", p, f }' "$log")
@@ -69,5 +72,15 @@ if [ "$after" -gt "$before" ]; then
     exit 1
 fi
 echo "no test server left running ($before before the suite, $after after)"
-echo "tests: $totals"
+skipped=$(grep -c . "$skips" || true)
+if [ "$skipped" -gt 0 ]; then
+    echo "$skipped skipped:"
+    sed 's/^/  /' "$skips"
+    if [ "${CI:-}" = true ]; then
+        echo "FAILED: CI must not skip a test" >&2
+        status=1
+    fi
+fi
+rm -f "$skips"
+echo "tests: $totals, $skipped skipped"
 exit "$status"

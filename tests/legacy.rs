@@ -195,13 +195,10 @@ fn a_backup_on_another_filesystem_is_refused_before_anything_changes() {
         m.dev() != std::fs::metadata(&w.base).unwrap().dev()
     });
     if other_device != Some(true) {
-        let message = "LEGACY CROSS-FILESYSTEM TEST SKIPPED: /dev/shm is missing or on the \
-                       same filesystem as the temporary directory";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{message}; CI must not skip"
+        crate::helpers::skip(
+            "LEGACY CROSS-FILESYSTEM TEST SKIPPED: /dev/shm is missing or on the same \
+             filesystem as the temporary directory",
         );
-        eprintln!("\n*** {message} ***\n");
         return;
     }
     let backups = tempfile::tempdir_in(shm).unwrap();

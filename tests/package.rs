@@ -1,10 +1,13 @@
 //! The Debian package, built with `cargo deb` from the binary these tests run and installed
-//! with `dpkg -i` on this machine (as root, on Debian; skipped loudly elsewhere, never under
-//! `CI=true`): the binary, the service unit (`systemd-analyze verify`), the system user, the
-//! configuration as a conffile readable by the service only, the sudoers rule (`visudo -cf`,
-//! and `sudo -l` lists exactly the three Apache commands), the data directory's modes; then
-//! remove (the configuration stays) and purge (user and configuration go, the data directory
-//! with its releases is kept and said so).
+//! with `dpkg -i` in a root of the test's own: this very test runs again inside a private
+//! mount namespace whose `/etc`, `/usr`, `/var` and `/run` are throw-away overlays of the
+//! machine's, so nothing it installs, adds or purges reaches the machine itself (as root, on
+//! Debian; skipped loudly elsewhere, never under `CI=true`; refused on a machine where
+//! clubdeploy is installed or `/var/lib/clubdeploy` exists). Inside: the binary, the service
+//! unit (`systemd-analyze verify`), the system user, the configuration as a conffile readable
+//! by the service only, the sudoers rule (`visudo -cf`, and `sudo -l` lists exactly the three
+//! Apache commands), the data directory's modes; then remove (the configuration stays) and
+//! purge (user and configuration go, the data directory with its releases is kept and said so).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -52,12 +55,7 @@ fn available() -> bool {
         .unwrap_or_default();
     let root = rustix::process::geteuid().is_root();
     if !root {
-        let message = "PACKAGE TEST SKIPPED: installing a package needs root";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{message}; CI must not skip it"
-        );
-        eprintln!("\n*** {message} ***\n");
+        crate::helpers::skip("PACKAGE TEST SKIPPED: installing a package needs root");
         return false;
     }
     crate::helpers::installed(
@@ -72,19 +70,40 @@ fn available() -> bool {
     )
 }
 
+/// Set only in the run of this test inside its private root: the `.deb` to install there.
+const INSIDE: &str = "CLUBDEPLOY_PACKAGE_TEST_DEB";
+const TEST_NAME: &str =
+    "package::the_debian_package_installs_a_least_privilege_service_and_purges_cleanly";
+
+/// What on this machine says clubdeploy is (or was) really in use here.
+fn installation_on_this_machine() -> Option<String> {
+    if run("dpkg", &["-s", "clubdeploy"]).status.success() {
+        return Some("a clubdeploy package is installed on this machine".to_owned());
+    }
+    ["/var/lib/clubdeploy", "/etc/clubdeploy"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .map(|p| format!("{p} exists on this machine"))
+}
+
 #[test]
 fn the_debian_package_installs_a_least_privilege_service_and_purges_cleanly() {
+    if let Ok(deb) = std::env::var(INSIDE) {
+        // The run inside the private root (see below).
+        let installed = ok("dpkg", &["-i", &deb]);
+        assert!(
+            installed.contains("systemctl enable --now clubdeploy"),
+            "{installed}"
+        );
+        check_installed();
+        return;
+    }
     if !available() {
         return;
     }
-    // Never over an installation someone uses.
-    if run("dpkg", &["-s", "clubdeploy"]).status.success() {
-        let message = "PACKAGE TEST SKIPPED: a clubdeploy package is installed on this machine";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{message}; CI must not skip it"
-        );
-        eprintln!("\n*** {message} ***\n");
+    // Never over an installation someone uses, not even in a private root.
+    if let Some(why) = installation_on_this_machine() {
+        crate::helpers::skip(&format!("PACKAGE TEST SKIPPED: {why}"));
         return;
     }
     let out = tempfile::tempdir().unwrap();
@@ -115,22 +134,43 @@ fn the_debian_package_installs_a_least_privilege_service_and_purges_cleanly() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .expect("a .deb");
-    let deb = deb.to_str().unwrap();
 
-    let installed = ok("dpkg", &["-i", deb]);
-    assert!(
-        installed.contains("systemctl enable --now clubdeploy"),
-        "{installed}"
+    // This test again, in a mount namespace of its own: every directory dpkg, adduser and
+    // the maintainer scripts write is an overlay whose changes live in `root` and vanish
+    // with the namespace; /run is empty there, so no systemd of the machine is asked.
+    let root = tempfile::tempdir().unwrap();
+    let mut script = String::from("set -e\n");
+    for dir in ["etc", "usr", "var"] {
+        script.push_str(&format!(
+            "mkdir -p \"$R/{dir}.up\" \"$R/{dir}.work\"\n\
+             mount -t overlay overlay -o \"lowerdir=/{dir},upperdir=$R/{dir}.up,workdir=$R/{dir}.work\" /{dir}\n"
+        ));
+    }
+    script.push_str(
+        "mount -t tmpfs tmpfs /run\nexec \"$0\" --exact \"$1\" --nocapture --test-threads=1\n",
     );
-    let result = std::panic::catch_unwind(check_installed);
-    // Whatever happened, the machine is left without the package or the test's data.
-    if result.is_err() {
-        let _ = run("dpkg", &["-P", "clubdeploy"]);
-    }
-    let _ = std::fs::remove_dir_all("/var/lib/clubdeploy");
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    let inside = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(std::env::current_exe().unwrap())
+        .arg(TEST_NAME)
+        .env("R", root.path())
+        .env(INSIDE, &deb)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&inside.stdout),
+        String::from_utf8_lossy(&inside.stderr)
+    );
+    assert!(inside.status.success(), "in the private root:\n{text}");
+    // The checks really ran there, once.
+    assert!(text.contains("1 passed; 0 failed"), "{text}");
+    // And the machine itself never saw the package.
+    assert_eq!(installation_on_this_machine(), None);
+    assert!(!Path::new("/usr/bin/clubdeploy").exists());
+    assert!(!run("getent", &["passwd", "clubdeploy"]).status.success());
+    // What dpkg wrote stayed in the overlays.
+    assert!(root.path().join("var.up/lib/clubdeploy/releases").is_dir());
 }
 
 /// Everything the installed package must have put in place, then its removal and purge.
