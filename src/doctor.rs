@@ -138,7 +138,8 @@ pub fn examine(settings: &Settings, pool: &DbPool) -> anyhow::Result<Report> {
         }
         (webroots, statuses, unused)
     };
-    let largest = largest_release(settings);
+    let walked = walk_releases(settings);
+    let largest = walked.iter().map(|r| r.size).max().unwrap_or((0, 0));
     let mut report = Report::default();
     files(settings, &webroots, &mut report);
     disk(settings, largest, &mut report);
@@ -146,6 +147,7 @@ pub fn examine(settings: &Settings, pool: &DbPool) -> anyhow::Result<Report> {
     php(settings, &webroots, largest, &mut report);
     git(settings, &mut report);
     clubs(settings, &statuses, &unused, &mut report);
+    development_files(&walked, &mut report);
     Ok(report)
 }
 
@@ -278,38 +280,115 @@ fn files(settings: &Settings, webroots: &[ClubApp], report: &mut Report) {
     }
 }
 
-/// The largest built release of any application: its size in bytes and its PHP files.
-fn largest_release(settings: &Settings) -> (u64, u64) {
-    fn walk(dir: &Path, found: &mut (u64, u64)) {
+/// What walking one built release found.
+struct Walked {
+    app: String,
+    name: String,
+    /// Its size in bytes and its PHP files.
+    size: (u64, u64),
+    /// Development files in it (see [`development_file`]), a matching directory once.
+    development: Vec<String>,
+}
+
+/// Whether a file or directory of a release is development material the web server would
+/// serve to anyone: test suites (`tests/`, `_test/`), git's files (`.git*`), `composer.lock`
+/// (exact versions for an attacker), `.env*` (secrets).
+pub fn development_file(name: &str, is_dir: bool) -> bool {
+    (is_dir && matches!(name, "tests" | "_test"))
+        || name.starts_with(".git")
+        || name.starts_with(".env")
+        || (!is_dir && name == "composer.lock")
+}
+
+/// Walks every built release of every application once.
+fn walk_releases(settings: &Settings) -> Vec<Walked> {
+    fn walk(root: &Path, dir: &Path, found: &mut Walked) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
         for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => walk(&entry.path(), found),
-                Ok(t) if t.is_file() => {
-                    found.0 += entry.metadata().map_or(0, |m| m.len());
-                    if entry.path().extension().is_some_and(|e| e == "php") {
-                        found.1 += 1;
-                    }
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if development_file(&name, kind.is_dir()) {
+                let path = entry.path();
+                let shown = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                found.development.push(if kind.is_dir() {
+                    format!("{shown}/")
+                } else {
+                    shown
+                });
+            }
+            if kind.is_dir() {
+                walk(root, &entry.path(), found);
+            } else if kind.is_file() {
+                found.size.0 += entry.metadata().map_or(0, |m| m.len());
+                if entry.path().extension().is_some_and(|e| e == "php") {
+                    found.size.1 += 1;
                 }
-                _ => {}
             }
         }
     }
-    settings
-        .apps()
-        .iter()
-        .filter_map(|app| std::fs::read_dir(&app.releases_dir).ok())
-        .flat_map(|entries| entries.flatten())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| {
-            let mut found = (0, 0);
-            walk(&e.path(), &mut found);
-            found
-        })
-        .max()
-        .unwrap_or((0, 0))
+    let mut walked = Vec::new();
+    for app in settings.apps() {
+        let Ok(entries) = std::fs::read_dir(&app.releases_dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if crate::domain::ReleaseName::parse(&name).is_err() {
+                continue;
+            }
+            let mut found = Walked {
+                app: app.name.to_string(),
+                name,
+                size: (0, 0),
+                development: Vec::new(),
+            };
+            walk(&entry.path(), &entry.path(), &mut found);
+            found.development.sort();
+            walked.push(found);
+        }
+    }
+    walked
+}
+
+/// Development files published in releases: a warning per release, naming the first few.
+fn development_files(walked: &[Walked], report: &mut Report) {
+    for release in walked.iter().filter(|r| !r.development.is_empty()) {
+        let shown: Vec<&str> = release
+            .development
+            .iter()
+            .take(5)
+            .map(String::as_str)
+            .collect();
+        let more = release.development.len() - shown.len();
+        report.add(
+            "releases",
+            Level::Warning,
+            format!(
+                "release {} of {} publishes development files the web server would serve: {}{}",
+                release.name,
+                release.app,
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ),
+            "mark them `export-ignore` in the application's .gitattributes (e.g. \
+             `/tests export-ignore`), or remove them in a [build] command, then deploy a new tag",
+        );
+    }
 }
 
 /// Free disk against `largest`, the largest release's (size, PHP files).
@@ -977,6 +1056,32 @@ fn clubs(settings: &Settings, statuses: &[ClubStatus], unused: &Unused, report: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_suites_git_files_lock_files_and_env_files_are_development_files() {
+        for (name, dir) in [
+            ("tests", true),
+            ("_test", true),
+            (".git", true),
+            (".github", true),
+            (".gitignore", false),
+            (".env", false),
+            (".env.local", false),
+            ("composer.lock", false),
+        ] {
+            assert!(development_file(name, dir), "{name}");
+        }
+        for (name, dir) in [
+            ("tests", false),
+            ("index.php", false),
+            ("composer.json", false),
+            ("environment.php", false),
+            ("lib", true),
+            ("composer.lock", true),
+        ] {
+            assert!(!development_file(name, dir), "{name}");
+        }
+    }
 
     #[test]
     fn reads_virtual_hosts_from_apachectl_s_and_their_files() {

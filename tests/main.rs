@@ -15,6 +15,7 @@ mod legacy;
 mod package;
 mod panel_browser;
 mod preview;
+mod releases;
 mod security;
 mod sshd;
 mod upgrade;

@@ -1,6 +1,7 @@
 //! The bare mirror of the PHP application's repository: fetching tags and writing a tag's tree
 //! out as plain files.
 
+use std::collections::HashSet;
 use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -262,6 +263,9 @@ impl Mirror {
             }
             git2::TreeWalkResult::Ok
         })?;
+        // The release the copy is compared with holds what `git archive` gives.
+        let ignored = super::attributes::export_ignored(&self.path, &tree)?;
+        in_tree.retain(|path, _| !super::attributes::is_left_out(&ignored, path));
         let mut diff = super::legacy::TreeDiff::default();
         let mut seen = std::collections::BTreeSet::new();
         let mut pending = vec![copy.to_path_buf()];
@@ -348,10 +352,17 @@ impl Mirror {
         let tree = commit.tree()?;
         let seconds = u64::try_from(commit.time().seconds()).unwrap_or(0);
         let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+        let ignored = super::attributes::export_ignored(&self.path, &tree)
+            .context("cannot read the tree's .gitattributes")?;
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Entry>(512);
         std::thread::scope(|scope| {
             let writer = scope.spawn(move || write_entries(receiver, mtime));
-            let walked = self.walk_tree(&tree, dest, reuse, &sender);
+            let place = Place {
+                dir: dest,
+                within: String::new(),
+                reuse,
+            };
+            let walked = self.walk_tree(&tree, &place, &ignored, &sender);
             drop(sender);
             let written = writer
                 .join()
@@ -363,13 +374,16 @@ impl Mirror {
         })
     }
 
+    /// Sends what `tree` holds, written at `place`, less what `ignored` (paths in the tree,
+    /// directories with a trailing `/`) leaves out.
     fn walk_tree(
         &self,
         tree: &git2::Tree<'_>,
-        dir: &Path,
-        reuse: Option<&Path>,
+        place: &Place<'_>,
+        ignored: &HashSet<String>,
         out: &SyncSender<Entry>,
     ) -> anyhow::Result<()> {
+        let Place { dir, within, reuse } = place;
         for entry in tree.iter() {
             let name = std::str::from_utf8(entry.name_bytes())
                 .ok()
@@ -380,13 +394,26 @@ impl Mirror {
                         entry.name_bytes()
                     )
                 })?;
+            let in_tree = format!("{within}{name}");
+            let is_dir = matches!(
+                entry.kind(),
+                Some(ObjectType::Tree) | Some(ObjectType::Commit)
+            );
+            if ignored.contains(&in_tree) || (is_dir && ignored.contains(&format!("{in_tree}/"))) {
+                continue;
+            }
             let path: PathBuf = dir.join(name);
             let reused = reuse.map(|r| r.join(name));
             let item = match (entry.kind(), entry.filemode()) {
                 (Some(ObjectType::Tree), _) => {
                     send(out, Entry::Dir(path.clone()))?;
                     let subtree = self.repo.find_tree(entry.id())?;
-                    self.walk_tree(&subtree, &path, reused.as_deref(), out)?;
+                    let inner = Place {
+                        dir: &path,
+                        within: format!("{in_tree}/"),
+                        reuse: reused.as_deref(),
+                    };
+                    self.walk_tree(&subtree, &inner, ignored, out)?;
                     continue;
                 }
                 (Some(ObjectType::Blob), mode)
@@ -423,6 +450,14 @@ fn text(bytes: &[u8]) -> String {
 
 fn time(at: git2::Time) -> DateTime<Utc> {
     DateTime::from_timestamp(at.seconds(), 0).unwrap_or_default()
+}
+
+/// Where a tree is written: the directory, the tree's path in the commit (`""` or ending in
+/// `/`), and the same directory in a release to reuse files from.
+struct Place<'a> {
+    dir: &'a Path,
+    within: String,
+    reuse: Option<&'a Path>,
 }
 
 /// One thing to create, in tree order (a directory before what it holds).

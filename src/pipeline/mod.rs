@@ -1,6 +1,7 @@
 //! The steps of a deploy, on the filesystem and git only: it knows nothing of HTTP or SQL, so
 //! every step is tested on temporary directories.
 
+pub mod attributes;
 pub mod command;
 pub mod fetch;
 pub mod fsops;
