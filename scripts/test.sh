@@ -54,7 +54,7 @@ status=0
 log=$(mktemp)
 # Every test that skips writes why here (tests/helpers.rs `skip`); the closing lines list them.
 skips=$(mktemp)
-export CLUBDEPLOY_SKIP_LOG="$skips"
+export SKIPPED_TESTS_LOG="$skips"
 cargo test --locked 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary, the doc tests last).
 totals=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } } END { printf "%d passed, %d failed", p, f }' "$log")

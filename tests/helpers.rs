@@ -451,7 +451,7 @@ pub fn skip(message: &str) {
         panic!("{message}; CI must not skip it");
     }
     eprintln!("\n*** {message} ***\n");
-    if let Ok(log) = std::env::var("CLUBDEPLOY_SKIP_LOG") {
+    if let Ok(log) = std::env::var("SKIPPED_TESTS_LOG") {
         use std::io::Write;
         if let Ok(mut file) = std::fs::OpenOptions::new()
             .create(true)
