@@ -52,9 +52,10 @@ fn every_change_is_in_the_audit_log() {
             "{expected} missing from {actions:?}"
         );
     }
+    // The user of the process's uid, whatever $USER says.
     let actor = format!(
         "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        clubdeploy::cli::unix_user_name(rustix::process::getuid().as_raw()).unwrap()
     );
     assert!(rows.as_array().unwrap().iter().all(|r| r["actor"] == actor));
 
@@ -157,4 +158,52 @@ fn audit_verify_names_the_row_that_was_edited_deleted_or_inserted() {
     }
     std::fs::copy(&pristine, &db).unwrap();
     env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn the_command_line_is_recorded_as_the_unix_user_of_its_uid_not_user() {
+    let env = crate::helpers::TestEnv::new();
+    let me = clubdeploy::cli::unix_user_name(rustix::process::getuid().as_raw()).unwrap();
+    let webroot = env.webroot("a");
+    let out = env
+        .command(&["club", "add", "a", "--webroot", webroot.to_str().unwrap()])
+        .env("USER", "maria")
+        .env("LOGNAME", "maria")
+        .env_remove("SUDO_USER")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Under sudo (only root's SUDO_USER counts), the one who ran sudo is named beside it.
+    let webroot = env.webroot("b");
+    let out = env
+        .command(&["club", "add", "b", "--webroot", webroot.to_str().unwrap()])
+        .env("SUDO_USER", "alice")
+        .env_remove("USER")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_str(&env.ok(&["audit", "--json"])).unwrap();
+    let actor_of = |club: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["action"] == "club.added" && r["target"] == club)
+            .map(|r| r["actor"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(actor_of("a"), format!("cli:{me}"));
+    let expected = if rustix::process::getuid().is_root() {
+        "cli:root (sudo by alice)".to_owned()
+    } else {
+        format!("cli:{me}")
+    };
+    assert_eq!(actor_of("b"), expected);
 }
