@@ -382,6 +382,10 @@ impl Settings {
                     .into(),
             ));
         }
+        if let Some(address) = &self.health.connect_to {
+            crate::pipeline::health::parse_connect_to(address)
+                .map_err(|e| ConfigError(format!("`health.connect_to`: {e}")))?;
+        }
         if !self.health.path.starts_with('/') {
             return Err(ConfigError(format!(
                 "`health.path` {:?} must start with /",
