@@ -80,6 +80,9 @@ fn build_ours(releases: &Path, mirror: &Mirror, (tag, commit): &(ReleaseTag, Str
         env: &[],
         // What a deploy writes by default: the health probe.
         probe: Some("0000000000000000000000000000000000000000000000000000000000000000"),
+        recipe: None,
+        rebuild: false,
+        prefer: None,
     };
     let built = release::build(mirror, &spec, &mut Quiet).unwrap();
     let took = started.elapsed();

@@ -130,6 +130,7 @@ pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
             tag: ReleaseTag::parse(TAGS[0])?,
             targets: Targets::All,
             canary: None,
+            rebuild: false,
         };
         enqueue(conn, &first, "demo", None)?;
     }

@@ -116,7 +116,7 @@ impl Report {
     }
 }
 
-/// Per application, its built releases no club runs: name and size in bytes.
+/// Per application, the built releases prune would delete: name and size in bytes.
 type Unused = Vec<(String, Vec<(String, Option<u64>)>)>;
 
 /// Runs every check.
@@ -127,14 +127,15 @@ pub fn examine(settings: &Settings, pool: &DbPool) -> anyhow::Result<Report> {
         let statuses = inventory::status(settings, &mut conn, None)?;
         let mut unused = Vec::new();
         for app in settings.apps() {
-            if let Ok(rows) = inventory::releases(settings, app, &mut conn) {
-                let idle: Vec<(String, Option<u64>)> = rows
+            // What prune would delete, by prune's own rule.
+            let releases = crate::pipeline::release::list(&app.releases_dir)?;
+            let facts = inventory::prune_facts(settings, app, &mut conn)?;
+            let idle: Vec<(String, Option<u64>)> =
+                crate::pipeline::release::prunable(&releases, &facts, settings.keep_releases)
                     .into_iter()
-                    .filter(|r| r.built && r.clubs.is_empty())
-                    .map(|r| (r.name, r.bytes))
+                    .map(|r| (r.name.to_string(), Some(r.manifest.bytes)))
                     .collect();
-                unused.push((app.name.to_string(), idle));
-            }
+            unused.push((app.name.to_string(), idle));
         }
         (webroots, statuses, unused)
     };
@@ -1024,15 +1025,17 @@ fn clubs(settings: &Settings, statuses: &[ClubStatus], unused: &Unused, report: 
         }
     }
     for (app, idle) in unused {
-        if idle.len() > settings.keep_releases {
+        if !idle.is_empty() {
             fine = false;
             let bytes: u64 = idle.iter().filter_map(|(_, b)| *b).sum();
             report.add(
                 "clubs",
                 Level::Warning,
                 format!(
-                    "{} built releases of {app} run on no club ({}), more than keep_releases = {}",
+                    "{} built release{} of {app} ({}) no club runs or would roll back to, \
+                     beyond the keep_releases = {} kept",
                     idle.len(),
+                    if idle.len() == 1 { "" } else { "s" },
                     crate::opcache::mb(bytes),
                     settings.keep_releases
                 ),

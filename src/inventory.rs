@@ -563,3 +563,51 @@ fn row(name: String, tag: &ReleaseTag, commit: String) -> ReleaseRow {
         clubs: Vec::new(),
     }
 }
+
+/// How deep under `webroot_base` prune looks for links (`<base>/<club>/htdocs` is 2).
+const LINK_SCAN_DEPTH: usize = 3;
+
+/// What prune must know of `app`'s releases, read now: every release some webroot on disk
+/// resolves to (the clubs' webroots of any application, since a webroot pointed at another
+/// application's release by hand still holds it, and any other link under `webroot_base`: a
+/// club forgotten by the database still serves from its release), each club's rollback
+/// target from the release its link runs, when each release last ran and which were marked
+/// bad. See [`release::prunable`].
+pub fn prune_facts(
+    settings: &Settings,
+    app: &App,
+    conn: &mut SqliteConnection,
+) -> anyhow::Result<release::PruneFacts> {
+    use crate::db::switches;
+    let releases_dir = &app.releases_dir;
+    let mut in_use =
+        switch::releases_linked_under(&settings.webroot_base, LINK_SCAN_DEPTH, releases_dir)?;
+    let mut running = HashMap::new();
+    for club in clubs::webroots(conn, None)? {
+        if let Webroot::Release(name) = switch::inspect(club.webroot.as_ref(), releases_dir)? {
+            if club.app == app.name.as_str() {
+                running.insert((club.club_id, club.app), name.to_string());
+            }
+            in_use.insert(name);
+        }
+    }
+    let names = |list: Vec<String>| -> std::collections::HashSet<ReleaseName> {
+        list.iter()
+            .filter_map(|r| ReleaseName::parse(r).ok())
+            .collect()
+    };
+    let targets = switches::rollback_targets(conn, Some(app.name.as_str()), &running)?;
+    Ok(release::PruneFacts {
+        in_use,
+        rollback_targets: names(targets.into_values().collect()),
+        last_ran: switches::last_ran(conn, app.name.as_str())?
+            .into_iter()
+            .filter_map(|(r, at)| Some((ReleaseName::parse(&r).ok()?, at.and_utc())))
+            .collect(),
+        bad: names(
+            switches::bad_anywhere(conn, app.name.as_str())?
+                .into_iter()
+                .collect(),
+        ),
+    })
+}

@@ -86,6 +86,10 @@ enum Command {
         /// canary.
         #[arg(long = "canary", value_name = "SLUG")]
         canary: Vec<String>,
+        /// Build the release anew even when one of this tag with the same build recipe is
+        /// there (e.g. after a build tool changed outside the repository).
+        #[arg(long)]
+        rebuild: bool,
         /// Only say what the deploy would change (commits, files, warnings); change nothing
         /// and queue nothing.
         #[arg(long, conflicts_with = "detach")]
@@ -565,6 +569,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             app,
             targets,
             canary,
+            rebuild,
             dry_run,
             detach,
         } => {
@@ -618,6 +623,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                     tag,
                     targets,
                     canary,
+                    rebuild,
                 },
                 detach,
             )?;

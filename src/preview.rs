@@ -236,8 +236,7 @@ fn commit_of(app: &App, mirror: &Mirror, name: &str) -> Option<String> {
     if let Some(found) = release::read(&app.releases_dir.join(name), &parsed) {
         return Some(found.manifest.commit);
     }
-    let (_, short) = name.rsplit_once('-')?;
-    mirror.commit_by_prefix(short)
+    mirror.commit_by_prefix(parsed.short_commit())
 }
 
 /// "1 club", "3 clubs".

@@ -171,7 +171,7 @@ fn prune_and_keep_releases_count_per_application() {
     env.ok(&["deploy", "v1", "--app", "main", "--all"]);
     env.ok(&["deploy", "v1", "--app", "mobile", "--all"]);
     env.ok(&["deploy", "v2", "--app", "main", "--all"]);
-    // main: v1 unused, and one unused release is kept.
+    // main: v1 and v2 unused: v2 is every club's rollback target, v1 the one kept.
     env.ok(&["deploy", "v3", "--app", "main", "--all"]);
     let main_releases = |env: &TestEnv| {
         entries(&env.releases_dir())
@@ -181,17 +181,18 @@ fn prune_and_keep_releases_count_per_application() {
     };
     assert_eq!(
         main_releases(&env),
-        [env.release_name("v2"), env.release_name("v3")]
+        [
+            env.release_name("v1"),
+            env.release_name("v2"),
+            env.release_name("v3")
+        ]
     );
-    // mobile's unused v1 is mobile's one kept release: main's are not counted against it.
+    // mobile's unused v1 is mobile's rollback target: main's are not counted against it.
     env.ok(&["deploy", "v2", "--app", "mobile", "--all"]);
     assert_eq!(entries(&env.app_releases_dir("mobile")).len(), 2);
-    assert_eq!(
-        main_releases(&env),
-        [env.release_name("v2"), env.release_name("v3")]
-    );
+    assert_eq!(main_releases(&env).len(), 3);
     // A prune of every application deletes nothing more; with keep_releases = 0, a prune of
-    // mobile deletes mobile's v1 and nothing of main's.
+    // main deletes main's v1 (no club's rollback target) and nothing of mobile's.
     let out = env.ok(&["prune"]);
     assert!(
         out.contains("main: 0 releases deleted; mobile: 0 releases deleted"),
@@ -199,9 +200,12 @@ fn prune_and_keep_releases_count_per_application() {
     );
     env.config.keep_releases = 0;
     env.configure();
-    env.ok(&["prune", "--app", "mobile"]);
-    assert_eq!(entries(&env.app_releases_dir("mobile")).len(), 1);
-    assert_eq!(main_releases(&env).len(), 2);
+    env.ok(&["prune", "--app", "main"]);
+    assert_eq!(entries(&env.app_releases_dir("mobile")).len(), 2);
+    assert_eq!(
+        main_releases(&env),
+        [env.release_name("v2"), env.release_name("v3")]
+    );
     let served = mobile_webroot(&env, "c").join("index.php");
     assert_eq!(
         std::fs::read_to_string(served).unwrap(),

@@ -301,7 +301,7 @@ fn a_failing_reload_is_reported_and_nothing_is_pruned() {
 }
 
 #[test]
-fn prune_after_deploy_all_with_keep_zero_leaves_only_the_running_release() {
+fn prune_after_deploy_all_with_keep_zero_leaves_the_running_release_and_the_rollback_target() {
     let mut env = TestEnv::new();
     env.config.keep_releases = 0;
     env.configure();
@@ -309,11 +309,14 @@ fn prune_after_deploy_all_with_keep_zero_leaves_only_the_running_release() {
     for tag in ["v1", "v2", "v3"] {
         env.ok(&["deploy", tag, "--all"]);
     }
-    assert_eq!(env.release_entries(), vec![env.release_name("v3")]);
+    assert_eq!(
+        env.release_entries(),
+        vec![env.release_name("v2"), env.release_name("v3")]
+    );
 }
 
 #[test]
-fn prune_keeps_the_newest_unused_releases_and_every_linked_one() {
+fn prune_keeps_every_linked_release_and_every_clubs_rollback_target() {
     let mut env = TestEnv::new();
     env.config.keep_releases = 1;
     env.configure();
@@ -322,10 +325,15 @@ fn prune_keeps_the_newest_unused_releases_and_every_linked_one() {
     env.ok(&["deploy", "v2", "--club", "c"]);
     env.ok(&["deploy", "v3", "--club", "b"]);
     env.ok(&["deploy", "v3", "--all"]);
-    // v3 runs everywhere; of the unused v1 and v2, only the newer (v2) is kept.
+    // v3 runs everywhere; v1 is what a and b ran before it, v2 what c did: both stay,
+    // whatever keep_releases says.
     assert_eq!(
         env.release_entries(),
-        vec![env.release_name("v2"), env.release_name("v3")]
+        vec![
+            env.release_name("v1"),
+            env.release_name("v2"),
+            env.release_name("v3")
+        ]
     );
 }
 
@@ -380,9 +388,12 @@ fn prune_waits_for_the_reload_and_the_grace_period() {
     ));
     env.configure();
     env.add_clubs(&["a", "b"]);
+    env.more_tags(&["v4"]);
     env.ok(&["deploy", "v1", "--all"]);
+    // v1 is the clubs' rollback target until v3.
+    env.ok(&["deploy", "v2", "--all"]);
     let started = Instant::now();
-    let out = env.ok(&["deploy", "v2", "--all"]);
+    let out = env.ok(&["deploy", "v3", "--all"]);
     let took = started.elapsed();
     assert!(env.events().contains(&"reload-while-v1-exists".to_owned()));
     let (reload, prune) = (out.find("reload:").unwrap(), out.find("prune:").unwrap());
@@ -395,20 +406,23 @@ fn prune_waits_for_the_reload_and_the_grace_period() {
     assert!(!v1_dir.exists());
     assert_eq!(
         env.release_entries(),
-        vec![env.release_name("v2")],
+        vec![env.release_name("v2"), env.release_name("v3")],
         "trash left behind"
     );
 
     // `clubdeploy prune` alone reloads first (policy always), then waits, then deletes.
-    env.ok(&["deploy", "v3", "--club", "a"]);
-    env.ok(&["deploy", "v3", "--club", "b"]);
+    env.ok(&["deploy", "v4", "--club", "a"]);
+    env.ok(&["deploy", "v4", "--club", "b"]);
     let out = env.ok(&["prune"]);
     let (reload, prune) = (
         out.find("reload:").unwrap(),
         out.find("deleted release").unwrap(),
     );
     assert!(reload < prune, "{out}");
-    assert_eq!(env.release_entries(), vec![env.release_name("v3")]);
+    assert_eq!(
+        env.release_entries(),
+        vec![env.release_name("v3"), env.release_name("v4")]
+    );
 }
 
 #[test]
@@ -420,21 +434,25 @@ fn rollback_returns_to_the_previous_release_rebuilding_it_when_pruned() {
     for tag in ["v1", "v2", "v3"] {
         env.ok(&["deploy", tag, "--all"]);
     }
-    assert_eq!(env.release_entries(), vec![env.release_name("v3")]);
+    // The rollback target stays; v1 was pruned.
+    assert_eq!(
+        env.release_entries(),
+        vec![env.release_name("v2"), env.release_name("v3")]
+    );
 
     let out = env.ok(&["rollback", "zermatt"]);
     assert!(out.contains("rolled back from"), "{out}");
-    assert_eq!(
-        env.release_of("zermatt"),
-        env.release_name("v2"),
-        "rebuilt from its tag"
-    );
+    assert!(out.contains("already built"), "{out}");
+    assert_eq!(env.release_of("zermatt"), env.release_name("v2"));
     assert_eq!(env.served("zermatt"), "<?php echo 'version v2';\n");
     assert_eq!(env.release_of("davos"), env.release_name("v3"));
 
-    // v3 is now bad for zermatt, so the next rollback goes one further back.
-    env.ok(&["rollback", "zermatt"]);
+    // v3 is now bad for zermatt, so the next rollback goes one further back: to v1, which
+    // prune deleted, rebuilt from its tag.
+    let out = env.ok(&["rollback", "zermatt"]);
+    assert!(out.contains("built v1-"), "{out}");
     assert_eq!(env.release_of("zermatt"), env.release_name("v1"));
+    assert_eq!(env.served("zermatt"), "<?php echo 'version v1';\n");
     let error = env.fails(&["rollback", "zermatt"]);
     assert!(error.contains("no earlier release"), "{error}");
 

@@ -325,6 +325,30 @@ impl TestEnv {
         self.data.join("apps").join(app).join("releases")
     }
 
+    /// Adds a tag `tag` to the fixture repository: `files` (path, content) written on top of
+    /// the newest commit.
+    pub fn tag(&self, tag: &str, files: &[(&str, &str)]) {
+        let repo = Repository::open(&self.app).unwrap();
+        for (path, content) in files {
+            let path = self.app.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        let parent = repo.head().unwrap().peel_to_commit().unwrap().id();
+        let sig = Signature::now("Test", "test@example.invalid").unwrap();
+        commit_all_and_tag(&repo, &sig, Some(parent), tag, &format!("release {tag}"));
+    }
+
+    /// Adds `tags` after v3, each with an `index.php` that prints its name.
+    pub fn more_tags(&self, tags: &[&str]) {
+        for tag in tags {
+            self.tag(
+                tag,
+                &[("index.php", &format!("<?php echo 'version {tag}';\n"))],
+            );
+        }
+    }
+
     /// `club list --json`, parsed.
     pub fn clubs_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["club", "list", "--json"])).unwrap()

@@ -42,11 +42,21 @@ fn newest_job(env: &TestEnv) -> serde_json::Value {
 /// Deploys v1 to three clubs, then v2 with a crash at `point`; checks what the crash left
 /// (`left_behind` says what a crash there leaves), then that any command recovers.
 fn crash_then_recover(point: &str, left_behind: impl Fn(&TestEnv) -> bool) -> TestEnv {
+    crash_then_recover_after(point, left_behind, |_| {})
+}
+
+/// [`crash_then_recover`], with `prepare` run after v1 is deployed.
+fn crash_then_recover_after(
+    point: &str,
+    left_behind: impl Fn(&TestEnv) -> bool,
+    prepare: impl Fn(&mut TestEnv),
+) -> TestEnv {
     let mut env = TestEnv::new();
     env.config.keep_releases = 0;
     env.configure();
     env.add_clubs(&["a", "b", "c"]);
     env.ok(&["deploy", "v1", "--all"]);
+    prepare(&mut env);
     env.crash_at(&["deploy", "v2", "--all"], point);
     assert!(
         left_behind(&env),
@@ -83,7 +93,11 @@ fn crash_then_recover(point: &str, left_behind: impl Fn(&TestEnv) -> bool) -> Te
     for slug in ["a", "b", "c"] {
         assert_eq!(env.release_of(slug), env.release_name("v2"));
     }
-    assert_eq!(env.release_entries(), vec![env.release_name("v2")]);
+    // v1 stays: it is what every club would roll back to.
+    assert_eq!(
+        env.release_entries(),
+        vec![env.release_name("v1"), env.release_name("v2")]
+    );
     env
 }
 
@@ -139,29 +153,34 @@ fn a_crash_before_the_reload_is_recovered_with_the_reload() {
             .all(|s| env.release_of(s) == env.release_name("v2"))
     });
     // The v1 deploy; the v2 deploy that crashed before its reload; recovery finishing it with
-    // configtest and reload; the v2 deploy again, switching nothing, but reloading before it
-    // prunes v1 (its grace period counts from a reload).
+    // configtest and reload; the v2 deploy again, switching nothing and pruning nothing
+    // (v1 is every club's rollback target), so not reloading.
     assert_eq!(
         env.events(),
-        [
-            "configtest",
-            "reload",
-            "configtest",
-            "configtest",
-            "reload",
-            "configtest",
-            "reload"
-        ]
+        ["configtest", "reload", "configtest", "configtest", "reload"]
     );
 }
 
 #[test]
 fn a_crash_after_moving_a_release_to_trash_is_recovered() {
-    crash_then_recover("prune:after-trash", |env| {
-        entries(&env.releases_dir())
-            .iter()
-            .any(|n| n.starts_with(".trash-"))
-    });
+    // A release no club ever ran (its deploy stopped at the configtest) for prune to delete.
+    let prepare = |env: &mut TestEnv| {
+        let configtest = env.config.configtest.clone();
+        env.config.configtest = crate::helpers::sh("exit 1");
+        env.configure();
+        env.fails(&["deploy", "v3", "--all"]);
+        env.config.configtest = configtest;
+        env.configure();
+    };
+    crash_then_recover_after(
+        "prune:after-trash",
+        |env| {
+            entries(&env.releases_dir())
+                .iter()
+                .any(|n| n.starts_with(".trash-"))
+        },
+        prepare,
+    );
 }
 
 #[derive(QueryableByName, Debug)]
@@ -308,6 +327,7 @@ fn a_job_queued_in_process_wakes_the_worker_without_waiting_for_a_poll() {
         tag: ReleaseTag::parse(tag).unwrap(),
         targets: Targets::All,
         canary: None,
+        rebuild: false,
     };
     let enqueue = |spec: &JobSpec| {
         clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), spec, "test", None).unwrap()

@@ -5,9 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use git2::{Repository, Signature};
-
-use crate::helpers::{TestEnv, commit_all_and_tag};
+use crate::helpers::TestEnv;
 
 /// Every file and link under `root`, relative, sorted (directories not listed).
 fn files_under(root: &Path) -> BTreeSet<String> {
@@ -55,25 +53,11 @@ fn archived(repo: &Path, tag: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Adds a tag `tag` to the fixture repository with `files` (path, content) on top of v3.
-fn tag_with(env: &TestEnv, tag: &str, files: &[(&str, &str)]) {
-    let repo = Repository::open(&env.app).unwrap();
-    for (path, content) in files {
-        let path = env.app.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, content).unwrap();
-    }
-    let parent = repo.head().unwrap().peel_to_commit().unwrap().id();
-    let sig = Signature::now("Test", "test@example.invalid").unwrap();
-    commit_all_and_tag(&repo, &sig, Some(parent), tag, &format!("release {tag}"));
-}
-
 #[test]
 fn a_release_holds_exactly_what_git_archive_gives() {
     let env = TestEnv::new();
     env.add_clubs(&["a"]);
-    tag_with(
-        &env,
+    env.tag(
         "v4",
         &[
             (
@@ -136,8 +120,7 @@ fn the_doctor_warns_of_development_files_a_release_publishes() {
     let env = TestEnv::new();
     env.add_clubs(&["a"]);
     // No .gitattributes: the test suite and the lock file are published.
-    tag_with(
-        &env,
+    env.tag(
         "v4",
         &[
             ("tests/unit/a.php", "<?php\n"),
@@ -167,5 +150,127 @@ fn the_doctor_warns_of_development_files_a_release_publishes() {
             .any(|l| l.contains("publishes development files")
                 && l.contains(&env.release_name("v3"))),
         "{text}"
+    );
+}
+
+#[test]
+fn prune_keeps_what_a_rollback_needs_and_never_counts_bad_or_unused_builds() {
+    let mut env = TestEnv::new();
+    env.config.keep_releases = 1;
+    env.configure();
+    env.more_tags(&["v4", "v5"]);
+    env.add_clubs(&["a", "b"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.ok(&["deploy", "v2", "--all"]);
+    // A failed try: v3 on a, rolled back (marked bad for a).
+    env.ok(&["deploy", "v3", "--club", "a"]);
+    env.ok(&["rollback", "a"]);
+    assert_eq!(env.release_of("a"), env.release_name("v2"));
+    // A build no club ever ran: the configtest stops the deploy after it.
+    let configtest = env.config.configtest.clone();
+    env.config.configtest = crate::helpers::sh("exit 1");
+    env.configure();
+    env.fails(&["deploy", "v4", "--all"]);
+    assert!(env.releases_dir().join(env.release_name("v4")).is_dir());
+    env.config.configtest = configtest;
+    env.configure();
+
+    // v5 to all: v2 (what every club ran a moment ago, their rollback target) stays; of the
+    // others, the one a club ran last (v1) is the one kept; the bad v3 and the unused v4 go,
+    // though both were built after v1 and v2.
+    env.ok(&["deploy", "v5", "--all"]);
+    let mut expected: Vec<String> = ["v1", "v2", "v5"]
+        .iter()
+        .map(|t| env.release_name(t))
+        .collect();
+    expected.sort();
+    assert_eq!(env.release_entries(), expected);
+    // The rollback finds its release built.
+    let out = env.ok(&["rollback", "b"]);
+    assert!(out.contains("already built"), "{out}");
+    assert_eq!(env.release_of("b"), env.release_name("v2"));
+    // The doctor counts what prune would delete by the same rule: nothing now.
+    let doctor = env.command(&["doctor"]).output().unwrap();
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        !text.contains("no club runs or would roll back to"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_changed_build_recipe_builds_the_release_anew_and_rebuild_forces_it() {
+    let mut env = TestEnv::new();
+    env.config.build_commands = vec![crate::helpers::sh("echo one > built.txt")];
+    env.configure();
+    env.add_clubs(&["a"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let first = env.release_name("v1");
+    assert_eq!(env.release_of("a"), first);
+    let built_file = env.webroot("a").join("built.txt");
+    let built = || std::fs::read_to_string(&built_file).unwrap();
+    assert_eq!(built(), "one\n");
+    // The same recipe: reused.
+    let out = env.ok(&["deploy", "v1", "--all"]);
+    assert!(out.contains("already built"), "{out}");
+
+    env.config.build_commands = vec![crate::helpers::sh("echo two > built.txt")];
+    env.configure();
+    let out = env.ok(&["deploy", "v1", "--all"]);
+    assert!(out.contains("building anew"), "{out}");
+    let second = format!("{first}-b2");
+    assert_eq!(env.release_of("a"), second);
+    assert_eq!(built(), "two\n");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            env.releases_dir()
+                .join(&second)
+                .join(".clubdeploy-release.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        manifest["recipe"].as_str().is_some_and(|r| r.len() == 16),
+        "{manifest}"
+    );
+    assert_eq!(manifest["tag"], "v1");
+
+    // --rebuild builds anew with the same recipe.
+    let out = env.ok(&["deploy", "v1", "--all", "--rebuild"]);
+    assert!(out.contains("--rebuild"), "{out}");
+    assert_eq!(env.release_of("a"), format!("{first}-b3"));
+    // A rollback goes to exactly the build the club ran before, not to a new one.
+    env.ok(&["rollback", "a"]);
+    assert_eq!(env.release_of("a"), second);
+}
+
+#[test]
+fn files_a_build_command_left_alone_stay_linked_to_the_previous_release() {
+    use std::os::unix::fs::MetadataExt;
+    let mut env = TestEnv::new();
+    env.config.build_commands = vec![crate::helpers::sh(
+        "cp index.php copy.php && echo same > generated.txt",
+    )];
+    env.configure();
+    env.add_clubs(&["a"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let out = env.ok(&["deploy", "v2", "--all"]);
+    assert!(out.contains("share its copy"), "{out}");
+    let file = |tag: &str, path: &str| env.releases_dir().join(env.release_name(tag)).join(path);
+    let inode = |tag: &str, path: &str| std::fs::metadata(file(tag, path)).unwrap().ino();
+    // Unchanged by git and by the build: one inode for both releases.
+    assert_eq!(inode("v1", "bin/tool"), inode("v2", "bin/tool"));
+    assert_eq!(inode("v1", "generated.txt"), inode("v2", "generated.txt"));
+    // Changed: each its own, with its own content.
+    assert_ne!(inode("v1", "index.php"), inode("v2", "index.php"));
+    assert_ne!(inode("v1", "copy.php"), inode("v2", "copy.php"));
+    assert_eq!(
+        std::fs::read_to_string(file("v2", "copy.php")).unwrap(),
+        "<?php echo 'version v2';\n"
+    );
+    assert_eq!(
+        std::fs::metadata(file("v2", "bin/tool")).unwrap().mode() & 0o777,
+        0o755
     );
 }

@@ -448,6 +448,7 @@ fn a_running_job_keeps_no_database_connection_while_it_builds() {
         tag: clubdeploy::domain::ReleaseTag::parse("v1").unwrap(),
         targets: clubdeploy::domain::Targets::All,
         canary: None,
+        rebuild: false,
     };
     clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), &spec, "test", None).unwrap();
     let worker = {

@@ -224,6 +224,7 @@ impl Panel {
             tag: ReleaseTag::parse("v3").unwrap(),
             targets: Targets::All,
             canary: None,
+            rebuild: false,
         };
         let conn = &mut self.pool.get().unwrap();
         clubdeploy::jobs::enqueue::enqueue(conn, &spec, "setup", None).unwrap();

@@ -109,8 +109,23 @@ pub fn history(conn: &mut SqliteConnection, club_id: i32, app: &str) -> QueryRes
         .load(conn)
 }
 
-/// The switch to the release a club's webroot of `app` would roll back to: the newest in its
-/// history that is not `current` and was not rolled back from (marked bad).
+/// The rule of a club's previous release: the newest in its history (`newest_first`) that it
+/// does not run now (`current`, as read from its link on disk) and was not rolled back from
+/// (`bad`). The rollback job, the rollback page, the clubs page and prune all ask this.
+pub fn previous_of<T>(
+    newest_first: impl IntoIterator<Item = T>,
+    release: impl Fn(&T) -> &str,
+    current: &str,
+    bad: &HashSet<String>,
+) -> Option<T> {
+    newest_first.into_iter().find(|item| {
+        let to = release(item);
+        to != current && !bad.contains(to)
+    })
+}
+
+/// The switch to the release a club's webroot of `app` would roll back to from `current`
+/// (see [`previous_of`]).
 pub fn previous(
     conn: &mut SqliteConnection,
     club_id: i32,
@@ -118,9 +133,109 @@ pub fn previous(
     current: &str,
 ) -> QueryResult<Option<Switch>> {
     let bad = bad_for(conn, club_id, app)?;
-    Ok(history(conn, club_id, app)?
+    Ok(previous_of(
+        history(conn, club_id, app)?,
+        |s| s.to_release.as_str(),
+        current,
+        &bad,
+    ))
+}
+
+/// Every club's rollback target per application, from what each runs now as read from disk
+/// (`current`; a webroot missing there has none): [`previous_of`] over each club's releases
+/// by their newest switch, in two queries for all clubs.
+pub fn rollback_targets(
+    conn: &mut SqliteConnection,
+    app: Option<&str>,
+    current: &HashMap<ClubAppKey, String>,
+) -> QueryResult<HashMap<ClubAppKey, String>> {
+    let mut query = switches::table
+        .group_by((switches::club_id, switches::app, switches::to_release))
+        .select((
+            switches::club_id,
+            switches::app,
+            switches::to_release,
+            diesel::dsl::max(switches::id),
+        ))
+        .into_boxed();
+    let mut marks = bad_releases::table
+        .select((
+            bad_releases::club_id,
+            bad_releases::app,
+            bad_releases::release,
+        ))
+        .into_boxed();
+    if let Some(app) = app {
+        query = query.filter(switches::app.eq(app));
+        marks = marks.filter(bad_releases::app.eq(app));
+    }
+    let rows: Vec<(i32, String, String, Option<i32>)> = query.load(conn)?;
+    let mut bad: HashMap<ClubAppKey, HashSet<String>> = HashMap::new();
+    for (club, app, release) in marks.load::<(i32, String, String)>(conn)? {
+        bad.entry((club, app)).or_default().insert(release);
+    }
+    let mut runs: HashMap<ClubAppKey, Vec<(i32, String)>> = HashMap::new();
+    for (club, app, release, last) in rows {
+        runs.entry((club, app))
+            .or_default()
+            .push((last.unwrap_or(0), release));
+    }
+    let none = HashSet::new();
+    Ok(runs
         .into_iter()
-        .find(|s| s.to_release != current && !bad.contains(&s.to_release)))
+        .filter_map(|(key, mut releases)| {
+            let now = current.get(&key)?;
+            releases.sort_by_key(|(last, _)| std::cmp::Reverse(*last));
+            let bad = bad.get(&key).unwrap_or(&none);
+            let (_, to) = previous_of(releases, |(_, r)| r.as_str(), now, bad)?;
+            Some((key, to))
+        })
+        .collect())
+}
+
+/// When a club last ran each release of `app`: its newest switch to it or away from it.
+pub fn last_ran(
+    conn: &mut SqliteConnection,
+    app: &str,
+) -> QueryResult<HashMap<String, NaiveDateTime>> {
+    let to: Vec<(String, Option<NaiveDateTime>)> = switches::table
+        .filter(switches::app.eq(app))
+        .group_by(switches::to_release)
+        .select((
+            switches::to_release,
+            diesel::dsl::max(switches::switched_at),
+        ))
+        .load(conn)?;
+    let from: Vec<(Option<String>, Option<NaiveDateTime>)> = switches::table
+        .filter(switches::app.eq(app))
+        .filter(switches::from_release.is_not_null())
+        .group_by(switches::from_release)
+        .select((
+            switches::from_release,
+            diesel::dsl::max(switches::switched_at),
+        ))
+        .load(conn)?;
+    let mut last: HashMap<String, NaiveDateTime> = HashMap::new();
+    let found = to
+        .into_iter()
+        .filter_map(|(r, at)| Some((r, at?)))
+        .chain(from.into_iter().filter_map(|(r, at)| Some((r?, at?))));
+    for (release, at) in found {
+        let entry = last.entry(release).or_insert(at);
+        *entry = (*entry).max(at);
+    }
+    Ok(last)
+}
+
+/// The releases of `app` marked bad for any club.
+pub fn bad_anywhere(conn: &mut SqliteConnection, app: &str) -> QueryResult<HashSet<String>> {
+    Ok(bad_releases::table
+        .filter(bad_releases::app.eq(app))
+        .select(bad_releases::release)
+        .distinct()
+        .load::<String>(conn)?
+        .into_iter()
+        .collect())
 }
 
 /// The commit a release of `app` was built from, from any club's history.
@@ -191,23 +306,24 @@ pub fn latest_per_club(conn: &mut SqliteConnection) -> QueryResult<HashMap<ClubA
         .collect())
 }
 
-/// Each club's rollback target per application as the database knows it: the newest release
-/// in its history that it does not run now and was not rolled back from. (A rollback job
-/// checks the disk.)
-pub fn rollback_targets(conn: &mut SqliteConnection) -> QueryResult<HashMap<ClubAppKey, String>> {
-    let rows: Vec<Switch> = diesel::sql_query(
-        "SELECT * FROM switches WHERE id IN ( \
-           SELECT MAX(s.id) FROM switches s \
-           JOIN webroots w ON w.club_id = s.club_id AND w.app = s.app \
-           WHERE (w.current_release IS NULL OR s.to_release <> w.current_release) \
-             AND NOT EXISTS (SELECT 1 FROM bad_releases b \
-                             WHERE b.club_id = s.club_id AND b.app = s.app \
-                               AND b.release = s.to_release) \
-           GROUP BY s.club_id, s.app)",
-    )
-    .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|s| ((s.club_id, s.app), s.to_release))
-        .collect())
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::previous_of;
+
+    #[test]
+    fn the_previous_release_is_the_newest_other_one_not_rolled_back_from() {
+        let history = ["v4", "v3", "v2", "v3", "v1"];
+        let bad: HashSet<String> = ["v3".to_owned()].into();
+        let previous = |current: &str, bad: &HashSet<String>| {
+            previous_of(history, |r| r, current, bad).map(str::to_owned)
+        };
+        assert_eq!(previous("v4", &HashSet::new()).as_deref(), Some("v3"));
+        assert_eq!(previous("v4", &bad).as_deref(), Some("v2"));
+        // Under drift (a link changed by hand to v2), the previous is read from that.
+        assert_eq!(previous("v2", &bad).as_deref(), Some("v4"));
+        let all_bad: HashSet<String> = ["v1", "v2", "v3"].map(str::to_owned).into();
+        assert_eq!(previous("v4", &all_bad), None);
+    }
 }

@@ -22,6 +22,8 @@ pub enum JobSpec {
         /// The clubs that go first and must pass their health check before any other is
         /// touched; `None`: `[rollout] canary` (those of them the deploy reaches).
         canary: Option<Vec<ClubSlug>>,
+        /// Build the release anew even when one with the same recipe exists.
+        rebuild: bool,
     },
     Rollback {
         app: AppName,
@@ -71,6 +73,8 @@ enum StoredSpec {
         clubs: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         canary: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        rebuild: bool,
     },
     Rollback {
         #[serde(default = "main_app")]
@@ -109,7 +113,31 @@ enum StoredSpec {
     },
 }
 
+impl Targets {
+    /// A deploy to these targets, as the reload rule reads it.
+    pub fn switch_scope(&self) -> super::SwitchScope {
+        match self {
+            Targets::All => super::SwitchScope::AllClubs,
+            Targets::Clubs(_) => super::SwitchScope::SomeClubs,
+        }
+    }
+}
+
 impl JobSpec {
+    /// What this job's switches are, for the reload rule ([`super::ReloadPolicy::reloads`]):
+    /// the run of the job and the recovery of an interrupted one both ask this.
+    pub fn switch_scope(&self) -> super::SwitchScope {
+        use super::SwitchScope;
+        match self {
+            JobSpec::Deploy { targets, .. } => targets.switch_scope(),
+            JobSpec::Rollback { .. } | JobSpec::Adopt { .. } | JobSpec::UndoAdopt { .. } => {
+                SwitchScope::SomeClubs
+            }
+            JobSpec::PutBack { .. } | JobSpec::Prune { .. } => SwitchScope::Repair,
+            JobSpec::Fetch { .. } | JobSpec::PurgeLegacy { .. } => SwitchScope::Nothing,
+        }
+    }
+
     /// The kind, as stored and shown.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -167,7 +195,9 @@ impl JobSpec {
                 tag,
                 targets,
                 canary,
+                rebuild,
             } => StoredSpec::Deploy {
+                rebuild: *rebuild,
                 canary: canary
                     .as_ref()
                     .map(|slugs| slugs.iter().map(|s| s.to_string()).collect()),
@@ -222,7 +252,9 @@ impl JobSpec {
                 tag,
                 clubs,
                 canary,
+                rebuild,
             } => JobSpec::Deploy {
+                rebuild,
                 canary: canary
                     .map(|slugs| slugs.iter().map(|s| ClubSlug::parse(s)).collect())
                     .transpose()?,
@@ -379,6 +411,62 @@ mod tests {
     use super::*;
 
     #[test]
+    fn whether_a_job_reloads_is_one_answer_per_kind_and_policy() {
+        use crate::domain::ReloadPolicy::{AfterAll, Always, Never};
+        let app = AppName::main;
+        let club = || ClubSlug::parse("a").unwrap();
+        let tag = || ReleaseTag::parse("v2").unwrap();
+        let deploy = |targets| JobSpec::Deploy {
+            app: app(),
+            tag: tag(),
+            targets,
+            canary: None,
+            rebuild: false,
+        };
+        // (job, reloads under always, after_all, never)
+        let cases = [
+            (deploy(Targets::All), [true, true, false]),
+            (deploy(Targets::Clubs(vec![club()])), [true, false, false]),
+            (
+                JobSpec::Rollback {
+                    app: app(),
+                    club: club(),
+                    to: None,
+                },
+                [true, false, false],
+            ),
+            (
+                JobSpec::Adopt {
+                    app: app(),
+                    club: club(),
+                    tag: tag(),
+                },
+                [true, false, false],
+            ),
+            (
+                JobSpec::UndoAdopt {
+                    app: app(),
+                    club: club(),
+                },
+                [true, false, false],
+            ),
+            // Putting clubs back must be live, whatever was deployed; prune must free the
+            // releases it deletes.
+            (JobSpec::PutBack { app: app(), job: 1 }, [true, true, false]),
+            (JobSpec::Prune { app: None }, [true, true, false]),
+            (JobSpec::Fetch { app: None }, [false, false, false]),
+            (
+                JobSpec::purge_legacy(app(), "a", "a.2026-01-01T00:00:00Z").unwrap(),
+                [false, false, false],
+            ),
+        ];
+        for (spec, expected) in cases {
+            let got = [Always, AfterAll, Never].map(|p| p.reloads(spec.switch_scope()));
+            assert_eq!(got, expected, "{}", spec.kind());
+        }
+    }
+
+    #[test]
     fn job_specs_survive_the_database_round_trip() {
         let app = || AppName::parse("mobile").unwrap();
         let specs = [
@@ -387,18 +475,21 @@ mod tests {
                 tag: ReleaseTag::parse("v2").unwrap(),
                 targets: Targets::All,
                 canary: None,
+                rebuild: false,
             },
             JobSpec::Deploy {
                 app: app(),
                 tag: ReleaseTag::parse("v2").unwrap(),
                 targets: Targets::All,
                 canary: Some(vec![ClubSlug::parse("a").unwrap()]),
+                rebuild: true,
             },
             JobSpec::Deploy {
                 app: AppName::main(),
                 tag: ReleaseTag::parse("v2").unwrap(),
                 targets: Targets::Clubs(vec![ClubSlug::parse("a").unwrap()]),
                 canary: Some(Vec::new()),
+                rebuild: false,
             },
             JobSpec::Rollback {
                 app: app(),

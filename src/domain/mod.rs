@@ -46,13 +46,64 @@ pub enum ReloadPolicy {
     Never,
 }
 
+/// What a job's switches are, as the reload rule reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchScope {
+    /// A deploy to every club.
+    AllClubs,
+    /// Some clubs move on purpose: a deploy to some, a rollback, an adopt or its undo.
+    SomeClubs,
+    /// The web server must let go of what is being undone or deleted: clubs put back after a
+    /// failure, releases about to be pruned.
+    Repair,
+    /// The job switches nothing (fetch, purge of a legacy copy).
+    Nothing,
+}
+
 impl ReloadPolicy {
-    /// Whether a job that switched clubs (all of them, or not) reloads under this policy.
+    /// Whether a job whose switches are `scope` reloads the web server under this policy: the
+    /// one rule the run, recovery, previews and confirmations all ask.
+    pub fn reloads(self, scope: SwitchScope) -> bool {
+        match (self, scope) {
+            (_, SwitchScope::Nothing) | (ReloadPolicy::Never, _) => false,
+            (ReloadPolicy::Always, _) => true,
+            (ReloadPolicy::AfterAll, scope) => scope != SwitchScope::SomeClubs,
+        }
+    }
+
+    /// [`ReloadPolicy::reloads`] for a deploy to all clubs or to some.
     pub fn reloads_after(self, all_clubs: bool) -> bool {
-        match self {
-            ReloadPolicy::Always => true,
-            ReloadPolicy::AfterAll => all_clubs,
-            ReloadPolicy::Never => false,
+        self.reloads(if all_clubs {
+            SwitchScope::AllClubs
+        } else {
+            SwitchScope::SomeClubs
+        })
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::{ReloadPolicy, SwitchScope};
+
+    #[test]
+    fn every_policy_and_scope_has_one_answer() {
+        use ReloadPolicy::*;
+        use SwitchScope::*;
+        for (policy, scope, reloads) in [
+            (Always, AllClubs, true),
+            (Always, SomeClubs, true),
+            (Always, Repair, true),
+            (Always, Nothing, false),
+            (AfterAll, AllClubs, true),
+            (AfterAll, SomeClubs, false),
+            (AfterAll, Repair, true),
+            (AfterAll, Nothing, false),
+            (Never, AllClubs, false),
+            (Never, SomeClubs, false),
+            (Never, Repair, false),
+            (Never, Nothing, false),
+        ] {
+            assert_eq!(policy.reloads(scope), reloads, "{policy:?} {scope:?}");
         }
     }
 }

@@ -49,12 +49,14 @@ impl fmt::Display for ReleaseTag {
     }
 }
 
-/// The name of a release directory: `<tag>-<first 8 hex digits of the commit>`.
+/// The name of a release directory: `<tag>-<first 8 hex digits of the commit>`, and for a
+/// second or later build of the same commit (another build recipe, or `--rebuild`)
+/// `<tag>-<sha8>-b<n>` with n from 2.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReleaseName(String);
 
 impl ReleaseName {
-    /// The release built from `tag` at `commit` (a full hex object id).
+    /// The first release built from `tag` at `commit` (a full hex object id).
     pub fn new(tag: &ReleaseTag, commit: &str) -> Result<ReleaseName, InvalidInput> {
         let short = commit
             .get(..8)
@@ -63,14 +65,23 @@ impl ReleaseName {
         Ok(ReleaseName(format!("{tag}-{short}")))
     }
 
-    /// Parses a directory name such as `v2.4.1-3f2a9c1d`.
+    /// The `n`th build (n ≥ 2) of the same tag and commit as this first one.
+    pub fn nth_build(&self, n: u32) -> ReleaseName {
+        ReleaseName(format!("{}-b{n}", self.first_build().0))
+    }
+
+    /// Parses a directory name such as `v2.4.1-3f2a9c1d` or `v2.4.1-3f2a9c1d-b2`.
     pub fn parse(s: &str) -> Result<ReleaseName, InvalidInput> {
         let invalid = || {
             InvalidInput(format!(
                 "{s:?} is not a release name (a tag, a dash and 8 hex digits, e.g. v2.4.1-3f2a9c1d)"
             ))
         };
-        let (tag, short) = s.rsplit_once('-').ok_or_else(invalid)?;
+        let (first, build) = split_build(s);
+        if build.is_some_and(|n| n < 2) {
+            return Err(invalid());
+        }
+        let (tag, short) = first.rsplit_once('-').ok_or_else(invalid)?;
         if short.len() != 8 || !is_lower_hex(short) {
             return Err(invalid());
         }
@@ -80,14 +91,41 @@ impl ReleaseName {
 
     /// The tag part of the name.
     pub fn tag(&self) -> ReleaseTag {
-        let (tag, _) = self.0.rsplit_once('-').expect("checked in parse");
+        let first = split_build(&self.0).0;
+        let (tag, _) = first.rsplit_once('-').expect("checked in parse");
         ReleaseTag(tag.to_owned())
+    }
+
+    /// The 8 hex digits of the commit in the name.
+    pub fn short_commit(&self) -> &str {
+        let first = split_build(&self.0).0;
+        first.rsplit_once('-').expect("checked in parse").1
+    }
+
+    /// The name of the first build of the same tag and commit (itself when it is one).
+    pub fn first_build(&self) -> ReleaseName {
+        ReleaseName(split_build(&self.0).0.to_owned())
     }
 
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// `<first>-b<n>` into the first build's name and n; a name without such a suffix is a first
+/// build. (A first build's last part is 8 hex digits, never `b` and a number.)
+fn split_build(s: &str) -> (&str, Option<u32>) {
+    if let Some((first, last)) = s.rsplit_once('-')
+        && let Some(digits) = last.strip_prefix('b')
+        && !digits.is_empty()
+        && digits.len() <= 4
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return (first, digits.parse().ok());
+    }
+    (s, None)
 }
 
 fn is_lower_hex(s: &str) -> bool {
@@ -147,6 +185,29 @@ mod tests {
         assert_eq!(name.as_str(), "v2.4.1-3f2a9c1d");
         assert_eq!(name.tag(), tag);
         assert_eq!(ReleaseName::parse("v2.4.1-3f2a9c1d").unwrap(), name);
+    }
+
+    #[test]
+    fn a_later_build_of_the_same_commit_has_a_build_number() {
+        let tag = ReleaseTag::parse("v1-b2").unwrap();
+        let first = ReleaseName::new(&tag, "3f2a9c1d00112233445566778899aabbccddeeff").unwrap();
+        assert_eq!(first.as_str(), "v1-b2-3f2a9c1d");
+        let second = first.nth_build(2);
+        assert_eq!(second.as_str(), "v1-b2-3f2a9c1d-b2");
+        assert_eq!(ReleaseName::parse("v1-b2-3f2a9c1d-b2").unwrap(), second);
+        assert_eq!(second.tag(), tag);
+        assert_eq!(second.first_build(), first);
+        assert_eq!(second.short_commit(), "3f2a9c1d");
+        assert_eq!(first.first_build(), first);
+        assert_eq!(second.nth_build(3).as_str(), "v1-b2-3f2a9c1d-b3");
+        for bad in [
+            "v1-3f2a9c1d-b1",
+            "v1-3f2a9c1d-b0",
+            "v1-3f2a9c1d-b02",
+            "v1-3f2a9c1d-bx",
+        ] {
+            assert!(ReleaseName::parse(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

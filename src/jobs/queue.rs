@@ -10,7 +10,7 @@ use super::log::JobLog;
 use super::run::{self, Job};
 use crate::config::Settings;
 use crate::db::{self, DbPool, audit, audit_anchor, clubs, jobs, switches};
-use crate::domain::{JobSpec, JobStatus, Targets};
+use crate::domain::{JobSpec, JobStatus};
 use crate::pipeline::lock::DeployLock;
 use crate::pipeline::recovery;
 use crate::pipeline::release;
@@ -97,16 +97,9 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
     }
     // A switch without its reload leaves PHP serving old and new code mixed: finish it.
     let spec = JobSpec::from_json(&job.params).ok();
-    let reloads = match &spec {
-        Some(JobSpec::Deploy { targets, .. }) => settings
-            .reload
-            .policy
-            .reloads_after(*targets == Targets::All),
-        Some(JobSpec::Rollback { .. } | JobSpec::Adopt { .. } | JobSpec::UndoAdopt { .. }) => {
-            settings.reload.policy.reloads_after(false)
-        }
-        _ => false,
-    };
+    let reloads = spec
+        .as_ref()
+        .is_some_and(|spec| settings.reload.policy.reloads(spec.switch_scope()));
     if reloads && (during == "switch" || during == "reload") {
         let mut run_job = Job {
             settings,
@@ -265,10 +258,11 @@ pub fn run_next(
                             tag,
                             targets,
                             canary,
+                            rebuild,
                             ..
                         },
                         Some(app),
-                    ) => run::deploy(&mut run_job, app, tag, targets, canary.as_deref()),
+                    ) => run::deploy(&mut run_job, app, tag, targets, canary.as_deref(), *rebuild),
                     (JobSpec::Rollback { club, to, .. }, Some(app)) => {
                         run::rollback(&mut run_job, app, club, to.as_deref())
                     }

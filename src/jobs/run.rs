@@ -10,14 +10,12 @@ use diesel::SqliteConnection;
 use crate::config::{App, OnFailure, Settings};
 use crate::db::clubs::ClubApp;
 use crate::db::{self, DbConn, DbPool, audit, clubs, switches};
-use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, Targets};
+use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, SwitchScope, Targets};
+use crate::inventory;
 use crate::pipeline::git::{self, Mirror};
 use crate::pipeline::release::{self, BuildSpec, Built, Release};
 use crate::pipeline::switch::{self, Webroot};
 use crate::pipeline::{Progress, Step, command, health};
-
-/// How deep under `webroot_base` prune looks for links (`<base>/<club>/htdocs` is 2).
-const LINK_SCAN_DEPTH: usize = 3;
 
 /// Everything a job needs to run.
 pub struct Job<'a> {
@@ -69,6 +67,7 @@ pub fn deploy(
     tag: &ReleaseTag,
     targets: &Targets,
     canary: Option<&[ClubSlug]>,
+    rebuild: bool,
 ) -> anyhow::Result<String> {
     let all = *targets == Targets::All;
     let clubs = target_clubs(&mut *job.conn()?, app, targets)?;
@@ -100,14 +99,14 @@ pub fn deploy(
         &commit[..8],
         if fetched { "fetched" } else { "already known" }
     ));
-    let release = build(job, app, &mirror, tag, &commit)?;
+    let release = build(job, app, &mirror, tag, &commit, Wanted::Fresh { rebuild })?;
 
     let releases_dir = &app.releases_dir;
     let any_to_switch = clubs.iter().any(|club| {
         let on_disk = switch::inspect(club.webroot.as_ref(), releases_dir);
         !matches!(on_disk, Ok(Webroot::Release(name)) if name == release.name)
     });
-    let reload = job.settings.reload.policy.reloads_after(all);
+    let reload = job.settings.reload.policy.reloads(targets.switch_scope());
     if reload && any_to_switch {
         preflight(job)?;
     }
@@ -467,7 +466,7 @@ fn put_back(
         let done = switch_clubs(job, app, group, &previous, kind, Some(&release.name), None)?;
         back.push((previous, done, group.clone()));
     }
-    let reload = job.settings.reload.policy != crate::domain::ReloadPolicy::Never;
+    let reload = job.settings.reload.policy.reloads(SwitchScope::Repair);
     if reload && !back.is_empty() {
         preflight(job)?;
         let proving = back.iter().all(|(p, ..)| p.manifest.probe.is_some());
@@ -609,7 +608,14 @@ pub fn rollback(
     if target == current {
         bail!("club {slug} already runs {target}");
     }
-    let release = build(job, app, &mirror, &target.tag(), &commit)?;
+    let release = build(
+        job,
+        app,
+        &mirror,
+        &target.tag(),
+        &commit,
+        Wanted::Exactly(&target),
+    )?;
     let reload = preflight_single_club(job)?;
     let clubs = std::slice::from_ref(&club);
     let done = switch_clubs(job, app, clubs, &release, "rollback", Some(&current), None)?;
@@ -679,7 +685,14 @@ pub fn adopt(
     let mirror = git::open_mirror(app)?;
     job.progress.step(Step::Fetch);
     let (commit, _) = mirror.ensure_tag(tag, job.progress)?;
-    let release = build(job, app, &mirror, tag, &commit)?;
+    let release = build(
+        job,
+        app,
+        &mirror,
+        tag,
+        &commit,
+        Wanted::Fresh { rebuild: false },
+    )?;
 
     job.progress.step(Step::Compare);
     let diff = crate::pipeline::legacy::compare_trees(&webroot, &release.dir)
@@ -1004,12 +1017,21 @@ fn check_webroots(
     Ok((switchable, legacy))
 }
 
+/// Which build of a tag a job wants.
+enum Wanted<'a> {
+    /// One made with the configured recipe (built anew when `rebuild`).
+    Fresh { rebuild: bool },
+    /// This one when it is there (a rollback's target), whatever its recipe; else as `Fresh`.
+    Exactly(&'a ReleaseName),
+}
+
 fn build(
     job: &mut Job<'_>,
     app: &App,
     mirror: &Mirror,
     tag: &ReleaseTag,
     commit: &str,
+    wanted: Wanted<'_>,
 ) -> anyhow::Result<Release> {
     job.progress.step(Step::Build);
     let started = Instant::now();
@@ -1019,6 +1041,11 @@ fn build(
         }
         false => None,
     };
+    let recipe = release::recipe_hash(
+        &app.build.commands,
+        app.build.check.as_deref(),
+        &app.build.env,
+    );
     let spec = BuildSpec {
         releases_dir: &app.releases_dir,
         tag,
@@ -1027,6 +1054,12 @@ fn build(
         check: app.build.check.as_deref(),
         env: &release::build_environment(&app.build.env),
         probe: probe_hash.as_deref(),
+        recipe: recipe.as_deref(),
+        rebuild: matches!(wanted, Wanted::Fresh { rebuild: true }),
+        prefer: match wanted {
+            Wanted::Exactly(name) => Some(name),
+            Wanted::Fresh { .. } => None,
+        },
     };
     let built = release::build(mirror, &spec, job.progress)
         .with_context(|| format!("building {tag} failed; no club was changed"))?;
@@ -1059,7 +1092,7 @@ fn build(
 /// Before a job that changes one club (rollback, adopt, undo): the configtest, when the
 /// policy reloads after it. Returns whether it will reload.
 fn preflight_single_club(job: &mut Job<'_>) -> anyhow::Result<bool> {
-    let reload = job.settings.reload.policy.reloads_after(false);
+    let reload = job.settings.reload.policy.reloads(SwitchScope::SomeClubs);
     if reload {
         preflight(job)?;
     }
@@ -1273,25 +1306,6 @@ fn chosen_release(
     Ok((ReleaseName::new(&tag, &commit)?, commit))
 }
 
-/// Every release of `app` some webroot on disk resolves to: the clubs' webroots (of any
-/// application: a webroot pointed at another application's release by hand still holds it),
-/// and any other link under `webroot_base` (a club forgotten by the database still serves
-/// from its release).
-fn releases_in_use(job: &mut Job<'_>, app: &App) -> anyhow::Result<HashSet<ReleaseName>> {
-    let releases_dir = &app.releases_dir;
-    let mut in_use =
-        switch::releases_linked_under(&job.settings.webroot_base, LINK_SCAN_DEPTH, releases_dir)?;
-    for club in clubs::webroots(&mut *job.conn()?, None)? {
-        match switch::inspect(club.webroot.as_ref(), releases_dir)? {
-            Webroot::Release(name) => {
-                in_use.insert(name);
-            }
-            Webroot::OtherLink(_) | Webroot::Missing | Webroot::NotALink => {}
-        }
-    }
-    Ok(in_use)
-}
-
 /// Deletes unused releases beyond `keep_releases`, but only when no request can still run on
 /// them: `prune_grace_secs` after a reload, reloading first when the policy allows, or else
 /// after PHP's realpath cache has expired since the last switch.
@@ -1305,8 +1319,8 @@ fn prune_releases(
     let keep = job.settings.keep_releases;
     let candidates = {
         let releases = release::list(releases_dir)?;
-        let in_use = releases_in_use(job, app)?;
-        release::unused_beyond(&releases, &in_use, keep).len()
+        let facts = inventory::prune_facts(job.settings, app, &mut *job.conn()?)?;
+        release::prunable(&releases, &facts, keep).len()
     };
     if candidates == 0 {
         job.progress
@@ -1316,7 +1330,7 @@ fn prune_releases(
     let grace = Duration::from_secs(job.settings.prune_grace_secs);
     let safe_at = match reloaded_at {
         Some(at) => at + grace,
-        None if job.settings.reload.policy != crate::domain::ReloadPolicy::Never => {
+        None if job.settings.reload.policy.reloads(SwitchScope::Repair) => {
             preflight(job)?;
             reload_apache(job, true)?;
             job.progress.step(Step::Prune);
@@ -1340,8 +1354,8 @@ fn prune_releases(
     }
     // Read the links again: the disk, not any earlier reading, decides what is in use.
     let releases = release::list(releases_dir)?;
-    let in_use = releases_in_use(job, app)?;
-    let doomed = release::unused_beyond(&releases, &in_use, keep);
+    let facts = inventory::prune_facts(job.settings, app, &mut *job.conn()?)?;
+    let doomed = release::prunable(&releases, &facts, keep);
     for release in &doomed {
         release::delete(releases_dir, release)?;
         job.progress

@@ -1,7 +1,7 @@
 //! Release directories: building one from a tag, listing the published ones, and choosing
 //! and deleting the ones no club needs.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{DirBuilder, File};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -31,6 +31,10 @@ pub struct Manifest {
     /// built without one (before the probe existed, or with `[probe] enabled = false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    /// The hash of the recipe it was built with (see [`recipe_hash`]); `None` for a release
+    /// built before recipes were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<String>,
 }
 
 /// A published release directory.
@@ -55,6 +59,29 @@ pub struct BuildSpec<'a> {
     pub env: &'a [(String, String)],
     /// The probe secret's hash, when the release gets a health probe.
     pub probe: Option<&'a str>,
+    /// The recipe's hash ([`recipe_hash`]): a release built with another is not reused.
+    pub recipe: Option<&'a str>,
+    /// Build anew even when a release of this tag, commit and recipe exists.
+    pub rebuild: bool,
+    /// A release to reuse whatever its recipe, when it is there (a rollback's target).
+    pub prefer: Option<&'a ReleaseName>,
+}
+
+/// The hash of what makes a release besides its tree: the build commands, the check and the
+/// names of the variables passed to them (not their values: a rotated token rebuilds
+/// nothing). `None` when there is none of them: the release is exactly the tag's tree.
+pub fn recipe_hash(
+    commands: &[Vec<String>],
+    check: Option<&[String]>,
+    env: &[String],
+) -> Option<String> {
+    use sha2::Digest;
+    if commands.is_empty() && check.is_none() && env.is_empty() {
+        return None;
+    }
+    let text = serde_json::json!({ "commands": commands, "check": check, "env": env });
+    let digest = sha2::Sha256::digest(text.to_string().as_bytes());
+    Some(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
 
 /// The environment of build commands and checks: `PATH`, `HOME` and `LANG` (the service's, or
@@ -101,10 +128,7 @@ pub fn read(dir: &Path, name: &ReleaseName) -> Option<Release> {
     let text = std::fs::read(dir.join(MANIFEST)).ok()?;
     let manifest: Manifest = serde_json::from_slice(&text).ok()?;
     let matches = manifest.tag == name.tag().as_str()
-        && ReleaseName::new(&name.tag(), &manifest.commit)
-            .ok()
-            .as_ref()
-            == Some(name);
+        && ReleaseName::new(&name.tag(), &manifest.commit).ok() == Some(name.first_build());
     matches.then(|| Release {
         name: name.clone(),
         dir: dir.to_path_buf(),
@@ -121,26 +145,70 @@ pub fn build(
     spec: &BuildSpec<'_>,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<Built> {
-    let name = ReleaseName::new(spec.tag, spec.commit)?;
-    let dir = spec.releases_dir.join(name.as_str());
-    if dir.exists() {
-        return match read(&dir, &name) {
+    let first = ReleaseName::new(spec.tag, spec.commit)?;
+    if let Some(found) = spec
+        .prefer
+        .filter(|p| p.first_build() == first)
+        .and_then(|p| read(&spec.releases_dir.join(p.as_str()), p))
+        .filter(|r| r.manifest.commit == spec.commit)
+    {
+        return Ok(Built::Reused(found));
+    }
+    let first_dir = spec.releases_dir.join(first.as_str());
+    if first_dir.exists() {
+        match read(&first_dir, &first) {
             // The name holds 8 hex digits of the commit; the manifest holds all of them.
             Some(release) if release.manifest.commit != spec.commit => bail!(
                 "{} was built from commit {}, not {} (their ids start alike); move it away \
                  and deploy again",
-                dir.display(),
+                first_dir.display(),
                 release.manifest.commit,
                 spec.commit
             ),
-            Some(release) => Ok(Built::Reused(release)),
+            Some(_) => {}
             None => bail!(
                 "{} exists but is not a complete release (no valid {MANIFEST}); move it away \
                  and deploy again",
-                dir.display()
+                first_dir.display()
             ),
-        };
+        }
     }
+    // Every build of this tag and commit, newest first.
+    let builds: Vec<Release> = list(spec.releases_dir)?
+        .into_iter()
+        .filter(|r| r.name.first_build() == first && r.manifest.commit == spec.commit)
+        .collect();
+    let same_recipe = builds
+        .iter()
+        .find(|r| r.manifest.recipe.as_deref() == spec.recipe);
+    match (same_recipe, builds.first()) {
+        (Some(release), _) if !spec.rebuild => return Ok(Built::Reused(release.clone())),
+        (_, Some(newest)) if spec.rebuild => progress.progress(&format!(
+            "{} is built already; building anew as asked (--rebuild)",
+            newest.name
+        )),
+        (_, Some(newest)) => progress.progress(&format!(
+            "{} was built with {}; building anew",
+            newest.name,
+            if newest.manifest.recipe.is_none() {
+                "a recipe clubdeploy did not record yet"
+            } else {
+                "other build commands, check or build variables"
+            }
+        )),
+        (_, None) => {}
+    }
+    let name = (1..)
+        .map(|n| {
+            if n == 1 {
+                first.clone()
+            } else {
+                first.nth_build(n)
+            }
+        })
+        .find(|n| !spec.releases_dir.join(n.as_str()).exists())
+        .expect("some build number is free");
+    let dir = spec.releases_dir.join(name.as_str());
     DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -154,7 +222,7 @@ pub fn build(
     for dir in [spec.releases_dir, build_dir.as_path()] {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     }
-    match build_in(mirror, spec, &build_dir, progress) {
+    match build_in(mirror, spec, &name, &build_dir, progress) {
         Ok(manifest) => {
             crate::crash::point("build:before-publish");
             std::fs::rename(&build_dir, &dir)
@@ -181,6 +249,7 @@ pub fn build(
 fn build_in(
     mirror: &Mirror,
     spec: &BuildSpec<'_>,
+    name: &ReleaseName,
     build_dir: &Path,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<Manifest> {
@@ -198,10 +267,7 @@ fn build_in(
     env.extend([
         ("CLUBDEPLOY_TAG".to_owned(), spec.tag.to_string()),
         ("CLUBDEPLOY_COMMIT".to_owned(), spec.commit.to_owned()),
-        (
-            "CLUBDEPLOY_RELEASE".to_owned(),
-            ReleaseName::new(spec.tag, spec.commit)?.to_string(),
-        ),
+        ("CLUBDEPLOY_RELEASE".to_owned(), name.to_string()),
         (
             "CLUBDEPLOY_BUILD_DIR".to_owned(),
             build_dir.display().to_string(),
@@ -221,6 +287,16 @@ fn build_in(
         // Build commands add and remove files (vendor/, caches), under the service's umask:
         // count what is really there, and make it readable to Apache.
         stats = count_and_open_up(build_dir)?;
+        // The tree was written afresh (a build command could change a linked file in place,
+        // and with it a live release); what the commands left as it was in the newest
+        // release is linked to it now.
+        if let Some(previous) = newest(spec.releases_dir) {
+            let linked = relink_unchanged(build_dir, &previous.dir)?;
+            progress.progress(&format!(
+                "{linked} of {} files are the same as in {} and share its copy",
+                stats.files, previous.name
+            ));
+        }
     }
     // Under Apache's FollowSymLinks, a link out of the release would serve whatever it names
     // (`passwd.txt -> /etc/passwd`, the database) to every club.
@@ -237,6 +313,7 @@ fn build_in(
         files: stats.files,
         bytes: stats.bytes,
         probe: spec.probe.map(|_| super::probe::PROBE_PATH.to_owned()),
+        recipe: spec.recipe.map(str::to_owned),
     };
     let mut file = File::create(build_dir.join(MANIFEST))?;
     file.write_all(&serde_json::to_vec_pretty(&manifest)?)?;
@@ -319,6 +396,71 @@ pub fn check_links(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Replaces every regular file under `dir` that `previous` holds at the same path with the
+/// same size, mode and bytes by a hard link to that file (a temporary link renamed over it,
+/// so the path is never missing). Returns how many files are linked.
+pub fn relink_unchanged(dir: &Path, previous: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut linked = 0;
+    let mut pending = vec![PathBuf::new()];
+    while let Some(within) = pending.pop() {
+        for entry in std::fs::read_dir(dir.join(&within))? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let relative = within.join(entry.file_name());
+            if kind.is_dir() {
+                pending.push(relative);
+                continue;
+            }
+            if !kind.is_file() {
+                continue;
+            }
+            let ours = entry.metadata()?;
+            let theirs_path = previous.join(&relative);
+            let Ok(theirs) = std::fs::symlink_metadata(&theirs_path) else {
+                continue;
+            };
+            let same = theirs.is_file()
+                && theirs.len() == ours.len()
+                && theirs.mode() & 0o7777 == ours.mode() & 0o7777
+                && !(theirs.dev() == ours.dev() && theirs.ino() == ours.ino());
+            if !same || !same_bytes(&entry.path(), &theirs_path)? {
+                continue;
+            }
+            let path = entry.path();
+            let temp = path.with_file_name(format!(
+                "{}{}{}",
+                super::fsops::TEMPLATE_PREFIX,
+                super::fsops::TEMP_LINK_INFIX,
+                random_suffix()
+            ));
+            // Too many links to one file, or another filesystem: the copy stays.
+            if std::fs::hard_link(&theirs_path, &temp).is_err() {
+                continue;
+            }
+            std::fs::rename(&temp, &path)?;
+            linked += 1;
+        }
+    }
+    Ok(linked)
+}
+
+/// Whether two files hold the same bytes (their sizes are known to be equal).
+fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let (mut a, mut b) = (File::open(a)?, File::open(b)?);
+    let (mut x, mut y) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = a.read(&mut x)?;
+        if n == 0 {
+            return Ok(b.read(&mut y[..1])? == 0);
+        }
+        if b.read_exact(&mut y[..n]).is_err() || x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
+}
+
 /// Regular files and their bytes under `dir`, not following links; directories become 0755
 /// and files 0644 (0755 when any execute bit was set): readable by all, writable by the
 /// service only.
@@ -375,18 +517,38 @@ pub fn list(releases_dir: &Path) -> anyhow::Result<Vec<Release>> {
     Ok(releases)
 }
 
-/// The releases prune would delete: those no webroot resolves to, less the newest `keep` of
-/// them. `releases` must be newest first, as [`list`] returns them.
-pub fn unused_beyond<'a>(
-    releases: &'a [Release],
-    in_use: &HashSet<ReleaseName>,
-    keep: usize,
-) -> Vec<&'a Release> {
-    releases
+/// What prune must know of an application's releases besides the releases themselves.
+#[derive(Debug, Default, Clone)]
+pub struct PruneFacts {
+    /// Releases some webroot on disk resolves to now.
+    pub in_use: HashSet<ReleaseName>,
+    /// Releases some club would roll back to: the one each club ran before its current one.
+    pub rollback_targets: HashSet<ReleaseName>,
+    /// When a club last ran each release (switched to it or away from it).
+    pub last_ran: HashMap<ReleaseName, DateTime<Utc>>,
+    /// Releases a rollback or a failed health check left, for some club.
+    pub bad: HashSet<ReleaseName>,
+}
+
+/// The releases prune deletes. Never one a webroot resolves to, nor any club's rollback
+/// target. Of the others, the newest `keep` by when a club last ran them are kept; releases
+/// marked bad or never switched to are not counted among those kept, and go.
+pub fn prunable<'a>(releases: &'a [Release], facts: &PruneFacts, keep: usize) -> Vec<&'a Release> {
+    let mut idle: Vec<&Release> = releases
         .iter()
-        .filter(|r| !in_use.contains(&r.name))
-        .skip(keep)
-        .collect()
+        .filter(|r| !facts.in_use.contains(&r.name) && !facts.rollback_targets.contains(&r.name))
+        .collect();
+    // Kept first: those that ran, newest run first; then the rest, which are never kept.
+    idle.sort_by_key(|r| {
+        let counted = !facts.bad.contains(&r.name);
+        std::cmp::Reverse(facts.last_ran.get(&r.name).filter(|_| counted).copied())
+    });
+    let kept = idle
+        .iter()
+        .take_while(|r| facts.last_ran.contains_key(&r.name) && !facts.bad.contains(&r.name))
+        .count()
+        .min(keep);
+    idle.split_off(kept)
 }
 
 /// Deletes a release: renamed to `.trash-*` first, then removed.
@@ -438,5 +600,74 @@ mod link_tests {
         std::fs::create_dir_all(dir.join("a/x")).unwrap();
         let error = check_links(&dir).unwrap_err().to_string();
         assert!(error.contains("chain ->"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use chrono::{DateTime, Duration, Utc};
+
+    use super::*;
+
+    fn release(tag: &str) -> Release {
+        let tag = ReleaseTag::parse(tag).unwrap();
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        Release {
+            name: ReleaseName::new(&tag, commit).unwrap(),
+            dir: PathBuf::from("/nonexistent"),
+            manifest: Manifest {
+                tag: tag.to_string(),
+                commit: commit.to_owned(),
+                built_at: DateTime::<Utc>::UNIX_EPOCH,
+                files: 0,
+                bytes: 0,
+                probe: None,
+                recipe: None,
+            },
+        }
+    }
+
+    fn names(list: Vec<&Release>) -> Vec<String> {
+        let mut names: Vec<String> = list.iter().map(|r| r.name.tag().to_string()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn prune_keeps_the_releases_clubs_ran_last_and_every_rollback_target() {
+        // Built in tag order, but run in another: 07-29 ran until 20 s ago, 06-09 runs now.
+        let releases: Vec<Release> = ["05-01", "06-09", "07-01", "07-29", "08-01", "crashed"]
+            .into_iter()
+            .map(release)
+            .collect();
+        let name = |i: usize| releases[i].name.clone();
+        let now = Utc::now();
+        let mut facts = PruneFacts::default();
+        facts.in_use.insert(name(1));
+        facts.last_ran.insert(name(0), now - Duration::days(90));
+        facts.last_ran.insert(name(1), now);
+        facts.last_ran.insert(name(2), now - Duration::days(30));
+        facts.last_ran.insert(name(3), now - Duration::seconds(20));
+        // 08-01: a failed canary, rolled back.
+        facts.last_ran.insert(name(4), now - Duration::seconds(10));
+        facts.bad.insert(name(4));
+        // keep 0: only what runs and what a rollback needs stay.
+        facts.rollback_targets.insert(name(3));
+        assert_eq!(
+            names(prunable(&releases, &facts, 0)),
+            ["05-01", "07-01", "08-01", "crashed"]
+        );
+        // keep 1: the next by last run (07-01), never the bad one or the one never switched to.
+        assert_eq!(
+            names(prunable(&releases, &facts, 1)),
+            ["05-01", "08-01", "crashed"]
+        );
+        assert_eq!(names(prunable(&releases, &facts, 5)), ["08-01", "crashed"]);
+        // Without the rollback target, 07-29 is kept as the newest run.
+        facts.rollback_targets.clear();
+        assert_eq!(
+            names(prunable(&releases, &facts, 1)),
+            ["05-01", "07-01", "08-01", "crashed"]
+        );
     }
 }

@@ -220,13 +220,21 @@ pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Re
         .map(|c| (c.slug, c.id))
         .collect();
     let latest = switches::latest_per_club(conn)?;
-    let targets = switches::rollback_targets(conn)?;
     let mut groups = crate::db::groups::by_slug(conn)?;
     let mut health: HashMap<(i32, String), clubs::Health> = clubs::health(conn)?
         .into_iter()
         .map(|h| ((h.club_id, h.app.clone()), h))
         .collect();
     let statuses = inventory::status(settings, conn, None)?;
+    // Rollback targets from what each webroot runs on disk, as the rollback job reads it.
+    let running: HashMap<(i32, String), String> = statuses
+        .iter()
+        .filter_map(|club| {
+            let id = ids.get(&club.slug)?;
+            Some(((*id, club.app.clone()), club.release.clone()?))
+        })
+        .collect();
+    let targets = switches::rollback_targets(conn, None, &running)?;
     let mut kept: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
     for app in settings.apps() {
         for copy in crate::pipeline::legacy::kept_copies(&app.legacy_dir, None)? {

@@ -412,6 +412,7 @@ impl DeployForm {
             tag,
             targets,
             canary,
+            rebuild: false,
         })
     }
 }
@@ -495,6 +496,7 @@ pub async fn confirm(
         tag,
         targets,
         canary,
+        ..
     } = spec
     else {
         unreachable!("the form asks for a deploy")
