@@ -164,32 +164,29 @@ fn audit_verify_names_the_row_that_was_edited_deleted_or_inserted() {
 fn the_command_line_is_recorded_as_the_unix_user_of_its_uid_not_user() {
     let env = crate::helpers::TestEnv::new();
     let me = clubdeploy::cli::unix_user_name(rustix::process::getuid().as_raw()).unwrap();
-    let webroot = env.webroot("a");
-    let out = env
-        .command(&["club", "add", "a", "--webroot", webroot.to_str().unwrap()])
-        .env("USER", "maria")
-        .env("LOGNAME", "maria")
-        .env_remove("SUDO_USER")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // Adds club `slug` with `set` variables set and `unset` removed.
+    let add = |slug: &str, set: &[(&str, &str)], unset: &[&str]| {
+        let webroot = env.webroot(slug);
+        let mut command =
+            env.command(&["club", "add", slug, "--webroot", webroot.to_str().unwrap()]);
+        command.envs(set.iter().copied());
+        for name in unset {
+            command.env_remove(name);
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    add(
+        "a",
+        &[("USER", "maria"), ("LOGNAME", "maria")],
+        &["SUDO_USER"],
     );
     // Under sudo (only root's SUDO_USER counts), the one who ran sudo is named beside it.
-    let webroot = env.webroot("b");
-    let out = env
-        .command(&["club", "add", "b", "--webroot", webroot.to_str().unwrap()])
-        .env("SUDO_USER", "alice")
-        .env_remove("USER")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    add("b", &[("SUDO_USER", "alice")], &["USER"]);
     let rows: serde_json::Value = serde_json::from_str(&env.ok(&["audit", "--json"])).unwrap();
     let actor_of = |club: &str| {
         rows.as_array()
