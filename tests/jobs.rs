@@ -397,3 +397,77 @@ fn a_failed_job_keeps_its_log_and_the_command_exits_non_zero() {
         .collect();
     assert_eq!(output, ["PHP Fatal error\n"]);
 }
+
+#[tokio::test]
+async fn an_interrupted_deploy_says_what_it_left_and_offers_to_put_its_clubs_back() {
+    let mut env = TestEnv::new();
+    env.config.keep_releases = 0;
+    env.configure();
+    env.add_clubs(&["a", "b", "c"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.crash_at(&["deploy", "v2", "--all"], "switch:after-2");
+    env.ok(&["status"]);
+    let job = job_json(&env, 2);
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains(
+            "2 of 3 clubs were switched to v2 before the process stopped; the web server was \
+             reloaded, so they serve it. Deploy v2 again to finish, or put these clubs back"
+        ),
+        "{error}"
+    );
+    // The recovery's reload is a step of its own, and it ended.
+    let events = env.ok(&["job", "2"]);
+    assert!(events.contains("reload done in"), "{events}");
+
+    // The panel offers to put the two clubs back, as after a deploy that ended.
+    let panel = crate::web::TestApp::spawn_on(&env).await;
+    let client = panel.login("deployer").await;
+    let page = client
+        .get(panel.url("/jobs/2"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Put these clubs back… (2 switched)"),
+        "{page}"
+    );
+    let confirm = client
+        .get(panel.url("/jobs/2/put-back"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirm.status(), reqwest::StatusCode::OK);
+    let confirm = confirm.text().await.unwrap();
+    assert!(confirm.contains("2 clubs will go back"), "{confirm}");
+}
+
+#[test]
+fn a_put_back_interrupted_before_its_reload_is_reloaded_by_recovery() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.ok(&["deploy", "v2", "--all"]);
+    let settings = clubdeploy::config::Settings::load(&env.config_path).unwrap();
+    let pool = clubdeploy::db::open(&settings.database_path()).unwrap();
+    let spec = clubdeploy::domain::JobSpec::PutBack {
+        app: clubdeploy::domain::AppName::main(),
+        job: 2,
+    };
+    clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), &spec, "test", None).unwrap();
+    drop(pool);
+    // The next command works the queue: the put-back switches both clubs back, then the
+    // process dies before its reload.
+    env.crash_at(&["prune"], "reload:before");
+    assert_eq!(env.release_of("a"), env.release_name("v1"));
+    let reloads = |env: &TestEnv| env.events().iter().filter(|e| *e == "reload").count();
+    assert_eq!(reloads(&env), 2, "{:?}", env.events());
+    // Recovery finishes the switch with the reload the put-back did not get to.
+    env.ok(&["status"]);
+    assert_eq!(reloads(&env), 3, "{:?}", env.events());
+    let job = job_json(&env, 3);
+    assert_eq!(job["status"], "interrupted", "{job}");
+}

@@ -544,6 +544,18 @@ async fn local_times_live_dashboard_and_putting_a_deploy_back() {
         assert_eq!(app.env.release_of("a"), app.env.release_name("v2"));
         assert_eq!(app.env.release_of("b"), app.env.release_name("v1"));
         assert_eq!(app.env.release_of("c"), app.env.release_name("v1"));
+        // The jobs list's filter knows every kind of job, put-backs too (built from JobKind).
+        b.goto(&app.url("/jobs?kind=put_back")).await?;
+        let listed = js(
+            b,
+            "return [document.querySelector('select[name=kind] option:checked').textContent, \
+             Array.from(document.querySelectorAll('main table tbody tr')).length, \
+             document.querySelector('main table tbody').textContent];",
+        )
+        .await?;
+        assert_eq!(listed[0], "put back", "{listed}");
+        assert_eq!(listed[1], 1, "{listed}");
+        assert!(listed[2].as_str().unwrap().contains("put"), "{listed}");
         Ok::<_, CmdError>(())
     }
     .await;

@@ -9,7 +9,7 @@ mod staff;
 mod version;
 
 pub use club::{AppName, ClubSlug, GroupName};
-pub use job::{JobSpec, JobStatus, Targets};
+pub use job::{JobKind, JobSpec, JobStatus, SwitchKind, Targets};
 pub use release::{ReleaseName, ReleaseTag};
 pub use repo_url::{Credentials, RepoUrl, UrlKind};
 pub use staff::{ClubScope, NewPassword, Role, UserName};

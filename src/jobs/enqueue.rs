@@ -113,7 +113,7 @@ fn enqueue_inner(
         let job = jobs::insert(
             conn,
             &jobs::NewJob {
-                kind: spec.kind(),
+                kind: spec.kind().as_str(),
                 params: &params,
                 requested_by: actor,
                 status: JobStatus::Queued.as_str(),

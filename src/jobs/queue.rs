@@ -100,6 +100,7 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
     let reloads = spec
         .as_ref()
         .is_some_and(|spec| settings.reload.policy.reloads(spec.switch_scope()));
+    let mut reloaded = None;
     if reloads && (during == "switch" || during == "reload") {
         let mut run_job = Job {
             settings,
@@ -108,10 +109,15 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
             actor: &job.requested_by,
             progress: &mut log,
         };
-        match run::reload_after_interruption(&mut run_job) {
-            Ok(()) => messages.push("reloaded the web server the job had not reloaded".into()),
+        let done = run::reload_after_interruption(&mut run_job);
+        match &done {
+            Ok(()) => {
+                log.end_step();
+                messages.push("reloaded the web server the job had not reloaded".into())
+            }
             Err(e) => messages.push(format!("could not reload the web server: {e:#}")),
         }
+        reloaded = Some(done.is_ok());
     }
     let completed = if completed.is_empty() {
         "none".to_owned()
@@ -119,9 +125,29 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
         completed.join(", ")
     };
     let outcome = format!("interrupted during {during}; steps completed: {completed}");
+    let left = match &spec {
+        Some(JobSpec::Deploy { tag, targets, .. }) => {
+            let mut conn = pool.get()?;
+            let switched = switches::of_job(&mut conn, job.id)?
+                .into_iter()
+                .filter(|s| {
+                    crate::domain::SwitchKind::parse(&s.kind)
+                        .is_ok_and(crate::domain::SwitchKind::made_by_the_deploy)
+                })
+                .count();
+            let total = match targets {
+                crate::domain::Targets::Clubs(slugs) => slugs.len(),
+                crate::domain::Targets::All => {
+                    let app = job.app.as_deref().unwrap_or("main");
+                    clubs::webroots(&mut conn, Some(app))?.len()
+                }
+            };
+            interrupted_deploy(switched, total, tag.as_str(), reloaded, reloads)
+        }
+        _ => "every club was left on a complete release".to_owned(),
+    };
     let error = format!(
-        "the process running this job ({}) stopped during {during}; every club was left on a \
-         complete release",
+        "the process running this job ({}) stopped during {during}; {left}",
         job.worker.as_deref().unwrap_or("unknown")
     );
     log.write("error", &error, None);
@@ -137,6 +163,42 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
     anchor_audit(settings, pool);
     messages.push(format!("job #{} marked interrupted ({outcome})", job.id));
     Ok(messages)
+}
+
+/// What an interrupted deploy left and what to do about it: `switched` of `total` clubs on
+/// the new release; `reloaded`: whether recovery's reload worked (`None`: none was needed or
+/// tried), `reloads`: whether the policy reloads after such a deploy.
+pub fn interrupted_deploy(
+    switched: usize,
+    total: usize,
+    tag: &str,
+    reloaded: Option<bool>,
+    reloads: bool,
+) -> String {
+    if switched == 0 {
+        return format!(
+            "no club was switched before the process stopped: every club still runs what it \
+             ran. Deploy {tag} again"
+        );
+    }
+    let clubs = |n: usize| if n == 1 { "club" } else { "clubs" };
+    let server = match (reloaded, reloads) {
+        (Some(true), _) => "the web server was reloaded, so they serve it",
+        (Some(false), _) => "the web server could not be reloaded: reload it by hand",
+        (None, true) => "the web server had been reloaded",
+        (None, false) => "the web server was not reloaded (reload policy)",
+    };
+    let were = if switched == 1 { "was" } else { "were" };
+    let these = if switched == 1 {
+        "this club"
+    } else {
+        "these clubs"
+    };
+    format!(
+        "{switched} of {total} {} {were} switched to {tag} before the process stopped; \
+         {server}. Deploy {tag} again to finish, or put {these} back",
+        clubs(total)
+    )
 }
 
 /// Reads every club's links from disk and records any switch the interrupted job made but
@@ -185,7 +247,7 @@ fn resync_clubs(
                     from_release: club.current_release.clone(),
                     to_release: found.name.to_string(),
                     commit_id: found.manifest.commit,
-                    kind: "recovered".to_owned(),
+                    kind: crate::domain::SwitchKind::Recovered.as_str().to_owned(),
                     actor: job.requested_by.clone(),
                     switched_at: db::now(),
                     job_id: Some(job.id),
@@ -370,4 +432,24 @@ pub fn drain(settings: &Settings, pool: &DbPool) -> anyhow::Result<Vec<Finished>
         finished.push(done);
     }
     Ok(finished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interrupted_deploy;
+
+    #[test]
+    fn an_interrupted_deploy_says_what_it_left_and_what_to_do() {
+        assert_eq!(
+            interrupted_deploy(15, 30, "v2", Some(true), true),
+            "15 of 30 clubs were switched to v2 before the process stopped; the web server was \
+             reloaded, so they serve it. Deploy v2 again to finish, or put these clubs back"
+        );
+        assert!(interrupted_deploy(1, 1, "v2", None, false).contains(
+            "1 of 1 club was switched to v2 before the process stopped; the web server was \
+             not reloaded (reload policy)"
+        ));
+        assert!(interrupted_deploy(3, 9, "v2", Some(false), true).contains("reload it by hand"));
+        assert!(interrupted_deploy(0, 9, "v2", None, true).starts_with("no club was switched"));
+    }
 }

@@ -10,7 +10,7 @@ use diesel::SqliteConnection;
 use crate::config::{App, OnFailure, Settings};
 use crate::db::clubs::ClubApp;
 use crate::db::{self, DbConn, DbPool, audit, clubs, switches};
-use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, SwitchScope, Targets};
+use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, SwitchKind, SwitchScope, Targets};
 use crate::inventory;
 use crate::pipeline::git::{self, Mirror};
 use crate::pipeline::release::{self, BuildSpec, Built, Release};
@@ -125,7 +125,15 @@ pub fn deploy(
                 slugs.join(", ")
             )
         });
-        let done = switch_clubs(job, app, &wave.clubs, &release, "deploy", None, header)?;
+        let done = switch_clubs(
+            job,
+            app,
+            &wave.clubs,
+            &release,
+            SwitchKind::Deploy,
+            None,
+            header,
+        )?;
         switched += done.len();
         if done.is_empty() {
             continue;
@@ -416,7 +424,7 @@ fn health_failure(
             release.name
         );
     }
-    match put_back(job, app, release, failed, "health_rollback") {
+    match put_back(job, app, release, failed, SwitchKind::HealthRollback) {
         Ok(back) => {
             let now = running(job, app, release);
             anyhow::anyhow!("{failing}{back}; {now} run {}{reached}", release.name)
@@ -445,7 +453,7 @@ fn put_back(
     app: &App,
     release: &Release,
     failed: &[(ClubApp, switches::NewSwitch)],
-    kind: &str,
+    kind: SwitchKind,
 ) -> anyhow::Result<String> {
     let mut by_release: std::collections::BTreeMap<String, Vec<ClubApp>> = Default::default();
     let mut stranded = Vec::new();
@@ -513,10 +521,10 @@ pub fn still_switched(
     clubs: &[ClubApp],
 ) -> anyhow::Result<(StillSwitched, Vec<ClubApp>)> {
     let (mut still, mut moved) = (Vec::new(), Vec::new());
-    for switch in switched
-        .iter()
-        .filter(|s| s.kind == "deploy" && s.app == app.name.as_str())
-    {
+    for switch in switched.iter().filter(|s| {
+        SwitchKind::parse(&s.kind).is_ok_and(SwitchKind::made_by_the_deploy)
+            && s.app == app.name.as_str()
+    }) {
         let Some(club) = clubs.iter().find(|c| c.club_id == switch.club_id) else {
             continue;
         };
@@ -574,7 +582,7 @@ pub fn put_back_job(job: &mut Job<'_>, app: &App, of: i32) -> anyhow::Result<Str
     let name = ReleaseName::parse(&to)?;
     let release = release::read(&app.releases_dir.join(name.as_str()), &name)
         .with_context(|| format!("{name} is no longer built; nothing was changed"))?;
-    let words = put_back(job, app, &release, &back, "rollback")?;
+    let words = put_back(job, app, &release, &back, SwitchKind::Rollback)?;
     Ok(format!(
         "{} switched by job #{of} left {}{words}",
         crate::preview::count(back.len(), "club"),
@@ -618,7 +626,15 @@ pub fn rollback(
     )?;
     let reload = preflight_single_club(job)?;
     let clubs = std::slice::from_ref(&club);
-    let done = switch_clubs(job, app, clubs, &release, "rollback", Some(&current), None)?;
+    let done = switch_clubs(
+        job,
+        app,
+        clubs,
+        &release,
+        SwitchKind::Rollback,
+        Some(&current),
+        None,
+    )?;
     let mut summary = format!("club {slug} rolled back from {current} to {}", release.name);
     let proving = will_prove(job.settings, &release, reload, clubs);
     if reload {
@@ -725,7 +741,7 @@ pub fn adopt(
         from_release: None,
         to_release: release.name.to_string(),
         commit_id: release.manifest.commit.clone(),
-        kind: "adopt".to_owned(),
+        kind: SwitchKind::Adopt.as_str().to_owned(),
         actor: job.actor.to_owned(),
         switched_at: db::now(),
         job_id: Some(job.id),
@@ -1125,7 +1141,7 @@ fn switch_clubs(
     app: &App,
     clubs: &[ClubApp],
     release: &Release,
-    kind: &str,
+    kind: SwitchKind,
     rolled_back_from: Option<&ReleaseName>,
     header: Option<String>,
 ) -> anyhow::Result<Vec<switches::NewSwitch>> {
@@ -1162,7 +1178,7 @@ fn switch_clubs(
             from_release: from.release().map(|r| r.to_string()),
             to_release: release.name.to_string(),
             commit_id: release.manifest.commit.clone(),
-            kind: kind.to_owned(),
+            kind: kind.as_str().to_owned(),
             actor: job.actor.to_owned(),
             switched_at: db::now(),
             job_id: Some(job.id),

@@ -101,11 +101,15 @@ pub fn sentence(row: &AuditEvent) -> String {
     };
     match row.action.as_str() {
         "club.switched" => match moved() {
-            Some(("rollback" | "health_rollback", from, to)) => format!(
-                "{who} rolled {club} back from {} to {}",
-                version(from),
-                version(to)
-            ),
+            Some((kind, from, to))
+                if crate::domain::SwitchKind::parse(kind).is_ok_and(|k| k.is_rollback()) =>
+            {
+                format!(
+                    "{who} rolled {club} back from {} to {}",
+                    version(from),
+                    version(to)
+                )
+            }
             Some((_, "no release", to)) => format!("{who} put {club} on {}", version(to)),
             Some((_, from, to)) => format!(
                 "{who} moved {club} from {} to {}",

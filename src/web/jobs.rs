@@ -15,7 +15,7 @@ use super::{AppState, CsrfForm, Nav, Staff, count, form};
 use crate::auth::session;
 use crate::db;
 use crate::db::jobs::{self, Job, JobEvent};
-use crate::domain::{JobSpec, JobStatus, Role};
+use crate::domain::{JobKind, JobSpec, JobStatus, Role, SwitchKind};
 use crate::error::{AppError, urlencode};
 use crate::jobs::enqueue;
 
@@ -41,6 +41,9 @@ pub struct JobsPage {
     rows: Vec<Row>,
     status: String,
     kind: String,
+    /// Every kind of job (stored name, words) and every status, for the filters.
+    kinds: Vec<(&'static str, &'static str)>,
+    statuses: Vec<&'static str>,
     app: String,
     apps: Vec<String>,
     next: Option<String>,
@@ -111,6 +114,11 @@ pub async fn list(
         rows,
         status: query.status.clone(),
         kind: query.kind.clone(),
+        kinds: JobKind::ALL
+            .iter()
+            .map(|k| (k.as_str(), k.in_words()))
+            .collect(),
+        statuses: JobStatus::ALL.iter().map(|s| s.as_str()).collect(),
         app: query.app.clone(),
         apps: super::clubs::app_names(&state.settings),
         next,
@@ -184,9 +192,12 @@ impl StepRow {
 
 /// The steps a job of `kind` goes through, in order (a step may be left out by a particular
 /// run: a deploy to some clubs prunes nothing).
-fn planned(kind: &str) -> &'static [&'static str] {
+fn planned(kind: Option<JobKind>) -> &'static [&'static str] {
+    let Some(kind) = kind else {
+        return &[];
+    };
     match kind {
-        "deploy" => &[
+        JobKind::Deploy => &[
             "fetch",
             "build",
             "preflight",
@@ -195,13 +206,12 @@ fn planned(kind: &str) -> &'static [&'static str] {
             "health",
             "prune",
         ],
-        "rollback" => &["fetch", "build", "preflight", "switch", "reload", "health"],
-        "put_back" => &["preflight", "switch", "reload", "health"],
-        "adopt" => &["fetch", "build", "compare", "preflight", "switch", "reload"],
-        "undo_adopt" => &["preflight", "switch", "reload"],
-        "fetch" => &["fetch"],
-        "prune" | "purge_legacy" => &["prune"],
-        _ => &[],
+        JobKind::Rollback => &["fetch", "build", "preflight", "switch", "reload", "health"],
+        JobKind::PutBack => &["preflight", "switch", "reload", "health"],
+        JobKind::Adopt => &["fetch", "build", "compare", "preflight", "switch", "reload"],
+        JobKind::UndoAdopt => &["preflight", "switch", "reload"],
+        JobKind::Fetch => &["fetch"],
+        JobKind::Prune | JobKind::PurgeLegacy => &["prune"],
     }
 }
 
@@ -209,7 +219,7 @@ fn planned(kind: &str) -> &'static [&'static str] {
 /// times as its events tell (a step begun again, as in each wave of a deploy, keeps its first
 /// start and its last end).
 fn steps_of(job: &Job, events: &[JobEvent]) -> Vec<StepRow> {
-    let mut steps: Vec<StepRow> = planned(&job.kind)
+    let mut steps: Vec<StepRow> = planned(JobKind::parse(&job.kind).ok())
         .iter()
         .map(|name| StepRow {
             name: (*name).to_owned(),
@@ -317,7 +327,7 @@ pub async fn page(
             };
             let switched = db::switches::of_job(conn, id)?
                 .iter()
-                .filter(|s| s.kind == "deploy")
+                .filter(|s| SwitchKind::parse(&s.kind).is_ok_and(SwitchKind::made_by_the_deploy))
                 .count();
             Ok((job, jobs::events_after(conn, id, 0)?, waiting_for, switched))
         })
@@ -349,7 +359,10 @@ pub async fn page(
             .collect(),
         can_cancel,
         waiting_for,
-        switched: if job.kind == "deploy" && status.is_finished() && staff.role != Role::Viewer {
+        switched: if JobKind::parse(&job.kind).ok() == Some(JobKind::Deploy)
+            && status.is_finished()
+            && staff.role != Role::Viewer
+        {
             switched
         } else {
             0
@@ -597,7 +610,7 @@ async fn put_back_plan(
         })
         .await?;
     let finished = JobStatus::parse(&job.status).is_ok_and(JobStatus::is_finished);
-    if job.kind != "deploy" || !finished {
+    if JobKind::parse(&job.kind).ok() != Some(JobKind::Deploy) || !finished {
         return Err(AppError::Conflict(format!(
             "Job #{id} is not a finished deploy, so there are no clubs of it to put back."
         )));
