@@ -946,6 +946,26 @@ fn php(settings: &Settings, webroots: &[ClubApp], largest: (u64, u64), report: &
             ),
         );
     }
+    let never_revalidates = insight
+        .ini
+        .get("opcache.validate_timestamps")
+        .is_some_and(|v| ini_off(v));
+    if never_revalidates && policy != crate::domain::ReloadPolicy::Always {
+        report.add(
+            "php",
+            Level::Problem,
+            format!(
+                "OPcache never looks at a file again once cached (opcache.validate_timestamps \
+                 = 0), and reload.policy is \"{}\": a club switched without a reload keeps \
+                 serving its old release until the web server restarts",
+                match policy {
+                    crate::domain::ReloadPolicy::AfterAll => "after_all",
+                    _ => "never",
+                }
+            ),
+            "set [reload] policy = \"always\" (or opcache.validate_timestamps = 1)",
+        );
+    }
     report.ok(
         "php",
         format!(
@@ -955,6 +975,14 @@ fn php(settings: &Settings, webroots: &[ClubApp], largest: (u64, u64), report: &
             ini("opcache.validate_timestamps")
         ),
     );
+}
+
+/// Whether PHP's `ini_get` value of a boolean setting says off (`0`, `""`, `off` …).
+fn ini_off(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "" | "0" | "off" | "false" | "no"
+    )
 }
 
 fn git(settings: &Settings, report: &mut Report) {
@@ -1059,6 +1087,16 @@ fn clubs(settings: &Settings, statuses: &[ClubStatus], unused: &Unused, report: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn php_settings_read_as_off() {
+        for off in ["0", "", "Off", "false", " no "] {
+            assert!(ini_off(off), "{off:?}");
+        }
+        for on in ["1", "On", "yes", "true"] {
+            assert!(!ini_off(on), "{on:?}");
+        }
+    }
 
     #[test]
     fn test_suites_git_files_lock_files_and_env_files_are_development_files() {

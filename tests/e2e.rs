@@ -109,6 +109,8 @@ enum Setup {
     LargeTree,
     /// PHP's OPcache has the least memory it can have (8 MB).
     SmallOpcache,
+    /// OPcache never checks a cached file again (`opcache.validate_timestamps=0`).
+    NoRevalidate,
 }
 
 /// Files of [`make_large_repo`]'s application.
@@ -266,10 +268,10 @@ fn world_with(keep_releases: usize, grace: u64, setup: Setup) -> Option<World> {
                 .map(|s| (format!("{s}-m"), mobile_webroot(&env, s))),
         );
     }
-    let ini = if setup == Setup::SmallOpcache {
-        "opcache.memory_consumption=8\nopcache.interned_strings_buffer=1\n"
-    } else {
-        ""
+    let ini = match setup {
+        Setup::SmallOpcache => "opcache.memory_consumption=8\nopcache.interned_strings_buffer=1\n",
+        Setup::NoRevalidate => "opcache.validate_timestamps=0\n",
+        _ => "",
     };
     let apache = Apache::start_with_php(env.root.path(), &clubs, ini);
     env.config.configtest = apache.configtest();
@@ -1189,6 +1191,33 @@ fn the_doctor_says_when_opcache_has_no_room_for_two_releases() {
     );
     assert!(
         report.contains("fix: raise opcache.memory_consumption"),
+        "{report}"
+    );
+}
+
+#[test]
+fn the_doctor_calls_a_cache_that_never_revalidates_a_problem_unless_every_switch_reloads() {
+    let Some(mut world) = world_with(2, 1, Setup::NoRevalidate) else {
+        return;
+    };
+    // The probe reports PHP's settings from the release it runs.
+    world.env.ok(&["deploy", "v2", "--all"]);
+    let (_, report) = doctor(&world);
+    assert!(
+        !report.contains("OPcache never looks at a file again"),
+        "{report}"
+    );
+    world.env.config.policy = "after_all";
+    world.env.configure();
+    let (code, report) = doctor(&world);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report.contains("problem  php    OPcache never looks at a file again once cached")
+            && report.contains("reload.policy is \"after_all\""),
+        "{report}"
+    );
+    assert!(
+        report.contains("fix: set [reload] policy = \"always\""),
         "{report}"
     );
 }

@@ -910,3 +910,96 @@ fn every_command_has_a_help_page() {
     }
     assert!(pages > 30, "only {pages} help pages");
 }
+
+/// A site on a loopback port whose health probe says it runs from `dir` (what it holds),
+/// and whose every other page answers 200. Stops when the returned sender is dropped.
+fn fake_site(dir: std::sync::Arc<std::sync::Mutex<String>>) -> (u16, std::sync::mpsc::Sender<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        loop {
+            if !matches!(
+                stopped.try_recv(),
+                Err(std::sync::mpsc::TryRecvError::Empty)
+            ) {
+                return;
+            }
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            stream.set_nonblocking(false).unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            // The rest of the head.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let body = if request.contains(".clubdeploy/probe.php") {
+                serde_json::json!({ "release_dir": *dir.lock().unwrap() }).to_string()
+            } else {
+                "ok".to_owned()
+            };
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, stop)
+}
+
+#[test]
+fn without_a_reload_a_club_still_on_its_old_release_is_switched_not_live_not_healthy() {
+    let mut env = TestEnv::new();
+    env.config.policy = "never";
+    env.configure();
+    let serving = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (port, _stop) = fake_site(serving.clone());
+    let webroot = env.webroot("a");
+    env.ok(&[
+        "club",
+        "add",
+        "a",
+        "--webroot",
+        webroot.to_str().unwrap(),
+        "--url",
+        &format!("http://127.0.0.1:{port}/"),
+    ]);
+    // The releases' paths as PHP reports them (the test's directories are canonical).
+    let release_dir = |tag: &str| {
+        env.releases_dir()
+            .join(env.release_name(tag))
+            .display()
+            .to_string()
+    };
+    *serving.lock().unwrap() = release_dir("v1");
+    env.ok(&["deploy", "v1", "--all"]);
+    // v2 without a reload, and PHP still serves v1: not healthy, not failed: not live yet.
+    let out = env.ok(&["deploy", "v2", "--all"]);
+    assert!(
+        out.contains("club a: switched, not live yet (no reload)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 club switched, not live yet (no reload)"),
+        "{out}"
+    );
+    assert!(!out.contains("club a is live on"), "{out}");
+    assert_eq!(env.release_of("a"), env.release_name("v2"));
+    let status: serde_json::Value =
+        serde_json::from_str(&env.ok(&["club", "list", "--json"])).unwrap();
+    assert_ne!(status[0]["health"], "healthy", "{status}");
+    // A site that shows the new release at once is proven live, reload or not.
+    *serving.lock().unwrap() = release_dir("v3");
+    let out = env.ok(&["deploy", "v3", "--all"]);
+    assert!(out.contains("club a is live on"), "{out}");
+    assert!(!out.contains("switched, not live yet"), "{out}");
+}

@@ -113,6 +113,7 @@ pub fn deploy(
     let mut switched = 0;
     let mut reloaded_at = None;
     let mut unchecked = 0;
+    let mut not_live = 0;
     let mut ignored = 0;
     for (n, wave) in waves.iter().enumerate() {
         let header = (waves.len() > 1).then(|| {
@@ -145,6 +146,7 @@ pub fn deploy(
         }
         let checked = check_health(job, &release, &done, &wave.clubs, reload)?;
         unchecked += checked.unchecked;
+        not_live += checked.not_live;
         if checked.failed.is_empty() {
             continue;
         }
@@ -177,6 +179,12 @@ pub fn deploy(
         summary.push_str(&format!(
             "; {unchecked} club{} not checked (no address)",
             plural(unchecked)
+        ));
+    }
+    if not_live > 0 {
+        summary.push_str(&format!(
+            "; {not_live} club{} switched, not live yet (no reload)",
+            plural(not_live)
         ));
     }
     if ignored > 0 {
@@ -274,6 +282,8 @@ struct Checked {
     failed: Vec<(ClubApp, switches::NewSwitch)>,
     /// Clubs without an address.
     unchecked: usize,
+    /// Clubs switched but still served from another release (no reload).
+    not_live: usize,
 }
 
 /// Proves each club of `done` (switched among `clubs`) live on `release` and healthy,
@@ -302,13 +312,14 @@ fn check_health(
             release.name
         ));
         None
-    } else if !reloaded {
-        job.progress.progress(
-            "Apache was not reloaded (reload policy), so PHP may serve the old release for a \
-             while: each club's page is checked, but not which release serves it",
-        );
-        None
     } else {
+        if !reloaded {
+            job.progress.progress(
+                "the web server was not reloaded (reload policy), so PHP may serve the old \
+                 release for a while: the probe is asked once, and a club it does not show on \
+                 the new release is switched but not live yet",
+            );
+        }
         Some(crate::pipeline::probe::ProbeKey::load_or_create(
             &job.settings.data_dir,
         )?)
@@ -328,6 +339,7 @@ fn check_health(
         settings: &job.settings.health,
         release_dir: &release_dir,
         probe: key.as_ref(),
+        reloaded,
     };
     let name = &release.name;
     let progress = &mut *job.progress;
@@ -345,11 +357,13 @@ fn check_health(
     let mut checked = Checked {
         failed: Vec::new(),
         unchecked: 0,
+        not_live: 0,
     };
     for ((club, switch), verdict) in switched.into_iter().zip(verdicts) {
         match verdict {
             health::Verdict::Failed { .. } => checked.failed.push((club, switch)),
             health::Verdict::NotChecked(_) => checked.unchecked += 1,
+            health::Verdict::NotLive(_) => checked.not_live += 1,
             health::Verdict::Healthy { .. } => {}
         }
     }
@@ -374,6 +388,7 @@ fn report_verdict(
         health::Verdict::NotChecked(why) => {
             progress.progress(&format!("{label} was not checked: {why}"))
         }
+        health::Verdict::NotLive(why) => progress.progress(&format!("{label}: {why}")),
         health::Verdict::Failed {
             reason,
             response: Some(response),
@@ -651,6 +666,9 @@ pub fn rollback(
     }
     if checked.unchecked > 0 {
         summary.push_str("; not checked (no address)");
+    }
+    if checked.not_live > 0 {
+        summary.push_str("; switched, not live yet (no reload)");
     }
     Ok(summary)
 }

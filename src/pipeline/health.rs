@@ -33,9 +33,13 @@ pub struct Check<'a> {
     pub settings: &'a HealthSettings,
     /// The release directory every target must run from, canonical.
     pub release_dir: &'a Path,
-    /// The probe secret, when the release has a probe and the switch was followed by a reload
-    /// (without one, PHP may serve the old release for minutes: nothing to prove yet).
+    /// The probe secret, when the release has a probe.
     pub probe: Option<&'a ProbeKey>,
+    /// Whether the web server was reloaded after the switch. Then the probe must show the
+    /// release before the deadline; without a reload PHP may serve the old release for
+    /// minutes (or, with `opcache.validate_timestamps=0`, until a restart), so the probe is
+    /// asked once and a club still on its old release is [`Verdict::NotLive`], not healthy.
+    pub reloaded: bool,
 }
 
 /// How one target's check ended.
@@ -45,6 +49,9 @@ pub enum Verdict {
     Healthy { proven: bool, took: Duration },
     /// Not checked, and why (no address): never counted as healthy.
     NotChecked(String),
+    /// Switched, but the site still runs from another release (no reload followed the
+    /// switch), and why we know: never counted as healthy, nor as a failure.
+    NotLive(String),
     /// Failed: why, and the failing response (status, headers, the start of the body).
     Failed {
         reason: String,
@@ -61,7 +68,7 @@ impl Verdict {
     pub fn recorded(&self) -> (&'static str, Option<&str>) {
         match self {
             Verdict::Healthy { .. } => ("healthy", None),
-            Verdict::NotChecked(why) => ("unchecked", Some(why)),
+            Verdict::NotChecked(why) | Verdict::NotLive(why) => ("unchecked", Some(why)),
             Verdict::Failed { reason, .. } => ("failed", Some(reason)),
         }
     }
@@ -187,11 +194,23 @@ fn check_one(
     };
     let base = base_of(url);
     let started = Instant::now();
+    let mut not_live = None;
     let proven = match check.probe {
         None => false,
-        Some(key) => match prove(agent, &base, key, check.release_dir, deadline) {
+        Some(key) if check.reloaded => {
+            match prove(agent, &base, key, check.release_dir, deadline) {
+                Ok(()) => true,
+                Err(failed) => return failed,
+            }
+        }
+        // No reload: one question, whatever it answers.
+        Some(key) => match prove(agent, &base, key, check.release_dir, Instant::now()) {
             Ok(()) => true,
-            Err(failed) => return failed,
+            Err(Verdict::Failed { reason, .. }) => {
+                not_live = Some(format!("switched, not live yet (no reload): {reason}"));
+                false
+            }
+            Err(other) => return other,
         },
     };
     let page = format!("{base}{}", check.settings.path);
@@ -202,6 +221,9 @@ fn check_one(
             std::thread::sleep(Duration::from_millis(200));
         }
         match expect_page(agent, &page, check.settings) {
+            Ok(()) if not_live.is_some() => {
+                return Verdict::NotLive(not_live.expect("just matched"));
+            }
             Ok(()) => {
                 return Verdict::Healthy {
                     proven,
