@@ -227,15 +227,34 @@ pub fn print_opcache(insight: &crate::opcache::Insight) {
 }
 
 /// Prints releases as a table: name, built or not, and the clubs that run each.
-pub fn print_releases(rows: &[ReleaseRow]) {
+pub fn print_releases(
+    rows: &[ReleaseRow],
+    app: &str,
+    skipped: &[crate::pipeline::git::SkippedTag],
+) {
     if rows.is_empty() {
         crate::say!("no tags known yet; fetch them with `clubdeploy releases --fetch`");
-        return;
+    } else {
+        // Columns as wide as their longest entry: long tag names stay aligned.
+        let name = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(7);
+        let app_width = app.len().max(3);
+        crate::say!(
+            "{:app_width$}  {:name$}  {:9}  CLUBS",
+            "APP",
+            "RELEASE",
+            "BUILT"
+        );
+        for row in rows {
+            let built = if row.built { "built" } else { "not built" };
+            crate::say!(
+                "{app:app_width$}  {:name$}  {built:9}  {}",
+                row.name,
+                row.clubs.join(", ")
+            );
+        }
     }
-    crate::say!("{:28}  {:9}  CLUBS", "RELEASE", "BUILT");
-    for row in rows {
-        let built = if row.built { "built" } else { "not built" };
-        crate::say!("{:28}  {built:9}  {}", row.name, row.clubs.join(", "));
+    if let Some(words) = crate::pipeline::git::skipped_in_words(skipped) {
+        crate::say!("{}", visible(&words));
     }
 }
 

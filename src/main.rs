@@ -68,6 +68,9 @@ enum Command {
         /// Fetch new tags from the repository first (a fetch job, run now).
         #[arg(long)]
         fetch: bool,
+        /// Only the newest N versions.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
         #[command(flatten)]
         app: AppFlag,
         #[command(flatten)]
@@ -540,6 +543,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Releases {
             fetch,
+            limit,
             app,
             json: flag,
         } => {
@@ -557,11 +561,16 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                     !flag.json,
                 )?;
             }
-            let rows = inventory::releases(&settings, app, &mut *db()?)?;
+            let mut rows = inventory::releases(&settings, app, &mut *db()?)?;
+            // Release order is oldest first: the newest are the last.
+            if let Some(limit) = limit {
+                rows.drain(..rows.len().saturating_sub(limit));
+            }
             if flag.json {
                 cli::print_json(&rows)?
             } else {
-                cli::print_releases(&rows)
+                let skipped = clubdeploy::pipeline::git::open_mirror(app)?.skipped_tags()?;
+                cli::print_releases(&rows, app.name.as_str(), &skipped)
             }
         }
         Command::Deploy {

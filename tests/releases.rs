@@ -274,3 +274,52 @@ fn files_a_build_command_left_alone_stay_linked_to_the_previous_release() {
         0o755
     );
 }
+
+#[tokio::test]
+async fn a_tag_with_slashes_deploys_and_tags_that_cannot_be_are_named_with_what_to_do() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    env.tag(
+        "release/2.4",
+        &[("index.php", "<?php echo 'release 2.4';\n")],
+    );
+    // A tag git allows and clubdeploy cannot use (a comma).
+    {
+        let repo = git2::Repository::open(&env.app).unwrap();
+        let head = repo.head().unwrap().peel(git2::ObjectType::Commit).unwrap();
+        repo.tag_lightweight("v2,4", &head, false).unwrap();
+    }
+    let out = env.ok(&["releases", "--fetch"]);
+    assert!(out.contains("1 tag cannot be deployed: \"v2,4\""), "{out}");
+    assert!(out.contains("1 skipped (see the log)"), "{out}");
+
+    env.ok(&["deploy", "release/2.4", "--all"]);
+    let name = format!("release~2.4-{}", &env.commit_of("release/2.4")[..8]);
+    assert_eq!(env.release_of("a"), name);
+    assert_eq!(env.served("a"), "<?php echo 'release 2.4';\n");
+
+    let listed = env.ok(&["releases"]);
+    assert!(listed.contains(&name), "{listed}");
+    assert!(listed.contains("\"v2,4\""), "{listed}");
+    assert!(listed.contains("git tag v1.2.3"), "{listed}");
+    // --limit: only the newest versions.
+    let limited = env.ok(&["releases", "--limit", "2"]);
+    let rows = limited.lines().filter(|l| l.starts_with("main ")).count();
+    assert_eq!(rows, 2, "{limited}");
+
+    let doctor = env.command(&["doctor"]).output().unwrap();
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        report.contains("1 tag cannot be deployed: \"v2,4\""),
+        "{report}"
+    );
+
+    let panel = crate::web::TestApp::spawn_on(&env).await;
+    let client = panel.login("deployer").await;
+    let page = panel.page(&client, "/releases").await;
+    assert!(page.contains("id=\"skipped-tags\""), "{page}");
+    assert!(page.contains("release/2.4"), "{page}");
+    let form = panel.page(&client, "/deploy?tag=v2%2C4").await;
+    assert!(form.contains("Version v2,4 cannot be deployed"), "{form}");
+    assert!(!form.contains("There is no version"), "{form}");
+}

@@ -3,7 +3,9 @@ use std::fmt;
 use super::InvalidInput;
 
 /// A git deploy tag that can name a release directory: a valid git ref name made only of
-/// letters, digits, `.`, `_`, `+` and `-`, so it never holds `/` or `..`.
+/// letters, digits, `.`, `_`, `+`, `-` and `/` between parts (`release/2.4`); it never holds
+/// `..`, and its release directory's name holds `~` where the tag has `/` (see
+/// [`ReleaseName`]), so a release is always one directory.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
 pub struct ReleaseTag(String);
@@ -17,12 +19,17 @@ impl ReleaseTag {
         }
         if !s
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-' | '/'))
         {
-            return refuse("use only letters, digits, '.', '_', '+' and '-'");
+            return refuse("use only letters, digits, '.', '_', '+', '-' and '/'");
         }
-        if s.starts_with(['.', '-']) || s.contains("..") || s.ends_with('.') {
-            return refuse("it may not start with '.' or '-', end with '.', or contain '..'");
+        if s.starts_with(['.', '-', '/']) || s.contains("..") || s.ends_with(['.', '/']) {
+            return refuse(
+                "it may not start with '.', '-' or '/', end with '.' or '/', or contain '..'",
+            );
+        }
+        if s.contains("//") || s.split('/').any(|part| part.starts_with(['.', '-'])) {
+            return refuse("each part between '/' must start with a letter, digit, '_' or '+'");
         }
         if s.ends_with(".lock") || !git_ref_name_is_valid(&format!("refs/tags/{s}")) {
             return refuse("it is not a valid git tag name");
@@ -62,7 +69,7 @@ impl ReleaseName {
             .get(..8)
             .filter(|h| is_lower_hex(h))
             .ok_or_else(|| InvalidInput(format!("{commit:?} is not a commit id")))?;
-        Ok(ReleaseName(format!("{tag}-{short}")))
+        Ok(ReleaseName(format!("{}-{short}", tag.0.replace('/', "~"))))
     }
 
     /// The `n`th build (n ≥ 2) of the same tag and commit as this first one.
@@ -85,7 +92,11 @@ impl ReleaseName {
         if short.len() != 8 || !is_lower_hex(short) {
             return Err(invalid());
         }
-        ReleaseTag::parse(tag).map_err(|_| invalid())?;
+        // `~` stands for the tag's `/`; a name never holds `/` itself.
+        if tag.contains('/') {
+            return Err(invalid());
+        }
+        ReleaseTag::parse(&tag.replace('~', "/")).map_err(|_| invalid())?;
         Ok(ReleaseName(s.to_owned()))
     }
 
@@ -93,7 +104,7 @@ impl ReleaseName {
     pub fn tag(&self) -> ReleaseTag {
         let first = split_build(&self.0).0;
         let (tag, _) = first.rsplit_once('-').expect("checked in parse");
-        ReleaseTag(tag.to_owned())
+        ReleaseTag(tag.replace('~', "/"))
     }
 
     /// The 8 hex digits of the commit in the name.
@@ -144,7 +155,15 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_deploy_tags() {
-        for ok in ["v1", "v2.4.1", "2026-11-26", "v1.0.0-rc.1", "build_7+meta"] {
+        for ok in [
+            "v1",
+            "v2.4.1",
+            "2026-11-26",
+            "v1.0.0-rc.1",
+            "build_7+meta",
+            "release/2.4",
+            "2024-06-09/hotfix",
+        ] {
             assert_eq!(ReleaseTag::parse(ok).unwrap().as_str(), ok);
         }
     }
@@ -156,7 +175,12 @@ mod tests {
             "../../etc",
             "..",
             ".",
-            "a/b",
+            "a//b",
+            "a/",
+            "a/.b",
+            "a/-b",
+            "a/b.lock",
+            "a~b",
             "/etc",
             "v1..2",
             ".hidden",
@@ -205,6 +229,25 @@ mod tests {
             "v1-3f2a9c1d-b0",
             "v1-3f2a9c1d-b02",
             "v1-3f2a9c1d-bx",
+        ] {
+            assert!(ReleaseName::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_tag_with_slashes_names_one_directory() {
+        let tag = ReleaseTag::parse("release/2.4").unwrap();
+        let name = ReleaseName::new(&tag, "3f2a9c1d00112233445566778899aabbccddeeff").unwrap();
+        assert_eq!(name.as_str(), "release~2.4-3f2a9c1d");
+        assert!(!name.as_str().contains('/'));
+        assert_eq!(name.tag(), tag);
+        assert_eq!(ReleaseName::parse("release~2.4-3f2a9c1d").unwrap(), name);
+        assert_eq!(name.nth_build(2).tag(), tag);
+        for bad in [
+            "release/2.4-3f2a9c1d",
+            "~x-3f2a9c1d",
+            "a~~b-3f2a9c1d",
+            "a~.x-3f2a9c1d",
         ] {
             assert!(ReleaseName::parse(bad).is_err(), "{bad:?} was accepted");
         }

@@ -961,10 +961,18 @@ fn fetch_app(job: &mut Job<'_>, app: &App) -> anyhow::Result<String> {
         .map(|t| t.tag.as_str())
         .filter(|t| !before.contains(*t))
         .collect();
-    Ok(match new.as_slice() {
+    let skipped = mirror.skipped_tags()?;
+    if let Some(words) = git::skipped_in_words(&skipped) {
+        job.progress.progress(&words);
+    }
+    let mut summary = match new.as_slice() {
         [] => format!("{} tags known; no new tag", after.len()),
         new => format!("{} tags known; new: {}", after.len(), new.join(", ")),
-    })
+    };
+    if !skipped.is_empty() {
+        summary.push_str(&format!("; {} skipped (see the log)", skipped.len()));
+    }
+    Ok(summary)
 }
 
 /// The webroots of `app` a deploy switches: every club's that runs it, or the named clubs'

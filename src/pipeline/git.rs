@@ -64,6 +64,39 @@ pub struct Changes {
     pub watched: Vec<(String, usize)>,
 }
 
+/// A tag of the repository that cannot name a release, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedTag {
+    pub name: String,
+    pub why: String,
+}
+
+/// The skipped tags in one sentence that says what to do, for every place that counts tags
+/// (fetch, releases, doctor, the panel); `None` when there are none.
+pub fn skipped_in_words(skipped: &[SkippedTag]) -> Option<String> {
+    let first = skipped.first()?;
+    let listed: Vec<String> = skipped
+        .iter()
+        .take(5)
+        .map(|s| format!("{:?} ({})", s.name, s.why))
+        .collect();
+    let more = skipped.len().saturating_sub(listed.len());
+    Some(format!(
+        "{} tag{} cannot be deployed: {}{}. To deploy one, give its commit a tag clubdeploy \
+         can use (letters, digits, '.', '_', '+', '-', '/'), e.g. `git tag v1.2.3 {:?} && git \
+         push origin v1.2.3`, then fetch the tags again",
+        skipped.len(),
+        if skipped.len() == 1 { "" } else { "s" },
+        listed.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        },
+        first.name
+    ))
+}
+
 /// How many commits a preview lists.
 pub const NEWEST: usize = 20;
 
@@ -169,12 +202,40 @@ impl Mirror {
 
     /// Every tag that can name a release, with its commit and annotation, in release order
     /// (oldest version first, see [`crate::domain::release_order`]). Tags that are not usable
-    /// release tags (e.g. holding `/`) are left out.
+    /// release tags are left out: [`Mirror::skipped_tags`] names them.
     pub fn tags(&self) -> anyhow::Result<Vec<TagInfo>> {
+        Ok(self.read_tags()?.0)
+    }
+
+    /// The tags [`Mirror::tags`] leaves out, each with why, by name.
+    pub fn skipped_tags(&self) -> anyhow::Result<Vec<SkippedTag>> {
+        Ok(self.read_tags()?.1)
+    }
+
+    fn read_tags(&self) -> anyhow::Result<(Vec<TagInfo>, Vec<SkippedTag>)> {
         let mut tags = Vec::new();
-        for name in self.repo.tag_names(None)?.iter().flatten().flatten() {
-            let Ok(tag) = ReleaseTag::parse(name) else {
+        let mut skipped = Vec::new();
+        for name in self.repo.tag_names(None)?.iter().flatten() {
+            let Some(name) = name else {
+                // git2 gives no name for one that is not UTF-8.
+                skipped.push(SkippedTag {
+                    name: "(a name that is not UTF-8)".into(),
+                    why: "tag names must be text".into(),
+                });
                 continue;
+            };
+            let tag = match ReleaseTag::parse(name) {
+                Ok(tag) => tag,
+                Err(e) => {
+                    let why =
+                        e.0.split_once(": ")
+                            .map_or(e.0.clone(), |(_, why)| why.to_owned());
+                    skipped.push(SkippedTag {
+                        name: name.to_owned(),
+                        why,
+                    });
+                    continue;
+                }
             };
             let reference = match self.repo.find_reference(&format!("refs/tags/{tag}")) {
                 Ok(reference) => reference,
@@ -182,6 +243,10 @@ impl Mirror {
                 Err(e) => return Err(e).with_context(|| format!("cannot read tag {tag}")),
             };
             let Ok(commit) = reference.peel_to_commit() else {
+                skipped.push(SkippedTag {
+                    name: name.to_owned(),
+                    why: "it does not point to a commit".into(),
+                });
                 continue;
             };
             let (message, tagger, tagged_at) = match reference.peel_to_tag() {
@@ -206,7 +271,8 @@ impl Mirror {
         tags.sort_by(|a, b| {
             crate::domain::release_order((&a.tag, a.tagged_at), (&b.tag, b.tagged_at))
         });
-        Ok(tags)
+        skipped.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((tags, skipped))
     }
 
     /// What moving from commit `from` to commit `to` brings in and undoes, with the number of

@@ -21,6 +21,8 @@ pub struct ReleasesPage {
     nav: Nav,
     apps: AppTabs,
     rows: Vec<ReleaseRow>,
+    /// The repository's tags that cannot be deployed, in one sentence with what to do.
+    skipped: Option<String>,
 }
 
 /// The application a page is about, and the others to switch to (shown when there are
@@ -65,16 +67,18 @@ pub async fn releases_page(
 ) -> Result<ReleasesPage, AppError> {
     let app = listed_app(&state.settings, &query)?.name.to_string();
     let name = app.clone();
-    let rows = state
+    let (rows, skipped) = state
         .db(move |settings, conn| {
             let app = settings.app(Some(&name))?;
-            inventory::releases(settings, app, conn)
+            let skipped = git::open_mirror(app)?.skipped_tags()?;
+            Ok((inventory::releases(settings, app, conn)?, skipped))
         })
         .await?;
     Ok(ReleasesPage {
         nav: staff.nav("releases"),
         apps: AppTabs::new(&state, &app),
         rows: newest_first(rows, |row| &row.tag),
+        skipped: git::skipped_in_words(&skipped),
     })
 }
 
@@ -202,6 +206,9 @@ pub struct DeployPage {
     apps: AppTabs,
     /// A tag the address named that the repository (as last fetched) does not have.
     unknown_tag: Option<String>,
+    /// A tag the address named that the repository has but clubdeploy cannot use: its name
+    /// and why.
+    unusable_tag: Option<(String, String)>,
     tags: Vec<String>,
     tag: String,
     clubs: Vec<Choice>,
@@ -254,11 +261,15 @@ pub async fn form_page(
     let app = listed_app(&state.settings, &app_query)?.name.to_string();
     // Tags as last fetched (newest version first); fetching is the Refresh job's.
     let name = app.clone();
-    let tags: Vec<String> = state
+    let (tags, skipped): (Vec<String>, Vec<git::SkippedTag>) = state
         .blocking(move |settings| {
             let app = settings.app(Some(&name))?;
-            let tags = newest_first(git::open_mirror(app)?.tags()?, |t| &t.tag);
-            Ok(tags.into_iter().map(|t| t.tag.to_string()).collect())
+            let mirror = git::open_mirror(app)?;
+            let tags = newest_first(mirror.tags()?, |t| &t.tag);
+            Ok((
+                tags.into_iter().map(|t| t.tag.to_string()).collect(),
+                mirror.skipped_tags()?,
+            ))
         })
         .await?;
     let name = app.clone();
@@ -308,12 +319,19 @@ pub async fn form_page(
         .collect::<Vec<_>>()
         .join(", ");
     let requested = query.tag.trim();
-    let unknown_tag = (!requested.is_empty() && !tags.iter().any(|t| t == requested))
-        .then(|| requested.to_owned());
+    // A tag the repository has but clubdeploy cannot use: say why and what to do.
+    let unusable_tag = skipped
+        .iter()
+        .find(|s| s.name == requested)
+        .map(|s| (s.name.clone(), s.why.clone()));
+    let unknown_tag =
+        (!requested.is_empty() && unusable_tag.is_none() && !tags.iter().any(|t| t == requested))
+            .then(|| requested.to_owned());
     Ok(DeployPage {
         nav: staff.nav("deploy"),
         apps: AppTabs::new(&state, &app),
         unknown_tag,
+        unusable_tag,
         tags,
         tag: query.tag.clone(),
         clubs,
