@@ -198,25 +198,45 @@ pub fn print_opcache(insight: &crate::opcache::Insight) {
         insight.oom_restarts,
         insight.hash_restarts
     );
+    let name_of = |release: &crate::opcache::CachedRelease| {
+        if release.dir.is_empty() {
+            "(outside any release)".to_owned()
+        } else {
+            release.name.clone()
+        }
+    };
+    // Columns as wide as their longest entry: long tag names stay aligned.
+    let width = insight
+        .releases
+        .iter()
+        .map(|r| name_of(r).len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    let app_width = insight
+        .releases
+        .iter()
+        .map(|r| r.app.len())
+        .max()
+        .unwrap_or(0)
+        .max(3);
     crate::say!(
-        "{:40}  {:>8}  {:>9}  CLUB RUNS IT",
+        "{:app_width$}  {:width$}  {:>8}  {:>9}  CLUB RUNS IT",
+        "APP",
         "RELEASE",
         "SCRIPTS",
         "MEMORY"
     );
     for release in &insight.releases {
-        let name = if release.dir.is_empty() {
-            "(outside any release)"
-        } else {
-            release.name.as_str()
-        };
         let runs = match (release.dir.is_empty(), release.in_use) {
             (true, _) => "",
             (false, true) => "yes",
             (false, false) => "no (dead until a reload)",
         };
         crate::say!(
-            "{name:40}  {:>8}  {:>9}  {runs}",
+            "{:app_width$}  {:width$}  {:>8}  {:>9}  {runs}",
+            release.app,
+            visible(&name_of(release)),
             release.scripts,
             mb(release.memory)
         );
@@ -258,6 +278,54 @@ pub fn print_releases(
     }
 }
 
+/// A deploy's waves as the dry run says them, like the panel's confirmation: the canaries
+/// first, then each batch; nothing when the clubs go at once.
+pub fn waves_in_words(waves: &[crate::domain::rollout::Wave<&ClubStatus>]) -> String {
+    let slugs = |w: &crate::domain::rollout::Wave<&ClubStatus>| {
+        w.clubs
+            .iter()
+            .map(|c| c.slug.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut text = String::new();
+    if let Some(first) = waves.first().filter(|w| w.canary) {
+        text.push_str(&format!(
+            "\nFirst on {}: the other clubs follow only once these are proven healthy on the \
+             new release.\n",
+            slugs(first)
+        ));
+    }
+    if waves.len() > 1 {
+        text.push('\n');
+        for (n, wave) in waves.iter().enumerate() {
+            text.push_str(&format!(
+                "wave {} of {}{}: {}\n",
+                n + 1,
+                waves.len(),
+                if wave.canary { " (canary)" } else { "" },
+                slugs(wave)
+            ));
+        }
+    }
+    text
+}
+
+/// The job that holds the deploy lock, in words: what it does and who asked; `None` while
+/// the process holding the lock has not started one.
+fn holder(conn: &mut diesel::SqliteConnection) -> anyhow::Result<Option<String>> {
+    let running = jobs::with_status(conn, JobStatus::Running.as_str())?;
+    Ok(running.first().map(|job| {
+        format!(
+            "job #{} is running ({}, asked by {})",
+            job.id,
+            crate::domain::JobSpec::from_json(&job.params)
+                .map_or_else(|_| job.kind.clone(), |spec| spec.to_string()),
+            job.requested_by
+        )
+    }))
+}
+
 /// Works the queue (under the deploy lock, when free) until job `job_id` has finished,
 /// printing (when `echo`) that job's log as it is written, whoever runs it. Jobs queued
 /// before it run first. Returns the finished job.
@@ -269,6 +337,7 @@ pub fn work_until_finished(
 ) -> anyhow::Result<jobs::Job> {
     let mut printed = 0;
     let mut said_waiting = false;
+    let mut waiting_since = None;
     loop {
         let conn = &mut pool.get()?;
         for event in jobs::events_after(conn, job_id, printed)? {
@@ -287,8 +356,17 @@ pub fn work_until_finished(
         }
         let Some(lock) = DeployLock::try_acquire(&settings.lock_path())? else {
             if !said_waiting && echo {
-                crate::say!("another deploy is running; waiting for it to finish…");
-                said_waiting = true;
+                // The holder marks its job running a moment after it takes the lock: name it
+                // once it does (or say who holds the lock after a while).
+                let held = holder(conn)?;
+                let waited = *waiting_since.get_or_insert_with(std::time::Instant::now);
+                if held.is_some() || waited.elapsed() > Duration::from_secs(2) {
+                    let who = held.unwrap_or_else(|| {
+                        "another clubdeploy process holds the deploy lock".to_owned()
+                    });
+                    crate::say!("{}; waiting for it to finish…", visible(&who));
+                    said_waiting = true;
+                }
             }
             std::thread::sleep(Duration::from_millis(200));
             continue;

@@ -215,6 +215,16 @@ pub struct ReloadSettings {
     pub settle_ms: u64,
 }
 
+/// The command that lists the virtual hosts of the Apache that `configtest` checks: when
+/// that names its configuration (`-f FILE`), the same program and file with `-S`.
+pub fn vhosts_of(configtest: &[String]) -> Option<Vec<String>> {
+    let at = configtest.iter().position(|a| a == "-f")?;
+    let file = configtest.get(at + 1)?;
+    let mut argv: Vec<String> = configtest[..at].to_vec();
+    argv.extend(["-f".to_owned(), file.clone(), "-S".to_owned()]);
+    Some(argv)
+}
+
 impl Default for ReloadSettings {
     fn default() -> Self {
         ReloadSettings {
@@ -370,6 +380,12 @@ impl Settings {
                     "`{key}` is empty but reload.policy is not \"never\""
                 )));
             }
+        }
+        // Left at its default, `reload.vhosts` asks the Apache the configtest checks.
+        if self.reload.vhosts == ReloadSettings::default().vhosts
+            && let Some(derived) = vhosts_of(&self.reload.configtest)
+        {
+            self.reload.vhosts = derived;
         }
         check_git("git", &self.git)?;
         if self.health.timeout_secs == 0
@@ -600,6 +616,25 @@ fn describe(e: figment::Error, file: &Path) -> ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_virtual_hosts_are_asked_of_the_apache_the_configtest_checks() {
+        let argv = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            vhosts_of(&argv(
+                "sudo -n /usr/sbin/apachectl -f /srv/web/httpd.conf configtest"
+            )),
+            Some(argv(
+                "sudo -n /usr/sbin/apachectl -f /srv/web/httpd.conf -S"
+            ))
+        );
+        assert_eq!(
+            vhosts_of(&argv("apache2 -f /tmp/a.conf -t")),
+            Some(argv("apache2 -f /tmp/a.conf -S"))
+        );
+        assert_eq!(vhosts_of(&argv("apachectl configtest")), None);
+        assert_eq!(vhosts_of(&argv("apachectl -f")), None);
+    }
 
     /// Loads `text` as the configuration file, with a data directory and webroot base made
     /// for it.

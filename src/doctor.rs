@@ -643,19 +643,28 @@ fn apache(settings: &Settings, webroots: &[ClubApp], report: &mut Report) {
         );
         return;
     }
+    let asked = settings.reload.vhosts.join(" ");
     let listing = match output_of(&settings.reload.vhosts) {
         Ok(listing) => listing,
         Err(why) => {
             report.add(
                 "apache",
                 Level::Problem,
-                format!("Apache's virtual hosts cannot be listed: {why}"),
+                format!("Apache's virtual hosts cannot be listed by `{asked}`: {why}"),
                 "make reload.vhosts list them (apachectl -S)",
             );
             return;
         }
     };
     let hosts = virtual_hosts(&listing);
+    report.ok(
+        "apache",
+        format!(
+            "`{asked}` lists {} virtual host{}",
+            hosts.len(),
+            if hosts.len() == 1 { "" } else { "s" }
+        ),
+    );
     // The files to read <Directory> blocks from: the vhosts', and the main configuration.
     let mut files: Vec<PathBuf> = hosts.iter().map(|h| h.file.clone()).collect();
     let argv = &settings.reload.vhosts;
@@ -681,7 +690,10 @@ fn apache(settings: &Settings, webroots: &[ClubApp], report: &mut Report) {
             report.add(
                 "apache",
                 Level::Problem,
-                format!("{label} is the DocumentRoot of no virtual host: Apache does not serve it"),
+                format!(
+                    "{label} is the DocumentRoot of no virtual host `{asked}` lists: Apache \
+                     does not serve it"
+                ),
                 format!(
                     "in the club's <VirtualHost>, set DocumentRoot {webroot}; then apachectl \
                      configtest and reload"
@@ -1029,7 +1041,52 @@ fn git(settings: &Settings, report: &mut Report) {
 
 fn clubs(settings: &Settings, statuses: &[ClubStatus], unused: &Unused, report: &mut Report) {
     let mut fine = true;
-    for club in statuses {
+    // Clubs that await their first deploy: one line per application, not one per club.
+    for app in settings.apps() {
+        let waiting: Vec<&str> = statuses
+            .iter()
+            .filter(|c| c.no_link_yet && c.app == app.name.as_str())
+            .map(|c| c.slug.as_str())
+            .collect();
+        if waiting.is_empty() {
+            continue;
+        }
+        fine = false;
+        let shown: Vec<&str> = waiting.iter().take(5).copied().collect();
+        let more = waiting.len() - shown.len();
+        report.add(
+            "clubs",
+            Level::Warning,
+            format!(
+                "{} club{} {} no link{} yet ({}{}): {} their first deploy",
+                waiting.len(),
+                if waiting.len() == 1 { "" } else { "s" },
+                if waiting.len() == 1 { "has" } else { "have" },
+                if settings.several_apps() {
+                    format!(" of {}", app.name)
+                } else {
+                    String::new()
+                },
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                },
+                if waiting.len() == 1 {
+                    "it awaits"
+                } else {
+                    "they await"
+                }
+            ),
+            if settings.several_apps() {
+                format!("clubdeploy deploy <tag> --app {} --all", app.name)
+            } else {
+                "clubdeploy deploy <tag> --all".to_owned()
+            },
+        );
+    }
+    for club in statuses.iter().filter(|c| !c.no_link_yet) {
         let label = if settings.several_apps() {
             format!("club {}'s {}", club.slug, club.app)
         } else {

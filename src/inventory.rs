@@ -37,6 +37,8 @@ pub struct ClubStatus {
     pub problem: Option<String>,
     /// The webroot is a legacy copy (a real directory) waiting to be adopted.
     pub legacy: bool,
+    /// Nothing is at the webroot yet: the club awaits its first deploy.
+    pub no_link_yet: bool,
     /// The release the database last recorded for the club.
     pub recorded_release: Option<String>,
     /// The disk and the database disagree.
@@ -491,6 +493,7 @@ fn status_of(
     let release = linked.map(|r| r.to_string());
     Ok(ClubStatus {
         legacy: on_disk == Some(Webroot::NotALink),
+        no_link_yet: on_disk == Some(Webroot::Missing),
         drift: on_disk.is_some() && release != club.current_release,
         tag: linked.map(|r| r.tag().to_string()),
         release,

@@ -620,6 +620,19 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}; nothing was queued"))?;
                 let plan = clubdeploy::preview::plan(&settings, app, &tag, &clubs, all)?;
                 say_part!("{}", plan.to_text());
+                // The waves the job would go in, by the job's own rule.
+                let configured =
+                    clubdeploy::db::groups::expand(&mut *db()?, &settings.rollout.canary, None)?;
+                let moving: Vec<&clubdeploy::inventory::ClubStatus> =
+                    clubs.iter().filter(|c| !c.legacy).collect();
+                let waves = clubdeploy::domain::rollout::waves(
+                    &moving,
+                    |c| c.slug.as_str(),
+                    canary.as_deref(),
+                    &configured,
+                    settings.rollout.batch_size,
+                )?;
+                say_part!("{}", cli::waves_in_words(&waves));
                 say!("(dry run: nothing was changed and no job was queued)");
                 return Ok(());
             }

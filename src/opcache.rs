@@ -48,6 +48,8 @@ pub struct CachedRelease {
     pub dir: String,
     /// `<tag>-<sha8>`, or empty for scripts outside any release.
     pub name: String,
+    /// The application whose releases directory holds it (empty when none does).
+    pub app: String,
     pub scripts: u64,
     pub memory: u64,
     /// Whether some club's webroot runs it.
@@ -153,6 +155,12 @@ fn insight(
         .iter()
         .map(|(dir, figures)| CachedRelease {
             name: dir.rsplit('/').next().unwrap_or_default().to_owned(),
+            app: settings
+                .apps()
+                .iter()
+                .find(|app| std::path::Path::new(dir).parent() == Some(app.releases_dir.as_path()))
+                .map(|app| app.name.to_string())
+                .unwrap_or_default(),
             in_use: in_use.contains(dir),
             scripts: n(&figures["scripts"]),
             memory: n(&figures["memory"]),
@@ -253,6 +261,7 @@ mod tests {
         CachedRelease {
             dir: dir.into(),
             name: dir.rsplit('/').next().unwrap().into(),
+            app: "main".into(),
             scripts: 10,
             memory,
             in_use,

@@ -202,7 +202,7 @@ fn describe_move(
         parts.push("the same code".to_owned());
     }
     parts.push(format!("{} changed", count(changes.files_changed, "file")));
-    let warnings = changes
+    let mut warnings: Vec<String> = changes
         .watched
         .iter()
         .map(|(path, n)| {
@@ -212,6 +212,16 @@ fn describe_move(
             )
         })
         .collect();
+    if changes.unrelated {
+        warnings.insert(
+            0,
+            format!(
+                "{to} shares no history with {}: it may be another application's tag, or the \
+                 repository's history was rewritten; check the tag before you deploy it",
+                from.as_deref().unwrap_or("what they run")
+            ),
+        );
+    }
     let commits = if backwards {
         changes.newest_undone.clone()
     } else {

@@ -104,7 +104,7 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let pool = db::open(&settings.database_path())?;
         secure_data_dir(&settings)?;
-        let state = AppState::new(settings, pool);
+        let state = AppState::new(settings, pool)?;
         let addr = listener.local_addr()?;
         let data = web::Data::new(state.clone());
         let secure = state.settings.cookie_secure;

@@ -96,14 +96,14 @@
         if (text) { line("output", "  | " + text + "\n"); }
       });
     }
-    var match = /\((\d+) of (\d+) clubs? switched\)$/.exec(event.message);
-    if (match) {
+    // How far the whole job is comes as numbers, across every wave.
+    if (typeof event.done === "number" && typeof event.total === "number") {
       document.getElementById("progress-box").hidden = false;
       var bar = document.getElementById("progress");
-      bar.max = Number(match[2]);
-      bar.value = Number(match[1]);
+      bar.max = event.total;
+      bar.value = event.done;
       document.getElementById("progress-text").textContent =
-        match[1] + " of " + match[2] + (match[2] === "1" ? " club switched" : " clubs switched");
+        event.done + " of " + event.total + (event.total === 1 ? " club switched" : " clubs switched");
     }
     document.getElementById("status").textContent = "running";
   });

@@ -961,6 +961,13 @@ fn opcache_insight_shows_what_is_cached_per_release_and_warns_of_dead_releases()
     );
     let text = world.env.ok(&["opcache"]);
     assert!(text.contains("no (dead until a reload)"), "{text}");
+    // Each cached release's line names its application.
+    let v1_name = world.env.release_name("v1");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("main ") && l.contains(&v1_name)),
+        "{text}"
+    );
 
     // The panel shows the same, and the dashboard says it where staff will see it.
     let runtime = tokio::runtime::Runtime::new().unwrap();

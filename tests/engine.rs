@@ -711,13 +711,23 @@ fn two_deploys_started_at_once_run_one_after_the_other() {
         );
         assert_eq!(start[6..], end[4..], "builds interleaved: {lines:?}");
     }
-    let waited = [&first, &second]
+    // The one that waited named the job it waited for, what it does and who asked.
+    let waited: Vec<String> = [&first, &second]
         .iter()
-        .filter(|o| {
-            String::from_utf8_lossy(&o.stdout).contains("another deploy is running; waiting")
-        })
-        .count();
-    assert_eq!(waited, 1, "exactly one of the two should have waited");
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .filter(|out| out.contains("waiting for it to finish"))
+        .collect();
+    assert_eq!(waited.len(), 1, "exactly one of the two should have waited");
+    let line = waited[0]
+        .lines()
+        .find(|l| l.contains("waiting for it to finish"))
+        .unwrap();
+    assert!(
+        line.starts_with("job #")
+            && line.contains(" is running (deploy v")
+            && line.contains("to all clubs (main), asked by cli:"),
+        "{line}"
+    );
 }
 
 /// Raw SQL on the test's database file, to play a database that disagrees with the disk.

@@ -323,3 +323,71 @@ async fn a_tag_with_slashes_deploys_and_tags_that_cannot_be_are_named_with_what_
     assert!(form.contains("Version v2,4 cannot be deployed"), "{form}");
     assert!(!form.contains("There is no version"), "{form}");
 }
+
+#[test]
+fn the_doctor_says_once_which_clubs_await_their_first_deploy() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a", "b", "c"]);
+    let out = env.command(&["doctor"]).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = report.lines().filter(|l| l.contains("no link")).collect();
+    assert_eq!(lines.len(), 1, "{report}");
+    assert!(
+        lines[0].contains("3 clubs have no link yet (a, b, c): they await their first deploy"),
+        "{report}"
+    );
+    assert!(
+        report.contains("fix: clubdeploy deploy <tag> --all"),
+        "{report}"
+    );
+    env.ok(&["deploy", "v1", "--all"]);
+    let out = env.command(&["doctor"]).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!report.contains("no link"), "{report}");
+}
+
+#[test]
+fn the_dry_run_shows_the_waves_and_warns_of_a_tag_with_no_shared_history() {
+    let mut env = TestEnv::new();
+    env.config.tables.push((
+        "rollout".into(),
+        vec!["canary = [\"c\"]".into(), "batch_size = 2".into()],
+    ));
+    env.configure();
+    env.add_clubs(&["a", "b", "c", "d", "e"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let out = env.ok(&["deploy", "v2", "--all", "--dry-run"]);
+    assert!(out.contains("First on c: the other clubs follow"), "{out}");
+    for wave in [
+        "wave 1 of 3 (canary): c",
+        "wave 2 of 3: a, b",
+        "wave 3 of 3: d, e",
+    ] {
+        assert!(out.contains(wave), "{wave} missing:\n{out}");
+    }
+    // The job goes in the same waves.
+    let run = env.ok(&["deploy", "v2", "--all"]);
+    for wave in [
+        "wave 1 of 3 (canary): c",
+        "wave 2 of 3: a, b",
+        "wave 3 of 3: d, e",
+    ] {
+        assert!(run.contains(wave), "{wave} missing:\n{run}");
+    }
+    // A tag on a history of its own (another application's, say).
+    {
+        let repo = git2::Repository::open(&env.app).unwrap();
+        let sig = git2::Signature::now("Test", "test@example.invalid").unwrap();
+        let mut index = git2::Index::new().unwrap();
+        let tree = repo.find_tree(index.write_tree_to(&repo).unwrap()).unwrap();
+        let orphan = repo
+            .commit(None, &sig, &sig, "other app", &tree, &[])
+            .unwrap();
+        repo.tag_lightweight("other-1", &repo.find_object(orphan, None).unwrap(), false)
+            .unwrap();
+    }
+    env.ok(&["releases", "--fetch"]);
+    let out = env.ok(&["deploy", "other-1", "--club", "a", "--dry-run"]);
+    assert!(out.contains("WARNING: other-1-"), "{out}");
+    assert!(out.contains("shares no history with"), "{out}");
+}

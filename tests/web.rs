@@ -1511,3 +1511,72 @@ async fn the_dashboard_shows_the_doctors_problems_until_an_admin_checks_again() 
     let refused = app.post(&viewer, "/doctor", &[]).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 }
+
+/// The `data:` of every `log` event in a stream's body, parsed.
+fn logged(body: &str) -> Vec<serde_json::Value> {
+    body.split("event: log\ndata: ")
+        .skip(1)
+        .map(|chunk| serde_json::from_str(chunk.lines().next().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn progress_is_counted_for_the_whole_job_across_waves_and_a_stream_resumes_from_last_event_id()
+ {
+    let mut env = TestEnv::new();
+    env.config.tables.push((
+        "rollout".into(),
+        vec!["canary = [\"c\"]".into(), "batch_size = 2".into()],
+    ));
+    env.configure();
+    env.add_clubs(&["a", "b", "c", "d", "e"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let app = TestApp::spawn(env).await;
+    let viewer = app.login("viewer").await;
+    let stream = |client: reqwest::Client, last: Option<i64>| {
+        let url = app.url("/jobs/1/events");
+        async move {
+            let mut request = client.get(url);
+            if let Some(last) = last {
+                request = request.header("Last-Event-ID", last.to_string());
+            }
+            let response = request.send().await.unwrap();
+            tokio::time::timeout(Duration::from_secs(30), response.text())
+                .await
+                .expect("the stream ended")
+                .unwrap()
+        }
+    };
+    let events = logged(&stream(viewer.clone(), None).await);
+    // Three waves (c; a, b; d, e), one count of all five clubs: it never starts again.
+    let counts: Vec<(i64, i64)> = events
+        .iter()
+        .filter(|e| e["done"].is_number())
+        .map(|e| (e["done"].as_i64().unwrap(), e["total"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        counts,
+        [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)],
+        "{events:?}"
+    );
+    // Events that count nothing carry no numbers.
+    let step = events.iter().find(|e| e["kind"] == "step").unwrap();
+    assert!(step["done"].is_null(), "{step}");
+    // A browser reconnecting with Last-Event-ID gets only what came after it.
+    let third = events.iter().find(|e| e["done"] == 3).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let resumed = logged(&stream(viewer, Some(third)).await);
+    assert!(!resumed.is_empty());
+    assert!(
+        resumed.iter().all(|e| e["id"].as_i64().unwrap() > third),
+        "{resumed:?}"
+    );
+    assert_eq!(
+        resumed.len(),
+        events
+            .iter()
+            .filter(|e| e["id"].as_i64().unwrap() > third)
+            .count()
+    );
+}

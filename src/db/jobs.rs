@@ -47,6 +47,9 @@ pub struct JobEvent {
     pub kind: String,
     pub message: String,
     pub output: Option<String>,
+    /// How far the whole job is, when the event counts: `done` of `total`.
+    pub done: Option<i32>,
+    pub total: Option<i32>,
 }
 
 /// A line to add to a job's log.
@@ -59,6 +62,8 @@ pub struct NewJobEvent<'a> {
     pub kind: &'a str,
     pub message: &'a str,
     pub output: Option<&'a str>,
+    pub done: Option<i32>,
+    pub total: Option<i32>,
 }
 
 /// Queues a job (the caller's transaction also writes its audit event).
@@ -190,19 +195,32 @@ pub fn events_after(
         .load(conn)
 }
 
-/// The newest "N of M clubs switched" line of a job, if any.
-pub fn last_switch_progress(
-    conn: &mut SqliteConnection,
-    job_id: i32,
-) -> QueryResult<Option<JobEvent>> {
-    job_events::table
+/// How far a job is by its newest event that counts: (done, total), if any counted.
+pub fn last_count(conn: &mut SqliteConnection, job_id: i32) -> QueryResult<Option<(i32, i32)>> {
+    let found: Option<(Option<i32>, Option<i32>)> = job_events::table
         .filter(job_events::job_id.eq(job_id))
-        .filter(job_events::kind.eq("progress"))
-        .filter(job_events::message.like("% switched)"))
+        .filter(job_events::done.is_not_null())
         .order(job_events::id.desc())
-        .select(JobEvent::as_select())
+        .select((job_events::done, job_events::total))
         .first(conn)
-        .optional()
+        .optional()?;
+    Ok(found.and_then(|(done, total)| Some((done?, total?))))
+}
+
+/// Whether any job waits in the queue.
+pub fn any_queued(conn: &mut SqliteConnection) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        jobs::table.filter(jobs::status.eq(crate::domain::JobStatus::Queued.as_str())),
+    ))
+    .get_result(conn)
+}
+
+/// The newest event's id of any job (0 when there is none).
+pub fn last_event_id(conn: &mut SqliteConnection) -> QueryResult<i32> {
+    Ok(job_events::table
+        .select(diesel::dsl::max(job_events::id))
+        .first::<Option<i32>>(conn)?
+        .unwrap_or(0))
 }
 
 /// Jobs newest first, optionally only those with `status` and `kind`, before id `before`.

@@ -73,6 +73,41 @@ pub fn open(path: &Path) -> anyhow::Result<DbPool> {
     Ok(pool)
 }
 
+/// A connection of its own (outside the pool) that only watches the database for changes
+/// made by any other connection, of this process or another: see [`DataVersion`].
+pub struct Watcher(SqliteConnection);
+
+impl Watcher {
+    /// Opens the database at `path` (already migrated by [`open`]) to watch it.
+    pub fn open(path: &Path) -> anyhow::Result<Watcher> {
+        let url = path
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("the database path {} is not UTF-8", path.display()))?;
+        let mut conn = SqliteConnection::establish(url)
+            .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))?;
+        conn.batch_execute("PRAGMA busy_timeout = 10000;")?;
+        Ok(Watcher(conn))
+    }
+
+    /// A number that changes whenever another connection has committed a change (SQLite's
+    /// `PRAGMA data_version`: read from shared memory, no disk read).
+    pub fn version(&mut self) -> QueryResult<i64> {
+        #[derive(QueryableByName)]
+        struct Version {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            data_version: i64,
+        }
+        Ok(diesel::sql_query("PRAGMA data_version")
+            .get_result::<Version>(&mut self.0)?
+            .data_version)
+    }
+
+    /// The connection, for the queries that follow a change.
+    pub fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.0
+    }
+}
+
 /// Runs the migrations that have not run yet, each as a [`schema_change`].
 pub fn migrate(conn: &mut SqliteConnection) -> anyhow::Result<()> {
     let pending = conn

@@ -74,6 +74,8 @@ diesel::table! {
         kind -> Text,
         message -> Text,
         output -> Nullable<Text>,
+        done -> Nullable<Integer>,
+        total -> Nullable<Integer>,
     }
 }
 

@@ -5,6 +5,7 @@ mod club;
 mod job;
 mod release;
 mod repo_url;
+pub mod rollout;
 mod staff;
 mod version;
 

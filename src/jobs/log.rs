@@ -29,6 +29,18 @@ impl JobLog {
 
     /// Writes one event; a failure to log never stops the job, it is said on stderr.
     pub fn write(&mut self, kind: &str, message: &str, output: Option<&str>) {
+        self.write_counted(kind, message, output, None);
+    }
+
+    /// [`JobLog::write`] for an event that says how far the whole job is: `(done, total)`.
+    fn write_counted(
+        &mut self,
+        kind: &str,
+        message: &str,
+        output: Option<&str>,
+        count: Option<(usize, usize)>,
+    ) {
+        let to_i32 = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
         let event = jobs::NewJobEvent {
             job_id: self.job_id,
             at: db::now(),
@@ -36,6 +48,8 @@ impl JobLog {
             kind,
             message,
             output,
+            done: count.map(|(done, _)| to_i32(done)),
+            total: count.map(|(_, total)| to_i32(total)),
         };
         let written = self
             .pool
@@ -73,6 +87,10 @@ impl Progress for JobLog {
 
     fn progress(&mut self, message: &str) {
         self.write("progress", message, None);
+    }
+
+    fn count(&mut self, message: &str, done: usize, total: usize) {
+        self.write_counted("progress", message, None, Some((done, total)));
     }
 
     fn output(&mut self, ran: &Ran) {

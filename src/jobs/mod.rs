@@ -5,4 +5,5 @@ pub mod enqueue;
 pub mod log;
 pub mod queue;
 pub mod run;
+pub mod watch;
 pub mod worker;

@@ -110,6 +110,12 @@ pub fn deploy(
     if reload && any_to_switch {
         preflight(job)?;
     }
+    // The whole job's count across its waves.
+    let mut count = SwitchRun {
+        header: None,
+        done: 0,
+        total: clubs.len(),
+    };
     let mut switched = 0;
     let mut reloaded_at = None;
     let mut unchecked = 0;
@@ -133,8 +139,9 @@ pub fn deploy(
             &release,
             SwitchKind::Deploy,
             None,
-            header,
+            &mut SwitchRun { header, ..count },
         )?;
+        count.done += wave.clubs.len();
         switched += done.len();
         if done.is_empty() {
             continue;
@@ -205,65 +212,22 @@ pub fn deploy(
 }
 
 /// A group of clubs switched, reloaded and checked together.
-struct Wave {
-    canary: bool,
-    clubs: Vec<ClubApp>,
-}
+type Wave = crate::domain::rollout::Wave<ClubApp>;
 
-/// The canaries (named by the job, or `configured`, `[rollout] canary` with its groups' clubs,
-/// among the targets), then the rest in batches of `[rollout] batch_size` (0: all at once). A
-/// canary the job names must be among the clubs it deploys to.
+/// The waves of a deploy to `clubs` (see [`crate::domain::rollout::waves`]).
 fn waves(
     configured: &[String],
     settings: &Settings,
     clubs: &[ClubApp],
     canary: Option<&[ClubSlug]>,
 ) -> anyhow::Result<Vec<Wave>> {
-    let named: Vec<&str> = match canary {
-        Some(named) => {
-            let strays: Vec<&str> = named
-                .iter()
-                .map(ClubSlug::as_str)
-                .filter(|s| !clubs.iter().any(|c| c.slug == *s))
-                .collect();
-            if !strays.is_empty() {
-                bail!(
-                    "canary {} is not among the clubs this deploy switches; nothing was changed",
-                    strays.join(", ")
-                );
-            }
-            named.iter().map(ClubSlug::as_str).collect()
-        }
-        None => configured.iter().map(String::as_str).collect(),
-    };
-    let (canaries, rest): (Vec<ClubApp>, Vec<ClubApp>) = clubs
-        .iter()
-        .cloned()
-        .partition(|c| named.contains(&c.slug.as_str()));
-    let mut waves = Vec::new();
-    // Canaries only make sense ahead of other clubs.
-    let (canaries, rest) = if rest.is_empty() {
-        (Vec::new(), canaries)
-    } else {
-        (canaries, rest)
-    };
-    if !canaries.is_empty() {
-        waves.push(Wave {
-            canary: true,
-            clubs: canaries,
-        });
-    }
-    let size = match settings.rollout.batch_size {
-        0 => rest.len().max(1),
-        n => n,
-    };
-    for batch in rest.chunks(size) {
-        waves.push(Wave {
-            canary: false,
-            clubs: batch.to_vec(),
-        });
-    }
-    Ok(waves)
+    Ok(crate::domain::rollout::waves(
+        clubs,
+        |c| c.slug.as_str(),
+        canary,
+        configured,
+        settings.rollout.batch_size,
+    )?)
 }
 
 /// Whether the health step will prove the release through the probe (then the reload needs
@@ -486,7 +450,15 @@ fn put_back(
         let name = ReleaseName::parse(from)?;
         let previous = release::read(&app.releases_dir.join(from), &name)
             .with_context(|| format!("{from} is no longer built, so nothing was put back on it"))?;
-        let done = switch_clubs(job, app, group, &previous, kind, Some(&release.name), None)?;
+        let done = switch_clubs(
+            job,
+            app,
+            group,
+            &previous,
+            kind,
+            Some(&release.name),
+            &mut SwitchRun::alone(group.len()),
+        )?;
         back.push((previous, done, group.clone()));
     }
     let reload = job.settings.reload.policy.reloads(SwitchScope::Repair);
@@ -648,7 +620,7 @@ pub fn rollback(
         &release,
         SwitchKind::Rollback,
         Some(&current),
-        None,
+        &mut SwitchRun::alone(clubs.len()),
     )?;
     let mut summary = format!("club {slug} rolled back from {current} to {}", release.name);
     let proving = will_prove(job.settings, &release, reload, clubs);
@@ -1162,6 +1134,26 @@ fn preflight(job: &mut Job<'_>) -> anyhow::Result<()> {
 
 /// Switches each club not yet on `release`, then records the switches in one transaction.
 /// On a failure part-way, the switches already made are recorded before the error returns.
+/// Where one call of [`switch_clubs`] stands in its job: a line to say first (a wave's), and
+/// the job's count of clubs handled before it, of all it will handle.
+#[derive(Debug, Clone)]
+struct SwitchRun {
+    header: Option<String>,
+    done: usize,
+    total: usize,
+}
+
+impl SwitchRun {
+    /// A job that switches these `total` clubs in one go.
+    fn alone(total: usize) -> SwitchRun {
+        SwitchRun {
+            header: None,
+            done: 0,
+            total,
+        }
+    }
+}
+
 fn switch_clubs(
     job: &mut Job<'_>,
     app: &App,
@@ -1169,12 +1161,15 @@ fn switch_clubs(
     release: &Release,
     kind: SwitchKind,
     rolled_back_from: Option<&ReleaseName>,
-    header: Option<String>,
+    run: &mut SwitchRun,
 ) -> anyhow::Result<Vec<switches::NewSwitch>> {
     job.progress.step(Step::Switch);
-    if let Some(header) = header {
+    if let Some(header) = run.header.take() {
         job.progress.progress(&header);
     }
+    let total = run.total;
+    let counted = |done: usize| format!("{done} of {total} club{} switched", plural(total));
+    let mut told = run.done;
     let releases_dir = &app.releases_dir;
     let switcher = switch::Switcher::new(&release.dir, &job.settings.webroot_base);
     let mut done = Vec::new();
@@ -1185,12 +1180,20 @@ fn switch_clubs(
         let from = match switcher.switch(webroot, releases_dir) {
             Ok(Some(from)) if from.release() != Some(&release.name) => from,
             Ok(_) => {
-                let line = format!(
-                    "{} already runs {}",
-                    label(job.settings, club),
-                    release.name
-                );
-                job.progress.progress(&line);
+                run.done += 1;
+                if total <= crate::pipeline::EVERY_CLUB_UP_TO {
+                    let line = format!(
+                        "{} already runs {} ({})",
+                        label(job.settings, club),
+                        release.name,
+                        counted(run.done)
+                    );
+                    job.progress.count(&line, run.done, total);
+                    told = run.done;
+                } else if crate::pipeline::worth_telling(run.done, total) {
+                    job.progress.count(&counted(run.done), run.done, total);
+                    told = run.done;
+                }
                 continue;
             }
             Err(e) => {
@@ -1209,17 +1212,27 @@ fn switch_clubs(
             switched_at: db::now(),
             job_id: Some(job.id),
         });
-        job.progress.progress(&format!(
-            "{} now runs {} ({} of {} club{} switched)",
-            label(job.settings, club),
-            release.name,
-            done.len(),
-            clubs.len(),
-            plural(clubs.len())
-        ));
+        run.done += 1;
+        if total <= crate::pipeline::EVERY_CLUB_UP_TO {
+            let line = format!(
+                "{} now runs {} ({})",
+                label(job.settings, club),
+                release.name,
+                counted(run.done)
+            );
+            job.progress.count(&line, run.done, total);
+            told = run.done;
+        } else if crate::pipeline::worth_telling(run.done, total) {
+            job.progress.count(&counted(run.done), run.done, total);
+            told = run.done;
+        }
         crate::crash::point(&format!("switch:after-{}", done.len()));
     }
     drop(switcher);
+    // A wave ends with its count said, whatever the percent.
+    if told != run.done && failure.is_none() {
+        job.progress.count(&counted(run.done), run.done, total);
+    }
     let marks: Vec<switches::BadMark> = match rolled_back_from {
         Some(from) => done
             .iter()

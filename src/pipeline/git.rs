@@ -62,6 +62,9 @@ pub struct Changes {
     pub files_changed: usize,
     /// For each watched path with changes: the path and how many files under it changed.
     pub watched: Vec<(String, usize)>,
+    /// The two commits have no commit in common: the tag is of another history (another
+    /// application's, or one rewritten).
+    pub unrelated: bool,
 }
 
 /// A tag of the repository that cannot name a release, and why.
@@ -302,6 +305,10 @@ impl Mirror {
                 }
             }
         }
+        let unrelated = matches!(
+            self.repo.merge_base(from.id(), to.id()),
+            Err(e) if e.code() == git2::ErrorCode::NotFound
+        );
         Ok(Changes {
             brought,
             newest_brought,
@@ -309,6 +316,7 @@ impl Mirror {
             newest_undone,
             files_changed: diff.deltas().len(),
             watched,
+            unrelated,
         })
     }
 

@@ -68,7 +68,22 @@ pub trait Progress {
         let _ = text;
         self.progress(message);
     }
+    /// A line that also says, as data, how far the whole job is: `done` of `total` clubs.
+    fn count(&mut self, message: &str, done: usize, total: usize) {
+        let _ = (done, total);
+        self.progress(message);
+    }
 }
+
+/// Whether the `done`th of `total` clubs is worth a line of progress: every club of a job of
+/// up to [`EVERY_CLUB_UP_TO`], else each percent (and the last): a 10,000-club deploy writes
+/// about a hundred lines, not ten thousand.
+pub fn worth_telling(done: usize, total: usize) -> bool {
+    total <= EVERY_CLUB_UP_TO || done >= total || done * 100 / total != (done - 1) * 100 / total
+}
+
+/// Jobs of up to this many clubs say every club's switch.
+pub const EVERY_CLUB_UP_TO: usize = 100;
 
 /// A [`Progress`] that reports nothing, for callers with no one to tell.
 pub struct Quiet;
@@ -77,4 +92,22 @@ impl Progress for Quiet {
     fn step(&mut self, _: Step) {}
     fn progress(&mut self, _: &str) {}
     fn output(&mut self, _: &command::Ran) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worth_telling;
+
+    #[test]
+    fn a_small_job_tells_every_club_and_a_large_one_each_percent() {
+        assert!((1..=100).all(|done| worth_telling(done, 100)));
+        let told = (1..=10_000)
+            .filter(|&done| worth_telling(done, 10_000))
+            .count();
+        assert_eq!(told, 100);
+        assert!(worth_telling(10_000, 10_000));
+        assert!(worth_telling(100, 10_000) && !worth_telling(101, 10_000));
+        let told = (1..=250).filter(|&done| worth_telling(done, 250)).count();
+        assert!((99..=101).contains(&told), "{told}");
+    }
 }

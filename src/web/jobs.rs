@@ -10,7 +10,7 @@ use chrono::NaiveDateTime;
 use serde::Deserialize;
 
 use super::clubs::see_other;
-use super::dashboard::{Running, parse_progress};
+use super::dashboard::{Running, counted};
 use super::{AppState, CsrfForm, Nav, Staff, count, form};
 use crate::auth::session;
 use crate::db;
@@ -333,11 +333,10 @@ pub async fn page(
         })
         .await?;
     let status = JobStatus::parse(&job.status)?;
-    let progress = events.iter().rev().find_map(|e| {
-        (e.kind == "progress")
-            .then(|| parse_progress(&e.message))
-            .flatten()
-    });
+    let progress = events
+        .iter()
+        .rev()
+        .find_map(|e| counted(e.done.zip(e.total)));
     let can_cancel = status == JobStatus::Queued && may_cancel(&staff, &job);
     Ok(JobPage {
         nav: staff.nav("jobs"),
@@ -417,15 +416,32 @@ pub struct EventsQuery {
     after: i32,
 }
 
+/// How often an idle live job page's stream writes a keep-alive (which is also how a closed
+/// page is noticed and its place freed); it reads nothing for it.
+const STREAM_KEEPALIVE: Duration = Duration::from_millis(250);
+
+/// How often an idle stream reads the database anyway: whether its session still holds.
+const STREAM_RECHECK: Duration = Duration::from_secs(1);
+
 /// `GET /jobs/{id}/events`: server-sent events, one `log` event per job event after
-/// `?after=`, then one `end` event when the job has finished.
+/// `?after=` (or the `Last-Event-ID` a reconnecting browser sends), then one `end` event when
+/// the job has finished. The stream reads the database when a job event was written
+/// (whichever process wrote it), not on a timer.
 pub async fn events(
     staff: Staff,
     state: web::Data<AppState>,
     id: web::Path<i32>,
     query: web::Query<EventsQuery>,
+    request: actix_web::HttpRequest,
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
+    // A browser that reconnects says the last event it had.
+    let resumed = request
+        .headers()
+        .get("Last-Event-ID")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .unwrap_or(0);
     let exists = state
         .db(move |_, conn| Ok(jobs::by_id(conn, id)?.is_some()))
         .await?;
@@ -445,24 +461,40 @@ pub async fn events(
         first: bool,
         // Held while the stream lives; frees the session's place when it ends.
         slot: StreamSlot,
+        events: tokio::sync::watch::Receiver<i32>,
+        read_at: Instant,
     }
     let cursor = Cursor {
+        events: state.events.clone(),
         state,
-        after: query.after,
+        after: query.after.max(resumed),
         done: false,
         started: Instant::now(),
         first: true,
         slot,
+        read_at: Instant::now(),
     };
-    // A stream that polls the job's events; bounded to an hour (the browser reconnects).
+    // A stream woken by new job events; bounded to an hour (the browser reconnects).
     let stream = futures_util::stream::unfold(cursor, move |mut cursor| async move {
         if cursor.done || cursor.started.elapsed() > Duration::from_secs(3600) {
             return None;
         }
         if !cursor.first {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            match tokio::time::timeout(STREAM_KEEPALIVE, cursor.events.changed()).await {
+                // The watch ended: the server is stopping.
+                Ok(Err(_)) => return None,
+                Ok(Ok(())) => {}
+                Err(_) if cursor.read_at.elapsed() < STREAM_RECHECK => {
+                    let alive = web::Bytes::from_static(b": waiting\n\n");
+                    return Some((Ok::<_, actix_web::Error>(alive), cursor));
+                }
+                Err(_) => {}
+            }
         }
         cursor.first = false;
+        cursor.read_at = Instant::now();
+        // Seen before reading: an event written while the database is read wakes the next wait.
+        cursor.events.borrow_and_update();
         let (after, session_id) = (cursor.after, cursor.slot.session_id);
         let read = cursor
             .state
@@ -487,6 +519,8 @@ pub async fn events(
                 "step": event.step,
                 "message": event.message,
                 "output": event.output,
+                "done": event.done,
+                "total": event.total,
                 "at": event.at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
             });
             chunk.push_str(&format!("id: {}\nevent: log\ndata: {data}\n\n", event.id));

@@ -34,6 +34,9 @@ pub struct AppState {
     pub pool: DbPool,
     /// Wakes the worker when a job is queued.
     pub wake: Arc<Notify>,
+    /// The newest job event's id, whoever wrote it (see [`crate::jobs::watch`]): live job
+    /// pages wait on it.
+    pub events: tokio::sync::watch::Receiver<i32>,
     /// The clubs as last read from disk, shared by concurrent page views.
     pub clubs: Arc<tokio::sync::Mutex<Option<ClubsSnapshot>>>,
     /// Bounds the password checks sign-ins may run at once.
@@ -84,18 +87,22 @@ const CLUBS_SNAPSHOT_STALE: Duration = Duration::from_secs(10);
 const OPCACHE_TTL: Duration = Duration::from_secs(5);
 
 impl AppState {
-    /// A new state for `settings` on `pool`.
-    pub fn new(settings: Settings, pool: DbPool) -> AppState {
-        AppState {
+    /// A new state for `settings` on `pool`, watching its database for queued jobs (waking
+    /// the worker) and new job events.
+    pub fn new(settings: Settings, pool: DbPool) -> anyhow::Result<AppState> {
+        let wake = Arc::new(Notify::new());
+        let events = crate::jobs::watch::spawn(&settings.database_path(), wake.clone())?;
+        Ok(AppState {
             settings: Arc::new(settings),
             pool,
-            wake: Arc::new(Notify::new()),
+            wake,
+            events,
             clubs: Arc::new(tokio::sync::Mutex::new(None)),
             hashing: Arc::new(crate::auth::password::HashGate::new()),
             streams: Arc::default(),
             opcache: Arc::default(),
             doctor: Arc::default(),
-        }
+        })
     }
 
     /// Runs the doctor (on the blocking pool: it runs commands and asks the sites; it takes a

@@ -1,0 +1,2 @@
+ALTER TABLE job_events DROP COLUMN total;
+ALTER TABLE job_events DROP COLUMN done;
