@@ -587,7 +587,10 @@ pub fn prune_facts(
         switch::releases_linked_under(&settings.webroot_base, LINK_SCAN_DEPTH, releases_dir)?;
     let mut running = HashMap::new();
     for club in clubs::webroots(conn, None)? {
-        if let Webroot::Release(name) = switch::inspect(club.webroot.as_ref(), releases_dir)? {
+        // One readlink for a link naming a release, as clubdeploy writes them; any other
+        // link is resolved in full.
+        if let Webroot::Release(name) = switch::linked_release(club.webroot.as_ref(), releases_dir)?
+        {
             if club.app == app.name.as_str() {
                 running.insert((club.club_id, club.app), name.to_string());
             }

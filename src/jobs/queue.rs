@@ -42,6 +42,12 @@ pub fn recover(
     _lock: &DeployLock,
 ) -> anyhow::Result<Vec<String>> {
     let mut done = Vec::new();
+    // Leftovers exist only where a job stopped while running: with none, nothing is read
+    // (the check runs before every command and on every poll of the worker).
+    let interrupted = jobs::with_status(&mut *pool.get()?, JobStatus::Running.as_str())?;
+    if interrupted.is_empty() {
+        return Ok(done);
+    }
     let clubs = clubs::webroots(&mut *pool.get()?, None)?;
     let mut found = recovery::Leftovers::default();
     for app in settings.apps() {
@@ -69,7 +75,7 @@ pub fn recover(
         ));
     }
     // Connections are taken per step: recovery may reload the web server meanwhile.
-    for job in jobs::with_status(&mut *pool.get()?, JobStatus::Running.as_str())? {
+    for job in interrupted {
         done.extend(recover_job(settings, pool, &job)?);
     }
     Ok(done)

@@ -103,7 +103,7 @@ pub fn deploy(
 
     let releases_dir = &app.releases_dir;
     let any_to_switch = clubs.iter().any(|club| {
-        let on_disk = switch::inspect(club.webroot.as_ref(), releases_dir);
+        let on_disk = switch::linked_release(club.webroot.as_ref(), releases_dir);
         !matches!(on_disk, Ok(Webroot::Release(name)) if name == release.name)
     });
     let reload = job.settings.reload.policy.reloads(targets.switch_scope());
@@ -260,11 +260,12 @@ fn check_health(
     reloaded: bool,
 ) -> anyhow::Result<Checked> {
     job.progress.step(Step::Health);
+    let by_id = by_id(clubs);
     let switched: Vec<(ClubApp, switches::NewSwitch)> = done
         .iter()
         .filter_map(|s| {
-            let club = clubs.iter().find(|c| c.club_id == s.club_id)?;
-            Some((club.clone(), s.clone()))
+            let club = by_id.get(&s.club_id)?;
+            Some(((*club).clone(), s.clone()))
         })
         .collect();
     let key = if !job.settings.probe.enabled {
@@ -508,11 +509,12 @@ pub fn still_switched(
     clubs: &[ClubApp],
 ) -> anyhow::Result<(StillSwitched, Vec<ClubApp>)> {
     let (mut still, mut moved) = (Vec::new(), Vec::new());
+    let by_id = by_id(clubs);
     for switch in switched.iter().filter(|s| {
         SwitchKind::parse(&s.kind).is_ok_and(SwitchKind::made_by_the_deploy)
             && s.app == app.name.as_str()
     }) {
-        let Some(club) = clubs.iter().find(|c| c.club_id == switch.club_id) else {
+        let Some(club) = by_id.get(&switch.club_id).copied() else {
             continue;
         };
         let runs = switch::inspect(club.webroot.as_ref(), &app.releases_dir)?;
@@ -1013,7 +1015,13 @@ fn check_webroots(
     let (mut switchable, mut legacy) = (Vec::new(), Vec::new());
     for club in clubs {
         let resolved = webroot_of(settings, &club)?;
-        if switch::inspect(&resolved, &app.releases_dir)? != Webroot::NotALink {
+        // A real directory (not a link, not missing) is a legacy copy; nothing more is read.
+        let legacy_copy = match std::fs::symlink_metadata(&resolved) {
+            Ok(meta) => !meta.file_type().is_symlink(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e.into()),
+        };
+        if !legacy_copy {
             switchable.push(club);
         } else if leave_out_legacy {
             legacy.push(club);
@@ -1244,12 +1252,12 @@ fn switch_clubs(
             .collect(),
         None => Vec::new(),
     };
+    let by_id = by_id(clubs);
     let details: Vec<(String, String)> = done
         .iter()
         .map(|switch| {
-            let slug = clubs
-                .iter()
-                .find(|c| c.club_id == switch.club_id)
+            let slug = by_id
+                .get(&switch.club_id)
                 .map_or_else(String::new, |c| c.slug.clone());
             let from = switch.from_release.as_deref().unwrap_or("no release");
             let text = format!(
@@ -1417,6 +1425,11 @@ fn prune_releases(
             .progress(&format!("deleted release {}", release.name));
     }
     Ok(doomed.len())
+}
+
+/// The clubs by id: one look-up per club, not a search of the list (10,000 clubs).
+fn by_id(clubs: &[ClubApp]) -> std::collections::HashMap<i32, &ClubApp> {
+    clubs.iter().map(|c| (c.club_id, c)).collect()
 }
 
 /// "club zermatt", or with several applications "club zermatt's mobile": how progress lines

@@ -278,7 +278,7 @@ pub fn releases_linked_under(
             let entry = entry?;
             let kind = entry.file_type()?;
             if kind.is_symlink() {
-                if let Webroot::Release(name) = inspect(&entry.path(), releases_dir)? {
+                if let Webroot::Release(name) = linked_release(&entry.path(), releases_dir)? {
                     found.insert(name);
                 }
             } else if kind.is_dir() && level < depth {
