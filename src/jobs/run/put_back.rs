@@ -1,0 +1,85 @@
+//! Putting a deploy's clubs back on what each ran before it.
+
+use super::*;
+
+/// Clubs a deploy switched that still run what it gave them, each with that switch.
+pub type StillSwitched = Vec<(ClubApp, switches::Switch)>;
+
+/// Of the switches a deploy job made (`switched`), those of `app` whose club (among `clubs`)
+/// still runs the release the deploy gave it, each with its club; and the clubs that have
+/// moved on since. What "Put these clubs back" shows, and what its job switches.
+pub fn still_switched(
+    app: &App,
+    switched: &[switches::Switch],
+    clubs: &[ClubApp],
+) -> anyhow::Result<(StillSwitched, Vec<ClubApp>)> {
+    let (mut still, mut moved) = (Vec::new(), Vec::new());
+    let by_id = by_id(clubs);
+    for switch in switched.iter().filter(|s| {
+        SwitchKind::parse(&s.kind).is_ok_and(SwitchKind::made_by_the_deploy)
+            && s.app == app.name.as_str()
+    }) {
+        let Some(club) = by_id.get(&switch.club_id).copied() else {
+            continue;
+        };
+        let runs = switch::inspect(club.webroot.as_ref(), &app.releases_dir)?;
+        if matches!(&runs, Webroot::Release(now) if now.as_str() == switch.to_release) {
+            still.push((club.clone(), switch.clone()));
+        } else {
+            moved.push(club.clone());
+        }
+    }
+    Ok((still, moved))
+}
+
+/// Switches the clubs deploy job `of` switched, those still on the release it gave them, back
+/// to the release each ran before (marking it bad for them, as a rollback does), with one
+/// reload and a health check. Clubs moved since are left as they are, and said so.
+pub fn put_back_job(job: &mut Job<'_>, app: &App, of: i32) -> anyhow::Result<String> {
+    let (switched, clubs) = {
+        let mut conn = job.conn()?;
+        (
+            switches::of_job(&mut conn, of)?,
+            crate::db::clubs::webroots(&mut conn, Some(app.name.as_str()))?,
+        )
+    };
+    let (still, moved) = still_switched(app, &switched, &clubs)?;
+    for club in &moved {
+        job.progress.progress(&format!(
+            "{} has moved on since job #{of}: left as it is",
+            label(job.settings, club)
+        ));
+    }
+    let to = still.first().map(|(_, switch)| switch.to_release.clone());
+    let back: Vec<(ClubApp, switches::NewSwitch)> = still
+        .into_iter()
+        .map(|(club, switch)| {
+            let new = switches::NewSwitch {
+                club_id: club.club_id,
+                app: app.name.to_string(),
+                from_release: switch.from_release,
+                to_release: switch.to_release,
+                commit_id: switch.commit_id,
+                kind: switch.kind,
+                actor: job.actor.to_owned(),
+                switched_at: db::now(),
+                job_id: Some(job.id),
+            };
+            (club, new)
+        })
+        .collect();
+    let Some(to) = to else {
+        bail!(
+            "none of the clubs job #{of} switched still runs what it gave them; nothing was changed"
+        );
+    };
+    let name = ReleaseName::parse(&to)?;
+    let release = release::read(&app.releases_dir.join(name.as_str()), &name)
+        .with_context(|| format!("{name} is no longer built; nothing was changed"))?;
+    let words = put_back(job, app, &release, &back, SwitchKind::Rollback)?;
+    Ok(format!(
+        "{} switched by job #{of} left {}{words}",
+        crate::preview::count(back.len(), "club"),
+        release.name
+    ))
+}

@@ -1,0 +1,692 @@
+//! The steps the job kinds are made of: waves, build, preflight, switch, reload, health,
+//! putting clubs back and prune, each used by every kind that runs it.
+
+use super::*;
+
+/// A group of clubs switched, reloaded and checked together.
+pub(super) type Wave = crate::domain::rollout::Wave<ClubApp>;
+
+/// The waves of a deploy to `clubs` (see [`crate::domain::rollout::waves`]).
+pub(super) fn waves(
+    configured: &[String],
+    settings: &Settings,
+    clubs: &[ClubApp],
+    canary: Option<&[ClubSlug]>,
+) -> anyhow::Result<Vec<Wave>> {
+    Ok(crate::domain::rollout::waves(
+        clubs,
+        |c| c.slug.as_str(),
+        canary,
+        configured,
+        settings.rollout.batch_size,
+    )?)
+}
+
+/// Whether the health step will prove the release through the probe (then the reload needs
+/// no fixed settle wait): probes on, the release has one, Apache reloaded, and some club has
+/// an address.
+pub(super) fn will_prove(
+    settings: &Settings,
+    release: &Release,
+    reloaded: bool,
+    clubs: &[ClubApp],
+) -> bool {
+    settings.probe.enabled
+        && release.manifest.probe.is_some()
+        && reloaded
+        && clubs.iter().any(|c| c.url.is_some())
+}
+
+/// What the health step found.
+pub(super) struct Checked {
+    /// The clubs that failed, with the switch that put them on the release.
+    pub(super) failed: Vec<(ClubApp, switches::NewSwitch)>,
+    /// Clubs without an address.
+    pub(super) unchecked: usize,
+    /// Clubs switched but still served from another release (no reload).
+    pub(super) not_live: usize,
+}
+
+/// Proves each club of `done` (switched among `clubs`) live on `release` and healthy,
+/// logging every verdict and the failing responses.
+pub(super) fn check_health(
+    job: &mut Job<'_>,
+    release: &Release,
+    done: &[switches::NewSwitch],
+    clubs: &[ClubApp],
+    reloaded: bool,
+) -> anyhow::Result<Checked> {
+    job.progress.step(Step::Health);
+    let by_id = by_id(clubs);
+    let switched: Vec<(ClubApp, switches::NewSwitch)> = done
+        .iter()
+        .filter_map(|s| {
+            let club = by_id.get(&s.club_id)?;
+            Some(((*club).clone(), s.clone()))
+        })
+        .collect();
+    let key = if !job.settings.probe.enabled {
+        None
+    } else if release.manifest.probe.is_none() {
+        job.progress.progress(&format!(
+            "{} has no health probe (built before probes, or with them off): each club's page \
+             is checked, but not which release serves it",
+            release.name
+        ));
+        None
+    } else {
+        if !reloaded {
+            job.progress.progress(
+                "the web server was not reloaded (reload policy), so PHP may serve the old \
+                 release for a while: the probe is asked once, and a club it does not show on \
+                 the new release is switched but not live yet",
+            );
+        }
+        Some(crate::pipeline::probe::ProbeKey::load_or_create(
+            &job.settings.data_dir,
+        )?)
+    };
+    let release_dir = release
+        .dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", release.dir.display()))?;
+    let targets: Vec<health::Target> = switched
+        .iter()
+        .map(|(club, _)| health::Target {
+            label: label(job.settings, club),
+            url: club.url.clone(),
+        })
+        .collect();
+    let check = health::Check {
+        settings: &job.settings.health,
+        release_dir: &release_dir,
+        probe: key.as_ref(),
+        reloaded,
+    };
+    let name = &release.name;
+    let progress = &mut *job.progress;
+    let verdicts = health::check_all(&targets, &check, |target, verdict| {
+        report_verdict(progress, &target.label, name, verdict)
+    });
+    {
+        let mut conn = job.conn()?;
+        let at = db::now();
+        for ((club, _), verdict) in switched.iter().zip(&verdicts) {
+            let (health, note) = verdict.recorded();
+            crate::db::clubs::set_health(&mut conn, club.webroot_id, health, note, at)?;
+        }
+    }
+    let mut checked = Checked {
+        failed: Vec::new(),
+        unchecked: 0,
+        not_live: 0,
+    };
+    for ((club, switch), verdict) in switched.into_iter().zip(verdicts) {
+        match verdict {
+            health::Verdict::Failed { .. } => checked.failed.push((club, switch)),
+            health::Verdict::NotChecked(_) => checked.unchecked += 1,
+            health::Verdict::NotLive(_) => checked.not_live += 1,
+            health::Verdict::Healthy { .. } => {}
+        }
+    }
+    Ok(checked)
+}
+
+/// One verdict as a line of the job's log (a failure with the response behind it).
+pub(super) fn report_verdict(
+    progress: &mut dyn Progress,
+    label: &str,
+    release: &ReleaseName,
+    verdict: &health::Verdict,
+) {
+    match verdict {
+        health::Verdict::Healthy { proven: true, took } => progress.progress(&format!(
+            "{label} is live on {release}, proven in {:.2} s, and its page answers",
+            took.as_secs_f64()
+        )),
+        health::Verdict::Healthy { proven: false, .. } => {
+            progress.progress(&format!("{label}: its page answers"))
+        }
+        health::Verdict::NotChecked(why) => {
+            progress.progress(&format!("{label} was not checked: {why}"))
+        }
+        health::Verdict::NotLive(why) => progress.progress(&format!("{label}: {why}")),
+        health::Verdict::Failed {
+            reason,
+            response: Some(response),
+        } => progress.evidence(
+            &format!("{label} FAILED its health check: {reason}"),
+            response,
+        ),
+        health::Verdict::Failed {
+            reason,
+            response: None,
+        } => progress.progress(&format!("{label} FAILED its health check: {reason}")),
+    }
+}
+
+/// Switches each failed club back to the release it ran before, marking `release` bad for
+/// it, then reloads once and checks them again. Returns the end of the summary sentence
+/// (" and were put back on …").
+pub(super) fn put_back(
+    job: &mut Job<'_>,
+    app: &App,
+    release: &Release,
+    failed: &[(ClubApp, switches::NewSwitch)],
+    kind: SwitchKind,
+) -> anyhow::Result<String> {
+    let mut by_release: std::collections::BTreeMap<String, Vec<ClubApp>> = Default::default();
+    let mut stranded = Vec::new();
+    for (club, switch) in failed {
+        match &switch.from_release {
+            Some(from) => by_release
+                .entry(from.clone())
+                .or_default()
+                .push(club.clone()),
+            None => stranded.push(club.slug.clone()),
+        }
+    }
+    let mut back = Vec::new();
+    for (from, group) in &by_release {
+        let name = ReleaseName::parse(from)?;
+        let previous = release::read(&app.releases_dir.join(from), &name)
+            .with_context(|| format!("{from} is no longer built, so nothing was put back on it"))?;
+        let done = switch_clubs(
+            job,
+            app,
+            group,
+            &previous,
+            kind,
+            Some(&release.name),
+            &mut SwitchRun::alone(group.len()),
+        )?;
+        back.push((previous, done, group.clone()));
+    }
+    let reload = job.settings.reload.policy.reloads(SwitchScope::Repair);
+    if reload && !back.is_empty() {
+        preflight(job)?;
+        let proving = back.iter().all(|(p, ..)| p.manifest.probe.is_some());
+        reload_apache(job, !(proving && job.settings.probe.enabled))?;
+    }
+    for (previous, done, group) in &back {
+        // Reported, not acted on: the rollback is as far back as a job goes.
+        check_health(job, previous, done, group, reload)?;
+    }
+    let put: usize = back.iter().map(|(_, done, _)| done.len()).sum();
+    let mut words = String::new();
+    if put > 0 {
+        let names: Vec<String> = back.iter().map(|(p, ..)| p.name.to_string()).collect();
+        words.push_str(&format!(
+            " and {} put back on {}",
+            if put == 1 { "was" } else { "were" },
+            names.join(" and ")
+        ));
+    }
+    if !stranded.is_empty() {
+        words.push_str(&format!(
+            "; {} ran no release before, so {} left on {}",
+            stranded.join(", "),
+            if stranded.len() == 1 {
+                "it was"
+            } else {
+                "they were"
+            },
+            release.name
+        ));
+    }
+    Ok(words)
+}
+
+/// How many clubs' webroots of `app` run `release`, as recorded.
+pub(super) fn running(job: &Job<'_>, app: &App, release: &Release) -> usize {
+    let recorded = job
+        .conn()
+        .and_then(|mut conn| Ok(clubs::webroots(&mut conn, Some(app.name.as_str()))?));
+    recorded.map_or(0, |all| {
+        all.iter()
+            .filter(|c| c.current_release.as_deref() == Some(release.name.as_str()))
+            .count()
+    })
+}
+
+/// The webroots of `app` a deploy switches: every club's that runs it, or the named clubs'
+/// (each must exist and run it).
+pub(super) fn target_clubs(
+    conn: &mut SqliteConnection,
+    app: &App,
+    targets: &Targets,
+) -> anyhow::Result<Vec<ClubApp>> {
+    let running = clubs::webroots(conn, Some(app.name.as_str()))?;
+    let chosen: Vec<ClubApp> = match targets {
+        Targets::All => running,
+        Targets::Clubs(slugs) => {
+            let all = clubs::all(conn)?;
+            let unknown: Vec<&str> = slugs
+                .iter()
+                .map(ClubSlug::as_str)
+                .filter(|s| !all.iter().any(|c| c.slug == *s))
+                .collect();
+            if !unknown.is_empty() {
+                bail!("no such club: {}; nothing was changed", unknown.join(", "));
+            }
+            let without: Vec<&str> = slugs
+                .iter()
+                .map(ClubSlug::as_str)
+                .filter(|s| !running.iter().any(|c| c.slug == *s))
+                .collect();
+            if !without.is_empty() {
+                bail!(
+                    "{} {} not run the application {}; nothing was changed",
+                    without.join(", "),
+                    if without.len() == 1 { "does" } else { "do" },
+                    app.name
+                );
+            }
+            running
+                .into_iter()
+                .filter(|c| slugs.iter().any(|s| s.as_str() == c.slug))
+                .collect()
+        }
+    };
+    if chosen.is_empty() {
+        bail!(
+            "no club runs the application {}; give a club a webroot for it with `clubdeploy \
+             club add` or `clubdeploy club webroot`",
+            app.name
+        );
+    }
+    Ok(chosen)
+}
+
+/// Every webroot must still lie under `webroot_base` and be a link or nothing, before
+/// anything is built or switched: read once each. A legacy copy must be adopted first: with
+/// `leave_out_legacy` it is set apart (returned second), otherwise refused.
+pub(super) fn check_webroots(
+    settings: &Settings,
+    app: &App,
+    clubs: Vec<ClubApp>,
+    leave_out_legacy: bool,
+) -> anyhow::Result<(Vec<ClubApp>, Vec<ClubApp>)> {
+    let app_flag = if settings.several_apps() {
+        format!(" --app {}", app.name)
+    } else {
+        String::new()
+    };
+    let (mut switchable, mut legacy) = (Vec::new(), Vec::new());
+    for club in clubs {
+        let resolved = webroot_of(settings, &club)?;
+        // A real directory (not a link, not missing) is a legacy copy; nothing more is read.
+        let legacy_copy = match std::fs::symlink_metadata(&resolved) {
+            Ok(meta) => !meta.file_type().is_symlink(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e.into()),
+        };
+        if !legacy_copy {
+            switchable.push(club);
+        } else if leave_out_legacy {
+            legacy.push(club);
+        } else {
+            bail!(
+                "club {}: its webroot {} is a legacy copy (a real directory); adopt it first \
+                 (clubdeploy adopt {}{app_flag} --tag <tag>, or Adopt… on the clubs page); \
+                 nothing was changed",
+                club.slug,
+                resolved.display(),
+                club.slug
+            );
+        }
+    }
+    Ok((switchable, legacy))
+}
+
+/// Which build of a tag a job wants.
+pub(super) enum Wanted<'a> {
+    /// One made with the configured recipe (built anew when `rebuild`).
+    Fresh { rebuild: bool },
+    /// This one when it is there (a rollback's target), whatever its recipe; else as `Fresh`.
+    Exactly(&'a ReleaseName),
+}
+
+pub(super) fn build(
+    job: &mut Job<'_>,
+    app: &App,
+    mirror: &Mirror,
+    tag: &ReleaseTag,
+    commit: &str,
+    wanted: Wanted<'_>,
+) -> anyhow::Result<Release> {
+    job.progress.step(Step::Build);
+    let started = Instant::now();
+    let probe_hash = match job.settings.probe.enabled {
+        true => {
+            Some(crate::pipeline::probe::ProbeKey::load_or_create(&job.settings.data_dir)?.hash())
+        }
+        false => None,
+    };
+    let recipe = release::recipe_hash(
+        &app.build.commands,
+        app.build.check.as_deref(),
+        &app.build.env,
+    );
+    let spec = BuildSpec {
+        releases_dir: &app.releases_dir,
+        tag,
+        commit,
+        commands: &app.build.commands,
+        check: app.build.check.as_deref(),
+        env: &release::build_environment(&app.build.env),
+        probe: probe_hash.as_deref(),
+        recipe: recipe.as_deref(),
+        rebuild: matches!(wanted, Wanted::Fresh { rebuild: true }),
+        prefer: match wanted {
+            Wanted::Exactly(name) => Some(name),
+            Wanted::Fresh { .. } => None,
+        },
+    };
+    let built = release::build(mirror, &spec, job.progress)
+        .with_context(|| format!("building {tag} failed; no club was changed"))?;
+    match &built {
+        Built::New(r) => {
+            let details = format!(
+                "built {} from tag {tag} (commit {}): {} files, {} bytes in {:.1} s",
+                r.name,
+                &r.manifest.commit[..8],
+                r.manifest.files,
+                r.manifest.bytes,
+                started.elapsed().as_secs_f64()
+            );
+            job.progress.progress(&details);
+            job.audit(
+                Some(app),
+                "release.built",
+                "release",
+                r.name.as_str(),
+                &details,
+            )?;
+        }
+        Built::Reused(r) => job
+            .progress
+            .progress(&format!("release {} is already built; reusing it", r.name)),
+    }
+    Ok(built.release().clone())
+}
+
+/// Before a job that changes one club (rollback, adopt, undo): the configtest, when the
+/// policy reloads after it. Returns whether it will reload.
+pub(super) fn preflight_single_club(job: &mut Job<'_>) -> anyhow::Result<bool> {
+    let reload = job.settings.reload.policy.reloads(SwitchScope::SomeClubs);
+    if reload {
+        preflight(job)?;
+    }
+    Ok(reload)
+}
+
+/// Reloads the web server when `reload` (waiting the settle time), saying so in `summary`.
+pub(super) fn reload_if(
+    job: &mut Job<'_>,
+    reload: bool,
+    summary: &mut String,
+) -> anyhow::Result<()> {
+    if reload {
+        reload_apache(job, true)?;
+        summary.push_str("; Apache reloaded");
+    }
+    Ok(())
+}
+
+pub(super) fn preflight(job: &mut Job<'_>) -> anyhow::Result<()> {
+    job.progress.step(Step::Preflight);
+    let ran = command::run(&job.settings.reload.configtest, None)?;
+    job.progress.output(&ran);
+    ran.ok()
+        .context("the web server's configuration test failed; no club was changed")?;
+    job.progress.progress("web server configuration is OK");
+    Ok(())
+}
+
+/// Switches each club not yet on `release`, then records the switches in one transaction.
+/// On a failure part-way, the switches already made are recorded before the error returns.
+/// Where one call of [`switch_clubs`] stands in its job: a line to say first (a wave's), and
+/// the job's count of clubs handled before it, of all it will handle.
+#[derive(Debug, Clone)]
+pub(super) struct SwitchRun {
+    pub(super) header: Option<String>,
+    pub(super) done: usize,
+    pub(super) total: usize,
+}
+
+impl SwitchRun {
+    /// A job that switches these `total` clubs in one go.
+    pub(super) fn alone(total: usize) -> SwitchRun {
+        SwitchRun {
+            header: None,
+            done: 0,
+            total,
+        }
+    }
+}
+
+pub(super) fn switch_clubs(
+    job: &mut Job<'_>,
+    app: &App,
+    clubs: &[ClubApp],
+    release: &Release,
+    kind: SwitchKind,
+    rolled_back_from: Option<&ReleaseName>,
+    run: &mut SwitchRun,
+) -> anyhow::Result<Vec<switches::NewSwitch>> {
+    job.progress.step(Step::Switch);
+    if let Some(header) = run.header.take() {
+        job.progress.progress(&header);
+    }
+    let total = run.total;
+    let counted = |done: usize| format!("{done} of {total} club{} switched", plural(total));
+    let mut told = run.done;
+    let releases_dir = &app.releases_dir;
+    let switcher = switch::Switcher::new(&release.dir, &job.settings.webroot_base);
+    let mut done = Vec::new();
+    let mut failure = None;
+    for club in clubs {
+        let webroot: &std::path::Path = club.webroot.as_ref();
+        // One read of the link decides whether to switch and what the club ran before.
+        let from = match switcher.switch(webroot, releases_dir) {
+            Ok(Some(from)) if from.release() != Some(&release.name) => from,
+            Ok(_) => {
+                run.done += 1;
+                if total <= crate::pipeline::EVERY_CLUB_UP_TO {
+                    let line = format!(
+                        "{} already runs {} ({})",
+                        label(job.settings, club),
+                        release.name,
+                        counted(run.done)
+                    );
+                    job.progress.count(&line, run.done, total);
+                    told = run.done;
+                } else if crate::pipeline::worth_telling(run.done, total) {
+                    job.progress.count(&counted(run.done), run.done, total);
+                    told = run.done;
+                }
+                continue;
+            }
+            Err(e) => {
+                failure = Some(e.context(format!("club {}", club.slug)));
+                break;
+            }
+        };
+        done.push(switches::NewSwitch {
+            club_id: club.club_id,
+            app: app.name.to_string(),
+            from_release: from.release().map(|r| r.to_string()),
+            to_release: release.name.to_string(),
+            commit_id: release.manifest.commit.clone(),
+            kind: kind.as_str().to_owned(),
+            actor: job.actor.to_owned(),
+            switched_at: db::now(),
+            job_id: Some(job.id),
+        });
+        run.done += 1;
+        if total <= crate::pipeline::EVERY_CLUB_UP_TO {
+            let line = format!(
+                "{} now runs {} ({})",
+                label(job.settings, club),
+                release.name,
+                counted(run.done)
+            );
+            job.progress.count(&line, run.done, total);
+            told = run.done;
+        } else if crate::pipeline::worth_telling(run.done, total) {
+            job.progress.count(&counted(run.done), run.done, total);
+            told = run.done;
+        }
+        crate::crash::point(&format!("switch:after-{}", done.len()));
+    }
+    drop(switcher);
+    // A wave ends with its count said, whatever the percent.
+    if told != run.done && failure.is_none() {
+        job.progress.count(&counted(run.done), run.done, total);
+    }
+    let marks: Vec<switches::BadMark> = match rolled_back_from {
+        Some(from) => done
+            .iter()
+            .map(|switch| switches::BadMark {
+                club_id: switch.club_id,
+                app: app.name.to_string(),
+                release: from.to_string(),
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let by_id = by_id(clubs);
+    let details: Vec<(String, String)> = done
+        .iter()
+        .map(|switch| {
+            let slug = by_id
+                .get(&switch.club_id)
+                .map_or_else(String::new, |c| c.slug.clone());
+            let from = switch.from_release.as_deref().unwrap_or("no release");
+            let text = format!(
+                "{kind}: from {from} to {} (job #{})",
+                switch.to_release, job.id
+            );
+            (slug, text)
+        })
+        .collect();
+    let entries: Vec<audit::Entry<'_>> = details
+        .iter()
+        .map(|(slug, text)| {
+            audit::Entry::new(job.actor, "club.switched", "club", slug, text)
+                .for_app(app.name.as_str())
+        })
+        .collect();
+    switches::record(&mut *job.conn()?, &done, &marks, &entries)
+        .context("cannot record the switches")?;
+    match failure {
+        Some(e) => Err(e.context(format!(
+            "switched {} of {} clubs, then stopped",
+            done.len(),
+            clubs.len()
+        ))),
+        None => Ok(done),
+    }
+}
+
+/// Reloads Apache gracefully; with `settle`, then waits `settle_ms` for its old children to
+/// go (without it, the health step proves each club on the new release instead).
+pub(super) fn reload_apache(job: &mut Job<'_>, settle: bool) -> anyhow::Result<()> {
+    job.progress.step(Step::Reload);
+    crate::crash::point("reload:before");
+    let ran = command::run(&job.settings.reload.command, None)?;
+    job.progress.output(&ran);
+    if let Err(e) = ran.ok() {
+        job.audit(
+            None,
+            "server.reload_failed",
+            "job",
+            &job.id.to_string(),
+            &format!("{e:#}"),
+        )?;
+        return Err(e.context(
+            "the clubs were switched, but the web server reload failed: PHP may serve old code \
+             for up to 2 minutes, and no release was deleted",
+        ));
+    }
+    // The command returns once the restart is signalled; its old children go a moment later.
+    if settle {
+        std::thread::sleep(std::time::Duration::from_millis(
+            job.settings.reload.settle_ms,
+        ));
+    }
+    job.audit(
+        None,
+        "server.reloaded",
+        "job",
+        &job.id.to_string(),
+        "web server reloaded gracefully",
+    )?;
+    job.progress.progress("web server reloaded gracefully");
+    Ok(())
+}
+
+/// Finishes a switch that an interrupted job did not get to reload: configtest, then reload.
+pub fn reload_after_interruption(job: &mut Job<'_>) -> anyhow::Result<()> {
+    preflight(job)?;
+    reload_apache(job, true)
+}
+
+/// Deletes unused releases beyond `keep_releases`, but only when no request can still run on
+/// them: `prune_grace_secs` after a reload, reloading first when the policy allows, or else
+/// after PHP's realpath cache has expired since the last switch.
+pub(super) fn prune_releases(
+    job: &mut Job<'_>,
+    app: &App,
+    reloaded_at: Option<Instant>,
+) -> anyhow::Result<usize> {
+    job.progress.step(Step::Prune);
+    let releases_dir = &app.releases_dir;
+    let keep = job.settings.keep_releases;
+    let candidates = {
+        let releases = release::list(releases_dir)?;
+        let facts = inventory::prune_facts(job.settings, app, &mut *job.conn()?)?;
+        release::prunable(&releases, &facts, keep).len()
+    };
+    if candidates == 0 {
+        job.progress
+            .progress(&format!("no release of {} to delete", app.name));
+        return Ok(0);
+    }
+    let grace = Duration::from_secs(job.settings.prune_grace_secs);
+    let safe_at = match reloaded_at {
+        Some(at) => at + grace,
+        None if job.settings.reload.policy.reloads(SwitchScope::Repair) => {
+            preflight(job)?;
+            reload_apache(job, true)?;
+            job.progress.step(Step::Prune);
+            Instant::now() + grace
+        }
+        None => {
+            let ttl = Duration::from_secs(job.settings.reload.realpath_cache_ttl_secs);
+            let since_switch = switches::last_switched_at(&mut *job.conn()?, app.name.as_str())?
+                .and_then(|at| (db::now() - at).to_std().ok())
+                .unwrap_or(Duration::MAX);
+            Instant::now() + (ttl + grace).saturating_sub(since_switch)
+        }
+    };
+    let wait = safe_at.saturating_duration_since(Instant::now());
+    if !wait.is_zero() {
+        job.progress.progress(&format!(
+            "waiting {:.0} s for requests still running on old releases",
+            wait.as_secs_f64().ceil()
+        ));
+        std::thread::sleep(wait);
+    }
+    // Read the links again: the disk, not any earlier reading, decides what is in use.
+    let releases = release::list(releases_dir)?;
+    let facts = inventory::prune_facts(job.settings, app, &mut *job.conn()?)?;
+    let doomed = release::prunable(&releases, &facts, keep);
+    for release in &doomed {
+        release::delete(releases_dir, release)?;
+        job.progress
+            .progress(&format!("deleted release {}", release.name));
+    }
+    Ok(doomed.len())
+}
