@@ -222,29 +222,35 @@ fn verify_says_which_rows_no_anchor_covers_yet() {
     assert_eq!(anchors.lines().count(), 1, "{anchors}");
 }
 
-/// Where `scripts/make-upgrade-fixture.sh` made the v0.1.0 installation, and where an upgrade
-/// in place finds it: its links and its database name this absolute path.
-const INSTALL: &str = "/tmp/clubdeploy-upgrade-v0.1.0";
+/// The version the first upgrade test starts from.
+const V010: &str = "v0.1.0";
 
-/// The whole installation v0.1.0 made (configuration, repository, data_dir with mirror and
-/// releases, webroots with live links), unpacked where it was made. Holds a lock, so test
-/// runs sharing a machine take turns; removed when dropped.
+/// The version that landed before this one (the fixture made by its binary, at 2478952).
+const LANDED: &str = "landed-2478952";
+
+/// The whole installation an older version made (configuration, repository, data_dir with
+/// mirror and releases, webroots with live links), unpacked where
+/// `scripts/make-upgrade-fixture.sh` made it (`/tmp/clubdeploy-upgrade-<version>`: its links
+/// and its database name that absolute path). Holds a lock, so test runs sharing a machine
+/// take turns; removed when dropped.
 struct Installation {
     root: std::path::PathBuf,
+    version: &'static str,
     _lock: std::fs::File,
 }
 
 impl Installation {
-    fn unpack() -> Installation {
-        let lock = std::fs::File::create(format!("{INSTALL}.lock")).unwrap();
+    fn unpack(version: &'static str) -> Installation {
+        let install = format!("/tmp/clubdeploy-upgrade-{version}");
+        let lock = std::fs::File::create(format!("{install}.lock")).unwrap();
         lock.lock().unwrap();
-        let root = std::path::PathBuf::from(INSTALL);
+        let root = std::path::PathBuf::from(&install);
         if root.exists() {
             std::fs::remove_dir_all(&root).unwrap();
         }
         std::fs::create_dir_all(&root).unwrap();
-        let archive =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0.1.0/install.tar.gz");
+        let archive = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/fixtures/{version}/install.tar.gz"));
         let status = std::process::Command::new("tar")
             .arg("-C")
             .arg(&root)
@@ -253,7 +259,11 @@ impl Installation {
             .status()
             .unwrap();
         assert!(status.success(), "tar failed");
-        Installation { root, _lock: lock }
+        Installation {
+            root,
+            version,
+            _lock: lock,
+        }
     }
 
     /// Runs the new binary on the installation's own configuration; stdout, or a panic with
@@ -305,7 +315,8 @@ impl Installation {
         let longer = "session_idle_secs = 3000000000\nsession_absolute_secs = 3000000000\n";
         std::fs::write(&config, format!("{longer}{text}")).unwrap();
         let token = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0.1.0/admin-session.txt"),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("tests/fixtures/{}/admin-session.txt", self.version)),
         )
         .unwrap();
         let settings = clubdeploy::config::Settings::load(&config).unwrap();
@@ -348,7 +359,7 @@ impl Drop for Installation {
 
 #[test]
 fn a_live_v010_installation_upgrades_in_place_with_links_history_bad_marks_and_sessions() {
-    let install = Installation::unpack();
+    let install = Installation::unpack(V010);
     let releases =
         |install: &Installation| crate::helpers::entries(&install.root.join("data/releases"));
     let before_links = [install.link("a"), install.link("b")];
@@ -447,4 +458,79 @@ fn a_live_v010_installation_upgrades_in_place_with_links_history_bad_marks_and_s
         "<?php echo 'mobile';\n"
     );
     install.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn a_live_installation_of_the_last_landed_version_upgrades_in_place_with_nothing_lost() {
+    let install = Installation::unpack(LANDED);
+    let releases =
+        |install: &Installation| crate::helpers::entries(&install.root.join("data/releases"));
+    let before_links = [install.link("a"), install.link("b")];
+    let before_releases = releases(&install);
+    assert_eq!(before_releases.len(), 3, "{before_releases:?}");
+    let before_audit = install.ok(&["audit", "--json", "--limit", "1000"]);
+
+    // The first command of the new version migrates (progress columns on job events); it
+    // reads the links, never writes them.
+    let status: serde_json::Value =
+        serde_json::from_str(&install.ok(&["status", "--json"])).unwrap();
+    let v2 = before_links[0]
+        .0
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for (row, slug) in status.as_array().unwrap().iter().zip(["a", "b"]) {
+        assert_eq!(row["slug"], slug);
+        assert_eq!(row["release"], v2.as_str());
+        assert_eq!(row["drift"], false, "{row}");
+    }
+    assert_eq!([install.link("a"), install.link("b")], before_links);
+    assert_eq!(releases(&install), before_releases);
+    // The keyed audit chain the landed version wrote verifies, every row as it was.
+    let out = install.ok(&["audit", "verify"]);
+    assert!(out.starts_with("audit log intact: 29 rows"), "{out}");
+    assert_eq!(
+        install.ok(&["audit", "--json", "--limit", "1000"]),
+        before_audit
+    );
+    // Its jobs read as they were (stored before `rebuild` existed), its events too.
+    let jobs: serde_json::Value = serde_json::from_str(&install.ok(&["jobs", "--json"])).unwrap();
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 5);
+    assert!(jobs.iter().all(|j| j["status"] == "succeeded"), "{jobs:?}");
+    let log = install.ok(&["job", "1"]);
+    assert!(log.contains("switch"), "{log}");
+    let users = install.ok(&["user", "list"]);
+    assert!(
+        users.contains("admin") && users.contains("deployer"),
+        "{users}"
+    );
+    install.signed_in_admin_still_is();
+
+    // History and bad marks survived (a: v1, v2, v3, rolled back to v2, so its previous is
+    // v1); and a deploy to all clubs prunes by the new rule, keeping every rollback target.
+    let v1 = before_releases
+        .iter()
+        .find(|r| r.starts_with("v1-"))
+        .unwrap()
+        .clone();
+    let v3 = before_releases
+        .iter()
+        .find(|r| r.starts_with("v3-"))
+        .unwrap()
+        .clone();
+    let out = install.ok(&["rollback", "a"]);
+    assert!(
+        out.contains(&format!("rolled back from {v2} to {v1}")),
+        "{out}"
+    );
+    install.ok(&["deploy", "v3", "--all"]);
+    // b ran v2 before v3 (its rollback target); a ran v1 (its own). v3 runs.
+    let mut kept = vec![v1.clone(), v2.clone(), v3.clone()];
+    kept.sort();
+    assert_eq!(releases(&install), kept);
+    let out = install.ok(&["audit", "verify"]);
+    assert!(out.contains("audit log intact"), "{out}");
 }
