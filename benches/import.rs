@@ -44,9 +44,10 @@ fn main() {
     let import = |text: &str| {
         let started = Instant::now();
         let plan =
-            clubdeploy::import::plan(&settings, &mut pool.get().unwrap(), text.as_bytes()).unwrap();
+            clubdeploy::service::import::plan(&settings, &mut pool.get().unwrap(), text.as_bytes())
+                .unwrap();
         let planned = started.elapsed();
-        clubdeploy::import::apply(&mut pool.get().unwrap(), "bench", &plan).unwrap();
+        clubdeploy::service::import::apply(&mut pool.get().unwrap(), "bench", &plan).unwrap();
         (plan, planned, started.elapsed())
     };
     let (_, _, took) = import(&csv(0..EXISTING));

@@ -8,10 +8,10 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::db::{DbPool, jobs};
 use crate::domain::JobStatus;
-use crate::inventory::{ClubStatus, ReleaseRow};
 use crate::jobs::log::format_event;
 use crate::jobs::queue;
 use crate::pipeline::lock::DeployLock;
+use crate::service::inventory::{ClubStatus, ReleaseRow};
 
 /// Writes to standard output. A reader that went away (`clubdeploy club list | head`) is not
 /// an error: the rest of the output is dropped and the command still finishes its work, as a
@@ -181,8 +181,8 @@ pub fn print_clubs(clubs: &[ClubStatus], apps: bool) {
 }
 
 /// Prints OPcache's figures, the cached scripts per release and the warnings.
-pub fn print_opcache(insight: &crate::opcache::Insight) {
-    use crate::opcache::mb;
+pub fn print_opcache(insight: &crate::service::opcache::Insight) {
+    use crate::service::opcache::mb;
     crate::say!(
         "memory: {} used, {} free, {} wasted",
         mb(insight.used_memory),
@@ -198,7 +198,7 @@ pub fn print_opcache(insight: &crate::opcache::Insight) {
         insight.oom_restarts,
         insight.hash_restarts
     );
-    let name_of = |release: &crate::opcache::CachedRelease| {
+    let name_of = |release: &crate::service::opcache::CachedRelease| {
         if release.dir.is_empty() {
             "(outside any release)".to_owned()
         } else {

@@ -15,8 +15,8 @@ use crate::db;
 use crate::domain::{
     AppName, ClubScope, JobSpec, NewPassword, ReleaseTag, Role, Targets, UserName,
 };
-use crate::inventory::{self, AddClub};
 use crate::jobs::{enqueue::enqueue, queue};
+use crate::service::inventory::{self, AddClub};
 
 /// The sample clubs: slug and display name.
 const CLUBS: [(&str, &str); 6] = [

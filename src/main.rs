@@ -14,8 +14,8 @@ use clubdeploy::db::{self, DbPool, audit, jobs};
 use clubdeploy::domain::{
     ClubScope, ClubSlug, JobSpec, JobStatus, NewPassword, ReleaseTag, Role, Targets, UserName,
 };
-use clubdeploy::inventory::{self, AddClub};
 use clubdeploy::jobs::{enqueue::enqueue, worker};
+use clubdeploy::service::inventory::{self, AddClub};
 use clubdeploy::startup::Application;
 use clubdeploy::{say, say_part};
 
@@ -483,7 +483,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Club(ClubCommand::Import { file, dry_run }) => {
             let text =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let plan = clubdeploy::import::plan(&settings, &mut *db()?, &text)?;
+            let plan = clubdeploy::service::import::plan(&settings, &mut *db()?, &text)?;
             for (verb, changes) in [("add", &plan.added), ("update", &plan.updated)] {
                 for change in changes.iter().take(if dry_run { usize::MAX } else { 0 }) {
                     say!("{verb} {}: {}", change.slug, change.what.join(", "));
@@ -493,7 +493,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
                 say!("(dry run: {}; nothing was changed)", plan.summary());
                 return Ok(());
             }
-            clubdeploy::import::apply(&mut *db()?, &actor, &plan)?;
+            clubdeploy::service::import::apply(&mut *db()?, &actor, &plan)?;
             say!("imported {}: {}", file.display(), plan.summary());
         }
         Command::Club(ClubCommand::Url { slug, url, app }) => {
@@ -613,17 +613,17 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
             };
             if dry_run {
                 let all = targets == Targets::All;
-                let clubs = clubdeploy::preview::select(
+                let clubs = clubdeploy::service::preview::select(
                     inventory::status(&settings, &mut *db()?, Some(app.name.as_str()))?,
                     &targets,
                 )
                 .map_err(|e| anyhow::anyhow!("{e}; nothing was queued"))?;
-                let plan = clubdeploy::preview::plan(&settings, app, &tag, &clubs, all)?;
+                let plan = clubdeploy::service::preview::plan(&settings, app, &tag, &clubs, all)?;
                 say_part!("{}", plan.to_text());
                 // The waves the job would go in, by the job's own rule.
                 let configured =
                     clubdeploy::db::groups::expand(&mut *db()?, &settings.rollout.canary, None)?;
-                let moving: Vec<&clubdeploy::inventory::ClubStatus> =
+                let moving: Vec<&clubdeploy::service::inventory::ClubStatus> =
                     clubs.iter().filter(|c| !c.legacy).collect();
                 let waves = clubdeploy::domain::rollout::waves(
                     &moving,
@@ -675,8 +675,8 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Opcache(flag) => {
             let webroots = clubdeploy::db::clubs::webroots(&mut *db()?, None)?;
-            let (urls, in_use) = clubdeploy::opcache::sites(&settings, &webroots)?;
-            let insight = clubdeploy::opcache::read(&settings, &urls, &in_use)?;
+            let (urls, in_use) = clubdeploy::service::opcache::sites(&settings, &webroots)?;
+            let insight = clubdeploy::service::opcache::read(&settings, &urls, &in_use)?;
             if flag.json {
                 cli::print_json(&insight)?
             } else {

@@ -106,7 +106,7 @@ pub(super) fn clubs(
                      beyond the keep_releases = {} kept",
                     idle.len(),
                     if idle.len() == 1 { "" } else { "s" },
-                    crate::opcache::mb(bytes),
+                    crate::service::opcache::mb(bytes),
                     settings.keep_releases
                 ),
                 "clubdeploy prune",

@@ -138,7 +138,7 @@ pub(super) fn disk(settings: &Settings, largest: (u64, u64), report: &mut Report
         }
     };
     let (release, _) = largest;
-    let mb = crate::opcache::mb;
+    let mb = crate::service::opcache::mb;
     if release == 0 {
         report.ok(
             "files",

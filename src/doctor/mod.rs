@@ -24,8 +24,8 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::db::DbPool;
 use crate::db::clubs::ClubApp;
-use crate::inventory::{self, ClubStatus};
 use crate::pipeline::command;
+use crate::service::inventory::{self, ClubStatus};
 
 mod apache;
 mod clubs;

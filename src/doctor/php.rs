@@ -9,13 +9,13 @@ pub(super) fn php(
     largest: (u64, u64),
     report: &mut Report,
 ) {
-    let insight = crate::opcache::sites(settings, webroots).and_then(|(urls, in_use)| {
+    let insight = crate::service::opcache::sites(settings, webroots).and_then(|(urls, in_use)| {
         // One visit to the sites asked, so that OPcache holds their release (after a reload
         // it holds nothing until someone visits) and a release's footprint can be measured.
         for url in urls.iter().take(3) {
             let _ = crate::pipeline::health::status_of(&settings.health, url);
         }
-        crate::opcache::read(settings, &urls, &in_use)
+        crate::service::opcache::read(settings, &urls, &in_use)
     });
     let insight = match insight {
         Ok(insight) => insight,
@@ -30,7 +30,7 @@ pub(super) fn php(
             return;
         }
     };
-    let mb = crate::opcache::mb;
+    let mb = crate::service::opcache::mb;
     if !insight.enabled {
         report.add(
             "php",

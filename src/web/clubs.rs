@@ -15,8 +15,8 @@ use crate::config::Settings;
 use crate::db::{clubs, switches};
 use crate::domain::{ClubScope, ClubSlug, JobSpec, ReleaseName, ReleaseTag, Role};
 use crate::error::AppError;
-use crate::inventory::{self, AddClub};
 use crate::pipeline::switch::{self, Webroot};
+use crate::service::inventory::{self, AddClub};
 
 /// One club's webroot of one application: a cell of the clubs matrix.
 pub struct Cell {
@@ -195,10 +195,10 @@ impl ClubsPage {
             format!(
                 "{} of {} match",
                 self.matching,
-                crate::preview::count(self.rows.len(), "club")
+                crate::service::preview::count(self.rows.len(), "club")
             )
         } else {
-            crate::preview::count(self.rows.len(), "club")
+            crate::service::preview::count(self.rows.len(), "club")
         };
         if self.matching > self.shown.len() {
             format!(
@@ -647,7 +647,7 @@ const SHOWN: usize = 50;
 pub struct ImportPreview {
     nav: Nav,
     csv: String,
-    outcome: Result<crate::import::Plan, Vec<crate::import::BadRow>>,
+    outcome: Result<crate::service::import::Plan, Vec<crate::service::import::BadRow>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -662,23 +662,23 @@ struct ImportForm {
 async fn import_plan(
     state: &web::Data<AppState>,
     csv: String,
-) -> Result<Result<crate::import::Plan, Vec<crate::import::BadRow>>, AppError> {
+) -> Result<Result<crate::service::import::Plan, Vec<crate::service::import::BadRow>>, AppError> {
     state
-        .db(
-            move |settings, conn| match crate::import::plan(settings, conn, csv.as_bytes()) {
+        .db(move |settings, conn| {
+            match crate::service::import::plan(settings, conn, csv.as_bytes()) {
                 Ok(plan) => Ok(Ok(plan)),
-                Err(e) => match e.downcast::<crate::import::BadRows>() {
+                Err(e) => match e.downcast::<crate::service::import::BadRows>() {
                     Ok(bad) => Ok(Err(bad.0)),
                     Err(e) => match e.downcast::<crate::domain::InvalidInput>() {
-                        Ok(header) => Ok(Err(vec![crate::import::BadRow {
+                        Ok(header) => Ok(Err(vec![crate::service::import::BadRow {
                             line: 1,
                             reason: header.0,
                         }])),
                         Err(e) => Err(e),
                     },
                 },
-            },
-        )
+            }
+        })
         .await
 }
 
@@ -712,8 +712,8 @@ pub async fn import(
     // Checked again: the clubs may have changed since the preview.
     let summary = state
         .db(move |settings, conn| {
-            let plan = crate::import::plan(settings, conn, posted.csv.as_bytes())?;
-            crate::import::apply(conn, &actor, &plan)?;
+            let plan = crate::service::import::plan(settings, conn, posted.csv.as_bytes())?;
+            crate::service::import::apply(conn, &actor, &plan)?;
             Ok(plan.summary())
         })
         .await?;
@@ -789,10 +789,13 @@ pub async fn change_group(
     let message = match (changed.len(), join) {
         (0, true) => format!("Those clubs were in group {group} already: nothing changed."),
         (0, false) => format!("None of those clubs was in group {group}: nothing changed."),
-        (n, true) => format!("{} put in group {group}.", crate::preview::count(n, "club")),
+        (n, true) => format!(
+            "{} put in group {group}.",
+            crate::service::preview::count(n, "club")
+        ),
         (n, false) => format!(
             "{} taken out of group {group}.",
-            crate::preview::count(n, "club")
+            crate::service::preview::count(n, "club")
         ),
     };
     staff.tell(&state, message).await;

@@ -152,12 +152,12 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
 #[template(path = "opcache.html")]
 pub struct OpcachePage {
     nav: Nav,
-    found: Result<crate::opcache::Insight, String>,
+    found: Result<crate::service::opcache::Insight, String>,
 }
 
 impl OpcachePage {
     fn mb(&self, bytes: &u64) -> String {
-        crate::opcache::mb(*bytes)
+        crate::service::opcache::mb(*bytes)
     }
 }
 

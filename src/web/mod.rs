@@ -57,7 +57,7 @@ pub struct DoctorReading {
 }
 
 /// OPcache's figures, or why they could not be read.
-pub type OpcacheReading = Result<crate::opcache::Insight, String>;
+pub type OpcacheReading = Result<crate::service::opcache::Insight, String>;
 
 /// Every club's row as read from disk and the database, and when.
 pub struct ClubsSnapshot {
@@ -198,8 +198,8 @@ impl AppState {
             .await?;
         let found = self
             .blocking(move |settings| {
-                let (urls, in_use) = crate::opcache::sites(settings, &webroots)?;
-                Ok(crate::opcache::read(settings, &urls, &in_use))
+                let (urls, in_use) = crate::service::opcache::sites(settings, &webroots)?;
+                Ok(crate::service::opcache::read(settings, &urls, &in_use))
             })
             .await?
             .map_err(|e| format!("{e:#}"));
@@ -417,4 +417,4 @@ pub fn tag_and_commit(release: &str) -> (String, String) {
 }
 
 /// "1 club" / "3 clubs".
-pub use crate::preview::count;
+pub use crate::service::preview::count;

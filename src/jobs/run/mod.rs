@@ -11,11 +11,11 @@ use crate::config::{App, OnFailure, Settings};
 use crate::db::clubs::ClubApp;
 use crate::db::{self, DbConn, DbPool, audit, clubs, switches};
 use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, SwitchKind, SwitchScope, Targets};
-use crate::inventory;
 use crate::pipeline::git::{self, Mirror};
 use crate::pipeline::release::{self, BuildSpec, Built, Release};
 use crate::pipeline::switch::{self, Webroot};
 use crate::pipeline::{Progress, Step, command, health};
+use crate::service::inventory;
 
 mod deploy;
 mod fetch;

@@ -226,10 +226,10 @@ pub fn add_club(
     if name.is_empty() {
         return Err(InvalidInput("the club's display name is empty".into()).into());
     }
-    if name.chars().count() > crate::import::NAME_LIMIT {
+    if name.chars().count() > crate::service::import::NAME_LIMIT {
         return Err(InvalidInput(format!(
             "the club's display name is longer than {} characters",
-            crate::import::NAME_LIMIT
+            crate::service::import::NAME_LIMIT
         ))
         .into());
     }

@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use crate::config::{App, Settings};
 use crate::domain::{ReleaseName, ReleaseTag, Targets};
-use crate::inventory::ClubStatus;
 use crate::pipeline::git::{self, Changes, CommitSummary, Mirror};
 use crate::pipeline::release;
+use crate::service::inventory::ClubStatus;
 
 /// Everything a deploy will do, in words staff can check before they confirm.
 #[derive(Debug, Clone, Serialize)]

@@ -14,7 +14,7 @@ use crate::config::{App, Settings};
 use crate::db::clubs::{self, NewClub};
 use crate::db::{self, audit};
 use crate::domain::{ClubSlug, InvalidInput};
-use crate::inventory::{CheckedWebroot, check_url, resolve_webroot};
+use crate::service::inventory::{CheckedWebroot, check_url, resolve_webroot};
 
 /// The longest display name accepted.
 pub const NAME_LIMIT: usize = 100;
@@ -370,7 +370,7 @@ impl Plan {
     pub fn summary(&self) -> String {
         format!(
             "{} added, {} updated, {} unchanged",
-            crate::preview::count(self.added.len(), "club"),
+            crate::service::preview::count(self.added.len(), "club"),
             self.updated.len(),
             self.unchanged
         )
