@@ -1013,3 +1013,46 @@ fn without_a_reload_a_club_still_on_its_old_release_is_switched_not_live_not_hea
     assert!(out.contains("club a is live on"), "{out}");
     assert!(!out.contains("switched, not live yet"), "{out}");
 }
+
+#[test]
+fn health_checks_connect_to_an_address_and_port_keeping_the_sites_name() {
+    let mut env = TestEnv::new();
+    let serving = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (port, _stop) = fake_site(serving.clone());
+    // The site's own address names no reachable host (port 80 of a .test name): the checks
+    // must go to the loopback port instead.
+    env.config.tables.push((
+        "health".into(),
+        vec![
+            format!("connect_to = \"127.0.0.1:{port}\""),
+            "timeout_secs = 5".into(),
+        ],
+    ));
+    env.configure();
+    let webroot = env.webroot("a");
+    env.ok(&[
+        "club",
+        "add",
+        "a",
+        "--webroot",
+        webroot.to_str().unwrap(),
+        "--url",
+        "http://club-a.test/",
+    ]);
+    *serving.lock().unwrap() = env
+        .releases_dir()
+        .join(env.release_name("v1"))
+        .display()
+        .to_string();
+    let out = env.ok(&["deploy", "v1", "--all"]);
+    assert!(out.contains("club a is live on"), "{out}");
+    // A port that is not a number is refused naming the key.
+    env.config.tables.pop();
+    env.config.tables.push((
+        "health".into(),
+        vec!["connect_to = \"127.0.0.1:http\"".into()],
+    ));
+    env.configure();
+    let error = env.fails(&["status"]);
+    assert!(error.contains("health.connect_to"), "{error}");
+}

@@ -391,3 +391,33 @@ fn the_dry_run_shows_the_waves_and_warns_of_a_tag_with_no_shared_history() {
     assert!(out.contains("WARNING: other-1-"), "{out}");
     assert!(out.contains("shares no history with"), "{out}");
 }
+
+#[tokio::test]
+async fn under_drift_the_clubs_page_the_rollback_page_and_the_job_name_one_previous_release() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    for tag in ["v1", "v2", "v3"] {
+        env.ok(&["deploy", tag, "--club", "a"]);
+    }
+    // Someone points a's link at v1 by hand: the database still says v3.
+    let webroot = env.webroot("a");
+    let temp = webroot.with_extension("by-hand");
+    std::os::unix::fs::symlink(env.releases_dir().join(env.release_name("v1")), &temp).unwrap();
+    std::fs::rename(&temp, &webroot).unwrap();
+    // From what the link runs (v1), the previous release is v3.
+    let panel = crate::web::TestApp::spawn_on(&env).await;
+    let client = panel.login("deployer").await;
+    let clubs = panel.page(&client, "/clubs").await;
+    assert!(clubs.contains("Roll back to v3"), "{clubs}");
+    let confirm = panel.page(&client, "/clubs/a/rollback?app=main").await;
+    assert!(confirm.contains("v3"), "{confirm}");
+    let out = env.ok(&["rollback", "a"]);
+    assert!(
+        out.contains(&format!(
+            "rolled back from {} to {}",
+            env.release_name("v1"),
+            env.release_name("v3")
+        )),
+        "{out}"
+    );
+}

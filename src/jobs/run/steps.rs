@@ -105,9 +105,26 @@ pub(super) fn check_health(
     };
     let name = &release.name;
     let progress = &mut *job.progress;
+    // A large job says each failure, and the rest in one line at the end.
+    let every_club = targets.len() <= crate::pipeline::EVERY_CLUB_UP_TO;
     let verdicts = health::check_all(&targets, &check, |target, verdict| {
-        report_verdict(progress, &target.label, name, verdict)
+        if every_club || verdict.failed() {
+            report_verdict(progress, &target.label, name, verdict)
+        }
     });
+    if !every_club {
+        let of =
+            |wanted: fn(&health::Verdict) -> bool| verdicts.iter().filter(|v| wanted(v)).count();
+        let healthy = of(|v| matches!(v, health::Verdict::Healthy { .. }));
+        let unchecked = of(|v| matches!(v, health::Verdict::NotChecked(_)));
+        let not_live = of(|v| matches!(v, health::Verdict::NotLive(_)));
+        let failed = of(health::Verdict::failed);
+        job.progress.progress(&format!(
+            "of {} clubs: {healthy} healthy, {failed} failed, {unchecked} not checked (no \
+             address), {not_live} switched but not live yet (no reload)",
+            verdicts.len()
+        ));
+    }
     {
         let mut conn = job.conn()?;
         let at = db::now();
@@ -464,6 +481,33 @@ impl SwitchRun {
             total,
         }
     }
+
+    /// "12 of 30 clubs switched", for the job's whole count.
+    fn counted(&self) -> String {
+        format!(
+            "{} of {} club{} switched",
+            self.done,
+            self.total,
+            plural(self.total)
+        )
+    }
+
+    /// One more club handled: a line for it (`what` it now runs) with the count in a job of
+    /// up to [`crate::pipeline::EVERY_CLUB_UP_TO`] clubs, else the count each percent.
+    /// Returns whether anything was said.
+    fn one_more(&mut self, progress: &mut dyn Progress, what: impl FnOnce() -> String) -> bool {
+        self.done += 1;
+        if self.total <= crate::pipeline::EVERY_CLUB_UP_TO {
+            let line = format!("{} ({})", what(), self.counted());
+            progress.count(&line, self.done, self.total);
+            true
+        } else if crate::pipeline::worth_telling(self.done, self.total) {
+            progress.count(&self.counted(), self.done, self.total);
+            true
+        } else {
+            false
+        }
+    }
 }
 
 pub(super) fn switch_clubs(
@@ -479,8 +523,6 @@ pub(super) fn switch_clubs(
     if let Some(header) = run.header.take() {
         job.progress.progress(&header);
     }
-    let total = run.total;
-    let counted = |done: usize| format!("{done} of {total} club{} switched", plural(total));
     let mut told = run.done;
     let releases_dir = &app.releases_dir;
     let switcher = switch::Switcher::new(&release.dir, &job.settings.webroot_base);
@@ -492,18 +534,14 @@ pub(super) fn switch_clubs(
         let from = match switcher.switch(webroot, releases_dir) {
             Ok(Some(from)) if from.release() != Some(&release.name) => from,
             Ok(_) => {
-                run.done += 1;
-                if total <= crate::pipeline::EVERY_CLUB_UP_TO {
-                    let line = format!(
-                        "{} already runs {} ({})",
+                let what = || {
+                    format!(
+                        "{} already runs {}",
                         label(job.settings, club),
-                        release.name,
-                        counted(run.done)
-                    );
-                    job.progress.count(&line, run.done, total);
-                    told = run.done;
-                } else if crate::pipeline::worth_telling(run.done, total) {
-                    job.progress.count(&counted(run.done), run.done, total);
+                        release.name
+                    )
+                };
+                if run.one_more(&mut *job.progress, what) {
                     told = run.done;
                 }
                 continue;
@@ -524,18 +562,8 @@ pub(super) fn switch_clubs(
             switched_at: db::now(),
             job_id: Some(job.id),
         });
-        run.done += 1;
-        if total <= crate::pipeline::EVERY_CLUB_UP_TO {
-            let line = format!(
-                "{} now runs {} ({})",
-                label(job.settings, club),
-                release.name,
-                counted(run.done)
-            );
-            job.progress.count(&line, run.done, total);
-            told = run.done;
-        } else if crate::pipeline::worth_telling(run.done, total) {
-            job.progress.count(&counted(run.done), run.done, total);
+        let what = || format!("{} now runs {}", label(job.settings, club), release.name);
+        if run.one_more(&mut *job.progress, what) {
             told = run.done;
         }
         crate::crash::point(&format!("switch:after-{}", done.len()));
@@ -543,7 +571,7 @@ pub(super) fn switch_clubs(
     drop(switcher);
     // A wave ends with its count said, whatever the percent.
     if told != run.done && failure.is_none() {
-        job.progress.count(&counted(run.done), run.done, total);
+        job.progress.count(&run.counted(), run.done, run.total);
     }
     let marks: Vec<switches::BadMark> = match rolled_back_from {
         Some(from) => done
