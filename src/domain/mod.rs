@@ -3,6 +3,7 @@
 
 mod club;
 mod job;
+mod kinds;
 mod release;
 mod repo_url;
 pub mod rollout;
@@ -10,7 +11,8 @@ mod staff;
 mod version;
 
 pub use club::{AppName, ClubSlug, GroupName};
-pub use job::{JobKind, JobSpec, JobStatus, SwitchKind, Targets};
+pub use job::{JobSpec, JobStatus, Targets};
+pub use kinds::{JobKind, SwitchKind};
 pub use release::{ReleaseName, ReleaseTag};
 pub use repo_url::{Credentials, RepoUrl, UrlKind};
 pub use staff::{ClubScope, NewPassword, Role, UserName};
