@@ -1,0 +1,131 @@
+//! The configuration's unit tests.
+
+use super::*;
+
+#[test]
+fn the_virtual_hosts_are_asked_of_the_apache_the_configtest_checks() {
+    let argv = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(
+        vhosts_of(&argv(
+            "sudo -n /usr/sbin/apachectl -f /srv/web/httpd.conf configtest"
+        )),
+        Some(argv(
+            "sudo -n /usr/sbin/apachectl -f /srv/web/httpd.conf -S"
+        ))
+    );
+    assert_eq!(
+        vhosts_of(&argv("apache2 -f /tmp/a.conf -t")),
+        Some(argv("apache2 -f /tmp/a.conf -S"))
+    );
+    assert_eq!(vhosts_of(&argv("apachectl configtest")), None);
+    assert_eq!(vhosts_of(&argv("apachectl -f")), None);
+}
+
+/// Loads `text` as the configuration file, with a data directory and webroot base made
+/// for it.
+fn load(text: &str) -> Result<Settings, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("www")).unwrap();
+    let file = dir.path().join("clubdeploy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {:?}\nwebroot_base = {:?}\n{text}",
+            dir.path().join("data"),
+            dir.path().join("www")
+        ),
+    )
+    .unwrap();
+    Settings::load(&file)
+}
+
+fn names(settings: &Settings) -> Vec<&str> {
+    settings.apps().iter().map(|a| a.name.as_str()).collect()
+}
+
+#[test]
+fn the_top_level_repository_is_the_application_main_where_it_always_was() {
+    let settings = load("repo_url = \"/srv/app\"\n[build]\ncommands = [[\"true\"]]\n").unwrap();
+    assert_eq!(names(&settings), ["main"]);
+    let main = settings.app(None).unwrap();
+    assert_eq!(main.releases_dir, settings.data_dir.join("releases"));
+    assert_eq!(main.mirror_dir, settings.data_dir.join("repo.git"));
+    assert_eq!(main.legacy_dir, settings.data_dir.join("legacy"));
+    assert_eq!(main.build.commands, [vec!["true".to_owned()]]);
+    assert!(!settings.several_apps());
+}
+
+#[test]
+fn applications_have_their_own_repository_build_git_and_directories() {
+    let settings = load(
+        "repo_url = \"/srv/booking\"\n[git]\ntimeout_secs = 7\n\
+         [apps.mobile]\nrepo_url = \"/srv/mobile\"\n[apps.mobile.build]\ncheck = [\"php\"]\n\
+         [apps.mobile.git]\ntimeout_secs = 9\n[apps.shop]\nrepo_url = \"/srv/shop\"\n",
+    )
+    .unwrap();
+    assert_eq!(names(&settings), ["main", "mobile", "shop"]);
+    let mobile = settings.app(Some("mobile")).unwrap();
+    assert_eq!(
+        mobile.releases_dir,
+        settings.data_dir.join("apps/mobile/releases")
+    );
+    assert_eq!(
+        mobile.mirror_dir,
+        settings.data_dir.join("apps/mobile/repo.git")
+    );
+    assert_eq!(
+        mobile.legacy_dir,
+        settings.data_dir.join("apps/mobile/legacy")
+    );
+    assert_eq!(mobile.build.check, Some(vec!["php".to_owned()]));
+    assert_eq!(mobile.git.timeout_secs, 9);
+    // Without its own [git], an application uses the top-level one.
+    assert_eq!(settings.app(Some("shop")).unwrap().git.timeout_secs, 7);
+    let error = settings.app(None).unwrap_err().to_string();
+    assert!(
+        error.contains("several applications (main, mobile, shop)"),
+        "{error}"
+    );
+    let error = settings.app(Some("blog")).unwrap_err().to_string();
+    assert!(
+        error.contains("there is no application \"blog\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn conflicting_or_misnamed_applications_are_refused_naming_the_key() {
+    for (text, expected) in [
+        ("", "`repo_url` is missing"),
+        (
+            "[build]\ncommands = []\n[apps.x]\nrepo_url = \"/a\"\n",
+            "move it to [apps.<name>.build]",
+        ),
+        (
+            "repo_url = \"/a\"\n[apps.main]\nrepo_url = \"/b\"\n",
+            "both configure the application main",
+        ),
+        ("[apps.Shop]\nrepo_url = \"/a\"\n", "`apps.Shop`"),
+        (
+            "[apps.shop]\nbuild = {}\n",
+            "`apps.shop.repo_url` is missing",
+        ),
+        (
+            "[apps.shop]\nrepo_url = \"/a\"\n[apps.shop.build]\ncommands = [[]]\n",
+            "`apps.shop.build.commands`",
+        ),
+        (
+            "[apps.shop]\nrepo_url = \"/a\"\n[apps.shop.git]\ntimeout_secs = 0\n",
+            "`apps.shop.git.timeout_secs`",
+        ),
+    ] {
+        let error = load(text).unwrap_err().to_string();
+        assert!(error.contains(expected), "{text:?}: {error}");
+    }
+    // [apps.main] alone is the application main, laid out as the top-level one.
+    let settings = load("[apps.main]\nrepo_url = \"/a\"\n").unwrap();
+    assert_eq!(
+        settings.app(None).unwrap().releases_dir,
+        settings.data_dir.join("releases")
+    );
+}

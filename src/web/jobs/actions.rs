@@ -1,0 +1,198 @@
+//! What staff do to a job: cancel one that waits, put a deploy's clubs back.
+
+use super::*;
+
+/// Job `id`, if `staff` may cancel it (a deployer their own, an admin any).
+pub(super) async fn cancellable(
+    staff: &Staff,
+    state: &web::Data<AppState>,
+    id: i32,
+) -> Result<Job, AppError> {
+    staff.require(Role::Deployer, "cancel jobs")?;
+    let job = state
+        .db(move |_, conn| {
+            jobs::by_id(conn, id)?
+                .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")).into())
+        })
+        .await?;
+    if !may_cancel(staff, &job) {
+        return Err(AppError::not_allowed("cancel other people's jobs"));
+    }
+    Ok(job)
+}
+
+/// `GET /jobs/{id}/cancel`: asks before cancelling a job that has not started.
+pub async fn cancel_confirm(
+    staff: Staff,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> Result<super::super::legacy::ConfirmPage, AppError> {
+    let id = id.into_inner();
+    let job = cancellable(&staff, &state, id).await?;
+    if job.status != JobStatus::Queued.as_str() {
+        return Err(AppError::Conflict(format!(
+            "Job #{id} is {}; only a job that has not started can be cancelled.",
+            job.status
+        )));
+    }
+    Ok(super::super::legacy::ConfirmPage::ask(
+        staff.nav("jobs"),
+        format!("Cancel job #{id}?"),
+        format!(
+            "Job #{id} ({}) has not started; cancelled, it will not run.",
+            describe(&job)
+        ),
+        format!("/jobs/{id}/cancel"),
+        "Yes, cancel it".into(),
+        format!("/jobs/{id}"),
+    ))
+}
+
+/// `POST /jobs/{id}/cancel`.
+pub async fn cancel(
+    staff: Staff,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let posted: CsrfForm = form(&body)?;
+    staff.check_csrf(&posted.csrf)?;
+    let id = id.into_inner();
+    cancellable(&staff, &state, id).await?;
+    let (actor, address) = (staff.user.name.clone(), staff.address.clone());
+    state
+        .db(move |_, conn| enqueue::cancel(conn, id, &actor, Some(&address)))
+        .await?;
+    staff
+        .tell(&state, format!("Job #{id} was cancelled; it will not run."))
+        .await;
+    Ok(see_other(&format!("/jobs/{id}")))
+}
+
+/// A club a finished deploy switched that can go back: its name, the version it runs (the
+/// deploy's) and the version it would go back to.
+pub(super) struct Back {
+    slug: String,
+    name: String,
+    from: String,
+    to: String,
+}
+
+/// What "Put these clubs back" would do for deploy job `id`: its application and the clubs
+/// still on the release it gave them, each with the version it ran before. Refuses a job
+/// that is no finished deploy, one with nothing to put back, and clubs the user may not
+/// change.
+pub(super) async fn put_back_plan(
+    staff: &Staff,
+    state: &web::Data<AppState>,
+    id: i32,
+) -> Result<(String, Vec<Back>), AppError> {
+    staff.require(Role::Deployer, "put clubs back")?;
+    let (job, switched, clubs) = state
+        .db(move |_, conn| {
+            let job = jobs::by_id(conn, id)?
+                .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")))?;
+            let app = job.app.clone().unwrap_or_else(|| "main".into());
+            Ok((
+                job,
+                db::switches::of_job(conn, id)?,
+                db::clubs::webroots(conn, Some(&app))?,
+            ))
+        })
+        .await?;
+    let finished = JobStatus::parse(&job.status).is_ok_and(JobStatus::is_finished);
+    if JobKind::parse(&job.kind).ok() != Some(JobKind::Deploy) || !finished {
+        return Err(AppError::Conflict(format!(
+            "Job #{id} is not a finished deploy, so there are no clubs of it to put back."
+        )));
+    }
+    let app = job.app.clone().unwrap_or_else(|| "main".into());
+    let name = app.clone();
+    // Reading the links takes no database connection.
+    let backs = state
+        .blocking(move |settings| {
+            let app = settings.app(Some(&name))?;
+            let (still, _) = crate::jobs::run::still_switched(app, &switched, &clubs)?;
+            let backs: Vec<Back> = still
+                .into_iter()
+                .filter_map(|(club, switch)| {
+                    Some(Back {
+                        to: super::super::tag_and_commit(switch.from_release.as_deref()?).0,
+                        from: super::super::tag_and_commit(&switch.to_release).0,
+                        slug: club.slug,
+                        name: club.name,
+                    })
+                })
+                .collect();
+            Ok(backs)
+        })
+        .await?;
+    if backs.is_empty() {
+        return Err(AppError::Conflict(format!(
+            "None of the clubs job #{id} switched still runs what it gave them (or ran anything \
+             before it), so there is nothing to put back."
+        )));
+    }
+    if let Some(denied) = backs.iter().find(|b| !staff.may_change(&b.slug)) {
+        return Err(AppError::not_allowed(&format!(
+            "roll back club {}",
+            denied.slug
+        )));
+    }
+    Ok((app, backs))
+}
+
+/// `GET /jobs/{id}/put-back`: names the clubs a finished deploy switched that would go back,
+/// and to what, and asks.
+pub async fn put_back_confirm(
+    staff: Staff,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+) -> Result<super::super::legacy::ConfirmPage, AppError> {
+    let id = id.into_inner();
+    let (_, backs) = put_back_plan(&staff, &state, id).await?;
+    const NAMED: usize = 20;
+    let mut named: Vec<String> = backs
+        .iter()
+        .take(NAMED)
+        .map(|b| format!("{} ({} → {})", b.name, b.from, b.to))
+        .collect();
+    if backs.len() > NAMED {
+        named.push(format!("and {} more", backs.len() - NAMED));
+    }
+    let message = format!(
+        "{} will go back to the version each ran before job #{id}: {}. The version they leave \
+         is marked bad for them, as with a rollback.",
+        count(backs.len(), "club"),
+        named.join(", ")
+    );
+    Ok(super::super::legacy::ConfirmPage::ask(
+        staff.nav("jobs"),
+        format!("Put the clubs of job #{id} back?"),
+        message,
+        format!("/jobs/{id}/put-back"),
+        format!("Yes, put {} back", count(backs.len(), "club")),
+        format!("/jobs/{id}"),
+    ))
+}
+
+/// `POST /jobs/{id}/put-back`: queues the rollback of exactly the clubs the deploy switched.
+pub async fn put_back(
+    staff: Staff,
+    state: web::Data<AppState>,
+    id: web::Path<i32>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let posted: CsrfForm = form(&body)?;
+    staff.check_csrf(&posted.csrf)?;
+    let id = id.into_inner();
+    let (app, _) = put_back_plan(&staff, &state, id).await?;
+    let app = crate::domain::AppName::parse(&app)?;
+    super::super::deploy::queue(
+        &staff,
+        &state,
+        JobSpec::PutBack { app, job: id },
+        &posted.once,
+    )
+    .await
+}
