@@ -921,6 +921,20 @@ fn every_command_has_a_help_page() {
     assert!(pages > 30, "only {pages} help pages");
 }
 
+/// Adds club `slug` whose site is at `url`.
+fn add_club_at(env: &TestEnv, slug: &str, url: &str) {
+    let webroot = env.webroot(slug);
+    env.ok(&[
+        "club",
+        "add",
+        slug,
+        "--webroot",
+        webroot.to_str().unwrap(),
+        "--url",
+        url,
+    ]);
+}
+
 /// A site on a loopback port whose health probe says it runs from `dir` (what it holds),
 /// and whose every other page answers 200. Stops when the returned sender is dropped.
 fn fake_site(dir: std::sync::Arc<std::sync::Mutex<String>>) -> (u16, std::sync::mpsc::Sender<()>) {
@@ -973,16 +987,7 @@ fn without_a_reload_a_club_still_on_its_old_release_is_switched_not_live_not_hea
     env.configure();
     let serving = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let (port, _stop) = fake_site(serving.clone());
-    let webroot = env.webroot("a");
-    env.ok(&[
-        "club",
-        "add",
-        "a",
-        "--webroot",
-        webroot.to_str().unwrap(),
-        "--url",
-        &format!("http://127.0.0.1:{port}/"),
-    ]);
+    add_club_at(&env, "a", &format!("http://127.0.0.1:{port}/"));
     // The releases' paths as PHP reports them (the test's directories are canonical).
     let release_dir = |tag: &str| {
         env.releases_dir()
@@ -1029,16 +1034,7 @@ fn health_checks_connect_to_an_address_and_port_keeping_the_sites_name() {
         ],
     ));
     env.configure();
-    let webroot = env.webroot("a");
-    env.ok(&[
-        "club",
-        "add",
-        "a",
-        "--webroot",
-        webroot.to_str().unwrap(),
-        "--url",
-        "http://club-a.test/",
-    ]);
+    add_club_at(&env, "a", "http://club-a.test/");
     *serving.lock().unwrap() = env
         .releases_dir()
         .join(env.release_name("v1"))
