@@ -173,8 +173,14 @@ pub fn build(
             ),
         }
     }
-    // Every build of this tag and commit, newest first.
-    let builds: Vec<Release> = list(spec.releases_dir)?
+    // The published releases, read once: the builds of this tag and commit (newest first),
+    // and the newest of all, whose files a new build shares.
+    let published = list(spec.releases_dir)?;
+    let newest = published
+        .iter()
+        .max_by_key(|r| r.manifest.built_at)
+        .cloned();
+    let builds: Vec<Release> = published
         .into_iter()
         .filter(|r| r.name.first_build() == first && r.manifest.commit == spec.commit)
         .collect();
@@ -222,7 +228,7 @@ pub fn build(
     for dir in [spec.releases_dir, build_dir.as_path()] {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     }
-    match build_in(mirror, spec, &name, &build_dir, progress) {
+    match build_in(mirror, spec, &name, &build_dir, newest.as_ref(), progress) {
         Ok(manifest) => {
             crate::crash::point("build:before-publish");
             std::fs::rename(&build_dir, &dir)
@@ -251,17 +257,18 @@ fn build_in(
     spec: &BuildSpec<'_>,
     name: &ReleaseName,
     build_dir: &Path,
+    newest: Option<&Release>,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<Manifest> {
     // Without build commands a release is exactly its tree: identical files of the newest
     // release already built are linked, not written again (see `Mirror::export_reusing`).
     let reuse = if spec.commands.is_empty() {
-        newest(spec.releases_dir).map(|r| r.dir)
+        newest.map(|r| r.dir.as_path())
     } else {
         None
     };
     let mut stats = mirror
-        .export_reusing(spec.commit, build_dir, reuse.as_deref())
+        .export_reusing(spec.commit, build_dir, reuse)
         .with_context(|| format!("cannot check out {}", spec.tag))?;
     let mut env = spec.env.to_vec();
     env.extend([
@@ -290,7 +297,7 @@ fn build_in(
         // The tree was written afresh (a build command could change a linked file in place,
         // and with it a live release); what the commands left as it was in the newest
         // release is linked to it now.
-        if let Some(previous) = newest(spec.releases_dir) {
+        if let Some(previous) = newest {
             let linked = relink_unchanged(build_dir, &previous.dir)?;
             progress.progress(&format!(
                 "{linked} of {} files are the same as in {} and share its copy",
@@ -320,14 +327,6 @@ fn build_in(
     file.sync_all()?;
     fsync_dir(build_dir)?;
     Ok(manifest)
-}
-
-/// The most recently built release in `releases_dir`, if any.
-fn newest(releases_dir: &Path) -> Option<Release> {
-    list(releases_dir)
-        .ok()?
-        .into_iter()
-        .max_by_key(|r| r.manifest.built_at)
 }
 
 /// Refuses a tree holding a symbolic link that is absolute or leads out of the tree: read
