@@ -7,15 +7,11 @@ pub(super) fn git(settings: &Settings, report: &mut Report) {
         let skipped = crate::pipeline::git::open_mirror(app)
             .and_then(|mirror| mirror.skipped_tags())
             .unwrap_or_default();
-        if let Some(words) = crate::pipeline::git::skipped_in_words(&skipped) {
+        if let Some(listed) = crate::pipeline::git::skipped_listed(&skipped) {
             report.add(
                 "git",
                 Level::Warning,
-                format!(
-                    "{}: {}",
-                    app.name,
-                    words.split(". To deploy").next().unwrap_or(&words)
-                ),
+                format!("{}: {listed}", app.name),
                 "give each commit to deploy a tag clubdeploy can use (git tag NEW OLD; git push \
                  origin NEW), then fetch the tags",
             );

@@ -78,6 +78,21 @@ pub struct SkippedTag {
 /// (fetch, releases, doctor, the panel); `None` when there are none.
 pub fn skipped_in_words(skipped: &[SkippedTag]) -> Option<String> {
     let first = skipped.first()?;
+    Some(format!(
+        "{}. To deploy one, give its commit a tag clubdeploy can use (letters, digits, '.', \
+         '_', '+', '-', '/'), e.g. `git tag v1.2.3 {:?} && git push origin v1.2.3`, then \
+         fetch the tags again",
+        skipped_listed(skipped)?,
+        first.name
+    ))
+}
+
+/// "2 tags cannot be deployed: \"v1,2\" (why), …": the skipped tags named, without what to
+/// do (the doctor says that as its fix); `None` when there are none.
+pub fn skipped_listed(skipped: &[SkippedTag]) -> Option<String> {
+    if skipped.is_empty() {
+        return None;
+    }
     let listed: Vec<String> = skipped
         .iter()
         .take(5)
@@ -85,9 +100,7 @@ pub fn skipped_in_words(skipped: &[SkippedTag]) -> Option<String> {
         .collect();
     let more = skipped.len().saturating_sub(listed.len());
     Some(format!(
-        "{} tag{} cannot be deployed: {}{}. To deploy one, give its commit a tag clubdeploy \
-         can use (letters, digits, '.', '_', '+', '-', '/'), e.g. `git tag v1.2.3 {:?} && git \
-         push origin v1.2.3`, then fetch the tags again",
+        "{} tag{} cannot be deployed: {}{}",
         skipped.len(),
         if skipped.len() == 1 { "" } else { "s" },
         listed.join(", "),
@@ -95,8 +108,7 @@ pub fn skipped_in_words(skipped: &[SkippedTag]) -> Option<String> {
             format!(" and {more} more")
         } else {
             String::new()
-        },
-        first.name
+        }
     ))
 }
 
