@@ -338,7 +338,7 @@ impl Mirror {
         &self,
         commit: &str,
         copy: &Path,
-    ) -> anyhow::Result<super::legacy::TreeDiff> {
+    ) -> anyhow::Result<super::tree_diff::TreeDiff> {
         let tree = self.repo.find_commit(Oid::from_str(commit)?)?.tree()?;
         let mut in_tree: std::collections::BTreeMap<String, Oid> = Default::default();
         tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
@@ -352,7 +352,7 @@ impl Mirror {
         // The release the copy is compared with holds what `git archive` gives.
         let ignored = super::attributes::export_ignored(&self.path, &tree)?;
         in_tree.retain(|path, _| !super::attributes::is_left_out(&ignored, path));
-        let mut diff = super::legacy::TreeDiff::default();
+        let mut diff = super::tree_diff::TreeDiff::default();
         let mut seen = std::collections::BTreeSet::new();
         let mut pending = vec![copy.to_path_buf()];
         while let Some(dir) = pending.pop() {

@@ -12,7 +12,8 @@ use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, newest_first};
 use crate::error::AppError;
 use crate::pipeline::git;
-use crate::pipeline::legacy::{self, TreeDiff};
+use crate::pipeline::legacy;
+use crate::pipeline::tree_diff::TreeDiff;
 
 /// How many paths of each kind the confirmation lists.
 const SHOWN: usize = 100;

@@ -159,7 +159,7 @@ pub fn purge_legacy(
 /// Lists what differs between a legacy copy and the release replacing it.
 pub(super) fn report_differences(
     job: &mut Job<'_>,
-    diff: &crate::pipeline::legacy::TreeDiff,
+    diff: &crate::pipeline::tree_diff::TreeDiff,
     release: &ReleaseName,
 ) {
     if diff.is_empty() {
