@@ -59,7 +59,7 @@ fn an_import_adds_and_updates_clubs_in_one_go_and_a_bad_file_changes_nothing() {
         "line 5: /etc/e is outside the folder that holds the clubs' sites",
         "line 6: club b appears twice",
         "line 7: a's webroot of main is",
-        "line 8: the name of f is longer than 100 characters",
+        "line 8: f: the club's display name is longer than 100 characters",
     ] {
         assert!(error.contains(expected), "{expected} missing: {error}");
     }

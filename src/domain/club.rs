@@ -44,6 +44,24 @@ impl fmt::Display for ClubSlug {
     }
 }
 
+/// The longest display name a club may have, in characters.
+pub const CLUB_NAME_LIMIT: usize = 100;
+
+/// A club's display name as stored: `raw` trimmed, refused when that is empty or longer than
+/// [`CLUB_NAME_LIMIT`] characters. Adding a club and importing a list both ask this.
+pub fn club_name(raw: &str) -> Result<&str, InvalidInput> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(InvalidInput("the club's display name is empty".into()));
+    }
+    if name.chars().count() > CLUB_NAME_LIMIT {
+        return Err(InvalidInput(format!(
+            "the club's display name is longer than {CLUB_NAME_LIMIT} characters"
+        )));
+    }
+    Ok(name)
+}
+
 /// An application's name (`[apps.<name>]` in the configuration): `[a-z0-9][a-z0-9-]{0,31}`.
 /// The application configured by the top-level `repo_url` is [`AppName::MAIN`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -152,5 +170,24 @@ mod tests {
         for bad in ["", "Mobile", "a/b", "..", "a=b", "a.b", "-a", &long] {
             assert!(AppName::parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn a_display_name_is_trimmed_and_refused_when_empty_or_too_long() {
+        assert_eq!(club_name("  Riverside FC \n").unwrap(), "Riverside FC");
+        assert!(club_name(" \t ").unwrap_err().0.contains("is empty"));
+        let longest = "é".repeat(CLUB_NAME_LIMIT);
+        assert_eq!(
+            club_name(&longest).unwrap(),
+            longest,
+            "characters are counted, not bytes"
+        );
+        let too_long = format!("{longest}x");
+        assert!(
+            club_name(&too_long)
+                .unwrap_err()
+                .0
+                .contains("longer than 100 characters")
+        );
     }
 }

@@ -10,13 +10,22 @@ pub mod rollout;
 mod staff;
 mod version;
 
-pub use club::{AppName, ClubSlug, GroupName};
+pub use club::{AppName, ClubSlug, GroupName, club_name};
 pub use job::{JobSpec, JobStatus, Targets};
 pub use kinds::{JobKind, SwitchKind};
 pub use release::{ReleaseName, ReleaseTag};
 pub use repo_url::{Credentials, RepoUrl, UrlKind};
 pub use staff::{ClubScope, NewPassword, Role, UserName};
 pub use version::{Version, newest_first, release_order};
+
+/// `n` and the noun, plural unless one: "1 club", "30 clubs".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
 
 /// Why a piece of user input was refused; the message is fit to show to staff.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

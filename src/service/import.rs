@@ -13,11 +13,8 @@ use serde::Serialize;
 use crate::config::{App, Settings};
 use crate::db::clubs::{self, NewClub};
 use crate::db::{self, audit};
-use crate::domain::{ClubSlug, InvalidInput};
+use crate::domain::{ClubSlug, InvalidInput, club_name};
 use crate::service::inventory::{CheckedWebroot, check_url, resolve_webroot};
-
-/// The longest display name accepted.
-pub const NAME_LIMIT: usize = 100;
 
 /// What an import will do.
 #[derive(Debug, Default, Serialize)]
@@ -221,14 +218,10 @@ fn check_row<'c>(
     taken: &mut HashMap<String, String>,
 ) -> Result<Change, String> {
     let slug = ClubSlug::parse(cell(Some(columns.slug)).unwrap_or_default()).map_err(|e| e.0)?;
-    let name = cell(columns.name);
-    if let Some(name) = name
-        && name.chars().count() > NAME_LIMIT
-    {
-        return Err(format!(
-            "the name of {slug} is longer than {NAME_LIMIT} characters"
-        ));
-    }
+    let name = match cell(columns.name) {
+        Some(name) => Some(club_name(name).map_err(|e| format!("{slug}: {e}"))?),
+        None => None,
+    };
     let club = existing.get(slug.as_str());
     let mut change = Change {
         line: 0,
@@ -370,7 +363,7 @@ impl Plan {
     pub fn summary(&self) -> String {
         format!(
             "{} added, {} updated, {} unchanged",
-            crate::service::preview::count(self.added.len(), "club"),
+            crate::domain::count(self.added.len(), "club"),
             self.updated.len(),
             self.unchanged
         )

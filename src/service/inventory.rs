@@ -222,17 +222,7 @@ pub fn add_club(
             );
         }
     }
-    let name = club.name.unwrap_or(slug.as_str()).trim();
-    if name.is_empty() {
-        return Err(InvalidInput("the club's display name is empty".into()).into());
-    }
-    if name.chars().count() > crate::service::import::NAME_LIMIT {
-        return Err(InvalidInput(format!(
-            "the club's display name is longer than {} characters",
-            crate::service::import::NAME_LIMIT
-        ))
-        .into());
-    }
+    let name = crate::domain::club_name(club.name.unwrap_or(slug.as_str()))?;
     let described: Vec<String> = webroots.iter().map(CheckedWebroot::describe).collect();
     let details = format!("added {name:?} with webroot {}", described.join(", "));
     conn.immediate_transaction(|conn| {

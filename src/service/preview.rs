@@ -10,7 +10,7 @@ use anyhow::bail;
 use serde::Serialize;
 
 use crate::config::{App, Settings};
-use crate::domain::{ReleaseName, ReleaseTag, Targets};
+use crate::domain::{ReleaseName, ReleaseTag, Targets, count};
 use crate::pipeline::git::{self, Changes, CommitSummary, Mirror};
 use crate::pipeline::release;
 use crate::service::inventory::ClubStatus;
@@ -247,15 +247,6 @@ fn commit_of(app: &App, mirror: &Mirror, name: &str) -> Option<String> {
         return Some(found.manifest.commit);
     }
     mirror.commit_by_prefix(parsed.short_commit())
-}
-
-/// "1 club", "3 clubs".
-pub fn count(n: usize, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
 }
 
 impl DeployPlan {

@@ -8,12 +8,13 @@ use serde::Deserialize;
 
 use super::clubs::see_other;
 use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
+use crate::domain::count;
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, Targets, newest_first};
 use crate::error::AppError;
 use crate::jobs::enqueue::{enqueue_limited, enqueue_once};
 use crate::pipeline::git;
 use crate::service::inventory::{self, ReleaseRow};
-use crate::service::preview::{self, DeployPlan, count};
+use crate::service::preview::{self, DeployPlan};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "releases.html")]

@@ -417,4 +417,4 @@ pub fn tag_and_commit(release: &str) -> (String, String) {
 }
 
 /// "1 club" / "3 clubs".
-pub use crate::service::preview::count;
+pub use crate::domain::count;

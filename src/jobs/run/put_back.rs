@@ -79,7 +79,7 @@ pub fn put_back_job(job: &mut Job<'_>, app: &App, of: i32) -> anyhow::Result<Str
     let words = put_back(job, app, &release, &back, SwitchKind::Rollback)?;
     Ok(format!(
         "{} switched by job #{of} left {}{words}",
-        crate::service::preview::count(back.len(), "club"),
+        crate::domain::count(back.len(), "club"),
         release.name
     ))
 }

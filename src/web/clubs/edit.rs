@@ -191,13 +191,10 @@ pub async fn change_group(
     let message = match (changed.len(), join) {
         (0, true) => format!("Those clubs were in group {group} already: nothing changed."),
         (0, false) => format!("None of those clubs was in group {group}: nothing changed."),
-        (n, true) => format!(
-            "{} put in group {group}.",
-            crate::service::preview::count(n, "club")
-        ),
+        (n, true) => format!("{} put in group {group}.", crate::domain::count(n, "club")),
         (n, false) => format!(
             "{} taken out of group {group}.",
-            crate::service::preview::count(n, "club")
+            crate::domain::count(n, "club")
         ),
     };
     staff.tell(&state, message).await;

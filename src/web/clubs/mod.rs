@@ -203,10 +203,10 @@ impl ClubsPage {
             format!(
                 "{} of {} match",
                 self.matching,
-                crate::service::preview::count(self.rows.len(), "club")
+                crate::domain::count(self.rows.len(), "club")
             )
         } else {
-            crate::service::preview::count(self.rows.len(), "club")
+            crate::domain::count(self.rows.len(), "club")
         };
         if self.matching > self.shown.len() {
             format!(
