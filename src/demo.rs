@@ -112,7 +112,7 @@ pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
             },
         )?;
     }
-    let password = crate::auth::random_token()[..20].to_owned();
+    let password = crate::secret::random_token()[..20].to_owned();
     staff::add(
         conn,
         Actor {

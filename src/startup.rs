@@ -114,10 +114,10 @@ impl Application {
                 // A path or query the routes cannot read (`/jobs/abc`) gets the panel's own
                 // page, never the framework's message.
                 .app_data(web::PathConfig::default().error_handler(|_, _| {
-                    crate::error::AppError::NotFound("There is no such page.".into()).into()
+                    crate::web::error::AppError::NotFound("There is no such page.".into()).into()
                 }))
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    crate::error::AppError::BadRequest(format!(
+                    crate::web::error::AppError::BadRequest(format!(
                         "The address holds something that cannot be read ({e})."
                     ))
                     .into()

@@ -175,7 +175,7 @@ impl Panel {
     ) -> reqwest::Response {
         let query: Vec<String> = fields
             .iter()
-            .map(|(k, v)| format!("{k}={}", clubdeploy::error::urlencode(v)))
+            .map(|(k, v)| format!("{k}={}", clubdeploy::web::error::urlencode(v)))
             .collect();
         client
             .get(self.url(&format!("/deploy/confirm?{}", query.join("&"))))

@@ -2,10 +2,11 @@
 //! a CSRF token tied to the session, an idle timeout and an absolute timeout.
 
 use chrono::{Duration, NaiveDateTime};
-use diesel::SqliteConnection;
 
-use super::{random_token, sha256_hex};
+use crate::config::SessionTimeouts;
+use crate::db::Conn;
 use crate::db::users::{self, Session, User};
+use crate::secret::{random_token, sha256_hex};
 
 /// The session cookie's name over plain HTTP.
 pub const COOKIE: &str = "clubdeploy_session";
@@ -20,13 +21,6 @@ pub fn cookie_name(secure: bool) -> &'static str {
     }
 }
 
-/// How long sessions last.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    pub idle_secs: u64,
-    pub absolute_secs: u64,
-}
-
 /// A new session: the token for the cookie and the CSRF token for forms.
 pub struct Started {
     pub token: String,
@@ -34,11 +28,7 @@ pub struct Started {
 }
 
 /// Starts a session for `user_id` (always a new token: no session fixation).
-pub fn start(
-    conn: &mut SqliteConnection,
-    user_id: i32,
-    now: NaiveDateTime,
-) -> anyhow::Result<Started> {
+pub fn start(conn: &mut Conn, user_id: i32, now: NaiveDateTime) -> anyhow::Result<Started> {
     let token = random_token();
     let csrf = random_token();
     users::insert_session(conn, &sha256_hex(&token), user_id, &csrf, now)?;
@@ -46,7 +36,7 @@ pub fn start(
 }
 
 /// Whether a session may still be used: not idle too long, not too old, its user enabled.
-fn is_live(session: &Session, user: &User, now: NaiveDateTime, timeouts: Timeouts) -> bool {
+fn is_live(session: &Session, user: &User, now: NaiveDateTime, timeouts: SessionTimeouts) -> bool {
     let idle = now - session.last_seen_at > Duration::seconds(timeouts.idle_secs as i64);
     let too_old = now - session.created_at > Duration::seconds(timeouts.absolute_secs as i64);
     !(idle || too_old || user.disabled)
@@ -55,17 +45,17 @@ fn is_live(session: &Session, user: &User, now: NaiveDateTime, timeouts: Timeout
 /// Whether session `id` still exists and may be used, without marking it used (for a live
 /// stream, which must end when its session does).
 pub fn still_live(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     id: i32,
     now: NaiveDateTime,
-    timeouts: Timeouts,
+    timeouts: SessionTimeouts,
 ) -> anyhow::Result<bool> {
     Ok(users::session_by_id(conn, id)?
         .is_some_and(|(session, user)| is_live(&session, &user, now, timeouts)))
 }
 
 /// Ends the session whose cookie token is `token`, if there is one.
-pub fn end_by_token(conn: &mut SqliteConnection, token: &str) -> anyhow::Result<()> {
+pub fn end_by_token(conn: &mut Conn, token: &str) -> anyhow::Result<()> {
     if let Some((session, _)) = users::session(conn, &sha256_hex(token))? {
         users::delete_session(conn, session.id)?;
     }
@@ -75,10 +65,10 @@ pub fn end_by_token(conn: &mut SqliteConnection, token: &str) -> anyhow::Result<
 /// The session and user behind a cookie token, if the session exists, has not timed out, and
 /// its user is not disabled; an expired session is deleted. Marks it as used now.
 pub fn authenticate(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     token: &str,
     now: NaiveDateTime,
-    timeouts: Timeouts,
+    timeouts: SessionTimeouts,
 ) -> anyhow::Result<Option<(Session, User)>> {
     let Some((session, user)) = users::session(conn, &sha256_hex(token))? else {
         return Ok(None);

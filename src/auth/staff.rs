@@ -2,10 +2,10 @@
 
 use anyhow::Context;
 use chrono::{Duration, NaiveDateTime};
-use diesel::SqliteConnection;
 
 use super::password;
 use super::session::{self, Started};
+use crate::db::Conn;
 use crate::db::users::{self, NewUser, User};
 use crate::db::{self, audit};
 use crate::domain::{ClubScope, NewPassword, Role, UserName};
@@ -53,7 +53,7 @@ pub struct Actor<'a> {
 /// Appends a user's audit row; call inside an immediate transaction, with the change it
 /// records.
 fn audit_user(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     actor: Actor<'_>,
     action: &str,
     user: &str,
@@ -73,7 +73,7 @@ fn audit_user(
 /// Adds a member of staff, and its audit row, in one transaction. The password is hashed
 /// beforehand ([`password::hash`]), with no connection held.
 pub fn add(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     actor: Actor<'_>,
     name: &UserName,
     role: Role,
@@ -107,14 +107,14 @@ fn scope_words(scope: &ClubScope) -> String {
     }
 }
 
-fn existing(conn: &mut SqliteConnection, name: &str) -> Result<User, StaffError> {
+fn existing(conn: &mut Conn, name: &str) -> Result<User, StaffError> {
     users::by_name(conn, name)?.ok_or_else(|| StaffError::NotFound(name.to_owned()))
 }
 
 /// Changes a user's role and club list (never demoting the last enabled admin); the check,
 /// the change and its audit row happen in one transaction.
 pub fn set_role(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     actor: Actor<'_>,
     name: &str,
     role: Role,
@@ -134,7 +134,7 @@ pub fn set_role(
 /// Sets a new password (hashed beforehand, with no connection held) and ends the user's
 /// sessions, with its audit row, in one transaction.
 pub fn set_password(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     actor: Actor<'_>,
     name: &str,
     hash: &password::PasswordHash,
@@ -155,7 +155,7 @@ pub fn set_password(
 /// Disables or re-enables a user; disabling ends their sessions at once and cancels the jobs
 /// they have waiting (never the last enabled admin). One transaction with its audit rows.
 pub fn set_disabled(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     actor: Actor<'_>,
     name: &str,
     disabled: bool,
@@ -232,7 +232,7 @@ impl PendingLogin {
 /// is per account and address, and per address: a stranger's failures never lock the owner
 /// out from elsewhere.
 pub fn begin_login(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     name: &str,
     address: &str,
     now: NaiveDateTime,
@@ -269,7 +269,7 @@ pub fn begin_login(
 /// under the account's name only if the account exists), and the failure that starts a wait
 /// is audited once as `login.throttled`.
 pub fn finish_login(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     pending: PendingLogin,
     matches: bool,
     previous_session: Option<&str>,
@@ -354,11 +354,7 @@ pub fn finish_login(
     }
 }
 /// Ends a session and audits it.
-pub fn logout(
-    conn: &mut SqliteConnection,
-    actor: Actor<'_>,
-    session_id: i32,
-) -> anyhow::Result<()> {
+pub fn logout(conn: &mut Conn, actor: Actor<'_>, session_id: i32) -> anyhow::Result<()> {
     conn.immediate_transaction(|conn| {
         users::delete_session(conn, session_id)?;
         audit_user(conn, actor, "logout", actor.name, "signed out")
@@ -369,7 +365,7 @@ pub fn logout(
 fn decoy_hash() -> &'static str {
     static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DECOY.get_or_init(|| {
-        let secret = NewPassword::parse(&super::random_token()).expect("64 characters");
+        let secret = NewPassword::parse(&crate::secret::random_token()).expect("64 characters");
         password::hash(&secret)
             .map(|h| h.as_str().to_owned())
             .unwrap_or_default()
@@ -388,7 +384,7 @@ pub fn scope_of(user: &User) -> anyhow::Result<ClubScope> {
 }
 
 /// Refuses a change to `changing` (demotion, disabling) that would leave no enabled admin.
-fn keep_an_admin(conn: &mut SqliteConnection, changing: &str) -> Result<(), StaffError> {
+fn keep_an_admin(conn: &mut Conn, changing: &str) -> Result<(), StaffError> {
     let users = users::all(conn)?;
     let enabled_admin = |u: &&User| u.role == "admin" && !u.disabled;
     let is_admin = users

@@ -313,7 +313,7 @@ pub fn waves_in_words(waves: &[crate::domain::rollout::Wave<&ClubStatus>]) -> St
 
 /// The job that holds the deploy lock, in words: what it does and who asked; `None` while
 /// the process holding the lock has not started one.
-fn holder(conn: &mut diesel::SqliteConnection) -> anyhow::Result<Option<String>> {
+fn holder(conn: &mut crate::db::Conn) -> anyhow::Result<Option<String>> {
     let running = jobs::with_status(conn, JobStatus::Running.as_str())?;
     Ok(running.first().map(|job| {
         format!(

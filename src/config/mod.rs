@@ -338,6 +338,13 @@ struct Defaults {
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
 
+/// How long staff sessions last (`session_idle_secs`, `session_absolute_secs`).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionTimeouts {
+    pub idle_secs: u64,
+    pub absolute_secs: u64,
+}
+
 impl Settings {
     /// Reads `file` (a missing file provides no keys: they may all come from the environment),
     /// applies `CLUBDEPLOY_*` overrides, then checks and resolves the paths.
@@ -399,7 +406,7 @@ impl Settings {
             ));
         }
         if let Some(address) = &self.health.connect_to {
-            crate::pipeline::health::parse_connect_to(address)
+            crate::domain::parse_connect_to(address)
                 .map_err(|e| ConfigError(format!("`health.connect_to`: {e}")))?;
         }
         if !self.health.path.starts_with('/') {
@@ -536,8 +543,8 @@ impl Settings {
     }
 
     /// The session timeouts.
-    pub fn session_timeouts(&self) -> crate::auth::session::Timeouts {
-        crate::auth::session::Timeouts {
+    pub fn session_timeouts(&self) -> SessionTimeouts {
+        SessionTimeouts {
             idle_secs: self.session_idle_secs,
             absolute_secs: self.session_absolute_secs,
         }

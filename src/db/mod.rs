@@ -22,6 +22,10 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+/// The connection every query takes. This module is the one place that names the database
+/// backend (SQLite today); the rest of the code says `Conn`.
+pub type Conn = SqliteConnection;
+
 /// A pool of SQLite connections, each set up by [`ConnectionSetup`].
 pub type DbPool = Pool<ConnectionManager<SqliteConnection>>;
 

@@ -1,6 +1,7 @@
 //! Parse-don't-validate types for the words of the domain. No I/O here: once a value of one of
 //! these types exists it is valid, so the rest of the code takes the type, not a `&str`.
 
+mod address;
 mod club;
 mod job;
 mod kinds;
@@ -10,6 +11,7 @@ pub mod rollout;
 mod staff;
 mod version;
 
+pub use address::parse_connect_to;
 pub use club::{AppName, ClubSlug, GroupName, club_name};
 pub use job::{JobSpec, JobStatus, Targets};
 pub use kinds::{JobKind, SwitchKind};

@@ -1,15 +1,15 @@
 //! Queuing a job: the job row and its audit row are written in one transaction.
 
 use anyhow::Context;
-use diesel::SqliteConnection;
 
+use crate::db::Conn;
 use crate::db::{self, audit, clubs, jobs};
 use crate::domain::{ClubSlug, JobSpec, JobStatus, Refusal, Targets};
 
 /// Queues `spec` on behalf of `actor` (from `address`, where there is one); returns its id.
 /// A job naming a club that does not exist is refused before anything is written.
 pub fn enqueue(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     spec: &JobSpec,
     actor: &str,
     address: Option<&str>,
@@ -21,7 +21,7 @@ pub fn enqueue(
 /// queues the job; any later one (a double click, Back and resend) queues nothing and gets
 /// the job the first one queued. Returns the job's id and whether it was queued now.
 pub fn enqueue_once(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     spec: &JobSpec,
     actor: &str,
     address: Option<&str>,
@@ -44,7 +44,7 @@ pub fn enqueue_once(
 /// [`enqueue`] for a member of staff, who may have at most `max_queued` jobs waiting (the
 /// count and the insert are one transaction, so a burst of requests cannot pass it).
 pub fn enqueue_limited(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     spec: &JobSpec,
     actor: &str,
     address: Option<&str>,
@@ -54,7 +54,7 @@ pub fn enqueue_limited(
 }
 
 fn enqueue_inner(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     spec: &JobSpec,
     actor: &str,
     address: Option<&str>,
@@ -139,7 +139,7 @@ fn enqueue_inner(
 /// Cancels every job `user` has waiting (their account was disabled), auditing each; call
 /// inside the transaction that disables them. Returns how many.
 pub fn cancel_all_of(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     user: &str,
     actor: &str,
     address: Option<&str>,
@@ -157,12 +157,7 @@ pub fn cancel_all_of(
 }
 
 /// Cancels a job that has not started; a running or finished job is refused with its status.
-pub fn cancel(
-    conn: &mut SqliteConnection,
-    id: i32,
-    actor: &str,
-    address: Option<&str>,
-) -> anyhow::Result<()> {
+pub fn cancel(conn: &mut Conn, id: i32, actor: &str, address: Option<&str>) -> anyhow::Result<()> {
     let cancelled = conn.immediate_transaction(|conn| {
         if !jobs::cancel_queued(conn, id, db::now())? {
             return Ok(false);

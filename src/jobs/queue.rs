@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use diesel::SqliteConnection;
 
 use super::log::JobLog;
 use super::run::{self, Job};
 use crate::config::Settings;
+use crate::db::Conn;
 use crate::db::{self, DbPool, audit, audit_anchor, clubs, jobs, switches};
 use crate::domain::{JobSpec, JobStatus};
 use crate::pipeline::lock::DeployLock;
@@ -211,7 +211,7 @@ pub fn interrupted_deploy(
 /// did not get to record.
 fn resync_clubs(
     settings: &Settings,
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     job: &jobs::Job,
 ) -> anyhow::Result<Vec<String>> {
     let mut messages = Vec::new();
@@ -403,7 +403,7 @@ pub fn anchor_audit(settings: &Settings, pool: &DbPool) {
 
 /// Ends a job and writes its audit row, in one transaction.
 fn record_end(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     job: &jobs::Job,
     status: JobStatus,
     outcome: Option<&str>,

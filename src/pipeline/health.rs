@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::config::HealthSettings;
+use crate::domain::parse_connect_to;
 
 use super::probe::{self, ProbeKey};
 
@@ -140,47 +141,6 @@ fn agent(settings: &HealthSettings) -> ureq::Agent {
         });
     }
     builder.build()
-}
-
-/// Reads `[health] connect_to`: a host name or address with an optional port (`127.0.0.1`,
-/// `127.0.0.1:8080`, `::1`, `[::1]:8080`, `web1.internal:8443`). Without a port, each
-/// site's own port is used.
-pub fn parse_connect_to(text: &str) -> Result<(String, Option<u16>), String> {
-    let refuse = |why: &str| {
-        Err(format!(
-            "{text:?} is not a host with an optional port: {why}"
-        ))
-    };
-    let port = |p: &str| match p.parse::<u16>() {
-        Ok(n) if n > 0 => Ok(Some(n)),
-        _ => Err(format!(
-            "{text:?}: the port {p:?} is not a number from 1 to 65535"
-        )),
-    };
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let Some((host, after)) = rest.split_once(']') else {
-            return refuse("a '[' without its ']'");
-        };
-        match after {
-            "" => (host, None),
-            _ => match after.strip_prefix(':') {
-                Some(p) => (host, port(p)?),
-                None => return refuse("only ':' and a port may follow ']'"),
-            },
-        }
-    } else if text.matches(':').count() > 1 {
-        // A bare IPv6 address: no port (write [::1]:8080 for one).
-        (text, None)
-    } else if let Some((host, p)) = text.split_once(':') {
-        (host, port(p)?)
-    } else {
-        (text, None)
-    };
-    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '%' | '_');
-    if host.is_empty() || !host.chars().all(plain) {
-        return refuse("use a host name or an IP address");
-    }
-    Ok((host.to_owned(), port))
 }
 
 fn check_one(
@@ -374,30 +334,6 @@ fn read_body(reader: impl Read) -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn connect_to_takes_a_host_with_or_without_a_port() {
-        use super::parse_connect_to;
-        let ok = |text: &str| parse_connect_to(text).unwrap();
-        assert_eq!(ok("127.0.0.1"), ("127.0.0.1".into(), None));
-        assert_eq!(ok("127.0.0.1:8080"), ("127.0.0.1".into(), Some(8080)));
-        assert_eq!(ok("::1"), ("::1".into(), None));
-        assert_eq!(ok("[::1]"), ("::1".into(), None));
-        assert_eq!(ok("[::1]:8443"), ("::1".into(), Some(8443)));
-        assert_eq!(ok("web1.internal:81"), ("web1.internal".into(), Some(81)));
-        for bad in [
-            "",
-            "127.0.0.1:",
-            "127.0.0.1:0",
-            "127.0.0.1:99999",
-            "[::1",
-            "[::1]x",
-            "a b",
-            "h:x",
-        ] {
-            assert!(parse_connect_to(bad).is_err(), "{bad:?} was accepted");
-        }
-    }
-
     #[test]
     fn paths_are_added_to_the_address_without_its_query() {
         assert_eq!(super::base_of("https://a.example/"), "https://a.example");

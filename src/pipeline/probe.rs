@@ -43,10 +43,10 @@ impl ProbeKey {
         }
         // Written whole under a temporary name, then linked into place: a process starting
         // at the same moment sees no file or a complete one, and the first link wins.
-        let secret = crate::auth::random_token();
+        let secret = crate::secret::random_token();
         let temp = data_dir.join(format!(
             "{KEY_FILE}.tmp-{}",
-            &crate::auth::random_token()[..12]
+            &crate::secret::random_token()[..12]
         ));
         let written = std::fs::OpenOptions::new()
             .write(true)

@@ -7,10 +7,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use diesel::SqliteConnection;
 use serde::Serialize;
 
 use crate::config::{App, Settings};
+use crate::db::Conn;
 use crate::db::clubs::{self, NewClub};
 use crate::db::{self, audit};
 use crate::domain::{ClubSlug, InvalidInput, club_name};
@@ -137,7 +137,7 @@ fn columns<'s>(
 
 /// Reads and checks `text` against the clubs there are: what the import would do, or every
 /// bad row.
-pub fn plan(settings: &Settings, conn: &mut SqliteConnection, text: &[u8]) -> anyhow::Result<Plan> {
+pub fn plan(settings: &Settings, conn: &mut Conn, text: &[u8]) -> anyhow::Result<Plan> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
@@ -300,7 +300,7 @@ fn check_row<'c>(
 }
 
 /// Writes `plan` in one transaction with an audit row per club: all of it or nothing.
-pub fn apply(conn: &mut SqliteConnection, actor: &str, plan: &Plan) -> anyhow::Result<()> {
+pub fn apply(conn: &mut Conn, actor: &str, plan: &Plan) -> anyhow::Result<()> {
     conn.immediate_transaction(|conn| {
         let now = db::now();
         for change in plan.added.iter().chain(&plan.updated) {

@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use std::path::Path;
 
 use anyhow::Context;
-use diesel::SqliteConnection;
 use serde::Serialize;
 
 use crate::config::{App, Settings};
+use crate::db::Conn;
 use crate::db::clubs::{self, AddClubError, ClubApp, NewClub, NewWebroot};
 use crate::db::{self, audit, groups};
 use crate::domain::{
@@ -156,11 +156,7 @@ impl CheckedWebroot {
         format!("{} at {} (now {now})", self.app, self.path)
     }
 
-    pub(crate) fn insert(
-        &self,
-        conn: &mut SqliteConnection,
-        club_id: i32,
-    ) -> Result<(), AddClubError> {
+    pub(crate) fn insert(&self, conn: &mut Conn, club_id: i32) -> Result<(), AddClubError> {
         clubs::add_webroot(
             conn,
             &NewWebroot {
@@ -179,7 +175,7 @@ impl CheckedWebroot {
 /// webroot lies under `webroot_base`.
 pub fn add_club(
     settings: &Settings,
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     actor: &str,
     club: &AddClub<'_>,
 ) -> anyhow::Result<Vec<ClubStatus>> {
@@ -254,7 +250,7 @@ pub fn add_club(
 /// Gives club `slug` a webroot for application `app` (`None`: the only one).
 pub fn add_webroot(
     settings: &Settings,
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     actor: &str,
     slug: &str,
     app: Option<&str>,
@@ -304,7 +300,7 @@ fn duplicate(e: AddClubError, message: &str) -> anyhow::Error {
 /// Club `slug`'s webroots as found on disk.
 fn club_status(
     settings: &Settings,
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     slug: &str,
 ) -> anyhow::Result<Vec<ClubStatus>> {
     statuses(settings, clubs::webroots_of(conn, slug)?)
@@ -314,7 +310,7 @@ fn club_status(
 /// application), through which its health is checked.
 pub fn set_url(
     settings: &Settings,
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     actor: &str,
     slug: &str,
     app: Option<&str>,
@@ -347,7 +343,7 @@ pub fn set_url(
 /// with an audit row per club that changed. Every slug must name a club; returns the clubs
 /// that changed (a club already in, or already out, is left alone).
 pub fn change_group(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     actor: &str,
     group: &str,
     slugs: &[String],
@@ -388,7 +384,7 @@ pub fn change_group(
 }
 
 /// Forgets a club (its webroot is left as it is).
-pub fn remove_club(conn: &mut SqliteConnection, actor: &str, slug: &str) -> anyhow::Result<()> {
+pub fn remove_club(conn: &mut Conn, actor: &str, slug: &str) -> anyhow::Result<()> {
     let slug = ClubSlug::parse(slug)?;
     let removed = conn.immediate_transaction(|conn| {
         if !clubs::remove(conn, slug.as_str())? {
@@ -409,7 +405,7 @@ pub fn remove_club(conn: &mut SqliteConnection, actor: &str, slug: &str) -> anyh
 /// any drift from what the database recorded: one row per club and application.
 pub fn status(
     settings: &Settings,
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     app: Option<&str>,
 ) -> anyhow::Result<Vec<ClubStatus>> {
     statuses(settings, clubs::webroots(conn, app)?)
@@ -503,7 +499,7 @@ fn status_of(
 pub fn releases(
     settings: &Settings,
     app: &App,
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
 ) -> anyhow::Result<Vec<ReleaseRow>> {
     let mirror = git::open_mirror(app)?;
     let mut rows: HashMap<String, (ReleaseRow, DateTime<Utc>)> = HashMap::new();
@@ -569,7 +565,7 @@ const LINK_SCAN_DEPTH: usize = 3;
 pub fn prune_facts(
     settings: &Settings,
     app: &App,
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
 ) -> anyhow::Result<release::PruneFacts> {
     use crate::db::switches;
     let releases_dir = &app.releases_dir;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{AppState, Nav, Staff};
 use crate::db::audit::{self, AuditEvent};
 use crate::domain::Role;
-use crate::error::{AppError, urlencode};
+use crate::web::error::{AppError, urlencode};
 
 const PAGE: i64 = 50;
 /// Rows read per step of the CSV export.

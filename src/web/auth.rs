@@ -13,10 +13,10 @@ use serde::Deserialize;
 use super::{AppState, CsrfForm, form};
 use crate::auth::session;
 use crate::auth::staff::{self as staff_ops, Actor, LoginError};
-use crate::auth::{random_token, same_secret};
 use crate::db::{self, users::User};
 use crate::domain::{ClubScope, Role};
-use crate::error::AppError;
+use crate::secret::{random_token, same_secret};
+use crate::web::error::AppError;
 
 /// The cookie that carries the sign-in form's CSRF token before any session exists.
 const LOGIN_CSRF_COOKIE: &str = "clubdeploy_login";
@@ -71,7 +71,7 @@ impl Staff {
             is_admin: self.role == Role::Admin,
             csrf: self.csrf.clone(),
             active,
-            once: crate::auth::random_token(),
+            once: crate::secret::random_token(),
             flash: self.flash.clone(),
         }
     }

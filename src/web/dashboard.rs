@@ -10,7 +10,7 @@ use askama_web::WebTemplate;
 use super::{AppState, Nav, Staff, count};
 use crate::db::{audit, jobs};
 use crate::domain::JobStatus;
-use crate::error::AppError;
+use crate::web::error::AppError;
 
 /// Clubs on one release.
 pub struct Group {

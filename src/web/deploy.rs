@@ -10,11 +10,11 @@ use super::clubs::see_other;
 use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
 use crate::domain::count;
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, Targets, newest_first};
-use crate::error::AppError;
 use crate::jobs::enqueue::{enqueue_limited, enqueue_once};
 use crate::pipeline::git;
 use crate::service::inventory::{self, ReleaseRow};
 use crate::service::preview::{self, DeployPlan};
+use crate::web::error::AppError;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "releases.html")]
@@ -143,8 +143,8 @@ pub(super) async fn queue(
 }
 
 /// What a queued job will do, for staff: "Club Zermatt will move to v2.4.1".
-fn in_words(conn: &mut diesel::SqliteConnection, spec: &JobSpec) -> anyhow::Result<String> {
-    let name = |conn: &mut diesel::SqliteConnection, slug: &ClubSlug| -> anyhow::Result<String> {
+fn in_words(conn: &mut crate::db::Conn, spec: &JobSpec) -> anyhow::Result<String> {
+    let name = |conn: &mut crate::db::Conn, slug: &ClubSlug| -> anyhow::Result<String> {
         Ok(crate::db::clubs::by_slug(conn, slug.as_str())?
             .map_or_else(|| slug.to_string(), |c| c.name))
     };
@@ -227,10 +227,10 @@ impl DeployPage {
     fn link(&self, extra: &str) -> String {
         let mut link = format!(
             "/deploy?app={}",
-            crate::error::urlencode(&self.apps.current)
+            crate::web::error::urlencode(&self.apps.current)
         );
         if !self.tag.is_empty() {
-            link.push_str(&format!("&tag={}", crate::error::urlencode(&self.tag)));
+            link.push_str(&format!("&tag={}", crate::web::error::urlencode(&self.tag)));
         }
         format!("{link}&{extra}")
     }
@@ -491,7 +491,7 @@ pub async fn confirm_post(
     }
     let query = query
         .iter()
-        .map(|(k, v)| format!("{k}={}", crate::error::urlencode(v)))
+        .map(|(k, v)| format!("{k}={}", crate::web::error::urlencode(v)))
         .collect::<Vec<_>>()
         .join("&");
     Ok(see_other(&format!("/deploy/confirm?{query}")))

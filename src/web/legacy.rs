@@ -10,10 +10,10 @@ use serde::Deserialize;
 use super::clubs::size_in_words;
 use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, newest_first};
-use crate::error::AppError;
 use crate::pipeline::git;
 use crate::pipeline::legacy;
 use crate::pipeline::tree_diff::TreeDiff;
+use crate::web::error::AppError;
 
 /// How many paths of each kind the confirmation lists.
 const SHOWN: usize = 100;

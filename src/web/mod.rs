@@ -7,6 +7,7 @@ mod auth;
 mod clubs;
 mod dashboard;
 mod deploy;
+pub mod error;
 mod jobs;
 mod legacy;
 mod staff;
@@ -17,15 +18,15 @@ use std::time::{Duration, Instant};
 
 use actix_web::middleware::DefaultHeaders;
 use actix_web::web;
-use diesel::SqliteConnection;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 pub use auth::{Nav, Staff};
 
 use crate::config::Settings;
+use crate::db::Conn;
 use crate::db::DbPool;
-use crate::error::AppError;
+use crate::web::error::AppError;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -224,7 +225,7 @@ impl AppState {
     pub async fn db<T, F>(&self, f: F) -> Result<T, AppError>
     where
         T: Send + 'static,
-        F: FnOnce(&Settings, &mut SqliteConnection) -> anyhow::Result<T> + Send + 'static,
+        F: FnOnce(&Settings, &mut Conn) -> anyhow::Result<T> + Send + 'static,
     {
         let (settings, pool) = (self.settings.clone(), self.pool.clone());
         web::block(move || {

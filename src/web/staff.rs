@@ -11,7 +11,7 @@ use crate::auth::password::{self, PasswordHash};
 use crate::auth::staff::{self as staff_ops, Actor};
 use crate::db::users::{self, User};
 use crate::domain::{ClubScope, NewPassword, Role, UserName};
-use crate::error::AppError;
+use crate::web::error::AppError;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "staff.html")]
@@ -52,7 +52,7 @@ async fn admin_change<F>(
     change: F,
 ) -> Result<HttpResponse, AppError>
 where
-    F: FnOnce(&mut diesel::SqliteConnection, Actor<'_>) -> Result<(), AppError> + Send + 'static,
+    F: FnOnce(&mut crate::db::Conn, Actor<'_>) -> Result<(), AppError> + Send + 'static,
 {
     authorize(staff, csrf)?;
     let (name, address) = (staff.user.name.clone(), staff.address.clone());

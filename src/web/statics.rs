@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::error::AppError;
+use crate::web::error::AppError;
 
 const STYLE: &str = include_str!("../../static/style.css");
 const JOB_JS: &str = include_str!("../../static/job.js");

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use diesel::SqliteConnection;
 
 use crate::config::{App, OnFailure, Settings};
+use crate::db::Conn;
 use crate::db::clubs::ClubApp;
 use crate::db::{self, DbConn, DbPool, audit, clubs, switches};
 use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, SwitchKind, SwitchScope, Targets};

@@ -73,7 +73,7 @@ pub fn rollback(
 /// The rollback target when none is named: the newest release in the club's history that it
 /// does not run now and was not rolled back from.
 pub(super) fn previous_release(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     club: &ClubApp,
     current: &ReleaseName,
 ) -> anyhow::Result<(ReleaseName, String)> {

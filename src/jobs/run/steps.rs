@@ -269,7 +269,7 @@ pub(super) fn running(job: &Job<'_>, app: &App, release: &Release) -> usize {
 /// The webroots of `app` a deploy switches: every club's that runs it, or the named clubs'
 /// (each must exist and run it).
 pub(super) fn target_clubs(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     app: &App,
     targets: &Targets,
 ) -> anyhow::Result<Vec<ClubApp>> {

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use askama_web::WebTemplate;
-use diesel::SqliteConnection;
 use serde::Deserialize;
 
 use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
 use crate::config::Settings;
+use crate::db::Conn;
 use crate::db::{clubs, switches};
 use crate::domain::{ClubScope, ClubSlug, JobSpec, ReleaseName, ReleaseTag, Role};
-use crate::error::AppError;
 use crate::pipeline::switch::{self, Webroot};
 use crate::service::inventory::{self, AddClub};
+use crate::web::error::AppError;
 
 mod edit;
 mod import;
@@ -155,7 +155,10 @@ impl ClubsQuery {
             ("group", &self.group),
         ] {
             if !value.trim().is_empty() {
-                parts.push(format!("{key}={}", crate::error::urlencode(value.trim())));
+                parts.push(format!(
+                    "{key}={}",
+                    crate::web::error::urlencode(value.trim())
+                ));
             }
         }
         if page > 1 {
@@ -222,7 +225,7 @@ impl ClubsPage {
 
 /// Every club's row: each webroot's link read from disk, its newest switch, its rollback
 /// target, its kept legacy copies.
-pub fn read_rows(settings: &Settings, conn: &mut SqliteConnection) -> anyhow::Result<Vec<Row>> {
+pub fn read_rows(settings: &Settings, conn: &mut Conn) -> anyhow::Result<Vec<Row>> {
     let ids: HashMap<String, i32> = clubs::all(conn)?
         .into_iter()
         .map(|c| (c.slug, c.id))
@@ -386,7 +389,7 @@ pub fn app_names(settings: &Settings) -> Vec<String> {
 }
 
 /// The club `slug`, or a 404 saying there is none.
-pub fn club_or_404(conn: &mut SqliteConnection, slug: &ClubSlug) -> anyhow::Result<clubs::Club> {
+pub fn club_or_404(conn: &mut Conn, slug: &ClubSlug) -> anyhow::Result<clubs::Club> {
     clubs::by_slug(conn, slug.as_str())?
         .ok_or_else(|| AppError::NotFound(format!("There is no club {slug}.")).into())
 }
@@ -394,7 +397,7 @@ pub fn club_or_404(conn: &mut SqliteConnection, slug: &ClubSlug) -> anyhow::Resu
 /// Club `slug`'s webroot of `app`, or a 404 saying there is no such club or it does not run
 /// the application.
 pub fn webroot_or_404(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     slug: &ClubSlug,
     app: &str,
 ) -> anyhow::Result<clubs::ClubApp> {

@@ -72,7 +72,7 @@ pub async fn rollback_confirm(
 /// The newest release in a club's history of an application it does not run and was not
 /// rolled back from.
 pub(super) fn previous(
-    conn: &mut diesel::SqliteConnection,
+    conn: &mut crate::db::Conn,
     club: &clubs::ClubApp,
     current: &ReleaseName,
 ) -> anyhow::Result<Option<String>> {

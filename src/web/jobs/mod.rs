@@ -16,8 +16,8 @@ use crate::auth::session;
 use crate::db;
 use crate::db::jobs::{self, Job, JobEvent};
 use crate::domain::{JobKind, JobSpec, JobStatus, Role, SwitchKind};
-use crate::error::{AppError, urlencode};
 use crate::jobs::enqueue;
+use crate::web::error::{AppError, urlencode};
 
 mod actions;
 mod stream;
