@@ -7,6 +7,7 @@ use actix_web::web;
 use askama::Template;
 use askama_web::WebTemplate;
 
+use super::ui::{Running, counted};
 use super::{AppState, Nav, Staff, count};
 use crate::db::{audit, jobs};
 use crate::domain::JobStatus;
@@ -24,29 +25,6 @@ pub struct AppGroups {
     pub app: String,
     pub clubs: usize,
     pub groups: Vec<Group>,
-}
-
-/// A job in progress, as the dashboard and job pages show it.
-pub struct Running {
-    pub id: i32,
-    pub what: String,
-    pub progress: Option<(usize, usize)>,
-}
-
-impl Running {
-    /// The progress bar's percentage.
-    pub fn percent(&self) -> usize {
-        match self.progress {
-            Some((done, total)) if total > 0 => done * 100 / total,
-            _ => 0,
-        }
-    }
-}
-
-/// A job's count (done, total) as events carry it, for the bar.
-pub fn counted(count: Option<(i32, i32)>) -> Option<(usize, usize)> {
-    let (done, total) = count?;
-    Some((usize::try_from(done).ok()?, usize::try_from(total).ok()?))
 }
 
 #[derive(Template, WebTemplate)]
@@ -69,7 +47,7 @@ pub struct DashboardPage {
 /// `GET /`.
 pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardPage, AppError> {
     let clubs = state.club_rows().await?;
-    let apps = super::clubs::app_names(&state.settings)
+    let apps = super::ui::app_names(&state.settings)
         .into_iter()
         .enumerate()
         .map(|(column, app)| {
@@ -103,7 +81,7 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
                 let progress = counted(jobs::last_count(conn, job.id)?);
                 running.push(Running {
                     id: job.id,
-                    what: super::jobs::describe(&job),
+                    what: super::ui::describe(&job),
                     progress,
                 });
             }
@@ -221,5 +199,5 @@ pub async fn doctor_again(
         Err(why) => format!("The check could not be made: {why}"),
     };
     staff.tell(&state, message).await;
-    Ok(super::clubs::see_other("/doctor"))
+    Ok(super::ui::see_other("/doctor"))
 }

@@ -6,11 +6,11 @@ use askama::Template;
 use askama_web::WebTemplate;
 use serde::Deserialize;
 
-use super::clubs::see_other;
+use super::queue::queue;
+use super::ui::see_other;
 use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
 use crate::domain::count;
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, Targets, newest_first};
-use crate::jobs::enqueue::{enqueue_limited, enqueue_once};
 use crate::pipeline::git;
 use crate::service::inventory::{self, ReleaseRow};
 use crate::service::preview::{self, DeployPlan};
@@ -37,7 +37,7 @@ impl AppTabs {
     fn new(state: &AppState, current: &str) -> AppTabs {
         AppTabs {
             current: current.to_owned(),
-            all: super::clubs::app_names(&state.settings),
+            all: super::ui::app_names(&state.settings),
         }
     }
 
@@ -102,83 +102,6 @@ pub async fn refresh(
         &posted.once,
     )
     .await
-}
-
-/// Queues `spec` for `staff` (within their limit of waiting jobs), wakes the worker and shows
-/// the job's page.
-/// A repeated submission of the form whose one-time token is `once` (a double click, Back
-/// and resend) queues nothing: it shows the job the first submission queued.
-pub(super) async fn queue(
-    staff: &Staff,
-    state: &web::Data<AppState>,
-    spec: JobSpec,
-    once: &str,
-) -> Result<HttpResponse, AppError> {
-    let (actor, address) = (staff.user.name.clone(), staff.address.clone());
-    // Scoped to the user: nobody else's token can stand for theirs.
-    let once = (!once.is_empty()).then(|| format!("{actor}:{}", once.trim()));
-    let (id, message) = state
-        .db(move |settings, conn| {
-            let max = Some(settings.web.max_queued_jobs_per_user);
-            let (id, fresh) = match once {
-                Some(once) => enqueue_once(conn, &spec, &actor, Some(&address), max, &once)?,
-                None => (
-                    enqueue_limited(conn, &spec, &actor, Some(&address), max)?,
-                    true,
-                ),
-            };
-            let message = if fresh {
-                format!("{}: job #{id}", in_words(conn, &spec)?)
-            } else {
-                format!(
-                    "That was sent already: job #{id} is the one it queued; nothing new was queued."
-                )
-            };
-            Ok((id, message))
-        })
-        .await?;
-    staff.tell(state, message).await;
-    state.wake.notify_one();
-    Ok(see_other(&format!("/jobs/{id}")))
-}
-
-/// What a queued job will do, for staff: "Club Zermatt will move to v2.4.1".
-fn in_words(conn: &mut crate::db::Conn, spec: &JobSpec) -> anyhow::Result<String> {
-    let name = |conn: &mut crate::db::Conn, slug: &ClubSlug| -> anyhow::Result<String> {
-        Ok(crate::db::clubs::by_slug(conn, slug.as_str())?
-            .map_or_else(|| slug.to_string(), |c| c.name))
-    };
-    Ok(match spec {
-        JobSpec::Deploy {
-            tag,
-            targets: Targets::All,
-            ..
-        } => format!("Every club will move to {tag}"),
-        JobSpec::Deploy {
-            tag,
-            targets: Targets::Clubs(slugs),
-            ..
-        } => match slugs.as_slice() {
-            [one] => format!("{} will move to {tag}", name(conn, one)?),
-            many => format!("{} will move to {tag}", count(many.len(), "club")),
-        },
-        JobSpec::Rollback { club, to, .. } => match to {
-            Some(to) => format!(
-                "{} will go back to {}",
-                name(conn, club)?,
-                super::tag_and_commit(to).0
-            ),
-            None => format!("{} will go back to its previous release", name(conn, club)?),
-        },
-        other => {
-            let words = other.to_string();
-            let mut chars = words.chars();
-            match chars.next() {
-                Some(first) => format!("{}{} is queued", first.to_uppercase(), chars.as_str()),
-                None => words,
-            }
-        }
-    })
 }
 
 /// A club offered in the deploy form.
@@ -299,7 +222,7 @@ pub async fn form_page(
         })
         .collect();
     let mut releases: Vec<(String, usize)> = Vec::new();
-    for tag in super::clubs::newest_first_tags(clubs.iter().map(|c| c.tag.as_str())) {
+    for tag in super::ui::newest_first_tags(clubs.iter().map(|c| c.tag.as_str())) {
         let n = clubs.iter().filter(|c| c.tag == tag).count();
         releases.push((tag, n));
     }

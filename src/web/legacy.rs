@@ -7,7 +7,8 @@ use askama::Template;
 use askama_web::WebTemplate;
 use serde::Deserialize;
 
-use super::clubs::size_in_words;
+use super::ui::ConfirmPage;
+use super::ui::size_in_words;
 use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, newest_first};
 use crate::pipeline::git;
@@ -82,7 +83,7 @@ pub async fn adopt_page(
     let wanted = slug.clone();
     let name = app.clone();
     let club = state
-        .db(move |_, conn| super::clubs::webroot_or_404(conn, &wanted, &name))
+        .db(move |_, conn| super::ui::webroot_or_404(conn, &wanted, &name))
         .await?;
     let tag = Some(query.tag.trim())
         .filter(|t| !t.is_empty())
@@ -150,42 +151,7 @@ pub async fn adopt(
         club: ClubSlug::parse(&slug)?,
         tag: ReleaseTag::parse(posted.tag.trim())?,
     };
-    super::deploy::queue(&staff, &state, spec, &posted.once).await
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "legacy_confirm.html")]
-pub struct ConfirmPage {
-    nav: Nav,
-    title: String,
-    message: String,
-    action: String,
-    button: String,
-    danger: bool,
-    /// Where "No" goes back to.
-    back: String,
-}
-
-impl ConfirmPage {
-    /// A question before `action` is posted (a dangerous one in red); "No" goes to `back`.
-    pub(super) fn ask(
-        nav: Nav,
-        title: String,
-        message: String,
-        action: String,
-        button: String,
-        back: String,
-    ) -> ConfirmPage {
-        ConfirmPage {
-            nav,
-            title,
-            message,
-            action,
-            button,
-            danger: true,
-            back,
-        }
-    }
+    super::queue::queue(&staff, &state, spec, &posted.once).await
 }
 
 /// The club's kept copies of `app`'s webroot, newest last, refusing when there is none.
@@ -248,7 +214,7 @@ pub async fn undo(
     staff.require(Role::Admin, "put legacy copies back")?;
     let club = ClubSlug::parse(&slug)?;
     let app = app.resolve(&state.settings)?.name.clone();
-    super::deploy::queue(
+    super::queue::queue(
         &staff,
         &state,
         JobSpec::UndoAdopt { app, club },
@@ -311,5 +277,5 @@ pub async fn purge(
     let (slug, copy) = path.into_inner();
     let app = app.resolve(&state.settings)?.name.clone();
     let spec = JobSpec::purge_legacy(app, &slug, &copy)?;
-    super::deploy::queue(&staff, &state, spec, &posted.once).await
+    super::queue::queue(&staff, &state, spec, &posted.once).await
 }

@@ -10,8 +10,10 @@ mod deploy;
 pub mod error;
 mod jobs;
 mod legacy;
+mod queue;
 mod staff;
 mod statics;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

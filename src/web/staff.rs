@@ -5,7 +5,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use serde::Deserialize;
 
-use super::clubs::see_other;
+use super::ui::see_other;
 use super::{AppState, Nav, Staff, form};
 use crate::auth::password::{self, PasswordHash};
 use crate::auth::staff::{self as staff_ops, Actor};
@@ -137,10 +137,10 @@ pub async fn disable(
 pub async fn disable_confirm(
     staff: Staff,
     name: web::Path<String>,
-) -> Result<super::legacy::ConfirmPage, AppError> {
+) -> Result<super::ui::ConfirmPage, AppError> {
     staff.require(Role::Admin, "disable staff")?;
     let name = crate::domain::UserName::parse(&name)?;
-    Ok(super::legacy::ConfirmPage::ask(
+    Ok(super::ui::ConfirmPage::ask(
         staff.nav("staff"),
         format!("Disable {name}?"),
         format!(

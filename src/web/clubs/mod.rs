@@ -9,11 +9,14 @@ use askama::Template;
 use askama_web::WebTemplate;
 use serde::Deserialize;
 
+use super::ui::{
+    app_names, club_or_404, newest_first_tags, see_other, size_in_words, webroot_or_404,
+};
 use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
 use crate::config::Settings;
 use crate::db::Conn;
 use crate::db::{clubs, switches};
-use crate::domain::{ClubScope, ClubSlug, JobSpec, ReleaseName, ReleaseTag, Role};
+use crate::domain::{ClubScope, ClubSlug, JobSpec, ReleaseName, Role};
 use crate::pipeline::switch::{self, Webroot};
 use crate::service::inventory::{self, AddClub};
 use crate::web::error::AppError;
@@ -307,15 +310,6 @@ pub fn read_rows(settings: &Settings, conn: &mut Conn) -> anyhow::Result<Vec<Row
     Ok(rows)
 }
 
-/// "12.3 MB", "840 KB", "17 bytes".
-pub fn size_in_words(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
-        b if b >= 1_000 => format!("{:.0} KB", b as f64 / 1e3),
-        b => format!("{b} bytes"),
-    }
-}
-
 /// `GET /clubs[?q=…&app=…&release=…&health=…&group=…&page=…]`.
 pub async fn page(
     staff: Staff,
@@ -365,52 +359,4 @@ pub async fn page(
         releases,
         groups: groups.into_iter().collect(),
     })
-}
-
-/// Each tag once, newest version first.
-pub fn newest_first_tags<'t>(tags: impl Iterator<Item = &'t str>) -> Vec<String> {
-    let mut tags: Vec<ReleaseTag> = tags
-        .filter(|t| !t.is_empty())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .filter_map(|t| ReleaseTag::parse(t).ok())
-        .collect();
-    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
-    tags.sort_by(|a, b| crate::domain::release_order((a, epoch), (b, epoch)));
-    crate::domain::newest_first(tags, |t| t)
-        .into_iter()
-        .map(|t| t.to_string())
-        .collect()
-}
-
-/// The configured applications' names, in order.
-pub fn app_names(settings: &Settings) -> Vec<String> {
-    settings.apps().iter().map(|a| a.name.to_string()).collect()
-}
-
-/// The club `slug`, or a 404 saying there is none.
-pub fn club_or_404(conn: &mut Conn, slug: &ClubSlug) -> anyhow::Result<clubs::Club> {
-    clubs::by_slug(conn, slug.as_str())?
-        .ok_or_else(|| AppError::NotFound(format!("There is no club {slug}.")).into())
-}
-
-/// Club `slug`'s webroot of `app`, or a 404 saying there is no such club or it does not run
-/// the application.
-pub fn webroot_or_404(
-    conn: &mut Conn,
-    slug: &ClubSlug,
-    app: &str,
-) -> anyhow::Result<clubs::ClubApp> {
-    if let Some(found) = clubs::webroot(conn, slug.as_str(), app)? {
-        return Ok(found);
-    }
-    let club = club_or_404(conn, slug)?;
-    Err(AppError::NotFound(format!("{} does not run {app}.", club.name)).into())
-}
-
-/// A 303 redirect.
-pub fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header(("Location", location))
-        .finish()
 }

@@ -108,7 +108,7 @@ pub async fn rollback(
         Some(ReleaseName::parse(&posted.to)?.to_string())
     };
     let app = app.resolve(&state.settings)?.name.clone();
-    super::super::deploy::queue(
+    super::super::queue::queue(
         &staff,
         &state,
         JobSpec::Rollback { app, club, to },

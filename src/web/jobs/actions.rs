@@ -26,7 +26,7 @@ pub async fn cancel_confirm(
     staff: Staff,
     state: web::Data<AppState>,
     id: web::Path<i32>,
-) -> Result<super::super::legacy::ConfirmPage, AppError> {
+) -> Result<super::super::ui::ConfirmPage, AppError> {
     let id = id.into_inner();
     let job = cancellable(&staff, &state, id).await?;
     if job.status != JobStatus::Queued.as_str() {
@@ -35,7 +35,7 @@ pub async fn cancel_confirm(
             job.status
         )));
     }
-    Ok(super::super::legacy::ConfirmPage::ask(
+    Ok(super::super::ui::ConfirmPage::ask(
         staff.nav("jobs"),
         format!("Cancel job #{id}?"),
         format!(
@@ -148,7 +148,7 @@ pub async fn put_back_confirm(
     staff: Staff,
     state: web::Data<AppState>,
     id: web::Path<i32>,
-) -> Result<super::super::legacy::ConfirmPage, AppError> {
+) -> Result<super::super::ui::ConfirmPage, AppError> {
     let id = id.into_inner();
     let (_, backs) = put_back_plan(&staff, &state, id).await?;
     const NAMED: usize = 20;
@@ -166,7 +166,7 @@ pub async fn put_back_confirm(
         count(backs.len(), "club"),
         named.join(", ")
     );
-    Ok(super::super::legacy::ConfirmPage::ask(
+    Ok(super::super::ui::ConfirmPage::ask(
         staff.nav("jobs"),
         format!("Put the clubs of job #{id} back?"),
         message,
@@ -188,7 +188,7 @@ pub async fn put_back(
     let id = id.into_inner();
     let (app, _) = put_back_plan(&staff, &state, id).await?;
     let app = crate::domain::AppName::parse(&app)?;
-    super::super::deploy::queue(
+    super::super::queue::queue(
         &staff,
         &state,
         JobSpec::PutBack { app, job: id },

@@ -9,8 +9,9 @@ use askama_web::WebTemplate;
 use chrono::NaiveDateTime;
 use serde::Deserialize;
 
-use super::clubs::see_other;
-use super::dashboard::{Running, counted};
+use super::ui::describe;
+use super::ui::see_other;
+use super::ui::{Running, counted};
 use super::{AppState, CsrfForm, Nav, Staff, count, form};
 use crate::auth::session;
 use crate::db;
@@ -24,11 +25,6 @@ mod stream;
 
 pub use actions::{cancel, cancel_confirm, put_back, put_back_confirm};
 pub use stream::events;
-
-/// A job in words: "deploy v2 to all clubs".
-pub fn describe(job: &Job) -> String {
-    JobSpec::from_json(&job.params).map_or_else(|_| job.kind.clone(), |spec| spec.to_string())
-}
 
 /// A row of the jobs list.
 pub struct Row {
@@ -126,7 +122,7 @@ pub async fn list(
             .collect(),
         statuses: JobStatus::ALL.iter().map(|s| s.as_str()).collect(),
         app: query.app.clone(),
-        apps: super::clubs::app_names(&state.settings),
+        apps: super::ui::app_names(&state.settings),
         next,
     })
 }

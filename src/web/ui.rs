@@ -1,0 +1,134 @@
+//! View helpers every page family shares: redirects, 404s, names in words, the confirm page
+//! and the running-job bar. A page imports these, never another page.
+
+use actix_web::HttpResponse;
+use askama::Template;
+use askama_web::WebTemplate;
+
+use super::Nav;
+use crate::config::Settings;
+use crate::db::Conn;
+use crate::db::clubs;
+use crate::db::jobs::Job;
+use crate::domain::{ClubSlug, JobSpec, ReleaseTag};
+use crate::web::error::AppError;
+
+/// "12.3 MB", "840 KB", "17 bytes".
+pub fn size_in_words(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.0} KB", b as f64 / 1e3),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// Each tag once, newest version first.
+pub fn newest_first_tags<'t>(tags: impl Iterator<Item = &'t str>) -> Vec<String> {
+    let mut tags: Vec<ReleaseTag> = tags
+        .filter(|t| !t.is_empty())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|t| ReleaseTag::parse(t).ok())
+        .collect();
+    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    tags.sort_by(|a, b| crate::domain::release_order((a, epoch), (b, epoch)));
+    crate::domain::newest_first(tags, |t| t)
+        .into_iter()
+        .map(|t| t.to_string())
+        .collect()
+}
+
+/// The configured applications' names, in order.
+pub fn app_names(settings: &Settings) -> Vec<String> {
+    settings.apps().iter().map(|a| a.name.to_string()).collect()
+}
+
+/// The club `slug`, or a 404 saying there is none.
+pub fn club_or_404(conn: &mut Conn, slug: &ClubSlug) -> anyhow::Result<clubs::Club> {
+    clubs::by_slug(conn, slug.as_str())?
+        .ok_or_else(|| AppError::NotFound(format!("There is no club {slug}.")).into())
+}
+
+/// Club `slug`'s webroot of `app`, or a 404 saying there is no such club or it does not run
+/// the application.
+pub fn webroot_or_404(
+    conn: &mut Conn,
+    slug: &ClubSlug,
+    app: &str,
+) -> anyhow::Result<clubs::ClubApp> {
+    if let Some(found) = clubs::webroot(conn, slug.as_str(), app)? {
+        return Ok(found);
+    }
+    let club = club_or_404(conn, slug)?;
+    Err(AppError::NotFound(format!("{} does not run {app}.", club.name)).into())
+}
+
+/// A 303 redirect.
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header(("Location", location))
+        .finish()
+}
+
+/// A job in words: "deploy v2 to all clubs".
+pub fn describe(job: &Job) -> String {
+    JobSpec::from_json(&job.params).map_or_else(|_| job.kind.clone(), |spec| spec.to_string())
+}
+
+/// A job in progress, as the dashboard and job pages show it.
+pub struct Running {
+    pub id: i32,
+    pub what: String,
+    pub progress: Option<(usize, usize)>,
+}
+
+impl Running {
+    /// The progress bar's percentage.
+    pub fn percent(&self) -> usize {
+        match self.progress {
+            Some((done, total)) if total > 0 => done * 100 / total,
+            _ => 0,
+        }
+    }
+}
+
+/// A job's count (done, total) as events carry it, for the bar.
+pub fn counted(count: Option<(i32, i32)>) -> Option<(usize, usize)> {
+    let (done, total) = count?;
+    Some((usize::try_from(done).ok()?, usize::try_from(total).ok()?))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "legacy_confirm.html")]
+pub struct ConfirmPage {
+    pub(super) nav: Nav,
+    pub(super) title: String,
+    pub(super) message: String,
+    pub(super) action: String,
+    pub(super) button: String,
+    pub(super) danger: bool,
+    /// Where "No" goes back to.
+    pub(super) back: String,
+}
+
+impl ConfirmPage {
+    /// A question before `action` is posted (a dangerous one in red); "No" goes to `back`.
+    pub(super) fn ask(
+        nav: Nav,
+        title: String,
+        message: String,
+        action: String,
+        button: String,
+        back: String,
+    ) -> ConfirmPage {
+        ConfirmPage {
+            nav,
+            title,
+            message,
+            action,
+            button,
+            danger: true,
+            back,
+        }
+    }
+}
