@@ -76,15 +76,6 @@ impl Staff {
         }
     }
 
-    /// Refuses unless the user has at least `role`.
-    pub fn require(&self, role: Role, what: &str) -> Result<(), AppError> {
-        if self.role >= role {
-            Ok(())
-        } else {
-            Err(AppError::not_allowed(what))
-        }
-    }
-
     /// Refuses a form whose CSRF token is missing or is not this session's.
     pub fn check_csrf(&self, token: &str) -> Result<(), AppError> {
         if same_secret(token, &self.csrf) {
@@ -406,12 +397,9 @@ pub async fn login(
 
 /// `POST /logout`.
 pub async fn logout(
-    staff: Staff,
+    CsrfForm { staff, .. }: CsrfForm,
     state: web::Data<AppState>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: CsrfForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
     let (name, address, id) = (
         staff.user.name.clone(),
         staff.address.clone(),

@@ -8,7 +8,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 
 use super::ui::{Running, counted};
-use super::{AppState, Nav, Staff, count};
+use super::{Admin, AppState, CsrfForm, Nav, NoFields, Staff, count};
 use crate::db::{audit, jobs};
 use crate::domain::JobStatus;
 use crate::web::error::AppError;
@@ -176,8 +176,7 @@ impl DoctorPage {
 }
 
 /// `GET /doctor` (admins): the doctor's last report, each finding with its fix.
-pub async fn doctor_page(staff: Staff, state: web::Data<AppState>) -> Result<DoctorPage, AppError> {
-    staff.require(crate::domain::Role::Admin, "see the installation's check")?;
+pub async fn doctor_page(staff: Admin, state: web::Data<AppState>) -> Result<DoctorPage, AppError> {
     Ok(DoctorPage {
         nav: staff.nav("doctor"),
         reading: state.doctor_reading(),
@@ -186,13 +185,9 @@ pub async fn doctor_page(staff: Staff, state: web::Data<AppState>) -> Result<Doc
 
 /// `POST /doctor` (admins): checks again now, and shows the report.
 pub async fn doctor_again(
-    staff: Staff,
+    CsrfForm { staff, .. }: CsrfForm<NoFields, Admin>,
     state: web::Data<AppState>,
-    body: web::Bytes,
 ) -> Result<actix_web::HttpResponse, AppError> {
-    let posted: super::CsrfForm = super::form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
-    staff.require(crate::domain::Role::Admin, "check the installation")?;
     let reading = state.run_doctor().await;
     let message = match &reading.report {
         Ok(report) => format!("Checked again: {}.", DoctorPage::counted(report)),

@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use super::queue::queue;
 use super::ui::see_other;
-use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
+use super::{AppQuery, AppState, CsrfForm, Deployer, Nav, NoFields, Staff};
 use crate::domain::count;
-use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, Targets, newest_first};
+use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Targets, newest_first};
 use crate::pipeline::git;
 use crate::service::inventory::{self, ReleaseRow};
 use crate::service::preview::{self, DeployPlan};
@@ -86,22 +86,12 @@ pub async fn releases_page(
 /// `POST /releases/refresh?app=…`: queues a job that fetches the application's tags, and
 /// shows it.
 pub async fn refresh(
-    staff: Staff,
+    CsrfForm { staff, once, .. }: CsrfForm<NoFields, Deployer>,
     state: web::Data<AppState>,
     query: web::Query<AppQuery>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: CsrfForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
-    staff.require(Role::Deployer, "refresh the tags")?;
     let app = listed_app(&state.settings, &query)?.name.clone();
-    queue(
-        &staff,
-        &state,
-        JobSpec::Fetch { app: Some(app) },
-        &posted.once,
-    )
-    .await
+    queue(&staff, &state, JobSpec::Fetch { app: Some(app) }, &once).await
 }
 
 /// A club offered in the deploy form.
@@ -174,11 +164,10 @@ pub struct DeployQuery {
 /// `GET /deploy[?app=…]`: the application first (when there are several), then a tag and
 /// one of the clubs running it, several, or all.
 pub async fn form_page(
-    staff: Staff,
+    staff: Deployer,
     state: web::Data<AppState>,
     query: web::Query<DeployQuery>,
 ) -> Result<DeployPage, AppError> {
-    staff.require(Role::Deployer, "deploy")?;
     let app_query = AppQuery {
         app: query.app.clone(),
     };
@@ -268,8 +257,7 @@ pub async fn form_page(
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct DeployForm {
-    csrf: String,
+pub struct DeployForm {
     app: String,
     tag: String,
     /// `all`, or `some` with the clubs in `clubs`.
@@ -395,13 +383,13 @@ pub struct ConfirmPage {
 /// from the job page returns to the question without the browser offering to send a form
 /// again.
 pub async fn confirm_post(
-    staff: Staff,
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<DeployForm, Deployer>,
     state: web::Data<AppState>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: DeployForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
-    staff.require(Role::Deployer, "deploy")?;
     posted.spec(&staff, &state.settings)?;
     let mut query: Vec<(&str, &str)> = vec![
         ("app", &posted.app),
@@ -424,13 +412,12 @@ pub async fn confirm_post(
 /// clubs move from which release, the commits that brings or undoes, warnings), and asks. It
 /// changes nothing, so it is a GET: Back and reload are safe.
 pub async fn confirm(
-    staff: Staff,
+    staff: Deployer,
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
 ) -> Result<ConfirmPage, AppError> {
     let posted: DeployForm = serde_html_form::from_str(req.query_string())
         .map_err(|e| AppError::BadRequest(format!("the form could not be read: {e}")))?;
-    staff.require(Role::Deployer, "deploy")?;
     let posted = posted.expand_groups(&state).await?;
     let spec = posted.spec(&staff, &state.settings)?;
     let JobSpec::Deploy {
@@ -484,13 +471,13 @@ pub async fn confirm(
 
 /// `POST /deploy`: queues the deploy and shows its job.
 pub async fn deploy(
-    staff: Staff,
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<DeployForm, Deployer>,
     state: web::Data<AppState>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: DeployForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
-    staff.require(Role::Deployer, "deploy")?;
     let posted = posted.expand_groups(&state).await?;
     let spec = posted.spec(&staff, &state.settings)?;
     queue(&staff, &state, spec, &posted.once).await

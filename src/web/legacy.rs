@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::ui::ConfirmPage;
 use super::ui::size_in_words;
-use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
-use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Role, newest_first};
+use super::{Admin, AppQuery, AppState, CsrfForm, Nav, NoFields};
+use crate::domain::{ClubSlug, JobSpec, ReleaseTag, newest_first};
 use crate::pipeline::git;
 use crate::pipeline::legacy;
 use crate::pipeline::tree_diff::TreeDiff;
@@ -67,12 +67,11 @@ pub struct TagQuery {
 /// `GET /clubs/{slug}/adopt?app=…[&tag=…]`: pick a tag; with one, what adopting it would
 /// change.
 pub async fn adopt_page(
-    staff: Staff,
+    staff: Admin,
     state: web::Data<AppState>,
     slug: web::Path<String>,
     query: web::Query<TagQuery>,
 ) -> Result<AdoptPage, AppError> {
-    staff.require(Role::Admin, "adopt legacy copies")?;
     let slug = ClubSlug::parse(&slug)?;
     let app = AppQuery {
         app: query.app.clone(),
@@ -129,23 +128,22 @@ pub async fn adopt_page(
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct AdoptForm {
-    csrf: String,
+pub struct AdoptForm {
     once: String,
     tag: String,
 }
 
 /// `POST /clubs/{slug}/adopt?app=…`: queues the adopt job.
 pub async fn adopt(
-    staff: Staff,
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<AdoptForm, Admin>,
     state: web::Data<AppState>,
     slug: web::Path<String>,
     app: web::Query<AppQuery>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: AdoptForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
-    staff.require(Role::Admin, "adopt legacy copies")?;
     let spec = JobSpec::Adopt {
         app: app.resolve(&state.settings)?.name.clone(),
         club: ClubSlug::parse(&slug)?,
@@ -175,12 +173,11 @@ async fn kept_copies(
 
 /// `GET /clubs/{slug}/undo-adopt?app=…`: names the copy that would come back, and asks.
 pub async fn undo_page(
-    staff: Staff,
+    staff: Admin,
     state: web::Data<AppState>,
     slug: web::Path<String>,
     app: web::Query<AppQuery>,
 ) -> Result<ConfirmPage, AppError> {
-    staff.require(Role::Admin, "put legacy copies back")?;
     let slug = ClubSlug::parse(&slug)?;
     let app = app.resolve(&state.settings)?;
     let kept = kept_copies(&state, app, &slug).await?;
@@ -203,34 +200,23 @@ pub async fn undo_page(
 
 /// `POST /clubs/{slug}/undo-adopt?app=…`: queues the undo.
 pub async fn undo(
-    staff: Staff,
+    CsrfForm { staff, once, .. }: CsrfForm<NoFields, Admin>,
     state: web::Data<AppState>,
     slug: web::Path<String>,
     app: web::Query<AppQuery>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: CsrfForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
-    staff.require(Role::Admin, "put legacy copies back")?;
     let club = ClubSlug::parse(&slug)?;
     let app = app.resolve(&state.settings)?.name.clone();
-    super::queue::queue(
-        &staff,
-        &state,
-        JobSpec::UndoAdopt { app, club },
-        &posted.once,
-    )
-    .await
+    super::queue::queue(&staff, &state, JobSpec::UndoAdopt { app, club }, &once).await
 }
 
 /// `GET /clubs/{slug}/legacy/{copy}/purge?app=…`: asks before deleting a kept copy for good.
 pub async fn purge_page(
-    staff: Staff,
+    staff: Admin,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     app: web::Query<AppQuery>,
 ) -> Result<ConfirmPage, AppError> {
-    staff.require(Role::Admin, "delete legacy copies")?;
     let (slug, copy) = path.into_inner();
     let app = app.resolve(&state.settings)?;
     let JobSpec::PurgeLegacy { club, copy, .. } =
@@ -265,17 +251,13 @@ pub async fn purge_page(
 
 /// `POST /clubs/{slug}/legacy/{copy}/purge?app=…`: queues the deletion.
 pub async fn purge(
-    staff: Staff,
+    CsrfForm { staff, once, .. }: CsrfForm<NoFields, Admin>,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     app: web::Query<AppQuery>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: CsrfForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
-    staff.require(Role::Admin, "delete legacy copies")?;
     let (slug, copy) = path.into_inner();
     let app = app.resolve(&state.settings)?.name.clone();
     let spec = JobSpec::purge_legacy(app, &slug, &copy)?;
-    super::queue::queue(&staff, &state, spec, &posted.once).await
+    super::queue::queue(&staff, &state, spec, &once).await
 }

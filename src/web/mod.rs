@@ -8,6 +8,7 @@ mod clubs;
 mod dashboard;
 mod deploy;
 pub mod error;
+mod extract;
 mod jobs;
 mod legacy;
 mod queue;
@@ -24,6 +25,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 pub use auth::{Nav, Staff};
+pub use extract::{Admin, CsrfForm, Deployer, NoFields};
 
 use crate::config::Settings;
 use crate::db::Conn;
@@ -258,15 +260,6 @@ impl AppError {
             },
         }
     }
-}
-
-/// A form that carries nothing but its CSRF token (sign out, cancel, confirmations).
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-pub struct CsrfForm {
-    pub csrf: String,
-    /// The one-time token of a form that queues a job (see `deploy::queue`).
-    pub once: String,
 }
 
 /// The `?app=` of a page or action about one application; empty means the only one.

@@ -6,7 +6,7 @@ use askama_web::WebTemplate;
 use serde::Deserialize;
 
 use super::ui::see_other;
-use super::{AppState, Nav, Staff, form};
+use super::{Admin, AppState, CsrfForm, Nav, NoFields};
 use crate::auth::password::{self, PasswordHash};
 use crate::auth::staff::{self as staff_ops, Actor};
 use crate::db::users::{self, User};
@@ -22,8 +22,7 @@ pub struct StaffPage {
 }
 
 /// `GET /staff`.
-pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<StaffPage, AppError> {
-    staff.require(Role::Admin, "manage staff")?;
+pub async fn page(staff: Admin, state: web::Data<AppState>) -> Result<StaffPage, AppError> {
     let users = state.db(|_, conn| Ok(users::all(conn)?)).await?;
     Ok(StaffPage {
         nav: staff.nav("staff"),
@@ -34,27 +33,24 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<StaffPage,
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct UserForm {
-    csrf: String,
+pub struct UserForm {
     name: String,
     role: String,
     clubs: String,
     password: String,
 }
 
-/// Checks the CSRF token and the admin role, then runs `change` as this admin. A refusal
+/// Runs `change` as this admin (the extractor checked the CSRF token and the role). A refusal
 /// keeps its status (400 bad input, 404 no such user, 409 the last admin); anything else is
 /// a logged 500.
 async fn admin_change<F>(
-    staff: &Staff,
+    staff: &Admin,
     state: &web::Data<AppState>,
-    csrf: &str,
     change: F,
 ) -> Result<HttpResponse, AppError>
 where
     F: FnOnce(&mut crate::db::Conn, Actor<'_>) -> Result<(), AppError> + Send + 'static,
 {
-    authorize(staff, csrf)?;
     let (name, address) = (staff.user.name.clone(), staff.address.clone());
     state
         .db(move |_, conn| {
@@ -68,11 +64,6 @@ where
     Ok(see_other("/staff"))
 }
 
-fn authorize(staff: &Staff, csrf: &str) -> Result<(), AppError> {
-    staff.check_csrf(csrf)?;
-    staff.require(Role::Admin, "manage staff")
-}
-
 /// Hashes a new password off the async threads, with no database connection held.
 async fn hash_new(password: &str) -> Result<PasswordHash, AppError> {
     let password = NewPassword::parse(password)?;
@@ -83,17 +74,18 @@ async fn hash_new(password: &str) -> Result<PasswordHash, AppError> {
 
 /// `POST /staff`: adds a member of staff.
 pub async fn add(
-    staff: Staff,
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<UserForm, Admin>,
     state: web::Data<AppState>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: UserForm = form(&body)?;
-    authorize(&staff, &posted.csrf)?;
     let name = UserName::parse(posted.name.trim())?;
     let role = Role::parse(&posted.role)?;
     let scope = ClubScope::parse(&posted.clubs)?;
     let hash = hash_new(&posted.password).await?;
-    admin_change(&staff, &state, &posted.csrf, move |conn, actor| {
+    admin_change(&staff, &state, move |conn, actor| {
         staff_ops::add(conn, actor, &name, role, &scope, &hash)?;
         Ok(())
     })
@@ -102,15 +94,16 @@ pub async fn add(
 
 /// `POST /staff/{name}/role`: changes role and club list.
 pub async fn set_role(
-    staff: Staff,
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<UserForm, Admin>,
     state: web::Data<AppState>,
     name: web::Path<String>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: UserForm = form(&body)?;
-    let csrf = posted.csrf.clone();
     let name = name.into_inner();
-    admin_change(&staff, &state, &csrf, move |conn, actor| {
+    admin_change(&staff, &state, move |conn, actor| {
         let role = Role::parse(&posted.role)?;
         let scope = ClubScope::parse(&posted.clubs)?;
         Ok(staff_ops::set_role(conn, actor, &name, role, &scope)?)
@@ -120,14 +113,12 @@ pub async fn set_role(
 
 /// `POST /staff/{name}/disable`: disables a user and ends their sessions.
 pub async fn disable(
-    staff: Staff,
+    CsrfForm { staff, .. }: CsrfForm<NoFields, Admin>,
     state: web::Data<AppState>,
     name: web::Path<String>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: UserForm = form(&body)?;
     let name = name.into_inner();
-    admin_change(&staff, &state, &posted.csrf, move |conn, actor| {
+    admin_change(&staff, &state, move |conn, actor| {
         Ok(staff_ops::set_disabled(conn, actor, &name, true)?)
     })
     .await
@@ -135,10 +126,9 @@ pub async fn disable(
 
 /// `GET /staff/{name}/disable` (admins): asks first.
 pub async fn disable_confirm(
-    staff: Staff,
+    staff: Admin,
     name: web::Path<String>,
 ) -> Result<super::ui::ConfirmPage, AppError> {
-    staff.require(Role::Admin, "disable staff")?;
     let name = crate::domain::UserName::parse(&name)?;
     Ok(super::ui::ConfirmPage::ask(
         staff.nav("staff"),
@@ -155,14 +145,12 @@ pub async fn disable_confirm(
 
 /// `POST /staff/{name}/enable`.
 pub async fn enable(
-    staff: Staff,
+    CsrfForm { staff, .. }: CsrfForm<NoFields, Admin>,
     state: web::Data<AppState>,
     name: web::Path<String>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: UserForm = form(&body)?;
     let name = name.into_inner();
-    admin_change(&staff, &state, &posted.csrf, move |conn, actor| {
+    admin_change(&staff, &state, move |conn, actor| {
         Ok(staff_ops::set_disabled(conn, actor, &name, false)?)
     })
     .await
@@ -170,16 +158,17 @@ pub async fn enable(
 
 /// `POST /staff/{name}/password`: sets a new password (ends the user's sessions).
 pub async fn reset_password(
-    staff: Staff,
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<UserForm, Admin>,
     state: web::Data<AppState>,
     name: web::Path<String>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: UserForm = form(&body)?;
-    authorize(&staff, &posted.csrf)?;
     let hash = hash_new(&posted.password).await?;
     let name = name.into_inner();
-    admin_change(&staff, &state, &posted.csrf, move |conn, actor| {
+    admin_change(&staff, &state, move |conn, actor| {
         Ok(staff_ops::set_password(conn, actor, &name, &hash)?)
     })
     .await

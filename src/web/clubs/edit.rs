@@ -4,8 +4,7 @@ use super::*;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub(super) struct AddClubForm {
-    csrf: String,
+pub struct AddClubForm {
     slug: String,
     name: String,
     /// One per application, in the order of `app` (an empty webroot: the club does not run
@@ -17,13 +16,13 @@ pub(super) struct AddClubForm {
 
 /// `POST /clubs` (admins): adds a club.
 pub async fn add(
-    staff: Staff,
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<AddClubForm, Admin>,
     state: web::Data<AppState>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: AddClubForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
-    staff.require(Role::Admin, "add clubs")?;
     let actor = staff.user.name.clone();
     let added = state
         .db(move |settings, conn| {
@@ -77,11 +76,10 @@ pub struct RemovePage {
 
 /// `GET /clubs/{slug}/remove` (admins): asks before forgetting a club.
 pub async fn remove_confirm(
-    staff: Staff,
+    staff: Admin,
     state: web::Data<AppState>,
     slug: web::Path<String>,
 ) -> Result<RemovePage, AppError> {
-    staff.require(Role::Admin, "remove clubs")?;
     let slug = ClubSlug::parse(&slug)?;
     let (club, webroots) = state
         .db(move |_, conn| {
@@ -100,14 +98,10 @@ pub async fn remove_confirm(
 
 /// `POST /clubs/{slug}/remove` (admins): forgets the club; its webroot is left alone.
 pub async fn remove(
-    staff: Staff,
+    CsrfForm { staff, .. }: CsrfForm<NoFields, Admin>,
     state: web::Data<AppState>,
     slug: web::Path<String>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: CsrfForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
-    staff.require(Role::Admin, "remove clubs")?;
     let slug = slug.into_inner();
     let actor = staff.user.name.clone();
     let forgotten = slug.clone();
@@ -125,8 +119,7 @@ pub async fn remove(
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub(super) struct GroupForm {
-    csrf: String,
+pub struct GroupForm {
     group: String,
     /// Slugs separated by commas or spaces.
     clubs: String,
@@ -141,13 +134,13 @@ pub(super) struct GroupForm {
 /// `POST /groups` (admins): puts clubs in a group or takes them out (audited), and returns to
 /// the clubs list saying what changed.
 pub async fn change_group(
-    staff: Staff,
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<GroupForm, Admin>,
     state: web::Data<AppState>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: GroupForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
-    staff.require(Role::Admin, "change club groups")?;
     let join = match posted.action.as_str() {
         "join" => true,
         "leave" => false,

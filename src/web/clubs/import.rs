@@ -15,8 +15,7 @@ pub struct ImportPreview {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub(super) struct ImportForm {
-    csrf: String,
+pub struct ImportForm {
     csv: String,
 }
 
@@ -47,13 +46,13 @@ pub(super) async fn import_plan(
 
 /// `POST /clubs/import/preview` (admins): what importing the CSV would do, or every bad row.
 pub async fn import_preview(
-    staff: Staff,
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<ImportForm, Admin>,
     state: web::Data<AppState>,
-    body: web::Bytes,
 ) -> Result<ImportPreview, AppError> {
-    let posted: ImportForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
-    staff.require(Role::Admin, "import clubs")?;
     let outcome = import_plan(&state, posted.csv.clone()).await?;
     Ok(ImportPreview {
         nav: staff.nav("clubs"),
@@ -64,13 +63,13 @@ pub async fn import_preview(
 
 /// `POST /clubs/import` (admins): imports the CSV the preview showed, all or nothing.
 pub async fn import(
-    staff: Staff,
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<ImportForm, Admin>,
     state: web::Data<AppState>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: ImportForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
-    staff.require(Role::Admin, "import clubs")?;
     let actor = staff.user.name.clone();
     // Checked again: the clubs may have changed since the preview.
     let summary = state

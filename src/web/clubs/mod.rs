@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::ui::{
     app_names, club_or_404, newest_first_tags, see_other, size_in_words, webroot_or_404,
 };
-use super::{AppQuery, AppState, CsrfForm, Nav, Staff, form};
+use super::{Admin, AppQuery, AppState, CsrfForm, Nav, NoFields, Staff};
 use crate::config::Settings;
 use crate::db::Conn;
 use crate::db::{clubs, switches};

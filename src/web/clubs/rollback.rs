@@ -81,8 +81,7 @@ pub(super) fn previous(
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub(super) struct RollbackForm {
-    csrf: String,
+pub struct RollbackForm {
     once: String,
     /// The release the confirmation page named: the job goes exactly there.
     to: String,
@@ -90,14 +89,15 @@ pub(super) struct RollbackForm {
 
 /// `POST /clubs/{slug}/rollback?app=…`: queues the rollback and shows its job.
 pub async fn rollback(
-    staff: Staff,
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<RollbackForm, Staff>,
     state: web::Data<AppState>,
     slug: web::Path<String>,
     app: web::Query<AppQuery>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: RollbackForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
     let club = ClubSlug::parse(&slug)?;
     if !staff.may_change(club.as_str()) {
         return Err(AppError::not_allowed(&format!("roll back club {club}")));

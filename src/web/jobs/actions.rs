@@ -4,11 +4,10 @@ use super::*;
 
 /// Job `id`, if `staff` may cancel it (a deployer their own, an admin any).
 pub(super) async fn cancellable(
-    staff: &Staff,
+    staff: &Deployer,
     state: &web::Data<AppState>,
     id: i32,
 ) -> Result<Job, AppError> {
-    staff.require(Role::Deployer, "cancel jobs")?;
     let job = state
         .db(move |_, conn| {
             jobs::by_id(conn, id)?
@@ -23,7 +22,7 @@ pub(super) async fn cancellable(
 
 /// `GET /jobs/{id}/cancel`: asks before cancelling a job that has not started.
 pub async fn cancel_confirm(
-    staff: Staff,
+    staff: Deployer,
     state: web::Data<AppState>,
     id: web::Path<i32>,
 ) -> Result<super::super::ui::ConfirmPage, AppError> {
@@ -50,13 +49,10 @@ pub async fn cancel_confirm(
 
 /// `POST /jobs/{id}/cancel`.
 pub async fn cancel(
-    staff: Staff,
+    CsrfForm { staff, .. }: CsrfForm<NoFields, Deployer>,
     state: web::Data<AppState>,
     id: web::Path<i32>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: CsrfForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
     let id = id.into_inner();
     cancellable(&staff, &state, id).await?;
     let (actor, address) = (staff.user.name.clone(), staff.address.clone());
@@ -83,11 +79,10 @@ pub(super) struct Back {
 /// that is no finished deploy, one with nothing to put back, and clubs the user may not
 /// change.
 pub(super) async fn put_back_plan(
-    staff: &Staff,
+    staff: &Deployer,
     state: &web::Data<AppState>,
     id: i32,
 ) -> Result<(String, Vec<Back>), AppError> {
-    staff.require(Role::Deployer, "put clubs back")?;
     let (job, switched, clubs) = state
         .db(move |_, conn| {
             let job = jobs::by_id(conn, id)?
@@ -145,7 +140,7 @@ pub(super) async fn put_back_plan(
 /// `GET /jobs/{id}/put-back`: names the clubs a finished deploy switched that would go back,
 /// and to what, and asks.
 pub async fn put_back_confirm(
-    staff: Staff,
+    staff: Deployer,
     state: web::Data<AppState>,
     id: web::Path<i32>,
 ) -> Result<super::super::ui::ConfirmPage, AppError> {
@@ -178,21 +173,12 @@ pub async fn put_back_confirm(
 
 /// `POST /jobs/{id}/put-back`: queues the rollback of exactly the clubs the deploy switched.
 pub async fn put_back(
-    staff: Staff,
+    CsrfForm { staff, once, .. }: CsrfForm<NoFields, Deployer>,
     state: web::Data<AppState>,
     id: web::Path<i32>,
-    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let posted: CsrfForm = form(&body)?;
-    staff.check_csrf(&posted.csrf)?;
     let id = id.into_inner();
     let (app, _) = put_back_plan(&staff, &state, id).await?;
     let app = crate::domain::AppName::parse(&app)?;
-    super::super::queue::queue(
-        &staff,
-        &state,
-        JobSpec::PutBack { app, job: id },
-        &posted.once,
-    )
-    .await
+    super::super::queue::queue(&staff, &state, JobSpec::PutBack { app, job: id }, &once).await
 }

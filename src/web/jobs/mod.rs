@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::ui::describe;
 use super::ui::see_other;
 use super::ui::{Running, counted};
-use super::{AppState, CsrfForm, Nav, Staff, count, form};
+use super::{AppState, CsrfForm, Deployer, Nav, NoFields, Staff, count};
 use crate::auth::session;
 use crate::db;
 use crate::db::jobs::{self, Job, JobEvent};
