@@ -234,7 +234,7 @@ fn make_data(root: &Path) -> std::path::PathBuf {
                     from_release: Some(names[(n % 7) + 7].clone()),
                     to_release: release.clone(),
                     commit_id: format!("{:08x}{}", n % 7, "0".repeat(32)),
-                    kind: "deploy".into(),
+                    kind: clubdeploy::domain::SwitchKind::Deploy,
                     actor: "bench".into(),
                     switched_at: db::now(),
                     job_id: None,

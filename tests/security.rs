@@ -4,6 +4,7 @@
 use std::os::unix::fs::{PermissionsExt, symlink};
 
 use clubdeploy::db::audit;
+use clubdeploy::domain::JobStatus;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 
@@ -569,10 +570,10 @@ async fn staff_queue_a_few_jobs_at_most_and_a_disabled_users_jobs_are_cancelled(
     let conn = &mut app.pool.get().unwrap();
     for id in &queued {
         let job = clubdeploy::db::jobs::by_id(conn, *id).unwrap().unwrap();
-        assert_eq!(job.status, "cancelled", "job #{id}");
+        assert_eq!(job.status, JobStatus::Cancelled, "job #{id}");
     }
     let job = clubdeploy::db::jobs::by_id(conn, admins).unwrap().unwrap();
-    assert_eq!(job.status, "queued");
+    assert_eq!(job.status, JobStatus::Queued);
     let rows = audit::list(
         conn,
         &audit::Filter {

@@ -248,7 +248,7 @@ impl Panel {
             if let Some(job) = job
                 && job.finished_at.is_some()
             {
-                return job.status;
+                return job.status.as_str().to_owned();
             }
             assert!(Instant::now() < deadline, "job #{id} did not finish");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -688,11 +688,11 @@ async fn state_changing_routes_refuse_a_missing_or_wrong_csrf_token() {
         let users = db::users::all(conn).unwrap();
         (
             audit.len(),
-            jobs.iter().map(|j| j.status.clone()).collect::<Vec<_>>(),
+            jobs.iter().map(|j| j.status).collect::<Vec<_>>(),
             clubs.len(),
             users
                 .iter()
-                .map(|u| (u.role.clone(), u.disabled, u.password_hash.clone()))
+                .map(|u| (u.role, u.disabled, u.password_hash.clone()))
                 .collect::<Vec<_>>(),
         )
     };
@@ -1123,7 +1123,10 @@ async fn a_deploy_form_sent_twice_queues_one_job_and_shows_it_both_times() {
     assert_eq!(again.status(), StatusCode::SEE_OTHER);
     assert_eq!(job_id(&first), job_id(&again));
     let jobs = db::jobs::recent(&mut app.pool.get().unwrap(), 10).unwrap();
-    let deploys = jobs.iter().filter(|j| j.kind == "deploy").count();
+    let deploys = jobs
+        .iter()
+        .filter(|j| j.kind == clubdeploy::domain::JobKind::Deploy)
+        .count();
     assert_eq!(deploys, 1, "a repeat queued another job");
     // Another user's form with the same token still queues its own job.
     let deployer = app.login("deployer").await;

@@ -87,7 +87,7 @@ pub fn add(
             &NewUser {
                 name: name.as_str(),
                 password_hash: hash.as_str(),
-                role: role.as_str(),
+                role,
                 clubs: clubs.as_deref(),
                 disabled: false,
                 created_at: db::now(),
@@ -125,7 +125,7 @@ pub fn set_role(
         if role != Role::Admin {
             keep_an_admin(conn, name)?;
         }
-        users::set_role(conn, user.id, role.as_str(), scope.to_stored().as_deref())?;
+        users::set_role(conn, user.id, role, scope.to_stored().as_deref())?;
         let details = format!("role set to {role}{}", scope_words(scope));
         Ok(audit_user(conn, actor, "user.changed", name, &details)?)
     })
@@ -372,11 +372,6 @@ fn decoy_hash() -> &'static str {
     })
 }
 
-/// Parses a stored role, refusing what is not one.
-pub fn role_of(user: &User) -> anyhow::Result<Role> {
-    Role::parse(&user.role).map_err(|e| anyhow::anyhow!("user {}: {e}", user.name))
-}
-
 /// Parses a stored club list.
 pub fn scope_of(user: &User) -> anyhow::Result<ClubScope> {
     ClubScope::parse(user.clubs.as_deref().unwrap_or(""))
@@ -386,7 +381,7 @@ pub fn scope_of(user: &User) -> anyhow::Result<ClubScope> {
 /// Refuses a change to `changing` (demotion, disabling) that would leave no enabled admin.
 fn keep_an_admin(conn: &mut Conn, changing: &str) -> Result<(), StaffError> {
     let users = users::all(conn)?;
-    let enabled_admin = |u: &&User| u.role == "admin" && !u.disabled;
+    let enabled_admin = |u: &&User| u.role == Role::Admin && !u.disabled;
     let is_admin = users
         .iter()
         .filter(enabled_admin)

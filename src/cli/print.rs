@@ -314,13 +314,13 @@ pub fn waves_in_words(waves: &[crate::domain::rollout::Wave<&ClubStatus>]) -> St
 /// The job that holds the deploy lock, in words: what it does and who asked; `None` while
 /// the process holding the lock has not started one.
 fn holder(conn: &mut crate::db::Conn) -> anyhow::Result<Option<String>> {
-    let running = jobs::with_status(conn, JobStatus::Running.as_str())?;
+    let running = jobs::with_status(conn, JobStatus::Running)?;
     Ok(running.first().map(|job| {
         format!(
             "job #{} is running ({}, asked by {})",
             job.id,
             crate::domain::JobSpec::from_json(&job.params)
-                .map_or_else(|_| job.kind.clone(), |spec| spec.to_string()),
+                .map_or_else(|_| job.kind.to_string(), |spec| spec.to_string()),
             job.requested_by
         )
     }))
@@ -351,7 +351,7 @@ pub fn work_until_finished(
         }
         let job =
             jobs::by_id(conn, job_id)?.with_context(|| format!("job #{job_id} has disappeared"))?;
-        if JobStatus::parse(&job.status)?.is_finished() {
+        if job.status.is_finished() {
             return Ok(job);
         }
         let Some(lock) = DeployLock::try_acquire(&settings.lock_path())? else {
@@ -430,10 +430,10 @@ impl<'a> From<&'a jobs::Job> for JobView<'a> {
     fn from(job: &'a jobs::Job) -> Self {
         JobView {
             id: job.id,
-            kind: &job.kind,
+            kind: job.kind.as_str(),
             params: serde_json::from_str(&job.params).unwrap_or(serde_json::Value::Null),
             requested_by: &job.requested_by,
-            status: &job.status,
+            status: job.status.as_str(),
             created_at: time(job.created_at),
             started_at: job.started_at.map(time),
             finished_at: job.finished_at.map(time),
@@ -517,7 +517,7 @@ pub fn print_jobs(list: &[jobs::Job]) {
 
 fn describe(job: &jobs::Job) -> String {
     crate::domain::JobSpec::from_json(&job.params)
-        .map_or_else(|_| job.kind.clone(), |spec| spec.to_string())
+        .map_or_else(|_| job.kind.to_string(), |spec| spec.to_string())
 }
 
 /// Prints one job and its log.

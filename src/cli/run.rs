@@ -543,7 +543,7 @@ fn submit(
 
 /// A job's end as the command's: `done: …` (when `say`) and success, or its error.
 fn finished(job: jobs::Job, say: bool) -> anyhow::Result<()> {
-    match JobStatus::parse(&job.status)? {
+    match job.status {
         JobStatus::Succeeded => {
             if say {
                 say!("done: {}", job.outcome.unwrap_or_default());

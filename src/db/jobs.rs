@@ -4,16 +4,17 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{form_tokens, job_events, jobs};
+use crate::domain::{JobKind, JobStatus};
 
 /// A job as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = jobs)]
 pub struct Job {
     pub id: i32,
-    pub kind: String,
+    pub kind: JobKind,
     pub params: String,
     pub requested_by: String,
-    pub status: String,
+    pub status: JobStatus,
     pub created_at: NaiveDateTime,
     pub started_at: Option<NaiveDateTime>,
     pub finished_at: Option<NaiveDateTime>,
@@ -28,10 +29,10 @@ pub struct Job {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = jobs)]
 pub struct NewJob<'a> {
-    pub kind: &'a str,
+    pub kind: JobKind,
     pub params: &'a str,
     pub requested_by: &'a str,
-    pub status: &'a str,
+    pub status: JobStatus,
     pub created_at: NaiveDateTime,
     pub app: Option<&'a str>,
 }
@@ -83,7 +84,7 @@ pub fn claim_oldest(
     now: NaiveDateTime,
 ) -> QueryResult<Option<Job>> {
     let oldest: Option<i32> = jobs::table
-        .filter(jobs::status.eq("queued"))
+        .filter(jobs::status.eq(JobStatus::Queued))
         .order(jobs::id)
         .select(jobs::id)
         .first(conn)
@@ -91,13 +92,17 @@ pub fn claim_oldest(
     let Some(id) = oldest else {
         return Ok(None);
     };
-    let changed = diesel::update(jobs::table.find(id).filter(jobs::status.eq("queued")))
-        .set((
-            jobs::status.eq("running"),
-            jobs::started_at.eq(now),
-            jobs::worker.eq(worker),
-        ))
-        .execute(conn)?;
+    let changed = diesel::update(
+        jobs::table
+            .find(id)
+            .filter(jobs::status.eq(JobStatus::Queued)),
+    )
+    .set((
+        jobs::status.eq(JobStatus::Running),
+        jobs::started_at.eq(now),
+        jobs::worker.eq(worker),
+    ))
+    .execute(conn)?;
     if changed != 1 {
         return Ok(None);
     }
@@ -108,7 +113,7 @@ pub fn claim_oldest(
 pub fn finish(
     conn: &mut SqliteConnection,
     id: i32,
-    status: &str,
+    status: JobStatus,
     outcome: Option<&str>,
     error: Option<&str>,
     now: NaiveDateTime,
@@ -130,16 +135,23 @@ pub fn cancel_queued(
     id: i32,
     now: NaiveDateTime,
 ) -> QueryResult<bool> {
-    let changed = diesel::update(jobs::table.find(id).filter(jobs::status.eq("queued")))
-        .set((jobs::status.eq("cancelled"), jobs::finished_at.eq(now)))
-        .execute(conn)?;
+    let changed = diesel::update(
+        jobs::table
+            .find(id)
+            .filter(jobs::status.eq(JobStatus::Queued)),
+    )
+    .set((
+        jobs::status.eq(JobStatus::Cancelled),
+        jobs::finished_at.eq(now),
+    ))
+    .execute(conn)?;
     Ok(changed == 1)
 }
 
 /// The ids of the jobs `actor` has waiting in the queue, oldest first.
 pub fn queued_by(conn: &mut SqliteConnection, actor: &str) -> QueryResult<Vec<i32>> {
     jobs::table
-        .filter(jobs::status.eq("queued"))
+        .filter(jobs::status.eq(JobStatus::Queued))
         .filter(jobs::requested_by.eq(actor))
         .order(jobs::id)
         .select(jobs::id)
@@ -156,7 +168,7 @@ pub fn by_id(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<Job>> {
 }
 
 /// Jobs with this status, oldest first.
-pub fn with_status(conn: &mut SqliteConnection, status: &str) -> QueryResult<Vec<Job>> {
+pub fn with_status(conn: &mut SqliteConnection, status: JobStatus) -> QueryResult<Vec<Job>> {
     jobs::table
         .filter(jobs::status.eq(status))
         .order(jobs::id)
@@ -210,7 +222,7 @@ pub fn last_count(conn: &mut SqliteConnection, job_id: i32) -> QueryResult<Optio
 /// Whether any job waits in the queue.
 pub fn any_queued(conn: &mut SqliteConnection) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
-        jobs::table.filter(jobs::status.eq(crate::domain::JobStatus::Queued.as_str())),
+        jobs::table.filter(jobs::status.eq(JobStatus::Queued)),
     ))
     .get_result(conn)
 }
@@ -226,8 +238,8 @@ pub fn last_event_id(conn: &mut SqliteConnection) -> QueryResult<i32> {
 /// Jobs newest first, optionally only those with `status` and `kind`, before id `before`.
 pub fn filtered(
     conn: &mut SqliteConnection,
-    status: Option<&str>,
-    kind: Option<&str>,
+    status: Option<JobStatus>,
+    kind: Option<JobKind>,
     app: Option<&str>,
     before: Option<i32>,
     limit: i64,

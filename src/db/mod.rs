@@ -5,6 +5,7 @@ pub mod audit;
 pub mod audit_anchor;
 pub mod audit_key;
 pub mod clubs;
+mod columns;
 pub mod groups;
 pub mod jobs;
 pub mod schema;

@@ -6,6 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{bad_releases, switches, webroots};
+use crate::domain::SwitchKind;
 
 /// One club's webroot switched from one release to another.
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
@@ -17,7 +18,7 @@ pub struct Switch {
     pub from_release: Option<String>,
     pub to_release: String,
     pub commit_id: String,
-    pub kind: String,
+    pub kind: SwitchKind,
     pub actor: String,
     pub switched_at: NaiveDateTime,
 }
@@ -31,7 +32,7 @@ pub struct NewSwitch {
     pub from_release: Option<String>,
     pub to_release: String,
     pub commit_id: String,
-    pub kind: String,
+    pub kind: SwitchKind,
     pub actor: String,
     pub switched_at: NaiveDateTime,
     /// The job that made the switch.

@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{login_attempts, sessions, users};
+use crate::domain::Role;
 
 /// A member of staff as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -12,7 +13,7 @@ pub struct User {
     pub id: i32,
     pub name: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub clubs: Option<String>,
     pub disabled: bool,
     pub created_at: NaiveDateTime,
@@ -24,7 +25,7 @@ pub struct User {
 pub struct NewUser<'a> {
     pub name: &'a str,
     pub password_hash: &'a str,
-    pub role: &'a str,
+    pub role: Role,
     pub clubs: Option<&'a str>,
     pub disabled: bool,
     pub created_at: NaiveDateTime,
@@ -79,7 +80,7 @@ pub fn by_name(conn: &mut SqliteConnection, name: &str) -> QueryResult<Option<Us
 pub fn set_role(
     conn: &mut SqliteConnection,
     id: i32,
-    role: &str,
+    role: Role,
     clubs: Option<&str>,
 ) -> QueryResult<()> {
     diesel::update(users::table.find(id))

@@ -113,10 +113,10 @@ fn enqueue_inner(
         let job = jobs::insert(
             conn,
             &jobs::NewJob {
-                kind: spec.kind().as_str(),
+                kind: spec.kind(),
                 params: &params,
                 requested_by: actor,
-                status: JobStatus::Queued.as_str(),
+                status: JobStatus::Queued,
                 created_at: db::now(),
                 app: spec.app().map(|a| a.as_str()),
             },

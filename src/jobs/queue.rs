@@ -44,7 +44,7 @@ pub fn recover(
     let mut done = Vec::new();
     // Leftovers exist only where a job stopped while running: with none, nothing is read
     // (the check runs before every command and on every poll of the worker).
-    let interrupted = jobs::with_status(&mut *pool.get()?, JobStatus::Running.as_str())?;
+    let interrupted = jobs::with_status(&mut *pool.get()?, JobStatus::Running)?;
     if interrupted.is_empty() {
         return Ok(done);
     }
@@ -136,10 +136,7 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
             let mut conn = pool.get()?;
             let switched = switches::of_job(&mut conn, job.id)?
                 .into_iter()
-                .filter(|s| {
-                    crate::domain::SwitchKind::parse(&s.kind)
-                        .is_ok_and(crate::domain::SwitchKind::made_by_the_deploy)
-                })
+                .filter(|s| s.kind.made_by_the_deploy())
                 .count();
             let total = match targets {
                 crate::domain::Targets::Clubs(slugs) => slugs.len(),
@@ -253,7 +250,7 @@ fn resync_clubs(
                     from_release: club.current_release.clone(),
                     to_release: found.name.to_string(),
                     commit_id: found.manifest.commit,
-                    kind: crate::domain::SwitchKind::Recovered.as_str().to_owned(),
+                    kind: crate::domain::SwitchKind::Recovered,
                     actor: job.requested_by.clone(),
                     switched_at: db::now(),
                     job_id: Some(job.id),
@@ -413,7 +410,7 @@ fn record_end(
 ) -> anyhow::Result<()> {
     let id = job.id.to_string();
     conn.immediate_transaction(|conn| {
-        jobs::finish(conn, job.id, status.as_str(), outcome, error, db::now())?;
+        jobs::finish(conn, job.id, status, outcome, error, db::now())?;
         let entry = audit::Entry::new(&job.requested_by, action, "job", &id, details);
         let entry = audit::Entry {
             app: job.app.as_deref(),

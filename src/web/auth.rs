@@ -201,7 +201,7 @@ impl FromRequest for Staff {
                 })
                 .await?;
             let ((session, user), flash) = found.ok_or_else(login)?;
-            let role = staff_ops::role_of(&user)?;
+            let role = user.role;
             let scope = staff_ops::scope_of(&user)?;
             Ok(Staff {
                 user,

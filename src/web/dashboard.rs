@@ -77,7 +77,7 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
     let (running, queued, recent) = state
         .db(|_, conn| {
             let mut running = Vec::new();
-            for job in jobs::with_status(conn, JobStatus::Running.as_str())? {
+            for job in jobs::with_status(conn, JobStatus::Running)? {
                 let progress = counted(jobs::last_count(conn, job.id)?);
                 running.push(Running {
                     id: job.id,
@@ -85,7 +85,7 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
                     progress,
                 });
             }
-            let queued = jobs::with_status(conn, JobStatus::Queued.as_str())?.len();
+            let queued = jobs::with_status(conn, JobStatus::Queued)?.len();
             let recent = audit::list(
                 conn,
                 &audit::Filter {

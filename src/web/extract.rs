@@ -168,7 +168,7 @@ mod tests {
                 id: 1,
                 name: "maria".into(),
                 password_hash: String::new(),
-                role: role.as_str().into(),
+                role,
                 disabled: false,
                 created_at: chrono::NaiveDateTime::default(),
                 clubs: None,

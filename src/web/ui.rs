@@ -72,7 +72,7 @@ pub fn see_other(location: &str) -> HttpResponse {
 
 /// A job in words: "deploy v2 to all clubs".
 pub fn describe(job: &Job) -> String {
-    JobSpec::from_json(&job.params).map_or_else(|_| job.kind.clone(), |spec| spec.to_string())
+    JobSpec::from_json(&job.params).map_or_else(|_| job.kind.to_string(), |spec| spec.to_string())
 }
 
 /// A job in progress, as the dashboard and job pages show it.

@@ -63,7 +63,7 @@ pub fn adopt(
         from_release: None,
         to_release: release.name.to_string(),
         commit_id: release.manifest.commit.clone(),
-        kind: SwitchKind::Adopt.as_str().to_owned(),
+        kind: SwitchKind::Adopt,
         actor: job.actor.to_owned(),
         switched_at: db::now(),
         job_id: Some(job.id),

@@ -15,10 +15,10 @@ pub fn still_switched(
 ) -> anyhow::Result<(StillSwitched, Vec<ClubApp>)> {
     let (mut still, mut moved) = (Vec::new(), Vec::new());
     let by_id = by_id(clubs);
-    for switch in switched.iter().filter(|s| {
-        SwitchKind::parse(&s.kind).is_ok_and(SwitchKind::made_by_the_deploy)
-            && s.app == app.name.as_str()
-    }) {
+    for switch in switched
+        .iter()
+        .filter(|s| s.kind.made_by_the_deploy() && s.app == app.name.as_str())
+    {
         let Some(club) = by_id.get(&switch.club_id).copied() else {
             continue;
         };

@@ -557,7 +557,7 @@ pub(super) fn switch_clubs(
             from_release: from.release().map(|r| r.to_string()),
             to_release: release.name.to_string(),
             commit_id: release.manifest.commit.clone(),
-            kind: kind.as_str().to_owned(),
+            kind,
             actor: job.actor.to_owned(),
             switched_at: db::now(),
             job_id: Some(job.id),

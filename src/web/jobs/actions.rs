@@ -28,7 +28,7 @@ pub async fn cancel_confirm(
 ) -> Result<super::super::ui::ConfirmPage, AppError> {
     let id = id.into_inner();
     let job = cancellable(&staff, &state, id).await?;
-    if job.status != JobStatus::Queued.as_str() {
+    if job.status != JobStatus::Queued {
         return Err(AppError::Conflict(format!(
             "Job #{id} is {}; only a job that has not started can be cancelled.",
             job.status
@@ -95,8 +95,8 @@ pub(super) async fn put_back_plan(
             ))
         })
         .await?;
-    let finished = JobStatus::parse(&job.status).is_ok_and(JobStatus::is_finished);
-    if JobKind::parse(&job.kind).ok() != Some(JobKind::Deploy) || !finished {
+    let finished = job.status.is_finished();
+    if job.kind != JobKind::Deploy || !finished {
         return Err(AppError::Conflict(format!(
             "Job #{id} is not a finished deploy, so there are no clubs of it to put back."
         )));

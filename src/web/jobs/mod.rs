@@ -16,7 +16,7 @@ use super::{AppState, CsrfForm, Deployer, Nav, NoFields, Staff, count};
 use crate::auth::session;
 use crate::db;
 use crate::db::jobs::{self, Job, JobEvent};
-use crate::domain::{JobKind, JobSpec, JobStatus, Role, SwitchKind};
+use crate::domain::{JobKind, JobSpec, JobStatus, Role};
 use crate::jobs::enqueue;
 use crate::web::error::{AppError, urlencode};
 
@@ -68,19 +68,22 @@ pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<JobsPage, AppError> {
-    let status = Some(query.status.clone()).filter(|s| !s.is_empty());
-    if let Some(status) = &status {
-        JobStatus::parse(status)?;
-    }
-    let kind = Some(query.kind.clone()).filter(|k| !k.is_empty());
+    let status = Some(query.status.as_str())
+        .filter(|s| !s.is_empty())
+        .map(JobStatus::parse)
+        .transpose()?;
+    let kind = Some(query.kind.as_str())
+        .filter(|k| !k.is_empty())
+        .map(JobKind::parse)
+        .transpose()?;
     let app = Some(query.app.clone()).filter(|a| !a.is_empty());
     let before = query.before;
     let found = state
         .db(move |_, conn| {
             Ok(jobs::filtered(
                 conn,
-                status.as_deref(),
-                kind.as_deref(),
+                status,
+                kind,
                 app.as_deref(),
                 before,
                 PAGE,
@@ -101,7 +104,7 @@ pub async fn list(
         .map(|job| Row {
             id: job.id,
             what: describe(job),
-            status: job.status.clone(),
+            status: job.status.as_str().to_owned(),
             by: job.requested_by.clone(),
             queued: job.created_at,
             result: job
@@ -194,10 +197,7 @@ impl StepRow {
 
 /// The steps a job of `kind` goes through, in order (a step may be left out by a particular
 /// run: a deploy to some clubs prunes nothing).
-fn planned(kind: Option<JobKind>) -> &'static [&'static str] {
-    let Some(kind) = kind else {
-        return &[];
-    };
+fn planned(kind: JobKind) -> &'static [&'static str] {
     match kind {
         JobKind::Deploy => &[
             "fetch",
@@ -221,7 +221,7 @@ fn planned(kind: Option<JobKind>) -> &'static [&'static str] {
 /// times as its events tell (a step begun again, as in each wave of a deploy, keeps its first
 /// start and its last end).
 fn steps_of(job: &Job, events: &[JobEvent]) -> Vec<StepRow> {
-    let mut steps: Vec<StepRow> = planned(JobKind::parse(&job.kind).ok())
+    let mut steps: Vec<StepRow> = planned(job.kind)
         .iter()
         .map(|name| StepRow {
             name: (*name).to_owned(),
@@ -269,7 +269,7 @@ fn steps_of(job: &Job, events: &[JobEvent]) -> Vec<StepRow> {
             _ => {}
         }
     }
-    let status = JobStatus::parse(&job.status).unwrap_or(JobStatus::Queued);
+    let status = job.status;
     if status.is_finished() {
         for row in &mut steps {
             match row.state {
@@ -301,9 +301,9 @@ pub async fn page(
             let job = jobs::by_id(conn, id)?
                 .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")))?;
             // A queued job waits for the one running, and for those queued before it.
-            let waiting_for = if job.status == JobStatus::Queued.as_str() {
-                let running = jobs::with_status(conn, JobStatus::Running.as_str())?;
-                let ahead = jobs::with_status(conn, JobStatus::Queued.as_str())?
+            let waiting_for = if job.status == JobStatus::Queued {
+                let running = jobs::with_status(conn, JobStatus::Running)?;
+                let ahead = jobs::with_status(conn, JobStatus::Queued)?
                     .iter()
                     .filter(|j| j.id < id)
                     .count();
@@ -329,12 +329,12 @@ pub async fn page(
             };
             let switched = db::switches::of_job(conn, id)?
                 .iter()
-                .filter(|s| SwitchKind::parse(&s.kind).is_ok_and(SwitchKind::made_by_the_deploy))
+                .filter(|s| s.kind.made_by_the_deploy())
                 .count();
             Ok((job, jobs::events_after(conn, id, 0)?, waiting_for, switched))
         })
         .await?;
-    let status = JobStatus::parse(&job.status)?;
+    let status = job.status;
     let progress = events
         .iter()
         .rev()
@@ -360,7 +360,7 @@ pub async fn page(
             .collect(),
         can_cancel,
         waiting_for,
-        switched: if JobKind::parse(&job.kind).ok() == Some(JobKind::Deploy)
+        switched: if job.kind == JobKind::Deploy
             && status.is_finished()
             && staff.role != Role::Viewer
         {

@@ -153,7 +153,7 @@ pub async fn events(
             cursor.after = event.id;
         }
         if let Some(job) = job
-            && JobStatus::parse(&job.status).is_ok_and(JobStatus::is_finished)
+            && job.status.is_finished()
         {
             let data = serde_json::json!({
                 "status": job.status,
