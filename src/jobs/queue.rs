@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::db::Conn;
 use crate::db::{self, DbPool, audit, audit_anchor, clubs, jobs, switches};
 use crate::domain::{JobSpec, JobStatus};
+use crate::pipeline::host::LocalHost;
 use crate::pipeline::lock::DeployLock;
 use crate::pipeline::recovery;
 use crate::pipeline::release;
@@ -114,6 +115,7 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
             id: job.id,
             actor: &job.requested_by,
             progress: &mut log,
+            host: &LocalHost,
         };
         let done = run::reload_after_interruption(&mut run_job);
         match &done {
@@ -309,6 +311,7 @@ pub fn run_next(
                 id: job.id,
                 actor: &job.requested_by,
                 progress: &mut log,
+                host: &LocalHost,
             };
             // A job names its application; the configuration may have dropped it since.
             match spec

@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod fsops;
 pub mod git;
 pub mod health;
+pub mod host;
 pub mod legacy;
 pub mod lock;
 pub mod probe;

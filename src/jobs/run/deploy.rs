@@ -47,10 +47,11 @@ pub fn deploy(
         if fetched { "fetched" } else { "already known" }
     ));
     let release = build(job, app, &mirror, tag, &commit, Wanted::Fresh { rebuild })?;
+    job.host.stage(&release)?;
 
     let releases_dir = &app.releases_dir;
     let any_to_switch = clubs.iter().any(|club| {
-        let on_disk = switch::linked_release(club.webroot.as_ref(), releases_dir);
+        let on_disk = job.host.linked(club.webroot.as_ref(), releases_dir);
         !matches!(on_disk, Ok(Webroot::Release(name)) if name == release.name)
     });
     let reload = job.settings.reload.policy.reloads(targets.switch_scope());

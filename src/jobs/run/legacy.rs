@@ -13,7 +13,7 @@ pub fn adopt(
 ) -> anyhow::Result<String> {
     let club = club_named(job, app, slug)?;
     let webroot = webroot_of(job.settings, &club)?;
-    if switch::inspect(&webroot, &app.releases_dir)? != Webroot::NotALink {
+    if job.host.inspect(&webroot, &app.releases_dir)? != Webroot::NotALink {
         bail!(
             "club {slug}'s webroot {} is not a legacy copy (a real directory): deploy to it \
              instead; nothing was changed",

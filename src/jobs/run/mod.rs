@@ -12,9 +12,10 @@ use crate::db::clubs::ClubApp;
 use crate::db::{self, DbConn, DbPool, audit, clubs, switches};
 use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, SwitchKind, SwitchScope, Targets};
 use crate::pipeline::git::{self, Mirror};
+use crate::pipeline::host::Host;
 use crate::pipeline::release::{self, BuildSpec, Built, Release};
 use crate::pipeline::switch::{self, Webroot};
-use crate::pipeline::{Progress, Step, command, health};
+use crate::pipeline::{Progress, Step, health};
 use crate::service::inventory;
 
 mod deploy;
@@ -46,6 +47,8 @@ pub struct Job<'a> {
     /// Who asked: a staff user name, or `cli:<unix user>`.
     pub actor: &'a str,
     pub progress: &'a mut dyn Progress,
+    /// The web host the clubs' links, reload and health checks are on.
+    pub host: &'a dyn Host,
 }
 
 impl Job<'_> {

@@ -13,7 +13,7 @@ pub fn rollback(
 ) -> anyhow::Result<String> {
     let club = club_named(job, app, slug)?;
     check_webroots(job.settings, app, vec![club.clone()], false)?;
-    let current = match switch::inspect(club.webroot.as_ref(), &app.releases_dir)? {
+    let current = match job.host.inspect(club.webroot.as_ref(), &app.releases_dir)? {
         Webroot::Release(name) => name,
         _ => bail!(
             "club {slug} does not run a release of {} now, so there is nothing to roll back",

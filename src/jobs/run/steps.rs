@@ -107,11 +107,13 @@ pub(super) fn check_health(
     let progress = &mut *job.progress;
     // A large job says each failure, and the rest in one line at the end.
     let every_club = targets.len() <= crate::pipeline::EVERY_CLUB_UP_TO;
-    let verdicts = health::check_all(&targets, &check, |target, verdict| {
-        if every_club || verdict.failed() {
-            report_verdict(progress, &target.label, name, verdict)
-        }
-    });
+    let verdicts = job
+        .host
+        .check_health(&targets, &check, &mut |target, verdict| {
+            if every_club || verdict.failed() {
+                report_verdict(progress, &target.label, name, verdict)
+            }
+        });
     if !every_club {
         let of =
             |wanted: fn(&health::Verdict) -> bool| verdicts.iter().filter(|v| wanted(v)).count();
@@ -453,7 +455,7 @@ pub(super) fn reload_if(
 
 pub(super) fn preflight(job: &mut Job<'_>) -> anyhow::Result<()> {
     job.progress.step(Step::Preflight);
-    let ran = command::run(&job.settings.reload.configtest, None)?;
+    let ran = job.host.run(&job.settings.reload.configtest)?;
     job.progress.output(&ran);
     ran.ok()
         .context("the web server's configuration test failed; no club was changed")?;
@@ -525,7 +527,7 @@ pub(super) fn switch_clubs(
     }
     let mut told = run.done;
     let releases_dir = &app.releases_dir;
-    let switcher = switch::Switcher::new(&release.dir, &job.settings.webroot_base);
+    let switcher = job.host.links(&release.dir, &job.settings.webroot_base);
     let mut done = Vec::new();
     let mut failure = None;
     for club in clubs {
@@ -623,7 +625,7 @@ pub(super) fn switch_clubs(
 pub(super) fn reload_apache(job: &mut Job<'_>, settle: bool) -> anyhow::Result<()> {
     job.progress.step(Step::Reload);
     crate::crash::point("reload:before");
-    let ran = command::run(&job.settings.reload.command, None)?;
+    let ran = job.host.run(&job.settings.reload.command)?;
     job.progress.output(&ran);
     if let Err(e) = ran.ok() {
         job.audit(
