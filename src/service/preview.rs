@@ -10,9 +10,12 @@ use anyhow::bail;
 use serde::Serialize;
 
 use crate::config::{App, Settings};
+use crate::db::clubs::ClubApp;
+use crate::db::switches;
 use crate::domain::{ReleaseName, ReleaseTag, Targets, count};
 use crate::pipeline::git::{self, Changes, CommitSummary, Mirror};
 use crate::pipeline::release;
+use crate::pipeline::switch::{self, Webroot};
 use crate::service::inventory::ClubStatus;
 
 /// Everything a deploy will do, in words staff can check before they confirm.
@@ -305,4 +308,35 @@ impl DeployPlan {
         }
         text
     }
+}
+
+/// Clubs a deploy switched that still run what it gave them, each with that switch.
+pub type StillSwitched = Vec<(ClubApp, switches::Switch)>;
+
+/// Of the switches a deploy job made (`switched`), those of `app` whose club (among `clubs`)
+/// still runs the release the deploy gave it, each with its club; and the clubs that have
+/// moved on since. What "Put these clubs back" shows, and what its job switches.
+pub fn still_switched(
+    app: &App,
+    switched: &[switches::Switch],
+    clubs: &[ClubApp],
+) -> anyhow::Result<(StillSwitched, Vec<ClubApp>)> {
+    let (mut still, mut moved) = (Vec::new(), Vec::new());
+    let by_id: std::collections::HashMap<i32, &ClubApp> =
+        clubs.iter().map(|c| (c.club_id, c)).collect();
+    for switch in switched
+        .iter()
+        .filter(|s| s.kind.made_by_the_deploy() && s.app == app.name.as_str())
+    {
+        let Some(club) = by_id.get(&switch.club_id).copied() else {
+            continue;
+        };
+        let runs = switch::inspect(club.webroot.as_ref(), &app.releases_dir)?;
+        if matches!(&runs, Webroot::Release(now) if now.as_str() == switch.to_release) {
+            still.push((club.clone(), switch.clone()));
+        } else {
+            moved.push(club.clone());
+        }
+    }
+    Ok((still, moved))
 }

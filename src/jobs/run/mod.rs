@@ -31,7 +31,7 @@ pub use fetch::fetch;
 pub use legacy::{adopt, purge_legacy, undo_adopt};
 pub use prune::prune;
 use prune::prune_releases;
-pub use put_back::{StillSwitched, put_back_job, still_switched};
+pub use put_back::put_back_job;
 pub use rollback::rollback;
 pub use steps::reload_after_interruption;
 use steps::*;

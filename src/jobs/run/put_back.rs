@@ -1,36 +1,7 @@
 //! Putting a deploy's clubs back on what each ran before it.
 
 use super::*;
-
-/// Clubs a deploy switched that still run what it gave them, each with that switch.
-pub type StillSwitched = Vec<(ClubApp, switches::Switch)>;
-
-/// Of the switches a deploy job made (`switched`), those of `app` whose club (among `clubs`)
-/// still runs the release the deploy gave it, each with its club; and the clubs that have
-/// moved on since. What "Put these clubs back" shows, and what its job switches.
-pub fn still_switched(
-    app: &App,
-    switched: &[switches::Switch],
-    clubs: &[ClubApp],
-) -> anyhow::Result<(StillSwitched, Vec<ClubApp>)> {
-    let (mut still, mut moved) = (Vec::new(), Vec::new());
-    let by_id = by_id(clubs);
-    for switch in switched
-        .iter()
-        .filter(|s| s.kind.made_by_the_deploy() && s.app == app.name.as_str())
-    {
-        let Some(club) = by_id.get(&switch.club_id).copied() else {
-            continue;
-        };
-        let runs = switch::inspect(club.webroot.as_ref(), &app.releases_dir)?;
-        if matches!(&runs, Webroot::Release(now) if now.as_str() == switch.to_release) {
-            still.push((club.clone(), switch.clone()));
-        } else {
-            moved.push(club.clone());
-        }
-    }
-    Ok((still, moved))
-}
+use crate::service::preview::still_switched;
 
 /// Switches the clubs deploy job `of` switched, those still on the release it gave them, back
 /// to the release each ran before (marking it bad for them, as a rollback does), with one

@@ -107,7 +107,7 @@ pub(super) async fn put_back_plan(
     let backs = state
         .blocking(move |settings| {
             let app = settings.app(Some(&name))?;
-            let (still, _) = crate::jobs::run::still_switched(app, &switched, &clubs)?;
+            let (still, _) = crate::service::preview::still_switched(app, &switched, &clubs)?;
             let backs: Vec<Back> = still
                 .into_iter()
                 .filter_map(|(club, switch)| {
