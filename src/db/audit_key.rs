@@ -117,7 +117,7 @@ fn write(path: &Path, key: &AuditKey) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(&temp)?;
-    let hex: String = key.key.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::secret::hex(&key.key);
     write!(
         file,
         "# clubdeploy's audit chain key. Keep it secret and keep it: without it the audit log\n\

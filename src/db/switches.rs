@@ -69,36 +69,50 @@ pub fn record(
     audit_entries: &[super::audit::Entry<'_>],
 ) -> QueryResult<()> {
     conn.immediate_transaction(|conn| {
-        for entry in audit_entries {
-            super::audit::append(conn, entry)?;
-        }
+        super::audit::append_all(conn, audit_entries)?;
         let now = super::now();
         for mark in rolled_back_from {
             mark_bad(conn, mark, now)?;
         }
-        for switch in done {
+        for rows in done.chunks(SWITCH_ROWS) {
             diesel::insert_into(switches::table)
-                .values(switch)
+                .values(rows)
                 .execute(conn)?;
-            diesel::update(
-                webroots::table
-                    .filter(webroots::club_id.eq(switch.club_id))
-                    .filter(webroots::app.eq(&switch.app)),
-            )
-            .set(webroots::current_release.eq(&switch.to_release))
-            .execute(conn)?;
-            // Deploying a release to a club on purpose lifts its "bad" mark there.
-            diesel::delete(
-                bad_releases::table
-                    .filter(bad_releases::club_id.eq(switch.club_id))
-                    .filter(bad_releases::app.eq(&switch.app))
-                    .filter(bad_releases::release.eq(&switch.to_release)),
-            )
-            .execute(conn)?;
+        }
+        // A job switches its clubs of one application to one release: one statement per
+        // group and chunk, not two per club.
+        let mut groups: HashMap<(&str, &str), Vec<i32>> = HashMap::new();
+        for switch in done {
+            groups
+                .entry((switch.app.as_str(), switch.to_release.as_str()))
+                .or_default()
+                .push(switch.club_id);
+        }
+        for ((app, release), clubs) in groups {
+            for clubs in clubs.chunks(SWITCH_ROWS) {
+                diesel::update(
+                    webroots::table
+                        .filter(webroots::app.eq(app))
+                        .filter(webroots::club_id.eq_any(clubs)),
+                )
+                .set(webroots::current_release.eq(release))
+                .execute(conn)?;
+                // Deploying a release to a club on purpose lifts its "bad" mark there.
+                diesel::delete(
+                    bad_releases::table
+                        .filter(bad_releases::app.eq(app))
+                        .filter(bad_releases::release.eq(release))
+                        .filter(bad_releases::club_id.eq_any(clubs)),
+                )
+                .execute(conn)?;
+            }
         }
         Ok(())
     })
 }
+
+/// Rows (or club ids) one statement of [`record`] takes: well under SQLite's variable limit.
+const SWITCH_ROWS: usize = 200;
 
 /// A club's switches of one application, newest first.
 pub fn history(conn: &mut SqliteConnection, club_id: i32, app: &str) -> QueryResult<Vec<Switch>> {
