@@ -18,6 +18,7 @@ pub mod tree_diff;
 pub mod webroot_dir;
 
 use std::fmt;
+use std::time::Duration;
 
 /// The steps of a job, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,11 +79,18 @@ pub trait Progress {
 }
 
 /// Whether the `done`th of `total` clubs is worth a line of progress: every club of a job of
-/// up to [`EVERY_CLUB_UP_TO`], else each percent (and the last): a 10,000-club deploy writes
-/// about a hundred lines, not ten thousand.
-pub fn worth_telling(done: usize, total: usize) -> bool {
-    total <= EVERY_CLUB_UP_TO || done >= total || done * 100 / total != (done - 1) * 100 / total
+/// up to [`EVERY_CLUB_UP_TO`]; else the last, and each percent once [`PACE`] has passed since
+/// the line before (`since_last`; `None` before the first). A 10,000-club deploy writes a line
+/// every tenth of a second at most, not ten thousand: each line is a database write.
+pub fn worth_telling(done: usize, total: usize, since_last: Option<Duration>) -> bool {
+    let percent = done * 100 / total != (done - 1) * 100 / total;
+    total <= EVERY_CLUB_UP_TO
+        || done >= total
+        || (percent && since_last.is_none_or(|since| since >= PACE))
 }
+
+/// The least time between two lines of progress in a large job.
+pub const PACE: Duration = Duration::from_millis(100);
 
 /// Jobs of up to this many clubs say every club's switch.
 pub const EVERY_CLUB_UP_TO: usize = 100;
@@ -98,18 +106,29 @@ impl Progress for Quiet {
 
 #[cfg(test)]
 mod tests {
-    use super::worth_telling;
+    use std::time::Duration;
+
+    use super::{PACE, worth_telling};
 
     #[test]
-    fn a_small_job_tells_every_club_and_a_large_one_each_percent() {
-        assert!((1..=100).all(|done| worth_telling(done, 100)));
+    fn a_small_job_tells_every_club_and_a_large_one_each_percent_at_most_each_pace() {
+        let slow = Some(PACE);
+        assert!((1..=100).all(|done| worth_telling(done, 100, Some(Duration::ZERO))));
         let told = (1..=10_000)
-            .filter(|&done| worth_telling(done, 10_000))
+            .filter(|&done| worth_telling(done, 10_000, slow))
             .count();
         assert_eq!(told, 100);
-        assert!(worth_telling(10_000, 10_000));
-        assert!(worth_telling(100, 10_000) && !worth_telling(101, 10_000));
-        let told = (1..=250).filter(|&done| worth_telling(done, 250)).count();
+        assert!(worth_telling(10_000, 10_000, slow));
+        assert!(worth_telling(100, 10_000, slow) && !worth_telling(101, 10_000, slow));
+        let told = (1..=250)
+            .filter(|&done| worth_telling(done, 250, slow))
+            .count();
         assert!((99..=101).contains(&told), "{told}");
+        // Faster than the pace: the first percent and the last club only.
+        let fast = Some(PACE / 2);
+        assert!(worth_telling(100, 10_000, None));
+        assert!(!worth_telling(200, 10_000, fast));
+        assert!(worth_telling(10_000, 10_000, fast));
+        assert!(!worth_telling(150, 10_000, None), "between percents");
     }
 }

@@ -59,11 +59,7 @@ pub fn deploy(
         preflight(job)?;
     }
     // The whole job's count across its waves.
-    let mut count = SwitchRun {
-        header: None,
-        done: 0,
-        total: clubs.len(),
-    };
+    let mut count = SwitchRun::alone(clubs.len());
     let mut switched = 0;
     let mut reloaded_at = None;
     let mut unchecked = 0;

@@ -472,15 +472,18 @@ pub(super) struct SwitchRun {
     pub(super) header: Option<String>,
     pub(super) done: usize,
     pub(super) total: usize,
+    /// When the job last said its count.
+    pub(super) told_at: Option<std::time::Instant>,
 }
 
 impl SwitchRun {
-    /// A job that switches these `total` clubs in one go.
+    /// A job's count of `total` clubs, none handled yet.
     pub(super) fn alone(total: usize) -> SwitchRun {
         SwitchRun {
             header: None,
             done: 0,
             total,
+            told_at: None,
         }
     }
 
@@ -495,20 +498,21 @@ impl SwitchRun {
     }
 
     /// One more club handled: a line for it (`what` it now runs) with the count in a job of
-    /// up to [`crate::pipeline::EVERY_CLUB_UP_TO`] clubs, else the count each percent.
-    /// Returns whether anything was said.
+    /// up to [`crate::pipeline::EVERY_CLUB_UP_TO`] clubs, else the count as
+    /// [`crate::pipeline::worth_telling`] paces it. Returns whether anything was said.
     fn one_more(&mut self, progress: &mut dyn Progress, what: impl FnOnce() -> String) -> bool {
         self.done += 1;
+        let since = self.told_at.map(|at| at.elapsed());
         if self.total <= crate::pipeline::EVERY_CLUB_UP_TO {
             let line = format!("{} ({})", what(), self.counted());
             progress.count(&line, self.done, self.total);
-            true
-        } else if crate::pipeline::worth_telling(self.done, self.total) {
+        } else if crate::pipeline::worth_telling(self.done, self.total, since) {
             progress.count(&self.counted(), self.done, self.total);
-            true
+            self.told_at = Some(std::time::Instant::now());
         } else {
-            false
+            return false;
         }
+        true
     }
 }
 
