@@ -7,11 +7,22 @@ use std::sync::OnceLock;
 /// or `prune:after-trash`.
 pub const CRASH_AT: &str = "CLUBDEPLOY_CRASH_AT";
 
+/// The point `CLUBDEPLOY_CRASH_AT` names, read once.
+fn wanted() -> Option<&'static str> {
+    static CRASH_AT_POINT: OnceLock<Option<String>> = OnceLock::new();
+    CRASH_AT_POINT
+        .get_or_init(|| std::env::var(CRASH_AT).ok())
+        .as_deref()
+}
+
+/// Whether any crash point is set: a loop over thousands of clubs names its points only then.
+pub fn armed() -> bool {
+    wanted().is_some()
+}
+
 /// Aborts the process if `CLUBDEPLOY_CRASH_AT` names `point`.
 pub fn point(point: &str) {
-    static CRASH_AT_POINT: OnceLock<Option<String>> = OnceLock::new();
-    let wanted = CRASH_AT_POINT.get_or_init(|| std::env::var(CRASH_AT).ok());
-    if wanted.as_deref() == Some(point) {
+    if wanted() == Some(point) {
         eprintln!("{CRASH_AT}={point}: aborting here on purpose");
         std::process::abort();
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::command::{self, Ran};
 use super::health::{self, Check, Target, Verdict};
 use super::release::Release;
-use super::switch::{self, Switcher, Webroot};
+use super::switch::{self, Batch, Switcher, Webroot};
 
 /// One web host, as a job's steps see it.
 pub trait Host {
@@ -44,14 +44,15 @@ pub trait Host {
 
 /// The switch of many webroots to one release (see [`Switcher`]).
 pub trait Links {
-    /// Points `webroot` at the release unless it already is; returns what it ran before, or
-    /// `None` when nothing changed.
-    fn switch(&self, webroot: &Path, releases_dir: &Path) -> anyhow::Result<Option<Webroot>>;
+    /// Points each of `webroots` at the release unless it already is, in order, a batch at a
+    /// time (see [`Switcher::switch_batch`]): what each switched webroot ran before (`None`:
+    /// nothing changed), and why it stopped before the end, if it did.
+    fn switch_batch(&self, webroots: &[&Path], releases_dir: &Path) -> Batch;
 }
 
 impl Links for Switcher {
-    fn switch(&self, webroot: &Path, releases_dir: &Path) -> anyhow::Result<Option<Webroot>> {
-        Switcher::switch(self, webroot, releases_dir)
+    fn switch_batch(&self, webroots: &[&Path], releases_dir: &Path) -> Batch {
+        Switcher::switch_batch(self, webroots, releases_dir)
     }
 }
 
@@ -119,19 +120,33 @@ mod tests {
         std::fs::write(releases.join(name.as_str()).join(MANIFEST), "{}").unwrap();
         let host: &dyn Host = &LocalHost;
         let webroot = base.join("club-a/htdocs");
+        let other = base.join("club-b/htdocs");
+        let not_a_link = base.join("club-c/htdocs");
+        std::fs::create_dir_all(&not_a_link).unwrap();
 
         assert_eq!(host.inspect(&webroot, &releases).unwrap(), Webroot::Missing);
         let links = host.links(&releases.join(name.as_str()), &base);
-        assert_eq!(
-            links.switch(&webroot, &releases).unwrap(),
-            Some(Webroot::Missing)
-        );
-        assert_eq!(
-            links.switch(&webroot, &releases).unwrap(),
-            None,
-            "already there"
-        );
+        let batch = links.switch_batch(&[&webroot], &releases);
+        assert!(batch.error.is_none(), "{:?}", batch.error);
+        assert_eq!(batch.before, [Some(Webroot::Missing)]);
+        // One already there, one switched, then one that cannot be: the batch stops there
+        // and leaves no new link behind.
+        let batch = links.switch_batch(&[&webroot, &other, &not_a_link], &releases);
+        assert_eq!(batch.before, [None, Some(Webroot::Missing)]);
+        let error = format!("{:#}", batch.error.unwrap());
+        assert!(error.contains("not a link"), "{error}");
         drop(links);
+        let left: Vec<String> = ["club-a", "club-b", "club-c"]
+            .iter()
+            .flat_map(|club| std::fs::read_dir(base.join(club)).unwrap())
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name != "htdocs")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert_eq!(
+            host.linked(&other, &releases).unwrap(),
+            Webroot::Release(name.clone())
+        );
         let on_it = Webroot::Release(name.clone());
         assert_eq!(host.inspect(&webroot, &releases).unwrap(), on_it);
         assert_eq!(host.linked(&webroot, &releases).unwrap(), on_it);

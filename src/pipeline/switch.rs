@@ -154,6 +154,8 @@ pub struct Switcher {
     base: PathBuf,
     base_fd: Option<OwnedFd>,
     template: Option<OsString>,
+    /// Webroots renamed so far (for the crash tests' `switch:after-N`).
+    renamed: std::cell::Cell<usize>,
 }
 
 impl Switcher {
@@ -172,12 +174,16 @@ impl Switcher {
             base: base.to_path_buf(),
             base_fd,
             template,
+            renamed: std::cell::Cell::new(0),
         }
     }
 
     /// Points `webroot` (under the base) at the target.
     pub fn swap(&self, webroot: &Path) -> anyhow::Result<()> {
-        self.point(webroot, None).map(|_| ())
+        if let Some((_, mut link)) = self.stage(webroot, None)? {
+            link.commit()?;
+        }
+        Ok(())
     }
 
     /// Points `webroot` at the target unless its link already names the target; returns what
@@ -185,18 +191,80 @@ impl Switcher {
     /// it already was the target and nothing changed. One `readlinkat` serves both the check
     /// and the answer: the switch step reads each link once.
     pub fn switch(&self, webroot: &Path, releases_dir: &Path) -> anyhow::Result<Option<Webroot>> {
-        self.point(webroot, Some(releases_dir))
+        match self.stage(webroot, Some(releases_dir))? {
+            Some((before, mut link)) => {
+                link.commit()?;
+                Ok(Some(before))
+            }
+            None => Ok(None),
+        }
     }
 
-    /// [`Switcher::swap`], or with `releases_dir` [`Switcher::switch`].
-    fn point(
-        &self,
-        webroot: &Path,
+    /// [`Switcher::switch`] for each of `webroots` in order, in two passes: every new link is
+    /// made beside its webroot first, then all are renamed over their webroots in one tight
+    /// run, so the batch changes over in the time of its renames alone. Stops at the first
+    /// webroot that fails (its error in [`Batch::error`]); the webroots before it are
+    /// switched, and no new link is left behind.
+    pub fn switch_batch(&self, webroots: &[&Path], releases_dir: &Path) -> Batch {
+        let mut staged = Vec::with_capacity(webroots.len());
+        let mut error = None;
+        for webroot in webroots {
+            match self.stage(webroot, Some(releases_dir)) {
+                Ok(link) => staged.push(link),
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut before = Vec::with_capacity(staged.len());
+        let crash_test = crate::crash::armed();
+        let renaming = std::time::Instant::now();
+        for link in &mut staged {
+            match link {
+                None => before.push(None),
+                Some((was, link)) => match link.commit() {
+                    Ok(()) => {
+                        before.push(Some(std::mem::replace(was, Webroot::Missing)));
+                        self.renamed.set(self.renamed.get() + 1);
+                        if crash_test {
+                            crate::crash::point(&format!("switch:after-{}", self.renamed.get()));
+                        }
+                    }
+                    Err(e) => {
+                        // A failed rename stops the batch before the staged webroot it
+                        // failed on: the error is that webroot's.
+                        error = Some(e);
+                        break;
+                    }
+                },
+            }
+        }
+        let changeover = renaming.elapsed();
+        // Closes the directories; each link left unrenamed (after a failure) is removed.
+        drop(staged);
+        Batch {
+            before,
+            error,
+            changeover,
+        }
+    }
+
+    /// Makes the new link for `webroot` beside it, not yet renamed over it; with
+    /// `releases_dir`, `None` when the webroot already links to the target. Also returns what
+    /// the webroot was (`Missing` without `releases_dir`).
+    fn stage<'a>(
+        &'a self,
+        webroot: &'a Path,
         releases_dir: Option<&Path>,
-    ) -> anyhow::Result<Option<Webroot>> {
+    ) -> anyhow::Result<Option<(Webroot, Staged<'a>)>> {
+        let opened;
         let base_fd = match &self.base_fd {
             Some(fd) => fd,
-            None => &webroot_dir::open_base(&self.base)?,
+            None => {
+                opened = webroot_dir::open_base(&self.base)?;
+                &opened
+            }
         };
         let dir = webroot_dir::open_parent(&self.base, base_fd, webroot, true)?
             .with_context(|| format!("cannot create the directory of {}", webroot.display()))?;
@@ -232,13 +300,58 @@ impl Switcher {
             None => symlink(),
         }
         .with_context(|| format!("cannot create a link in {}", dir.path.display()))?;
+        Ok(Some((
+            previous,
+            Staged {
+                dir,
+                temp: Some(temp),
+                webroot,
+            },
+        )))
+    }
+}
+
+/// What [`Switcher::switch_batch`] did: what each webroot switched was before (`None`: it
+/// already was the target), in order, and why it stopped early, if it did.
+#[derive(Debug)]
+pub struct Batch {
+    pub before: Vec<Option<Webroot>>,
+    pub error: Option<anyhow::Error>,
+    /// How long the renames took: the time in which the batch's clubs were on mixed releases.
+    pub changeover: std::time::Duration,
+}
+
+/// Webroots whose new links [`Switcher::switch_batch`] is given at once by a job: each holds
+/// its directory open until renamed, well under the usual limit of 1,024 open files.
+pub const SWITCH_BATCH: usize = 256;
+
+/// A webroot's new link, made beside it and not yet renamed over it; dropped without
+/// [`Staged::commit`], it removes the new link.
+struct Staged<'a> {
+    dir: webroot_dir::WebrootDir,
+    temp: Option<OsString>,
+    webroot: &'a Path,
+}
+
+impl Staged<'_> {
+    /// Renames the new link over the webroot: the one atomic change.
+    fn commit(&mut self) -> anyhow::Result<()> {
+        let temp = self.temp.take().expect("a staged link is committed once");
         if let Err(e) =
-            rustix::fs::renameat(&dir.fd, temp.as_os_str(), &dir.fd, dir.name.as_os_str())
+            rustix::fs::renameat(&self.dir.fd, temp.as_os_str(), &self.dir.fd, &self.dir.name)
         {
-            let _ = rustix::fs::unlinkat(&dir.fd, temp.as_os_str(), AtFlags::empty());
-            return Err(e).with_context(|| format!("cannot switch {}", webroot.display()));
+            let _ = rustix::fs::unlinkat(&self.dir.fd, temp.as_os_str(), AtFlags::empty());
+            return Err(e).with_context(|| format!("cannot switch {}", self.webroot.display()));
         }
-        Ok(Some(previous))
+        Ok(())
+    }
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        if let Some(temp) = &self.temp {
+            let _ = rustix::fs::unlinkat(&self.dir.fd, temp.as_os_str(), AtFlags::empty());
+        }
     }
 }
 

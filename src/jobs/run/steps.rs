@@ -534,12 +534,14 @@ pub(super) fn switch_clubs(
     let switcher = job.host.links(&release.dir, &job.settings.webroot_base);
     let mut done = Vec::new();
     let mut failure = None;
-    for club in clubs {
-        let webroot: &std::path::Path = club.webroot.as_ref();
-        // One read of the link decides whether to switch and what the club ran before.
-        let from = match switcher.switch(webroot, releases_dir) {
-            Ok(Some(from)) if from.release() != Some(&release.name) => from,
-            Ok(_) => {
+    for batch in clubs.chunks(crate::pipeline::switch::SWITCH_BATCH) {
+        let webroots: Vec<&std::path::Path> = batch.iter().map(|c| c.webroot.as_ref()).collect();
+        // One read of each link decides whether to switch and what the club ran before; the
+        // batch's new links are made first, then renamed over the webroots in one run.
+        let switched = switcher.switch_batch(&webroots, releases_dir);
+        let handled = switched.before.len();
+        for (club, from) in batch.iter().zip(switched.before) {
+            let Some(from) = from.filter(|from| from.release() != Some(&release.name)) else {
                 let what = || {
                     format!(
                         "{} already runs {}",
@@ -551,28 +553,29 @@ pub(super) fn switch_clubs(
                     told = run.done;
                 }
                 continue;
+            };
+            done.push(switches::NewSwitch {
+                club_id: club.club_id,
+                app: app.name.to_string(),
+                from_release: from.release().map(|r| r.to_string()),
+                to_release: release.name.to_string(),
+                commit_id: release.manifest.commit.clone(),
+                kind,
+                actor: job.actor.to_owned(),
+                switched_at: db::now(),
+                job_id: Some(job.id),
+            });
+            let what = || format!("{} now runs {}", label(job.settings, club), release.name);
+            if run.one_more(&mut *job.progress, what) {
+                told = run.done;
             }
-            Err(e) => {
-                failure = Some(e.context(format!("club {}", club.slug)));
-                break;
-            }
-        };
-        done.push(switches::NewSwitch {
-            club_id: club.club_id,
-            app: app.name.to_string(),
-            from_release: from.release().map(|r| r.to_string()),
-            to_release: release.name.to_string(),
-            commit_id: release.manifest.commit.clone(),
-            kind,
-            actor: job.actor.to_owned(),
-            switched_at: db::now(),
-            job_id: Some(job.id),
-        });
-        let what = || format!("{} now runs {}", label(job.settings, club), release.name);
-        if run.one_more(&mut *job.progress, what) {
-            told = run.done;
         }
-        crate::crash::point(&format!("switch:after-{}", done.len()));
+        if let Some(e) = switched.error {
+            // The batch stopped at the first club it could not switch.
+            let club = &batch[handled];
+            failure = Some(e.context(format!("club {}", club.slug)));
+            break;
+        }
     }
     drop(switcher);
     // A wave ends with its count said, whatever the percent.
