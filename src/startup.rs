@@ -93,6 +93,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     state: AppState,
     poll: Duration,
+    worker: bool,
 }
 
 impl Application {
@@ -134,7 +135,17 @@ impl Application {
             server,
             state,
             poll,
+            worker: true,
         })
+    }
+
+    /// The panel alone: queued jobs wait until something else works the queue (the tests'
+    /// `run_pending_jobs`, which runs them to the end on the test's own thread).
+    pub fn without_worker(self) -> Application {
+        Application {
+            worker: false,
+            ..self
+        }
     }
 
     /// Where the panel listens.
@@ -144,12 +155,14 @@ impl Application {
 
     /// Runs the panel and the worker until the server stops (Ctrl-C or SIGTERM).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let worker = tokio::spawn(worker::run(
-            self.state.settings.clone(),
-            self.state.pool.clone(),
-            self.state.wake.clone(),
-            self.poll,
-        ));
+        let worker = self.worker.then(|| {
+            tokio::spawn(worker::run(
+                self.state.settings.clone(),
+                self.state.pool.clone(),
+                self.state.wake.clone(),
+                self.poll,
+            ))
+        });
         // The doctor at start, then hourly ([web] doctor_every_secs): its problems show on the
         // dashboard.
         let state = self.state.clone();
@@ -164,7 +177,9 @@ impl Application {
             }
         });
         let result = self.server.await;
-        worker.abort();
+        if let Some(worker) = worker {
+            worker.abort();
+        }
         doctor.abort();
         result
     }

@@ -309,7 +309,7 @@ async fn the_panel_shows_clubs_by_application_and_deploys_the_one_chosen() {
     env.ok(&["deploy", "v1", "--app", "main", "--all"]);
     env.ok(&["deploy", "v1", "--app", "mobile", "--all"]);
     let mobile_v1 = rows(&env)[1].2.clone().unwrap();
-    let app = crate::web::TestApp::spawn(env).await;
+    let app = crate::web::TestApp::spawn_driven(env).await;
     let admin = app.login("admin").await;
 
     let clubs = app.page(&admin, "/clubs").await;
@@ -355,7 +355,7 @@ async fn the_panel_shows_clubs_by_application_and_deploys_the_one_chosen() {
         )
         .await;
     let id = crate::web::job_id(&queued);
-    assert_eq!(app.job_finished(id).await, "succeeded");
+    assert_eq!(app.run_job(id).await, "succeeded");
     let job = app.page(&admin, &format!("/jobs/{id}")).await;
     assert!(job.contains("deploy v2 to all clubs (mobile)"), "{job}");
     assert!(

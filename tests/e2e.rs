@@ -604,7 +604,7 @@ fn a_single_club_deploy_and_its_rollback_through_the_panel_change_only_that_club
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let app = crate::web::TestApp::spawn_on(&world.env).await;
+        let app = crate::web::TestApp::spawn_driven_on(&world.env).await;
         let admin = app.login("admin").await;
         // Proven healthy through Apache after its deploy: the clubs list says so and finds
         // it by health and by version.
@@ -624,7 +624,7 @@ fn a_single_club_deploy_and_its_rollback_through_the_panel_change_only_that_club
             .post(&admin, "/clubs/club05/rollback", &[("to", &v1)])
             .await;
         let id = crate::web::job_id(&queued);
-        assert_eq!(app.job_finished(id).await, "succeeded");
+        assert_eq!(app.run_job(id).await, "succeeded");
     });
     assert_eq!(world.serves("club05").0, "version v1");
     // Two releases are kept for rollback (keep_releases = 2): v1 runs, v2 is kept.

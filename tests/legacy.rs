@@ -355,7 +355,7 @@ async fn admins_adopt_put_back_and_delete_legacy_copies_from_the_panel() {
     use reqwest::StatusCode;
     let (env, before) = env_with_legacy_copy();
     env.ok(&["releases", "--fetch"]);
-    let app = crate::web::TestApp::spawn(env).await;
+    let app = crate::web::TestApp::spawn_driven(env).await;
     let admin = app.login("admin").await;
     let clubs = app.page(&admin, "/clubs").await;
     assert!(
@@ -391,7 +391,7 @@ async fn admins_adopt_put_back_and_delete_legacy_copies_from_the_panel() {
     let queued = app.post(&admin, "/clubs/a/adopt", &[("tag", "v2")]).await;
     assert_eq!(queued.status(), StatusCode::SEE_OTHER);
     let id = crate::web::job_id(&queued);
-    assert_eq!(app.job_finished(id).await, "succeeded");
+    assert_eq!(app.run_job(id).await, "succeeded");
     assert_eq!(app.env.release_of("a"), app.env.release_name("v2"));
     let clubs = app.page(&admin, "/clubs").await;
     assert!(clubs.contains("Kept legacy copy a."), "{clubs}");
@@ -407,18 +407,12 @@ async fn admins_adopt_put_back_and_delete_legacy_copies_from_the_panel() {
         "{confirm}"
     );
     let queued = app.post(&admin, "/clubs/a/undo-adopt", &[]).await;
-    assert_eq!(
-        app.job_finished(crate::web::job_id(&queued)).await,
-        "succeeded"
-    );
+    assert_eq!(app.run_job(crate::web::job_id(&queued)).await, "succeeded");
     assert_eq!(snapshot(&app.env.webroot("a")), before);
 
     // Adopt again, then delete the kept copy.
     let queued = app.post(&admin, "/clubs/a/adopt", &[("tag", "v2")]).await;
-    assert_eq!(
-        app.job_finished(crate::web::job_id(&queued)).await,
-        "succeeded"
-    );
+    assert_eq!(app.run_job(crate::web::job_id(&queued)).await, "succeeded");
     let name = std::fs::read_dir(app.env.data.join("legacy"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -431,10 +425,7 @@ async fn admins_adopt_put_back_and_delete_legacy_copies_from_the_panel() {
     let queued = app
         .post(&admin, &format!("/clubs/a/legacy/{name}/purge"), &[])
         .await;
-    assert_eq!(
-        app.job_finished(crate::web::job_id(&queued)).await,
-        "succeeded"
-    );
+    assert_eq!(app.run_job(crate::web::job_id(&queued)).await, "succeeded");
     assert_eq!(
         std::fs::read_dir(app.env.data.join("legacy"))
             .unwrap()
@@ -460,7 +451,7 @@ async fn a_deploy_to_all_clubs_leaves_legacy_copies_out_and_says_so_first() {
         dry.contains("left out (a legacy copy, adopt it first): a"),
         "{dry}"
     );
-    let app = crate::web::TestApp::spawn(env).await;
+    let app = crate::web::TestApp::spawn_driven(env).await;
     let admin = app.login("admin").await;
     let confirm = app
         .confirm_text(&admin, &[("tag", "v1"), ("target", "all")])
@@ -483,7 +474,7 @@ async fn a_deploy_to_all_clubs_leaves_legacy_copies_out_and_says_so_first() {
         .post(&admin, "/deploy", &[("tag", "v1"), ("target", "all")])
         .await;
     let id = crate::web::job_id(&queued);
-    assert_eq!(app.job_finished(id).await, "succeeded");
+    assert_eq!(app.run_job(id).await, "succeeded");
     assert_eq!(app.env.release_of("b"), app.env.release_name("v1"));
     assert_eq!(snapshot(&app.env.webroot("a")), before);
     let log = app.env.ok(&["job", &id.to_string()]);

@@ -28,6 +28,9 @@ pub struct Panel {
     pub base: String,
     pub pool: DbPool,
     pub settings: Arc<Settings>,
+    /// Whether the panel runs its own worker; without one, queued jobs wait for
+    /// [`Panel::run_pending_jobs`].
+    worker: bool,
 }
 
 impl std::ops::Deref for TestApp {
@@ -40,7 +43,7 @@ impl std::ops::Deref for TestApp {
 
 impl TestApp {
     /// Spawns the panel for `env` with one user of each kind: viewer, limited (deployer of
-    /// club a), deployer, admin.
+    /// club a), deployer, admin; its worker runs the jobs it queues, as in production.
     pub async fn spawn(env: TestEnv) -> TestApp {
         let panel = Self::spawn_on(&env).await;
         TestApp { env, panel }
@@ -48,20 +51,28 @@ impl TestApp {
 
     /// The same for an environment the caller keeps.
     pub async fn spawn_on(env: &TestEnv) -> Panel {
-        let (base, pool, settings) = Self::start(env).await;
-        Panel {
-            base,
-            pool,
-            settings: Arc::new(settings),
-        }
+        Self::start(env, true).await
     }
 
-    async fn start(env: &TestEnv) -> (String, DbPool, Settings) {
+    /// The panel without its worker: the jobs it queues run when the test calls
+    /// [`Panel::run_pending_jobs`], to the end, so the test needs no polling.
+    pub async fn spawn_driven(env: TestEnv) -> TestApp {
+        let panel = Self::spawn_driven_on(&env).await;
+        TestApp { env, panel }
+    }
+
+    /// The same for an environment the caller keeps.
+    pub async fn spawn_driven_on(env: &TestEnv) -> Panel {
+        Self::start(env, false).await
+    }
+
+    async fn start(env: &TestEnv, worker: bool) -> Panel {
         let settings = Settings::load(&env.config_path).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         // Polling once an hour: jobs start only when the panel queues them (and notifies).
         let app =
             Application::build(settings.clone(), listener, Duration::from_secs(3600)).unwrap();
+        let app = if worker { app } else { app.without_worker() };
         let base = format!("http://{}", app.addr());
         tokio::spawn(app.run_until_stopped());
         let pool = db::open(&settings.database_path()).unwrap();
@@ -88,7 +99,12 @@ impl TestApp {
             )
             .unwrap();
         }
-        (base, pool, settings)
+        Panel {
+            base,
+            pool,
+            settings: Arc::new(settings),
+            worker,
+        }
     }
 }
 
@@ -236,22 +252,32 @@ impl Panel {
         let response = self.post(client, "/releases/refresh", &[]).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
         let id = job_id(&response);
-        assert_eq!(self.job_finished(id).await, "succeeded", "fetch job #{id}");
+        assert_eq!(self.run_job(id).await, "succeeded", "fetch job #{id}");
         id
     }
 
-    /// Waits (bounded) until job `id` has finished; returns its status.
-    pub async fn job_finished(&self, id: i32) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let job = db::jobs::by_id(&mut self.pool.get().unwrap(), id).unwrap();
-            if let Some(job) = job
-                && job.finished_at.is_some()
-            {
-                return job.status.as_str().to_owned();
-            }
-            assert!(Instant::now() < deadline, "job #{id} did not finish");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    /// Runs every queued job to its end, as the worker would (recovery first), on a panel
+    /// spawned without one; returns each job's id and how it ended, in the order they ran.
+    pub async fn run_pending_jobs(&self) -> Vec<(i32, String)> {
+        assert!(
+            !self.worker,
+            "run_pending_jobs needs a panel without its own worker (TestApp::spawn_driven)"
+        );
+        let (settings, pool) = (self.settings.clone(), self.pool.clone());
+        tokio::task::spawn_blocking(move || clubdeploy::jobs::queue::drain(&settings, &pool))
+            .await
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|done| (done.id, done.status.as_str().to_owned()))
+            .collect()
+    }
+
+    /// Runs the queued jobs, which must be exactly job `id`; returns how it ended.
+    pub async fn run_job(&self, id: i32) -> String {
+        match self.run_pending_jobs().await.as_slice() {
+            [(ran, status)] if *ran == id => status.clone(),
+            other => panic!("expected job #{id} alone to run, ran {other:?}"),
         }
     }
 }
@@ -277,7 +303,7 @@ fn env_with_clubs() -> TestEnv {
 
 #[tokio::test]
 async fn staff_deploy_to_all_clubs_and_roll_one_back_through_the_forms() {
-    let app = TestApp::spawn(env_with_clubs()).await;
+    let app = TestApp::spawn_driven(env_with_clubs()).await;
     let admin = app.login("admin").await;
     let dashboard = app.page(&admin, "/").await;
     assert!(dashboard.contains("no release"), "{dashboard}");
@@ -316,7 +342,7 @@ async fn staff_deploy_to_all_clubs_and_roll_one_back_through_the_forms() {
         let id = job_id(&queued);
         let job_page = app.page(&admin, &format!("/jobs/{id}")).await;
         assert!(job_page.contains(&format!("Job #{id}: deploy {tag} to all clubs")));
-        assert_eq!(app.job_finished(id).await, "succeeded");
+        assert_eq!(app.run_job(id).await, "succeeded");
         let job_page = app.page(&admin, &format!("/jobs/{id}")).await;
         assert!(job_page.contains("2 of 2 clubs switched"), "{job_page}");
         assert_eq!(app.env.release_of("a"), release);
@@ -349,7 +375,7 @@ async fn staff_deploy_to_all_clubs_and_roll_one_back_through_the_forms() {
     );
     let queued = app.post(&admin, "/clubs/a/rollback", &[("to", &v1)]).await;
     assert_eq!(queued.status(), StatusCode::SEE_OTHER);
-    assert_eq!(app.job_finished(job_id(&queued)).await, "succeeded");
+    assert_eq!(app.run_job(job_id(&queued)).await, "succeeded");
     assert_eq!(app.env.release_of("a"), v1);
     assert_eq!(app.env.release_of("b"), app.env.release_name("v2"));
 
@@ -751,7 +777,7 @@ fn session_cookie(response: &reqwest::Response) -> String {
 #[tokio::test]
 async fn sessions_are_new_at_login_end_at_logout_disable_and_idle_and_are_flagged() {
     let mut env = env_with_clubs();
-    env.config.session_idle_secs = 2;
+    env.config.session_idle_secs = 60;
     env.config.cookie_secure = true;
     env.configure();
     let app = TestApp::spawn(env).await;
@@ -810,19 +836,39 @@ async fn sessions_are_new_at_login_end_at_logout_disable_and_idle_and_are_flagge
         "a disabled user cannot sign in"
     );
 
-    // An idle session ends (idle timeout 2 s here); an active one lives on.
+    // An idle session ends (idle timeout 60 s here); an active one lives on. Time passes by
+    // moving every session's last use back, so the test waits for no clock.
     let deployer = app.login("deployer").await;
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(900)).await;
-        app.page(&admin, "/").await;
-    }
+    age_sessions(&app.pool, 40);
     assert!(app.page(&admin, "/").await.contains("admin"));
+    age_sessions(&app.pool, 40);
+    assert!(
+        app.page(&admin, "/").await.contains("admin"),
+        "a session used 40 s ago ended"
+    );
     let idle = deployer.get(app.url("/")).send().await.unwrap();
     assert_eq!(
         idle.status(),
         StatusCode::SEE_OTHER,
         "the idle session still worked"
     );
+}
+
+/// Moves every session's last use `secs` seconds back, as if they had been idle that long.
+fn age_sessions(pool: &DbPool, secs: i64) {
+    use clubdeploy::db::schema::sessions;
+    use diesel::prelude::*;
+    let conn = &mut pool.get().unwrap();
+    let seen: Vec<(i32, chrono::NaiveDateTime)> = sessions::table
+        .select((sessions::id, sessions::last_seen_at))
+        .load(conn)
+        .unwrap();
+    for (id, at) in seen {
+        diesel::update(sessions::table.find(id))
+            .set(sessions::last_seen_at.eq(at - chrono::Duration::seconds(secs)))
+            .execute(conn)
+            .unwrap();
+    }
 }
 
 #[tokio::test]
