@@ -558,6 +558,22 @@ fn finished(job: jobs::Job, say: bool) -> anyhow::Result<()> {
     }
 }
 
+/// Caps glibc's malloc at two arenas before the server starts its threads. By default each
+/// thread that allocates may get an arena of its own (up to eight per core), and the panel's
+/// blocking-pool threads each keep theirs: `cargo bench --bench panel` at 1,000 clubs measured
+/// 57 MB resident after its load with the default, 31 MB with two, at the same throughput.
+/// `MALLOC_ARENA_MAX` in the environment still decides where it is set.
+fn few_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tunable of the allocator, under the allocator's own
+        // lock; arenas already made by the few threads before the server's stay as they are.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn parse_date(text: &str) -> anyhow::Result<chrono::NaiveDateTime> {
     chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists"))
@@ -565,6 +581,7 @@ fn parse_date(text: &str) -> anyhow::Result<chrono::NaiveDateTime> {
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
+    few_malloc_arenas();
     if rustix::process::geteuid().is_root() {
         eprintln!(
             "warning: clubdeploy is running as root. It needs no privilege beyond owning \
