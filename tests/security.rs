@@ -131,6 +131,88 @@ fn a_release_with_a_symlink_out_of_it_is_refused_naming_the_entry() {
     }
 }
 
+/// Every file under `dir` named `name`, not following links.
+fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else if entry.file_name() == name {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_link_through_another_link_or_out_by_its_written_path_is_refused_and_nothing_written_out() {
+    // The attack: `l` leads to the release's top, the manifest's name leads through it and up
+    // out of the release (into `outside`, which exists); a dangling link, later served, leads
+    // out the same way.
+    for (links, named) in [
+        (
+            vec![
+                ("d1/d2/d3/l", "../../.."),
+                (
+                    ".clubdeploy-release.json",
+                    "d1/d2/d3/l/../../../outside/written-out",
+                ),
+            ],
+            ".clubdeploy-release.json -> d1/d2/d3/l/../../../outside/written-out (through d1/d2/d3/l)",
+        ),
+        (
+            vec![
+                ("d1/d2/d3/l", "../../.."),
+                ("out.txt", "d1/d2/d3/l/../../../outside/served"),
+            ],
+            "out.txt -> d1/d2/d3/l/../../../outside/served (through d1/d2/d3/l)",
+        ),
+        (
+            vec![("out.txt", "missing/../../outside/served")],
+            "out.txt -> missing/../../outside/served",
+        ),
+    ] {
+        let env = TestEnv::new();
+        env.add_clubs(&["a"]);
+        env.ok(&["deploy", "v1", "--all"]);
+        std::fs::create_dir_all(env.app.join("d1/d2/d3")).unwrap();
+        let root = env.app.parent().unwrap();
+        // Where `../../..` from the release's top lands (releases, data, the test's root).
+        std::fs::create_dir_all(root.join("outside")).unwrap();
+        tag_with_links(&env, &links);
+        let error = env.fails(&["deploy", "v9", "--all"]);
+        assert!(error.contains(named), "{error}");
+        assert!(error.contains("no club was changed"), "{error}");
+        assert_eq!(env.release_of("a"), env.release_name("v1"));
+        assert_eq!(
+            files_named(root, "written-out"),
+            Vec::<std::path::PathBuf>::new()
+        );
+    }
+}
+
+#[test]
+fn a_tree_may_not_hold_the_names_clubdeploy_writes_into_a_release() {
+    for name in [".clubdeploy-release.json", ".clubdeploy"] {
+        let env = TestEnv::new();
+        env.add_clubs(&["a"]);
+        env.ok(&["deploy", "v1", "--all"]);
+        tag_with_links(&env, &[(name, "index.php")]);
+        let error = env.fails(&["deploy", "v9", "--all"]);
+        assert!(
+            error.contains(&format!(
+                "the release holds {name}, a name clubdeploy keeps"
+            )),
+            "{error}"
+        );
+        assert_eq!(env.release_of("a"), env.release_name("v1"));
+    }
+}
+
 #[test]
 fn build_commands_get_a_minimal_environment() {
     let mut env = TestEnv::new();
