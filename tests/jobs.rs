@@ -456,6 +456,7 @@ fn a_put_back_interrupted_before_its_reload_is_reloaded_by_recovery() {
     let spec = clubdeploy::domain::JobSpec::PutBack {
         app: clubdeploy::domain::AppName::main(),
         job: 2,
+        clubs: None,
     };
     clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), &spec, "test", None).unwrap();
     drop(pool);

@@ -213,6 +213,37 @@ fn a_tree_may_not_hold_the_names_clubdeploy_writes_into_a_release() {
     }
 }
 
+#[tokio::test]
+async fn a_put_back_moves_only_the_clubs_its_deployer_confirmed() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.ok(&["deploy", "v2", "--all"]);
+    // b leaves job #2's release, so the put-back offered to a deployer of club a alone
+    // names a alone...
+    env.ok(&["rollback", "b"]);
+    let app = crate::web::TestApp::spawn_driven(env).await;
+    let limited = app.login("limited").await;
+    let confirm = app.page(&limited, "/jobs/2/put-back").await;
+    assert!(confirm.contains("1 club will go back"), "{confirm}");
+    let queued = app.post(&limited, "/jobs/2/put-back", &[]).await;
+    assert_eq!(queued.status(), reqwest::StatusCode::SEE_OTHER);
+    // ... and b runs job #2's release again before the put-back runs (its link set by hand:
+    // a command would work the queue first): it is still not the deployer's to move.
+    let v2 = app
+        .env
+        .data
+        .join("releases")
+        .join(app.env.release_name("v2"));
+    let webroot = app.env.webroot("b");
+    let temp = webroot.with_extension("by-hand");
+    symlink(&v2, &temp).unwrap();
+    std::fs::rename(&temp, &webroot).unwrap();
+    assert_eq!(app.run_job(crate::web::job_id(&queued)).await, "succeeded");
+    assert_eq!(app.env.release_of("a"), app.env.release_name("v1"));
+    assert_eq!(app.env.release_of("b"), app.env.release_name("v2"));
+}
+
 #[test]
 fn build_commands_get_a_minimal_environment() {
     let mut env = TestEnv::new();

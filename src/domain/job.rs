@@ -52,8 +52,13 @@ pub enum JobSpec {
         copy: String,
     },
     /// Switch the clubs deploy job `job` switched (those still on what it gave them) back to
-    /// the release each ran before it, like a rollback.
-    PutBack { app: AppName, job: i32 },
+    /// the release each ran before it, like a rollback: only `clubs`, the ones staff
+    /// confirmed (`None` only for a job queued before put-backs named their clubs).
+    PutBack {
+        app: AppName,
+        job: i32,
+        clubs: Option<Vec<ClubSlug>>,
+    },
 }
 
 /// The application of a job stored before there could be several.
@@ -110,6 +115,9 @@ enum StoredSpec {
     PutBack {
         app: String,
         job: i32,
+        /// Absent in jobs queued before put-backs named their clubs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clubs: Option<Vec<String>>,
     },
 }
 
@@ -233,9 +241,12 @@ impl JobSpec {
                 club: club.to_string(),
                 copy: copy.clone(),
             },
-            JobSpec::PutBack { app, job } => StoredSpec::PutBack {
+            JobSpec::PutBack { app, job, clubs } => StoredSpec::PutBack {
                 app: app.to_string(),
                 job: *job,
+                clubs: clubs
+                    .as_ref()
+                    .map(|clubs| clubs.iter().map(ClubSlug::to_string).collect()),
             },
         };
         serde_json::to_string(&stored).expect("plain data serializes")
@@ -293,9 +304,12 @@ impl JobSpec {
             StoredSpec::PurgeLegacy { app, club, copy } => {
                 JobSpec::purge_legacy(AppName::parse(&app)?, &club, &copy)?
             }
-            StoredSpec::PutBack { app, job } => JobSpec::PutBack {
+            StoredSpec::PutBack { app, job, clubs } => JobSpec::PutBack {
                 app: AppName::parse(&app)?,
                 job,
+                clubs: clubs
+                    .map(|clubs| clubs.iter().map(|c| ClubSlug::parse(c)).collect())
+                    .transpose()?,
             },
         })
     }
@@ -455,7 +469,14 @@ mod tests {
             ),
             // Putting clubs back must be live, whatever was deployed; prune must free the
             // releases it deletes.
-            (JobSpec::PutBack { app: app(), job: 1 }, [true, true, false]),
+            (
+                JobSpec::PutBack {
+                    app: app(),
+                    job: 1,
+                    clubs: Some(vec![club()]),
+                },
+                [true, true, false],
+            ),
             (JobSpec::Prune { app: None }, [true, true, false]),
             (JobSpec::Fetch { app: None }, [false, false, false]),
             (
@@ -550,6 +571,21 @@ mod tests {
             JobSpec::Prune { app: None }
         );
         let bad = r#"{"kind":"deploy","app":"../x","tag":"v2","clubs":null}"#;
+        assert!(JobSpec::from_json(bad).is_err());
+        // A put-back queued before put-backs named their clubs, and one that names them.
+        let old = r#"{"kind":"put_back","app":"main","job":2}"#;
+        let clubs = |spec: JobSpec| match spec {
+            JobSpec::PutBack { clubs, .. } => clubs,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(clubs(JobSpec::from_json(old).unwrap()), None);
+        let named = JobSpec::PutBack {
+            app: AppName::main(),
+            job: 2,
+            clubs: Some(vec![ClubSlug::parse("a").unwrap()]),
+        };
+        assert_eq!(JobSpec::from_json(&named.to_json()).unwrap(), named);
+        let bad = r#"{"kind":"put_back","app":"main","job":2,"clubs":["../x"]}"#;
         assert!(JobSpec::from_json(bad).is_err());
     }
 

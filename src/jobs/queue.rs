@@ -345,8 +345,8 @@ pub fn run_next(
                     (JobSpec::PurgeLegacy { club, copy, .. }, Some(app)) => {
                         run::purge_legacy(&mut run_job, app, club, copy)
                     }
-                    (JobSpec::PutBack { job, .. }, Some(app)) => {
-                        run::put_back_job(&mut run_job, app, *job)
+                    (JobSpec::PutBack { job, clubs, .. }, Some(app)) => {
+                        run::put_back_job(&mut run_job, app, *job, clubs.as_deref())
                     }
                     (_, None) => unreachable!("every other job names its application"),
                 },

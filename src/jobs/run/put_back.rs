@@ -5,8 +5,14 @@ use crate::service::preview::still_switched;
 
 /// Switches the clubs deploy job `of` switched, those still on the release it gave them, back
 /// to the release each ran before (marking it bad for them, as a rollback does), with one
-/// reload and a health check. Clubs moved since are left as they are, and said so.
-pub fn put_back_job(job: &mut Job<'_>, app: &App, of: i32) -> anyhow::Result<String> {
+/// reload and a health check: of them only `confirmed`, the clubs staff were shown, where the
+/// job names them. Clubs moved since are left as they are, and said so.
+pub fn put_back_job(
+    job: &mut Job<'_>,
+    app: &App,
+    of: i32,
+    confirmed: Option<&[ClubSlug]>,
+) -> anyhow::Result<String> {
     let (switched, clubs) = {
         let mut conn = job.conn()?;
         (
@@ -14,7 +20,18 @@ pub fn put_back_job(job: &mut Job<'_>, app: &App, of: i32) -> anyhow::Result<Str
             crate::db::clubs::webroots(&mut conn, Some(app.name.as_str()))?,
         )
     };
-    let (still, moved) = still_switched(app, &switched, &clubs)?;
+    let (mut still, moved) = still_switched(app, &switched, &clubs)?;
+    if let Some(confirmed) = confirmed {
+        // A club staff were not shown (switched back since, then again) is not theirs to move.
+        let shown = |club: &ClubApp| confirmed.iter().any(|c| c.as_str() == club.slug);
+        for (club, _) in still.iter().filter(|(club, _)| !shown(club)) {
+            job.progress.progress(&format!(
+                "{} was not among the clubs confirmed to go back: left as it is",
+                label(job.settings, club)
+            ));
+        }
+        still.retain(|(club, _)| shown(club));
+    }
     for club in &moved {
         job.progress.progress(&format!(
             "{} has moved on since job #{of}: left as it is",

@@ -178,7 +178,17 @@ pub async fn put_back(
     id: web::Path<i32>,
 ) -> Result<HttpResponse, AppError> {
     let id = id.into_inner();
-    let (app, _) = put_back_plan(&staff, &state, id).await?;
+    // The job moves exactly the clubs checked here against the deployer's scope.
+    let (app, backs) = put_back_plan(&staff, &state, id).await?;
     let app = crate::domain::AppName::parse(&app)?;
-    super::super::queue::queue(&staff, &state, JobSpec::PutBack { app, job: id }, &once).await
+    let clubs = backs
+        .iter()
+        .map(|back| crate::domain::ClubSlug::parse(&back.slug))
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = JobSpec::PutBack {
+        app,
+        job: id,
+        clubs: Some(clubs),
+    };
+    super::super::queue::queue(&staff, &state, spec, &once).await
 }
