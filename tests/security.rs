@@ -704,6 +704,57 @@ async fn staff_queue_a_few_jobs_at_most_and_a_disabled_users_jobs_are_cancelled(
 }
 
 #[tokio::test]
+async fn a_change_of_role_or_clubs_cancels_the_jobs_asked_for_under_the_old_rights() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    let app = crate::web::TestApp::spawn_driven(env).await;
+    let limited = app.login("limited").await;
+    let admin = app.login("admin").await;
+    app.refresh(&admin).await;
+    let deploy = |client| {
+        app.post(
+            client,
+            "/deploy",
+            &[("tag", "v1"), ("target", "some"), ("clubs", "a")],
+        )
+    };
+    let first = crate::web::job_id(&deploy(&limited).await);
+    let status = |id| {
+        let conn = &mut app.pool.get().unwrap();
+        clubdeploy::db::jobs::by_id(conn, id)
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    // Setting the same role and clubs again changes nothing, so nothing is cancelled.
+    let same = [("role", "deployer"), ("clubs", "a")];
+    let response = app.post(&admin, "/staff/limited/role", &same).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(status(first), JobStatus::Queued);
+    // Club a taken away: the deploy to a, asked for while a was theirs, does not run.
+    let other = [("role", "deployer"), ("clubs", "b")];
+    let response = app.post(&admin, "/staff/limited/role", &other).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(status(first), JobStatus::Cancelled);
+    let rows = audit::list(
+        &mut app.pool.get().unwrap(),
+        &audit::Filter {
+            action: Some("job.cancelled".into()),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0].details.contains("limited's role or clubs changed"),
+        "{}",
+        rows[0].details
+    );
+    assert_eq!(app.run_pending_jobs().await, []);
+}
+
+#[tokio::test]
 async fn signing_in_ends_the_previous_session_of_that_browser() {
     let app = TestApp::spawn(TestEnv::new()).await;
     let client = app.client();

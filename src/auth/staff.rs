@@ -111,8 +111,9 @@ fn existing(conn: &mut Conn, name: &str) -> Result<User, StaffError> {
     users::by_name(conn, name)?.ok_or_else(|| StaffError::NotFound(name.to_owned()))
 }
 
-/// Changes a user's role and club list (never demoting the last enabled admin); the check,
-/// the change and its audit row happen in one transaction.
+/// Changes a user's role and club list (never demoting the last enabled admin); a change
+/// cancels the jobs they have waiting, which were asked for under the old rights. The check,
+/// the change and its audit rows happen in one transaction.
 pub fn set_role(
     conn: &mut Conn,
     actor: Actor<'_>,
@@ -125,9 +126,15 @@ pub fn set_role(
         if role != Role::Admin {
             keep_an_admin(conn, name)?;
         }
-        users::set_role(conn, user.id, role, scope.to_stored().as_deref())?;
+        let clubs = scope.to_stored();
+        users::set_role(conn, user.id, role, clubs.as_deref())?;
         let details = format!("role set to {role}{}", scope_words(scope));
-        Ok(audit_user(conn, actor, "user.changed", name, &details)?)
+        audit_user(conn, actor, "user.changed", name, &details)?;
+        if (user.role, user.clubs) != (role, clubs) {
+            let why = format!("{name}'s role or clubs changed");
+            crate::jobs::enqueue::cancel_all_of(conn, name, &why, actor.name, actor.address)?;
+        }
+        Ok(())
     })
 }
 
@@ -174,7 +181,8 @@ pub fn set_disabled(
         audit_user(conn, actor, action, name, details)?;
         if disabled {
             // Nothing they asked for runs after they were stopped.
-            crate::jobs::enqueue::cancel_all_of(conn, name, actor.name, actor.address)?;
+            let why = format!("{name} was disabled");
+            crate::jobs::enqueue::cancel_all_of(conn, name, &why, actor.name, actor.address)?;
         }
         Ok(())
     })

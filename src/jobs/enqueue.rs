@@ -136,11 +136,12 @@ fn enqueue_inner(
     })
 }
 
-/// Cancels every job `user` has waiting (their account was disabled), auditing each; call
-/// inside the transaction that disables them. Returns how many.
+/// Cancels every job `user` has waiting (their account was disabled, their rights changed:
+/// `why`), auditing each; call inside the transaction that makes the change. Returns how many.
 pub fn cancel_all_of(
     conn: &mut Conn,
     user: &str,
+    why: &str,
     actor: &str,
     address: Option<&str>,
 ) -> diesel::QueryResult<usize> {
@@ -148,7 +149,7 @@ pub fn cancel_all_of(
     for id in &queued {
         if jobs::cancel_queued(conn, *id, db::now())? {
             let target = id.to_string();
-            let details = format!("cancelled before it started: {user} was disabled");
+            let details = format!("cancelled before it started: {why}");
             let entry = audit::Entry::new(actor, "job.cancelled", "job", &target, &details);
             audit::append(conn, &audit::Entry { address, ..entry })?;
         }
