@@ -1,4 +1,18 @@
-//! Where the health checks connect: `[health] connect_to`, a host with an optional port.
+//! Addresses: a club's site address, and where the health checks connect (`[health]
+//! connect_to`, a host with an optional port).
+
+use super::InvalidInput;
+
+/// Checks a site address: http or https.
+pub fn check_url(url: &str) -> Result<(), InvalidInput> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(InvalidInput(format!(
+            "address {url:?} must start with http:// or https://"
+        )))
+    }
+}
 
 /// Reads `[health] connect_to`: a host name or address with an optional port (`127.0.0.1`,
 /// `127.0.0.1:8080`, `::1`, `[::1]:8080`, `web1.internal:8443`). Without a port, each

@@ -13,8 +13,9 @@ use crate::config::{App, Settings};
 use crate::db::Conn;
 use crate::db::clubs::{self, NewClub};
 use crate::db::{self, audit};
+use crate::domain::check_url;
 use crate::domain::{ClubSlug, InvalidInput, club_name};
-use crate::service::inventory::{CheckedWebroot, check_url, resolve_webroot};
+use crate::service::inventory::{CheckedWebroot, resolve_webroot};
 
 /// What an import will do.
 #[derive(Debug, Default, Serialize)]

@@ -14,7 +14,8 @@ use crate::db::Conn;
 use crate::db::clubs::{self, AddClubError, ClubApp, NewClub, NewWebroot};
 use crate::db::{self, audit, groups};
 use crate::domain::{
-    AppName, ClubSlug, GroupName, InvalidInput, Refusal, ReleaseName, ReleaseTag, release_order,
+    AppName, ClubSlug, GroupName, InvalidInput, Refusal, ReleaseName, ReleaseTag, check_url,
+    release_order,
 };
 use crate::pipeline::git;
 use crate::pipeline::release;
@@ -81,17 +82,6 @@ pub fn parse_app_arg(arg: &str) -> (Option<&str>, &str) {
     match arg.split_once('=') {
         Some((app, value)) if crate::domain::AppName::parse(app).is_ok() => (Some(app), value),
         _ => (None, arg),
-    }
-}
-
-/// Checks a site address: http or https.
-pub(crate) fn check_url(url: &str) -> Result<(), InvalidInput> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(InvalidInput(format!(
-            "address {url:?} must start with http:// or https://"
-        )))
     }
 }
 
