@@ -3,15 +3,35 @@
 
 use super::InvalidInput;
 
-/// Checks a site address: http or https.
+/// Checks a site address: http or https, with no control character or space (a CR/LF would
+/// split the health check's request) and no `user:password@` (the panel shows addresses to
+/// every viewer, and a health check must not sign in anywhere).
 pub fn check_url(url: &str) -> Result<(), InvalidInput> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(InvalidInput(format!(
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return Err(InvalidInput(format!(
             "address {url:?} must start with http:// or https://"
-        )))
+        )));
+    };
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(InvalidInput(format!(
+            "address {url:?} holds a space or a control character (a line break?); give the \
+             address alone"
+        )));
     }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(InvalidInput(format!(
+            "address {url:?} holds a user name or password before '@'; give the address \
+             without them"
+        )));
+    }
+    if authority.is_empty() {
+        return Err(InvalidInput(format!("address {url:?} names no host")));
+    }
+    Ok(())
 }
 
 /// Reads `[health] connect_to`: a host name or address with an optional port (`127.0.0.1`,

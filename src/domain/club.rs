@@ -54,12 +54,29 @@ pub fn club_name(raw: &str) -> Result<&str, InvalidInput> {
     if name.is_empty() {
         return Err(InvalidInput("the club's display name is empty".into()));
     }
+    if let Some(c) = name.chars().find(|c| c.is_control() || is_bidi_control(*c)) {
+        return Err(InvalidInput(format!(
+            "the club's display name holds the invisible character U+{:04X} (a control or \
+             text-direction character), which could make it read as another club's; type the \
+             name again",
+            u32::from(c)
+        )));
+    }
     if name.chars().count() > CLUB_NAME_LIMIT {
         return Err(InvalidInput(format!(
             "the club's display name is longer than {CLUB_NAME_LIMIT} characters"
         )));
     }
     Ok(name)
+}
+
+/// The characters that reorder how text around them is shown (Unicode's bidirectional
+/// formatting characters): "abc\u{202E}cba" shows as another name.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// An application's name (`[apps.<name>]` in the configuration): `[a-z0-9][a-z0-9-]{0,31}`.
@@ -182,6 +199,16 @@ mod tests {
             longest,
             "characters are counted, not bytes"
         );
+        for bad in [
+            "Riverside\nFC",
+            "River\u{0}side",
+            "Riverside \u{202E}CF",
+            "a\u{2066}b",
+        ] {
+            let error = club_name(bad).unwrap_err().0;
+            assert!(error.contains("invisible character U+"), "{bad:?}: {error}");
+        }
+        assert_eq!(club_name("Ñandú ✓ عربي").unwrap(), "Ñandú ✓ عربي");
         let too_long = format!("{longest}x");
         assert!(
             club_name(&too_long)
