@@ -338,6 +338,10 @@ struct Defaults {
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
 
+/// The longest a session may be set to last: ten years. Far longer makes the time it ends
+/// overflow the clock (every page a 500).
+pub const MAX_SESSION_SECS: u64 = 10 * 365 * 24 * 60 * 60;
+
 /// How long staff sessions last (`session_idle_secs`, `session_absolute_secs`).
 #[derive(Debug, Clone, Copy)]
 pub struct SessionTimeouts {
@@ -395,6 +399,16 @@ impl Settings {
             self.reload.vhosts = derived;
         }
         check_git("git", &self.git)?;
+        for (key, secs) in [
+            ("session_idle_secs", self.session_idle_secs),
+            ("session_absolute_secs", self.session_absolute_secs),
+        ] {
+            if !(1..=MAX_SESSION_SECS).contains(&secs) {
+                return Err(ConfigError(format!(
+                    "`{key}` = {secs} must be from 1 to {MAX_SESSION_SECS} (ten years)"
+                )));
+            }
+        }
         if self.health.timeout_secs == 0
             || self.health.request_timeout_ms == 0
             || self.health.concurrency == 0
