@@ -338,8 +338,8 @@ struct Defaults {
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
 
-/// The longest a session may be set to last: ten years. Far longer makes the time it ends
-/// overflow the clock (every page a 500).
+/// The longest a session lasts, whatever it is set to: ten years. Far longer made the time it
+/// ends overflow the clock (every page a 500).
 pub const MAX_SESSION_SECS: u64 = 10 * 365 * 24 * 60 * 60;
 
 /// How long staff sessions last (`session_idle_secs`, `session_absolute_secs`).
@@ -403,12 +403,15 @@ impl Settings {
             ("session_idle_secs", self.session_idle_secs),
             ("session_absolute_secs", self.session_absolute_secs),
         ] {
-            if !(1..=MAX_SESSION_SECS).contains(&secs) {
+            if secs == 0 {
                 return Err(ConfigError(format!(
-                    "`{key}` = {secs} must be from 1 to {MAX_SESSION_SECS} (ten years)"
+                    "`{key}` must be at least 1 (seconds; at most ten years are used)"
                 )));
             }
         }
+        // Longer reads as ten years: an installation set longer keeps working as it did.
+        self.session_idle_secs = self.session_idle_secs.min(MAX_SESSION_SECS);
+        self.session_absolute_secs = self.session_absolute_secs.min(MAX_SESSION_SECS);
         if self.health.timeout_secs == 0
             || self.health.request_timeout_ms == 0
             || self.health.concurrency == 0

@@ -133,19 +133,19 @@ fn conflicting_or_misnamed_applications_are_refused_naming_the_key() {
 #[test]
 fn session_lengths_are_bounded() {
     let repo = "repo_url = \"/srv/app\"\n";
-    load(&format!(
-        "session_idle_secs = 315360000\nsession_absolute_secs = 315360000\n{repo}"
+    let settings = load(&format!(
+        "session_idle_secs = 9300000000000000\nsession_absolute_secs = 315360001\n{repo}"
     ))
     .unwrap();
-    for text in [
-        "session_idle_secs = 0\n",
-        "session_absolute_secs = 9300000000000000\n",
-        "session_idle_secs = 315360001\n",
-    ] {
-        let error = load(text).unwrap_err().to_string();
-        assert!(
-            error.contains("must be from 1 to 315360000 (ten years)"),
-            "{text}: {error}"
-        );
+    let timeouts = settings.session_timeouts();
+    assert_eq!(
+        (timeouts.idle_secs, timeouts.absolute_secs),
+        (MAX_SESSION_SECS, MAX_SESSION_SECS),
+        "longer reads as ten years"
+    );
+    assert_eq!(MAX_SESSION_SECS, 315_360_000);
+    for text in ["session_idle_secs = 0\n", "session_absolute_secs = 0\n"] {
+        let error = load(&format!("{text}{repo}")).unwrap_err().to_string();
+        assert!(error.contains("must be at least 1"), "{text}: {error}");
     }
 }
