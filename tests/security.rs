@@ -755,6 +755,36 @@ async fn a_change_of_role_or_clubs_cancels_the_jobs_asked_for_under_the_old_righ
 }
 
 #[tokio::test]
+async fn a_group_change_whose_way_back_holds_a_line_break_is_refused_changing_nothing() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    for back in ["/clubs?q=a\r\nSet-Cookie: x=1", "/clubs?q=\u{0}"] {
+        let response = app
+            .post(
+                &admin,
+                "/groups",
+                &[
+                    ("group", "canary"),
+                    ("clubs", "a"),
+                    ("action", "join"),
+                    ("back", back),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{back:?}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("nothing was changed"), "{text}");
+    }
+    let conn = &mut app.pool.get().unwrap();
+    assert_eq!(
+        clubdeploy::db::groups::members(conn, "canary").unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
 async fn signing_in_ends_the_previous_session_of_that_browser() {
     let app = TestApp::spawn(TestEnv::new()).await;
     let client = app.client();

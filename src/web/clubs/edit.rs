@@ -150,7 +150,15 @@ pub async fn change_group(
             ));
         }
     };
-    // Only ever back to a clubs list of this panel.
+    // Only ever back to a clubs list of this panel, and never a line break into the reply's
+    // headers: refused before anything changes.
+    if posted.back.chars().any(char::is_control) {
+        return Err(AppError::BadRequest(
+            "The clubs list to return to holds a line break or another control character; \
+             nothing was changed."
+                .into(),
+        ));
+    }
     let back = match posted.back.strip_prefix("/clubs") {
         Some(rest) if rest.is_empty() || rest.starts_with('?') => posted.back.clone(),
         _ => "/clubs".to_owned(),
