@@ -198,3 +198,39 @@ async fn admins_import_from_the_clubs_page_after_a_preview() {
     let clubs = app.page(&admin, "/clubs").await;
     assert!(clubs.contains("Club Zermatt"), "{clubs}");
 }
+
+#[test]
+fn a_list_too_large_to_import_at_once_is_refused_plainly_and_changes_nothing() {
+    let env = TestEnv::new();
+    let www = env.www.display().to_string();
+    let rows = |n: usize| {
+        let mut text = String::from("slug,name,url,webroot\n");
+        for k in 0..n {
+            text.push_str(&format!("c{k},,,{www}/c{k}/htdocs\n"));
+        }
+        text
+    };
+    // 20,000 clubs are checked (a dry run), one more is refused, and so is a file over 5 MB.
+    let most = write(&env, &rows(20_000));
+    let out = env.ok(&["club", "import", &most, "--dry-run"]);
+    assert!(out.contains("20000 clubs added"), "{out}");
+    let padding = "x".repeat(100);
+    let large = format!("slug,name,url,webroot\n{}", {
+        let mut text = String::new();
+        for k in 0..60_000 {
+            text.push_str(&format!("d{k},{padding},,{www}/d{k}/htdocs\n"));
+            if text.len() > 5 << 20 {
+                break;
+            }
+        }
+        text
+    });
+    for list in [write(&env, &rows(20_001)), write(&env, &large)] {
+        let error = env.fails(&["club", "import", &list]);
+        assert!(
+            error.contains("larger than clubdeploy imports at once (5 MB or 20000 clubs)"),
+            "{error}"
+        );
+    }
+    assert_eq!(env.clubs_json().as_array().unwrap().len(), 0);
+}
