@@ -12,6 +12,57 @@ use crate::db;
 use crate::jobs::worker;
 use crate::web::{AppState, routes, security_headers};
 
+/// Refuses a `data_dir` that already holds files but none of clubdeploy's, before anything is
+/// written or changed there: clubdeploy sets the modes of its data directory and what it keeps
+/// there, and a typo (`data_dir = "/srv"`) must not change someone else's folder. A new or
+/// empty folder (a mount's `lost+found` aside), or one holding anything clubdeploy keeps at
+/// its top (or a temporary file of one), is clubdeploy's.
+pub fn check_data_dir_is_ours(settings: &Settings) -> anyhow::Result<()> {
+    let dir = &settings.data_dir;
+    let name_of = |path: std::path::PathBuf| {
+        path.strip_prefix(dir)
+            .ok()
+            .and_then(|p| p.iter().next())
+            .map(|n| n.to_string_lossy().into_owned())
+    };
+    let ours: Vec<String> = [
+        settings.database_path(),
+        settings.database_path().with_extension("migrate.lock"),
+        settings.lock_path(),
+        settings.anchor_file(),
+        dir.join(crate::db::audit_key::KEY_FILE),
+        dir.join(crate::pipeline::probe::KEY_FILE),
+    ]
+    .into_iter()
+    .chain(
+        settings
+            .apps()
+            .iter()
+            .flat_map(|app| [app.releases_dir.clone(), app.mirror_dir.clone()]),
+    )
+    .filter_map(name_of)
+    .collect();
+    let mut other = None;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if ours.iter().any(|kept| name.starts_with(kept.as_str())) {
+            return Ok(());
+        }
+        if name != "lost+found" && other.is_none() {
+            other = Some(name);
+        }
+    }
+    match other {
+        None => Ok(()),
+        Some(name) => anyhow::bail!(
+            "data_dir {} already holds other files ({name} …) and nothing of clubdeploy's: \
+             clubdeploy would change its modes and write there; give clubdeploy a folder of its \
+             own, new or empty (setting `data_dir`); nothing was changed",
+            dir.display()
+        ),
+    }
+}
+
 /// Refuses a `data_dir` or database that others may write to, and sets what clubdeploy keeps
 /// there to what it should be: `data_dir` 0711 (Apache may pass through to `releases/`, and
 /// list nothing), the database with its WAL and SHM, the locks, the audit key and anchors
@@ -20,6 +71,7 @@ use crate::web::{AppState, routes, security_headers};
 /// (0.1 left the database world-readable) is tightened the first time it runs.
 pub fn secure_data_dir(settings: &Settings) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    check_data_dir_is_ours(settings)?;
     let mode = |path: &std::path::Path| {
         std::fs::symlink_metadata(path)
             .ok()
@@ -103,6 +155,7 @@ impl Application {
         listener: TcpListener,
         poll: Duration,
     ) -> anyhow::Result<Application> {
+        check_data_dir_is_ours(&settings)?;
         let pool = db::open(&settings.database_path())?;
         secure_data_dir(&settings)?;
         let state = AppState::new(settings, pool)?;

@@ -784,6 +784,36 @@ async fn a_group_change_whose_way_back_holds_a_line_break_is_refused_changing_no
     );
 }
 
+#[test]
+fn a_data_dir_holding_someone_elses_files_is_refused_and_left_as_it_was() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    // A typo: `data_dir` names a folder of someone else's.
+    if env.data.exists() {
+        std::fs::remove_dir_all(&env.data).unwrap();
+    }
+    std::fs::create_dir(&env.data).unwrap();
+    std::fs::write(env.data.join("their-file"), "theirs").unwrap();
+    std::fs::set_permissions(&env.data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for command in [&["migrate"][..], &["club", "list"]] {
+        let error = env.fails(command);
+        assert!(
+            error.contains("already holds other files (their-file …) and nothing of clubdeploy's"),
+            "{error}"
+        );
+    }
+    let left: Vec<String> = std::fs::read_dir(&env.data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["their-file"]);
+    let mode = std::fs::metadata(&env.data).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755);
+    // Emptied, it is clubdeploy's.
+    std::fs::remove_file(env.data.join("their-file")).unwrap();
+    env.ok(&["migrate"]);
+}
+
 #[tokio::test]
 async fn signing_in_ends_the_previous_session_of_that_browser() {
     let app = TestApp::spawn(TestEnv::new()).await;

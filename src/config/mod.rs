@@ -338,6 +338,9 @@ struct Defaults {
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
 
+/// The database's file name in `data_dir`.
+pub const DATABASE_FILE: &str = "clubdeploy.sqlite3";
+
 /// The longest a session lasts, whatever it is set to: ten years. Far longer made the time it
 /// ends overflow the clock (every page a 500).
 pub const MAX_SESSION_SECS: u64 = 10 * 365 * 24 * 60 * 60;
@@ -569,7 +572,7 @@ impl Settings {
 
     /// `<data_dir>/clubdeploy.sqlite3`.
     pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("clubdeploy.sqlite3")
+        self.data_dir.join(DATABASE_FILE)
     }
 
     /// The audit anchor file: `[audit] anchor_file`, or `<data_dir>/audit-anchors.log`.
