@@ -87,6 +87,25 @@ fn installation_on_this_machine() -> Option<String> {
 }
 
 #[test]
+fn the_units_umask_is_the_one_clubdeploy_runs_with() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/clubdeploy.service"),
+    )
+    .unwrap();
+    let umasks: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("UMask="))
+        .collect();
+    // src/main.rs sets 077 and the README says so: the unit must not promise another.
+    assert_eq!(umasks, ["0077"], "{unit}");
+    let main = include_str!("../src/main.rs");
+    assert!(
+        main.contains("from_raw_mode(0o077)"),
+        "main.rs sets another umask"
+    );
+}
+
+#[test]
 fn the_debian_package_installs_a_least_privilege_service_and_purges_cleanly() {
     if let Ok(deb) = std::env::var(INSIDE) {
         // The run inside the private root (see below).
