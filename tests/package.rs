@@ -7,7 +7,8 @@
 //! unit (`systemd-analyze verify`), the system user, the configuration as a conffile readable
 //! by the service only, the sudoers rule (`visudo -cf`, and `sudo -l` lists exactly the three
 //! Apache commands), the data directory's modes; then remove (the configuration stays) and
-//! purge (user and configuration go, the data directory with its releases is kept and said so).
+//! purge (the configuration goes; the data directory with its releases and the user who owns it
+//! are kept, and that is said).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -282,10 +283,13 @@ fn check_installed() {
     assert!(Path::new("/etc/clubdeploy/clubdeploy.toml").exists());
     ok("getent", &["passwd", "clubdeploy"]);
 
-    // Purge: the configuration and the user go; the releases stay.
+    // Purge: the configuration goes; the releases stay, and so does the user who owns them (a
+    // deleted user's id could be given to someone else).
     let purged = ok("dpkg", &["-P", "clubdeploy"]);
     assert!(purged.contains("/var/lib/clubdeploy was kept"), "{purged}");
     assert!(!Path::new("/etc/clubdeploy").exists());
-    assert!(!run("getent", &["passwd", "clubdeploy"]).status.success());
+    ok("getent", &["passwd", "clubdeploy"]);
+    let (mode, owner, _) = owner_and_mode("/var/lib/clubdeploy");
+    assert_eq!(owner, "clubdeploy", "mode {mode:o}");
     assert!(Path::new("/var/lib/clubdeploy/releases/v1-0123abcd").is_dir());
 }
