@@ -14,6 +14,7 @@ pub mod probe;
 pub mod recovery;
 pub mod release;
 pub mod switch;
+pub mod tree_check;
 pub mod tree_diff;
 pub mod webroot_dir;
 
