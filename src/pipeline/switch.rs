@@ -186,25 +186,14 @@ impl Switcher {
         Ok(())
     }
 
-    /// Points `webroot` at the target unless its link already names the target; returns what
-    /// it was before (as [`linked_release`] reads it against `releases_dir`), or `None` when
-    /// it already was the target and nothing changed. One `readlinkat` serves both the check
-    /// and the answer: the switch step reads each link once.
-    pub fn switch(&self, webroot: &Path, releases_dir: &Path) -> anyhow::Result<Option<Webroot>> {
-        match self.stage(webroot, Some(releases_dir))? {
-            Some((before, mut link)) => {
-                link.commit()?;
-                Ok(Some(before))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// [`Switcher::switch`] for each of `webroots` in order, in two passes: every new link is
-    /// made beside its webroot first, then all are renamed over their webroots in one tight
-    /// run, so the batch changes over in the time of its renames alone. Stops at the first
-    /// webroot that fails (its error in [`Batch::error`]); the webroots before it are
-    /// switched, and no new link is left behind.
+    /// Points each of `webroots` at the target unless its link already names the target, in
+    /// order, in two passes: every new link is made beside its webroot first, then all are
+    /// renamed over their webroots in one tight run, so the batch changes over in the time of
+    /// its renames alone. Returns what each switched webroot was before (as
+    /// [`linked_release`] reads it against `releases_dir`; `None` when it already was the
+    /// target and nothing changed): one `readlinkat` serves both the check and the answer.
+    /// Stops at the first webroot that fails (its error in [`Batch::error`]); the webroots
+    /// before it are switched, and no new link is left behind.
     pub fn switch_batch(&self, webroots: &[&Path], releases_dir: &Path) -> Batch {
         let mut staged = Vec::with_capacity(webroots.len());
         let mut error = None;
@@ -334,15 +323,13 @@ struct Staged<'a> {
 }
 
 impl Staged<'_> {
-    /// Renames the new link over the webroot: the one atomic change.
+    /// Renames the new link over the webroot: the one atomic change. When it fails, the new
+    /// link stays staged, and dropping it removes it.
     fn commit(&mut self) -> anyhow::Result<()> {
-        let temp = self.temp.take().expect("a staged link is committed once");
-        if let Err(e) =
-            rustix::fs::renameat(&self.dir.fd, temp.as_os_str(), &self.dir.fd, &self.dir.name)
-        {
-            let _ = rustix::fs::unlinkat(&self.dir.fd, temp.as_os_str(), AtFlags::empty());
-            return Err(e).with_context(|| format!("cannot switch {}", self.webroot.display()));
-        }
+        let temp = self.temp.as_ref().expect("a staged link is committed once");
+        rustix::fs::renameat(&self.dir.fd, temp.as_os_str(), &self.dir.fd, &self.dir.name)
+            .with_context(|| format!("cannot switch {}", self.webroot.display()))?;
+        self.temp = None;
         Ok(())
     }
 }
