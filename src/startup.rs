@@ -27,7 +27,7 @@ pub fn check_data_dir_is_ours(settings: &Settings) -> anyhow::Result<()> {
     };
     let ours: Vec<String> = [
         settings.database_path(),
-        settings.database_path().with_extension("migrate.lock"),
+        db::migrate_lock_path(&settings.database_path()),
         settings.lock_path(),
         settings.anchor_file(),
         dir.join(crate::db::audit_key::KEY_FILE),
@@ -109,7 +109,7 @@ pub fn secure_data_dir(settings: &Settings) -> anyhow::Result<()> {
         database.clone(),
         database.with_extension("sqlite3-wal"),
         database.with_extension("sqlite3-shm"),
-        database.with_extension("migrate.lock"),
+        db::migrate_lock_path(&database),
         settings.lock_path(),
         file(crate::db::audit_key::KEY_FILE),
         file(crate::pipeline::probe::KEY_FILE),

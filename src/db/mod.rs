@@ -49,6 +49,11 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for ConnectionSe
     }
 }
 
+/// The lock beside the database at `path` that orders processes migrating it.
+pub fn migrate_lock_path(path: &Path) -> std::path::PathBuf {
+    path.with_extension("migrate.lock")
+}
+
 /// Opens (creating if needed) the database at `path` and brings its schema up to date.
 pub fn open(path: &Path) -> anyhow::Result<DbPool> {
     let url = path
@@ -62,7 +67,7 @@ pub fn open(path: &Path) -> anyhow::Result<DbPool> {
         .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", path.display()))?;
     // Two processes starting on a new database must not both run the same migration: the
     // second would fail on tables the first created. An OS lock beside the file orders them.
-    let lock_path = path.with_extension("migrate.lock");
+    let lock_path = migrate_lock_path(path);
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
