@@ -176,6 +176,9 @@ impl Application {
                     ))
                     .into()
                 }))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::web::origin::refuse_cross_site,
+                ))
                 .wrap(security_headers(secure))
                 .configure(routes)
         })

@@ -1053,3 +1053,42 @@ async fn a_sign_in_flood_is_turned_away_while_pages_keep_answering() {
         "{results:?}"
     );
 }
+
+#[tokio::test]
+async fn a_change_posted_from_another_website_is_refused_even_with_a_valid_token() {
+    let env = TestEnv::new();
+    let webroot = env.webroot("x");
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let csrf = app.csrf(&admin).await;
+    // A text/plain body needs no CORS preflight: any site can make a browser send it.
+    let body = format!("slug=x&name=X&webroot={}&csrf={csrf}", webroot.display());
+    let send = |headers: &'static [(&'static str, &'static str)]| {
+        let mut request = admin
+            .post(app.url("/clubs"))
+            .header("content-type", "text/plain")
+            .body(body.clone());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    for headers in [
+        &[("origin", "http://evil.example")][..],
+        &[("sec-fetch-site", "cross-site")],
+        &[
+            ("sec-fetch-site", "same-site"),
+            ("origin", "http://127.0.0.1"),
+        ],
+    ] {
+        let response = send(headers).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{headers:?}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("another website"), "{text}");
+        assert!(!app.page(&admin, "/clubs").await.contains("/clubs/x/"));
+    }
+    // The same body from the panel's own page goes through: the refusal was the origin's.
+    let response = send(&[("sec-fetch-site", "same-origin")]).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(app.page(&admin, "/clubs").await.contains("/clubs/x/"));
+}

@@ -11,6 +11,7 @@ pub mod error;
 mod extract;
 mod jobs;
 mod legacy;
+pub mod origin;
 mod queue;
 mod staff;
 mod statics;
