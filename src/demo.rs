@@ -11,7 +11,6 @@ use git2::{IndexAddOption, Repository, Signature};
 
 use crate::auth::staff::{self, Actor};
 use crate::config::Settings;
-use crate::db;
 use crate::domain::{
     AppName, ClubScope, JobSpec, NewPassword, ReleaseTag, Role, Targets, UserName,
 };
@@ -91,7 +90,7 @@ pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
         ),
     )?;
     let settings = Settings::load(&config)?;
-    let pool = db::open(&settings.database_path())?;
+    let pool = crate::startup::open_database(&settings)?;
     let conn = &mut pool.get()?;
     for (n, (slug, name)) in CLUBS.into_iter().enumerate() {
         let booking = settings.webroot_base.join(slug).join("htdocs");

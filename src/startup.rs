@@ -139,6 +139,23 @@ pub fn secure_data_dir(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens `settings`' database as every command and the server do: refuses a `data_dir` that
+/// is not clubdeploy's or that others may write before anything is written, brings the
+/// schema up to date, secures what it holds again (the database may be new) and anchors an
+/// old installation's audit log the first time (`audit_anchor::adopt`).
+pub fn open_database(settings: &Settings) -> anyhow::Result<db::DbPool> {
+    secure_data_dir(settings)?;
+    let pool = db::open(&settings.database_path())?;
+    secure_data_dir(settings)?;
+    crate::db::audit_anchor::adopt(
+        &mut *pool.get()?,
+        &settings.anchor_file(),
+        settings.audit.syslog,
+    )
+    .context("cannot anchor the audit log")?;
+    Ok(pool)
+}
+
 /// The panel and its worker, ready to run.
 pub struct Application {
     addr: SocketAddr,
@@ -155,9 +172,7 @@ impl Application {
         listener: TcpListener,
         poll: Duration,
     ) -> anyhow::Result<Application> {
-        check_data_dir_is_ours(&settings)?;
-        let pool = db::open(&settings.database_path())?;
-        secure_data_dir(&settings)?;
+        let pool = open_database(&settings)?;
         let state = AppState::new(settings, pool)?;
         let addr = listener.local_addr()?;
         let data = web::Data::new(state.clone());

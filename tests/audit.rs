@@ -204,3 +204,33 @@ fn the_command_line_is_recorded_as_the_unix_user_of_its_uid_not_user() {
     };
     assert_eq!(actor_of("b"), expected);
 }
+
+#[test]
+fn audit_verify_fails_when_no_anchor_vouches_for_the_log_or_the_log_was_emptied() {
+    let (env, db, pristine) = audited_env();
+    let anchors = env.data.join("audit-anchors.log");
+    let out = env.ok(&["audit", "verify"]);
+    assert!(out.contains("vouches for every row"), "{out}");
+
+    std::fs::remove_file(&anchors).unwrap();
+    let error = env.fails(&["audit", "verify"]);
+    assert!(
+        error.contains("no anchor vouches for any of them"),
+        "{error}"
+    );
+    // A command that writes nothing does not anchor the log again behind verify's back.
+    env.ok(&["status"]);
+    let error = env.fails(&["audit", "verify"]);
+    assert!(
+        error.contains("no anchor vouches for any of them"),
+        "{error}"
+    );
+
+    // Every row and the head gone, and the anchors with them: the jobs still tell.
+    std::fs::copy(&pristine, &db).unwrap();
+    sql(&db, "DELETE FROM audit_events");
+    sql(&db, "DELETE FROM audit_head");
+    let error = env.fails(&["audit", "verify"]);
+    assert!(error.contains("the audit log is empty, but"), "{error}");
+    assert!(error.contains("3 jobs exist"), "{error}");
+}

@@ -34,15 +34,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return demo(dir, listen.as_deref());
     }
     let settings = load_settings(cli.config.as_deref())?;
-    // Before the database is opened (opening writes to it), and after (it may be new).
-    crate::startup::secure_data_dir(&settings)?;
-    let pool = db::open(&settings.database_path())?;
-    crate::startup::secure_data_dir(&settings)?;
+    let pool = crate::startup::open_database(&settings)?;
     cli::recover_if_idle(&settings, &pool)?;
+    let before = audit::last_id(&mut *pool.get()?)?;
+    let done = command(cli.command, settings.clone(), &pool);
+    // What the command wrote to the audit log is anchored now, whether it worked or not (a
+    // job's end already anchored its own rows); a command that wrote nothing anchors nothing.
+    if audit::last_id(&mut *pool.get()?)? != before {
+        crate::jobs::queue::anchor_audit(&settings, &pool);
+    }
+    done
+}
+
+/// Runs `command` against `settings` and the database in `pool`.
+fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Result<()> {
     // A connection per piece of work, none held across a job, a fetch or hashing.
     let db = || pool.get().context("cannot connect to the database");
     let actor = cli::actor();
-    match cli.command {
+    match command {
         Command::Migrate => say!(
             "database {} is up to date",
             settings.database_path().display()

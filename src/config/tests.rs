@@ -149,3 +149,19 @@ fn session_lengths_are_bounded() {
         assert!(error.contains("must be at least 1"), "{text}: {error}");
     }
 }
+
+/// The package's configuration, with its own paths swapped for temporary ones, loads and
+/// sends audit anchors to syslog.
+#[test]
+fn the_packaged_configuration_loads_and_anchors_to_syslog() {
+    let packaged = include_str!("../../packaging/clubdeploy.toml");
+    let own_paths: String = packaged
+        .lines()
+        .filter(|l| !l.starts_with("data_dir") && !l.starts_with("webroot_base"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    // Keys before the first table stay top-level keys.
+    let settings = load(&format!("repo_url = \"/srv/booking.git\"\n{own_paths}")).unwrap();
+    assert!(settings.audit.syslog);
+    assert!(settings.cookie_secure);
+}

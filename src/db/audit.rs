@@ -262,6 +262,15 @@ pub enum ChainBreak {
     },
     #[error("audit row {0} differs from the anchor written {1}: the log was rewritten since")]
     AnchorMismatch(i32, String),
+    #[error(
+        "the audit log has {0} rows but no anchor vouches for any of them: the anchor file \
+         was removed or emptied, so rows may have been removed from the end"
+    )]
+    Unanchored(usize),
+    #[error(
+        "the audit log is empty, but {staff} staff and {jobs} jobs exist: its rows were deleted"
+    )]
+    Emptied { staff: i64, jobs: i64 },
     #[error("the audit key file cannot be read: {0}")]
     Key(String),
     #[error("the audit anchor file cannot be read: {0}")]
@@ -325,7 +334,10 @@ impl std::fmt::Display for Verified {
 }
 
 /// Walks the whole chain against the key and the newest anchor in `anchor_file` (if any); what it proved,
-/// or the first break. An empty or truncated log behind an anchor is a break, never intact.
+/// or the first break. An empty or truncated log behind an anchor is a break, never intact;
+/// so are rows no anchor vouches for at all (clubdeploy anchors an old installation's log
+/// when it first opens it, see `audit_anchor::adopt`) and an empty log while staff or jobs
+/// exist.
 pub fn verify(
     conn: &mut SqliteConnection,
     anchor_file: &std::path::Path,
@@ -421,6 +433,16 @@ pub fn verify(
             anchored: anchor.last_id,
             at: anchor.at.format("%Y-%m-%d %H:%M UTC").to_string(),
         }));
+    }
+    if anchor.is_none() && verified > 0 {
+        return Ok(Err(ChainBreak::Unanchored(verified)));
+    }
+    if verified == 0 {
+        let staff = super::schema::users::table.count().get_result(conn)?;
+        let jobs = super::schema::jobs::table.count().get_result(conn)?;
+        if staff + jobs > 0 {
+            return Ok(Err(ChainBreak::Emptied { staff, jobs }));
+        }
     }
     Ok(Ok(Verified {
         rows: verified,
@@ -519,7 +541,9 @@ mod tests {
             .first(conn)
             .unwrap();
         assert_eq!(head, (total as i32, rows[total - 1].hash.clone()));
-        let verified = verify(conn, &dir.path().join("anchors")).unwrap().unwrap();
+        let anchors = dir.path().join("anchors");
+        super::super::audit_anchor::write(conn, &anchors, false).unwrap();
+        let verified = verify(conn, &anchors).unwrap().unwrap();
         assert_eq!((verified.rows, verified.last_id), (total, total as i32));
     }
 }

@@ -84,6 +84,22 @@ pub fn write(
     Ok(Some(anchor))
 }
 
+/// An installation made before anchors existed (rows in its log, no audit key file yet, no
+/// anchor) gets its first anchor, vouching for the log as it found it; any other is left as
+/// it is. Run when clubdeploy opens its database, so that a log with rows and no anchor
+/// means, from then on, that the anchors were removed (see `audit::verify`).
+pub fn adopt(
+    conn: &mut SqliteConnection,
+    file: &Path,
+    syslog: bool,
+) -> anyhow::Result<Option<Anchor>> {
+    let keyed = super::audit_key::key_path(conn)?.is_some_and(|key| key.exists());
+    if keyed || newest(file)?.is_some() {
+        return Ok(None);
+    }
+    write(conn, file, syslog)
+}
+
 /// The newest well-formed anchor in `file`, if it has any (a missing file has none).
 pub fn newest(file: &Path) -> std::io::Result<Option<Anchor>> {
     match std::fs::read_to_string(file) {

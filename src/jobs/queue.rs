@@ -387,7 +387,7 @@ pub fn run_next(
     Ok(Some(Finished { id: job.id, status }))
 }
 
-/// Anchors the audit chain's head outside the database (at every job end, and hourly from
+/// Anchors the audit chain's head outside the database (at every job end, and every minute from
 /// the server). A failure is reported, never fatal: the job has already ended.
 pub fn anchor_audit(settings: &Settings, pool: &DbPool) {
     let written = pool
