@@ -232,5 +232,5 @@ fn audit_verify_fails_when_no_anchor_vouches_for_the_log_or_the_log_was_emptied(
     sql(&db, "DELETE FROM audit_head");
     let error = env.fails(&["audit", "verify"]);
     assert!(error.contains("the audit log is empty, but"), "{error}");
-    assert!(error.contains("3 jobs exist"), "{error}");
+    assert!(error.contains("0 staff and 3 jobs exist"), "{error}");
 }

@@ -521,6 +521,7 @@ async fn the_csv_export_and_the_chain_check_walk_a_long_log_page_by_page() {
     }
     let total = {
         let conn = &mut app.pool.get().unwrap();
+        clubdeploy::db::audit_anchor::write(conn, &app.settings.anchor_file(), false).unwrap();
         audit::verify(conn, &app.settings.anchor_file())
             .unwrap()
             .unwrap()
@@ -1091,4 +1092,34 @@ async fn a_change_posted_from_another_website_is_refused_even_with_a_valid_token
     let response = send(&[("sec-fetch-site", "same-origin")]).await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(app.page(&admin, "/clubs").await.contains("/clubs/x/"));
+}
+
+#[tokio::test]
+async fn a_deploy_of_a_tag_the_repository_lacks_queues_nothing_and_fetches_nothing() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let app = TestApp::spawn_driven(env).await;
+    let admin = app.login("admin").await;
+    let jobs_before = app.env.ok(&["jobs", "--json"]);
+    for n in 0..8 {
+        let tag = format!("v9.{n}");
+        let response = app
+            .post(&admin, "/deploy", &[("tag", &tag), ("target", "all")])
+            .await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{tag}");
+        let text = response.text().await.unwrap();
+        assert!(
+            text.contains(&format!("has no tag {tag} as last fetched")),
+            "{text}"
+        );
+        assert!(text.contains("nothing was queued"), "{text}");
+    }
+    assert_eq!(app.env.ok(&["jobs", "--json"]), jobs_before);
+    assert_eq!(app.run_pending_jobs().await, []);
+    // A tag the mirror has goes through.
+    let queued = app
+        .post(&admin, "/deploy", &[("tag", "v2"), ("target", "all")])
+        .await;
+    assert_eq!(queued.status(), StatusCode::SEE_OTHER);
 }

@@ -68,6 +68,13 @@ impl TestApp {
 
     async fn start(env: &TestEnv, worker: bool) -> Panel {
         let settings = Settings::load(&env.config_path).unwrap();
+        // The mirror as Refresh leaves it: the panel deploys only tags it has fetched.
+        for app in settings.apps() {
+            clubdeploy::pipeline::git::open_mirror(app)
+                .unwrap()
+                .fetch(&mut clubdeploy::pipeline::Quiet)
+                .unwrap();
+        }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         // Polling once an hour: jobs start only when the panel queues them (and notifies).
         let app =
@@ -307,7 +314,9 @@ async fn staff_deploy_to_all_clubs_and_roll_one_back_through_the_forms() {
     let admin = app.login("admin").await;
     let dashboard = app.page(&admin, "/").await;
     assert!(dashboard.contains("no release"), "{dashboard}");
-    // A new installation knows no tags until staff refresh them (a job, never a request).
+    // A new installation knows no tags until staff refresh them (a job, never a request):
+    // the mirror the test panel starts with is removed to be one.
+    std::fs::remove_dir_all(&app.settings.apps()[0].mirror_dir).unwrap();
     let form = app.page(&admin, "/deploy").await;
     assert!(form.contains("No tags are known yet"), "{form}");
     app.refresh(&admin).await;

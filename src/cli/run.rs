@@ -46,6 +46,28 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     done
 }
 
+/// Fetches `app`'s tags now: a fetch job, queued and worked to its end (said as it goes when
+/// `verbose`).
+fn fetch_now(
+    settings: &Settings,
+    pool: &DbPool,
+    actor: &str,
+    app: &crate::config::App,
+    verbose: bool,
+) -> anyhow::Result<()> {
+    let spec = JobSpec::Fetch {
+        app: Some(app.name.clone()),
+    };
+    let id = enqueue(&mut *pool.get()?, &spec, actor, None)?;
+    if verbose {
+        say!("queued job #{id}: {spec}");
+    }
+    finished(
+        cli::work_until_finished(settings, pool, id, verbose)?,
+        verbose,
+    )
+}
+
 /// Runs `command` against `settings` and the database in `pool`.
 fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Result<()> {
     // A connection per piece of work, none held across a job, a fetch or hashing.
@@ -194,17 +216,7 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
         } => {
             let app = app.resolve(&settings)?;
             if fetch {
-                let spec = JobSpec::Fetch {
-                    app: Some(app.name.clone()),
-                };
-                let id = enqueue(&mut *db()?, &spec, &actor, None)?;
-                if !flag.json {
-                    say!("queued job #{id}: {spec}");
-                }
-                finished(
-                    cli::work_until_finished(&settings, &pool, id, !flag.json)?,
-                    !flag.json,
-                )?;
+                fetch_now(&settings, pool, &actor, app, !flag.json)?;
             }
             let mut rows = inventory::releases(&settings, app, &mut *db()?)?;
             // Release order is oldest first: the newest are the last.

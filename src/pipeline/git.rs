@@ -120,6 +120,23 @@ pub fn open_mirror(app: &App) -> anyhow::Result<Mirror> {
     Mirror::open(&app.mirror_dir, &app.repo_url, &app.git)
 }
 
+/// Refuses a deploy of `tag` of `app` asked for in the panel unless the mirror, as last
+/// fetched, has the tag: a burst of bogus tags queues nothing and fetches nothing; staff
+/// fetch first with Refresh. (The command line's operator, on the server itself, may name a
+/// tag pushed just now: its deploy job fetches a tag new to the mirror, as before.)
+pub fn tag_to_queue(app: &App, tag: &ReleaseTag) -> anyhow::Result<String> {
+    match open_mirror(app)?.resolve(tag)? {
+        Some(commit) => Ok(commit),
+        None => Err(crate::domain::Refusal::NotFound(format!(
+            "{} has no tag {tag} as last fetched, so nothing was queued. If the tag was pushed \
+             just now, refresh the releases first (Releases → Refresh, or `clubdeploy releases \
+             --fetch`).",
+            app.name
+        ))
+        .into()),
+    }
+}
+
 /// What writing a tree out produced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TreeStats {

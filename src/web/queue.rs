@@ -18,6 +18,14 @@ pub(super) async fn queue(
     spec: JobSpec,
     once: &str,
 ) -> Result<HttpResponse, AppError> {
+    if let JobSpec::Deploy { app, tag, .. } = &spec {
+        let (app, tag) = (app.clone(), tag.clone());
+        state
+            .blocking(move |settings| {
+                crate::pipeline::git::tag_to_queue(settings.app(Some(app.as_str()))?, &tag)
+            })
+            .await?;
+    }
     let (actor, address) = (staff.user.name.clone(), staff.address.clone());
     // Scoped to the user: nobody else's token can stand for theirs.
     let once = (!once.is_empty()).then(|| format!("{actor}:{}", once.trim()));
