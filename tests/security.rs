@@ -1123,3 +1123,39 @@ async fn a_deploy_of_a_tag_the_repository_lacks_queues_nothing_and_fetches_nothi
         .await;
     assert_eq!(queued.status(), StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn build_output_is_shown_to_deployers_and_admins_and_withheld_from_viewers() {
+    let mut env = TestEnv::new();
+    // The output differs from the command line, which everyone sees.
+    env.config.build_commands = vec![crate::helpers::sh("echo build-said-k3y-$((6*7))")];
+    env.configure();
+    env.add_clubs(&["a"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let app = TestApp::spawn_driven(env).await;
+    for (who, sees) in [("viewer", false), ("deployer", true), ("admin", true)] {
+        let client = app.login(who).await;
+        let page = app.page(&client, "/jobs/1").await;
+        assert_eq!(page.contains("build-said-k3y-42"), sees, "{who}: {page}");
+        assert_eq!(
+            page.contains("shown to deployers and administrators only"),
+            !sees,
+            "{who}"
+        );
+        // The live stream of the finished job says the same.
+        let stream = client
+            .get(app.url("/jobs/1/events"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(stream.contains("event: log"), "{who}: {stream}");
+        assert_eq!(
+            stream.contains("build-said-k3y-42"),
+            sees,
+            "{who}: {stream}"
+        );
+    }
+}

@@ -2,6 +2,10 @@ use std::fmt;
 
 use super::{ClubSlug, InvalidInput};
 
+/// What viewers see in place of a command's output or a failing response.
+pub const OUTPUT_WITHHELD: &str =
+    "(output and responses are shown to deployers and administrators only)";
+
 /// What a member of staff may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,6 +32,16 @@ impl Role {
                     "{s:?} is not a role: use admin, deployer or viewer"
                 ))
             })
+    }
+
+    /// What a job's log shows someone of this role of a command's output or a site's failing
+    /// response: the text itself to deployers and administrators; to viewers a note that it
+    /// is withheld (a build script or a site may print what viewers must not read).
+    pub fn sees_output(self, output: Option<String>) -> Option<String> {
+        match output {
+            Some(_) if self < Role::Deployer => Some(OUTPUT_WITHHELD.to_owned()),
+            output => output,
+        }
     }
 
     /// As stored and shown.
@@ -150,6 +164,18 @@ impl ClubScope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_deployers_and_admins_read_output() {
+        let text = || Some("probe.key: 0123".to_owned());
+        assert_eq!(
+            Role::Viewer.sees_output(text()).as_deref(),
+            Some(OUTPUT_WITHHELD)
+        );
+        assert_eq!(Role::Deployer.sees_output(text()), text());
+        assert_eq!(Role::Admin.sees_output(text()), text());
+        assert_eq!(Role::Viewer.sees_output(None), None);
+    }
 
     #[test]
     fn passwords_need_twelve_characters() {

@@ -355,7 +355,7 @@ pub async fn page(
             .map(|e| Line {
                 kind: e.kind,
                 text: e.message,
-                output: e.output,
+                output: staff.role.sees_output(e.output),
             })
             .collect(),
         can_cancel,

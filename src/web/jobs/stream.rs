@@ -89,8 +89,10 @@ pub async fn events(
         slot: StreamSlot,
         events: tokio::sync::watch::Receiver<i32>,
         read_at: Instant,
+        role: crate::domain::Role,
     }
     let cursor = Cursor {
+        role: staff.role,
         events: state.events.clone(),
         state,
         after: query.after.max(resumed),
@@ -144,7 +146,7 @@ pub async fn events(
                 "kind": event.kind,
                 "step": event.step,
                 "message": event.message,
-                "output": event.output,
+                "output": cursor.role.sees_output(event.output.clone()),
                 "done": event.done,
                 "total": event.total,
                 "at": event.at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
