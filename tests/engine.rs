@@ -984,10 +984,14 @@ fn fake_site(dir: std::sync::Arc<std::sync::Mutex<String>>) -> (u16, std::sync::
 fn without_a_reload_a_club_still_on_its_old_release_is_switched_not_live_not_healthy() {
     let mut env = TestEnv::new();
     env.config.policy = "never";
-    env.configure();
     let serving = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let (port, _stop) = fake_site(serving.clone());
-    add_club_at(&env, "a", &format!("http://127.0.0.1:{port}/"));
+    env.config.tables.push((
+        "health".into(),
+        vec![format!("connect_to = \"127.0.0.1:{port}\"")],
+    ));
+    env.configure();
+    add_club_at(&env, "a", "http://club-a.test/");
     // The releases' paths as PHP reports them (the test's directories are canonical).
     let release_dir = |tag: &str| {
         env.releases_dir()
@@ -1017,6 +1021,45 @@ fn without_a_reload_a_club_still_on_its_old_release_is_switched_not_live_not_hea
     let out = env.ok(&["deploy", "v3", "--all"]);
     assert!(out.contains("club a is live on"), "{out}");
     assert!(!out.contains("switched, not live yet"), "{out}");
+}
+
+#[test]
+fn health_checks_never_ask_this_machine_or_its_link_unless_told_where_to_connect() {
+    let mut env = TestEnv::new();
+    env.config
+        .tables
+        .push(("health".into(), vec!["timeout_secs = 2".into()]));
+    env.configure();
+    let serving = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (port, _stop) = fake_site(serving.clone());
+    *serving.lock().unwrap() = env
+        .releases_dir()
+        .join(env.release_name("v1"))
+        .display()
+        .to_string();
+    env.add_clubs(&["a"]);
+    for url in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://localhost:{port}/"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        format!("http://[::1]:{port}/"),
+    ] {
+        let error = env.fails(&["club", "url", "a", &url]);
+        assert!(
+            error.contains("this machine or a link-local address"),
+            "{url}: {error}"
+        );
+    }
+    assert_eq!(env.clubs_json()[0]["url"], serde_json::Value::Null);
+    // A number the address parser reads as 127.0.0.1 passes the text check; the checks'
+    // resolver still never connects to it.
+    let sneaky = format!("http://2130706433:{port}/");
+    add_club_at(&env, "b", &sneaky);
+    let error = env.fails(&["deploy", "v1", "--club", "b"]);
+    assert!(error.contains("failed its health check"), "{error}");
+    let out = env.ok(&["job", "1"]);
+    assert!(out.contains("resolves to this machine"), "{out}");
+    assert!(!out.contains("club b is live on"), "{out}");
 }
 
 #[test]

@@ -5,8 +5,11 @@ use super::InvalidInput;
 
 /// Checks a site address: http or https, with no control character or space (a CR/LF would
 /// split the health check's request) and no `user:password@` (the panel shows addresses to
-/// every viewer, and a health check must not sign in anywhere).
-pub fn check_url(url: &str) -> Result<(), InvalidInput> {
+/// every viewer, and a health check must not sign in anywhere). Unless the health checks
+/// connect to a configured server (`connect_to`), the host may not be this machine or a
+/// link-local address: the checks would ask the panel itself, a service on loopback or a
+/// cloud's metadata address on staff's behalf.
+pub fn check_url(url: &str, connect_to: bool) -> Result<(), InvalidInput> {
     let Some(rest) = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
@@ -31,7 +34,51 @@ pub fn check_url(url: &str) -> Result<(), InvalidInput> {
     if authority.is_empty() {
         return Err(InvalidInput(format!("address {url:?} names no host")));
     }
+    if !connect_to && is_internal_host(host_of(authority)) {
+        return Err(InvalidInput(format!(
+            "address {url:?} is this machine or a link-local address, which the health checks \
+             may not ask; give the club's public address (to check sites served here, set \
+             `[health] connect_to`)"
+        )));
+    }
     Ok(())
+}
+
+/// The host of `host[:port]` or `[v6][:port]`, lower-case, without a trailing dot.
+fn host_of(authority: &str) -> String {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => authority,
+        },
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether `host` names this machine or a link-local address by its name or address.
+fn is_internal_host(host: String) -> bool {
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(is_internal_address)
+}
+
+/// Whether `ip` is loopback, unspecified or link-local (IPv4-mapped IPv6 included): an
+/// address on this machine, or one only this machine's link reaches (169.254.169.254, a
+/// cloud's metadata service).
+pub fn is_internal_address(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_unspecified() || v4.is_link_local(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_internal_address(IpAddr::V4(v4)),
+            None => {
+                v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80
+            }
+        },
+    }
 }
 
 /// Reads `[health] connect_to`: a host name or address with an optional port (`127.0.0.1`,
@@ -78,6 +125,35 @@ pub fn parse_connect_to(text: &str) -> Result<(String, Option<u16>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_site_on_this_machine_or_its_link_is_refused_unless_checks_connect_elsewhere() {
+        for url in [
+            "http://127.0.0.1:8080/",
+            "http://127.1.2.3/",
+            "http://localhost/",
+            "http://LOCALHOST./x",
+            "http://panel.localhost:8080",
+            "http://[::1]:8080/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://0.0.0.0/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fe80::1]/",
+        ] {
+            let refused = check_url(url, false).unwrap_err().0;
+            assert!(refused.contains("connect_to"), "{url}: {refused}");
+            assert_eq!(check_url(url, true), Ok(()), "{url}");
+        }
+        for url in [
+            "https://club-a.example/",
+            "http://10.0.0.5:8080/",
+            "http://[2001:db8::1]/",
+            "http://localhost.example/",
+        ] {
+            assert_eq!(check_url(url, false), Ok(()), "{url}");
+        }
+        assert!(check_url("http://user:pw@club.example/", true).is_err());
+    }
 
     #[test]
     fn connect_to_takes_a_host_with_or_without_a_port() {

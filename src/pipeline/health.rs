@@ -139,6 +139,27 @@ fn agent(settings: &HealthSettings) -> ureq::Agent {
                 .to_socket_addrs()?
                 .collect())
         });
+    } else {
+        // A site's own name may still resolve to this machine (or be made to, later): those
+        // addresses are never asked, whatever the name.
+        builder = builder.resolver(|netloc: &str| -> std::io::Result<Vec<SocketAddr>> {
+            let all: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
+            let outside: Vec<SocketAddr> = all
+                .iter()
+                .copied()
+                .filter(|a| !crate::domain::is_internal_address(a.ip()))
+                .collect();
+            if outside.is_empty() && !all.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{netloc} resolves to this machine or a link-local address, which the \
+                         health checks do not ask unless `[health] connect_to` is set"
+                    ),
+                ));
+            }
+            Ok(outside)
+        });
     }
     builder.build()
 }
@@ -180,7 +201,12 @@ fn check_one(
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(200));
         }
-        match expect_page(agent, &page, check.settings) {
+        match expect_page(
+            agent,
+            &page,
+            check.settings,
+            check.probe.map(|k| k.secret()),
+        ) {
             Ok(()) if not_live.is_some() => {
                 return Verdict::NotLive(not_live.expect("just matched"));
             }
@@ -251,6 +277,7 @@ fn prove(
 ) -> Result<(), Verdict> {
     let url = format!("{base}/{}", probe::PROBE_PATH);
     let wanted = release_dir.to_string_lossy();
+    let mut tries = 0;
     loop {
         let seen = match agent.get(&url).set(probe::HEADER, key.secret()).call() {
             Ok(response) => {
@@ -266,7 +293,7 @@ fn prove(
             }
             Err(ureq::Error::Status(code, response)) => Err((
                 format!("the probe answered {code}"),
-                Some(describe(code, response)),
+                Some(describe(code, response, Some(key.secret()))),
             )),
             Err(e) => Err((format!("{e}"), None)),
         };
@@ -278,13 +305,30 @@ fn prove(
                     response,
                 });
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(25)),
+            Err(_) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                std::thread::sleep(retry_after(tries).min(left));
+                tries += 1;
+            }
         }
     }
 }
 
+/// How long to wait before asking the probe again after `tries` answers that did not prove
+/// the release: 25 ms, doubling each time, at most a second. A reload is usually seen within
+/// the first few tries; a site that keeps failing is asked about once a second, not forty
+/// times.
+pub fn retry_after(tries: u32) -> Duration {
+    Duration::from_millis(25u64.saturating_mul(1 << tries.min(6)).min(1000))
+}
+
 /// Requests the application's page once: the expected status and text, or why not.
-fn expect_page(agent: &ureq::Agent, url: &str, settings: &HealthSettings) -> Result<(), Verdict> {
+fn expect_page(
+    agent: &ureq::Agent,
+    url: &str,
+    settings: &HealthSettings,
+    secret: Option<&str>,
+) -> Result<(), Verdict> {
     let (code, response) = match agent.get(url).call() {
         Ok(response) => (response.status(), response),
         Err(ureq::Error::Status(code, response)) => (code, response),
@@ -295,7 +339,7 @@ fn expect_page(agent: &ureq::Agent, url: &str, settings: &HealthSettings) -> Res
             });
         }
     };
-    let shown = describe(code, response);
+    let shown = describe(code, response, secret);
     if code != settings.expect_status {
         return Err(Verdict::Failed {
             reason: format!("{url} answered {code}, not {}", settings.expect_status),
@@ -314,7 +358,7 @@ fn expect_page(agent: &ureq::Agent, url: &str, settings: &HealthSettings) -> Res
 }
 
 /// A response as the job log keeps it: status line, headers, the first 4 KB of the body.
-fn describe(code: u16, response: ureq::Response) -> String {
+fn describe(code: u16, response: ureq::Response, secret: Option<&str>) -> String {
     let mut text = format!("HTTP {code} {}\n", response.status_text());
     for name in response.headers_names() {
         if let Some(value) = response.header(&name) {
@@ -323,7 +367,39 @@ fn describe(code: u16, response: ureq::Response) -> String {
     }
     text.push('\n');
     text.push_str(&read_body(response.into_reader()));
-    text
+    redact(&text, secret)
+}
+
+/// What replaces a secret in a stored response.
+const REDACTED: &str = "[redacted]";
+
+/// `text` (a response as kept in a job's log) with the values of headers that carry
+/// credentials (cookies, authorization, the probe's header) and every occurrence of `secret`
+/// (the probe secret: a site may echo the request) replaced by `[redacted]`.
+pub fn redact(text: &str, secret: Option<&str>) -> String {
+    const CARRY_SECRETS: [&str; 4] = [
+        "set-cookie",
+        "cookie",
+        "authorization",
+        "x-clubdeploy-probe",
+    ];
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        match line.split_once(':') {
+            Some((name, _))
+                if CARRY_SECRETS
+                    .iter()
+                    .any(|h| name.trim().eq_ignore_ascii_case(h)) =>
+            {
+                out.push_str(&format!("{name}: {REDACTED}\n"));
+            }
+            _ => out.push_str(line),
+        }
+    }
+    match secret.filter(|s| !s.is_empty()) {
+        Some(secret) => out.replace(secret, REDACTED),
+        None => out,
+    }
 }
 
 fn read_body(reader: impl Read) -> String {
@@ -334,6 +410,38 @@ fn read_body(reader: impl Read) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn the_probe_is_asked_again_ever_later_up_to_once_a_second() {
+        let waits: Vec<u128> = (0..9).map(|n| super::retry_after(n).as_millis()).collect();
+        assert_eq!(waits, [25, 50, 100, 200, 400, 800, 1000, 1000, 1000]);
+        assert_eq!(super::retry_after(u32::MAX), Duration::from_secs(1));
+        // In 30 s of failing answers: a few dozen questions, not 1,200.
+        let (mut spent, mut asked) = (Duration::ZERO, 0);
+        while spent < Duration::from_secs(30) {
+            spent += super::retry_after(asked);
+            asked += 1;
+        }
+        assert!(asked < 40, "{asked}");
+    }
+
+    #[test]
+    fn a_kept_response_holds_no_credential_and_not_the_probe_secret() {
+        let text = "HTTP 500 Internal Server Error\nSet-Cookie: sid=abc\nX-Clubdeploy-Probe: s3cr3t\n\
+                    authorization : Basic eA==\nContent-Type: text/html\n\nthe header was s3cr3t\n";
+        let kept = super::redact(text, Some("s3cr3t"));
+        assert!(
+            !kept.contains("s3cr3t") && !kept.contains("sid=abc"),
+            "{kept}"
+        );
+        assert!(!kept.contains("eA=="), "{kept}");
+        assert!(kept.contains("Set-Cookie: [redacted]"), "{kept}");
+        assert!(kept.contains("Content-Type: text/html"), "{kept}");
+        assert!(kept.contains("the header was [redacted]"), "{kept}");
+        assert_eq!(super::redact("plain", None), "plain");
+    }
+
     #[test]
     fn paths_are_added_to_the_address_without_its_query() {
         assert_eq!(super::base_of("https://a.example/"), "https://a.example");

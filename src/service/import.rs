@@ -265,7 +265,7 @@ fn check_row<'c>(
     for (app, (_, webroot_col, url_col)) in apps.iter().zip(&columns.apps) {
         let url = cell(*url_col);
         if let Some(url) = url {
-            check_url(url).map_err(|e| e.0)?;
+            check_url(url, settings.health.connect_to.is_some()).map_err(|e| e.0)?;
         }
         let current = existing_webroots.get(&(slug.to_string(), app.name.to_string()));
         let Some(path) = cell(*webroot_col) else {

@@ -188,7 +188,7 @@ pub fn add_club(
         }
     }
     for (app, url) in club.urls {
-        check_url(url)?;
+        check_url(url, settings.health.connect_to.is_some())?;
         let app = settings.app(*app).map_err(|e| {
             InvalidInput(format!(
                 "{e} (write the address as <app>=<url>, e.g. {}={url})",
@@ -250,7 +250,7 @@ pub fn add_webroot(
     let slug = ClubSlug::parse(slug)?;
     let mut webroot = check_webroot(settings, app, webroot)?;
     if let Some(url) = url {
-        check_url(url)?;
+        check_url(url, settings.health.connect_to.is_some())?;
         webroot.url = Some(url.to_owned());
     }
     let Some(club) = clubs::by_slug(conn, slug.as_str())? else {
@@ -309,7 +309,7 @@ pub fn set_url(
     let slug = ClubSlug::parse(slug)?;
     let app = settings.app(app)?;
     if let Some(url) = url {
-        check_url(url)?;
+        check_url(url, settings.health.connect_to.is_some())?;
     }
     let Some(webroot) = clubs::webroot(conn, slug.as_str(), app.name.as_str())? else {
         return Err(
