@@ -1159,3 +1159,43 @@ async fn build_output_is_shown_to_deployers_and_admins_and_withheld_from_viewers
         );
     }
 }
+
+#[tokio::test]
+async fn the_server_prunes_old_job_logs_and_keeps_the_jobs_and_the_audit_log() {
+    use diesel::{Connection, RunQueryDsl};
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.ok(&["deploy", "v2", "--all"]);
+    let db = env.data.join("clubdeploy.sqlite3");
+    let events_of = |job: i32| -> i64 {
+        let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM job_events WHERE job_id = {job}"))
+            .get_result::<Count>(&mut conn)
+            .unwrap()
+            .n
+    };
+    assert!(events_of(1) > 0 && events_of(2) > 0);
+    {
+        let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
+        diesel::sql_query("UPDATE jobs SET finished_at = datetime('now', '-400 days') WHERE id = 1")
+            .execute(&mut conn)
+            .unwrap();
+    }
+    // The server's worker tidies up when it starts, then hourly.
+    let app = TestApp::spawn(env).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while events_of(1) > 0 {
+        assert!(std::time::Instant::now() < deadline, "job #1's log was not pruned");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(events_of(2) > 0, "a job that ended within keep_days keeps its log");
+    let jobs: serde_json::Value = serde_json::from_str(&app.env.ok(&["jobs", "--json"])).unwrap();
+    assert_eq!(jobs.as_array().unwrap().len(), 2, "{jobs}");
+    app.env.ok(&["audit", "verify"]);
+}

@@ -57,6 +57,8 @@ pub struct Settings {
     pub health: HealthSettings,
     /// Deploying to many clubs in waves.
     pub rollout: RolloutSettings,
+    /// How long jobs' logs are kept.
+    pub jobs: JobsSettings,
     /// Every application, resolved: `main` (from the top-level `repo_url`) and `[apps.*]`.
     #[serde(skip)]
     resolved_apps: Vec<App>,
@@ -155,6 +157,21 @@ impl Default for GitSettings {
             timeout_secs: 120,
             watch_paths: vec!["database/migrations/".into(), "migrations/".into()],
         }
+    }
+}
+
+/// How long the log lines of ended jobs are kept (the jobs, their outcome and the audit log
+/// are kept for good).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsSettings {
+    /// Days after a job ends that its log lines are kept.
+    pub keep_days: u32,
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        JobsSettings { keep_days: 365 }
     }
 }
 
@@ -331,6 +348,7 @@ struct Defaults {
     probe: ProbeSettings,
     health: HealthSettings,
     rollout: RolloutSettings,
+    jobs: JobsSettings,
 }
 
 /// A configuration problem, naming the key where there is one.
@@ -370,6 +388,7 @@ impl Settings {
             probe: ProbeSettings::default(),
             health: HealthSettings::default(),
             rollout: RolloutSettings::default(),
+            jobs: JobsSettings::default(),
         };
         let figment = Figment::from(Serialized::defaults(defaults))
             .merge(Toml::file_exact(file))
@@ -411,6 +430,12 @@ impl Settings {
                     "`{key}` must be at least 1 (seconds; at most ten years are used)"
                 )));
             }
+        }
+        if self.jobs.keep_days == 0 {
+            return Err(ConfigError(
+                "`jobs.keep_days` must be at least 1 (days a job's log is kept after it ends)"
+                    .into(),
+            ));
         }
         // Longer reads as ten years: an installation set longer keeps working as it did.
         self.session_idle_secs = self.session_idle_secs.min(MAX_SESSION_SECS);

@@ -17,11 +17,44 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// panel, a sign-in): an anchor is written only when the log grew since the last one.
 pub const ANCHOR_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How often the server removes expired sessions, old form tokens and old jobs' log lines.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// One pass of housekeeping (`db::housekeeping::prune`); a failure is reported, never fatal.
+pub fn housekeeping(settings: &Settings, pool: &DbPool) {
+    let pruned = pool
+        .get()
+        .map_err(anyhow::Error::from)
+        .and_then(|mut conn| {
+            Ok(crate::db::housekeeping::prune(
+                &mut conn,
+                crate::db::now(),
+                settings.session_timeouts(),
+                settings.jobs.keep_days,
+            )?)
+        });
+    match pruned {
+        Ok(pruned) if pruned.is_empty() => {}
+        Ok(pruned) => eprintln!(
+            "housekeeping: removed {} expired sessions, {} old form tokens, {} log lines of \
+             jobs ended over {} days ago",
+            pruned.sessions, pruned.form_tokens, pruned.job_events, settings.jobs.keep_days
+        ),
+        Err(e) => eprintln!("warning: housekeeping failed: {e:#}"),
+    }
+}
+
 /// Works the queue forever: right away (which also recovers an interrupted job), then each
 /// time `wake` is notified or `poll` has passed. Jobs run on the blocking thread pool.
 pub async fn run(settings: Arc<Settings>, pool: DbPool, wake: Arc<Notify>, poll: Duration) {
     let mut anchored_at: Option<std::time::Instant> = None;
+    let mut tidied_at: Option<std::time::Instant> = None;
     loop {
+        if tidied_at.is_none_or(|at| at.elapsed() >= HOUSEKEEPING_INTERVAL) {
+            let (settings, pool) = (settings.clone(), pool.clone());
+            let _ = tokio::task::spawn_blocking(move || housekeeping(&settings, &pool)).await;
+            tidied_at = Some(std::time::Instant::now());
+        }
         if anchored_at.is_none_or(|at| at.elapsed() >= ANCHOR_INTERVAL) {
             let (settings, pool) = (settings.clone(), pool.clone());
             let _ =
