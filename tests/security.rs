@@ -1175,27 +1175,93 @@ async fn the_server_prunes_old_job_logs_and_keeps_the_jobs_and_the_audit_log() {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        diesel::sql_query(format!("SELECT COUNT(*) AS n FROM job_events WHERE job_id = {job}"))
-            .get_result::<Count>(&mut conn)
-            .unwrap()
-            .n
+        diesel::sql_query(format!(
+            "SELECT COUNT(*) AS n FROM job_events WHERE job_id = {job}"
+        ))
+        .get_result::<Count>(&mut conn)
+        .unwrap()
+        .n
     };
     assert!(events_of(1) > 0 && events_of(2) > 0);
     {
         let mut conn = diesel::SqliteConnection::establish(db.to_str().unwrap()).unwrap();
-        diesel::sql_query("UPDATE jobs SET finished_at = datetime('now', '-400 days') WHERE id = 1")
-            .execute(&mut conn)
-            .unwrap();
+        diesel::sql_query(
+            "UPDATE jobs SET finished_at = datetime('now', '-400 days') WHERE id = 1",
+        )
+        .execute(&mut conn)
+        .unwrap();
     }
     // The server's worker tidies up when it starts, then hourly.
     let app = TestApp::spawn(env).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while events_of(1) > 0 {
-        assert!(std::time::Instant::now() < deadline, "job #1's log was not pruned");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job #1's log was not pruned"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(events_of(2) > 0, "a job that ended within keep_days keeps its log");
+    assert!(
+        events_of(2) > 0,
+        "a job that ended within keep_days keeps its log"
+    );
     let jobs: serde_json::Value = serde_json::from_str(&app.env.ok(&["jobs", "--json"])).unwrap();
     assert_eq!(jobs.as_array().unwrap().len(), 2, "{jobs}");
     app.env.ok(&["audit", "verify"]);
+}
+
+#[tokio::test]
+async fn every_job_checks_its_requesters_role_and_clubs_again_when_it_starts() {
+    use diesel::RunQueryDsl;
+    let env = TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let app = crate::web::TestApp::spawn_driven(env).await;
+    let limited = app.login("limited").await;
+    let deploy = || {
+        app.post(
+            &limited,
+            "/deploy",
+            &[("tag", "v2"), ("target", "some"), ("clubs", "a")],
+        )
+    };
+    // Asking for a club outside their clubs is refused when queued, by the same rule.
+    let outside = app
+        .post(
+            &limited,
+            "/deploy",
+            &[("tag", "v2"), ("target", "some"), ("clubs", "b")],
+        )
+        .await;
+    assert_eq!(outside.status(), StatusCode::FORBIDDEN);
+    for (change, why) in [
+        // Rights changed behind the panel's back (no cancel ran): the start still refuses.
+        (
+            "UPDATE users SET clubs = 'b' WHERE name = 'limited'",
+            "may not change club a",
+        ),
+        (
+            "UPDATE users SET clubs = 'a', role = 'viewer' WHERE name = 'limited'",
+            "needs a deployer",
+        ),
+    ] {
+        diesel::sql_query("UPDATE users SET clubs = 'a', role = 'deployer' WHERE name = 'limited'")
+            .execute(&mut app.pool.get().unwrap())
+            .unwrap();
+        let id = crate::web::job_id(&deploy().await);
+        diesel::sql_query(change)
+            .execute(&mut app.pool.get().unwrap())
+            .unwrap();
+        assert_eq!(app.run_job(id).await, "failed");
+        let conn = &mut app.pool.get().unwrap();
+        let job = clubdeploy::db::jobs::by_id(conn, id).unwrap().unwrap();
+        let error = job.error.unwrap();
+        assert!(
+            error.contains("limited may no longer ask for this job"),
+            "{error}"
+        );
+        assert!(error.contains(why), "{error}");
+        assert!(error.contains("nothing was changed"), "{error}");
+        assert_eq!(app.env.release_of("a"), app.env.release_name("v1"));
+    }
 }

@@ -17,7 +17,7 @@ pub use job::{JobSpec, JobStatus, Targets};
 pub use kinds::{JobKind, SwitchKind};
 pub use release::{ReleaseName, ReleaseTag};
 pub use repo_url::{Credentials, RepoUrl, UrlKind};
-pub use staff::{ClubScope, NewPassword, Role, UserName};
+pub use staff::{ClubScope, NewPassword, OUTPUT_WITHHELD, Role, UserName, may_ask};
 pub use version::{Version, newest_first, release_order};
 
 /// `n` and the noun, plural unless one: "1 club", "30 clubs".

@@ -1,6 +1,6 @@
 use std::fmt;
 
-use super::{ClubSlug, InvalidInput};
+use super::{ClubSlug, InvalidInput, JobSpec, Targets};
 
 /// What viewers see in place of a command's output or a failing response.
 pub const OUTPUT_WITHHELD: &str =
@@ -57,6 +57,59 @@ impl Role {
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())
+    }
+}
+
+/// Whether a member of staff of `role`, limited to `scope`, may ask for `spec`; why not
+/// otherwise. Asked when the panel queues a job and again when the job starts, with the
+/// requester's role and clubs as they are then (a change since refuses the job).
+/// Deploying, rolling back, putting back and fetching need a deployer whose clubs cover
+/// every club the job may change; pruning and legacy copies need an administrator.
+pub fn may_ask(role: Role, scope: &ClubScope, spec: &JobSpec) -> Result<(), String> {
+    let needed = match spec {
+        JobSpec::Deploy { .. }
+        | JobSpec::Rollback { .. }
+        | JobSpec::PutBack { .. }
+        | JobSpec::Fetch { .. } => Role::Deployer,
+        JobSpec::Prune { .. }
+        | JobSpec::Adopt { .. }
+        | JobSpec::UndoAdopt { .. }
+        | JobSpec::PurgeLegacy { .. } => Role::Admin,
+    };
+    if role < needed {
+        return Err(format!(
+            "a {} job needs a{} {}; the requester is a {role}",
+            spec.kind().in_words(),
+            if needed == Role::Admin { "n" } else { "" },
+            if needed == Role::Admin {
+                "administrator"
+            } else {
+                "deployer"
+            }
+        ));
+    }
+    if role == Role::Admin || *scope == ClubScope::All {
+        return Ok(());
+    }
+    let clubs: Option<Vec<&ClubSlug>> = match spec {
+        JobSpec::Deploy {
+            targets: Targets::Clubs(slugs),
+            ..
+        }
+        | JobSpec::PutBack {
+            clubs: Some(slugs), ..
+        } => Some(slugs.iter().collect()),
+        JobSpec::Rollback { club, .. } => Some(vec![club]),
+        JobSpec::Fetch { .. } => Some(Vec::new()),
+        // Every club, or a put-back stored before it named its clubs.
+        _ => None,
+    };
+    match clubs {
+        None => Err("it may change every club, and the requester's clubs are limited".into()),
+        Some(clubs) => match clubs.iter().find(|c| !scope.allows(c.as_str())) {
+            Some(club) => Err(format!("the requester may not change club {club}")),
+            None => Ok(()),
+        },
     }
 }
 
@@ -164,6 +217,62 @@ impl ClubScope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn who_may_ask_for_a_job_follows_role_and_clubs() {
+        use crate::domain::{AppName, ReleaseTag};
+        let app = || AppName::parse("main").unwrap();
+        let slug = |s: &str| ClubSlug::parse(s).unwrap();
+        let deploy = |targets| JobSpec::Deploy {
+            app: app(),
+            tag: ReleaseTag::parse("v1").unwrap(),
+            targets,
+            canary: None,
+            rebuild: false,
+        };
+        let to_a = deploy(Targets::Clubs(vec![slug("a")]));
+        let to_ab = deploy(Targets::Clubs(vec![slug("a"), slug("b")]));
+        let to_all = deploy(Targets::All);
+        let put_back = |clubs: Option<Vec<ClubSlug>>| JobSpec::PutBack {
+            app: app(),
+            job: 1,
+            clubs,
+        };
+        let only_a = ClubScope::parse("a").unwrap();
+        let all = ClubScope::All;
+        for (role, scope, spec, allowed) in [
+            (Role::Viewer, &all, &to_a, false),
+            (Role::Deployer, &all, &to_all, true),
+            (Role::Deployer, &only_a, &to_a, true),
+            (Role::Deployer, &only_a, &to_ab, false),
+            (Role::Deployer, &only_a, &to_all, false),
+            (
+                Role::Deployer,
+                &only_a,
+                &put_back(Some(vec![slug("a")])),
+                true,
+            ),
+            (
+                Role::Deployer,
+                &only_a,
+                &put_back(Some(vec![slug("b")])),
+                false,
+            ),
+            (Role::Deployer, &only_a, &put_back(None), false),
+            (Role::Deployer, &only_a, &JobSpec::Fetch { app: None }, true),
+            (Role::Deployer, &all, &JobSpec::Prune { app: None }, false),
+            (Role::Admin, &only_a, &to_all, true),
+            (Role::Admin, &all, &JobSpec::Prune { app: None }, true),
+        ] {
+            assert_eq!(
+                may_ask(role, scope, spec).is_ok(),
+                allowed,
+                "{role} {scope:?} {spec}"
+            );
+        }
+        let why = may_ask(Role::Deployer, &only_a, &to_ab).unwrap_err();
+        assert!(why.contains("club b"), "{why}");
+    }
 
     #[test]
     fn only_deployers_and_admins_read_output() {

@@ -304,6 +304,13 @@ pub fn run_next(
     let echo = on_claim(&job);
     let mut log = JobLog::new(pool, job.id, echo);
     let result = match JobSpec::from_json(&job.params) {
+        Ok(spec) if let Err(why) = requester_may_still_ask(&mut *pool.get()?, &job, &spec)? => {
+            Err(anyhow::anyhow!(
+                "{} may no longer ask for this job ({why}), so it did not run; nothing was \
+                 changed",
+                job.requested_by
+            ))
+        }
         Ok(spec) => {
             let mut run_job = Job {
                 settings,
@@ -385,6 +392,24 @@ pub fn run_next(
     )?;
     anchor_audit(settings, pool);
     Ok(Some(Finished { id: job.id, status }))
+}
+
+/// Whether the member of staff who queued `job` may still ask for `spec`, by their role and
+/// clubs now (`domain::may_ask`); a disabled one may not. A job not queued by a member of
+/// staff (the command line's `cli:<user>`, the demo) is not staff's to re-check.
+fn requester_may_still_ask(
+    conn: &mut db::Conn,
+    job: &jobs::Job,
+    spec: &JobSpec,
+) -> anyhow::Result<Result<(), String>> {
+    let Some(user) = crate::db::users::by_name(conn, &job.requested_by)? else {
+        return Ok(Ok(()));
+    };
+    if user.disabled {
+        return Ok(Err("their account is disabled".into()));
+    }
+    let scope = crate::auth::staff::scope_of(&user)?;
+    Ok(crate::domain::may_ask(user.role, &scope, spec))
 }
 
 /// Anchors the audit chain's head outside the database (at every job end, and every minute from

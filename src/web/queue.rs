@@ -18,6 +18,8 @@ pub(super) async fn queue(
     spec: JobSpec,
     once: &str,
 ) -> Result<HttpResponse, AppError> {
+    crate::domain::may_ask(staff.role, &staff.scope, &spec)
+        .map_err(|why| AppError::Forbidden(format!("You may not ask for this: {why}.")))?;
     if let JobSpec::Deploy { app, tag, .. } = &spec {
         let (app, tag) = (app.clone(), tag.clone());
         state
