@@ -1265,3 +1265,84 @@ async fn every_job_checks_its_requesters_role_and_clubs_again_when_it_starts() {
         assert_eq!(app.env.release_of("a"), app.env.release_name("v1"));
     }
 }
+
+#[tokio::test]
+async fn staff_change_their_own_password_and_sign_out_their_other_sessions() {
+    let app = TestApp::spawn_driven(TestEnv::new()).await;
+    let here = app.login("deployer").await;
+    let elsewhere = app.login("deployer").await;
+    let signed_in = |client: &reqwest::Client| {
+        let request = client.get(app.url("/jobs"));
+        async move { request.send().await.unwrap().status() == StatusCode::OK }
+    };
+    let account = app.page(&here, "/account").await;
+    assert!(account.contains("in 1 other session"), "{account}");
+    let new = "a new and long password";
+    for (current, password, repeat, status, why) in [
+        (
+            "wrong password!",
+            new,
+            new,
+            StatusCode::FORBIDDEN,
+            "current password is not right",
+        ),
+        (
+            PASSWORD,
+            new,
+            "a new and long passwort",
+            StatusCode::BAD_REQUEST,
+            "differ",
+        ),
+        (
+            PASSWORD,
+            "short",
+            "short",
+            StatusCode::BAD_REQUEST,
+            "too short",
+        ),
+    ] {
+        let fields = [
+            ("current", current),
+            ("password", password),
+            ("repeat", repeat),
+        ];
+        let response = app.post(&here, "/account/password", &fields).await;
+        assert_eq!(response.status(), status, "{why}");
+        let text = response.text().await.unwrap();
+        assert!(
+            text.contains(why) && text.contains("othing was changed"),
+            "{text}"
+        );
+        assert!(
+            signed_in(&elsewhere).await,
+            "a refused change ended a session"
+        );
+    }
+    let fields = [("current", PASSWORD), ("password", new), ("repeat", new)];
+    let response = app.post(&here, "/account/password", &fields).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    // The page the change leads to says what it did (and proves this session stays).
+    let account = app.page(&here, "/account").await;
+    assert!(
+        account.contains("1 other session was signed out"),
+        "{account}"
+    );
+    assert!(!signed_in(&elsewhere).await, "the other session ended");
+    let old = app.try_login(&app.client(), "deployer", PASSWORD).await;
+    assert_ne!(
+        old.status(),
+        StatusCode::SEE_OTHER,
+        "the old password still works"
+    );
+    let third = app.client();
+    assert_eq!(
+        app.try_login(&third, "deployer", new).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let response = app.post(&here, "/account/sign-out-others", &[]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(signed_in(&here).await && !signed_in(&third).await);
+    let audit = app.env.ok(&["audit", "--actor", "deployer"]);
+    assert!(audit.contains("user.password_changed"), "{audit}");
+    assert!(audit.contains("signed out 1 other sessions"), "{audit}");
+}

@@ -500,6 +500,7 @@ async fn every_route_answers_each_role_as_expected() {
         ("GET", "/no/such/page", &[], [404, 404, 404, 404, 404]),
         ("GET", "/", &[], [SEE, OK, OK, OK, OK]),
         ("GET", "/clubs", &[], [SEE, OK, OK, OK, OK]),
+        ("GET", "/account", &[], [SEE, OK, OK, OK, OK]),
         ("GET", "/releases", &[], [SEE, OK, OK, OK, OK]),
         ("GET", "/jobs", &[], [SEE, OK, OK, OK, OK]),
         ("GET", "/jobs/1", &[], [SEE, OK, OK, OK, OK]),

@@ -159,6 +159,51 @@ pub fn set_password(
     })
 }
 
+/// A member of staff's own new password (its old one checked, and the new one hashed,
+/// beforehand with no connection held): their other sessions end, the one they use stays.
+/// One transaction with its audit row.
+pub fn change_own_password(
+    conn: &mut Conn,
+    actor: Actor<'_>,
+    user_id: i32,
+    session_id: i32,
+    hash: &password::PasswordHash,
+) -> anyhow::Result<usize> {
+    conn.immediate_transaction(|conn| {
+        users::set_hash(conn, user_id, hash.as_str())?;
+        let ended = users::end_other_sessions(conn, user_id, session_id)?;
+        audit_user(
+            conn,
+            actor,
+            "user.password_changed",
+            actor.name,
+            &format!("changed their own password; {ended} other sessions ended"),
+        )?;
+        Ok(ended)
+    })
+}
+
+/// Ends a member of staff's sessions but the one they use; how many ended. With its audit
+/// row.
+pub fn end_other_sessions(
+    conn: &mut Conn,
+    actor: Actor<'_>,
+    user_id: i32,
+    session_id: i32,
+) -> anyhow::Result<usize> {
+    conn.immediate_transaction(|conn| {
+        let ended = users::end_other_sessions(conn, user_id, session_id)?;
+        audit_user(
+            conn,
+            actor,
+            "user.sessions_ended",
+            actor.name,
+            &format!("signed out {ended} other sessions"),
+        )?;
+        Ok(ended)
+    })
+}
+
 /// Disables or re-enables a user; disabling ends their sessions at once and cancels the jobs
 /// they have waiting (never the last enabled admin). One transaction with its audit rows.
 pub fn set_disabled(

@@ -91,9 +91,7 @@ pub fn set_role(
 
 /// Replaces a user's password hash and ends their sessions.
 pub fn set_password(conn: &mut SqliteConnection, id: i32, hash: &str) -> QueryResult<()> {
-    diesel::update(users::table.find(id))
-        .set(users::password_hash.eq(hash))
-        .execute(conn)?;
+    set_hash(conn, id, hash)?;
     end_sessions_of(conn, id)
 }
 
@@ -111,6 +109,37 @@ pub fn set_disabled(conn: &mut SqliteConnection, id: i32, disabled: bool) -> Que
 /// Ends every session of a user.
 pub fn end_sessions_of(conn: &mut SqliteConnection, user_id: i32) -> QueryResult<()> {
     diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?;
+    Ok(())
+}
+
+/// Ends every session of a user but `keep` (the one they are using); how many ended.
+pub fn end_other_sessions(
+    conn: &mut SqliteConnection,
+    user_id: i32,
+    keep: i32,
+) -> QueryResult<usize> {
+    diesel::delete(
+        sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::id.ne(keep)),
+    )
+    .execute(conn)
+}
+
+/// How many sessions a user has besides `this` one.
+pub fn other_sessions(conn: &mut SqliteConnection, user_id: i32, this: i32) -> QueryResult<i64> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::id.ne(this))
+        .count()
+        .get_result(conn)
+}
+
+/// Replaces a user's password hash, keeping their sessions (see [`set_password`]).
+pub fn set_hash(conn: &mut SqliteConnection, id: i32, hash: &str) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::password_hash.eq(hash))
+        .execute(conn)?;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! uses. Handlers are thin: they check who asks, read or queue, and render; they never run
 //! pipeline steps themselves.
 
+mod account;
 mod audit;
 mod auth;
 mod clubs;
@@ -326,6 +327,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(auth::login)),
     )
     .route("/logout", web::post().to(auth::logout))
+    .route("/account", web::get().to(account::page))
+    .route(
+        "/account/password",
+        web::post().to(account::change_password),
+    )
+    .route(
+        "/account/sign-out-others",
+        web::post().to(account::sign_out_others),
+    )
     .route("/", web::get().to(dashboard::page))
     .route("/clubs", web::get().to(clubs::page))
     .route("/clubs", web::post().to(clubs::add))

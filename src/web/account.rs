@@ -1,0 +1,136 @@
+//! Each member of staff's own account: a new password, and signing out their other
+//! sessions (a phone left signed in, a shared computer).
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use askama_web::WebTemplate;
+use serde::Deserialize;
+
+use super::ui::see_other;
+use super::{AppState, CsrfForm, Nav, NoFields, Staff};
+use crate::auth::password;
+use crate::auth::staff::{self as staff_ops, Actor};
+use crate::domain::NewPassword;
+use crate::web::error::AppError;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    nav: Nav,
+    /// Sessions of this user besides the one in use.
+    others: i64,
+}
+
+/// `GET /account`.
+pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<AccountPage, AppError> {
+    let (user_id, session_id) = (staff.user.id, staff.session_id);
+    let others = state
+        .db(move |_, conn| Ok(crate::db::users::other_sessions(conn, user_id, session_id)?))
+        .await?;
+    Ok(AccountPage {
+        nav: staff.nav("account"),
+        others,
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct PasswordForm {
+    current: String,
+    password: String,
+    repeat: String,
+}
+
+/// `POST /account/password`: the current password, then the new one twice. The checks run
+/// before anything is written; a wrong current password changes nothing.
+pub async fn change_password(
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<PasswordForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    if posted.password != posted.repeat {
+        return Err(AppError::BadRequest(
+            "The new password and its repetition differ; nothing was changed.".into(),
+        ));
+    }
+    let new = NewPassword::parse(&posted.password).map_err(|e| {
+        AppError::BadRequest(format!("The new password: {}; nothing was changed.", e.0))
+    })?;
+    if posted.current == posted.password {
+        return Err(AppError::BadRequest(
+            "The new password is the current one; choose another. Nothing was changed.".into(),
+        ));
+    }
+    // The password check shares the sign-in's bounded queue, with no connection held.
+    let place = state.hashing.admit().ok_or_else(|| AppError::Busy {
+        message: "The server is busy checking passwords; try again in a moment.".into(),
+        retry_after_secs: 2,
+    })?;
+    if !place
+        .verify(posted.current, staff.user.password_hash.clone())
+        .await
+    {
+        return Err(AppError::Forbidden(
+            "The current password is not right; nothing was changed.".into(),
+        ));
+    }
+    drop(place);
+    let hash = web::block(move || password::hash(&new))
+        .await?
+        .map_err(AppError::Internal)?;
+    let (name, address) = (staff.user.name.clone(), staff.address.clone());
+    let (user_id, session_id) = (staff.user.id, staff.session_id);
+    let ended = state
+        .db(move |_, conn| {
+            let actor = Actor {
+                name: &name,
+                address: Some(&address),
+            };
+            staff_ops::change_own_password(conn, actor, user_id, session_id, &hash)
+        })
+        .await?;
+    staff
+        .tell(
+            &state,
+            format!(
+                "Your password was changed; {} signed out.",
+                signed_out(ended)
+            ),
+        )
+        .await;
+    Ok(see_other("/account"))
+}
+
+/// `POST /account/sign-out-others`: ends this user's other sessions.
+pub async fn sign_out_others(
+    CsrfForm { staff, .. }: CsrfForm<NoFields>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    let (name, address) = (staff.user.name.clone(), staff.address.clone());
+    let (user_id, session_id) = (staff.user.id, staff.session_id);
+    let ended = state
+        .db(move |_, conn| {
+            let actor = Actor {
+                name: &name,
+                address: Some(&address),
+            };
+            staff_ops::end_other_sessions(conn, actor, user_id, session_id)
+        })
+        .await?;
+    staff
+        .tell(&state, format!("{} signed out.", signed_out(ended)))
+        .await;
+    Ok(see_other("/account"))
+}
+
+/// "no other session was", "1 other session was", "3 other sessions were".
+fn signed_out(n: usize) -> String {
+    match n {
+        0 => "no other session was".into(),
+        1 => "1 other session was".into(),
+        n => format!("{n} other sessions were"),
+    }
+}
