@@ -1346,3 +1346,51 @@ async fn staff_change_their_own_password_and_sign_out_their_other_sessions() {
     assert!(audit.contains("user.password_changed"), "{audit}");
     assert!(audit.contains("signed out 1 other sessions"), "{audit}");
 }
+
+#[tokio::test]
+async fn a_site_that_never_answers_does_not_hold_up_the_panels_pages() {
+    // Three clubs whose site accepts a connection and never answers (a tarpit).
+    let tarpit = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tarpit.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in tarpit.incoming().flatten() {
+            keep.lock().unwrap().push(stream);
+        }
+    });
+    let mut env = TestEnv::new();
+    env.config.tables.push((
+        "health".into(),
+        vec![format!("connect_to = \"127.0.0.1:{port}\"")],
+    ));
+    env.configure();
+    env.add_clubs(&["a", "b", "c"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    for slug in ["a", "b", "c"] {
+        env.ok(&["club", "url", slug, &format!("http://{slug}.test/")]);
+    }
+    let app = TestApp::spawn_driven(env).await;
+    let viewer = app.login("viewer").await;
+    // The first view waits a moment, then says the figures are on their way; every page
+    // meanwhile answers at once from what is known.
+    let page = app.page(&viewer, "/opcache").await;
+    assert!(page.contains("still being read"), "{page}");
+    let dashboard = app.page(&viewer, "/").await;
+    assert!(dashboard.contains("Dashboard"), "{dashboard}");
+    // The reading in the background ends (a second per site) with why it failed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let page = app.page(&viewer, "/opcache").await;
+        if !page.contains("still being read") {
+            assert!(page.contains("did not answer"), "{page}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reading never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(held.lock().unwrap().len() >= 3, "the sites were asked");
+}

@@ -106,7 +106,10 @@ pub fn sites(
     Ok((urls, in_use))
 }
 
-/// Asks the first site whose probe answers.
+/// The longest one site's probe may take to answer a reading of OPcache's figures.
+pub const READ_TIMEOUT_MS: u64 = 1000;
+
+/// Asks the first site whose probe answers (at most three, a second each).
 pub fn read(
     settings: &Settings,
     urls: &[String],
@@ -116,9 +119,14 @@ pub fn read(
         anyhow::bail!("probes are off ([probe] enabled = false), so OPcache cannot be read");
     }
     let key = ProbeKey::load_or_create(&settings.data_dir)?;
+    // A site that is slow to answer gets a second, not the health checks' patience.
+    let asking = crate::config::HealthSettings {
+        request_timeout_ms: settings.health.request_timeout_ms.min(READ_TIMEOUT_MS),
+        ..settings.health.clone()
+    };
     let mut last = None;
     for url in urls.iter().take(3) {
-        match health::ask_probe(&settings.health, url, &key, true) {
+        match health::ask_probe(&asking, url, &key, true) {
             Ok(answer) => return insight(settings, url, &answer, in_use),
             Err(e) => last = Some(e),
         }

@@ -50,8 +50,11 @@ pub struct AppState {
     pub hashing: Arc<crate::auth::password::HashGate>,
     /// Live job streams open per session.
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<i32, usize>>>,
-    /// OPcache's figures as last read, and when (pages share a reading for a few seconds).
-    pub opcache: Arc<tokio::sync::Mutex<Option<(Instant, OpcacheReading)>>>,
+    /// OPcache's figures as last read, and when (pages share a reading for a few seconds,
+    /// and serve the last one while a fresh one is read in the background).
+    pub opcache: Arc<std::sync::Mutex<OpcacheCache>>,
+    /// Told when a reading of OPcache's figures ends.
+    pub opcache_read: Arc<Notify>,
     /// The doctor's last report (at start, then hourly, or when an admin asks), and when.
     pub doctor: Arc<std::sync::Mutex<Option<DoctorReading>>>,
 }
@@ -65,6 +68,17 @@ pub struct DoctorReading {
 
 /// OPcache's figures, or why they could not be read.
 pub type OpcacheReading = Result<crate::service::opcache::Insight, String>;
+
+/// The last reading of OPcache's figures, and whether a fresh one is being made.
+#[derive(Default)]
+pub struct OpcacheCache {
+    reading: Option<(Instant, OpcacheReading)>,
+    refreshing: bool,
+}
+
+/// How long a page view waits for the very first reading of OPcache's figures; later ones
+/// never wait (they show the last reading while a fresh one is made).
+const OPCACHE_FIRST_WAIT: Duration = Duration::from_secs(1);
 
 /// Every club's row as read from disk and the database, and when.
 pub struct ClubsSnapshot {
@@ -108,6 +122,7 @@ impl AppState {
             hashing: Arc::new(crate::auth::password::HashGate::new()),
             streams: Arc::default(),
             opcache: Arc::default(),
+            opcache_read: Arc::new(Notify::new()),
             doctor: Arc::default(),
         })
     }
@@ -190,28 +205,66 @@ impl AppState {
         Ok(rows)
     }
 
-    /// OPcache's figures through a live release's probe, read at most every few seconds; the
-    /// error in words when they cannot be read. The request to the probe holds no database
-    /// connection.
+    /// OPcache's figures through a live release's probe, read at most every few seconds, in
+    /// the background: a page is never held up by a slow site. It gets the last reading (a
+    /// fresh one is started when that is older than a few seconds); only the very first
+    /// waits, at most a second, and then says the figures are on their way.
     pub async fn opcache(&self) -> Result<OpcacheReading, AppError> {
-        let mut cached = self.opcache.lock().await;
-        if let Some((at, found)) = cached.as_ref()
-            && at.elapsed() < OPCACHE_TTL
-        {
-            return Ok(found.clone());
+        let notified = self.opcache_read.notified();
+        tokio::pin!(notified);
+        // Listening before looking: a reading that ends meanwhile still wakes this view.
+        notified.as_mut().enable();
+        if let Some(found) = self.opcache_or_refresh() {
+            return Ok(found);
         }
+        let _ = tokio::time::timeout(OPCACHE_FIRST_WAIT, notified).await;
+        Ok(self.opcache_or_refresh().unwrap_or_else(|| {
+            Err(
+                "OPcache's figures are still being read (a club's site is slow to answer); \
+                 they show on the next page view"
+                    .into(),
+            )
+        }))
+    }
+
+    /// The last reading of OPcache's figures, if any; starts a fresh one in the background
+    /// when there is none or it is older than [`OPCACHE_TTL`] and none is being made.
+    fn opcache_or_refresh(&self) -> Option<OpcacheReading> {
+        let mut cache = self.opcache.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = cache
+            .reading
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < OPCACHE_TTL);
+        if !fresh && !cache.refreshing {
+            cache.refreshing = true;
+            let state = self.clone();
+            actix_web::rt::spawn(async move {
+                let found = state
+                    .read_opcache()
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                let mut cache = state.opcache.lock().unwrap_or_else(|e| e.into_inner());
+                cache.reading = Some((Instant::now(), found));
+                cache.refreshing = false;
+                drop(cache);
+                state.opcache_read.notify_waiters();
+            });
+        }
+        cache.reading.as_ref().map(|(_, found)| found.clone())
+    }
+
+    /// Reads OPcache's figures now; the request to the probe holds no database connection.
+    async fn read_opcache(&self) -> Result<OpcacheReading, AppError> {
         let webroots = self
             .db(|_, conn| Ok(crate::db::clubs::webroots(conn, None)?))
             .await?;
-        let found = self
+        Ok(self
             .blocking(move |settings| {
                 let (urls, in_use) = crate::service::opcache::sites(settings, &webroots)?;
                 Ok(crate::service::opcache::read(settings, &urls, &in_use))
             })
             .await?
-            .map_err(|e| format!("{e:#}"));
-        *cached = Some((Instant::now(), found.clone()));
-        Ok(found)
+            .map_err(|e| format!("{e:#}")))
     }
 
     /// Runs `f` on the blocking thread pool with no database connection, for work that reads
