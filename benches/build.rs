@@ -83,6 +83,8 @@ fn build_ours(releases: &Path, mirror: &Mirror, (tag, commit): &(ReleaseTag, Str
         recipe: None,
         rebuild: false,
         prefer: None,
+        timeout: Duration::from_secs(60),
+        cap: clubdeploy::pipeline::git::TreeStats::UNBOUNDED,
     };
     let built = release::build(mirror, &spec, &mut Quiet).unwrap();
     let took = started.elapsed();

@@ -23,6 +23,8 @@ pub struct Config {
     pub check: Option<Vec<String>>,
     /// `[build] env`: variables passed on to build commands.
     pub build_env: Vec<String>,
+    /// More `[build]` lines (`timeout_secs = 1`).
+    pub build_limits: Vec<String>,
     pub configtest: Vec<String>,
     pub reload: Vec<String>,
     /// `reload.vhosts` (what lists Apache's virtual hosts, for `doctor`); none here.
@@ -82,6 +84,7 @@ impl TestEnv {
             build_commands: Vec::new(),
             check: None,
             build_env: Vec::new(),
+            build_limits: Vec::new(),
             configtest: sh(&format!("echo configtest >> {}", events.display())),
             reload: sh(&format!("echo reload >> {}", events.display())),
             vhosts: Vec::new(),
@@ -133,6 +136,9 @@ impl TestEnv {
             writeln!(text, "check = {}", argv(check)).unwrap();
         }
         writeln!(text, "env = {:?}", c.build_env).unwrap();
+        for line in &c.build_limits {
+            writeln!(text, "{line}").unwrap();
+        }
         write!(
             text,
             "[reload]\npolicy = {:?}\nconfigtest = {}\ncommand = {}\nvhosts = {}\n\

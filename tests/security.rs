@@ -1394,3 +1394,68 @@ async fn a_site_that_never_answers_does_not_hold_up_the_panels_pages() {
     }
     assert!(held.lock().unwrap().len() >= 3, "the sites were asked");
 }
+
+#[test]
+fn a_build_is_bounded_in_time_files_and_bytes_and_what_it_leaves_running_is_stopped() {
+    let mut env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    // A daemon left holding the build's output no longer keeps the step (and the deploy
+    // lock) for its 45 s.
+    env.config.build_commands = vec![crate::helpers::sh("sleep 45 & echo built")];
+    env.configure();
+    let started = std::time::Instant::now();
+    env.ok(&["deploy", "v1", "--all"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // A command past [build] timeout_secs is stopped and the deploy changes nothing.
+    env.config.build_commands = vec![crate::helpers::sh("sleep 60")];
+    env.config.build_limits = vec!["timeout_secs = 1".into()];
+    env.configure();
+    let error = env.fails(&["deploy", "v2", "--all"]);
+    assert!(error.contains("stopped after 1 s"), "{error}");
+    assert_eq!(env.release_of("a"), env.release_name("v1"));
+    // A tree with more files, or more bytes, than allowed is refused before it is published.
+    env.config.build_commands = Vec::new();
+    for (limit, says) in [
+        ("max_files = 1", "more than 1 files ([build] max_files)"),
+        ("max_bytes = 10", "more than 10 bytes ([build] max_bytes)"),
+    ] {
+        env.config.build_limits = vec![limit.into()];
+        env.configure();
+        let error = env.fails(&["deploy", "v2", "--all", "--rebuild"]);
+        assert!(error.contains(says), "{limit}: {error}");
+        assert_eq!(env.release_of("a"), env.release_name("v1"));
+    }
+    assert!(
+        !env.release_entries()
+            .iter()
+            .any(|e| e.starts_with(&env.release_name("v2"))),
+        "{:?}",
+        env.release_entries()
+    );
+}
+
+#[tokio::test]
+async fn comparing_a_legacy_copy_never_reads_a_huge_file_the_release_cannot_match() {
+    let env = TestEnv::new();
+    let webroot = env.webroot("a");
+    std::fs::create_dir_all(&webroot).unwrap();
+    // 30 GB each, sparse: reading them would take minutes.
+    for name in ["index.php", "dump.sql"] {
+        let file = std::fs::File::create(webroot.join(name)).unwrap();
+        file.set_len(30 << 30).unwrap();
+    }
+    env.add_clubs(&["a"]);
+    let app = TestApp::spawn_driven(env).await;
+    let admin = app.login("admin").await;
+    let compare = app.page(&admin, "/clubs/a/adopt?tag=v2").await;
+    for expected in [
+        "<code>dump.sql</code>",
+        "1 file(s) changed in the copy",
+        "<code>index.php</code>",
+    ] {
+        assert!(
+            compare.contains(expected),
+            "{expected:?} missing:\n{compare}"
+        );
+    }
+}

@@ -294,7 +294,7 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
             }
             submit(
                 &settings,
-                &pool,
+                pool,
                 &actor,
                 JobSpec::Deploy {
                     app: app.name.clone(),
@@ -316,7 +316,7 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
             let club = ClubSlug::parse(&slug)?;
             submit(
                 &settings,
-                &pool,
+                pool,
                 &actor,
                 JobSpec::Rollback { app, club, to },
                 detach,
@@ -327,7 +327,7 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
                 Some(name) => Some(settings.app(Some(&name))?.name.clone()),
                 None => None,
             };
-            submit(&settings, &pool, &actor, JobSpec::Prune { app }, detach)?;
+            submit(&settings, pool, &actor, JobSpec::Prune { app }, detach)?;
         }
         Command::Opcache(flag) => {
             let webroots = crate::db::clubs::webroots(&mut *db()?, None)?;
@@ -340,7 +340,7 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
             }
         }
         Command::Doctor(flag) => {
-            let report = crate::doctor::examine(&settings, &pool)?;
+            let report = crate::doctor::examine(&settings, pool)?;
             if flag.json {
                 cli::print_json(&report)?
             } else {
@@ -385,7 +385,7 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
                 },
                 _ => JobSpec::UndoAdopt { app, club },
             };
-            submit(&settings, &pool, &actor, spec, detach)?;
+            submit(&settings, pool, &actor, spec, detach)?;
         }
         Command::Legacy(LegacyCommand::List) => {
             let mut any = false;
@@ -419,7 +419,7 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
                 .with_context(|| format!("no legacy copy of club {slug} is kept"))?,
             };
             let spec = JobSpec::purge_legacy(app.name.clone(), &slug, &copy)?;
-            submit(&settings, &pool, &actor, spec, DetachFlag { detach: false })?;
+            submit(&settings, pool, &actor, spec, DetachFlag { detach: false })?;
         }
         Command::Cancel { id } => {
             crate::jobs::enqueue::cancel(&mut *db()?, id, &actor, None)?;
@@ -456,7 +456,7 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
             }
         }
         Command::Serve => serve(settings)?,
-        Command::User(command) => user(&pool, &actor, command)?,
+        Command::User(command) => user(pool, &actor, command)?,
         Command::Demo { .. } => unreachable!("handled before the settings are read"),
     }
     Ok(())

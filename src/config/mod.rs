@@ -120,8 +120,8 @@ impl App {
     }
 }
 
-/// Commands run while building a release.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Commands run while building a release, and the bounds of a build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BuildSettings {
     /// Commands (argv lists) run in the build directory, in order.
@@ -131,6 +131,25 @@ pub struct BuildSettings {
     /// Variables of the service's environment passed on to the build commands and check
     /// (which otherwise get only PATH, HOME, LANG and the CLUBDEPLOY_* facts of the build).
     pub env: Vec<String>,
+    /// Each build command and the check is stopped (with all it started) after this long.
+    pub timeout_secs: u64,
+    /// The most bytes a release may hold (its files' sizes, counted as written).
+    pub max_bytes: u64,
+    /// The most files a release may hold.
+    pub max_files: u64,
+}
+
+impl Default for BuildSettings {
+    fn default() -> Self {
+        BuildSettings {
+            commands: Vec::new(),
+            check: None,
+            env: Vec::new(),
+            timeout_secs: 30 * 60,
+            max_bytes: 4 << 30,
+            max_files: 500_000,
+        }
+    }
 }
 
 /// Fetching from the repository (through the system `git`, so `~/.ssh/config`, ssh-agent,
@@ -511,6 +530,12 @@ impl Settings {
             ));
         }
         for (prefix, _, _, build, _) in &apps {
+            if build.timeout_secs == 0 || build.max_bytes == 0 || build.max_files == 0 {
+                return Err(ConfigError(format!(
+                    "`{prefix}build.timeout_secs`, `{prefix}build.max_bytes` and \
+                     `{prefix}build.max_files` must each be at least 1"
+                )));
+            }
             if build.commands.iter().any(Vec::is_empty)
                 || build.check.as_ref().is_some_and(Vec::is_empty)
             {

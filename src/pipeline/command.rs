@@ -2,8 +2,11 @@
 //! they print, bounded, for the job log.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// The most output kept per command: the last 64 KiB.
 pub const OUTPUT_LIMIT: usize = 64 * 1024;
@@ -24,19 +27,33 @@ pub struct Ran {
 /// Runs `argv` in `dir` (or the current directory) with the service's environment and waits
 /// for it; an error only when it could not be started at all.
 pub fn run(argv: &[String], dir: Option<&Path>) -> std::io::Result<Ran> {
-    run_in(argv, dir, None)
+    run_in(argv, dir, None, None)
 }
 
 /// Runs `argv` in `dir` with only the variables in `env` (the service's own environment,
-/// tokens and credentials included, is not passed on), and waits for it.
-pub fn run_clean(argv: &[String], dir: &Path, env: &[(String, String)]) -> std::io::Result<Ran> {
-    run_in(argv, Some(dir), Some(env))
+/// tokens and credentials included, is not passed on), in a process group of its own, and
+/// waits for it at most `timeout`: then the whole group is killed and the command has
+/// failed. When the command itself exits, what it left running in the background (a
+/// daemon holding its output open) is given a moment, then killed with its group: a build
+/// step ends when its command does.
+pub fn run_clean(
+    argv: &[String],
+    dir: &Path,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> std::io::Result<Ran> {
+    run_in(argv, Some(dir), Some(env), Some(timeout))
 }
+
+/// How long what a command left in the background may keep its output open after the
+/// command exits.
+const STRAGGLERS: Duration = Duration::from_millis(500);
 
 fn run_in(
     argv: &[String],
     dir: Option<&Path>,
     env: Option<&[(String, String)]>,
+    timeout: Option<Duration>,
 ) -> std::io::Result<Ran> {
     let shown = argv.join(" ");
     let (program, args) = argv
@@ -56,31 +73,82 @@ fn run_in(
     if let Some(env) = env {
         command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
     }
+    if timeout.is_some() {
+        command.process_group(0);
+    }
     let mut child = command
         .spawn()
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run `{shown}`: {e}")))?;
     // The parent's copies of the write end are gone with `command`, so the read ends at exit.
     drop(command);
+    let (sender, chunks) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut chunk) {
+            if n == 0 || sender.send(chunk[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
     let mut tail = Vec::new();
-    let mut chunk = [0u8; 8192];
+    let mut exited: Option<(std::process::ExitStatus, Instant)> = None;
+    let mut timed_out = false;
     loop {
-        let n = reader.read(&mut chunk)?;
-        if n == 0 {
+        match chunks.recv_timeout(Duration::from_millis(50)) {
+            Ok(chunk) => {
+                tail.extend_from_slice(&chunk);
+                if tail.len() > 2 * OUTPUT_LIMIT {
+                    tail.drain(..tail.len() - OUTPUT_LIMIT);
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if exited.is_none()
+            && let Some(status) = child.try_wait()?
+        {
+            exited = Some((status, Instant::now()));
+        }
+        let stragglers = exited.is_some_and(|(_, at)| at.elapsed() >= STRAGGLERS);
+        timed_out = exited.is_none() && timeout.is_some_and(|t| started.elapsed() >= t);
+        if stragglers || timed_out {
             break;
         }
-        tail.extend_from_slice(&chunk[..n]);
-        if tail.len() > 2 * OUTPUT_LIMIT {
-            tail.drain(..tail.len() - OUTPUT_LIMIT);
+    }
+    if let Some(t) = timeout {
+        // What is left of the group (the command after its timeout, its background
+        // children either way) is stopped.
+        if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+        if timed_out {
+            let _ = child.kill();
+            let _ = child.wait();
+            tail.extend_from_slice(
+                format!("\n(stopped after {} s: the time limit)\n", t.as_secs()).as_bytes(),
+            );
         }
     }
     if tail.len() > OUTPUT_LIMIT {
         tail.drain(..tail.len() - OUTPUT_LIMIT);
     }
-    let status = child.wait()?;
+    let (success, status) = match exited {
+        _ if timed_out => (
+            false,
+            format!("stopped after {} s", timeout.unwrap_or_default().as_secs()),
+        ),
+        Some((status, _)) => (status.success(), describe_status(status)),
+        None => {
+            let status = child.wait()?;
+            (status.success(), describe_status(status))
+        }
+    };
     Ok(Ran {
         shown,
-        success: status.success(),
-        status: describe_status(status),
+        success,
+        status,
         output: String::from_utf8_lossy(&tail).into_owned(),
     })
 }
@@ -147,6 +215,50 @@ mod tests {
         assert!(ran.success);
         assert_eq!(ran.output.len(), OUTPUT_LIMIT);
         assert!(ran.output.ends_with("xEND\n"));
+    }
+
+    #[test]
+    fn a_command_past_its_time_is_stopped_with_its_group_and_has_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let ran = run_clean(
+            &sh("echo begun; sleep 30 & sleep 30"),
+            dir.path(),
+            &[("PATH".into(), "/usr/bin:/bin".into())],
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(!ran.success);
+        assert_eq!(ran.status, "stopped after 0 s");
+        assert!(ran.output.starts_with("begun\n"), "{}", ran.output);
+        assert!(ran.ok().unwrap_err().to_string().contains("stopped after"));
+    }
+
+    #[test]
+    fn what_a_command_leaves_running_does_not_keep_its_step_going() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("still-running");
+        let started = Instant::now();
+        // The daemon keeps the output open, and would write the marker if it lived.
+        let script = format!("(sleep 3; touch {}) & echo built", marker.display());
+        let ran = run_clean(
+            &sh(&script),
+            dir.path(),
+            &[("PATH".into(), "/usr/bin:/bin".into())],
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(ran.success, "{ran:?}");
+        assert_eq!(ran.output, "built\n");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        std::thread::sleep(
+            Duration::from_millis(3500) - started.elapsed().min(Duration::from_secs(3)),
+        );
+        assert!(
+            !marker.exists(),
+            "the background child outlived its build step"
+        );
     }
 
     #[test]

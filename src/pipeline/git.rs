@@ -137,13 +137,40 @@ pub fn tag_to_queue(app: &App, tag: &ReleaseTag) -> anyhow::Result<String> {
     }
 }
 
-/// What writing a tree out produced.
+/// What writing a tree out produced (or the most it may: see [`TreeStats::within`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TreeStats {
     /// Regular files written.
     pub files: u64,
     /// Their total size.
     pub bytes: u64,
+}
+
+impl TreeStats {
+    /// No bound at all.
+    pub const UNBOUNDED: TreeStats = TreeStats {
+        files: u64::MAX,
+        bytes: u64::MAX,
+    };
+
+    /// Refuses a tree past `cap`'s files or bytes, saying which and the setting.
+    pub fn within(&self, cap: TreeStats) -> anyhow::Result<()> {
+        if self.files > cap.files {
+            bail!(
+                "the release would hold more than {} files ([build] max_files); nothing was \
+                 published",
+                cap.files
+            );
+        }
+        if self.bytes > cap.bytes {
+            bail!(
+                "the release would hold more than {} bytes ([build] max_bytes); nothing was \
+                 published",
+                cap.bytes
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Mirror {
@@ -371,6 +398,7 @@ impl Mirror {
         in_tree.retain(|path, _| !super::attributes::is_left_out(&ignored, path));
         let mut diff = super::tree_diff::TreeDiff::default();
         let mut seen = std::collections::BTreeSet::new();
+        let odb = self.repo.odb()?;
         let mut pending = vec![copy.to_path_buf()];
         while let Some(dir) = pending.pop() {
             for entry in std::fs::read_dir(&dir)? {
@@ -388,6 +416,19 @@ impl Mirror {
                     );
                     Oid::hash_object(ObjectType::Blob, bytes)?
                 } else if kind.is_file() {
+                    // Only a file the tree has, of the very size of its blob, is read: a copy's
+                    // huge or sparse file is never hashed (at most the tree's own bytes are).
+                    let Some(tree_id) = in_tree.get(&relative) else {
+                        diff.only_in_copy.push(relative.clone());
+                        seen.insert(relative);
+                        continue;
+                    };
+                    let (size, _) = odb.read_header(*tree_id)?;
+                    if entry.metadata()?.len() != size as u64 {
+                        diff.differing.push(relative.clone());
+                        seen.insert(relative);
+                        continue;
+                    }
                     Oid::hash_file(ObjectType::Blob, &path)?
                 } else {
                     continue;
@@ -436,7 +477,7 @@ impl Mirror {
     /// commit's time, as `git archive` gives them: OPcache does not cache a file modified less
     /// than `opcache.file_update_protection` (2 s) ago, which a just-built file would be.
     pub fn export(&self, commit: &str, dest: &Path) -> anyhow::Result<TreeStats> {
-        self.export_reusing(commit, dest, None)
+        self.export_reusing(commit, dest, None, TreeStats::UNBOUNDED)
     }
 
     /// [`Mirror::export`], hard-linking each file that `reuse` (a published release) holds
@@ -444,11 +485,13 @@ impl Mirror {
     /// an inode costs ~0.7 ms on the machines measured, a hard link ~15 µs, and a release
     /// differs from the one before it in a few files. Content is proven by the file's git
     /// blob id, so a file changed in `reuse` by a build command or by hand is never taken.
+    /// Writing stops, refused, as soon as the tree passes `cap`'s files or bytes.
     pub fn export_reusing(
         &self,
         commit: &str,
         dest: &Path,
         reuse: Option<&Path>,
+        cap: TreeStats,
     ) -> anyhow::Result<TreeStats> {
         let oid = Oid::from_str(commit)?;
         let commit = self.repo.find_commit(oid)?;
@@ -459,7 +502,7 @@ impl Mirror {
             .context("cannot read the tree's .gitattributes")?;
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Entry>(512);
         std::thread::scope(|scope| {
-            let writer = scope.spawn(move || write_entries(receiver, mtime));
+            let writer = scope.spawn(move || write_entries(receiver, mtime, cap));
             let place = Place {
                 dir: dest,
                 within: String::new(),
@@ -592,9 +635,11 @@ fn send(out: &SyncSender<Entry>, entry: Entry) -> anyhow::Result<()> {
 fn write_entries(
     entries: Receiver<Entry>,
     mtime: std::time::SystemTime,
+    cap: TreeStats,
 ) -> anyhow::Result<TreeStats> {
     let mut stats = TreeStats::default();
     for entry in entries {
+        stats.within(cap)?;
         match entry {
             Entry::Dir(path) => {
                 DirBuilder::new()
@@ -634,6 +679,7 @@ fn write_entries(
             }
         }
     }
+    stats.within(cap)?;
     Ok(stats)
 }
 

@@ -65,6 +65,10 @@ pub struct BuildSpec<'a> {
     pub rebuild: bool,
     /// A release to reuse whatever its recipe, when it is there (a rollback's target).
     pub prefer: Option<&'a ReleaseName>,
+    /// How long each command may run (`[build] timeout_secs`).
+    pub timeout: std::time::Duration,
+    /// The most files and bytes the release may hold (`[build] max_files`, `max_bytes`).
+    pub cap: super::git::TreeStats,
 }
 
 /// The hash of what makes a release besides its tree: the build commands, the check and the
@@ -268,7 +272,7 @@ fn build_in(
         None
     };
     let mut stats = mirror
-        .export_reusing(spec.commit, build_dir, reuse)
+        .export_reusing(spec.commit, build_dir, reuse, spec.cap)
         .with_context(|| format!("cannot check out {}", spec.tag))?;
     let mut env = spec.env.to_vec();
     env.extend([
@@ -281,12 +285,12 @@ fn build_in(
         ),
     ]);
     for argv in spec.commands {
-        let ran = command::run_clean(argv, build_dir, &env)?;
+        let ran = command::run_clean(argv, build_dir, &env, spec.timeout)?;
         progress.output(&ran);
         ran.ok().context("the build failed")?;
     }
     if let Some(check) = spec.check {
-        let ran = command::run_clean(check, build_dir, &env)?;
+        let ran = command::run_clean(check, build_dir, &env, spec.timeout)?;
         progress.output(&ran);
         ran.ok().context("the release check failed")?;
     }
@@ -294,6 +298,9 @@ fn build_in(
         // Build commands add and remove files (vendor/, caches), under the service's umask:
         // count what is really there, and make it readable to Apache.
         stats = count_and_open_up(build_dir)?;
+        stats
+            .within(spec.cap)
+            .context("the build made the release too big")?;
         // The tree was written afresh (a build command could change a linked file in place,
         // and with it a live release); what the commands left as it was in the newest
         // release is linked to it now.

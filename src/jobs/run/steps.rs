@@ -397,6 +397,11 @@ pub(super) fn build(
         probe: probe_hash.as_deref(),
         recipe: recipe.as_deref(),
         rebuild: matches!(wanted, Wanted::Fresh { rebuild: true }),
+        timeout: std::time::Duration::from_secs(app.build.timeout_secs),
+        cap: crate::pipeline::git::TreeStats {
+            files: app.build.max_files,
+            bytes: app.build.max_bytes,
+        },
         prefer: match wanted {
             Wanted::Exactly(name) => Some(name),
             Wanted::Fresh { .. } => None,
