@@ -363,7 +363,7 @@ fn a_queued_job_can_be_cancelled_and_a_finished_one_cannot() {
     assert_eq!(job_json(&env, 2)["status"], "cancelled");
     let error = env.fails(&["cancel", "1"]);
     assert!(
-        error.contains("job #1 is succeeded; only a queued job"),
+        error.contains("job #1 is succeeded; only a queued or running job"),
         "{error}"
     );
     let error = env.fails(&["cancel", "99"]);
@@ -471,4 +471,57 @@ fn a_put_back_interrupted_before_its_reload_is_reloaded_by_recovery() {
     assert_eq!(reloads(&env), 3, "{:?}", env.events());
     let job = job_json(&env, 3);
     assert_eq!(job["status"], "interrupted", "{job}");
+}
+
+/// `clubdeploy --config <env's> cancel <id>`, as a shell command a job's own step can run:
+/// another process asking the running job to stop, at a known moment.
+fn cancel_from_another_process(env: &TestEnv, id: i32) -> Vec<String> {
+    // `env -i`: a build step's CLUBDEPLOY_* facts would read as configuration.
+    crate::helpers::sh(&format!(
+        "env -i PATH=/usr/bin:/bin {} --config {} cancel {id}",
+        env!("CARGO_BIN_EXE_clubdeploy"),
+        env.config_path.display()
+    ))
+}
+
+#[test]
+fn a_running_deploy_asked_to_stop_stops_before_its_switch_or_between_waves() {
+    let mut env = TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    // Asked while it builds: it stops before any club is switched.
+    env.config.build_commands = vec![cancel_from_another_process(&env, 2)];
+    env.configure();
+    let error = env.fails(&["deploy", "v2", "--all", "--canary", "a"]);
+    assert!(error.contains("job #2 cancelled"), "{error}");
+    assert!(
+        error.contains("before any club was switched; nothing was changed"),
+        "{error}"
+    );
+    assert_eq!(env.release_of("a"), env.release_name("v1"));
+    assert_eq!(env.release_of("b"), env.release_name("v1"));
+    // Asked during the canary wave's reload: the canary stays switched, the next wave does
+    // not run.
+    env.config.build_commands = Vec::new();
+    env.config.reload = cancel_from_another_process(&env, 3);
+    env.configure();
+    let error = env.fails(&["deploy", "v3", "--all", "--canary", "a"]);
+    assert!(error.contains("job #3 cancelled"), "{error}");
+    assert!(
+        error.contains("after wave 1 of 2: the 1 club it switched stay on"),
+        "{error}"
+    );
+    assert_eq!(env.release_of("a"), env.release_name("v3"));
+    assert_eq!(env.release_of("b"), env.release_name("v1"));
+    let audit = env.ok(&["audit", "--limit", "50"]);
+    assert!(
+        audit.contains("asked to stop at its next safe point"),
+        "{audit}"
+    );
+    // A finished job cannot be stopped.
+    let error = env.fails(&["cancel", "3"]);
+    assert!(
+        error.contains("only a queued or running job can be cancelled"),
+        "{error}"
+    );
 }

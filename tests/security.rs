@@ -1459,3 +1459,61 @@ async fn comparing_a_legacy_copy_never_reads_a_huge_file_the_release_cannot_matc
         );
     }
 }
+
+#[tokio::test]
+async fn only_an_admin_stops_a_running_job_and_it_stops_at_a_safe_point() {
+    let mut env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.config.build_commands = vec![crate::helpers::sh("sleep 3")];
+    env.configure();
+    let app = TestApp::spawn(env).await;
+    let deployer = app.login("deployer").await;
+    let admin = app.login("admin").await;
+    let id = crate::web::job_id(
+        &app.post(&deployer, "/deploy", &[("tag", "v2"), ("target", "all")])
+            .await,
+    );
+    let status = || {
+        let conn = &mut app.pool.get().unwrap();
+        clubdeploy::db::jobs::by_id(conn, id)
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while status() != JobStatus::Running {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Its deployer may not stop it once it runs; an administrator may.
+    let refused = app
+        .post(&deployer, &format!("/jobs/{id}/cancel"), &[])
+        .await;
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let text = refused.text().await.unwrap();
+    assert!(
+        text.contains("only an administrator can stop a running job"),
+        "{text}"
+    );
+    let page = app.page(&admin, &format!("/jobs/{id}")).await;
+    assert!(page.contains("Stop this job…"), "{page}");
+    let confirm = app.page(&admin, &format!("/jobs/{id}/cancel")).await;
+    assert!(confirm.contains("Yes, stop it"), "{confirm}");
+    let asked = app.post(&admin, &format!("/jobs/{id}/cancel"), &[]).await;
+    assert_eq!(asked.status(), StatusCode::SEE_OTHER);
+    while !status().is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the job never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status(), JobStatus::Cancelled);
+    assert_eq!(app.env.release_of("a"), app.env.release_name("v1"));
+    let page = app.page(&admin, &format!("/jobs/{id}")).await;
+    assert!(
+        page.contains("stopped at admin&#39;s request before any club was switched"),
+        "{page}"
+    );
+}

@@ -422,8 +422,13 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
             submit(&settings, pool, &actor, spec, DetachFlag { detach: false })?;
         }
         Command::Cancel { id } => {
-            crate::jobs::enqueue::cancel(&mut *db()?, id, &actor, None)?;
-            say!("job #{id} cancelled");
+            match crate::jobs::enqueue::cancel(&mut *db()?, id, &actor, None, true)? {
+                crate::jobs::enqueue::Cancelled::Queued => say!("job #{id} cancelled"),
+                crate::jobs::enqueue::Cancelled::WillStop => say!(
+                    "job #{id} is running: it stops at its next safe point (before any club is \
+                     switched, or between waves)"
+                ),
+            }
         }
         Command::Audit {
             verify: Some(AuditCommand::Verify),

@@ -23,6 +23,8 @@ pub struct Job {
     pub error: Option<String>,
     /// The application the job concerns; `None` for every application.
     pub app: Option<String>,
+    /// Who asked this running job to stop at its next safe point, if anyone did.
+    pub stop_requested_by: Option<String>,
 }
 
 /// A job to queue.
@@ -127,6 +129,30 @@ pub fn finish(
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// Asks running job `id` to stop at its next safe point, on behalf of `actor`; false when
+/// it is not running or was asked already.
+pub fn request_stop(conn: &mut SqliteConnection, id: i32, actor: &str) -> QueryResult<bool> {
+    let changed = diesel::update(
+        jobs::table
+            .find(id)
+            .filter(jobs::status.eq(JobStatus::Running))
+            .filter(jobs::stop_requested_by.is_null()),
+    )
+    .set(jobs::stop_requested_by.eq(actor))
+    .execute(conn)?;
+    Ok(changed == 1)
+}
+
+/// Who asked job `id` to stop, if anyone did.
+pub fn stop_requested(conn: &mut SqliteConnection, id: i32) -> QueryResult<Option<String>> {
+    Ok(jobs::table
+        .find(id)
+        .select(jobs::stop_requested_by)
+        .first::<Option<String>>(conn)
+        .optional()?
+        .flatten())
 }
 
 /// Cancels a job if it is still queued; says whether it was.

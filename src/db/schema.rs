@@ -93,6 +93,7 @@ diesel::table! {
         outcome -> Nullable<Text>,
         error -> Nullable<Text>,
         app -> Nullable<Text>,
+        stop_requested_by -> Nullable<Text>,
     }
 }
 

@@ -157,25 +157,59 @@ pub fn cancel_all_of(
     Ok(queued.len())
 }
 
-/// Cancels a job that has not started; a running or finished job is refused with its status.
-pub fn cancel(conn: &mut Conn, id: i32, actor: &str, address: Option<&str>) -> anyhow::Result<()> {
-    let cancelled = conn.immediate_transaction(|conn| {
-        if !jobs::cancel_queued(conn, id, db::now())? {
-            return Ok(false);
-        }
+/// What cancelling a job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// It had not started: it will not run.
+    Queued,
+    /// It is running: it stops at its next safe point (before any club is switched, or
+    /// between waves), leaving nothing half-done.
+    WillStop,
+}
+
+/// Cancels a job that has not started; a running one is asked to stop at its next safe point
+/// when `may_stop` (administrators, the command line); anything else is refused with its
+/// status.
+pub fn cancel(
+    conn: &mut Conn,
+    id: i32,
+    actor: &str,
+    address: Option<&str>,
+    may_stop: bool,
+) -> anyhow::Result<Cancelled> {
+    let done = conn.immediate_transaction(|conn| {
+        let (done, details) = if jobs::cancel_queued(conn, id, db::now())? {
+            (Cancelled::Queued, "cancelled before it started")
+        } else if may_stop && jobs::request_stop(conn, id, actor)? {
+            (
+                Cancelled::WillStop,
+                "asked to stop at its next safe point (before any club is switched, or between \
+                 waves)",
+            )
+        } else {
+            return Ok(None);
+        };
         let target = id.to_string();
-        let details = "cancelled before it started";
         let entry = audit::Entry::new(actor, "job.cancelled", "job", &target, details);
         audit::append(conn, &audit::Entry { address, ..entry })?;
-        Ok::<_, diesel::result::Error>(true)
+        Ok::<_, diesel::result::Error>(Some(done))
     })?;
-    if cancelled {
-        return Ok(());
+    if let Some(done) = done {
+        return Ok(done);
     }
     Err(match jobs::by_id(conn, id)? {
         None => Refusal::NotFound(format!("there is no job #{id}")),
+        Some(job) if job.status == JobStatus::Running && job.stop_requested_by.is_some() => {
+            Refusal::Conflict(format!(
+                "job #{id} was asked to stop already (by {}); it stops at its next safe point",
+                job.stop_requested_by.unwrap_or_default()
+            ))
+        }
+        Some(job) if job.status == JobStatus::Running => Refusal::Conflict(format!(
+            "job #{id} is running; only an administrator can stop a running job"
+        )),
         Some(job) => Refusal::Conflict(format!(
-            "job #{id} is {}; only a queued job can be cancelled",
+            "job #{id} is {}; only a queued or running job can be cancelled",
             job.status
         )),
     }

@@ -363,6 +363,9 @@ pub fn run_next(
     };
     let (status, outcome, error) = match result {
         Ok(summary) => (JobStatus::Succeeded, Some(summary), None),
+        Err(e) if e.downcast_ref::<run::Stopped>().is_some() => {
+            (JobStatus::Cancelled, None, Some(e.to_string()))
+        }
         Err(e) => (
             JobStatus::Failed,
             None,

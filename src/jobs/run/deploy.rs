@@ -66,6 +66,16 @@ pub fn deploy(
     let mut not_live = 0;
     let mut ignored = 0;
     for (n, wave) in waves.iter().enumerate() {
+        job.stop_point(|| match switched {
+            0 => "before any club was switched; nothing was changed".to_owned(),
+            s => format!(
+                "after wave {n} of {}: the {s} club{} it switched stay on {} (Put back offers \
+                 to undo that); the other waves did not run",
+                waves.len(),
+                plural(s),
+                release.name
+            ),
+        })?;
         let header = (waves.len() > 1).then(|| {
             let slugs: Vec<&str> = wave.clubs.iter().map(|c| c.slug.as_str()).collect();
             format!(

@@ -51,10 +51,34 @@ pub struct Job<'a> {
     pub host: &'a dyn Host,
 }
 
+/// A job that stopped at a safe point because an administrator asked it to: it ends
+/// `cancelled`, saying who asked and what it had done.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped at {who}'s request {when}")]
+pub struct Stopped {
+    pub who: String,
+    pub when: String,
+}
+
 impl Job<'_> {
     /// A connection for one piece of database work; give it back (drop it) before slow work.
     fn conn(&self) -> anyhow::Result<DbConn> {
         self.pool.get().context("cannot connect to the database")
+    }
+
+    /// A safe point (nothing half-done): if an administrator asked this job to stop, it
+    /// stops here, `when` saying what that leaves ("before any club was switched; nothing
+    /// was changed").
+    fn stop_point(&mut self, when: impl FnOnce() -> String) -> anyhow::Result<()> {
+        match db::jobs::stop_requested(&mut *self.conn()?, self.id)? {
+            Some(who) => {
+                let when = when();
+                self.progress
+                    .progress(&format!("stopping here at {who}'s request: {when}"));
+                Err(Stopped { who, when }.into())
+            }
+            None => Ok(()),
+        }
     }
 
     /// Appends an audit row in the job's name, about `app` where there is one.

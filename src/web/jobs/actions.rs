@@ -28,10 +28,30 @@ pub async fn cancel_confirm(
 ) -> Result<super::super::ui::ConfirmPage, AppError> {
     let id = id.into_inner();
     let job = cancellable(&staff, &state, id).await?;
+    if job.status == JobStatus::Running && staff.role == Role::Admin {
+        return Ok(super::super::ui::ConfirmPage::ask(
+            staff.nav("jobs"),
+            format!("Stop job #{id}?"),
+            format!(
+                "Job #{id} ({}) is running. It stops at its next safe point: before any club is \
+                 switched, or between two waves. Nothing is left half-done; clubs already \
+                 switched stay on the new release (Put back offers to undo that).",
+                describe(&job)
+            ),
+            format!("/jobs/{id}/cancel"),
+            "Yes, stop it".into(),
+            format!("/jobs/{id}"),
+        ));
+    }
     if job.status != JobStatus::Queued {
         return Err(AppError::Conflict(format!(
-            "Job #{id} is {}; only a job that has not started can be cancelled.",
-            job.status
+            "Job #{id} is {}; only a job that has not started can be cancelled{}.",
+            job.status,
+            if job.status == JobStatus::Running {
+                " (an administrator can stop a running one)"
+            } else {
+                ""
+            }
         )));
     }
     Ok(super::super::ui::ConfirmPage::ask(
@@ -56,12 +76,17 @@ pub async fn cancel(
     let id = id.into_inner();
     cancellable(&staff, &state, id).await?;
     let (actor, address) = (staff.user.name.clone(), staff.address.clone());
-    state
-        .db(move |_, conn| enqueue::cancel(conn, id, &actor, Some(&address)))
+    let may_stop = staff.role == Role::Admin;
+    let done = state
+        .db(move |_, conn| enqueue::cancel(conn, id, &actor, Some(&address), may_stop))
         .await?;
-    staff
-        .tell(&state, format!("Job #{id} was cancelled; it will not run."))
-        .await;
+    let message = match done {
+        enqueue::Cancelled::Queued => format!("Job #{id} was cancelled; it will not run."),
+        enqueue::Cancelled::WillStop => {
+            format!("Job #{id} will stop at its next safe point.")
+        }
+    };
+    staff.tell(&state, message).await;
     Ok(see_other(&format!("/jobs/{id}")))
 }
 

@@ -148,6 +148,8 @@ pub struct JobPage {
     lines: Vec<Line>,
     last_event: i32,
     can_cancel: bool,
+    /// An administrator may ask this running job to stop at its next safe point.
+    can_stop: bool,
     /// What a queued job waits for, in words.
     waiting_for: Option<String>,
     /// How many clubs this finished deploy switched, for "Put these clubs back" (0: none, or
@@ -340,6 +342,9 @@ pub async fn page(
         .rev()
         .find_map(|e| counted(e.done.zip(e.total)));
     let can_cancel = status == JobStatus::Queued && may_cancel(&staff, &job);
+    let can_stop = status == JobStatus::Running
+        && staff.role == Role::Admin
+        && job.stop_requested_by.is_none();
     Ok(JobPage {
         nav: staff.nav("jobs"),
         running: Running {
@@ -359,6 +364,7 @@ pub async fn page(
             })
             .collect(),
         can_cancel,
+        can_stop,
         waiting_for,
         switched: if job.kind == JobKind::Deploy
             && status.is_finished()
