@@ -1517,3 +1517,41 @@ async fn only_an_admin_stops_a_running_job_and_it_stops_at_a_safe_point() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn failed_sign_ins_spread_over_many_addresses_are_audited_once_past_a_hundred() {
+    let app = TestApp::spawn_driven(TestEnv::new()).await;
+    // 75 addresses, two wrong guesses each (under every throttle): 150 failures.
+    for n in 0..75 {
+        let client = client_from(&format!("127.0.{}.{}", 10 + n / 200, 1 + n % 200));
+        for _ in 0..2 {
+            let response = app.try_login(&client, "admin", "a wrong password!").await;
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "refused, not throttled"
+            );
+        }
+    }
+    let rows_of = |action: &str| {
+        let out = app
+            .env
+            .ok(&["audit", "--json", "--limit", "10000", "--actor", "admin"]);
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == action)
+            .count()
+    };
+    assert_eq!(rows_of("login.failed"), 100);
+    assert_eq!(rows_of("login.flood"), 1);
+    assert_eq!(
+        failures_of(&app, "admin"),
+        150,
+        "every failure still counts"
+    );
+    // The owner still gets in, and that is audited.
+    app.login("admin").await;
+    assert_eq!(rows_of("login.succeeded"), 1);
+}

@@ -20,6 +20,34 @@ pub const FREE_FAILURES_PER_ADDRESS: i64 = 10;
 pub const MAX_WAIT_SECS: i64 = 60;
 /// Failed attempts older than this no longer count, and are deleted.
 pub const ATTEMPT_WINDOW_MINUTES: i64 = 15;
+/// Failed sign-ins audited one by one within [`ATTEMPT_WINDOW_MINUTES`], over every account
+/// and address: beyond them a flood (spread over many addresses) is audited once, not a row
+/// a guess, so it cannot fill the append-only audit log.
+pub const AUDITED_FAILURES_PER_WINDOW: i64 = 100;
+
+/// How a failed sign-in is audited when it is the `nth` failure (1-based) in the window over
+/// every account and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureAudit {
+    /// Its own row (and the `login.throttled` rows it starts).
+    EachOne,
+    /// The one row saying that further failures are counted, not logged one by one.
+    FloodBegins,
+    /// None: the flood was audited.
+    Counted,
+}
+
+/// See [`FailureAudit`].
+pub fn failure_audit(nth: i64) -> FailureAudit {
+    if nth <= AUDITED_FAILURES_PER_WINDOW {
+        FailureAudit::EachOne
+    } else if nth == AUDITED_FAILURES_PER_WINDOW + 1 {
+        FailureAudit::FloodBegins
+    } else {
+        FailureAudit::Counted
+    }
+}
+
 /// The audit log's name for a sign-in under a name that is no account (what was typed may
 /// be a mistyped password, which no viewer should read).
 pub const UNKNOWN_ACCOUNT: &str = "(no such user)";
@@ -373,6 +401,24 @@ pub fn finish_login(
                 ..actor
             };
             conn.immediate_transaction(|conn| {
+                let since = now - Duration::minutes(ATTEMPT_WINDOW_MINUTES);
+                match failure_audit(users::all_failures_since(conn, since)?) {
+                    FailureAudit::EachOne => {}
+                    FailureAudit::FloodBegins => {
+                        return audit_user(
+                            conn,
+                            actor,
+                            "login.flood",
+                            shown,
+                            &format!(
+                                "over {AUDITED_FAILURES_PER_WINDOW} failed sign-ins within \
+                                 {ATTEMPT_WINDOW_MINUTES} minutes: further ones are counted \
+                                 (and slowed down), not logged one by one, until it calms down"
+                            ),
+                        );
+                    }
+                    FailureAudit::Counted => return Ok(()),
+                }
                 audit_user(
                     conn,
                     actor,
@@ -380,7 +426,6 @@ pub fn finish_login(
                     shown,
                     "wrong user name or password",
                 )?;
-                let since = now - Duration::minutes(ATTEMPT_WINDOW_MINUTES);
                 let (pair, from_address) = users::failures_since(conn, name, address, since)?;
                 if pair.count == FREE_FAILURES_PER_ACCOUNT {
                     audit_user(
@@ -454,6 +499,25 @@ fn keep_an_admin(conn: &mut Conn, changing: &str) -> Result<(), StaffError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_flood_of_failures_is_audited_once_past_the_first_hundred() {
+        use super::FailureAudit;
+        let audits: Vec<FailureAudit> = [1, 100, 101, 102, 10_000]
+            .into_iter()
+            .map(super::failure_audit)
+            .collect();
+        assert_eq!(
+            audits,
+            [
+                FailureAudit::EachOne,
+                FailureAudit::EachOne,
+                FailureAudit::FloodBegins,
+                FailureAudit::Counted,
+                FailureAudit::Counted
+            ]
+        );
+    }
+
     use chrono::NaiveDateTime;
 
     use super::{FREE_FAILURES_PER_ACCOUNT, MAX_WAIT_SECS, wait_after};

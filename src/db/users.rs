@@ -283,6 +283,15 @@ pub fn failures_since(
     Ok((pair, Failures { count, last }))
 }
 
+/// Failed attempts since `since`, over every account and address.
+pub fn all_failures_since(conn: &mut SqliteConnection, since: NaiveDateTime) -> QueryResult<i64> {
+    login_attempts::table
+        .filter(login_attempts::succeeded.eq(false))
+        .filter(login_attempts::at.ge(since))
+        .count()
+        .get_result(conn)
+}
+
 /// Leaves `message` for the session's next page (replacing one not yet shown).
 pub fn set_flash(conn: &mut SqliteConnection, session_id: i32, message: &str) -> QueryResult<()> {
     use super::schema::flashes;
