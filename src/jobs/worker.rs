@@ -44,22 +44,25 @@ pub fn housekeeping(settings: &Settings, pool: &DbPool) {
     }
 }
 
+/// Something the server does now and then besides jobs.
+type Chore = fn(&Settings, &DbPool);
+
 /// Works the queue forever: right away (which also recovers an interrupted job), then each
 /// time `wake` is notified or `poll` has passed. Jobs run on the blocking thread pool.
 pub async fn run(settings: Arc<Settings>, pool: DbPool, wake: Arc<Notify>, poll: Duration) {
-    let mut anchored_at: Option<std::time::Instant> = None;
-    let mut tidied_at: Option<std::time::Instant> = None;
+    // What the server does now and then besides jobs: each when it has not for its interval.
+    let chores: [(Duration, Chore); 2] = [
+        (HOUSEKEEPING_INTERVAL, housekeeping),
+        (ANCHOR_INTERVAL, queue::anchor_audit),
+    ];
+    let mut done_at: [Option<std::time::Instant>; 2] = [None; 2];
     loop {
-        if tidied_at.is_none_or(|at| at.elapsed() >= HOUSEKEEPING_INTERVAL) {
-            let (settings, pool) = (settings.clone(), pool.clone());
-            let _ = tokio::task::spawn_blocking(move || housekeeping(&settings, &pool)).await;
-            tidied_at = Some(std::time::Instant::now());
-        }
-        if anchored_at.is_none_or(|at| at.elapsed() >= ANCHOR_INTERVAL) {
-            let (settings, pool) = (settings.clone(), pool.clone());
-            let _ =
-                tokio::task::spawn_blocking(move || queue::anchor_audit(&settings, &pool)).await;
-            anchored_at = Some(std::time::Instant::now());
+        for ((every, chore), at) in chores.iter().zip(&mut done_at) {
+            if at.is_none_or(|at| at.elapsed() >= *every) {
+                let (settings, pool, chore) = (settings.clone(), pool.clone(), *chore);
+                let _ = tokio::task::spawn_blocking(move || chore(&settings, &pool)).await;
+                *at = Some(std::time::Instant::now());
+            }
         }
         let (settings, pool) = (settings.clone(), pool.clone());
         match tokio::task::spawn_blocking(move || queue::drain(&settings, &pool)).await {

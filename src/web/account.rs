@@ -81,17 +81,10 @@ pub async fn change_password(
     let hash = web::block(move || password::hash(&new))
         .await?
         .map_err(AppError::Internal)?;
-    let (name, address) = (staff.user.name.clone(), staff.address.clone());
-    let (user_id, session_id) = (staff.user.id, staff.session_id);
-    let ended = state
-        .db(move |_, conn| {
-            let actor = Actor {
-                name: &name,
-                address: Some(&address),
-            };
-            staff_ops::change_own_password(conn, actor, user_id, session_id, &hash)
-        })
-        .await?;
+    let ended = own_change(&staff, &state, move |conn, actor, user, session| {
+        staff_ops::change_own_password(conn, actor, user, session, &hash)
+    })
+    .await?;
     staff
         .tell(
             &state,
@@ -109,21 +102,34 @@ pub async fn sign_out_others(
     CsrfForm { staff, .. }: CsrfForm<NoFields>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
+    let ended = own_change(&staff, &state, staff_ops::end_other_sessions).await?;
+    staff
+        .tell(&state, format!("{} signed out.", signed_out(ended)))
+        .await;
+    Ok(see_other("/account"))
+}
+
+/// Runs `change` on `staff`'s own account, given the audit log's actor, their user id and
+/// the session in use, with a pooled connection: how many other sessions it ended.
+async fn own_change<F>(
+    staff: &Staff,
+    state: &web::Data<AppState>,
+    change: F,
+) -> Result<usize, AppError>
+where
+    F: FnOnce(&mut crate::db::Conn, Actor<'_>, i32, i32) -> anyhow::Result<usize> + Send + 'static,
+{
     let (name, address) = (staff.user.name.clone(), staff.address.clone());
     let (user_id, session_id) = (staff.user.id, staff.session_id);
-    let ended = state
+    state
         .db(move |_, conn| {
             let actor = Actor {
                 name: &name,
                 address: Some(&address),
             };
-            staff_ops::end_other_sessions(conn, actor, user_id, session_id)
+            change(conn, actor, user_id, session_id)
         })
-        .await?;
-    staff
-        .tell(&state, format!("{} signed out.", signed_out(ended)))
-        .await;
-    Ok(see_other("/account"))
+        .await
 }
 
 /// "no other session was", "1 other session was", "3 other sessions were".
