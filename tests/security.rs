@@ -1143,14 +1143,7 @@ async fn build_output_is_shown_to_deployers_and_admins_and_withheld_from_viewers
             "{who}"
         );
         // The live stream of the finished job says the same.
-        let stream = client
-            .get(app.url("/jobs/1/events"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let stream = app.page(&client, "/jobs/1/events").await;
         assert!(stream.contains("event: log"), "{who}: {stream}");
         assert_eq!(
             stream.contains("build-said-k3y-42"),
