@@ -244,7 +244,7 @@ pub(super) fn apache(settings: &Settings, webroots: &[ClubApp], report: &mut Rep
             continue;
         }
         if let Some(url) = &club.url
-            && let Some(host) = host_of(url)
+            && let Some(host) = crate::domain::url_host(url)
             && !serving.iter().any(|h| h.names.contains(&host))
         {
             report.add(

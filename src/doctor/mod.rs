@@ -200,19 +200,6 @@ fn output_of(argv: &[String]) -> Result<String, String> {
     }
 }
 
-/// The host an address names, lower case.
-fn host_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host.starts_with('[') {
-        host.split(']').next()?.trim_start_matches('[')
-    } else {
-        host.split(':').next()?
-    };
-    Some(host.to_ascii_lowercase())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,19 +291,5 @@ mod tests {
         assert!(!follows_links("/var/www/a/htdocs", &off));
         // Nothing said: Apache 2.4 follows links.
         assert!(follows_links("/srv/a/htdocs", &[]));
-    }
-
-    #[test]
-    fn the_host_of_an_address() {
-        assert_eq!(
-            host_of("https://Zermatt.example:8443/x").as_deref(),
-            Some("zermatt.example")
-        );
-        assert_eq!(
-            host_of("http://u:p@davos.example/").as_deref(),
-            Some("davos.example")
-        );
-        assert_eq!(host_of("http://[::1]:80/").as_deref(), Some("::1"));
-        assert_eq!(host_of("no address"), None);
     }
 }

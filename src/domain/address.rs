@@ -44,6 +44,15 @@ pub fn check_url(url: &str, connect_to: bool) -> Result<(), InvalidInput> {
     Ok(())
 }
 
+/// The host an address (`scheme://[user@]host[:port]/…`) names, lower-case, without a
+/// trailing dot; `None` when it is no such address.
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some(host_of(authority))
+}
+
 /// The host of `host[:port]` or `[v6][:port]`, lower-case, without a trailing dot.
 fn host_of(authority: &str) -> String {
     let host = match authority.strip_prefix('[') {
@@ -125,6 +134,24 @@ pub fn parse_connect_to(text: &str) -> Result<(String, Option<u16>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_an_address_names() {
+        assert_eq!(
+            url_host("https://Zermatt.example:8443/x").as_deref(),
+            Some("zermatt.example")
+        );
+        assert_eq!(
+            url_host("http://u:p@davos.example/").as_deref(),
+            Some("davos.example")
+        );
+        assert_eq!(url_host("http://[::1]:80/").as_deref(), Some("::1"));
+        assert_eq!(
+            url_host("http://Davos.Example./").as_deref(),
+            Some("davos.example")
+        );
+        assert_eq!(url_host("no address"), None);
+    }
 
     #[test]
     fn a_site_on_this_machine_or_its_link_is_refused_unless_checks_connect_elsewhere() {
