@@ -868,30 +868,66 @@ fn a_good_release_goes_canary_first_then_everywhere_and_is_live_when_the_job_end
 }
 
 #[test]
-fn the_probe_answers_only_to_its_secret_and_says_what_opcache_says() {
+fn the_probe_answers_only_to_its_sites_token_and_says_what_opcache_says() {
     let Some(world) = world(2, 1) else { return };
-    let probe = |secret: Option<&str>| {
+    let ask = |path: &str, host: &str, credential: Option<&str>| {
         let mut request = world
             .client
-            .get(format!(
-                "http://127.0.0.1:{}/.clubdeploy/probe.php",
-                world.apache.port
-            ))
-            .header("Host", "club00.test");
-        if let Some(secret) = secret {
-            request = request.header("X-Clubdeploy-Probe", secret);
+            .get(format!("http://127.0.0.1:{}/{path}", world.apache.port))
+            .header("Host", host);
+        if let Some(credential) = credential {
+            request = request.header("X-Clubdeploy-Probe", credential);
         }
         let response = request.send().unwrap();
-        (response.status().as_u16(), response.text().unwrap())
+        let mut headers: Vec<String> = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| *name != "date")
+            .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap()))
+            .collect();
+        headers.sort();
+        (
+            response.status().as_u16(),
+            headers,
+            response.text().unwrap(),
+        )
     };
-    assert_eq!(probe(None), (404, String::new()));
-    assert_eq!(probe(Some("not-the-secret")), (404, String::new()));
-    let secret = std::fs::read_to_string(world.env.data.join("probe.key")).unwrap();
-    let secret = secret.trim();
-    // The release holds a hash of the secret, never the secret.
+    let probe = |credential: Option<&str>| {
+        let (status, _, body) = ask(".clubdeploy/probe.php", "club00.test", credential);
+        (status, body)
+    };
+    let data = world.env.data.clone();
+    let key = clubdeploy::pipeline::probe::ProbeKey::load_or_create(&data).unwrap();
+    let secret = key.secret().to_owned();
+    // Without club00's own token the probe answers what Apache answers for a file that is
+    // not there, header for header and byte for byte: nothing tells a probe is there.
+    let missing = ask(".clubdeploy/missing.php", "club00.test", None);
+    assert_eq!(missing.0, 404, "{missing:?}");
+    let club01 = key.token_for("club01.test");
+    for wrong in [
+        None,
+        Some("not-a-token"),
+        Some(secret.as_str()),
+        Some(&club01),
+    ] {
+        assert_eq!(
+            ask(".clubdeploy/probe.php", "club00.test", wrong),
+            missing,
+            "{wrong:?}"
+        );
+    }
+    // club01's token opens club01's probe only.
+    assert_eq!(
+        ask(".clubdeploy/probe.php", "club01.test", Some(&club01)).0,
+        200
+    );
+    let token = key.token_for("club00.test");
+    let secret = token.as_str();
+    // The release holds the public key alone: neither the secret nor a token.
     let release = world.env.releases_dir().join(world.env.release_name("v1"));
     let script = std::fs::read_to_string(release.join(".clubdeploy/probe.php")).unwrap();
-    assert!(!script.contains(secret));
+    assert!(!script.contains(key.secret()) && !script.contains(secret));
+    assert!(script.contains(&key.public_key()));
     // Both scripts compiled and cached, then read back to back: the same figures.
     for _ in 0..2 {
         probe(Some(secret));

@@ -12,8 +12,8 @@ pub(super) fn php(
     let insight = crate::service::opcache::sites(settings, webroots).and_then(|(urls, in_use)| {
         // One visit to the sites asked, so that OPcache holds their release (after a reload
         // it holds nothing until someone visits) and a release's footprint can be measured.
-        for url in urls.iter().take(3) {
-            let _ = crate::pipeline::health::status_of(&settings.health, url);
+        for site in urls.iter().take(3) {
+            let _ = crate::pipeline::health::status_of(&settings.health, &site.url);
         }
         crate::service::opcache::read(settings, &urls, &in_use)
     });

@@ -36,6 +36,8 @@ pub struct Check<'a> {
     pub release_dir: &'a Path,
     /// The probe secret, when the release has a probe.
     pub probe: Option<&'a ProbeKey>,
+    /// Whether the release's probe takes each site's token (else the secret: an old release).
+    pub per_host: bool,
     /// Whether the web server was reloaded after the switch. Then the probe must show the
     /// release before the deadline; without a reload PHP may serve the old release for
     /// minutes (or, with `opcache.validate_timestamps=0`, until a restart), so the probe is
@@ -178,14 +180,12 @@ fn check_one(
     let mut not_live = None;
     let proven = match check.probe {
         None => false,
-        Some(key) if check.reloaded => {
-            match prove(agent, &base, key, check.release_dir, deadline) {
-                Ok(()) => true,
-                Err(failed) => return failed,
-            }
-        }
+        Some(key) if check.reloaded => match prove(agent, &base, key, check, deadline) {
+            Ok(()) => true,
+            Err(failed) => return failed,
+        },
         // No reload: one question, whatever it answers.
-        Some(key) => match prove(agent, &base, key, check.release_dir, Instant::now()) {
+        Some(key) => match prove(agent, &base, key, check, Instant::now()) {
             Ok(()) => true,
             Err(Verdict::Failed { reason, .. }) => {
                 not_live = Some(format!("switched, not live yet (no reload): {reason}"));
@@ -201,12 +201,11 @@ fn check_one(
         if attempt > 0 {
             std::thread::sleep(Duration::from_millis(200));
         }
-        match expect_page(
-            agent,
-            &page,
-            check.settings,
-            check.probe.map(|k| k.secret()),
-        ) {
+        let secrets: Vec<String> = check
+            .probe
+            .map(|k| vec![k.secret().to_owned(), k.credential(&base, check.per_host)])
+            .unwrap_or_default();
+        match expect_page(agent, &page, check.settings, &secrets) {
             Ok(()) if not_live.is_some() => {
                 return Verdict::NotLive(not_live.expect("just matched"));
             }
@@ -244,13 +243,15 @@ pub fn ask_probe(
     settings: &HealthSettings,
     url: &str,
     key: &ProbeKey,
+    per_host: bool,
     scripts: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let query = if scripts { "?scripts=1" } else { "" };
+    let credential = key.credential(url, per_host);
     let url = format!("{}/{}{query}", base_of(url), probe::PROBE_PATH);
     let response = match agent(settings)
         .get(&url)
-        .set(probe::HEADER, key.secret())
+        .set(probe::HEADER, &credential)
         .call()
     {
         Ok(response) => response,
@@ -272,14 +273,16 @@ fn prove(
     agent: &ureq::Agent,
     base: &str,
     key: &ProbeKey,
-    release_dir: &Path,
+    check: &Check<'_>,
     deadline: Instant,
 ) -> Result<(), Verdict> {
     let url = format!("{base}/{}", probe::PROBE_PATH);
-    let wanted = release_dir.to_string_lossy();
+    let wanted = check.release_dir.to_string_lossy();
+    let credential = key.credential(base, check.per_host);
+    let secrets = [key.secret().to_owned(), credential.clone()];
     let mut tries = 0;
     loop {
-        let seen = match agent.get(&url).set(probe::HEADER, key.secret()).call() {
+        let seen = match agent.get(&url).set(probe::HEADER, &credential).call() {
             Ok(response) => {
                 let body = read_body(response.into_reader());
                 let dir = serde_json::from_str::<serde_json::Value>(&body)
@@ -293,7 +296,7 @@ fn prove(
             }
             Err(ureq::Error::Status(code, response)) => Err((
                 format!("the probe answered {code}"),
-                Some(describe(code, response, Some(key.secret()))),
+                Some(describe(code, response, &secrets)),
             )),
             Err(e) => Err((format!("{e}"), None)),
         };
@@ -327,7 +330,7 @@ fn expect_page(
     agent: &ureq::Agent,
     url: &str,
     settings: &HealthSettings,
-    secret: Option<&str>,
+    secrets: &[String],
 ) -> Result<(), Verdict> {
     let (code, response) = match agent.get(url).call() {
         Ok(response) => (response.status(), response),
@@ -339,7 +342,7 @@ fn expect_page(
             });
         }
     };
-    let shown = describe(code, response, secret);
+    let shown = describe(code, response, secrets);
     if code != settings.expect_status {
         return Err(Verdict::Failed {
             reason: format!("{url} answered {code}, not {}", settings.expect_status),
@@ -358,7 +361,7 @@ fn expect_page(
 }
 
 /// A response as the job log keeps it: status line, headers, the first 4 KB of the body.
-fn describe(code: u16, response: ureq::Response, secret: Option<&str>) -> String {
+fn describe(code: u16, response: ureq::Response, secrets: &[String]) -> String {
     let mut text = format!("HTTP {code} {}\n", response.status_text());
     for name in response.headers_names() {
         if let Some(value) = response.header(&name) {
@@ -367,16 +370,17 @@ fn describe(code: u16, response: ureq::Response, secret: Option<&str>) -> String
     }
     text.push('\n');
     text.push_str(&read_body(response.into_reader()));
-    redact(&text, secret)
+    redact(&text, secrets)
 }
 
 /// What replaces a secret in a stored response.
 const REDACTED: &str = "[redacted]";
 
 /// `text` (a response as kept in a job's log) with the values of headers that carry
-/// credentials (cookies, authorization, the probe's header) and every occurrence of `secret`
-/// (the probe secret: a site may echo the request) replaced by `[redacted]`.
-pub fn redact(text: &str, secret: Option<&str>) -> String {
+/// credentials (cookies, authorization, the probe's header) and every occurrence of each of
+/// `secrets` (the probe secret, a site's token: a site may echo the request) replaced by
+/// `[redacted]`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
     const CARRY_SECRETS: [&str; 4] = [
         "set-cookie",
         "cookie",
@@ -396,10 +400,10 @@ pub fn redact(text: &str, secret: Option<&str>) -> String {
             _ => out.push_str(line),
         }
     }
-    match secret.filter(|s| !s.is_empty()) {
-        Some(secret) => out.replace(secret, REDACTED),
-        None => out,
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(secret.as_str(), REDACTED);
     }
+    out
 }
 
 fn read_body(reader: impl Read) -> String {
@@ -429,8 +433,8 @@ mod tests {
     #[test]
     fn a_kept_response_holds_no_credential_and_not_the_probe_secret() {
         let text = "HTTP 500 Internal Server Error\nSet-Cookie: sid=abc\nX-Clubdeploy-Probe: s3cr3t\n\
-                    authorization : Basic eA==\nContent-Type: text/html\n\nthe header was s3cr3t\n";
-        let kept = super::redact(text, Some("s3cr3t"));
+                    authorization : Basic eA==\nContent-Type: text/html\n\nthe header was s3cr3t or t0k3n\n";
+        let kept = super::redact(text, &["s3cr3t".into(), "t0k3n".into()]);
         assert!(
             !kept.contains("s3cr3t") && !kept.contains("sid=abc"),
             "{kept}"
@@ -438,8 +442,11 @@ mod tests {
         assert!(!kept.contains("eA=="), "{kept}");
         assert!(kept.contains("Set-Cookie: [redacted]"), "{kept}");
         assert!(kept.contains("Content-Type: text/html"), "{kept}");
-        assert!(kept.contains("the header was [redacted]"), "{kept}");
-        assert_eq!(super::redact("plain", None), "plain");
+        assert!(
+            kept.contains("the header was [redacted] or [redacted]"),
+            "{kept}"
+        );
+        assert_eq!(super::redact("plain", &[]), "plain");
     }
 
     #[test]

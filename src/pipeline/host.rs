@@ -166,6 +166,7 @@ mod tests {
                 files: 0,
                 bytes: 0,
                 probe: None,
+                probe_per_host: false,
                 recipe: None,
             },
         };

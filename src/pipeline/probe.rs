@@ -1,14 +1,22 @@
 //! The health probe clubdeploy writes into every release: a PHP script that, asked through a
-//! club's site with the probe secret, says which release directory it runs from and what
-//! OPcache holds. Without the secret it answers 404 and nothing else. The script holds only a
-//! SHA-256 of the secret, so a release served as plain text (PHP broken) leaks nothing usable.
+//! club's site with that site's token, says which release directory it runs from and what
+//! OPcache holds. Without it the probe answers the web server's own "404 Not Found".
+//!
+//! A site's token is an Ed25519 signature of its host name by a key derived from the probe
+//! secret; the script holds only the public key and checks the signature (PHP's sodium). So a
+//! release's PHP that reads the header learns one site's token, which opens no other site's
+//! probe, and a release served as plain text (PHP broken) shows nothing usable. Releases built
+//! before tokens ([`Manifest::probe_per_host`](super::release::Manifest) false) hold a SHA-256
+//! of the secret and are asked with the secret itself until they are redeployed.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use sha2::{Digest, Sha256};
+use hmac::{KeyInit, Mac};
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use sha2::Sha256;
 
 /// Where the probe lives in a release.
 pub const PROBE_PATH: &str = ".clubdeploy/probe.php";
@@ -80,31 +88,93 @@ impl ProbeKey {
         Ok(ProbeKey(text.to_owned()))
     }
 
-    /// The secret, for the request header.
+    /// The secret itself: what a release built before per-site tokens is asked with.
     pub fn secret(&self) -> &str {
         &self.0
     }
 
-    /// The SHA-256 of the secret, hex: all the probe holds.
-    pub fn hash(&self) -> String {
-        Sha256::digest(self.0.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+    /// The signing key, derived from the secret (the same on every start).
+    fn signer(&self) -> Ed25519KeyPair {
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(self.0.as_bytes())
+            .expect("HMAC takes a key of any length");
+        mac.update(b"clubdeploy probe: the key that signs each site's token");
+        let seed = mac.finalize().into_bytes();
+        Ed25519KeyPair::from_seed_unchecked(&seed).expect("any 32 bytes are an Ed25519 seed")
+    }
+
+    /// The public key, hex: all a probe holds.
+    pub fn public_key(&self) -> String {
+        hex(self.signer().public_key().as_ref())
+    }
+
+    /// The token that opens the probe of the site named `host` (and no other): the signature
+    /// of [`signed_text`]`(host)`, hex.
+    pub fn token_for(&self, host: &str) -> String {
+        hex(self.signer().sign(signed_text(host).as_bytes()).as_ref())
+    }
+
+    /// What to send, in [`HEADER`], to the probe of the site at `url`: its token, or for a
+    /// release built before tokens (`per_host` false) the secret.
+    pub fn credential(&self, url: &str, per_host: bool) -> String {
+        match per_host {
+            true => self.token_for(&crate::domain::url_host(url).unwrap_or_default()),
+            false => self.0.clone(),
+        }
     }
 }
 
-/// The probe's PHP source for the secret hashed as `hash`.
-pub fn script(hash: &str) -> String {
+/// What a site's token signs: its host name, lower case, without port or trailing dot.
+pub fn signed_text(host: &str) -> String {
+    format!("clubdeploy-probe {host}")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The probe's PHP source for the public key `public_key` (hex).
+pub fn script(public_key: &str) -> String {
     format!(
         r#"<?php
-// Written by clubdeploy into every release: asked with the probe secret, it says which release
-// this site runs from and what OPcache holds. Without the secret: 404, nothing else.
-$expected = '{hash}';
-$given = $_SERVER['HTTP_X_CLUBDEPLOY_PROBE'] ?? '';
-if (!is_string($given) || !hash_equals($expected, hash('sha256', $given))) {{
+// clubdeploy probe 2. Written by clubdeploy into every release: asked with the token of the
+// site it is asked through, it says which release this site runs from and what OPcache holds.
+// Otherwise it answers as the web server does for a file that is not there.
+function clubdeploy_not_found() {{
+    header_remove();
     http_response_code(404);
+    $software = (string)($_SERVER['SERVER_SOFTWARE'] ?? '');
+    if (strncmp($software, 'Apache', 6) === 0) {{
+        // Apache's own page: HTML 4.01 from 2.4.66 (and when it hides its version), 2.0 before.
+        $old = preg_match('#^Apache/2\.(\d+)\.(\d+)#', $software, $v)
+            && ((int)$v[1] < 4 || ((int)$v[1] === 4 && (int)$v[2] < 66));
+        header('Content-Type: text/html; charset=iso-8859-1');
+        echo $old
+            ? "<!DOCTYPE HTML PUBLIC \"-//IETF//DTD HTML 2.0//EN\">\n"
+            : "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\" \"http://www.w3.org/TR/html4/strict.dtd\">\n";
+        echo "<html><head>\n<title>404 Not Found</title>\n</head><body>\n<h1>Not Found</h1>\n",
+            "<p>The requested URL was not found on this server.</p>\n";
+        $signature = (string)($_SERVER['SERVER_SIGNATURE'] ?? '');
+        if ($signature !== '') {{
+            echo "<hr>\n", $signature;
+        }}
+        echo "</body></html>\n";
+    }}
     exit;
+}}
+$given = $_SERVER['HTTP_X_CLUBDEPLOY_PROBE'] ?? '';
+$host = strtolower((string)($_SERVER['HTTP_HOST'] ?? ''));
+$host = preg_match('/^\[([^\]]*)\]/', $host, $m) ? $m[1] : preg_replace('/:\d*$/', '', $host);
+$host = rtrim($host, '.');
+if (!function_exists('sodium_crypto_sign_verify_detached')) {{
+    http_response_code(500);
+    header('Content-Type: text/plain');
+    echo "clubdeploy's probe needs PHP's sodium extension (bundled with PHP since 7.2)\n";
+    exit;
+}}
+if (!is_string($given) || strlen($given) !== 128 || !ctype_xdigit($given)
+    || !sodium_crypto_sign_verify_detached(hex2bin($given), 'clubdeploy-probe ' . $host,
+                                           hex2bin('{public_key}'))) {{
+    clubdeploy_not_found();
 }}
 header('Content-Type: application/json');
 header('Cache-Control: no-store');
@@ -148,9 +218,9 @@ echo json_encode($answer);
     )
 }
 
-/// Writes the probe into `tree` (a release being built), refusing a tree that has its own
-/// `.clubdeploy`.
-pub fn write_into(tree: &Path, hash: &str) -> anyhow::Result<()> {
+/// Writes the probe for `public_key` into `tree` (a release being built), refusing a tree
+/// that has its own `.clubdeploy`.
+pub fn write_into(tree: &Path, public_key: &str) -> anyhow::Result<()> {
     let dir = tree.join(PROBE_DIR);
     if std::fs::symlink_metadata(&dir).is_ok() {
         bail!(
@@ -167,7 +237,7 @@ pub fn write_into(tree: &Path, hash: &str) -> anyhow::Result<()> {
         .mode(0o644)
         .open(&path)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(script(hash).as_bytes())?;
+    file.write_all(script(public_key).as_bytes())?;
     // Apache reads it; the service's umask (077) would hide it.
     file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     file.sync_all()?;
@@ -190,10 +260,50 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let script = script(&key.hash());
-        assert!(script.contains(&key.hash()));
+        let script = script(&key.public_key());
+        assert!(script.contains(&key.public_key()));
         assert!(!script.contains(key.secret()));
         assert!(!format!("{key:?}").contains(key.secret()));
+    }
+
+    #[test]
+    fn each_site_has_its_own_token_that_only_the_public_key_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ProbeKey::load_or_create(dir.path()).unwrap();
+        let public = key.public_key();
+        let bytes: Vec<u8> = (0..public.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&public[i..i + 2], 16).unwrap())
+            .collect();
+        let verifier = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, bytes);
+        let token = key.credential("https://Alpha.Example:8443/x", true);
+        assert_eq!(token, key.token_for("alpha.example"));
+        let signature: Vec<u8> = (0..token.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&token[i..i + 2], 16).unwrap())
+            .collect();
+        assert!(
+            verifier
+                .verify(signed_text("alpha.example").as_bytes(), &signature)
+                .is_ok()
+        );
+        // Not another site's, and not the secret.
+        assert!(
+            verifier
+                .verify(signed_text("beta.example").as_bytes(), &signature)
+                .is_err()
+        );
+        assert_ne!(key.token_for("beta.example"), token);
+        assert!(!token.contains(key.secret()));
+        // The same key on every start; an old release is asked with the secret.
+        assert_eq!(
+            ProbeKey::load_or_create(dir.path()).unwrap().public_key(),
+            public
+        );
+        assert_eq!(
+            key.credential("https://alpha.example/", false),
+            key.secret()
+        );
     }
 
     #[test]

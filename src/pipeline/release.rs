@@ -31,6 +31,10 @@ pub struct Manifest {
     /// built without one (before the probe existed, or with `[probe] enabled = false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
+    /// Whether the probe takes each site's own token (see [`super::probe`]); false for a
+    /// release built before tokens, whose probe takes the secret itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe_per_host: bool,
     /// The hash of the recipe it was built with (see [`recipe_hash`]); `None` for a release
     /// built before recipes were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,7 +61,7 @@ pub struct BuildSpec<'a> {
     /// The environment the commands get (besides the `CLUBDEPLOY_*` facts about the build):
     /// see [`build_environment`].
     pub env: &'a [(String, String)],
-    /// The probe secret's hash, when the release gets a health probe.
+    /// The probe's public key (hex), when the release gets a health probe.
     pub probe: Option<&'a str>,
     /// The recipe's hash ([`recipe_hash`]): a release built with another is not reused.
     pub recipe: Option<&'a str>,
@@ -318,8 +322,8 @@ fn build_in(
     super::tree_check::check_reserved_names(build_dir)?;
     // The probe comes after the build commands and the check: it is clubdeploy's, not the
     // application's, and no build step can change it.
-    if let Some(hash) = spec.probe {
-        super::probe::write_into(build_dir, hash)?;
+    if let Some(public_key) = spec.probe {
+        super::probe::write_into(build_dir, public_key)?;
     }
     let manifest = Manifest {
         tag: spec.tag.to_string(),
@@ -328,6 +332,7 @@ fn build_in(
         files: stats.files,
         bytes: stats.bytes,
         probe: spec.probe.map(|_| super::probe::PROBE_PATH.to_owned()),
+        probe_per_host: spec.probe.is_some(),
         recipe: spec.recipe.map(str::to_owned),
     };
     // A new file, never one (or a link) already there: the name was checked free above.
@@ -519,6 +524,26 @@ mod prune_tests {
 
     use super::*;
 
+    #[test]
+    fn a_manifest_from_before_per_site_tokens_says_its_probe_takes_the_secret() {
+        let old = r#"{"tag":"v1","commit":"ab","built_at":"2026-11-26T12:51:25Z","files":1,
+                      "bytes":25,"probe":".clubdeploy/probe.php"}"#;
+        let manifest: Manifest = serde_json::from_str(old).unwrap();
+        assert!(manifest.probe.is_some() && !manifest.probe_per_host);
+        let new = serde_json::to_value(Manifest {
+            probe_per_host: true,
+            ..manifest.clone()
+        })
+        .unwrap();
+        assert_eq!(new["probe_per_host"], true);
+        assert!(
+            serde_json::to_value(manifest)
+                .unwrap()
+                .get("probe_per_host")
+                .is_none()
+        );
+    }
+
     fn release(tag: &str) -> Release {
         let tag = ReleaseTag::parse(tag).unwrap();
         let commit = "0123456789abcdef0123456789abcdef01234567";
@@ -532,6 +557,7 @@ mod prune_tests {
                 files: 0,
                 bytes: 0,
                 probe: None,
+                probe_per_host: false,
                 recipe: None,
             },
         }

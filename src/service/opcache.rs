@@ -69,16 +69,25 @@ impl Insight {
     }
 }
 
-/// Where to ask, from the clubs' webroots as recorded: the addresses of webroots whose
-/// release has a probe, and the release directories some club runs. Reads each release's
-/// manifest once, whatever the number of clubs on it, and holds no database connection.
+/// A site whose release has a probe: its address, and whether the probe takes the site's
+/// token (else the secret: a release built before tokens).
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub url: String,
+    pub per_host: bool,
+}
+
+/// Where to ask, from the clubs' webroots as recorded: the sites whose release has a probe,
+/// and the release directories some club runs. Reads each release's manifest once, whatever
+/// the number of clubs on it, and holds no database connection.
 pub fn sites(
     settings: &Settings,
     webroots: &[clubs::ClubApp],
-) -> anyhow::Result<(Vec<String>, HashSet<String>)> {
+) -> anyhow::Result<(Vec<Site>, HashSet<String>)> {
     let mut urls = Vec::new();
     let mut in_use = HashSet::new();
-    let mut has_probe: HashMap<std::path::PathBuf, bool> = HashMap::new();
+    // Per release: None, no probe; Some(per_host).
+    let mut has_probe: HashMap<std::path::PathBuf, Option<bool>> = HashMap::new();
     for club in webroots {
         let Ok(app) = settings.app(Some(&club.app)) else {
             continue;
@@ -89,16 +98,20 @@ pub fn sites(
                 Some(probed) => *probed,
                 None => {
                     let name = crate::domain::ReleaseName::parse(current)?;
-                    let probed =
-                        release::read(&dir, &name).is_some_and(|r| r.manifest.probe.is_some());
+                    let probed = release::read(&dir, &name)
+                        .filter(|r| r.manifest.probe.is_some())
+                        .map(|r| r.manifest.probe_per_host);
                     has_probe.insert(dir.clone(), probed);
                     probed
                 }
             };
             if let Some(url) = &club.url
-                && probed
+                && let Some(per_host) = probed
             {
-                urls.push(url.clone());
+                urls.push(Site {
+                    url: url.clone(),
+                    per_host,
+                });
             }
             in_use.insert(dir.display().to_string());
         }
@@ -112,7 +125,7 @@ pub const READ_TIMEOUT_MS: u64 = 1000;
 /// Asks the first site whose probe answers (at most three, a second each).
 pub fn read(
     settings: &Settings,
-    urls: &[String],
+    urls: &[Site],
     in_use: &HashSet<String>,
 ) -> anyhow::Result<Insight> {
     if !settings.probe.enabled {
@@ -125,9 +138,9 @@ pub fn read(
         ..settings.health.clone()
     };
     let mut last = None;
-    for url in urls.iter().take(3) {
-        match health::ask_probe(&asking, url, &key, true) {
-            Ok(answer) => return insight(settings, url, &answer, in_use),
+    for site in urls.iter().take(3) {
+        match health::ask_probe(&asking, &site.url, &key, site.per_host, true) {
+            Ok(answer) => return insight(settings, &site.url, &answer, in_use),
             Err(e) => last = Some(e),
         }
     }

@@ -101,6 +101,7 @@ pub(super) fn check_health(
         settings: &job.settings.health,
         release_dir: &release_dir,
         probe: key.as_ref(),
+        per_host: release.manifest.probe_per_host,
         reloaded,
     };
     let name = &release.name;
@@ -376,10 +377,10 @@ pub(super) fn build(
 ) -> anyhow::Result<Release> {
     job.progress.step(Step::Build);
     let started = Instant::now();
-    let probe_hash = match job.settings.probe.enabled {
-        true => {
-            Some(crate::pipeline::probe::ProbeKey::load_or_create(&job.settings.data_dir)?.hash())
-        }
+    let probe_key = match job.settings.probe.enabled {
+        true => Some(
+            crate::pipeline::probe::ProbeKey::load_or_create(&job.settings.data_dir)?.public_key(),
+        ),
         false => None,
     };
     let recipe = release::recipe_hash(
@@ -394,7 +395,7 @@ pub(super) fn build(
         commands: &app.build.commands,
         check: app.build.check.as_deref(),
         env: &release::build_environment(&app.build.env),
-        probe: probe_hash.as_deref(),
+        probe: probe_key.as_deref(),
         recipe: recipe.as_deref(),
         rebuild: matches!(wanted, Wanted::Fresh { rebuild: true }),
         timeout: std::time::Duration::from_secs(app.build.timeout_secs),
