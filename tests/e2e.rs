@@ -1196,6 +1196,29 @@ fn the_doctor_passes_a_correct_set_up_and_names_each_fault_with_its_fix() {
         report.contains(&format!("fix: chmod go-w {}", folder.display())),
         "{report}"
     );
+
+    // A configuration that lets a release's .htaccess set PHP's settings (auto_prepend_file
+    // would run before the probe): one warning for all the webroots it lets.
+    let conf = std::fs::read_to_string(&world.apache.conf).unwrap();
+    std::fs::write(
+        &world.apache.conf,
+        format!(
+            "{conf}<Directory {:?}>\n  AllowOverride FileInfo Options=Indexes\n</Directory>\n",
+            world.env.www
+        ),
+    )
+    .unwrap();
+    let (_, report) = doctor(&world);
+    std::fs::write(&world.apache.conf, conf).unwrap();
+    assert!(report.ends_with("1 problem, 1 warning\n"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "warning  apache club club00's webroot {} and 29 more: Apache lets a release's \
+             .htaccess change PHP's settings there (AllowOverride FileInfo Options=Indexes)",
+            world.env.webroot("club00").display()
+        )),
+        "{report}"
+    );
 }
 
 #[test]

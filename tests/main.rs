@@ -9,6 +9,7 @@ mod e2e;
 mod engine;
 mod fetch;
 mod helpers;
+mod hosting;
 mod import;
 mod jobs;
 mod legacy;

@@ -1,6 +1,11 @@
 //! Apache: the virtual hosts (`apachectl -S` and the files it names), each webroot served
-//! under its address, links followed, the manifest and probe not public, sudo's rule.
+//! under its address, links followed, no `.htaccess` that may set PHP's settings, the
+//! manifest and probe not public, sudo's rule, nothing Apache reads or writes as root in a
+//! folder clubdeploy's user owns.
 
+use super::apache_conf::{
+    applying, directory_settings, htaccess_may_set_php, named_paths, owned_by,
+};
 use super::*;
 
 /// A `<VirtualHost>` as Apache's configuration declares it.
@@ -63,49 +68,14 @@ pub fn virtual_hosts(listing: &str) -> Vec<VirtualHost> {
 
 /// The `<Directory path>` blocks of `files` with the Options they set: (path, options).
 pub fn directory_options(files: &[PathBuf]) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    for file in files {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        let mut current: Option<String> = None;
-        for line in text.lines() {
-            let line = line.trim();
-            let lower = line.to_ascii_lowercase();
-            if lower.starts_with("<directory ") {
-                current = Some(
-                    line["<directory ".len()..]
-                        .trim_end_matches('>')
-                        .trim()
-                        .trim_matches('"')
-                        .trim_end_matches('/')
-                        .to_owned(),
-                );
-            } else if lower.starts_with("</directory") {
-                current = None;
-            } else if lower.starts_with("options ")
-                && let Some(dir) = &current
-            {
-                found.push((dir.clone(), line["options ".len()..].trim().to_owned()));
-            }
-        }
-    }
-    found
+    directory_settings(files, "options")
 }
 
 /// Whether Apache follows the symbolic link at `webroot`, by the most specific `<Directory>`
 /// blocks that set Options for it (Apache's own default follows links).
 pub fn follows_links(webroot: &str, blocks: &[(String, String)]) -> bool {
-    let mut applying: Vec<&(String, String)> = blocks
-        .iter()
-        .filter(|(dir, _)| {
-            let dir = if dir.is_empty() { "/" } else { dir.as_str() };
-            dir == "/" || webroot == dir || webroot.starts_with(&format!("{dir}/"))
-        })
-        .collect();
     // Most specific first (the link's parent decides: Apache checks the link where it is).
-    applying.sort_by_key(|(dir, _)| std::cmp::Reverse(dir.len()));
-    for (_, options) in applying {
+    for (_, options) in applying(webroot, blocks) {
         let words: Vec<String> = options
             .split_whitespace()
             .map(|w| w.to_ascii_lowercase())
@@ -207,20 +177,23 @@ pub(super) fn apache(settings: &Settings, webroots: &[ClubApp], report: &mut Rep
             if hosts.len() == 1 { "" } else { "s" }
         ),
     );
-    // The files to read <Directory> blocks from: the vhosts', and the main configuration.
+    // The files to read <Directory> blocks from: the vhosts', the main configuration and
+    // every file it includes.
     let mut files: Vec<PathBuf> = hosts.iter().map(|h| h.file.clone()).collect();
     let argv = &settings.reload.vhosts;
-    if let Some(i) = argv.iter().position(|a| a == "-f") {
-        if let Some(main) = argv.get(i + 1) {
-            files.push(PathBuf::from(main));
-        }
-    } else {
-        files.push(PathBuf::from("/etc/apache2/apache2.conf"));
-    }
+    let main = match argv.iter().position(|a| a == "-f") {
+        Some(i) => argv.get(i + 1).map(PathBuf::from),
+        None => Some(PathBuf::from("/etc/apache2/apache2.conf")),
+    };
+    let (included, named) = main.as_deref().map(named_paths).unwrap_or_default();
+    files.extend(included);
     files.sort();
     files.dedup();
+    root_paths(&named, report);
     let blocks = directory_options(&files);
+    let overrides = directory_settings(&files, "allowoverride");
     let mut served = 0;
+    let mut overridable: Vec<(String, String)> = Vec::new();
     for club in webroots {
         let webroot = club.webroot.trim_end_matches('/');
         let serving: Vec<&VirtualHost> = hosts
@@ -279,7 +252,27 @@ pub(super) fn apache(settings: &Settings, webroots: &[ClubApp], report: &mut Rep
             );
             continue;
         }
+        if let Some(value) = htaccess_may_set_php(webroot, &overrides) {
+            overridable.push((label.clone(), value));
+        }
         served += 1;
+    }
+    if let Some((first, value)) = overridable.first() {
+        let more = match overridable.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        report.add(
+            "apache",
+            Level::Warning,
+            format!(
+                "{first}{more}: Apache lets a release's .htaccess change PHP's settings there \
+                 (AllowOverride {value}), so a release could run code of its choosing before \
+                 every script (php_value auto_prepend_file), the probe's too"
+            ),
+            "set AllowOverride None (or one without All and Options) in the <Directory> block \
+             for the clubs' webroots; then apachectl configtest and reload",
+        );
     }
     if served > 0 {
         report.ok(
@@ -325,5 +318,50 @@ pub(super) fn apache(settings: &Settings, webroots: &[ClubApp], report: &mut Rep
                 ),
             }
         }
+    }
+}
+
+/// What Apache reads or writes as root (its included files and logs) must not lie in a
+/// folder clubdeploy's user owns: that user could put a configuration there, or a link where
+/// a log goes, and have root follow it. Nothing to say when clubdeploy runs as root.
+fn root_paths(named: &[super::apache_conf::Named], report: &mut Report) {
+    let uid = me();
+    if uid == 0 {
+        return;
+    }
+    let mut bad = 0;
+    for found in named {
+        if let Some(owned) = owned_by(&found.path, uid) {
+            bad += 1;
+            report.add(
+                "apache",
+                Level::Problem,
+                format!(
+                    "Apache, as root, uses {} ({} in {}:{}){}, which {} owns: clubdeploy's user \
+                     could make root read or write what it likes there",
+                    found.path.display(),
+                    found.directive,
+                    found.file.display(),
+                    found.line,
+                    match owned == found.path {
+                        true => String::new(),
+                        false => format!(", in {}", owned.display()),
+                    },
+                    user_name(uid)
+                ),
+                "move it to a folder root owns (/etc/apache2 for configuration, \
+                 /var/log/apache2 for logs) and change the directive",
+            );
+        }
+    }
+    if bad == 0 && !named.is_empty() {
+        report.ok(
+            "apache",
+            format!(
+                "the {} files and logs Apache's configuration names lie outside {}'s folders",
+                named.len(),
+                user_name(uid)
+            ),
+        );
     }
 }

@@ -6,7 +6,9 @@
 //!   free disk for two more releases;
 //! - Apache: every club's webroot is some virtual host's DocumentRoot (named by the club's
 //!   address), symbolic links are followed there, the release manifest and the probe are not
-//!   served to the public, the configuration test passes, sudo allows the reload;
+//!   served to the public, the configuration test passes, sudo allows the reload, no
+//!   `.htaccess` may set PHP's settings, nothing Apache reads or writes as root lies in a
+//!   folder of clubdeploy's user;
 //! - PHP and OPcache, as the PHP that serves the clubs reports them through the probe: on,
 //!   room for at least two releases, enough keys, `realpath_cache_ttl` against the waits;
 //! - git: each application's repository answers;
@@ -28,6 +30,7 @@ use crate::pipeline::command;
 use crate::service::inventory::{self, ClubStatus};
 
 mod apache;
+mod apache_conf;
 mod clubs;
 mod files;
 mod git;
