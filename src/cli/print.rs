@@ -371,7 +371,7 @@ pub fn work_until_finished(
             std::thread::sleep(Duration::from_millis(200));
             continue;
         };
-        for message in queue::recover(settings, pool, &lock)? {
+        for message in crate::jobs::recover::recover(settings, pool, &lock)? {
             crate::say!("recovery: {message}");
         }
         let mut own = |job: &jobs::Job| {
@@ -401,7 +401,7 @@ pub fn work_until_finished(
 /// command, not only those that deploy, leaves a crashed deploy cleaned up).
 pub fn recover_if_idle(settings: &Settings, pool: &DbPool) -> anyhow::Result<()> {
     if let Some(lock) = DeployLock::try_acquire(&settings.lock_path())? {
-        for message in queue::recover(settings, pool, &lock)? {
+        for message in crate::jobs::recover::recover(settings, pool, &lock)? {
             eprintln!("recovery: {message}");
         }
     }

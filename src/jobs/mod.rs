@@ -4,6 +4,7 @@
 pub mod enqueue;
 pub mod log;
 pub mod queue;
+pub mod recover;
 pub mod run;
 pub mod watch;
 pub mod worker;

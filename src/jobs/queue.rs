@@ -1,7 +1,5 @@
-//! The queue, worked under the deploy lock: recovering jobs a dead process left `running`,
-//! claiming the oldest queued job, running it, and recording how it ended.
-
-use std::path::PathBuf;
+//! The queue, worked under the deploy lock: claiming the oldest queued job, running it, and
+//! recording how it ended (see [`super::recover`] for jobs a dead process left `running`).
 
 use anyhow::Context;
 
@@ -9,13 +7,10 @@ use super::log::JobLog;
 use super::run::{self, Job};
 use crate::config::Settings;
 use crate::db::Conn;
-use crate::db::{self, DbPool, audit, audit_anchor, clubs, jobs, switches};
+use crate::db::{self, DbPool, audit, audit_anchor, jobs};
 use crate::domain::{JobSpec, JobStatus};
 use crate::pipeline::host::LocalHost;
 use crate::pipeline::lock::DeployLock;
-use crate::pipeline::recovery;
-use crate::pipeline::release;
-use crate::pipeline::switch::{self, Webroot};
 
 /// How a job that this process ran ended.
 #[derive(Debug, Clone)]
@@ -30,244 +25,6 @@ pub fn worker_name() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".to_owned());
     format!("{}@{host}", std::process::id())
-}
-
-/// Clears what a dead worker left behind. Holding the deploy lock proves no other process is
-/// running a job, so every job still marked `running` was interrupted: its build and trash
-/// directories and temporary links are removed, every club's link is read back from disk and
-/// recorded, the web server is reloaded when the job had switched clubs without reloading,
-/// and the job is marked `interrupted` with the steps it had completed. Returns what it did.
-pub fn recover(
-    settings: &Settings,
-    pool: &DbPool,
-    _lock: &DeployLock,
-) -> anyhow::Result<Vec<String>> {
-    let mut done = Vec::new();
-    // Leftovers exist only where a job stopped while running: with none, nothing is read
-    // (the check runs before every command and on every poll of the worker).
-    let interrupted = jobs::with_status(&mut *pool.get()?, JobStatus::Running)?;
-    if interrupted.is_empty() {
-        return Ok(done);
-    }
-    let clubs = clubs::webroots(&mut *pool.get()?, None)?;
-    let mut found = recovery::Leftovers::default();
-    for app in settings.apps() {
-        let webroots: Vec<(String, PathBuf)> = clubs
-            .iter()
-            .filter(|c| c.app == app.name.as_str())
-            .map(|c| (c.slug.clone(), PathBuf::from(&c.webroot)))
-            .collect();
-        let cleared = recovery::clean_leftovers(
-            &app.releases_dir,
-            &app.legacy_dir,
-            &webroots,
-            &settings.webroot_base,
-        )?;
-        found.removed.extend(cleared.removed);
-        found.kept.extend(cleared.kept);
-    }
-    for path in found.removed {
-        done.push(format!("removed leftover {}", path.display()));
-    }
-    for path in found.kept {
-        done.push(format!(
-            "kept a legacy copy left beside its webroot at {}",
-            path.display()
-        ));
-    }
-    // Connections are taken per step: recovery may reload the web server meanwhile.
-    for job in interrupted {
-        done.extend(recover_job(settings, pool, &job)?);
-    }
-    Ok(done)
-}
-
-fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::Result<Vec<String>> {
-    let mut completed: Vec<String> = Vec::new();
-    let mut during = "start".to_owned();
-    for event in jobs::events_after(&mut *pool.get()?, job.id, 0)? {
-        match (event.kind.as_str(), event.step) {
-            ("step", Some(step)) => during = step,
-            ("done", Some(step)) if !completed.contains(&step) => completed.push(step),
-            _ => {}
-        }
-    }
-    let mut log = JobLog::new(pool, job.id, false);
-    log.write(
-        "progress",
-        &format!("recovery: the process running this job stopped during {during}"),
-        None,
-    );
-    let mut messages = resync_clubs(settings, &mut *pool.get()?, job)?;
-    for message in &messages {
-        log.write("progress", &format!("recovery: {message}"), None);
-    }
-    // A switch without its reload leaves PHP serving old and new code mixed: finish it.
-    let spec = JobSpec::from_json(&job.params).ok();
-    let reloads = spec
-        .as_ref()
-        .is_some_and(|spec| settings.reload.policy.reloads(spec.switch_scope()));
-    let mut reloaded = None;
-    if reloads && (during == "switch" || during == "reload") {
-        let mut run_job = Job {
-            settings,
-            pool,
-            id: job.id,
-            actor: &job.requested_by,
-            progress: &mut log,
-            host: &LocalHost,
-        };
-        let done = run::reload_after_interruption(&mut run_job);
-        match &done {
-            Ok(()) => {
-                log.end_step();
-                messages.push("reloaded the web server the job had not reloaded".into())
-            }
-            Err(e) => messages.push(format!("could not reload the web server: {e:#}")),
-        }
-        reloaded = Some(done.is_ok());
-    }
-    let completed = if completed.is_empty() {
-        "none".to_owned()
-    } else {
-        completed.join(", ")
-    };
-    let outcome = format!("interrupted during {during}; steps completed: {completed}");
-    let left = match &spec {
-        Some(JobSpec::Deploy { tag, targets, .. }) => {
-            let mut conn = pool.get()?;
-            let switched = switches::of_job(&mut conn, job.id)?
-                .into_iter()
-                .filter(|s| s.kind.made_by_the_deploy())
-                .count();
-            let total = match targets {
-                crate::domain::Targets::Clubs(slugs) => slugs.len(),
-                crate::domain::Targets::All => {
-                    let app = job.app.as_deref().unwrap_or("main");
-                    clubs::webroots(&mut conn, Some(app))?.len()
-                }
-            };
-            interrupted_deploy(switched, total, tag.as_str(), reloaded, reloads)
-        }
-        _ => "every club was left on a complete release".to_owned(),
-    };
-    let error = format!(
-        "the process running this job ({}) stopped during {during}; {left}",
-        job.worker.as_deref().unwrap_or("unknown")
-    );
-    log.write("error", &error, None);
-    record_end(
-        &mut *pool.get()?,
-        job,
-        JobStatus::Interrupted,
-        Some(&outcome),
-        Some(&error),
-        "job.interrupted",
-        &outcome,
-    )?;
-    anchor_audit(settings, pool);
-    messages.push(format!("job #{} marked interrupted ({outcome})", job.id));
-    Ok(messages)
-}
-
-/// What an interrupted deploy left and what to do about it: `switched` of `total` clubs on
-/// the new release; `reloaded`: whether recovery's reload worked (`None`: none was needed or
-/// tried), `reloads`: whether the policy reloads after such a deploy.
-pub fn interrupted_deploy(
-    switched: usize,
-    total: usize,
-    tag: &str,
-    reloaded: Option<bool>,
-    reloads: bool,
-) -> String {
-    if switched == 0 {
-        return format!(
-            "no club was switched before the process stopped: every club still runs what it \
-             ran. Deploy {tag} again"
-        );
-    }
-    let clubs = |n: usize| if n == 1 { "club" } else { "clubs" };
-    let server = match (reloaded, reloads) {
-        (Some(true), _) => "the web server was reloaded, so they serve it",
-        (Some(false), _) => "the web server could not be reloaded: reload it by hand",
-        (None, true) => "the web server had been reloaded",
-        (None, false) => "the web server was not reloaded (reload policy)",
-    };
-    let were = if switched == 1 { "was" } else { "were" };
-    let these = if switched == 1 {
-        "this club"
-    } else {
-        "these clubs"
-    };
-    format!(
-        "{switched} of {total} {} {were} switched to {tag} before the process stopped; \
-         {server}. Deploy {tag} again to finish, or put {these} back",
-        clubs(total)
-    )
-}
-
-/// Reads every club's links from disk and records any switch the interrupted job made but
-/// did not get to record.
-fn resync_clubs(
-    settings: &Settings,
-    conn: &mut Conn,
-    job: &jobs::Job,
-) -> anyhow::Result<Vec<String>> {
-    let mut messages = Vec::new();
-    for club in clubs::webroots(conn, None)? {
-        // A webroot of an application no longer configured is left as recorded.
-        let Ok(app) = settings.app(Some(&club.app)) else {
-            continue;
-        };
-        let releases_dir = &app.releases_dir;
-        let on_disk = switch::inspect(club.webroot.as_ref(), releases_dir)?;
-        let release = on_disk.release().map(|r| r.to_string());
-        if release == club.current_release {
-            continue;
-        }
-        let from = club.current_release.as_deref().unwrap_or("no release");
-        let to = release.as_deref().unwrap_or("no release");
-        let details = format!(
-            "found on disk after job #{} stopped: from {from} to {to}",
-            job.id
-        );
-        let manifest = match &on_disk {
-            Webroot::Release(name) => release::read(&releases_dir.join(name.as_str()), name),
-            _ => None,
-        };
-        let entry = audit::Entry::new(
-            &job.requested_by,
-            "club.switched",
-            "club",
-            &club.slug,
-            &details,
-        )
-        .for_app(&club.app);
-        match manifest {
-            Some(found) => switches::record(
-                conn,
-                &[switches::NewSwitch {
-                    club_id: club.club_id,
-                    app: club.app.clone(),
-                    from_release: club.current_release.clone(),
-                    to_release: found.name.to_string(),
-                    commit_id: found.manifest.commit,
-                    kind: crate::domain::SwitchKind::Recovered,
-                    actor: job.requested_by.clone(),
-                    switched_at: db::now(),
-                    job_id: Some(job.id),
-                }],
-                &[],
-                &[entry],
-            )?,
-            None => conn.immediate_transaction(|conn| {
-                clubs::set_current_release(conn, club.webroot_id, release.as_deref())?;
-                audit::append(conn, &entry)
-            })?,
-        }
-        messages.push(format!("club {} ({}): {details}", club.slug, club.app));
-    }
-    Ok(messages)
 }
 
 /// Claims the oldest queued job and runs it to the end; `None` when none is queued.
@@ -430,7 +187,7 @@ pub fn anchor_audit(settings: &Settings, pool: &DbPool) {
 }
 
 /// Ends a job and writes its audit row, in one transaction.
-fn record_end(
+pub(super) fn record_end(
     conn: &mut Conn,
     job: &jobs::Job,
     status: JobStatus,
@@ -458,7 +215,7 @@ pub fn drain(settings: &Settings, pool: &DbPool) -> anyhow::Result<Vec<Finished>
     let Some(lock) = DeployLock::try_acquire(&settings.lock_path())? else {
         return Ok(Vec::new());
     };
-    for message in recover(settings, pool, &lock)? {
+    for message in super::recover::recover(settings, pool, &lock)? {
         eprintln!("recovery: {message}");
     }
     let mut finished = Vec::new();
@@ -466,24 +223,4 @@ pub fn drain(settings: &Settings, pool: &DbPool) -> anyhow::Result<Vec<Finished>
         finished.push(done);
     }
     Ok(finished)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::interrupted_deploy;
-
-    #[test]
-    fn an_interrupted_deploy_says_what_it_left_and_what_to_do() {
-        assert_eq!(
-            interrupted_deploy(15, 30, "v2", Some(true), true),
-            "15 of 30 clubs were switched to v2 before the process stopped; the web server was \
-             reloaded, so they serve it. Deploy v2 again to finish, or put these clubs back"
-        );
-        assert!(interrupted_deploy(1, 1, "v2", None, false).contains(
-            "1 of 1 club was switched to v2 before the process stopped; the web server was \
-             not reloaded (reload policy)"
-        ));
-        assert!(interrupted_deploy(3, 9, "v2", Some(false), true).contains("reload it by hand"));
-        assert!(interrupted_deploy(0, 9, "v2", None, true).starts_with("no club was switched"));
-    }
 }
