@@ -3,8 +3,8 @@
 
 use std::sync::OnceLock;
 
-/// The variable naming the point: `build:before-publish`, `switch:after-N`, `reload:before`
-/// or `prune:after-trash`.
+/// The variable naming the point: `build:before-publish`, `switch:after-N`, `reload:before`,
+/// `health:check-N` (the N-th health check) or `prune:after-trash`.
 pub const CRASH_AT: &str = "CLUBDEPLOY_CRASH_AT";
 
 /// The point `CLUBDEPLOY_CRASH_AT` names, read once.

@@ -16,6 +16,7 @@ mod legacy;
 mod package;
 mod panel_browser;
 mod preview;
+mod recovery;
 mod releases;
 mod security;
 mod sshd;

@@ -88,13 +88,27 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
     for message in &messages {
         log.write("progress", &format!("recovery: {message}"), None);
     }
-    // A switch without its reload leaves PHP serving old and new code mixed: finish it.
     let spec = JobSpec::from_json(&job.params).ok();
+    // A deploy stopped while it checked a wave: those clubs run a release nobody proved.
+    let mut unproven = None;
+    if during == "health"
+        && let Some(JobSpec::Deploy { app, .. }) = &spec
+    {
+        let app = settings.app(Some(app.as_str()))?;
+        unproven = settle_unproven(settings, pool, job, app, &mut log)?;
+        if let Some(settled) = &unproven {
+            messages.push(settled.said());
+        }
+    }
+    // A switch without its reload leaves PHP serving old and new code mixed: after any job
+    // that switched a club (a put-back too), reload, unless recovery's put-back just did.
     let reloads = spec
         .as_ref()
         .is_some_and(|spec| settings.reload.policy.reloads(spec.switch_scope()));
+    let switched_any = !switches::of_job(&mut *pool.get()?, job.id)?.is_empty();
+    let put_back_reloaded = unproven.as_ref().is_some_and(|u| u.put_back.is_some());
     let mut reloaded = None;
-    if reloads && (during == "switch" || during == "reload") {
+    if reloads && !put_back_reloaded && (during == "switch" || during == "reload" || switched_any) {
         let mut run_job = Job {
             settings,
             pool,
@@ -122,10 +136,15 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
     let left = match &spec {
         Some(JobSpec::Deploy { tag, targets, .. }) => {
             let mut conn = pool.get()?;
+            let put_back = unproven
+                .as_ref()
+                .filter(|u| matches!(u.put_back, Some(Ok(_))))
+                .map_or(0, |u| u.clubs.len());
             let switched = switches::of_job(&mut conn, job.id)?
                 .into_iter()
                 .filter(|s| s.kind.made_by_the_deploy())
-                .count();
+                .count()
+                - put_back;
             let total = match targets {
                 crate::domain::Targets::Clubs(slugs) => slugs.len(),
                 crate::domain::Targets::All => {
@@ -136,6 +155,10 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
             interrupted_deploy(switched, total, tag.as_str(), reloaded, reloads)
         }
         _ => "every club was left on a complete release".to_owned(),
+    };
+    let left = match &unproven {
+        Some(settled) => format!("{left}. {}", settled.said()),
+        None => left,
     };
     let error = format!(
         "the process running this job ({}) stopped during {during}; {left}",
@@ -154,6 +177,141 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
     anchor_audit(settings, pool);
     messages.push(format!("job #{} marked interrupted ({outcome})", job.id));
     Ok(messages)
+}
+
+/// What recovery did with the wave an interrupted deploy was checking.
+struct Unproven {
+    clubs: Vec<String>,
+    release: String,
+    /// Put back (`[health] on_failure = "rollback"`): how that went; `None`: left in place.
+    put_back: Option<Result<String, String>>,
+}
+
+impl Unproven {
+    fn said(&self) -> String {
+        let clubs = self.clubs.join(", ");
+        let (were, they) = match self.clubs.len() {
+            1 => ("was", "it"),
+            _ => ("were", "them"),
+        };
+        let first = format!(
+            "{clubs} {were} switched to {} and never proven (the process stopped during the \
+             health check)",
+            self.release
+        );
+        match &self.put_back {
+            // " and were put back on …"
+            Some(Ok(words)) => format!("{first}{words}"),
+            Some(Err(why)) => format!("{first}; putting {they} back failed: {why}"),
+            None => format!(
+                "{first}: {they} {were} left on it, marked unproven and the release bad for \
+                 {they}; Put back undoes it"
+            ),
+        }
+    }
+}
+
+/// The clubs an interrupted deploy switched that still run what it gave them (`still`) and
+/// whose health was never recorded since their switch (`health`): the wave it was checking.
+pub fn unproven_of(
+    still: crate::service::preview::StillSwitched,
+    health: &[clubs::Health],
+) -> crate::service::preview::StillSwitched {
+    still
+        .into_iter()
+        .filter(|(club, switch)| {
+            !health.iter().any(|h| {
+                h.club_id == club.club_id
+                    && h.app == club.app
+                    && h.at.is_some_and(|at| at >= switch.switched_at)
+            })
+        })
+        .collect()
+}
+
+/// Deals with the wave an interrupted deploy was checking, as a failed check would have:
+/// under `on_failure = "rollback"` it is put back (the release marked bad for it); otherwise
+/// it stays, its health recorded as unproven and the release marked bad for it, and the
+/// job's Put back offers to undo it. `None` when no club is unproven.
+fn settle_unproven(
+    settings: &Settings,
+    pool: &DbPool,
+    job: &jobs::Job,
+    app: &crate::config::App,
+    log: &mut JobLog,
+) -> anyhow::Result<Option<Unproven>> {
+    let (switched, webroots, health) = {
+        let mut conn = pool.get()?;
+        (
+            switches::of_job(&mut conn, job.id)?,
+            clubs::webroots(&mut conn, Some(app.name.as_str()))?,
+            clubs::health(&mut conn)?,
+        )
+    };
+    let (still, _) = crate::service::preview::still_switched(app, &switched, &webroots)?;
+    let wave = unproven_of(still, &health);
+    let Some((_, first)) = wave.first() else {
+        return Ok(None);
+    };
+    let mut settled = Unproven {
+        clubs: wave.iter().map(|(club, _)| club.slug.clone()).collect(),
+        release: first.to_release.clone(),
+        put_back: None,
+    };
+    log.write("progress", &format!("recovery: {}", settled.said()), None);
+    if settings.health.on_failure == crate::config::OnFailure::Rollback {
+        let mut run_job = Job {
+            settings,
+            pool,
+            id: job.id,
+            actor: &job.requested_by,
+            progress: log,
+            host: &LocalHost,
+        };
+        settled.put_back =
+            Some(run::put_back_unproven(&mut run_job, app, wave).map_err(|e| format!("{e:#}")));
+        return Ok(Some(settled));
+    }
+    let note = format!(
+        "switched to {}, never proven: job #{} stopped during its health check (Put back \
+         undoes it)",
+        settled.release, job.id
+    );
+    let details = format!(
+        "{} was never proven (job #{} stopped during its health check); marked bad for it",
+        settled.release, job.id
+    );
+    let marks: Vec<switches::BadMark> = wave
+        .iter()
+        .map(|(club, switch)| switches::BadMark {
+            club_id: club.club_id,
+            app: club.app.clone(),
+            release: switch.to_release.clone(),
+        })
+        .collect();
+    let entries: Vec<audit::Entry<'_>> = wave
+        .iter()
+        .map(|(club, _)| {
+            audit::Entry::new(
+                &job.requested_by,
+                "club.unproven",
+                "club",
+                &club.slug,
+                &details,
+            )
+            .for_app(&club.app)
+        })
+        .collect();
+    let mut conn = pool.get()?;
+    switches::record(&mut conn, &[], &marks, &entries)?;
+    conn.immediate_transaction(|conn| {
+        let at = db::now();
+        for (club, _) in &wave {
+            clubs::set_health(conn, club.webroot_id, "unchecked", Some(&note), at)?;
+        }
+        Ok::<_, diesel::result::Error>(())
+    })?;
+    Ok(Some(settled))
 }
 
 /// What an interrupted deploy left and what to do about it: `switched` of `total` clubs on
@@ -258,7 +416,53 @@ fn resync_clubs(
 
 #[cfg(test)]
 mod tests {
-    use super::interrupted_deploy;
+    use super::{interrupted_deploy, unproven_of};
+    use crate::db::{clubs, switches};
+
+    #[test]
+    fn the_wave_under_test_is_the_clubs_switched_and_not_checked_since() {
+        let at = |s: i64| chrono::DateTime::from_timestamp(s, 0).unwrap().naive_utc();
+        let club = |id: i32| clubs::ClubApp {
+            club_id: id,
+            slug: format!("c{id}"),
+            name: format!("C{id}"),
+            url: None,
+            webroot_id: id,
+            app: "main".into(),
+            webroot: format!("/www/c{id}/htdocs"),
+            current_release: Some("v2-0".into()),
+        };
+        let switch = |id: i32, when: i64| switches::Switch {
+            id,
+            club_id: id,
+            app: "main".into(),
+            from_release: Some("v1-0".into()),
+            to_release: "v2-0".into(),
+            commit_id: "0".into(),
+            kind: crate::domain::SwitchKind::Deploy,
+            actor: "t".into(),
+            switched_at: at(when),
+        };
+        let health = |id: i32, app: &str, when: Option<i64>| clubs::Health {
+            club_id: id,
+            app: app.into(),
+            health: "healthy".into(),
+            note: None,
+            at: when.map(at),
+        };
+        let still = (1..=5).map(|id| (club(id), switch(id, 100))).collect();
+        let checks = [
+            health(1, "main", Some(150)),   // checked after its switch: proven
+            health(2, "main", Some(100)),   // in the same instant: checked
+            health(3, "main", Some(50)),    // before its switch: from the old release
+            health(4, "mobile", Some(150)), // another application's webroot
+        ];
+        let wave: Vec<i32> = unproven_of(still, &checks)
+            .into_iter()
+            .map(|(c, _)| c.club_id)
+            .collect();
+        assert_eq!(wave, [3, 4, 5]);
+    }
 
     #[test]
     fn an_interrupted_deploy_says_what_it_left_and_what_to_do() {

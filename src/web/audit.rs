@@ -133,6 +133,7 @@ pub fn sentence(row: &AuditEvent) -> String {
         "club.adoption_undone" => format!("{who} put back the legacy copy of {club}"),
         "club.webroot_added" => format!("{who} gave club {} a webroot{app}", row.target),
         "club.url_changed" => format!("{who} changed the address of {club}"),
+        "club.unproven" => format!("{club} was left on a release never proven: {}", row.details),
         "legacy.purged" => format!("{who} deleted a kept legacy copy of {club}"),
         "release.built" => format!("{who} built release {}", row.target),
         "job.queued" => format!("{who} asked for job #{}: {}", row.target, row.details),

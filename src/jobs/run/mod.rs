@@ -31,7 +31,7 @@ pub use fetch::fetch;
 pub use legacy::{adopt, purge_legacy, undo_adopt};
 pub use prune::prune;
 use prune::prune_releases;
-pub use put_back::put_back_job;
+pub use put_back::{put_back_job, put_back_unproven};
 pub use rollback::rollback;
 pub use steps::reload_after_interruption;
 use steps::*;

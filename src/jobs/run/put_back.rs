@@ -38,7 +38,46 @@ pub fn put_back_job(
             label(job.settings, club)
         ));
     }
-    let to = still.first().map(|(_, switch)| switch.to_release.clone());
+    let Some((release, back)) = to_put_back(job, app, still)? else {
+        bail!(
+            "none of the clubs job #{of} switched still runs what it gave them; nothing was changed"
+        );
+    };
+    let words = put_back(job, app, &release, &back, SwitchKind::Rollback)?;
+    Ok(format!(
+        "{} switched by job #{of} left {}{words}",
+        crate::domain::count(back.len(), "club"),
+        release.name
+    ))
+}
+
+/// Puts back the clubs of an interrupted deploy whose health check never ended (`wave`: each
+/// with the deploy's switch), as a failed health check does: on the release each ran before,
+/// that release marked bad for them, one reload and a check. The end of the sentence saying so.
+pub fn put_back_unproven(
+    job: &mut Job<'_>,
+    app: &App,
+    wave: crate::service::preview::StillSwitched,
+) -> anyhow::Result<String> {
+    match to_put_back(job, app, wave)? {
+        Some((release, back)) => put_back(job, app, &release, &back, SwitchKind::HealthRollback),
+        None => Ok(String::new()),
+    }
+}
+
+/// Each club going back, with its switch back.
+type Backs = Vec<(ClubApp, switches::NewSwitch)>;
+
+/// The release `still` (clubs, each with the deploy's switch) was switched to, and each
+/// club's switch back; `None` when there are none.
+fn to_put_back(
+    job: &Job<'_>,
+    app: &App,
+    still: crate::service::preview::StillSwitched,
+) -> anyhow::Result<Option<(Release, Backs)>> {
+    let Some(to) = still.first().map(|(_, switch)| switch.to_release.clone()) else {
+        return Ok(None);
+    };
     let back: Vec<(ClubApp, switches::NewSwitch)> = still
         .into_iter()
         .map(|(club, switch)| {
@@ -56,18 +95,8 @@ pub fn put_back_job(
             (club, new)
         })
         .collect();
-    let Some(to) = to else {
-        bail!(
-            "none of the clubs job #{of} switched still runs what it gave them; nothing was changed"
-        );
-    };
     let name = ReleaseName::parse(&to)?;
     let release = release::read(&app.releases_dir.join(name.as_str()), &name)
         .with_context(|| format!("{name} is no longer built; nothing was changed"))?;
-    let words = put_back(job, app, &release, &back, SwitchKind::Rollback)?;
-    Ok(format!(
-        "{} switched by job #{of} left {}{words}",
-        crate::domain::count(back.len(), "club"),
-        release.name
-    ))
+    Ok(Some((release, back)))
 }

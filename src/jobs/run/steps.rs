@@ -57,6 +57,12 @@ pub(super) fn check_health(
     reloaded: bool,
 ) -> anyhow::Result<Checked> {
     job.progress.step(Step::Health);
+    if crate::crash::armed() {
+        // The n-th health check of this process (a deploy checks each wave).
+        static CHECKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        crate::crash::point(&format!("health:check-{n}"));
+    }
     let by_id = by_id(clubs);
     let switched: Vec<(ClubApp, switches::NewSwitch)> = done
         .iter()
