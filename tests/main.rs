@@ -19,6 +19,7 @@ mod preview;
 mod recovery;
 mod releases;
 mod security;
+mod signin;
 mod sshd;
 mod upgrade;
 mod web;

@@ -263,6 +263,32 @@ fn check_installed() {
         "{config}"
     );
 
+    // The proxy's secret: the service reads it, Apache (root) includes the header that sends
+    // it, and nobody else reads either; the two hold the same secret, and the packaged
+    // configuration names it.
+    assert_eq!(
+        owner_and_mode("/etc/clubdeploy/proxy-secret"),
+        (0o640, "root".into(), "clubdeploy".into())
+    );
+    assert_eq!(
+        owner_and_mode("/etc/clubdeploy/apache-proxy-header.conf"),
+        (0o600, "root".into(), "root".into())
+    );
+    let secret = std::fs::read_to_string("/etc/clubdeploy/proxy-secret").unwrap();
+    let secret = secret.trim();
+    assert_eq!(secret.len(), 64, "{secret}");
+    let header = std::fs::read_to_string("/etc/clubdeploy/apache-proxy-header.conf").unwrap();
+    assert!(
+        header.contains(&format!(
+            "RequestHeader set X-Clubdeploy-Proxy \"{secret}\""
+        )),
+        "{header}"
+    );
+    assert!(
+        config.contains("proxy_secret_file = \"/etc/clubdeploy/proxy-secret\""),
+        "{config}"
+    );
+
     // sudo lets the service check and reload Apache, and nothing else.
     assert_eq!(
         owner_and_mode("/etc/sudoers.d/clubdeploy"),

@@ -36,68 +36,6 @@ pub fn verify(password: &str, stored: &str) -> bool {
         .is_ok()
 }
 
-/// Bounds how many password checks run at once (one per core) and how many may wait for one;
-/// past that a sign-in is turned away at once (503) instead of queuing behind a flood.
-pub struct HashGate {
-    running: std::sync::Arc<tokio::sync::Semaphore>,
-    admitted: std::sync::atomic::AtomicUsize,
-    max_admitted: usize,
-}
-
-/// A place in the gate's queue; leaving it (drop) frees the place.
-pub struct Admitted<'a> {
-    gate: &'a HashGate,
-}
-
-impl HashGate {
-    /// One check per core at a time, and as many again waiting.
-    pub fn new() -> HashGate {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        HashGate {
-            running: std::sync::Arc::new(tokio::sync::Semaphore::new(cores)),
-            admitted: std::sync::atomic::AtomicUsize::new(0),
-            max_admitted: 2 * cores,
-        }
-    }
-
-    /// A place in the queue, or `None` when it is full.
-    pub fn admit(&self) -> Option<Admitted<'_>> {
-        use std::sync::atomic::Ordering;
-        let before = self.admitted.fetch_add(1, Ordering::SeqCst);
-        if before >= self.max_admitted {
-            self.admitted.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
-        Some(Admitted { gate: self })
-    }
-}
-
-impl Default for HashGate {
-    fn default() -> Self {
-        HashGate::new()
-    }
-}
-
-impl Admitted<'_> {
-    /// Checks `password` against `stored` when a core is free, off the async threads.
-    pub async fn verify(&self, password: String, stored: String) -> bool {
-        let Ok(_running) = self.gate.running.clone().acquire_owned().await else {
-            return false;
-        };
-        tokio::task::spawn_blocking(move || verify(&password, &stored))
-            .await
-            .unwrap_or(false)
-    }
-}
-
-impl Drop for Admitted<'_> {
-    fn drop(&mut self) {
-        self.gate
-            .admitted
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

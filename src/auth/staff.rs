@@ -18,6 +18,12 @@ pub const FREE_FAILURES_PER_ADDRESS: i64 = 10;
 /// The longest wait after failed sign-ins: the right password always works again at most
 /// this long after the last failure that counted.
 pub const MAX_WAIT_SECS: i64 = 60;
+/// Failed sign-ins for one account over every address within the window that cost no
+/// delay; past them each sign-in for it from an address without a recent success waits
+/// [`slow_down`] before its password is checked (the right one still works: no lockout).
+pub const FREE_FAILURES_ACROSS_ADDRESSES: i64 = 20;
+/// The longest of those delays.
+pub const MAX_SLOW_DOWN_SECS: u64 = 10;
 /// Failed attempts older than this no longer count, and are deleted.
 pub const ATTEMPT_WINDOW_MINUTES: i64 = 15;
 /// Failed sign-ins audited one by one within [`ATTEMPT_WINDOW_MINUTES`], over every account
@@ -288,12 +294,32 @@ fn wait_after(failures: &users::Failures, free: i64) -> Option<NaiveDateTime> {
     Some(last + Duration::seconds(secs))
 }
 
+/// How long a sign-in for an account with `failures` failed sign-ins (over every address,
+/// within the window) waits before its password is checked: nothing up to
+/// [`FREE_FAILURES_ACROSS_ADDRESSES`], then 1 s, 2 s, 4 s … up to [`MAX_SLOW_DOWN_SECS`]. The
+/// sign-in gate lets one such sign-in per account through at a time, so a flood spread over
+/// many addresses guesses at one account at most once per delay.
+pub fn slow_down(failures: i64) -> Option<std::time::Duration> {
+    let over = failures - FREE_FAILURES_ACROSS_ADDRESSES;
+    if over < 0 {
+        return None;
+    }
+    let doublings = u32::try_from(over).unwrap_or(u32::MAX).min(16);
+    let secs = (1u64 << doublings).min(MAX_SLOW_DOWN_SECS);
+    Some(std::time::Duration::from_secs(secs))
+}
+
 /// A sign-in under way: the attempt is recorded as failed until [`finish_login`] says
 /// otherwise, so parallel guesses all count.
 pub struct PendingLogin {
     attempt: i32,
     name: UserName,
     user: Option<User>,
+    /// What the attempts are counted by (see [`crate::domain::sign_in_key`]).
+    sender: String,
+    /// How long to wait before checking the password, for a sender without a recent
+    /// success (see [`slow_down`]).
+    pub slow_down: Option<std::time::Duration>,
 }
 
 impl PendingLogin {
@@ -310,22 +336,23 @@ impl PendingLogin {
 /// The first half of a sign-in, in one transaction: refuses a name that is no valid user name
 /// and an attempt made while throttled (writing nothing for either), forgets attempts older
 /// than the window, and records this attempt as failed until it is proven right. Throttling
-/// is per account and address, and per address: a stranger's failures never lock the owner
-/// out from elsewhere.
+/// is per account and sender, and per sender (`sender`: a [`crate::domain::sign_in_key`]):
+/// a stranger's failures never lock the owner out from elsewhere; over every sender they
+/// only slow the account's sign-ins down ([`slow_down`]).
 pub fn begin_login(
     conn: &mut Conn,
     name: &str,
-    address: &str,
+    sender: &str,
     now: NaiveDateTime,
 ) -> Result<PendingLogin, LoginError> {
     let name = UserName::parse(name).map_err(|_| LoginError::Invalid)?;
     conn.immediate_transaction(|conn| {
         users::forget_attempts_before(conn, now - Duration::minutes(ATTEMPT_WINDOW_MINUTES))?;
         let since = now - Duration::minutes(ATTEMPT_WINDOW_MINUTES);
-        let (pair, from_address) = users::failures_since(conn, name.as_str(), address, since)?;
+        let counts = users::failures_since(conn, name.as_str(), sender, since)?;
         let until = [
-            wait_after(&pair, FREE_FAILURES_PER_ACCOUNT),
-            wait_after(&from_address, FREE_FAILURES_PER_ADDRESS),
+            wait_after(&counts.pair, FREE_FAILURES_PER_ACCOUNT),
+            wait_after(&counts.from_address, FREE_FAILURES_PER_ADDRESS),
         ]
         .into_iter()
         .flatten()
@@ -334,12 +361,14 @@ pub fn begin_login(
             let wait_secs = (until - now).num_seconds().max(1);
             return Ok(Err(LoginError::Throttled { wait_secs }));
         }
-        let attempt = users::record_failure(conn, name.as_str(), address, now)?;
+        let attempt = users::record_failure(conn, name.as_str(), sender, now)?;
         let user = users::by_name(conn, name.as_str())?;
         Ok::<_, diesel::result::Error>(Ok(PendingLogin {
             attempt,
             name: name.clone(),
             user,
+            sender: sender.to_owned(),
+            slow_down: slow_down(counts.of_account.count),
         }))
     })
     .map_err(|e| LoginError::Internal(e.into()))?
@@ -369,7 +398,7 @@ pub fn finish_login(
                     users::mark_attempt_succeeded(conn, pending.attempt)?;
                     // The owner proved the password from here: earlier failures no longer
                     // slow this account and address down, and a wait that was on ends.
-                    let failures = users::forget_failures_of(conn, name, address)?;
+                    let failures = users::forget_failures_of(conn, name, &pending.sender)?;
                     if failures as i64 >= FREE_FAILURES_PER_ACCOUNT {
                         audit_user(
                             conn,
@@ -426,8 +455,8 @@ pub fn finish_login(
                     shown,
                     "wrong user name or password",
                 )?;
-                let (pair, from_address) = users::failures_since(conn, name, address, since)?;
-                if pair.count == FREE_FAILURES_PER_ACCOUNT {
+                let counts = users::failures_since(conn, name, &pending.sender, since)?;
+                if counts.pair.count == FREE_FAILURES_PER_ACCOUNT {
                     audit_user(
                         conn,
                         actor,
@@ -436,13 +465,28 @@ pub fn finish_login(
                         "further sign-ins for this account from this address must wait",
                     )?;
                 }
-                if from_address.count == FREE_FAILURES_PER_ADDRESS {
+                if counts.from_address.count == FREE_FAILURES_PER_ADDRESS {
                     audit_user(
                         conn,
                         actor,
                         "login.throttled",
                         shown,
                         "further sign-ins from this address must wait",
+                    )?;
+                }
+                if counts.of_account.count == FREE_FAILURES_ACROSS_ADDRESSES {
+                    audit_user(
+                        conn,
+                        actor,
+                        "login.account_slowed",
+                        shown,
+                        &format!(
+                            "{FREE_FAILURES_ACROSS_ADDRESSES} failed sign-ins for this account \
+                             within {ATTEMPT_WINDOW_MINUTES} minutes, over every address: \
+                             sign-ins for it from addresses that have not signed in lately \
+                             are checked one at a time, each after a delay of up to \
+                             {MAX_SLOW_DOWN_SECS} s; the right password still works"
+                        ),
                     )?;
                 }
                 Ok::<_, anyhow::Error>(())
@@ -522,6 +566,19 @@ mod tests {
 
     use super::{FREE_FAILURES_PER_ACCOUNT, MAX_WAIT_SECS, wait_after};
     use crate::db::users::Failures;
+
+    #[test]
+    fn an_account_failing_from_everywhere_is_slowed_down_by_doubling_delays_up_to_a_cap() {
+        use super::{FREE_FAILURES_ACROSS_ADDRESSES as FREE, MAX_SLOW_DOWN_SECS, slow_down};
+        let secs = |n: i64| slow_down(n).map(|d| d.as_secs());
+        assert_eq!(secs(0), None);
+        assert_eq!(secs(FREE - 1), None);
+        assert_eq!(secs(FREE), Some(1));
+        assert_eq!(secs(FREE + 1), Some(2));
+        assert_eq!(secs(FREE + 3), Some(8));
+        assert_eq!(secs(FREE + 4), Some(MAX_SLOW_DOWN_SECS));
+        assert_eq!(secs(i64::MAX), Some(MAX_SLOW_DOWN_SECS));
+    }
 
     #[test]
     fn waits_double_with_each_failure_and_stop_at_a_minute() {

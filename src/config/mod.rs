@@ -1,6 +1,7 @@
 //! Settings: a TOML file (`clubdeploy.toml` by default) with every key overridable by an
 //! environment variable `CLUBDEPLOY_<KEY>` (nested keys joined by `__`). Passed by value.
 
+use anyhow::Context;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -211,6 +212,12 @@ pub struct WebSettings {
     /// Addresses of reverse proxies whose `X-Forwarded-For` is believed; without any, the
     /// header is ignored and the client is the connection's peer.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// A file holding a secret the proxy sends in `X-Clubdeploy-Proxy` (the package makes
+    /// one and the Apache configuration it includes): with it, `X-Forwarded-For` is believed
+    /// only from a request that carries it. Anything on this machine can connect to a panel
+    /// on loopback (every club's PHP under mod_php), and without the secret could claim any
+    /// address.
+    pub proxy_secret_file: Option<PathBuf>,
     /// How many jobs one member of staff may have waiting in the queue.
     pub max_queued_jobs_per_user: usize,
     /// How many live job pages (event streams) one session may keep open.
@@ -220,10 +227,44 @@ pub struct WebSettings {
     pub doctor_every_secs: u64,
 }
 
+impl WebSettings {
+    /// Whether `address` (a client address as the panel records it) is one of the trusted
+    /// proxies: that is what a request looks like that came through no proxy from this
+    /// machine, so it never counts as an address staff signed in from.
+    pub fn is_proxy(&self, address: &str) -> bool {
+        address
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| self.trusted_proxies.contains(&ip))
+    }
+
+    /// The secret the proxy sends (see [`WebSettings::proxy_secret_file`]), if one is set.
+    pub fn proxy_secret(&self) -> anyhow::Result<Option<String>> {
+        let Some(file) = &self.proxy_secret_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(file).with_context(|| {
+            format!(
+                "cannot read [web] proxy_secret_file {} (the package makes it when it is \
+                 configured: dpkg-reconfigure clubdeploy)",
+                file.display()
+            )
+        })?;
+        let secret = text.trim();
+        if secret.len() < 32 || !secret.chars().all(|c| c.is_ascii_alphanumeric()) {
+            anyhow::bail!(
+                "[web] proxy_secret_file {} must hold at least 32 letters and digits",
+                file.display()
+            );
+        }
+        Ok(Some(secret.to_owned()))
+    }
+}
+
 impl Default for WebSettings {
     fn default() -> Self {
         WebSettings {
             trusted_proxies: Vec::new(),
+            proxy_secret_file: None,
             max_queued_jobs_per_user: 5,
             max_streams_per_session: 4,
             doctor_every_secs: 3600,

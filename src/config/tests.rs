@@ -164,4 +164,8 @@ fn the_packaged_configuration_loads_and_anchors_to_syslog() {
     let settings = load(&format!("repo_url = \"/srv/booking.git\"\n{own_paths}")).unwrap();
     assert!(settings.audit.syslog);
     assert!(settings.cookie_secure);
+    assert_eq!(
+        settings.web.proxy_secret_file.as_deref(),
+        Some(std::path::Path::new("/etc/clubdeploy/proxy-secret"))
+    );
 }

@@ -259,31 +259,53 @@ pub struct Failures {
     pub last: Option<NaiveDateTime>,
 }
 
-/// Failed attempts since `since` for `account` from `address`, and from `address` in all.
+/// Failed attempts since `since`: for `account` from `address`, from `address` in all, and
+/// for `account` from every address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailureCounts {
+    pub pair: Failures,
+    pub from_address: Failures,
+    pub of_account: Failures,
+}
+
+/// See [`FailureCounts`].
 pub fn failures_since(
     conn: &mut SqliteConnection,
     account: &str,
     address: &str,
     since: NaiveDateTime,
-) -> QueryResult<(Failures, Failures)> {
+) -> QueryResult<FailureCounts> {
     use diesel::dsl::{count_star, max};
-    let failed = login_attempts::table
-        .filter(login_attempts::succeeded.eq(false))
-        .filter(login_attempts::at.ge(since));
-    let (count, last) = failed
+    let failed = || {
+        login_attempts::table
+            .filter(login_attempts::succeeded.eq(false))
+            .filter(login_attempts::at.ge(since))
+    };
+    let read = |(count, last): (i64, Option<NaiveDateTime>)| Failures { count, last };
+    let pair = failed()
         .filter(login_attempts::account.eq(account))
         .filter(login_attempts::address.eq(address))
         .select((count_star(), max(login_attempts::at)))
-        .first::<(i64, Option<NaiveDateTime>)>(conn)?;
-    let pair = Failures { count, last };
-    let (count, last) = failed
+        .first(conn)
+        .map(read)?;
+    let from_address = failed()
         .filter(login_attempts::address.eq(address))
         .select((count_star(), max(login_attempts::at)))
-        .first::<(i64, Option<NaiveDateTime>)>(conn)?;
-    Ok((pair, Failures { count, last }))
+        .first(conn)
+        .map(read)?;
+    let of_account = failed()
+        .filter(login_attempts::account.eq(account))
+        .select((count_star(), max(login_attempts::at)))
+        .first(conn)
+        .map(read)?;
+    Ok(FailureCounts {
+        pair,
+        from_address,
+        of_account,
+    })
 }
 
-/// Failed attempts since `since`, over every account and address.
+/// Failed attempts since `since` over every account and address.
 pub fn all_failures_since(conn: &mut SqliteConnection, since: NaiveDateTime) -> QueryResult<i64> {
     login_attempts::table
         .filter(login_attempts::succeeded.eq(false))

@@ -68,7 +68,7 @@ impl Level {
 /// One thing the doctor found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    /// `files`, `apache`, `php`, `git` or `clubs`.
+    /// `files`, `apache`, `php`, `git`, `clubs` or `panel`.
     pub area: &'static str,
     pub level: Level,
     /// What was found, in plain words.
@@ -84,7 +84,8 @@ pub struct Report {
 }
 
 impl Report {
-    fn add(&mut self, area: &'static str, level: Level, what: String, fix: impl Into<String>) {
+    /// Adds a finding.
+    pub fn add(&mut self, area: &'static str, level: Level, what: String, fix: impl Into<String>) {
         self.findings.push(Finding {
             area,
             level,
@@ -168,7 +169,35 @@ pub fn examine(settings: &Settings, pool: &DbPool) -> anyhow::Result<Report> {
     git(settings, &mut report);
     clubs(settings, &statuses, &unused, &mut report);
     development_files(&walked, &mut report);
+    panel(settings, &mut report);
     Ok(report)
+}
+
+/// Whether the panel can tell its proxy from anything else on this machine: a loopback
+/// proxy's `X-Forwarded-For` is believed only with the proxy's secret.
+fn panel(settings: &Settings, report: &mut Report) {
+    let web = &settings.web;
+    if !web.trusted_proxies.iter().any(|ip| ip.is_loopback()) {
+        return;
+    }
+    match (web.proxy_secret_file.is_some(), web.proxy_secret()) {
+        (false, _) => report.add(
+            "panel",
+            Level::Warning,
+            "the panel believes X-Forwarded-For from loopback without a secret: anything on \
+             this machine (every club's PHP under mod_php) can connect to it and claim any \
+             address, past the sign-in limits per address"
+                .into(),
+            "set [web] proxy_secret_file to a file of 32 or more random letters and digits and \
+             have the proxy send it (RequestHeader set X-Clubdeploy-Proxy \"...\"): the package \
+             makes /etc/clubdeploy/proxy-secret and /etc/clubdeploy/apache-proxy-header.conf",
+        ),
+        (true, Err(e)) => report.add("panel", Level::Problem, format!("{e:#}"), ""),
+        (true, Ok(_)) => report.ok(
+            "panel",
+            "the panel believes X-Forwarded-For only from a proxy that sends its secret".into(),
+        ),
+    }
 }
 
 /// Who the service runs as.

@@ -90,6 +90,26 @@ pub fn is_internal_address(ip: std::net::IpAddr) -> bool {
     }
 }
 
+/// What sign-ins are counted and queued by for a client `address`: an IPv4 address as it
+/// is (an IPv4-mapped IPv6 one as IPv4), an IPv6 address by its /64 (one customer's network:
+/// a flood that takes a new address from it for each guess is still one sender), anything
+/// else as written.
+pub fn sign_in_key(address: &str) -> String {
+    use std::net::IpAddr;
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let network = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{network}/64")
+            }
+        },
+        Err(_) => address.to_owned(),
+    }
+}
+
 /// Reads `[health] connect_to`: a host name or address with an optional port (`127.0.0.1`,
 /// `127.0.0.1:8080`, `::1`, `[::1]:8080`, `web1.internal:8443`). Without a port, each
 /// site's own port is used.
@@ -203,5 +223,23 @@ mod tests {
         ] {
             assert!(parse_connect_to(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn sign_ins_are_counted_per_ipv4_address_and_per_ipv6_network() {
+        use super::sign_in_key;
+        assert_eq!(sign_in_key("203.0.113.9"), "203.0.113.9");
+        assert_eq!(sign_in_key("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_eq!(sign_in_key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            sign_in_key("2001:db8:1:2:ffff:eeee:dddd:cccc"),
+            "2001:db8:1:2::/64"
+        );
+        assert_ne!(
+            sign_in_key("2001:db8:1:3::1"),
+            sign_in_key("2001:db8:1:2::1")
+        );
+        assert_eq!(sign_in_key("::1"), "::/64");
+        assert_eq!(sign_in_key("unknown"), "unknown");
     }
 }

@@ -11,7 +11,7 @@ pub mod rollout;
 mod staff;
 mod version;
 
-pub use address::{check_url, is_internal_address, parse_connect_to, url_host};
+pub use address::{check_url, is_internal_address, parse_connect_to, sign_in_key, url_host};
 pub use club::{AppName, ClubSlug, GroupName, club_name};
 pub use job::{JobSpec, JobStatus, Targets};
 pub use kinds::{JobKind, SwitchKind};

@@ -65,10 +65,11 @@ pub async fn change_password(
         ));
     }
     // The password check shares the sign-in's bounded queue, with no connection held.
-    let place = state.hashing.admit().ok_or_else(|| AppError::Busy {
-        message: "The server is busy checking passwords; try again in a moment.".into(),
-        retry_after_secs: 2,
-    })?;
+    let sender = crate::domain::sign_in_key(&staff.address);
+    let place = state
+        .sign_ins
+        .admit(&sender, &staff.user.name)
+        .map_err(|refused| AppError::TooManyRequests(refused.message().into()))?;
     if !place
         .verify(posted.current, staff.user.password_hash.clone())
         .await

@@ -11,6 +11,7 @@ use askama_web::WebTemplate;
 use serde::Deserialize;
 
 use super::{AppState, CsrfForm, form};
+use crate::auth::gate::Refused;
 use crate::auth::session;
 use crate::auth::staff::{self as staff_ops, Actor, LoginError};
 use crate::db::{self, users::User};
@@ -109,24 +110,58 @@ impl Staff {
 }
 
 /// The client's address: the connection's peer, or, when the peer is one of
-/// `[web] trusted_proxies`, the nearest address in `X-Forwarded-For` that is not a trusted
-/// proxy (what a client writes into the header itself is never believed).
+/// `[web] trusted_proxies` (and sent the proxy's secret, when `[web] proxy_secret_file` is
+/// set), the nearest address in `X-Forwarded-For` that is not a trusted proxy (what a client
+/// writes into the header itself is never believed).
 pub fn address_of(req: &HttpRequest) -> String {
     let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
         return "unknown".to_owned();
     };
-    let trusted = req
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.settings.web.trusted_proxies.clone())
-        .unwrap_or_default();
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return peer.to_string();
+    };
+    let trusted = &state.settings.web.trusted_proxies;
+    let vouched = match &state.proxy_secret {
+        None => true,
+        Some(secret) => {
+            let sent = req
+                .headers()
+                .get(PROXY_SECRET_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let vouched = same_secret(sent, secret);
+            if !vouched && trusted.contains(&peer) && req.headers().contains_key("x-forwarded-for")
+            {
+                warn_once_unvouched(&state.unvouched_proxy, peer);
+            }
+            vouched
+        }
+    };
+    let trusted: &[std::net::IpAddr] = if vouched { trusted } else { &[] };
     client_address(
         peer,
         req.headers()
             .get_all("x-forwarded-for")
             .filter_map(|v| v.to_str().ok()),
-        &trusted,
+        trusted,
     )
     .to_string()
+}
+
+/// The header the proxy in front of the panel proves itself with.
+pub const PROXY_SECRET_HEADER: &str = "x-clubdeploy-proxy";
+
+/// Remembers in `seen` (and says on stderr, once) that a request from `peer`, a trusted
+/// proxy's address, carried `X-Forwarded-For` without the proxy's secret.
+fn warn_once_unvouched(seen: &std::sync::OnceLock<std::net::IpAddr>, peer: std::net::IpAddr) {
+    if seen.set(peer).is_ok() {
+        eprintln!(
+            "warning: a request from {peer} carried X-Forwarded-For but not the proxy's secret \
+             (X-Clubdeploy-Proxy, [web] proxy_secret_file): its client is taken to be {peer}. \
+             If Apache proxies the panel, include /etc/clubdeploy/apache-proxy-header.conf \
+             in its virtual host (see apache-panel.conf)."
+        );
+    }
 }
 
 /// The client behind `peer`: walking `X-Forwarded-For` from the right while the hop we
@@ -321,29 +356,41 @@ pub async fn login(
         ));
     }
     let address = address_of(&req);
-    // Turn a flood away before it costs a database write or a hash.
-    let Some(admitted) = state.hashing.admit() else {
-        return Err(AppError::Busy {
-            message: "The panel is busy checking other sign-ins. Try again in a few seconds."
-                .into(),
-            retry_after_secs: 5,
-        });
-    };
+    let sender = crate::domain::sign_in_key(&address);
     let name = login.name.trim().to_owned();
+    // Turn a flood away before it costs a database write or a hash.
+    let place = state
+        .sign_ins
+        .admit(&sender, &name)
+        .map_err(|refused| match refused {
+            Refused::Full => AppError::Busy {
+                message: refused.message().into(),
+                retry_after_secs: 5,
+            },
+            Refused::SenderBusy | Refused::AccountBusy => {
+                AppError::TooManyRequests(refused.message().into())
+            }
+        })?;
     let outcome = {
-        let address = address.clone();
+        let sender = sender.clone();
         state
-            .db(move |_, conn| Ok(staff_ops::begin_login(conn, &name, &address, db::now())))
+            .db(move |_, conn| Ok(staff_ops::begin_login(conn, &name, &sender, db::now())))
             .await?
     };
     let outcome = match outcome {
         // The password is checked with no database connection held.
         Ok(pending) => {
-            let matches = admitted
+            // A stranger to an account under a spread flood waits its turn (holding the
+            // account's one place for strangers), whatever the password.
+            if let Some(delay) = pending.slow_down.filter(|_| !place.known()) {
+                tokio::time::sleep(delay).await;
+            }
+            let matches = place
                 .verify(login.password.clone(), pending.stored_hash())
                 .await;
-            drop(admitted);
-            state
+            drop(place);
+            let through_proxy = state.settings.web.is_proxy(&address);
+            let finished = state
                 .db(move |_, conn| {
                     Ok(staff_ops::finish_login(
                         conn,
@@ -354,7 +401,11 @@ pub async fn login(
                         db::now(),
                     ))
                 })
-                .await?
+                .await?;
+            if finished.is_ok() && !through_proxy {
+                state.sign_ins.remember(&sender, std::time::Instant::now());
+            }
+            finished
         }
         Err(refused) => Err(refused),
     };

@@ -46,8 +46,14 @@ pub struct AppState {
     pub events: tokio::sync::watch::Receiver<i32>,
     /// The clubs as last read from disk, shared by concurrent page views.
     pub clubs: Arc<tokio::sync::Mutex<Option<ClubsSnapshot>>>,
-    /// Bounds the password checks sign-ins may run at once.
-    pub hashing: Arc<crate::auth::password::HashGate>,
+    /// Bounds the password checks sign-ins may run at once, fairly.
+    pub sign_ins: Arc<crate::auth::gate::SignInGate>,
+    /// What the proxy in front sends in `X-Clubdeploy-Proxy` (`[web] proxy_secret_file`).
+    pub proxy_secret: Option<Arc<str>>,
+    /// The trusted proxy's address a request came from with `X-Forwarded-For` but without
+    /// the proxy's secret, the first time it happened (a proxy configuration without the
+    /// header, or something else on that machine): the doctor's reading says so.
+    pub unvouched_proxy: Arc<std::sync::OnceLock<std::net::IpAddr>>,
     /// Live job streams open per session.
     pub streams: Arc<std::sync::Mutex<std::collections::HashMap<i32, usize>>>,
     /// OPcache's figures as last read, and when (pages share a reading for a few seconds,
@@ -107,19 +113,57 @@ const CLUBS_SNAPSHOT_STALE: Duration = Duration::from_secs(10);
 /// How long a reading of OPcache's figures serves other page views.
 const OPCACHE_TTL: Duration = Duration::from_secs(5);
 
+/// Lets the addresses staff signed in from lately (the audit log's `login.succeeded` rows)
+/// through the sign-in gate first after a restart too.
+fn remember_recent_sign_ins(
+    settings: &Settings,
+    pool: &DbPool,
+    gate: &crate::auth::gate::SignInGate,
+) -> anyhow::Result<()> {
+    use crate::auth::gate::{RECENT_SUCCESS, REMEMBERED_SENDERS};
+    let now = crate::db::now();
+    let mut conn = pool.get()?;
+    let rows = crate::db::audit::list(
+        &mut conn,
+        &crate::db::audit::Filter {
+            action: Some("login.succeeded".into()),
+            since: Some(now - chrono::Duration::from_std(RECENT_SUCCESS)?),
+            limit: REMEMBERED_SENDERS as i64,
+            ..Default::default()
+        },
+    )?;
+    drop(conn);
+    let started = std::time::Instant::now();
+    for row in rows {
+        let age = (now - row.at).to_std().unwrap_or_default();
+        let address = row.address.filter(|a| !settings.web.is_proxy(a));
+        if let (Some(address), Some(at)) = (address, started.checked_sub(age)) {
+            gate.remember(&crate::domain::sign_in_key(&address), at);
+        }
+    }
+    Ok(())
+}
+
 impl AppState {
     /// A new state for `settings` on `pool`, watching its database for queued jobs (waking
     /// the worker) and new job events.
     pub fn new(settings: Settings, pool: DbPool) -> anyhow::Result<AppState> {
         let wake = Arc::new(Notify::new());
         let events = crate::jobs::watch::spawn(&settings.database_path(), wake.clone())?;
+        let proxy_secret = settings.web.proxy_secret()?.map(Arc::from);
+        let sign_ins = crate::auth::gate::SignInGate::new();
+        if let Err(e) = remember_recent_sign_ins(&settings, &pool, &sign_ins) {
+            eprintln!("warning: cannot read the recent sign-ins from the audit log: {e:#}");
+        }
         Ok(AppState {
             settings: Arc::new(settings),
             pool,
             wake,
             events,
             clubs: Arc::new(tokio::sync::Mutex::new(None)),
-            hashing: Arc::new(crate::auth::password::HashGate::new()),
+            sign_ins: Arc::new(sign_ins),
+            proxy_secret,
+            unvouched_proxy: Arc::default(),
             streams: Arc::default(),
             opcache: Arc::default(),
             opcache_read: Arc::new(Notify::new()),
@@ -131,10 +175,27 @@ impl AppState {
     /// database connection only to read the clubs) and keeps its report.
     pub async fn run_doctor(&self) -> DoctorReading {
         let (settings, pool) = (self.settings.clone(), self.pool.clone());
+        let unvouched = self.unvouched_proxy.get().copied();
         let report = web::block(move || crate::doctor::examine(&settings, &pool))
             .await
             .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| format!("{e:#}")));
+            .and_then(|r| r.map_err(|e| format!("{e:#}")))
+            .map(|mut report| {
+                if let Some(peer) = unvouched {
+                    report.add(
+                        "panel",
+                        crate::doctor::Level::Problem,
+                        format!(
+                            "requests from the proxy at {peer} carry X-Forwarded-For but not \
+                             the proxy's secret: the panel takes every client to be {peer}, \
+                             so sign-in limits lump all staff together"
+                        ),
+                        "add `Include /etc/clubdeploy/apache-proxy-header.conf` to the \
+                         panel's Apache virtual host (see apache-panel.conf), then reload Apache",
+                    );
+                }
+                report
+            });
         let reading = DoctorReading {
             at: crate::db::now(),
             report,
