@@ -12,21 +12,12 @@ use clubdeploy::db;
 const EXISTING: usize = 1_000;
 const IMPORTED: usize = 10_000;
 
+mod support;
+
 fn main() {
     let root = tempfile::tempdir().expect("tempdir");
     let root = root.path().canonicalize().unwrap();
-    std::fs::create_dir_all(root.join("www")).unwrap();
-    let config = root.join("clubdeploy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {:?}\nrepo_url = {:?}\nwebroot_base = {:?}\n",
-            root.join("data"),
-            root.join("no-repo"),
-            root.join("www")
-        ),
-    )
-    .unwrap();
+    let config = support::write_config(&root, "");
     let settings = Settings::load(&config).unwrap();
     let pool = db::open(&settings.database_path()).unwrap();
     let csv = |range: std::ops::Range<usize>| {

@@ -4,51 +4,31 @@
 //! (Debian package). Run with `cargo bench --bench panel`.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use clubdeploy::auth::staff::{self, Actor};
 use clubdeploy::config::Settings;
 use clubdeploy::db::{self, audit, clubs, switches};
-use clubdeploy::domain::{ClubScope, NewPassword, Role, UserName};
 
 const CLUBS: usize = 1000;
 const RELEASES: usize = 200;
 const AUDIT_EVENTS: usize = 100_000;
 const PASSWORD: &str = "benchmark password";
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod support;
 
 fn main() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path().canonicalize().unwrap();
     let config = make_data(&root);
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_clubdeploy"))
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .env("CLUBDEPLOY_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let server = support::Server::start(Path::new(env!("CARGO_BIN_EXE_clubdeploy")), &config);
+    let base = server.base.clone();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let cookie = runtime.block_on(login(&base));
     std::thread::sleep(Duration::from_secs(2));
     println!(
         "idle RSS after start and sign-in: {:.1} MB",
-        rss_mb(server.0.id())
+        server.rss_mb()
     );
     let late = AUDIT_EVENTS / 50;
     for (name, path) in [
@@ -89,7 +69,7 @@ fn main() {
         );
     }
     std::thread::sleep(Duration::from_secs(2));
-    println!("idle RSS after the load: {:.1} MB", rss_mb(server.0.id()));
+    println!("idle RSS after the load: {:.1} MB", server.rss_mb());
 }
 
 /// The size of the page's HTML, in bytes.
@@ -149,31 +129,9 @@ async fn login(base: &str) -> String {
         .to_owned()
 }
 
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    kb / 1024.0
-}
-
 /// Writes the data set and its configuration; returns the configuration's path.
 fn make_data(root: &Path) -> std::path::PathBuf {
-    let config = root.join("clubdeploy.toml");
-    std::fs::create_dir_all(root.join("www")).unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {:?}\nrepo_url = {:?}\nwebroot_base = {:?}\n",
-            root.join("data"),
-            root.join("no-repo"),
-            root.join("www")
-        ),
-    )
-    .unwrap();
+    let config = support::write_config(root, "");
     let settings = Settings::load(&config).unwrap();
     let releases_dir = settings.apps()[0].releases_dir.clone();
     let names: Vec<String> = (0..RELEASES)
@@ -253,17 +211,6 @@ fn make_data(root: &Path) -> std::path::PathBuf {
         Ok::<_, diesel::result::Error>(())
     })
     .unwrap();
-    staff::add(
-        conn,
-        Actor {
-            name: "bench",
-            address: None,
-        },
-        &UserName::parse("admin").unwrap(),
-        Role::Admin,
-        &ClubScope::All,
-        &clubdeploy::auth::password::hash(&NewPassword::parse(PASSWORD).unwrap()).unwrap(),
-    )
-    .unwrap();
+    support::add_admin(conn, PASSWORD);
     config
 }

@@ -9,15 +9,12 @@
 //! proxy secret, which older versions do not know).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clubdeploy::auth::staff::{self, Actor};
 use clubdeploy::config::Settings;
 use clubdeploy::db;
-use clubdeploy::domain::{ClubScope, NewPassword, Role, UserName};
 
 const PASSWORD: &str = "benchmark password";
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -25,14 +22,7 @@ const FLOOD: Duration = Duration::from_secs(15);
 const CONNECTIONS: usize = 64;
 const ADMIN_ADDRESS: &str = "198.51.100.7";
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod support;
 
 fn main() {
     if let Some(baseline) = std::env::var_os("BASELINE_BIN") {
@@ -49,31 +39,19 @@ fn run(label: &str, binary: &Path, with_secret: bool) {
     let root = tempfile::tempdir().unwrap();
     let root = root.path().canonicalize().unwrap();
     let config = make_data(&root, with_secret);
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let server = Server(
-        Command::new(binary)
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .env("CLUBDEPLOY_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let server = support::Server::start(binary, &config);
+    let base = server.base.clone();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         wait_for(&base).await;
         assert_eq!(sign_in(&base, ADMIN_ADDRESS, PASSWORD).await, 303);
     });
     std::thread::sleep(Duration::from_secs(2));
-    let before = rss_mb(server.0.id());
+    let before = server.rss_mb();
     let (admin, flood) = runtime.block_on(flood(&base));
-    let after = rss_mb(server.0.id());
+    let after = server.rss_mb();
     std::thread::sleep(Duration::from_secs(5));
-    let later = rss_mb(server.0.id());
+    let later = server.rss_mb();
     let statuses = |counts: &[(u16, usize)]| {
         counts
             .iter()
@@ -190,21 +168,8 @@ async fn flood(base: &str) -> (Counts, Counts) {
     (tally(&admin.await.unwrap()), tally(&flood))
 }
 
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    kb / 1024.0
-}
-
 /// Writes the configuration (and the proxy's secret) and the admin; the configuration's path.
 fn make_data(root: &Path, with_secret: bool) -> PathBuf {
-    let config = root.join("clubdeploy.toml");
-    std::fs::create_dir_all(root.join("www")).unwrap();
     let secret_file = root.join("proxy-secret");
     std::fs::write(&secret_file, SECRET).unwrap();
     let secret_line = if with_secret {
@@ -212,30 +177,12 @@ fn make_data(root: &Path, with_secret: bool) -> PathBuf {
     } else {
         String::new()
     };
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {:?}\nrepo_url = {:?}\nwebroot_base = {:?}\n[web]\n\
-             trusted_proxies = [\"127.0.0.1\"]\ndoctor_every_secs = 0\n{secret_line}",
-            root.join("data"),
-            root.join("no-repo"),
-            root.join("www")
-        ),
-    )
-    .unwrap();
+    let config = support::write_config(
+        root,
+        &format!("[web]\ntrusted_proxies = [\"127.0.0.1\"]\ndoctor_every_secs = 0\n{secret_line}"),
+    );
     let settings = Settings::load(&config).unwrap();
     let pool = db::open(&settings.database_path()).unwrap();
-    staff::add(
-        &mut pool.get().unwrap(),
-        Actor {
-            name: "bench",
-            address: None,
-        },
-        &UserName::parse("admin").unwrap(),
-        Role::Admin,
-        &ClubScope::All,
-        &clubdeploy::auth::password::hash(&NewPassword::parse(PASSWORD).unwrap()).unwrap(),
-    )
-    .unwrap();
+    support::add_admin(&mut pool.get().unwrap(), PASSWORD);
     config
 }
