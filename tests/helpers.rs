@@ -494,6 +494,18 @@ pub fn skip(message: &str) {
 }
 
 /// A loopback port that was free a moment ago.
+/// Runs `command` to its end, asserting that it succeeded (showing its stderr otherwise);
+/// its output.
+pub fn succeeded(command: &mut Command) -> Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

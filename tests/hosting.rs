@@ -5,21 +5,16 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
-use crate::helpers::TestEnv;
+use crate::helpers::{TestEnv, succeeded};
 
 /// The user the doctor runs as here: nobody, standing in for the service user.
 const SERVICE_UID: u32 = 65534;
 
 fn chown_all(path: &Path, uid: u32) {
-    let out = Command::new("chown")
-        .args(["-R", &format!("{uid}:{uid}")])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        Command::new("chown")
+            .args(["-R", &format!("{uid}:{uid}")])
+            .arg(path),
     );
 }
 

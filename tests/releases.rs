@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use crate::helpers::TestEnv;
+use crate::helpers::{TestEnv, succeeded};
 
 /// Every file and link under `root`, relative, sorted (directories not listed).
 fn files_under(root: &Path) -> BTreeSet<String> {
@@ -32,19 +32,10 @@ fn files_under(root: &Path) -> BTreeSet<String> {
 
 /// The files `git archive <tag>` gives for the fixture repository (directories not listed).
 fn archived(repo: &Path, tag: &str) -> BTreeSet<String> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "git -C '{}' archive {tag} | tar -t",
-            repo.display()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(Command::new("sh").arg("-c").arg(format!(
+        "git -C '{}' archive {tag} | tar -t",
+        repo.display()
+    )));
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()

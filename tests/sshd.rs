@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::helpers::{free_port, stop_process, wait_until_serving};
+use crate::helpers::{free_port, stop_process, succeeded, wait_until_serving};
 
 /// What the SSH tests need installed, with the Debian package that brings it.
 const NEEDS: [(&str, &str); 3] = [
@@ -33,24 +33,19 @@ pub struct Sshd {
 
 /// Makes an ed25519 key pair at `path` (and `path.pub`); returns the public key line.
 pub fn keygen(path: &Path) -> String {
-    let out = Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "clubdeploy-test",
-            "-f",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "clubdeploy-test",
+                "-f",
+            ])
+            .arg(path),
     );
     std::fs::read_to_string(path.with_extension("pub"))
         .unwrap()

@@ -9,7 +9,6 @@ use crate::config::Settings;
 use crate::db::Conn;
 use crate::db::{self, DbPool, audit, audit_anchor, jobs};
 use crate::domain::{JobSpec, JobStatus};
-use crate::pipeline::host::LocalHost;
 use crate::pipeline::lock::DeployLock;
 
 /// How a job that this process ran ended.
@@ -69,14 +68,7 @@ pub fn run_next(
             ))
         }
         Ok(spec) => {
-            let mut run_job = Job {
-                settings,
-                pool,
-                id: job.id,
-                actor: &job.requested_by,
-                progress: &mut log,
-                host: &LocalHost,
-            };
+            let mut run_job = Job::here(settings, pool, &job, &mut log);
             // A job names its application; the configuration may have dropped it since.
             match spec
                 .app()

@@ -12,7 +12,6 @@ use crate::config::Settings;
 use crate::db::Conn;
 use crate::db::{self, DbPool, audit, clubs, jobs, switches};
 use crate::domain::{JobSpec, JobStatus};
-use crate::pipeline::host::LocalHost;
 use crate::pipeline::lock::DeployLock;
 use crate::pipeline::recovery;
 use crate::pipeline::release;
@@ -109,14 +108,7 @@ fn recover_job(settings: &Settings, pool: &DbPool, job: &jobs::Job) -> anyhow::R
     let put_back_reloaded = unproven.as_ref().is_some_and(|u| u.put_back.is_some());
     let mut reloaded = None;
     if reloads && !put_back_reloaded && (during == "switch" || during == "reload" || switched_any) {
-        let mut run_job = Job {
-            settings,
-            pool,
-            id: job.id,
-            actor: &job.requested_by,
-            progress: &mut log,
-            host: &LocalHost,
-        };
+        let mut run_job = Job::here(settings, pool, job, &mut log);
         let done = run::reload_after_interruption(&mut run_job);
         match &done {
             Ok(()) => {
@@ -260,14 +252,7 @@ fn settle_unproven(
     };
     log.write("progress", &format!("recovery: {}", settled.said()), None);
     if settings.health.on_failure == crate::config::OnFailure::Rollback {
-        let mut run_job = Job {
-            settings,
-            pool,
-            id: job.id,
-            actor: &job.requested_by,
-            progress: log,
-            host: &LocalHost,
-        };
+        let mut run_job = Job::here(settings, pool, job, log);
         settled.put_back =
             Some(run::put_back_unproven(&mut run_job, app, wave).map_err(|e| format!("{e:#}")));
         return Ok(Some(settled));

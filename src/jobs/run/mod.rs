@@ -51,6 +51,25 @@ pub struct Job<'a> {
     pub host: &'a dyn Host,
 }
 
+impl<'a> Job<'a> {
+    /// The queued job `row`, run on this machine's web server, telling `progress`.
+    pub fn here(
+        settings: &'a Settings,
+        pool: &'a DbPool,
+        row: &'a db::jobs::Job,
+        progress: &'a mut dyn Progress,
+    ) -> Job<'a> {
+        Job {
+            settings,
+            pool,
+            id: row.id,
+            actor: &row.requested_by,
+            progress,
+            host: &crate::pipeline::host::LocalHost,
+        }
+    }
+}
+
 /// A job that stopped at a safe point because an administrator asked it to: it ends
 /// `cancelled`, saying who asked and what it had done.
 #[derive(Debug, thiserror::Error)]
