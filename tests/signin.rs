@@ -244,3 +244,155 @@ fn the_doctor_warns_when_loopback_is_trusted_without_a_proxy_secret() {
         assert!(text.contains(expected), "{text}");
     }
 }
+
+/// The secret the account page offers to set up.
+fn offered_secret(page: &str) -> String {
+    let marker = "<code id=\"new-secret\">";
+    let start = page.find(marker).expect("a secret is offered") + marker.len();
+    page[start..start + page[start..].find('<').unwrap()].to_owned()
+}
+
+/// Posts `fields` (and the session's form token, read from the account page) to `path`.
+async fn post_from_account(
+    app: &TestApp,
+    client: &reqwest::Client,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let csrf = crate::web::csrf_of(&app.page(client, "/account").await);
+    let mut form = vec![("csrf", csrf.as_str())];
+    form.extend_from_slice(fields);
+    let response = client.post(app.url(path)).form(&form).send().await.unwrap();
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+/// Signs in with a sign-in code as well; the status.
+async fn sign_in_with_code(app: &TestApp, name: &str, code: &str) -> StatusCode {
+    let client = app.client();
+    let page = app.page(&client, "/login").await;
+    client
+        .post(app.url("/login"))
+        .form(&[
+            ("name", name),
+            ("password", PASSWORD),
+            ("code", code),
+            ("csrf", &crate::web::csrf_of(&page)),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn admins_must_set_up_a_sign_in_code_and_then_sign_in_with_it_each_code_once() {
+    use clubdeploy::auth::totp;
+    let mut env = TestEnv::new();
+    env.config.web = vec!["require_totp_for = [\"admin\"]".into()];
+    env.configure();
+    let app = TestApp::spawn(env).await;
+    // A viewer is not asked for one.
+    let viewer = app.login("viewer").await;
+    app.page(&viewer, "/").await;
+    // The admin's password still signs them in, but every page leads to their account page
+    // and a change posted anywhere else is refused, changing nothing.
+    let admin = app.login("admin").await;
+    let response = admin.get(app.url("/clubs")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/account");
+    let (status, page) = post_from_account(&app, &admin, "/doctor", &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("Set up a sign-in code"), "{page}");
+    // Setting up: a code that does not match changes nothing; the app's code does.
+    let page = app.page(&admin, "/account").await;
+    assert!(
+        page.contains("Your role must sign in with a code"),
+        "{page}"
+    );
+    let secret = offered_secret(&page);
+    let now = totp::now();
+    let stale = totp::code_at(&secret, now - 3600).unwrap();
+    let (status, page) = post_from_account(
+        &app,
+        &admin,
+        "/account/code",
+        &[("secret", &secret), ("code", &stale)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("does not match"), "{page}");
+    let code = totp::code_at(&secret, now).unwrap();
+    let (status, _) = post_from_account(
+        &app,
+        &admin,
+        "/account/code",
+        &[("secret", &secret), ("code", &code)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    app.page(&admin, "/clubs").await;
+    assert_eq!(audited(&app, "user.code_set").len(), 1);
+    // Signing in now takes the code: not the password alone, not the code spent on setting
+    // up (a wrong code is as wrong; three failures would make this address wait); the next
+    // one, once.
+    assert_eq!(
+        app.try_login(&app.client(), "admin", PASSWORD)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        sign_in_with_code(&app, "admin", &code).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let next = totp::code_at(&secret, now + 30).unwrap();
+    assert_eq!(
+        sign_in_with_code(&app, "admin", &next).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        sign_in_with_code(&app, "admin", &next).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let succeeded = audited(&app, "login.succeeded");
+    assert_eq!(succeeded[0].details, "signed in with a sign-in code");
+    // The required code cannot be removed on the account page…
+    let (status, _) =
+        post_from_account(&app, &admin, "/account/code/remove", &[("code", &next)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // …but a lost phone is dealt with on the command line: the admin signs in with the
+    // password again and must set up a new code first.
+    app.env.ok(&["user", "code-off", "admin"]);
+    assert_eq!(audited(&app, "user.code_removed").len(), 1);
+    let again = app.login("admin").await;
+    let response = again.get(app.url("/")).send().await.unwrap();
+    assert_eq!(response.headers()["location"], "/account");
+
+    // Someone whose role needs none may set one up and remove it, with a current code.
+    let page = app.page(&viewer, "/account").await;
+    assert!(!page.contains("Your role must"), "{page}");
+    let secret = offered_secret(&page);
+    let code = totp::code_at(&secret, now).unwrap();
+    let set = [("secret", secret.as_str()), ("code", code.as_str())];
+    let (status, _) = post_from_account(&app, &viewer, "/account/code", &set).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _) =
+        post_from_account(&app, &viewer, "/account/code/remove", &[("code", &code)]).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a spent code removes nothing"
+    );
+    let next = totp::code_at(&secret, now + 30).unwrap();
+    let (status, _) =
+        post_from_account(&app, &viewer, "/account/code/remove", &[("code", &next)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(audited(&app, "user.code_removed").len(), 2);
+    assert_eq!(
+        app.try_login(&app.client(), "viewer", PASSWORD)
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+}

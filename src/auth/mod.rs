@@ -6,3 +6,4 @@ pub mod gate;
 pub mod password;
 pub mod session;
 pub mod staff;
+pub mod totp;

@@ -267,6 +267,29 @@ pub fn set_disabled(
     })
 }
 
+/// Sets up a member of staff's sign-in code (`Some((secret, step))`: the secret, and the
+/// step of the code that proved it, which cannot sign in again) or removes it (`None`), with
+/// its audit row, in one transaction.
+pub fn set_code(
+    conn: &mut Conn,
+    actor: Actor<'_>,
+    name: &str,
+    code: Option<(&str, i64)>,
+) -> Result<(), StaffError> {
+    conn.immediate_transaction(|conn| {
+        let user = existing(conn, name)?;
+        users::set_totp(conn, user.id, code.map(|(secret, _)| secret))?;
+        let (action, details) = match code {
+            Some((_, step)) => {
+                users::use_totp_step(conn, user.id, step)?;
+                ("user.code_set", "set up a sign-in code")
+            }
+            None => ("user.code_removed", "sign-in code removed"),
+        };
+        Ok(audit_user(conn, actor, action, name, details)?)
+    })
+}
+
 /// Why a sign-in was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -374,7 +397,9 @@ pub fn begin_login(
     .map_err(|e| LoginError::Internal(e.into()))?
 }
 
-/// The second half: `matches` says whether the password was right. On success the attempt
+/// The second half: `matches` says whether the password was right, and `code` is the
+/// sign-in code, which an account with a code secret must also get right
+/// ([`super::totp::accepted_step`]; a code works once). On success the attempt
 /// no longer counts, the browser's `previous_session` ends and a new session starts; either way the sign-in is audited (a failed one
 /// under the account's name only if the account exists), and the failure that starts a wait
 /// is audited once as `login.throttled`.
@@ -382,6 +407,7 @@ pub fn finish_login(
     conn: &mut Conn,
     pending: PendingLogin,
     matches: bool,
+    code: &str,
     previous_session: Option<&str>,
     address: &str,
     now: NaiveDateTime,
@@ -391,10 +417,26 @@ pub fn finish_login(
         name,
         address: Some(address),
     };
-    match pending.user {
-        Some(user) if matches && !user.disabled => {
+    let code_step = |user: &User| match &user.totp_secret {
+        None => Some(None),
+        Some(secret) => {
+            super::totp::accepted_step(secret, code, user.totp_step, super::totp::now()).map(Some)
+        }
+    };
+    let proven = pending
+        .user
+        .as_ref()
+        .filter(|user| matches && !user.disabled)
+        .and_then(code_step);
+    match (pending.user, proven) {
+        (Some(user), Some(step)) => {
             let started = conn
                 .immediate_transaction(|conn| {
+                    if let Some(step) = step
+                        && !users::use_totp_step(conn, user.id, step)?
+                    {
+                        return Ok(None);
+                    }
                     users::mark_attempt_succeeded(conn, pending.attempt)?;
                     // The owner proved the password from here: earlier failures no longer
                     // slow this account and address down, and a wait that was on ends.
@@ -413,13 +455,21 @@ pub fn finish_login(
                         session::end_by_token(conn, token)?;
                     }
                     let started = session::start(conn, user.id, now)?;
-                    audit_user(conn, actor, "login.succeeded", name, "signed in")?;
-                    Ok::<_, anyhow::Error>(started)
+                    let how = if step.is_some() {
+                        "signed in with a sign-in code"
+                    } else {
+                        "signed in"
+                    };
+                    audit_user(conn, actor, "login.succeeded", name, how)?;
+                    Ok::<_, anyhow::Error>(Some(started))
                 })
                 .map_err(LoginError::Internal)?;
-            Ok((user, started))
+            // Another sign-in used the same code first.
+            started
+                .map(|started| (user, started))
+                .ok_or(LoginError::Invalid)
         }
-        user => {
+        (user, _) => {
             let shown = if user.is_some() {
                 name
             } else {

@@ -199,6 +199,10 @@ pub enum UserCommand {
     },
     /// Disable a user (ends their sessions at once).
     Disable { name: String },
+    /// Remove a user's sign-in code (a lost phone): they sign in with their password alone,
+    /// and set up a new code on their account page (where their role must have one, before
+    /// anything else).
+    CodeOff { name: String },
 }
 
 #[derive(Subcommand)]

@@ -506,6 +506,10 @@ fn user(pool: &DbPool, actor: &str, command: UserCommand) -> anyhow::Result<()> 
             staff::set_disabled(&mut *pool.get()?, actor, &name, true)?;
             say!("{name} is disabled; their sessions were ended");
         }
+        UserCommand::CodeOff { name } => {
+            staff::set_code(&mut *pool.get()?, actor, &name, None)?;
+            say!("{name}'s sign-in code is removed; they set up a new one on their account page");
+        }
     }
     Ok(())
 }

@@ -218,6 +218,9 @@ pub struct WebSettings {
     /// on loopback (every club's PHP under mod_php), and without the secret could claim any
     /// address.
     pub proxy_secret_file: Option<PathBuf>,
+    /// Roles whose members must sign in with a sign-in code (TOTP) too (`["admin"]`): until
+    /// they set one up on their account page, that page is all the panel shows them.
+    pub require_totp_for: Vec<crate::domain::Role>,
     /// How many jobs one member of staff may have waiting in the queue.
     pub max_queued_jobs_per_user: usize,
     /// How many live job pages (event streams) one session may keep open.
@@ -265,6 +268,7 @@ impl Default for WebSettings {
         WebSettings {
             trusted_proxies: Vec::new(),
             proxy_secret_file: None,
+            require_totp_for: Vec::new(),
             max_queued_jobs_per_user: 5,
             max_streams_per_session: 4,
             doctor_every_secs: 3600,

@@ -157,6 +157,8 @@ diesel::table! {
         clubs -> Nullable<Text>,
         disabled -> Bool,
         created_at -> Timestamp,
+        totp_secret -> Nullable<Text>,
+        totp_step -> Nullable<BigInt>,
     }
 }
 

@@ -17,6 +17,10 @@ pub struct User {
     pub clubs: Option<String>,
     pub disabled: bool,
     pub created_at: NaiveDateTime,
+    /// The sign-in code secret (base32), when they set one up.
+    pub totp_secret: Option<String>,
+    /// The time step of the last sign-in code accepted.
+    pub totp_step: Option<i64>,
 }
 
 /// Someone to add.
@@ -217,6 +221,30 @@ pub fn record_failure(
         ))
         .returning(login_attempts::id)
         .get_result(conn)
+}
+
+/// Sets (or, with `None`, removes) a user's sign-in code secret; the last step used goes.
+pub fn set_totp(conn: &mut SqliteConnection, id: i32, secret: Option<&str>) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::totp_secret.eq(secret),
+            users::totp_step.eq(None::<i64>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records that the code of `step` was used; false when it (or a later one) already was, so
+/// two sign-ins racing with one code cannot both win.
+pub fn use_totp_step(conn: &mut SqliteConnection, id: i32, step: i64) -> QueryResult<bool> {
+    let changed = diesel::update(
+        users::table
+            .find(id)
+            .filter(users::totp_step.is_null().or(users::totp_step.lt(step))),
+    )
+    .set(users::totp_step.eq(step))
+    .execute(conn)?;
+    Ok(changed == 1)
 }
 
 /// Turns a reserved attempt into a successful one (it no longer counts as a failure).

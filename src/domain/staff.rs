@@ -7,7 +7,9 @@ pub const OUTPUT_WITHHELD: &str =
     "(output and responses are shown to deployers and administrators only)";
 
 /// What a member of staff may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Sees everything, changes nothing.

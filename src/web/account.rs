@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::ui::see_other;
 use super::{AppState, CsrfForm, Nav, NoFields, Staff};
-use crate::auth::password;
 use crate::auth::staff::{self as staff_ops, Actor};
+use crate::auth::{password, totp};
 use crate::domain::NewPassword;
 use crate::web::error::AppError;
 
@@ -19,6 +19,13 @@ pub struct AccountPage {
     nav: Nav,
     /// Sessions of this user besides the one in use.
     others: i64,
+    /// Whether they sign in with a code too.
+    code_on: bool,
+    /// Whether their role must (`[web] require_totp_for`).
+    code_required: bool,
+    /// A new secret to set up, and the address an authenticator app reads it from.
+    new_secret: String,
+    app_address: String,
 }
 
 /// `GET /account`.
@@ -27,10 +34,108 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<AccountPag
     let others = state
         .db(move |_, conn| Ok(crate::db::users::other_sessions(conn, user_id, session_id)?))
         .await?;
+    let new_secret = totp::new_secret();
     Ok(AccountPage {
-        nav: staff.nav("account"),
+        app_address: totp::app_address(&new_secret, &staff.user.name),
+        new_secret,
+        code_on: staff.user.totp_secret.is_some(),
+        code_required: state
+            .settings
+            .web
+            .require_totp_for
+            .contains(&staff.user.role),
         others,
+        nav: staff.nav("account"),
     })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CodeForm {
+    secret: String,
+    code: String,
+}
+
+/// `POST /account/code`: sets up a sign-in code, once the app shows a code that matches the
+/// secret (so a typo in the secret locks nobody out).
+pub async fn set_up_code(
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<CodeForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    if !totp::is_secret(&posted.secret) {
+        return Err(AppError::BadRequest(
+            "That secret is not one this page made; reload the page and start again. Nothing \
+             was changed."
+                .into(),
+        ));
+    }
+    let step =
+        totp::accepted_step(&posted.secret, &posted.code, None, totp::now()).ok_or_else(|| {
+            AppError::BadRequest(
+                "That code does not match the secret: type the code the app shows now (and \
+                 check the phone's clock). Nothing was changed."
+                    .into(),
+            )
+        })?;
+    let secret = posted.secret;
+    own_change(&staff, &state, move |conn, actor, _, _| {
+        staff_ops::set_code(conn, actor, actor.name, Some((&secret, step)))?;
+        Ok(0)
+    })
+    .await?;
+    staff
+        .tell(
+            &state,
+            "Your sign-in code is set up: sign in with it from now on.".into(),
+        )
+        .await;
+    Ok(super::ui::see_other("/account"))
+}
+
+/// `POST /account/code/remove`: removes the sign-in code, proven with a current code; not
+/// for a role that must have one.
+pub async fn remove_code(
+    CsrfForm {
+        staff,
+        form: posted,
+        ..
+    }: CsrfForm<CodeForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    if state
+        .settings
+        .web
+        .require_totp_for
+        .contains(&staff.user.role)
+    {
+        return Err(AppError::Forbidden(format!(
+            "Your role ({}) must sign in with a code; it stays. Nothing was changed.",
+            staff.user.role
+        )));
+    }
+    let Some(secret) = staff.user.totp_secret.clone() else {
+        return Err(AppError::Conflict(
+            "You have no sign-in code to remove.".into(),
+        ));
+    };
+    if totp::accepted_step(&secret, &posted.code, staff.user.totp_step, totp::now()).is_none() {
+        return Err(AppError::Forbidden(
+            "That code is not right (or was used already); nothing was changed.".into(),
+        ));
+    }
+    own_change(&staff, &state, move |conn, actor, _, _| {
+        staff_ops::set_code(conn, actor, actor.name, None)?;
+        Ok(0)
+    })
+    .await?;
+    staff
+        .tell(&state, "Your sign-in code is removed.".into())
+        .await;
+    Ok(super::ui::see_other("/account"))
 }
 
 #[derive(Deserialize, Default)]

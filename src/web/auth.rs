@@ -211,6 +211,8 @@ impl FromRequest for Staff {
         let address = address_of(req);
         // A page shows the session's one-time message; a stream or a download does not take it.
         let path = req.path();
+        let account_path = path == "/account" || path.starts_with("/account/") || path == "/logout";
+        let is_get = req.method() == actix_web::http::Method::GET;
         let shows_flash = req.method() == actix_web::http::Method::GET
             && !path.ends_with("/events")
             && !path.ends_with(".csv");
@@ -237,6 +239,19 @@ impl FromRequest for Staff {
                 .await?;
             let ((session, user), flash) = found.ok_or_else(login)?;
             let role = user.role;
+            // Until they set up a sign-in code, those who must have one see their account
+            // page (and may sign out); a change posted elsewhere is refused.
+            if needs_code(&state.settings.web.require_totp_for, &user) && !account_path {
+                return Err(if is_get {
+                    AppError::CodeRequired
+                } else {
+                    AppError::Forbidden(
+                        "Set up a sign-in code on your account page first: your role needs \
+                         one. Nothing was changed."
+                            .into(),
+                    )
+                });
+            }
             let scope = staff_ops::scope_of(&user)?;
             Ok(Staff {
                 user,
@@ -249,6 +264,12 @@ impl FromRequest for Staff {
             })
         })
     }
+}
+
+/// Whether `user` must set up a sign-in code before anything else: their role is in
+/// `[web] require_totp_for` and they have none.
+pub fn needs_code(required_for: &[Role], user: &User) -> bool {
+    required_for.contains(&user.role) && user.totp_secret.is_none()
 }
 
 #[derive(Template, WebTemplate)]
@@ -331,6 +352,8 @@ pub async fn login_page(state: web::Data<AppState>, query: web::Query<NextQuery>
 struct LoginForm {
     name: String,
     password: String,
+    /// The sign-in code (TOTP), for accounts that set one up.
+    code: String,
     next: String,
     csrf: String,
 }
@@ -396,6 +419,7 @@ pub async fn login(
                         conn,
                         pending,
                         matches,
+                        &login.code,
                         previous.as_deref(),
                         &address,
                         db::now(),
@@ -440,7 +464,7 @@ pub async fn login(
             secure,
             &login.next,
             &login.name,
-            Some("Wrong user name or password.".into()),
+            Some("Wrong user name or password (or sign-in code).".into()),
         )),
         Err(LoginError::Internal(e)) => Err(AppError::Internal(e)),
     }

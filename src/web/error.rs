@@ -11,6 +11,10 @@ pub enum AppError {
     /// Not signed in (or the session ended): go to the sign-in page, then back to `next`.
     #[error("please sign in")]
     LoginRequired { next: String },
+    /// The member of staff must set up a sign-in code first (`[web] require_totp_for`): a
+    /// page goes to their account page.
+    #[error("set up a sign-in code on your account page first")]
+    CodeRequired,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -80,7 +84,7 @@ struct ErrorPage<'a> {
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
-            AppError::LoginRequired { .. } => StatusCode::SEE_OTHER,
+            AppError::LoginRequired { .. } | AppError::CodeRequired => StatusCode::SEE_OTHER,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -96,6 +100,11 @@ impl ResponseError for AppError {
             let location = format!("/login?next={}", urlencode(next));
             return HttpResponse::SeeOther()
                 .insert_header(("Location", location))
+                .finish();
+        }
+        if let AppError::CodeRequired = self {
+            return HttpResponse::SeeOther()
+                .insert_header(("Location", "/account"))
                 .finish();
         }
         if let AppError::Internal(e) = self {

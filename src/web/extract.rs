@@ -172,6 +172,8 @@ mod tests {
                 disabled: false,
                 created_at: chrono::NaiveDateTime::default(),
                 clubs: None,
+                totp_secret: None,
+                totp_step: None,
             },
             role,
             scope: ClubScope::All,

@@ -442,6 +442,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/logout", web::post().to(auth::logout))
     .route("/account", web::get().to(account::page))
+    .route("/account/code", web::post().to(account::set_up_code))
+    .route("/account/code/remove", web::post().to(account::remove_code))
     .route(
         "/account/password",
         web::post().to(account::change_password),
