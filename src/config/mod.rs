@@ -240,6 +240,12 @@ impl WebSettings {
             .is_ok_and(|ip| self.trusted_proxies.contains(&ip))
     }
 
+    /// Whether members of staff with `role` must sign in with a code too
+    /// (`require_totp_for`).
+    pub fn requires_code(&self, role: crate::domain::Role) -> bool {
+        self.require_totp_for.contains(&role)
+    }
+
     /// The secret the proxy sends (see [`WebSettings::proxy_secret_file`]), if one is set.
     pub fn proxy_secret(&self) -> anyhow::Result<Option<String>> {
         let Some(file) = &self.proxy_secret_file else {

@@ -39,11 +39,7 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<AccountPag
         app_address: totp::app_address(&new_secret, &staff.user.name),
         new_secret,
         code_on: staff.user.totp_secret.is_some(),
-        code_required: state
-            .settings
-            .web
-            .require_totp_for
-            .contains(&staff.user.role),
+        code_required: state.settings.web.requires_code(staff.user.role),
         others,
         nav: staff.nav("account"),
     })
@@ -81,18 +77,25 @@ pub async fn set_up_code(
                     .into(),
             )
         })?;
-    let secret = posted.secret;
-    own_change(&staff, &state, move |conn, actor, _, _| {
-        staff_ops::set_code(conn, actor, actor.name, Some((&secret, step)))?;
+    let told = "Your sign-in code is set up: sign in with it from now on.";
+    set_own_code(&staff, &state, Some((posted.secret, step)), told).await
+}
+
+/// Sets up (or, with `None`, removes) the member of staff's own sign-in code, then shows
+/// their account page with `told`.
+async fn set_own_code(
+    staff: &Staff,
+    state: &web::Data<AppState>,
+    code: Option<(String, i64)>,
+    told: &str,
+) -> Result<HttpResponse, AppError> {
+    own_change(staff, state, move |conn, actor, _, _| {
+        let code = code.as_ref().map(|(secret, step)| (secret.as_str(), *step));
+        staff_ops::set_code(conn, actor, actor.name, code)?;
         Ok(0)
     })
     .await?;
-    staff
-        .tell(
-            &state,
-            "Your sign-in code is set up: sign in with it from now on.".into(),
-        )
-        .await;
+    staff.tell(state, told.to_owned()).await;
     Ok(super::ui::see_other("/account"))
 }
 
@@ -106,12 +109,7 @@ pub async fn remove_code(
     }: CsrfForm<CodeForm>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    if state
-        .settings
-        .web
-        .require_totp_for
-        .contains(&staff.user.role)
-    {
+    if state.settings.web.requires_code(staff.user.role) {
         return Err(AppError::Forbidden(format!(
             "Your role ({}) must sign in with a code; it stays. Nothing was changed.",
             staff.user.role
@@ -127,15 +125,7 @@ pub async fn remove_code(
             "That code is not right (or was used already); nothing was changed.".into(),
         ));
     }
-    own_change(&staff, &state, move |conn, actor, _, _| {
-        staff_ops::set_code(conn, actor, actor.name, None)?;
-        Ok(0)
-    })
-    .await?;
-    staff
-        .tell(&state, "Your sign-in code is removed.".into())
-        .await;
-    Ok(super::ui::see_other("/account"))
+    set_own_code(&staff, &state, None, "Your sign-in code is removed.").await
 }
 
 #[derive(Deserialize, Default)]

@@ -241,7 +241,7 @@ impl FromRequest for Staff {
             let role = user.role;
             // Until they set up a sign-in code, those who must have one see their account
             // page (and may sign out); a change posted elsewhere is refused.
-            if needs_code(&state.settings.web.require_totp_for, &user) && !account_path {
+            if needs_code(&state.settings.web, &user) && !account_path {
                 return Err(if is_get {
                     AppError::CodeRequired
                 } else {
@@ -266,10 +266,10 @@ impl FromRequest for Staff {
     }
 }
 
-/// Whether `user` must set up a sign-in code before anything else: their role is in
-/// `[web] require_totp_for` and they have none.
-pub fn needs_code(required_for: &[Role], user: &User) -> bool {
-    required_for.contains(&user.role) && user.totp_secret.is_none()
+/// Whether `user` must set up a sign-in code before anything else: their role needs one
+/// (`[web] require_totp_for`) and they have none.
+pub fn needs_code(web: &crate::config::WebSettings, user: &User) -> bool {
+    web.requires_code(user.role) && user.totp_secret.is_none()
 }
 
 #[derive(Template, WebTemplate)]
