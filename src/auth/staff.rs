@@ -278,12 +278,9 @@ pub fn set_code(
 ) -> Result<(), StaffError> {
     conn.immediate_transaction(|conn| {
         let user = existing(conn, name)?;
-        users::set_totp(conn, user.id, code.map(|(secret, _)| secret))?;
+        users::set_totp(conn, user.id, code)?;
         let (action, details) = match code {
-            Some((_, step)) => {
-                users::use_totp_step(conn, user.id, step)?;
-                ("user.code_set", "set up a sign-in code")
-            }
+            Some(_) => ("user.code_set", "set up a sign-in code"),
             None => ("user.code_removed", "sign-in code removed"),
         };
         Ok(audit_user(conn, actor, action, name, details)?)
@@ -417,10 +414,11 @@ pub fn finish_login(
         name,
         address: Some(address),
     };
+    let unix_now = u64::try_from(now.and_utc().timestamp()).unwrap_or(0);
     let code_step = |user: &User| match &user.totp_secret {
         None => Some(None),
         Some(secret) => {
-            super::totp::accepted_step(secret, code, user.totp_step, super::totp::now()).map(Some)
+            super::totp::accepted_step(secret, code, user.totp_step, unix_now).map(Some)
         }
     };
     let proven = pending

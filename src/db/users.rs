@@ -223,12 +223,17 @@ pub fn record_failure(
         .get_result(conn)
 }
 
-/// Sets (or, with `None`, removes) a user's sign-in code secret; the last step used goes.
-pub fn set_totp(conn: &mut SqliteConnection, id: i32, secret: Option<&str>) -> QueryResult<()> {
+/// Sets a user's sign-in code secret with the step of the code already spent on it
+/// (`Some((secret, step))`), or removes both (`None`).
+pub fn set_totp(
+    conn: &mut SqliteConnection,
+    id: i32,
+    code: Option<(&str, i64)>,
+) -> QueryResult<()> {
     diesel::update(users::table.find(id))
         .set((
-            users::totp_secret.eq(secret),
-            users::totp_step.eq(None::<i64>),
+            users::totp_secret.eq(code.map(|(secret, _)| secret)),
+            users::totp_step.eq(code.map(|(_, step)| step)),
         ))
         .execute(conn)?;
     Ok(())

@@ -84,8 +84,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// Adds a finding.
-    pub fn add(&mut self, area: &'static str, level: Level, what: String, fix: impl Into<String>) {
+    fn add(&mut self, area: &'static str, level: Level, what: String, fix: impl Into<String>) {
         self.findings.push(Finding {
             area,
             level,
@@ -96,6 +95,22 @@ impl Report {
 
     fn ok(&mut self, area: &'static str, what: String) {
         self.add(area, Level::Ok, what, "");
+    }
+
+    /// The problem the running panel saw for itself: requests from the trusted proxy at
+    /// `peer` carried `X-Forwarded-For` without the proxy's secret.
+    pub fn proxy_without_secret(&mut self, peer: std::net::IpAddr) {
+        self.add(
+            "panel",
+            Level::Problem,
+            format!(
+                "requests from the proxy at {peer} carry X-Forwarded-For but not the proxy's \
+                 secret: the panel takes every client to be {peer}, so sign-in limits lump all \
+                 staff together"
+            ),
+            "add `Include /etc/clubdeploy/apache-proxy-header.conf` to the panel's Apache \
+             virtual host (see apache-panel.conf), then reload Apache",
+        );
     }
 
     /// How many findings are at `level`.

@@ -96,7 +96,7 @@ async fn set_own_code(
     })
     .await?;
     staff.tell(state, told.to_owned()).await;
-    Ok(super::ui::see_other("/account"))
+    Ok(see_other("/account"))
 }
 
 /// `POST /account/code/remove`: removes the sign-in code, proven with a current code; not

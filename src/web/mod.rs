@@ -182,17 +182,7 @@ impl AppState {
             .and_then(|r| r.map_err(|e| format!("{e:#}")))
             .map(|mut report| {
                 if let Some(peer) = unvouched {
-                    report.add(
-                        "panel",
-                        crate::doctor::Level::Problem,
-                        format!(
-                            "requests from the proxy at {peer} carry X-Forwarded-For but not \
-                             the proxy's secret: the panel takes every client to be {peer}, \
-                             so sign-in limits lump all staff together"
-                        ),
-                        "add `Include /etc/clubdeploy/apache-proxy-header.conf` to the \
-                         panel's Apache virtual host (see apache-panel.conf), then reload Apache",
-                    );
+                    report.proxy_without_secret(peer);
                 }
                 report
             });
