@@ -26,10 +26,10 @@ async fn behind_proxy() -> TestApp {
     TestApp::spawn(env).await
 }
 
-/// Posts the sign-in form as the proxy would for a client at `from` (with `secret` in the
-/// proxy's header, if any): the status and the page.
+/// Posts the sign-in form to the panel at `base` as the proxy would for a client at `from`
+/// (with `secret` in the proxy's header, if any): the status and the page.
 async fn sign_in(
-    app: &TestApp,
+    base: &str,
     from: &str,
     secret: Option<&str>,
     name: &str,
@@ -40,7 +40,7 @@ async fn sign_in(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-        .post(app.url("/login"))
+        .post(format!("{base}/login"))
         .header("Cookie", format!("clubdeploy_login={token}"))
         .header("X-Forwarded-For", from)
         .form(&[
@@ -76,12 +76,12 @@ async fn a_flood_against_one_account_from_everywhere_is_slowed_one_guess_at_a_ti
     let app = behind_proxy().await;
     // The owner signed in from their office before.
     let office = "198.51.100.7";
-    let (status, _) = sign_in(&app, office, Some(SECRET), "admin", PASSWORD).await;
+    let (status, _) = sign_in(&app.base, office, Some(SECRET), "admin", PASSWORD).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     // Wrong guesses at admin, each from a new address: under every per-address limit.
     for n in 0..FREE_FAILURES_ACROSS_ADDRESSES {
         let from = format!("203.0.113.{}", n + 1);
-        let (status, _) = sign_in(&app, &from, Some(SECRET), "admin", "a wrong guess").await;
+        let (status, _) = sign_in(&app.base, &from, Some(SECRET), "admin", "a wrong guess").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "guess {n}");
     }
     assert_eq!(
@@ -94,42 +94,25 @@ async fn a_flood_against_one_account_from_everywhere_is_slowed_one_guess_at_a_ti
     let started = Instant::now();
     let slowed = {
         let base = app.base.clone();
-        let app_url = move |path: &str| format!("{base}{path}");
-        let token = "t".repeat(64);
         tokio::spawn(async move {
-            let response = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap()
-                .post(app_url("/login"))
-                .header("Cookie", format!("clubdeploy_login={token}"))
-                .header("X-Forwarded-For", "2001:db8:1:2::1")
-                .header("X-Clubdeploy-Proxy", SECRET)
-                .form(&[
-                    ("name", "admin"),
-                    ("password", PASSWORD),
-                    ("csrf", &token),
-                    ("next", "/"),
-                ])
-                .send()
-                .await
-                .unwrap();
-            (response.status(), started.elapsed())
+            let (status, _) =
+                sign_in(&base, "2001:db8:1:2::1", Some(SECRET), "admin", PASSWORD).await;
+            (status, started.elapsed())
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!slowed.is_finished(), "the stranger's sign-in waits");
     // Meanwhile another stranger's guess at admin is turned away at once, unchecked…
-    let (status, page) = sign_in(&app, "192.0.2.50", Some(SECRET), "admin", "guess").await;
+    let (status, page) = sign_in(&app.base, "192.0.2.50", Some(SECRET), "admin", "guess").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
     assert!(page.contains("Another sign-in for this account"), "{page}");
     // …and so is a second sign-in from the same IPv6 /64, even to another account.
-    let (status, page) = sign_in(&app, "2001:db8:1:2::99", Some(SECRET), "viewer", "x").await;
+    let (status, page) = sign_in(&app.base, "2001:db8:1:2::99", Some(SECRET), "viewer", "x").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
     assert!(page.contains("from your address"), "{page}");
     // The owner, from where they signed in before, gets straight in.
     let owner = Instant::now();
-    let (status, _) = sign_in(&app, office, Some(SECRET), "admin", PASSWORD).await;
+    let (status, _) = sign_in(&app.base, office, Some(SECRET), "admin", PASSWORD).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(
         owner.elapsed() < Duration::from_millis(900),
@@ -156,14 +139,21 @@ async fn failed_sign_ins_are_counted_per_ipv6_network_not_per_address() {
     // A new address of one /64 for each guess, at a new account name each time.
     for n in 0..FREE_FAILURES_PER_ADDRESS {
         let from = format!("2001:db8:5:6::{:x}", n + 1);
-        let (status, _) = sign_in(&app, &from, Some(SECRET), &format!("guess{n}"), "x").await;
+        let (status, _) = sign_in(&app.base, &from, Some(SECRET), &format!("guess{n}"), "x").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "guess {n}");
     }
-    let (status, page) = sign_in(&app, "2001:db8:5:6:ffff::1", Some(SECRET), "other", "x").await;
+    let (status, page) = sign_in(
+        &app.base,
+        "2001:db8:5:6:ffff::1",
+        Some(SECRET),
+        "other",
+        "x",
+    )
+    .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
     assert!(page.contains("too many failed sign-in attempts"), "{page}");
     // The next network is someone else.
-    let (status, _) = sign_in(&app, "2001:db8:5:7::1", Some(SECRET), "other", "x").await;
+    let (status, _) = sign_in(&app.base, "2001:db8:5:7::1", Some(SECRET), "other", "x").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // The audit log keeps each full address.
     let first = audited(&app, "login.failed");
@@ -184,7 +174,7 @@ async fn forwarded_for_is_believed_only_with_the_proxys_secret() {
         (Some("not the secret at all, but as long"), "127.0.0.1"),
         (Some(SECRET), "203.0.113.5"),
     ] {
-        let (status, _) = sign_in(&app, "203.0.113.5", secret, "viewer", PASSWORD).await;
+        let (status, _) = sign_in(&app.base, "203.0.113.5", secret, "viewer", PASSWORD).await;
         assert_eq!(status, StatusCode::SEE_OTHER);
         let rows = audited(&app, "login.succeeded");
         assert_eq!(
