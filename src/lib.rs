@@ -14,4 +14,5 @@ pub mod pipeline;
 pub mod secret;
 pub mod service;
 pub mod startup;
+pub mod unix_user;
 pub mod web;

@@ -55,7 +55,7 @@ fn every_change_is_in_the_audit_log() {
     // The user of the process's uid, whatever $USER says.
     let actor = format!(
         "cli:{}",
-        clubdeploy::cli::unix_user_name(rustix::process::getuid().as_raw()).unwrap()
+        clubdeploy::unix_user::name_of(rustix::process::getuid().as_raw()).unwrap()
     );
     assert!(rows.as_array().unwrap().iter().all(|r| r["actor"] == actor));
 
@@ -163,7 +163,7 @@ fn audit_verify_names_the_row_that_was_edited_deleted_or_inserted() {
 #[test]
 fn the_command_line_is_recorded_as_the_unix_user_of_its_uid_not_user() {
     let env = crate::helpers::TestEnv::new();
-    let me = clubdeploy::cli::unix_user_name(rustix::process::getuid().as_raw()).unwrap();
+    let me = clubdeploy::unix_user::name_of(rustix::process::getuid().as_raw()).unwrap();
     // Adds club `slug` with `set` variables set and `unset` removed.
     let add = |slug: &str, set: &[(&str, &str)], unset: &[&str]| {
         let webroot = env.webroot(slug);
