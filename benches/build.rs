@@ -85,6 +85,7 @@ fn build_ours(releases: &Path, mirror: &Mirror, (tag, commit): &(ReleaseTag, Str
         prefer: None,
         timeout: Duration::from_secs(60),
         cap: clubdeploy::pipeline::git::TreeStats::UNBOUNDED,
+        build_user: None,
     };
     let built = release::build(mirror, &spec, &mut Quiet).unwrap();
     let took = started.elapsed();

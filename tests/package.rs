@@ -25,13 +25,18 @@ fn run(program: &str, args: &[&str]) -> Output {
 /// Runs `program` with `args`, asserting success; its standard output and error.
 fn ok(program: &str, args: &[&str]) -> String {
     let out = run(program, args);
-    let text = format!(
+    let text = said(&out);
+    assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
+    text
+}
+
+/// What a command printed: its standard output, then its standard error.
+fn said(out: &Output) -> String {
+    format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{program} {args:?} failed:\n{text}");
-    text
+    )
 }
 
 /// `(mode, uid name, gid name)` of `path`.
@@ -177,11 +182,7 @@ fn the_debian_package_installs_a_least_privilege_service_and_purges_cleanly() {
         .env(INSIDE, &deb)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&inside.stdout),
-        String::from_utf8_lossy(&inside.stderr)
-    );
+    let text = said(&inside);
     assert!(inside.status.success(), "in the private root:\n{text}");
     // The checks really ran there, once.
     assert!(text.contains("1 passed; 0 failed"), "{text}");
@@ -309,6 +310,45 @@ fn check_installed() {
         ],
         "{allowed}"
     );
+    // And run clubdeploy's own build steps as the build user, nothing else as it.
+    let as_builder: Vec<&str> = allowed
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('(') && !l.starts_with("(root)"))
+        .collect();
+    assert_eq!(
+        as_builder,
+        ["(clubdeploy-build) NOPASSWD: /usr/bin/clubdeploy build-user *"],
+        "{allowed}"
+    );
+    // The build user: a system user of its own, with its own group (which the service's user
+    // is in, to share build folders), not in the service's group (which reads the
+    // configuration and the proxy secret), its home for build tools' caches.
+    let builder = ok("getent", &["passwd", "clubdeploy-build"]);
+    let fields: Vec<&str> = builder.trim().split(':').collect();
+    assert_eq!(fields[5], "/var/lib/clubdeploy-build", "{builder}");
+    assert_eq!(fields[6], "/usr/sbin/nologin", "{builder}");
+    assert_eq!(
+        owner_and_mode("/var/lib/clubdeploy-build"),
+        (0o700, "clubdeploy-build".into(), "clubdeploy-build".into())
+    );
+    assert_eq!(
+        ok("id", &["-Gn", "clubdeploy-build"]).trim(),
+        "clubdeploy-build"
+    );
+    let service_groups = ok("id", &["-Gn", "clubdeploy"]);
+    assert!(
+        service_groups
+            .split_whitespace()
+            .any(|g| g == "clubdeploy-build"),
+        "{service_groups}"
+    );
+    assert!(
+        config.contains("\nbuild_user = \"clubdeploy-build\"\n"),
+        "{config}"
+    );
+
+    builds_run_as_a_user_who_can_read_nothing_of_the_services();
 
     // A release a club might still run.
     std::fs::create_dir_all("/var/lib/clubdeploy/releases/v1-0123abcd").unwrap();
@@ -328,4 +368,189 @@ fn check_installed() {
     let (mode, owner, _) = owner_and_mode("/var/lib/clubdeploy");
     assert_eq!(owner, "clubdeploy", "mode {mode:o}");
     assert!(Path::new("/var/lib/clubdeploy/releases/v1-0123abcd").is_dir());
+}
+
+/// Runs `clubdeploy` as the service's user, as the unit does, with `config`, asserting
+/// success; its output.
+fn as_service(config: &Path, args: &[&str]) -> String {
+    let out = Command::new("runuser")
+        .args(["-u", "clubdeploy", "--", "/usr/bin/clubdeploy", "--config"])
+        .arg(config)
+        .args(args)
+        .current_dir("/var/lib/clubdeploy")
+        // The service's environment: none of this test's (CLUBDEPLOY_* would be settings).
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", "/var/lib/clubdeploy")
+        .output()
+        .unwrap();
+    let text = said(&out);
+    assert!(out.status.success(), "clubdeploy {args:?}:\n{text}");
+    text
+}
+
+/// Issue 19, point 5: with the packaged setup, a tag's build script runs as clubdeploy-build.
+/// It cannot read the database, audit.key, probe.key or the configuration, nor list data_dir,
+/// nor change a release already published; what it leaves running does not outlive its step;
+/// the release it built is the service's own, and its build folder is gone.
+fn builds_run_as_a_user_who_can_read_nothing_of_the_services() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let repo = work.path().join("repo");
+    let www = work.path().join("www");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::create_dir_all(&www).unwrap();
+    let secrets = [
+        "/var/lib/clubdeploy/clubdeploy.sqlite3",
+        "/var/lib/clubdeploy/audit.key",
+        "/var/lib/clubdeploy/probe.key",
+        "/etc/clubdeploy/build-test.toml",
+    ];
+    let script = format!(
+        "id -un\n\
+         for f in {}; do\n\
+           if cat \"$f\" > /dev/null 2>&1; then echo \"READ $f\"; else echo \"DENIED $f\"; fi\n\
+         done\n\
+         ls /var/lib/clubdeploy > /dev/null 2>&1 && echo 'LISTED data_dir' || echo 'DENIED listing'\n\
+         for f in /var/lib/clubdeploy/releases/v1-*/built.txt; do\n\
+           [ -e \"$f\" ] || continue\n\
+           if echo changed >> \"$f\" 2> /dev/null; then echo 'CHANGED v1'; else echo 'DENIED v1'; fi\n\
+         done\n\
+         echo built > built.txt\n\
+         mkdir -p vendor/lib && echo '<?php' > vendor/lib/a.php\n\
+         (umask 077; echo private > private.txt)\n\
+         setsid sleep 300 < /dev/null > /dev/null 2>&1 &\n\
+         echo \"HOME=$HOME\"\n",
+        secrets.join(" ")
+    );
+    std::fs::write(repo.join("build.sh"), script).unwrap();
+    std::fs::write(repo.join("index.php"), "<?php echo 'hello';\n").unwrap();
+    let git = |args: &[&str]| {
+        let mut all = vec![
+            "-C",
+            repo.to_str().unwrap(),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+        ];
+        all.extend_from_slice(args);
+        ok("git", &all)
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "one"]);
+    git(&["tag", "v1"]);
+    std::fs::write(repo.join("index.php"), "<?php echo 'hello again';\n").unwrap();
+    git(&["commit", "-qam", "two"]);
+    git(&["tag", "v2"]);
+    ok(
+        "chown",
+        &["-R", "clubdeploy:clubdeploy", work.path().to_str().unwrap()],
+    );
+    let config = Path::new("/etc/clubdeploy/build-test.toml");
+    std::fs::write(
+        config,
+        format!(
+            "data_dir = \"/var/lib/clubdeploy\"\nrepo_url = \"{}\"\nwebroot_base = \"{}\"\n\
+             build_user = \"clubdeploy-build\"\n[build]\ncommands = [[\"sh\", \"build.sh\"]]\n\
+             [reload]\npolicy = \"never\"\n",
+            repo.display(),
+            www.display()
+        ),
+    )
+    .unwrap();
+    ok("chown", &["root:clubdeploy", config.to_str().unwrap()]);
+    std::fs::set_permissions(config, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    as_service(config, &["migrate"]);
+    let club = www.join("a");
+    as_service(
+        config,
+        &["club", "add", "a", "--webroot", club.to_str().unwrap()],
+    );
+    let first = as_service(config, &["deploy", "v1", "--club", "a"]);
+    let second = as_service(config, &["deploy", "v2", "--club", "a"]);
+    for (tag, said) in [("v1", &first), ("v2", &second)] {
+        assert!(
+            said.contains("the build commands run as clubdeploy-build"),
+            "{said}"
+        );
+        assert!(said.contains("| clubdeploy-build\n"), "{tag}:\n{said}");
+        for secret in secrets {
+            assert!(
+                said.contains(&format!("| DENIED {secret}\n")),
+                "{tag}:\n{said}"
+            );
+        }
+        assert!(!said.contains("| READ "), "{tag}:\n{said}");
+        assert!(said.contains("| DENIED listing\n"), "{tag}:\n{said}");
+        assert!(
+            said.contains("| HOME=/var/lib/clubdeploy-build\n"),
+            "{tag}:\n{said}"
+        );
+        // Not a byte of the keys reached the job's log.
+        for key in [
+            "/var/lib/clubdeploy/audit.key",
+            "/var/lib/clubdeploy/probe.key",
+        ] {
+            let text = std::fs::read_to_string(key).unwrap();
+            let secret = text
+                .lines()
+                .map(|l| l.trim().trim_start_matches("key="))
+                .find(|l| l.len() == 64 && l.bytes().all(|b| b.is_ascii_hexdigit()))
+                .unwrap_or_else(|| panic!("no key in {key}"));
+            assert!(!said.contains(secret), "{tag}: {key} is in the log");
+        }
+    }
+    assert!(second.contains("| DENIED v1\n"), "{second}");
+
+    // The releases are the service's: every entry owned by it, none writable but by it.
+    let releases = Path::new("/var/lib/clubdeploy/releases");
+    let clubdeploy_uid: u32 = ok("id", &["-u", "clubdeploy"]).trim().parse().unwrap();
+    let mut published = Vec::new();
+    for entry in std::fs::read_dir(releases).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with('.'),
+            "a build or trash folder is left: {name}"
+        );
+        published.push(path);
+    }
+    assert_eq!(published.len(), 2, "{published:?}");
+    for release in &published {
+        assert_eq!(
+            std::fs::read_to_string(release.join("built.txt")).unwrap(),
+            "built\n"
+        );
+        assert!(release.join("vendor/lib/a.php").is_file());
+        assert!(release.join("private.txt").is_file());
+        let mut pending = vec![release.clone()];
+        while let Some(path) = pending.pop() {
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            assert_eq!(meta.uid(), clubdeploy_uid, "{}", path.display());
+            assert_eq!(
+                meta.mode() & 0o022,
+                0,
+                "{} is writable by others",
+                path.display()
+            );
+            if meta.is_dir() {
+                pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            }
+        }
+    }
+    // The daemon the script left (in a session of its own) was stopped with its step.
+    let left = run("ps", &["-o", "stat=,comm=", "-u", "clubdeploy-build"]);
+    let alive: Vec<String> = String::from_utf8_lossy(&left.stdout)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('Z'))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        alive.is_empty(),
+        "still running as clubdeploy-build: {alive:?}"
+    );
+    std::fs::remove_file(config).unwrap();
 }

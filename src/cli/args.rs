@@ -173,6 +173,23 @@ pub enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// What the build user runs through sudo (see `build_user` in the README); not for people.
+    #[command(subcommand, hide = true)]
+    BuildUser(BuildUserCommand),
+}
+
+/// The steps of a build run as the build user (`clubdeploy::pipeline::build_user`).
+#[derive(Subcommand)]
+pub enum BuildUserCommand {
+    /// Become the command after `--`, with the environment read from standard input.
+    Exec {
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// Stop every process of this user.
+    Stop,
+    /// Open what this user made under DIR to its group.
+    HandOver { dir: PathBuf },
 }
 
 #[derive(Subcommand)]

@@ -33,6 +33,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Demo { dir, listen } = &cli.command {
         return demo(dir, listen.as_deref());
     }
+    // The build user may read no configuration: these steps need none.
+    if let Command::BuildUser(step) = cli.command {
+        use crate::pipeline::build_user;
+        return match step {
+            BuildUserCommand::Exec { argv } => Err(build_user::exec(&argv)),
+            BuildUserCommand::Stop => {
+                build_user::stop_all();
+                Ok(())
+            }
+            BuildUserCommand::HandOver { dir } => build_user::hand_over_tree(&dir),
+        };
+    }
     let settings = load_settings(cli.config.as_deref())?;
     let pool = crate::startup::open_database(&settings)?;
     cli::recover_if_idle(&settings, &pool)?;
@@ -462,7 +474,9 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
         }
         Command::Serve => serve(settings)?,
         Command::User(command) => user(pool, &actor, command)?,
-        Command::Demo { .. } => unreachable!("handled before the settings are read"),
+        Command::Demo { .. } | Command::BuildUser(_) => {
+            unreachable!("handled before the settings are read")
+        }
     }
     Ok(())
 }

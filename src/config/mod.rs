@@ -28,6 +28,12 @@ pub struct Settings {
     pub repo_url: Option<RepoUrl>,
     /// Every club webroot must lie under this directory.
     pub webroot_base: PathBuf,
+    /// The Unix user every application's build commands and checks run as, through sudo
+    /// (the package makes `clubdeploy-build`); unset, they run as the service and can read
+    /// its database and keys. It must be a user for builds alone: clubdeploy stops every
+    /// process of it after each command.
+    #[serde(default)]
+    pub build_user: Option<String>,
     /// Address the web panel listens on.
     pub listen: String,
     /// How many of the newest releases that no club runs are kept for rollback.
@@ -212,6 +218,14 @@ impl Settings {
             self.reload.vhosts = derived;
         }
         check_git("git", &self.git)?;
+        if let Some(user) = &self.build_user
+            && (!crate::unix_user::plain_name(user) || user == "root")
+        {
+            return Err(ConfigError(format!(
+                "`build_user` {user:?} must be the name of an unprivileged user of its own \
+                 (the package's clubdeploy-build)"
+            )));
+        }
         for (key, secs) in [
             ("session_idle_secs", self.session_idle_secs),
             ("session_absolute_secs", self.session_absolute_secs),

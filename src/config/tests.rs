@@ -169,3 +169,17 @@ fn the_packaged_configuration_loads_and_anchors_to_syslog() {
         Some(std::path::Path::new("/etc/clubdeploy/proxy-secret"))
     );
 }
+
+#[test]
+fn the_build_user_is_a_plain_user_name_and_never_root() {
+    let repo = "repo_url = \"/srv/repo\"\n";
+    let set = load(&format!("{repo}build_user = \"clubdeploy-build\"\n")).unwrap();
+    assert_eq!(set.build_user.as_deref(), Some("clubdeploy-build"));
+    assert_eq!(load(repo).unwrap().build_user, None);
+    for bad in ["root", "a b", "", "../x", "x\\ny"] {
+        let err = load(&format!("{repo}build_user = \"{bad}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`build_user`"), "{bad}: {err}");
+    }
+}

@@ -31,6 +31,7 @@ use crate::service::inventory::{self, ClubStatus};
 
 mod apache;
 mod apache_conf;
+mod build;
 mod clubs;
 mod files;
 mod git;
@@ -185,6 +186,7 @@ pub fn examine(settings: &Settings, pool: &DbPool) -> anyhow::Result<Report> {
     clubs(settings, &statuses, &unused, &mut report);
     development_files(&walked, &mut report);
     panel(settings, &mut report);
+    build::build_user(settings, &mut report);
     Ok(report)
 }
 
@@ -222,15 +224,7 @@ fn me() -> u32 {
 
 /// A user id as a name, when it has one.
 fn user_name(uid: u32) -> String {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|line| {
-                let fields: Vec<&str> = line.split(':').collect();
-                (fields.get(2) == Some(&uid.to_string().as_str())).then(|| fields[0].to_owned())
-            })
-        })
-        .unwrap_or_else(|| format!("user {uid}"))
+    crate::unix_user::name_of(uid).unwrap_or_else(|| format!("user {uid}"))
 }
 
 /// Runs `argv`; its output, or why it failed.

@@ -36,6 +36,11 @@ pub fn recover(
     }
     let clubs = clubs::webroots(&mut *pool.get()?, None)?;
     let mut found = recovery::Leftovers::default();
+    // What a build user made in an interrupted build, it hands over to be deleted.
+    let build_user = settings
+        .build_user
+        .as_deref()
+        .and_then(|name| crate::pipeline::build_user::BuildUser::look_up(name).ok());
     for app in settings.apps() {
         let webroots: Vec<(String, PathBuf)> = clubs
             .iter()
@@ -47,6 +52,7 @@ pub fn recover(
             &app.legacy_dir,
             &webroots,
             &settings.webroot_base,
+            build_user.as_ref(),
         )?;
         found.removed.extend(cleared.removed);
         found.kept.extend(cleared.kept);

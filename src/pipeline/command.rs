@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::build_user::BuildUser;
+
 /// The most output kept per command: the last 64 KiB.
 pub const OUTPUT_LIMIT: usize = 64 * 1024;
 
@@ -27,7 +29,7 @@ pub struct Ran {
 /// Runs `argv` in `dir` (or the current directory) with the service's environment and waits
 /// for it; an error only when it could not be started at all.
 pub fn run(argv: &[String], dir: Option<&Path>) -> std::io::Result<Ran> {
-    run_in(argv, dir, None, None)
+    run_in(argv, dir, None, None, None)
 }
 
 /// Runs `argv` in `dir` with only the variables in `env` (the service's own environment,
@@ -35,14 +37,16 @@ pub fn run(argv: &[String], dir: Option<&Path>) -> std::io::Result<Ran> {
 /// waits for it at most `timeout`: then the whole group is killed and the command has
 /// failed. When the command itself exits, what it left running in the background (a
 /// daemon holding its output open) is given a moment, then killed with its group: a build
-/// step ends when its command does.
+/// step ends when its command does. With `as_user`, it runs as that user (see
+/// [`super::build_user`]), and after it every process of that user is stopped.
 pub fn run_clean(
     argv: &[String],
     dir: &Path,
     env: &[(String, String)],
     timeout: Duration,
+    as_user: Option<&BuildUser>,
 ) -> std::io::Result<Ran> {
-    run_in(argv, Some(dir), Some(env), Some(timeout))
+    run_in(argv, Some(dir), Some(env), Some(timeout), as_user)
 }
 
 /// How long what a command left in the background may keep its output open after the
@@ -54,31 +58,65 @@ fn run_in(
     dir: Option<&Path>,
     env: Option<&[(String, String)]>,
     timeout: Option<Duration>,
+    as_user: Option<&BuildUser>,
 ) -> std::io::Result<Ran> {
     let shown = argv.join(" ");
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| std::io::Error::other("empty command"))?;
+    if argv.is_empty() {
+        return Err(std::io::Error::other("empty command"));
+    }
+    // As another user, sudo runs this program, which reads the environment from standard
+    // input and becomes the command.
+    let (line, input) = match as_user {
+        Some(user) => {
+            let (line, input) = user.wrap(argv, env.unwrap_or_default());
+            (line, Some(input))
+        }
+        None => (argv.to_vec(), None),
+    };
+    let (program, args) = line.split_first().expect("not empty");
     // One pipe for both streams keeps their order as the command wrote them.
     let (mut reader, writer) = std::io::pipe()?;
     let mut command = Command::new(program);
     command
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(match input {
+            Some(_) => Stdio::piped(),
+            None => Stdio::null(),
+        })
         .stdout(writer.try_clone()?)
         .stderr(writer);
     if let Some(dir) = dir {
         command.current_dir(dir);
     }
-    if let Some(env) = env {
-        command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    match (env, as_user) {
+        // sudo itself gets only the service's PATH, to be found; the command gets `env`.
+        (Some(_), Some(_)) => {
+            command
+                .env_clear()
+                .envs(std::env::var_os("PATH").map(|p| ("PATH", p)));
+        }
+        (Some(env), None) => {
+            command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+        }
+        (None, _) => {}
     }
     if timeout.is_some() {
-        command.process_group(0);
+        // A session of its own: a process group to stop, and no terminal to ask on (nor for
+        // sudo to give the command one).
+        // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent's.
+        unsafe {
+            command.pre_exec(|| rustix::process::setsid().map(|_| ()).map_err(Into::into));
+        }
     }
     let mut child = command
         .spawn()
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot run `{shown}`: {e}")))?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
     // The parent's copies of the write end are gone with `command`, so the read ends at exit.
     drop(command);
     let (sender, chunks) = mpsc::channel::<Vec<u8>>();
@@ -122,6 +160,13 @@ fn run_in(
         // children either way) is stopped.
         if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
             let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+        // Processes of another user this one may not signal: that user stops them all,
+        // and with them the command sudo waits for.
+        if let Some(user) = as_user
+            && let Err(e) = user.stop()
+        {
+            tail.extend_from_slice(format!("\n({e})\n").as_bytes());
         }
         if timed_out {
             let _ = child.kill();
@@ -226,6 +271,7 @@ mod tests {
             dir.path(),
             &[("PATH".into(), "/usr/bin:/bin".into())],
             Duration::from_millis(300),
+            None,
         )
         .unwrap();
         assert!(started.elapsed() < Duration::from_secs(10));
@@ -247,6 +293,7 @@ mod tests {
             dir.path(),
             &[("PATH".into(), "/usr/bin:/bin".into())],
             Duration::from_secs(60),
+            None,
         )
         .unwrap();
         assert!(ran.success, "{ran:?}");

@@ -2,6 +2,7 @@
 //! every step is tested on temporary directories.
 
 pub mod attributes;
+pub mod build_user;
 pub mod command;
 pub mod fetch;
 pub mod fsops;

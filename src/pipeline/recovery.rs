@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::build_user::BuildUser;
 use super::fsops::{
     BUILD_PREFIX, TEMP_LINK_INFIX, TEMPLATE_PREFIX, TRASH_PREFIX, delete_via_trash,
 };
@@ -21,23 +22,28 @@ pub struct Leftovers {
 /// interrupted purge), the switch template in `webroot_base` and the temporary links
 /// (`<name>.tmp-*`) next to each club's webroot; a directory found there instead is a legacy
 /// copy caught between its exchange and its move, and goes to `legacy_dir` as a kept copy of
-/// that club (`webroots` are `(slug, webroot)`).
+/// that club (`webroots` are `(slug, webroot)`). What a build user made in a build folder
+/// it is asked to hand over first, when the service cannot delete it alone.
 pub fn clean_leftovers(
     releases_dir: &Path,
     legacy_dir: &Path,
     webroots: &[(String, PathBuf)],
     webroot_base: &Path,
+    build_user: Option<&BuildUser>,
 ) -> std::io::Result<Leftovers> {
     let mut found = Leftovers::default();
     for entry in read_dir_or_empty(releases_dir)? {
         if entry.to_string_lossy().starts_with(BUILD_PREFIX) {
             let path = releases_dir.join(&entry);
-            delete_via_trash(releases_dir, &path)?;
+            match build_user {
+                Some(user) => user.delete(releases_dir, &path)?,
+                None => delete_via_trash(releases_dir, &path)?,
+            }
             found.removed.push(path);
         }
     }
     for dir in [releases_dir, legacy_dir] {
-        remove_trash_in(dir, &mut found.removed)?;
+        remove_trash_in(dir, build_user, &mut found.removed)?;
     }
     // Temporary links are removed through directory descriptors opened from the base down
     // without following links, as the switch made them (see `webroot_dir`).
@@ -76,11 +82,21 @@ pub fn clean_leftovers(
     Ok(found)
 }
 
-fn remove_trash_in(dir: &Path, removed: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn remove_trash_in(
+    dir: &Path,
+    build_user: Option<&BuildUser>,
+    removed: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
     for entry in read_dir_or_empty(dir)? {
         if entry.to_string_lossy().starts_with(TRASH_PREFIX) {
             let path = dir.join(&entry);
-            std::fs::remove_dir_all(&path)?;
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                let Some(user) = build_user else {
+                    return Err(e);
+                };
+                user.hand_over(&path)?;
+                std::fs::remove_dir_all(&path)?;
+            }
             removed.push(path);
         }
     }

@@ -73,6 +73,9 @@ pub struct BuildSpec<'a> {
     pub timeout: std::time::Duration,
     /// The most files and bytes the release may hold (`[build] max_files`, `max_bytes`).
     pub cap: super::git::TreeStats,
+    /// The user the commands and the check run as (`build_user`; see [`super::build_user`]),
+    /// or `None`: as the service.
+    pub build_user: Option<&'a str>,
 }
 
 /// The hash of what makes a release besides its tree: the build commands, the check and the
@@ -268,43 +271,39 @@ fn build_in(
     newest: Option<&Release>,
     progress: &mut dyn Progress,
 ) -> anyhow::Result<Manifest> {
-    // Without build commands a release is exactly its tree: identical files of the newest
-    // release already built are linked, not written again (see `Mirror::export_reusing`).
-    let reuse = if spec.commands.is_empty() {
-        newest.map(|r| r.dir.as_path())
-    } else {
-        None
+    let runs_commands = !spec.commands.is_empty() || spec.check.is_some();
+    let mut stats = match spec.build_user.filter(|_| runs_commands) {
+        Some(user) => {
+            let user = super::build_user::BuildUser::look_up(user)?;
+            user.ready()?;
+            super::build_user::build_apart(&user, mirror, spec, name, build_dir, progress)?
+        }
+        None => {
+            // Without build commands a release is exactly its tree: identical files of the
+            // newest release already built are linked, not written again (see
+            // `Mirror::export_reusing`).
+            let reuse = if spec.commands.is_empty() {
+                newest.map(|r| r.dir.as_path())
+            } else {
+                None
+            };
+            let stats = mirror
+                .export_reusing(spec.commit, build_dir, reuse, spec.cap)
+                .with_context(|| format!("cannot check out {}", spec.tag))?;
+            run_commands(spec, name, build_dir, None, progress)?;
+            stats
+        }
     };
-    let mut stats = mirror
-        .export_reusing(spec.commit, build_dir, reuse, spec.cap)
-        .with_context(|| format!("cannot check out {}", spec.tag))?;
-    let mut env = spec.env.to_vec();
-    env.extend([
-        ("CLUBDEPLOY_TAG".to_owned(), spec.tag.to_string()),
-        ("CLUBDEPLOY_COMMIT".to_owned(), spec.commit.to_owned()),
-        ("CLUBDEPLOY_RELEASE".to_owned(), name.to_string()),
-        (
-            "CLUBDEPLOY_BUILD_DIR".to_owned(),
-            build_dir.display().to_string(),
-        ),
-    ]);
-    for argv in spec.commands {
-        let ran = command::run_clean(argv, build_dir, &env, spec.timeout)?;
-        progress.output(&ran);
-        ran.ok().context("the build failed")?;
-    }
-    if let Some(check) = spec.check {
-        let ran = command::run_clean(check, build_dir, &env, spec.timeout)?;
-        progress.output(&ran);
-        ran.ok().context("the release check failed")?;
-    }
-    if !spec.commands.is_empty() {
+    let apart = spec.build_user.is_some() && runs_commands;
+    if !spec.commands.is_empty() && !apart {
         // Build commands add and remove files (vendor/, caches), under the service's umask:
         // count what is really there, and make it readable to Apache.
         stats = count_and_open_up(build_dir)?;
         stats
             .within(spec.cap)
             .context("the build made the release too big")?;
+    }
+    if !spec.commands.is_empty() || apart {
         // The tree was written afresh (a build command could change a linked file in place,
         // and with it a live release); what the commands left as it was in the newest
         // release is linked to it now.
@@ -346,6 +345,35 @@ fn build_in(
     file.sync_all()?;
     fsync_dir(build_dir)?;
     Ok(manifest)
+}
+
+/// Runs the build commands, then the check, in `dir` (as `as_user` when given), each with the
+/// build's environment; the first that fails stops the build.
+pub(super) fn run_commands(
+    spec: &BuildSpec<'_>,
+    name: &ReleaseName,
+    dir: &Path,
+    as_user: Option<&super::build_user::BuildUser>,
+    progress: &mut dyn Progress,
+) -> anyhow::Result<()> {
+    let mut env = spec.env.to_vec();
+    env.extend([
+        ("CLUBDEPLOY_TAG".to_owned(), spec.tag.to_string()),
+        ("CLUBDEPLOY_COMMIT".to_owned(), spec.commit.to_owned()),
+        ("CLUBDEPLOY_RELEASE".to_owned(), name.to_string()),
+        ("CLUBDEPLOY_BUILD_DIR".to_owned(), dir.display().to_string()),
+    ]);
+    for argv in spec.commands {
+        let ran = command::run_clean(argv, dir, &env, spec.timeout, as_user)?;
+        progress.output(&ran);
+        ran.ok().context("the build failed")?;
+    }
+    if let Some(check) = spec.check {
+        let ran = command::run_clean(check, dir, &env, spec.timeout, as_user)?;
+        progress.output(&ran);
+        ran.ok().context("the release check failed")?;
+    }
+    Ok(())
 }
 
 /// Replaces every regular file under `dir` that `previous` holds at the same path with the

@@ -409,6 +409,7 @@ pub(super) fn build(
             files: app.build.max_files,
             bytes: app.build.max_bytes,
         },
+        build_user: job.settings.build_user.as_deref(),
         prefer: match wanted {
             Wanted::Exactly(name) => Some(name),
             Wanted::Fresh { .. } => None,
