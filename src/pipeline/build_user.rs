@@ -219,7 +219,8 @@ impl BuildUser {
 
 /// Builds the release `name` apart from the service: the tree checked out into a workspace
 /// beside `build_dir`, shared with `user`, the commands and the check run there as `user`,
-/// and what they made imported into `build_dir` (see [`import`]); the workspace is deleted
+/// and what they made imported into `build_dir` (see [`import`], sharing the files of
+/// `previous`, the newest release, that are alike); the workspace is deleted
 /// whatever happened. Returns what the release holds.
 pub fn build_apart(
     user: &BuildUser,
@@ -227,6 +228,7 @@ pub fn build_apart(
     spec: &super::release::BuildSpec<'_>,
     name: &crate::domain::ReleaseName,
     build_dir: &Path,
+    previous: Option<&Path>,
     progress: &mut dyn super::Progress,
 ) -> anyhow::Result<TreeStats> {
     let workspace = PathBuf::from(format!("{}-work", build_dir.display()));
@@ -241,7 +243,7 @@ pub fn build_apart(
             .context("cannot share the build folder with the build user")?;
         super::release::run_commands(spec, name, &workspace, Some(user), progress)?;
         user.hand_over(&workspace)?;
-        import(&workspace, build_dir, user.account.uid, spec.cap)
+        import(&workspace, build_dir, user.account.uid, spec.cap, previous)
     })();
     if let Err(e) = user.delete(spec.releases_dir, &workspace) {
         progress.progress(&format!("could not remove {}: {e}", workspace.display()));
@@ -309,14 +311,17 @@ fn walk(
 /// Moves the built tree in `workspace` into `into` (an empty directory of the service's) as
 /// the service's own: its directories made anew (0755), the files the service checked out
 /// moved (0644, or 0755 when executable), the files the build user wrote copied, links
-/// moved. Other kinds of file are left out. Refuses a file the build user made a second
-/// link to (it could be any file of the service's) and a file of anyone else's, and a tree
-/// past `cap`.
+/// moved. A file the build user wrote that `previous` (the newest release) holds alike, at
+/// the same path with the same mode and bytes, is a link to that copy instead (what most
+/// of `vendor/` is from one build to the next). Other kinds of file are left out. Refuses a
+/// file the build user made a second link to (it could be any file of the service's) and a
+/// file of anyone else's, and a tree past `cap`.
 pub fn import(
     workspace: &Path,
     into: &Path,
     builder: u32,
     cap: TreeStats,
+    previous: Option<&Path>,
 ) -> anyhow::Result<TreeStats> {
     let me = rustix::process::geteuid().as_raw();
     let my_group = rustix::process::getegid().as_raw();
@@ -368,13 +373,30 @@ pub fn import(
                 std::fs::rename(&from, &to)?;
                 std::os::unix::fs::lchown(&to, None, Some(my_group))?;
                 std::fs::set_permissions(&to, Permissions::from_mode(mode))?;
-            } else {
+            } else if !previous.is_some_and(|p| link_if_alike(&p.join(&relative), &from, &to, mode))
+            {
                 // Two names of one file the build made become two copies.
                 copy_file(&from, &to, mode)?;
             }
         }
     }
     Ok(stats)
+}
+
+/// Links `to` to `theirs`, a file of the newest release, when it is a regular file with
+/// `mode` and the bytes of `ours`; whether it did.
+fn link_if_alike(theirs: &Path, ours: &Path, to: &Path, mode: u32) -> bool {
+    let (Ok(meta), Ok(own)) = (
+        std::fs::symlink_metadata(theirs),
+        std::fs::symlink_metadata(ours),
+    ) else {
+        return false;
+    };
+    meta.is_file()
+        && meta.mode() & 0o7777 == mode
+        && meta.len() == own.len()
+        && super::release::same_bytes(theirs, ours).unwrap_or(false)
+        && std::fs::hard_link(theirs, to).is_ok()
 }
 
 /// A new file at `to` (never one already there) with `from`'s bytes, read without following
@@ -547,7 +569,27 @@ mod tests {
         let builder = 65534;
         let work = workspace(builder);
         let into = tempfile::tempdir().unwrap();
-        let stats = import(work.path(), into.path(), builder, TreeStats::UNBOUNDED).unwrap();
+        // The newest release holds one of the build's files alike, one with other bytes.
+        let previous = tempfile::tempdir().unwrap();
+        std::fs::create_dir(previous.path().join("vendor")).unwrap();
+        for (path, text) in [
+            ("vendor/private", "made 0600 by a tool"),
+            ("vendor/tool", "#!/bin/bash"),
+        ] {
+            std::fs::write(previous.path().join(path), text).unwrap();
+            std::fs::set_permissions(previous.path().join(path), Permissions::from_mode(0o644))
+                .unwrap();
+        }
+        let previous_inode =
+            |path: &str| std::fs::metadata(previous.path().join(path)).unwrap().ino();
+        let stats = import(
+            work.path(),
+            into.path(),
+            builder,
+            TreeStats::UNBOUNDED,
+            Some(previous.path()),
+        )
+        .unwrap();
         assert_eq!((stats.files, stats.bytes), (3, 5 + 9 + 19));
         let r = into.path();
         for (path, wanted) in [
@@ -570,6 +612,9 @@ mod tests {
             Path::new("src/index.php")
         );
         assert!(!r.join("pipe").exists());
+        let inode = |path: &str| std::fs::metadata(r.join(path)).unwrap().ino();
+        assert_eq!(inode("vendor/private"), previous_inode("vendor/private"));
+        assert_ne!(inode("vendor/tool"), previous_inode("vendor/tool"));
         // What the service checked out was moved, what the build user wrote was copied.
         assert!(!work.path().join("src/index.php").exists());
         assert!(work.path().join("vendor/tool").exists());
@@ -581,32 +626,34 @@ mod tests {
             return;
         }
         let builder = 65534;
-        let into = || tempfile::tempdir().unwrap();
+        let refusal = |work: &tempfile::TempDir, cap: TreeStats| {
+            let into = tempfile::tempdir().unwrap();
+            let err = import(work.path(), into.path(), builder, cap, None).unwrap_err();
+            format!("{err:#}")
+        };
         // A hard link the build made to a file of the service's (the database, say).
         let work = workspace(builder);
         let data_dir = tempfile::tempdir().unwrap();
         let database = data_dir.path().join("clubdeploy.sqlite3");
         std::fs::write(&database, "secret").unwrap();
         std::fs::hard_link(&database, work.path().join("src/copy.txt")).unwrap();
-        let err = import(work.path(), into().path(), builder, TreeStats::UNBOUNDED).unwrap_err();
-        assert!(err.to_string().contains("src/copy.txt"), "{err}");
-        assert!(err.to_string().contains("second name"), "{err}");
+        let err = refusal(&work, TreeStats::UNBOUNDED);
+        assert!(
+            err.contains("src/copy.txt") && err.contains("second name"),
+            "{err}"
+        );
         // A file of a third user.
         let work = workspace(builder);
         std::fs::write(work.path().join("theirs"), "x").unwrap();
         std::os::unix::fs::lchown(work.path().join("theirs"), Some(4242), None).unwrap();
-        let err = import(work.path(), into().path(), builder, TreeStats::UNBOUNDED).unwrap_err();
-        assert!(
-            err.to_string().contains("theirs, owned by uid 4242"),
-            "{err}"
-        );
+        let err = refusal(&work, TreeStats::UNBOUNDED);
+        assert!(err.contains("theirs, owned by uid 4242"), "{err}");
         // Past the cap.
-        let work = workspace(builder);
         let cap = TreeStats {
             files: 2,
             bytes: u64::MAX,
         };
-        let err = import(work.path(), into().path(), builder, cap).unwrap_err();
+        let err = refusal(&workspace(builder), cap);
         assert!(format!("{err:#}").contains("max_files"), "{err:#}");
     }
 }

@@ -276,7 +276,10 @@ fn build_in(
         Some(user) => {
             let user = super::build_user::BuildUser::look_up(user)?;
             user.ready()?;
-            super::build_user::build_apart(&user, mirror, spec, name, build_dir, progress)?
+            let previous = newest.map(|r| r.dir.as_path());
+            super::build_user::build_apart(
+                &user, mirror, spec, name, build_dir, previous, progress,
+            )?
         }
         None => {
             // Without build commands a release is exactly its tree: identical files of the
@@ -378,7 +381,8 @@ pub(super) fn run_commands(
 
 /// Replaces every regular file under `dir` that `previous` holds at the same path with the
 /// same size, mode and bytes by a hard link to that file (a temporary link renamed over it,
-/// so the path is never missing). Returns how many files are linked.
+/// so the path is never missing). Returns how many files share their copy with `previous`
+/// now, those that already did included.
 pub fn relink_unchanged(dir: &Path, previous: &Path) -> std::io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
     let mut linked = 0;
@@ -400,10 +404,14 @@ pub fn relink_unchanged(dir: &Path, previous: &Path) -> std::io::Result<u64> {
             let Ok(theirs) = std::fs::symlink_metadata(&theirs_path) else {
                 continue;
             };
+            // One file already (the import of a build apart links what it can).
+            if theirs.dev() == ours.dev() && theirs.ino() == ours.ino() {
+                linked += 1;
+                continue;
+            }
             let same = theirs.is_file()
                 && theirs.len() == ours.len()
-                && theirs.mode() & 0o7777 == ours.mode() & 0o7777
-                && !(theirs.dev() == ours.dev() && theirs.ino() == ours.ino());
+                && theirs.mode() & 0o7777 == ours.mode() & 0o7777;
             if !same || !same_bytes(&entry.path(), &theirs_path)? {
                 continue;
             }
@@ -426,7 +434,7 @@ pub fn relink_unchanged(dir: &Path, previous: &Path) -> std::io::Result<u64> {
 }
 
 /// Whether two files hold the same bytes (their sizes are known to be equal).
-fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
+pub(super) fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
     use std::io::Read;
     let (mut a, mut b) = (File::open(a)?, File::open(b)?);
     let (mut x, mut y) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
