@@ -23,6 +23,8 @@ command -v openssl > /dev/null 2>&1 || missing+=(openssl)
 [ -x /usr/sbin/visudo ] || missing+=(sudo)
 [ -x /usr/bin/systemd-analyze ] || missing+=(systemd)
 [ -x /usr/sbin/adduser ] || missing+=(adduser)
+# The package test runs a build as the packaged service and looks for what it left running.
+command -v ps > /dev/null 2>&1 || missing+=(procps)
 
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then
