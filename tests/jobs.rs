@@ -473,6 +473,49 @@ fn a_put_back_interrupted_before_its_reload_is_reloaded_by_recovery() {
     assert_eq!(job["status"], "interrupted", "{job}");
 }
 
+#[test]
+fn a_put_back_tests_the_configuration_before_it_switches_and_a_failing_test_changes_no_club() {
+    let mut env = TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.ok(&["deploy", "v2", "--all"]);
+    env.config.configtest = crate::helpers::sh("echo 'Syntax error on line 3' >&2; exit 1");
+    env.configure();
+    let settings = clubdeploy::config::Settings::load(&env.config_path).unwrap();
+    let pool = clubdeploy::db::open(&settings.database_path()).unwrap();
+    let spec = clubdeploy::domain::JobSpec::PutBack {
+        app: clubdeploy::domain::AppName::main(),
+        job: 2,
+        clubs: None,
+    };
+    clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), &spec, "test", None).unwrap();
+    drop(pool);
+    let reloads = |env: &TestEnv| env.events().iter().filter(|e| *e == "reload").count();
+    let before = reloads(&env);
+    // The next command that queues a job works the queue first.
+    env.ok(&["prune"]);
+    let job = job_json(&env, 3);
+    assert_eq!(job["status"], "failed", "{job}");
+    let said = job.to_string();
+    assert!(
+        said.contains("configuration test failed; no club was changed"),
+        "{said}"
+    );
+    // Both clubs stay where they were, and nothing was reloaded.
+    assert_eq!(env.release_of("a"), env.release_name("v2"));
+    assert_eq!(env.release_of("b"), env.release_name("v2"));
+    assert_eq!(reloads(&env), before, "{:?}", env.events());
+    // Its steps ran in the order the job page lists them: the test first, no switch.
+    let steps: Vec<String> = job["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == "step")
+        .filter_map(|e| e["step"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(steps, ["preflight"], "{job}");
+}
+
 /// `clubdeploy --config <env's> cancel <id>`, as a shell command a job's own step can run:
 /// another process asking the running job to stop, at a known moment.
 fn cancel_from_another_process(env: &TestEnv, id: i32) -> Vec<String> {

@@ -212,6 +212,11 @@ pub(super) fn put_back(
             None => stranded.push(club.slug.clone()),
         }
     }
+    // The configuration is tested before any club goes back: a failing test changes nothing.
+    let reload = job.settings.reload.policy.reloads(SwitchScope::Repair);
+    if reload && !by_release.is_empty() {
+        preflight(job)?;
+    }
     let mut back = Vec::new();
     for (from, group) in &by_release {
         let name = ReleaseName::parse(from)?;
@@ -228,9 +233,7 @@ pub(super) fn put_back(
         )?;
         back.push((previous, done, group.clone()));
     }
-    let reload = job.settings.reload.policy.reloads(SwitchScope::Repair);
     if reload && !back.is_empty() {
-        preflight(job)?;
         let proving = back.iter().all(|(p, ..)| p.manifest.probe.is_some());
         reload_apache(job, !(proving && job.settings.probe.enabled))?;
     }
