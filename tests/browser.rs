@@ -403,3 +403,23 @@ pub async fn wait_for_status(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Opens each `(name, path)` of `pages` in turn in `browser` (signed in already), waits for
+/// its heading, saves a screenshot `<prefix>-<width>-<name>` and calls `check` with the path.
+pub async fn each_page(
+    browser: &Browser,
+    app: &TestApp,
+    screen: &Screen,
+    pages: &[(&str, &str)],
+    prefix: &str,
+    mut check: impl AsyncFnMut(&fantoccini::Client, &str) -> Result<(), fantoccini::error::CmdError>,
+) -> Result<(), fantoccini::error::CmdError> {
+    let b = &browser.client;
+    for (name, path) in pages {
+        b.goto(&app.url(path)).await?;
+        b.wait().for_element(Locator::Css("main h1")).await?;
+        snap(b, &format!("{prefix}-{}-{name}", screen.width)).await;
+        check(b, path).await?;
+    }
+    Ok(())
+}

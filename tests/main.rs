@@ -15,6 +15,7 @@ mod jobs;
 mod legacy;
 mod package;
 mod panel_browser;
+mod panel_glance;
 mod preview;
 mod recovery;
 mod releases;

@@ -9,7 +9,7 @@ use fantoccini::Locator;
 use fantoccini::error::CmdError;
 use serde_json::Value;
 
-use crate::browser::{Browser, Screen, available, snap, wait_for_status};
+use crate::browser::{Browser, Screen, available, each_page, snap, wait_for_status};
 use crate::helpers::TestEnv;
 use crate::web::TestApp;
 
@@ -104,10 +104,7 @@ async fn every_page_fits_desktop_and_phone_widths_with_controls_beside_their_lab
         let result = async {
             let b = &browser.client;
             browser.sign_in(&app, "admin").await?;
-            for (name, path) in pages {
-                b.goto(&app.url(path)).await?;
-                b.wait().for_element(Locator::Css("main h1")).await?;
-                snap(b, &format!("layout-{}-{name}", screen.width)).await;
+            each_page(&browser, &app, &screen, &pages, "layout", async |b, path| {
                 let (scroll, inner) = fits(b).await?;
                 assert_eq!(
                     inner,
@@ -141,7 +138,9 @@ async fn every_page_fits_desktop_and_phone_widths_with_controls_beside_their_lab
                     "{path} at {} px: controls not beside their labels ([label, gap, offset])",
                     screen.width
                 );
-            }
+                Ok(())
+            })
+            .await?;
             // At desktop width a table row's cells start on one line.
             if screen.width == 1280 {
                 b.goto(&app.url("/clubs")).await?;

@@ -212,7 +212,9 @@ async fn the_confirmation_page_shows_commits_files_and_warnings_before_queuing()
         "{releases}"
     );
     assert!(
-        releases.contains("2026-01-01<br><span class=\"muted\">by Anna Admin"),
+        releases.contains(
+            "<span class=\"id\">2026-01-01</span><br><span class=\"muted\">by Anna Admin"
+        ),
         "{releases}"
     );
 }

@@ -399,8 +399,9 @@ async fn staff_deploy_to_all_clubs_and_roll_one_back_through_the_forms() {
         assert!(audit.contains(expected), "{expected} not in the audit page");
     }
     let switched = app.page(&admin, "/audit?club=a&action=club.switched").await;
+    // Release names are kept whole on their line (`ui::ids_whole`).
     assert!(switched.contains(&format!(
-        "rollback: from {} to {v1}",
+        "rollback: from <span class=\"id\">{}</span> to <span class=\"id\">{v1}</span>",
         app.env.release_name("v2")
     )));
     // Read as sentences, the action codes kept beside them.

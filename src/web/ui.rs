@@ -132,3 +132,75 @@ impl ConfirmPage {
         }
     }
 }
+
+/// `text` as HTML (escaped) in which each word that is a date (2026-12-03) or a release name
+/// (v2-54105769) is kept whole on its line (`<span class="id">`): a sentence may wrap, a
+/// release name may not break at its hyphen.
+pub fn ids_whole(text: impl AsRef<str>) -> String {
+    let text = text.as_ref();
+    let mut html = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while !rest.is_empty() {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let (word, after) = rest.split_at(end);
+        let space = after.len() - after.trim_start().len();
+        let (gap, next) = after.split_at(space);
+        if is_id(word) {
+            html.push_str("<span class=\"id\">");
+            escape_into(&mut html, word);
+            html.push_str("</span>");
+        } else {
+            escape_into(&mut html, word);
+        }
+        escape_into(&mut html, gap);
+        rest = next;
+    }
+    html
+}
+
+/// Whether `word` holds a date (`2026-12-03`) or a release name's `-` and 8 hex digits.
+fn is_id(word: &str) -> bool {
+    let b = word.as_bytes();
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    let date = b.windows(10).any(|w| {
+        digits(&w[..4]) && w[4] == b'-' && digits(&w[5..7]) && w[7] == b'-' && digits(&w[8..])
+    });
+    let release = (0..b.len()).any(|i| {
+        b[i] == b'-'
+            && b.len() >= i + 9
+            && b[i + 1..i + 9].iter().all(u8::is_ascii_hexdigit)
+            && b.get(i + 9).is_none_or(|c| !c.is_ascii_alphanumeric())
+    });
+    date || release
+}
+
+/// `text` escaped as the templates escape it (askama's own escaper: one rule).
+fn escape_into(html: &mut String, text: &str) {
+    use askama::filters::Escaper;
+    // Writing to a String cannot fail.
+    let _ = askama::filters::Html.write_escaped_str(html, text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ids_whole;
+
+    #[test]
+    fn dates_and_release_names_are_kept_whole_and_everything_is_escaped() {
+        assert_eq!(
+            ids_whole("60 clubs switched to v2-54105769; <b>&'\" on 2026-12-03\n"),
+            "60 clubs switched to <span class=\"id\">v2-54105769;</span> \
+             &#60;b&#62;&#38;&#39;&#34; on <span class=\"id\">2026-12-03</span>\n"
+        );
+        // Names with hyphens stay plain words (they may break after the hyphen).
+        assert_eq!(
+            ids_whole("Adelboden-Lenk club-001 v2-b2"),
+            "Adelboden-Lenk club-001 v2-b2"
+        );
+        assert_eq!(
+            ids_whole("v2-1b77699d-b2"),
+            "<span class=\"id\">v2-1b77699d-b2</span>"
+        );
+        assert_eq!(ids_whole(""), "");
+    }
+}

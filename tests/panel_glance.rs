@@ -1,0 +1,177 @@
+//! Issue 20: the panel tells the truth at a glance, in a real headless Chromium at desktop
+//! (1280 px) and phone (390 px) width, with hundreds of clubs. Screenshots go to
+//! `target/e2e-screenshots/` (`glance-<width>-<page>`).
+
+use fantoccini::error::CmdError;
+use serde_json::Value;
+
+use crate::browser::{Browser, Screen, available, each_page};
+use crate::helpers::TestEnv;
+use crate::web::TestApp;
+
+/// Club names as clubs have them: several words, accents, one long compound word.
+const NAMES: &[&str] = &[
+    "Skiclub Kitzbühel",
+    "FC Andermatt 1921",
+    "Tennisclub Adelboden-Lenk",
+    "Schwimmverein Arosa",
+    "Eishockeyclub Davos",
+    "Snowboardvereinigung Obermattertal",
+];
+
+/// 240 clubs with realistic names, all on v1, 60 on v2 (a deploy naming each), a dozen in a
+/// group; a failed job.
+fn crowded_world() -> TestEnv {
+    let mut env = TestEnv::new();
+    let mut csv = String::from("slug,name,webroot\n");
+    for i in 0..240 {
+        let slug = format!("club-{i:03}");
+        csv.push_str(&format!(
+            "{slug},{} {i},{}\n",
+            NAMES[i % NAMES.len()],
+            env.webroot(&slug).display()
+        ));
+    }
+    let file = env.www.join("clubs.csv");
+    std::fs::write(&file, csv).unwrap();
+    env.ok(&["club", "import", file.to_str().unwrap()]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let first: Vec<String> = (0..60).map(|i| format!("club-{i:03}")).collect();
+    let mut args = vec!["deploy", "v2"];
+    for slug in &first {
+        args.extend(["--club", slug.as_str()]);
+    }
+    env.ok(&args);
+    let mut group = vec!["club", "group", "region-east"];
+    group.extend(first[..12].iter().map(String::as_str));
+    env.ok(&group);
+    // A job that failed, with its reason in the jobs list.
+    env.config.build_commands = vec![crate::helpers::sh(
+        "echo 'composer: lock file out of date' >&2; exit 3",
+    )];
+    env.configure();
+    env.fails(&["deploy", "v3", "--club", "club-001"]);
+    env.config.build_commands = Vec::new();
+    env.configure();
+    env
+}
+
+/// The words of table cells the browser split inside (not after a hyphen or a slash) although
+/// the word alone fits its cell: `[word, its width, the cell's width]`, at most 12.
+const SPLIT_WORDS: &str = r#"
+const bad = [];
+const probe = document.createElement('span');
+probe.style.whiteSpace = 'nowrap';
+probe.style.position = 'absolute';
+probe.style.visibility = 'hidden';
+document.body.appendChild(probe);
+for (const cell of document.querySelectorAll('main td, main th')) {
+  if (cell.offsetParent === null) continue;
+  const style = getComputedStyle(cell);
+  const room = cell.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const re = /\S+/g;
+    for (let m = re.exec(node.textContent); m; m = re.exec(node.textContent)) {
+      const range = document.createRange();
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      const tops = new Set(Array.from(range.getClientRects())
+        .filter(r => r.width > 0).map(r => Math.round(r.top)));
+      if (tops.size < 2) continue;
+      // A line may end after a hyphen or a slash (Adelboden-Lenk, a path): a word boundary;
+      // but not inside a date or a release name (2026-12-03, v2-54105769).
+      const word = m[0];
+      const id = /\d{4}-\d\d-\d\d|-[0-9a-f]{8}\b/.test(word);
+      const top = i => {
+        const r = document.createRange();
+        r.setStart(node, m.index + i);
+        r.setEnd(node, m.index + i + 1);
+        const rect = r.getClientRects()[0];
+        return rect ? Math.round(rect.top) : null;
+      };
+      let inside = false;
+      for (let i = 1; i < word.length; i++) {
+        const [before, here] = [top(i - 1), top(i)];
+        if (before !== null && here !== null && here !== before && (id || !'-/'.includes(word[i - 1]))) inside = true;
+      }
+      if (!inside) continue;
+      probe.style.font = getComputedStyle(node.parentElement).font;
+      probe.textContent = m[0];
+      const width = probe.getBoundingClientRect().width;
+      if (width <= room + 1) bad.push([m[0], Math.round(width), Math.round(room)]);
+    }
+  }
+}
+probe.remove();
+return bad.slice(0, 12);
+"#;
+
+/// Point 1: on every page, at desktop and phone width, with 240 clubs, no table cell's word
+/// is split over two lines when it would fit its cell whole ("succe eded", "Jo b",
+/// "127. 0.0.1" before), and the page still fits its window.
+#[tokio::test]
+async fn tables_never_split_a_word_that_fits_at_desktop_and_phone_width() {
+    if !available() {
+        return;
+    }
+    let app = TestApp::spawn(crowded_world()).await;
+    let pages = [
+        ("dashboard", "/"),
+        ("clubs", "/clubs"),
+        ("releases", "/releases"),
+        ("deploy", "/deploy"),
+        (
+            "deploy-confirm",
+            "/deploy/confirm?app=main&tag=v2&target=all&canary_field=1&canary=",
+        ),
+        ("rollback-confirm", "/clubs/club-000/rollback?app=main"),
+        ("jobs", "/jobs"),
+        ("job", "/jobs/2"),
+        ("failed-job", "/jobs/3"),
+        ("audit", "/audit"),
+        ("staff", "/staff"),
+        ("opcache", "/opcache"),
+        ("doctor", "/doctor"),
+    ];
+    for screen in [Screen::DESKTOP, Screen::PHONE] {
+        let browser = Browser::open(&screen).await;
+        let result = async {
+            browser.sign_in(&app, "admin").await?;
+            each_page(
+                &browser,
+                &app,
+                &screen,
+                &pages,
+                "glance",
+                async |b, path| {
+                    let split: Value = b.execute(SPLIT_WORDS, vec![]).await?;
+                    assert_eq!(
+                        split,
+                        serde_json::json!([]),
+                        "{path} at {} px splits words that fit their cell ([word, width, cell])",
+                        screen.width
+                    );
+                    let fits: Value = b
+                        .execute(
+                            "return document.documentElement.scrollWidth <= window.innerWidth;",
+                            vec![],
+                        )
+                        .await?;
+                    assert_eq!(
+                        fits,
+                        Value::Bool(true),
+                        "{path} at {} px scrolls sideways",
+                        screen.width
+                    );
+                    Ok(())
+                },
+            )
+            .await?;
+            Ok::<_, CmdError>(())
+        }
+        .await;
+        browser.close().await;
+        result.unwrap();
+    }
+}
