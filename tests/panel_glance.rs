@@ -175,3 +175,54 @@ async fn tables_never_split_a_word_that_fits_at_desktop_and_phone_width() {
         result.unwrap();
     }
 }
+
+/// The steps a job page lists that the job began, in the page's order.
+fn steps_begun_on_page(page: &str) -> Vec<String> {
+    page.split("<li class=\"step-")
+        .skip(1)
+        .filter_map(|li| {
+            let tag = &li[..li.find('>')?];
+            let name = tag.split("data-step=\"").nth(1)?.split('"').next()?;
+            tag.contains("data-start=").then(|| name.to_owned())
+        })
+        .collect()
+}
+
+/// Point 13: for every kind of job that switches clubs, the job page lists its steps in the
+/// order the job ran them (a put-back tested the configuration after switching before).
+#[tokio::test]
+async fn job_pages_list_steps_in_the_order_each_kind_of_job_runs_them() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.ok(&["deploy", "v2", "--all"]);
+    env.ok(&["rollback", "a"]);
+    let settings = clubdeploy::config::Settings::load(&env.config_path).unwrap();
+    let pool = clubdeploy::db::open(&settings.database_path()).unwrap();
+    let spec = clubdeploy::domain::JobSpec::PutBack {
+        app: clubdeploy::domain::AppName::main(),
+        job: 2,
+        clubs: None,
+    };
+    clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), &spec, "test", None).unwrap();
+    drop(pool);
+    env.ok(&["prune"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    for (id, kind) in [(2, "deploy"), (3, "rollback"), (4, "put_back")] {
+        let job: Value =
+            serde_json::from_str(&app.env.ok(&["job", &id.to_string(), "--json"])).unwrap();
+        assert_eq!(job["kind"], kind, "{job}");
+        let mut ran: Vec<String> = Vec::new();
+        for event in job["events"].as_array().unwrap() {
+            if let (Some("step"), Some(step)) = (event["kind"].as_str(), event["step"].as_str())
+                && !ran.iter().any(|s| s == step)
+            {
+                ran.push(step.to_owned());
+            }
+        }
+        let page = app.page(&admin, &format!("/jobs/{id}")).await;
+        assert_eq!(steps_begun_on_page(&page), ran, "job #{id} ({kind})");
+        assert!(ran.contains(&"switch".to_owned()), "job #{id}: {ran:?}");
+    }
+}
