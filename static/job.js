@@ -50,14 +50,26 @@
     item.className = "step-" + state;
     item.querySelector(".step-state").textContent = state;
   }
+  // When a step ended and how long it took: one part of its times, said anew each time the
+  // step ends (a step each wave runs again ends once per wave).
+  function endOf(item) {
+    var times = item.querySelector(".step-times");
+    var end = times.querySelector(".step-end");
+    if (!end) {
+      end = document.createElement("span");
+      end.className = "step-end";
+      times.appendChild(end);
+    }
+    return end;
+  }
   function ended(item, iso, state) {
     setState(item, state);
     if (!iso) { return; }
-    var times = item.querySelector(".step-times");
-    times.appendChild(document.createTextNode(" · ended "));
-    times.appendChild(moment(iso));
+    var end = endOf(item);
+    end.textContent = " · ended ";
+    end.appendChild(moment(iso));
     if (item.dataset.start) {
-      times.appendChild(document.createTextNode(" · took " + took(Date.parse(iso) - Date.parse(item.dataset.start))));
+      end.appendChild(document.createTextNode(" · took " + took(Date.parse(iso) - Date.parse(item.dataset.start))));
     }
     if (window.clubdeployLocalTimes) { window.clubdeployLocalTimes(item); }
   }
@@ -72,11 +84,15 @@
     });
     if (!item.classList.contains("step-running")) {
       setState(item, "running");
+      // Running again (the next wave): it has not ended yet.
+      endOf(item).textContent = "";
       if (!item.dataset.start && iso) {
         item.dataset.start = iso;
+        // Before the end part, which says what follows.
         var times = item.querySelector(".step-times");
-        times.appendChild(document.createTextNode(" · started "));
-        times.appendChild(moment(iso));
+        var end = endOf(item);
+        times.insertBefore(document.createTextNode(" · started "), end);
+        times.insertBefore(moment(iso), end);
         if (window.clubdeployLocalTimes) { window.clubdeployLocalTimes(item); }
       }
     }
@@ -117,8 +133,11 @@
     outcome.textContent = end.outcome || end.error || "";
     outcome.className = end.error ? "notice bad" : "notice";
     outcome.hidden = false;
-    var cancel = document.getElementById("cancel");
-    if (cancel) { cancel.remove(); }
+    // A finished job can be neither cancelled nor stopped.
+    ["cancel", "stop"].forEach(function (id) {
+      var offer = document.getElementById(id);
+      if (offer) { offer.remove(); }
+    });
     var waiting = document.getElementById("waiting");
     if (waiting) { waiting.remove(); }
     steps.querySelectorAll("li.step-running").forEach(function (li) {

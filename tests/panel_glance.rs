@@ -226,3 +226,60 @@ async fn job_pages_list_steps_in_the_order_each_kind_of_job_runs_them() {
         assert!(ran.contains(&"switch".to_owned()), "job #{id}: {ran:?}");
     }
 }
+
+/// Point 2 (its last part): a job page watched live says when each step ended and how long
+/// it took once, even for a step each wave runs again (switch, reload, health): `ended()` in
+/// `static/job.js` appended a second " · ended … · took …" before.
+#[tokio::test]
+async fn a_live_job_page_says_each_steps_end_once_across_waves() {
+    if !available() {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.add_clubs(&["a", "b", "c"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    // The build takes long enough for the page to be watching when the waves run.
+    env.config.build_commands = vec![crate::helpers::sh("sleep 2")];
+    env.configure();
+    let app = TestApp::spawn(env).await;
+    let browser = Browser::open(&Screen::DESKTOP).await;
+    let result = async {
+        let b = &browser.client;
+        browser.sign_in(&app, "admin").await?;
+        app.env
+            .ok(&["deploy", "v2", "--all", "--canary", "a", "--detach"]);
+        b.goto(&app.url("/jobs/2")).await?;
+        crate::browser::wait_for_status(b, "succeeded").await?;
+        crate::browser::snap(b, "glance-1280-live-job").await;
+        let times: Value = b
+            .execute(
+                "return Array.from(document.querySelectorAll('#steps li')).map(li => \
+                   [li.dataset.step, li.querySelector('.step-times').textContent]);",
+                vec![],
+            )
+            .await?;
+        let times = times.as_array().unwrap();
+        for row in times {
+            let (step, said) = (row[0].as_str().unwrap(), row[1].as_str().unwrap());
+            assert!(said.matches("ended").count() <= 1, "{step}: {said}");
+            assert!(said.matches("took").count() <= 1, "{step}: {said}");
+        }
+        // Nor does a finished job still offer to stop it.
+        let stop: Value = b
+            .execute("return document.getElementById('stop') !== null;", vec![])
+            .await?;
+        assert_eq!(stop, Value::Bool(false), "a finished job offers Stop");
+        // The waves did run the switch twice, live.
+        let log: Value = b
+            .execute("return document.getElementById('log').textContent;", vec![])
+            .await?;
+        assert!(
+            log.as_str().unwrap().matches("switch:").count() >= 2,
+            "{log}"
+        );
+        Ok::<_, CmdError>(())
+    }
+    .await;
+    browser.close().await;
+    result.unwrap();
+}
