@@ -114,6 +114,17 @@ pub(super) fn files(settings: &Settings, webroots: &[ClubApp], report: &mut Repo
     }
 }
 
+/// "room for 12 more releases of 84.0 MB"; past a thousand, "room for more than 1,000 …".
+fn room_for(free: u64, release: u64) -> String {
+    let n = free / release.max(1);
+    let size = crate::domain::size_in_words(release);
+    match n {
+        1 => format!("room for 1 more release of {size}"),
+        n if n > 1000 => format!("room for more than 1,000 more releases of {size}"),
+        n => format!("room for {n} more releases of {size}"),
+    }
+}
+
 /// Free disk against `largest`, the largest release's (size, PHP files).
 pub(super) fn disk(settings: &Settings, largest: (u64, u64), report: &mut Report) {
     let releases = &settings.apps()[0].releases_dir;
@@ -138,11 +149,11 @@ pub(super) fn disk(settings: &Settings, largest: (u64, u64), report: &mut Report
         }
     };
     let (release, _) = largest;
-    let mb = crate::service::opcache::mb;
+    let size = crate::domain::size_in_words;
     if release == 0 {
         report.ok(
             "files",
-            format!("{} free for releases (none built yet)", mb(free)),
+            format!("{} free for releases (none built yet)", size(free)),
         );
     } else if free < 2 * release {
         report.add(
@@ -150,21 +161,36 @@ pub(super) fn disk(settings: &Settings, largest: (u64, u64), report: &mut Report
             Level::Problem,
             format!(
                 "{} free at {}, but a release takes up to {}: the next two deploys may not fit",
-                mb(free),
+                size(free),
                 dir.display(),
-                mb(release)
+                size(release)
             ),
             "free disk space there, or prune unused releases (clubdeploy prune)",
         );
     } else {
         report.ok(
             "files",
-            format!(
-                "{} free: room for {} more releases of {}",
-                mb(free),
-                free / release,
-                mb(release)
-            ),
+            format!("{} free: {}", size(free), room_for(free, release)),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn room_on_the_disk_is_said_in_sane_units_and_numbers() {
+        assert_eq!(
+            super::room_for(31_530_179 * 17, 17),
+            "room for more than 1,000 more releases of 17 bytes"
+        );
+        assert_eq!(
+            super::room_for(50_000_000_000, 84_000_000),
+            "room for 595 more releases of 84.0 MB"
+        );
+        assert_eq!(
+            super::room_for(5_000, 3_000),
+            "room for 1 more release of 3 KB"
+        );
+        assert_eq!(crate::domain::size_in_words(3_200_000_000), "3.2 GB");
     }
 }

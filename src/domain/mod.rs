@@ -29,6 +29,16 @@ pub fn count(n: usize, noun: &str) -> String {
     }
 }
 
+/// A size as people read it: "3.2 GB", "12.3 MB", "840 KB", "17 bytes".
+pub fn size_in_words(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.0} KB", b as f64 / 1e3),
+        b => format!("{b} bytes"),
+    }
+}
+
 /// Why a piece of user input was refused; the message is fit to show to staff.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

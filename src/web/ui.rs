@@ -13,14 +13,7 @@ use crate::db::jobs::Job;
 use crate::domain::{ClubSlug, JobSpec, ReleaseTag};
 use crate::web::error::AppError;
 
-/// "12.3 MB", "840 KB", "17 bytes".
-pub fn size_in_words(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
-        b if b >= 1_000 => format!("{:.0} KB", b as f64 / 1e3),
-        b => format!("{b} bytes"),
-    }
-}
+pub use crate::domain::size_in_words;
 
 /// Each tag once, newest version first.
 pub fn newest_first_tags<'t>(tags: impl Iterator<Item = &'t str>) -> Vec<String> {
