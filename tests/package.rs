@@ -159,6 +159,17 @@ fn the_debian_package_installs_a_least_privilege_service_and_purges_cleanly() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .expect("a .deb");
+    // A package of this build upgrades one of v0.1.0: the version has moved on.
+    let version = ok("dpkg-deb", &["-f", deb.to_str().unwrap(), "Version"]);
+    assert!(
+        run(
+            "dpkg",
+            &["--compare-versions", version.trim(), "gt", "0.1.0-1"]
+        )
+        .status
+        .success(),
+        "the package's version {version} does not upgrade 0.1.0-1"
+    );
 
     // This test again, in a mount namespace of its own: every directory dpkg, adduser and
     // the maintainer scripts write is an overlay whose changes live in `root` and vanish
