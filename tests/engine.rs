@@ -1095,3 +1095,42 @@ fn health_checks_connect_to_an_address_and_port_keeping_the_sites_name() {
     let error = env.fails(&["status"]);
     assert!(error.contains("health.connect_to"), "{error}");
 }
+
+/// Issue 20, point 6 (its count): a failed deploy's summary counts the clubs of the job that
+/// run the release, not every club that does ("1 run v2" counted a club outside the job).
+#[test]
+fn a_failed_deploys_summary_counts_only_its_own_clubs() {
+    let mut env = TestEnv::new();
+    let serving = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (port, _stop) = fake_site(serving.clone());
+    env.config.tables.push((
+        "health".into(),
+        vec![
+            format!("connect_to = \"127.0.0.1:{port}\""),
+            "timeout_secs = 2".into(),
+        ],
+    ));
+    env.configure();
+    add_club_at(&env, "a", "http://club-a.test/");
+    add_club_at(&env, "b", "http://club-b.test/");
+    env.add_clubs(&["c"]);
+    *serving.lock().unwrap() = env
+        .releases_dir()
+        .join(env.release_name("v1"))
+        .display()
+        .to_string();
+    env.ok(&["deploy", "v1", "--all"]);
+    // c (no site to check) goes to v2 alone; then a and b, whose sites keep serving v1.
+    env.ok(&["deploy", "v2", "--club", "c"]);
+    let error = env.fails(&[
+        "deploy", "v2", "--club", "a", "--club", "b", "--canary", "none",
+    ]);
+    let (v1, v2) = (env.release_name("v1"), env.release_name("v2"));
+    assert!(
+        error.contains(&format!(
+            "2 of 2 clubs failed their health check and were put back on {v1}; 0 run {v2}"
+        )),
+        "{error}"
+    );
+    assert_eq!(env.release_of("c"), v2);
+}

@@ -120,7 +120,7 @@ pub fn deploy(
                     app,
                     &release,
                     &checked.failed,
-                    clubs.len(),
+                    &clubs,
                     not_reached,
                     on_failure,
                 ));
@@ -167,17 +167,18 @@ pub fn deploy(
 
 /// Ends a deploy whose clubs `failed` their health check: with `rollback`, puts them back on
 /// the release each ran before (one reload; the release is marked bad for them) and checks
-/// them again; with `stop`, leaves them. Returns the job's error: a plain summary.
+/// them again; with `stop`, leaves them (`clubs`: the job's). Returns the job's error: a
+/// plain summary.
 pub(super) fn health_failure(
     job: &mut Job<'_>,
     app: &App,
     release: &Release,
     failed: &[(ClubApp, switches::NewSwitch)],
-    total: usize,
+    clubs: &[ClubApp],
     not_reached: usize,
     on_failure: OnFailure,
 ) -> anyhow::Error {
-    let n = failed.len();
+    let (n, total) = (failed.len(), clubs.len());
     let failing = format!(
         "{n} of {total} club{} failed {} health check",
         plural(total),
@@ -193,7 +194,7 @@ pub(super) fn health_failure(
         String::new()
     };
     if on_failure == OnFailure::Stop {
-        let now = running(job, app, release);
+        let now = running(job, app, release, clubs);
         return anyhow::anyhow!(
             "{failing} and {} left on {} (on_failure = \"stop\"); {now} run {}{reached}",
             if n == 1 { "was" } else { "were" },
@@ -203,7 +204,7 @@ pub(super) fn health_failure(
     }
     match put_back(job, app, release, failed, SwitchKind::HealthRollback) {
         Ok(back) => {
-            let now = running(job, app, release);
+            let now = running(job, app, release, clubs);
             anyhow::anyhow!("{failing}{back}; {now} run {}{reached}", release.name)
         }
         Err(e) => e.context(format!("{failing}; putting them back failed{reached}")),

@@ -266,13 +266,15 @@ pub(super) fn put_back(
     Ok(words)
 }
 
-/// How many clubs' webroots of `app` run `release`, as recorded.
-pub(super) fn running(job: &Job<'_>, app: &App, release: &Release) -> usize {
+/// How many of `among` (a job's clubs) run `release` of `app`, as recorded: a summary counts
+/// the job's clubs only, not others that ran the release before it.
+pub(super) fn running(job: &Job<'_>, app: &App, release: &Release, among: &[ClubApp]) -> usize {
     let recorded = job
         .conn()
         .and_then(|mut conn| Ok(clubs::webroots(&mut conn, Some(app.name.as_str()))?));
     recorded.map_or(0, |all| {
         all.iter()
+            .filter(|c| among.iter().any(|m| m.club_id == c.club_id))
             .filter(|c| c.current_release.as_deref() == Some(release.name.as_str()))
             .count()
     })
