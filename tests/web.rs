@@ -822,6 +822,14 @@ async fn sessions_are_new_at_login_end_at_logout_disable_and_idle_and_are_flagge
     assert_eq!(get("/").await.unwrap().status(), StatusCode::OK);
     let logout = app.post(&client, "/logout", &[]).await;
     assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    // It says so (issue 20, point 15).
+    assert_eq!(logout.headers()[LOCATION], "/login?signed_out=1");
+    let said = raw
+        .get(app.url("/login?signed_out=1"))
+        .send()
+        .await
+        .unwrap();
+    assert!(said.text().await.unwrap().contains("You have signed out."));
     let after = get("/").await.unwrap();
     assert_eq!(after.status(), StatusCode::SEE_OTHER);
     assert_eq!(after.headers()[LOCATION], "/login?next=/");

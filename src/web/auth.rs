@@ -279,12 +279,16 @@ pub struct LoginPage {
     csrf: String,
     name: String,
     error: Option<String>,
+    /// Said after signing out.
+    signed_out: bool,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct NextQuery {
     next: String,
+    /// Set by the sign-out's redirect, to say it worked.
+    signed_out: Option<String>,
 }
 
 /// Where to go after sign-in: only a path of this site. Browsers drop tabs and newlines
@@ -317,13 +321,19 @@ fn login_cookie_name(secure: bool) -> &'static str {
 }
 
 fn login_form(secure: bool, next: &str, name: &str, error: Option<String>) -> HttpResponse {
-    let csrf = random_token();
     let page = LoginPage {
         next: safe_next(next),
-        csrf: csrf.clone(),
+        csrf: random_token(),
         name: name.to_owned(),
         error,
+        signed_out: false,
     };
+    form_page(secure, page)
+}
+
+/// Sends the sign-in page `page` with a fresh form token in its cookie.
+fn form_page(secure: bool, page: LoginPage) -> HttpResponse {
+    let csrf = page.csrf.clone();
     // `__Host-` cookies must have Path=/.
     let cookie = Cookie::build(login_cookie_name(secure), csrf)
         .path(if secure { "/" } else { "/login" })
@@ -344,7 +354,14 @@ fn login_form(secure: bool, next: &str, name: &str, error: Option<String>) -> Ht
 
 /// `GET /login`.
 pub async fn login_page(state: web::Data<AppState>, query: web::Query<NextQuery>) -> HttpResponse {
-    login_form(state.settings.cookie_secure, &query.next, "", None)
+    let page = LoginPage {
+        next: safe_next(&query.next),
+        csrf: random_token(),
+        name: String::new(),
+        error: None,
+        signed_out: query.signed_out.is_some(),
+    };
+    form_page(state.settings.cookie_secure, page)
 }
 
 #[derive(Deserialize, Default)]
@@ -497,7 +514,7 @@ pub async fn logout(
     gone.make_removal();
     Ok(HttpResponse::SeeOther()
         .cookie(gone)
-        .insert_header(("Location", "/login"))
+        .insert_header(("Location", "/login?signed_out=1"))
         .finish())
 }
 
