@@ -1230,6 +1230,19 @@ async fn cancel_and_disable_ask_first() {
 
     let staff = app.page(&admin, "/staff").await;
     assert!(staff.contains("href=\"/staff/viewer/disable\""), "{staff}");
+    // The page explains what each role may do (issue 20, point 15).
+    assert!(
+        staff.contains("<dt>viewer</dt><dd>sees every club, release, job and the audit log, and changes nothing</dd>"),
+        "{staff}"
+    );
+    assert!(
+        staff.contains("<dt>deployer</dt><dd>also deploys"),
+        "{staff}"
+    );
+    assert!(
+        staff.contains("<dt>admin</dt><dd>also manages staff and clubs"),
+        "{staff}"
+    );
     assert!(
         !staff.contains("action=\"/staff/viewer/disable\""),
         "{staff}"

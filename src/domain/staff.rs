@@ -54,6 +54,22 @@ impl Role {
             Role::Admin => "admin",
         }
     }
+
+    /// What someone of this role may do, in words for staff (what `may_ask` and the
+    /// panel's checks enforce).
+    pub fn explained(self) -> &'static str {
+        match self {
+            Role::Viewer => "sees every club, release, job and the audit log, and changes nothing",
+            Role::Deployer => {
+                "also deploys, rolls back, puts back, cancels and refreshes tags: for every club, or \
+                 only for the clubs in their list when they have one"
+            }
+            Role::Admin => {
+                "also manages staff and clubs, adopts legacy copies, prunes, and checks the \
+                 installation"
+            }
+        }
+    }
 }
 
 impl fmt::Display for Role {

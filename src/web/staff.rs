@@ -19,6 +19,8 @@ pub struct StaffPage {
     nav: Nav,
     users: Vec<User>,
     roles: Vec<&'static str>,
+    /// Each role with what it may do.
+    explained: Vec<(&'static str, &'static str)>,
 }
 
 /// `GET /staff`.
@@ -28,6 +30,10 @@ pub async fn page(staff: Admin, state: web::Data<AppState>) -> Result<StaffPage,
         nav: staff.nav("staff"),
         users,
         roles: Role::ALL.iter().map(|r| r.as_str()).collect(),
+        explained: Role::ALL
+            .iter()
+            .map(|r| (r.as_str(), r.explained()))
+            .collect(),
     })
 }
 
