@@ -552,7 +552,7 @@ async fn local_times_live_dashboard_and_putting_a_deploy_back() {
              document.querySelector('main table tbody').textContent];",
         )
         .await?;
-        assert_eq!(listed[0], "put back", "{listed}");
+        assert_eq!(listed[0], "Put back", "{listed}");
         assert_eq!(listed[1], 1, "{listed}");
         assert!(listed[2].as_str().unwrap().contains("put"), "{listed}");
         Ok::<_, CmdError>(())

@@ -283,3 +283,44 @@ async fn a_live_job_page_says_each_steps_end_once_across_waves() {
     browser.close().await;
     result.unwrap();
 }
+
+/// Point 15 (its panel parts): a club's row offers Deploy… first as the main button and Roll
+/// back as a secondary one; on a phone a club's card does not start "Club: Club Chamonix"
+/// (the name cell has no column label); the jobs filter's kinds and states read as words
+/// ("Put back", "Undo adopt", "Succeeded").
+#[tokio::test]
+async fn club_rows_lead_with_deploy_cards_with_the_name_and_filters_speak_words() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.ok(&["deploy", "v2", "--all"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let clubs = app.page(&admin, "/clubs").await;
+    let row = &clubs[clubs.find("<tr id=\"club-a\">").expect("a's row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    let deploy = row
+        .find("<a class=\"button\" href=\"/deploy?app=main&amp;club=a\">Deploy…</a>")
+        .unwrap_or_else(|| panic!("Deploy… is not the main button: {row}"));
+    let back = row
+        .find("<a class=\"button secondary\" href=\"/clubs/a/rollback?app=main\">Roll back to")
+        .unwrap_or_else(|| panic!("Roll back is not a secondary button: {row}"));
+    assert!(deploy < back, "{row}");
+    assert!(
+        row.starts_with("<tr id=\"club-a\">\n    <td class=\"name\">"),
+        "{row}"
+    );
+    let jobs = app.page(&admin, "/jobs").await;
+    for words in [
+        "Put back",
+        "Undo adopt",
+        "Delete legacy copy",
+        "Succeeded",
+        "Failed",
+    ] {
+        assert!(
+            jobs.contains(&format!(">{words}</option>")),
+            "{words}: {jobs}"
+        );
+    }
+}
