@@ -239,6 +239,19 @@ impl TestEnv {
         }
     }
 
+    /// Queues a put-back of every club deploy job `job` switched (of `main`), as the panel's
+    /// Put back does, without working it: the next command that queues a job works it first.
+    pub fn queue_put_back(&self, job: i32) {
+        let settings = clubdeploy::config::Settings::load(&self.config_path).unwrap();
+        let pool = clubdeploy::db::open(&settings.database_path()).unwrap();
+        let spec = clubdeploy::domain::JobSpec::PutBack {
+            app: clubdeploy::domain::AppName::main(),
+            job,
+            clubs: None,
+        };
+        clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), &spec, "test", None).unwrap();
+    }
+
     /// `<www>/<slug>/htdocs`.
     pub fn webroot(&self, slug: &str) -> PathBuf {
         self.www.join(slug).join("htdocs")

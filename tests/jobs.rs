@@ -451,15 +451,7 @@ fn a_put_back_interrupted_before_its_reload_is_reloaded_by_recovery() {
     env.add_clubs(&["a", "b"]);
     env.ok(&["deploy", "v1", "--all"]);
     env.ok(&["deploy", "v2", "--all"]);
-    let settings = clubdeploy::config::Settings::load(&env.config_path).unwrap();
-    let pool = clubdeploy::db::open(&settings.database_path()).unwrap();
-    let spec = clubdeploy::domain::JobSpec::PutBack {
-        app: clubdeploy::domain::AppName::main(),
-        job: 2,
-        clubs: None,
-    };
-    clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), &spec, "test", None).unwrap();
-    drop(pool);
+    env.queue_put_back(2);
     // The next command works the queue: the put-back switches both clubs back, then the
     // process dies before its reload.
     env.crash_at(&["prune"], "reload:before");
@@ -481,15 +473,7 @@ fn a_put_back_tests_the_configuration_before_it_switches_and_a_failing_test_chan
     env.ok(&["deploy", "v2", "--all"]);
     env.config.configtest = crate::helpers::sh("echo 'Syntax error on line 3' >&2; exit 1");
     env.configure();
-    let settings = clubdeploy::config::Settings::load(&env.config_path).unwrap();
-    let pool = clubdeploy::db::open(&settings.database_path()).unwrap();
-    let spec = clubdeploy::domain::JobSpec::PutBack {
-        app: clubdeploy::domain::AppName::main(),
-        job: 2,
-        clubs: None,
-    };
-    clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), &spec, "test", None).unwrap();
-    drop(pool);
+    env.queue_put_back(2);
     let reloads = |env: &TestEnv| env.events().iter().filter(|e| *e == "reload").count();
     let before = reloads(&env);
     // The next command that queues a job works the queue first.

@@ -197,15 +197,7 @@ async fn job_pages_list_steps_in_the_order_each_kind_of_job_runs_them() {
     env.ok(&["deploy", "v1", "--all"]);
     env.ok(&["deploy", "v2", "--all"]);
     env.ok(&["rollback", "a"]);
-    let settings = clubdeploy::config::Settings::load(&env.config_path).unwrap();
-    let pool = clubdeploy::db::open(&settings.database_path()).unwrap();
-    let spec = clubdeploy::domain::JobSpec::PutBack {
-        app: clubdeploy::domain::AppName::main(),
-        job: 2,
-        clubs: None,
-    };
-    clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), &spec, "test", None).unwrap();
-    drop(pool);
+    env.queue_put_back(2);
     env.ok(&["prune"]);
     let app = TestApp::spawn(env).await;
     let admin = app.login("admin").await;
