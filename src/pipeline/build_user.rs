@@ -94,7 +94,7 @@ impl BuildUser {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        self.step(&["stop".as_ref()], "sudo said").map_err(|e| {
+        self.step(&["stop"], None, "sudo said").map_err(|e| {
             anyhow::anyhow!(
                 "cannot run build commands as {:?} ({e}): the package's rule in \
                  /etc/sudoers.d/clubdeploy allows `{} build-user *` as that user",
@@ -126,14 +126,25 @@ impl BuildUser {
         Ok(())
     }
 
-    /// Runs `sudo -n -u <user> -- <this program> build-user <args>` to its end; an error
-    /// saying `what` failed, with what sudo or the step said.
-    fn step(&self, args: &[&std::ffi::OsStr], what: &str) -> std::io::Result<()> {
-        let out = Command::new("sudo")
-            .args(["-n", "-u", &self.name, "--"])
-            .arg(&self.exe)
-            .arg("build-user")
-            .args(args)
+    /// `sudo -n -u <user> -- <this program> build-user <step>...`: how the service runs a
+    /// step as this user, for [`Self::step`] and [`Self::wrap`] alike.
+    fn sudo_line(&self, step: &[&str]) -> Vec<String> {
+        let mut line: Vec<String> = ["sudo", "-n", "-u", &self.name, "--"]
+            .map(str::to_owned)
+            .into();
+        line.push(self.exe.display().to_string());
+        line.push("build-user".to_owned());
+        line.extend(step.iter().map(|s| (*s).to_owned()));
+        line
+    }
+
+    /// Runs the build-user `step` (then `path`, when given) to its end; an error saying
+    /// `what` failed, with what sudo or the step said.
+    fn step(&self, step: &[&str], path: Option<&Path>, what: &str) -> std::io::Result<()> {
+        let line = self.sudo_line(step);
+        let out = Command::new(&line[0])
+            .args(&line[1..])
+            .args(path)
             .stdin(std::process::Stdio::null())
             .output()?;
         if out.status.success() {
@@ -148,17 +159,7 @@ impl BuildUser {
     /// How to run `argv` as this user: the sudo command line, and what goes to its standard
     /// input (the environment `env`, with the user's own HOME).
     pub fn wrap(&self, argv: &[String], env: &[(String, String)]) -> (Vec<String>, Vec<u8>) {
-        let mut line = vec![
-            "sudo".to_owned(),
-            "-n".to_owned(),
-            "-u".to_owned(),
-            self.name.clone(),
-            "--".to_owned(),
-            self.exe.display().to_string(),
-            "build-user".to_owned(),
-            "exec".to_owned(),
-            "--".to_owned(),
-        ];
+        let mut line = self.sudo_line(&["exec", "--"]);
         line.extend(argv.iter().cloned());
         let mut input = Vec::new();
         let home = self.account.home.display().to_string();
@@ -173,7 +174,7 @@ impl BuildUser {
     /// Stops every process of this user (see [`stop_all`]).
     pub fn stop(&self) -> std::io::Result<()> {
         let what = format!("cannot stop the processes of {}", self.name);
-        self.step(&["stop".as_ref()], &what)
+        self.step(&["stop"], None, &what)
     }
 
     /// Makes `workspace` ready for this user: group its group and writable by it.
@@ -202,7 +203,7 @@ impl BuildUser {
     /// so the service can read and delete it.
     pub fn hand_over(&self, workspace: &Path) -> std::io::Result<()> {
         let what = format!("{} could not hand over {}", self.name, workspace.display());
-        self.step(&["hand-over".as_ref(), workspace.as_os_str()], &what)
+        self.step(&["hand-over"], Some(workspace), &what)
     }
 
     /// Deletes a workspace (or what is left of one) with everything the build made in it.
