@@ -980,26 +980,41 @@ fn fake_site(dir: std::sync::Arc<std::sync::Mutex<String>>) -> (u16, std::sync::
     (port, stop)
 }
 
+/// Points every club's health check at a [`fake_site`] (`[health] connect_to`, with `more`
+/// lines of that table) and configures `env`; what the site says it serves, and its stop.
+fn checks_go_to_a_fake_site(
+    env: &mut TestEnv,
+    more: &[&str],
+) -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let serving = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (port, stop) = fake_site(serving.clone());
+    let mut table = vec![format!("connect_to = \"127.0.0.1:{port}\"")];
+    table.extend(more.iter().map(|l| (*l).to_owned()));
+    env.config.tables.push(("health".into(), table));
+    env.configure();
+    (serving, stop)
+}
+
+/// Has the fake site say it serves the release of `tag`.
+fn serve(serving: &std::sync::Mutex<String>, env: &TestEnv, tag: &str) {
+    *serving.lock().unwrap() = env
+        .releases_dir()
+        .join(env.release_name(tag))
+        .display()
+        .to_string();
+}
+
 #[test]
 fn without_a_reload_a_club_still_on_its_old_release_is_switched_not_live_not_healthy() {
     let mut env = TestEnv::new();
     env.config.policy = "never";
-    let serving = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let (port, _stop) = fake_site(serving.clone());
-    env.config.tables.push((
-        "health".into(),
-        vec![format!("connect_to = \"127.0.0.1:{port}\"")],
-    ));
-    env.configure();
+    let (serving, _stop) = checks_go_to_a_fake_site(&mut env, &[]);
     add_club_at(&env, "a", "http://club-a.test/");
     // The releases' paths as PHP reports them (the test's directories are canonical).
-    let release_dir = |tag: &str| {
-        env.releases_dir()
-            .join(env.release_name(tag))
-            .display()
-            .to_string()
-    };
-    *serving.lock().unwrap() = release_dir("v1");
+    serve(&serving, &env, "v1");
     env.ok(&["deploy", "v1", "--all"]);
     // v2 without a reload, and PHP still serves v1: not healthy, not failed: not live yet.
     let out = env.ok(&["deploy", "v2", "--all"]);
@@ -1017,7 +1032,7 @@ fn without_a_reload_a_club_still_on_its_old_release_is_switched_not_live_not_hea
         serde_json::from_str(&env.ok(&["club", "list", "--json"])).unwrap();
     assert_ne!(status[0]["health"], "healthy", "{status}");
     // A site that shows the new release at once is proven live, reload or not.
-    *serving.lock().unwrap() = release_dir("v3");
+    serve(&serving, &env, "v3");
     let out = env.ok(&["deploy", "v3", "--all"]);
     assert!(out.contains("club a is live on"), "{out}");
     assert!(!out.contains("switched, not live yet"), "{out}");
@@ -1032,11 +1047,7 @@ fn health_checks_never_ask_this_machine_or_its_link_unless_told_where_to_connect
     env.configure();
     let serving = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let (port, _stop) = fake_site(serving.clone());
-    *serving.lock().unwrap() = env
-        .releases_dir()
-        .join(env.release_name("v1"))
-        .display()
-        .to_string();
+    serve(&serving, &env, "v1");
     env.add_clubs(&["a"]);
     for url in [
         format!("http://127.0.0.1:{port}/"),
@@ -1065,24 +1076,11 @@ fn health_checks_never_ask_this_machine_or_its_link_unless_told_where_to_connect
 #[test]
 fn health_checks_connect_to_an_address_and_port_keeping_the_sites_name() {
     let mut env = TestEnv::new();
-    let serving = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let (port, _stop) = fake_site(serving.clone());
     // The site's own address names no reachable host (port 80 of a .test name): the checks
     // must go to the loopback port instead.
-    env.config.tables.push((
-        "health".into(),
-        vec![
-            format!("connect_to = \"127.0.0.1:{port}\""),
-            "timeout_secs = 5".into(),
-        ],
-    ));
-    env.configure();
+    let (serving, _stop) = checks_go_to_a_fake_site(&mut env, &["timeout_secs = 5"]);
     add_club_at(&env, "a", "http://club-a.test/");
-    *serving.lock().unwrap() = env
-        .releases_dir()
-        .join(env.release_name("v1"))
-        .display()
-        .to_string();
+    serve(&serving, &env, "v1");
     let out = env.ok(&["deploy", "v1", "--all"]);
     assert!(out.contains("club a is live on"), "{out}");
     // A port that is not a number is refused naming the key.
@@ -1101,24 +1099,11 @@ fn health_checks_connect_to_an_address_and_port_keeping_the_sites_name() {
 #[test]
 fn a_failed_deploys_summary_counts_only_its_own_clubs() {
     let mut env = TestEnv::new();
-    let serving = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let (port, _stop) = fake_site(serving.clone());
-    env.config.tables.push((
-        "health".into(),
-        vec![
-            format!("connect_to = \"127.0.0.1:{port}\""),
-            "timeout_secs = 2".into(),
-        ],
-    ));
-    env.configure();
+    let (serving, _stop) = checks_go_to_a_fake_site(&mut env, &["timeout_secs = 2"]);
     add_club_at(&env, "a", "http://club-a.test/");
     add_club_at(&env, "b", "http://club-b.test/");
     env.add_clubs(&["c"]);
-    *serving.lock().unwrap() = env
-        .releases_dir()
-        .join(env.release_name("v1"))
-        .display()
-        .to_string();
+    serve(&serving, &env, "v1");
     env.ok(&["deploy", "v1", "--all"]);
     // c (no site to check) goes to v2 alone; then a and b, whose sites keep serving v1.
     env.ok(&["deploy", "v2", "--club", "c"]);
