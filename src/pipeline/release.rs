@@ -272,14 +272,16 @@ fn build_in(
     progress: &mut dyn Progress,
 ) -> anyhow::Result<Manifest> {
     let runs_commands = !spec.commands.is_empty() || spec.check.is_some();
-    let mut stats = match spec.build_user.filter(|_| runs_commands) {
+    // Whether it was built apart, as the build user.
+    let (mut stats, apart) = match spec.build_user.filter(|_| runs_commands) {
         Some(user) => {
             let user = super::build_user::BuildUser::look_up(user)?;
             user.ready()?;
             let previous = newest.map(|r| r.dir.as_path());
-            super::build_user::build_apart(
+            let stats = super::build_user::build_apart(
                 &user, mirror, spec, name, build_dir, previous, progress,
-            )?
+            )?;
+            (stats, true)
         }
         None => {
             // Without build commands a release is exactly its tree: identical files of the
@@ -294,10 +296,9 @@ fn build_in(
                 .export_reusing(spec.commit, build_dir, reuse, spec.cap)
                 .with_context(|| format!("cannot check out {}", spec.tag))?;
             run_commands(spec, name, build_dir, None, progress)?;
-            stats
+            (stats, false)
         }
     };
-    let apart = spec.build_user.is_some() && runs_commands;
     if !spec.commands.is_empty() && !apart {
         // Build commands add and remove files (vendor/, caches), under the service's umask:
         // count what is really there, and make it readable to Apache.
