@@ -118,8 +118,8 @@
       var bar = document.getElementById("progress");
       bar.max = event.total;
       bar.value = event.done;
-      document.getElementById("progress-text").textContent =
-        event.done + " of " + event.total + (event.total === 1 ? " club switched" : " clubs switched");
+      // In the server's words, which say what the clubs run, not just how many moved.
+      document.getElementById("progress-text").textContent = event.counted || "";
     }
     document.getElementById("status").textContent = "running";
   });
@@ -129,6 +129,8 @@
     var status = document.getElementById("status");
     status.textContent = end.status;
     status.className = "status-" + end.status;
+    // Where the job ended: a failed one says how far it got, not a full bar.
+    if (end.counted) { document.getElementById("progress-text").textContent = end.counted; }
     var outcome = document.getElementById("outcome");
     outcome.textContent = end.outcome || end.error || "";
     outcome.className = end.error ? "notice bad" : "notice";

@@ -93,10 +93,10 @@ fn each_application_deploys_to_its_own_webroots_from_one_shared_release() {
     assert!(!env.ok(&["club", "list"]).contains("\nd "));
 
     let out = env.ok(&["deploy", "v1", "--app", "main", "--all"]);
-    assert!(out.contains("2 of 2 clubs switched"), "{out}");
+    assert!(out.contains("2 of 2 clubs on v1"), "{out}");
     assert!(!mobile_webroot(&env, "a").exists());
     let out = env.ok(&["deploy", "v1", "--app", "mobile", "--all"]);
-    assert!(out.contains("2 of 2 clubs switched"), "{out}");
+    assert!(out.contains("2 of 2 clubs on v1"), "{out}");
     // Without an address a club is "not checked", never healthy.
     assert!(
         out.contains("club c's mobile was not checked: it has no site address"),
@@ -152,7 +152,7 @@ fn each_application_deploys_to_its_own_webroots_from_one_shared_release() {
     // Deploying one application leaves the other's links alone.
     let (a_main, b_main) = (link(&env.webroot("a")), link(&env.webroot("b")));
     let out = env.ok(&["deploy", "v2", "--app", "mobile", "--club", "a"]);
-    assert!(out.contains("(1 of 1 club switched)"), "{out}");
+    assert!(out.contains("(1 of 1 club on v2)"), "{out}");
     assert_eq!(link(&env.webroot("a")), a_main);
     assert_eq!(link(&env.webroot("b")), b_main);
     assert_eq!(

@@ -305,7 +305,7 @@ async fn drive(
         .await?
         .text()
         .await?;
-    assert_eq!(progress, "2 of 2 clubs switched");
+    assert_eq!(progress, "2 of 2 clubs on v2");
     snap(browser, "05-job-succeeded").await;
     // Every step of a deploy was listed from the start; as the events came, each one run
     // was marked done with its start, end and duration, without a reload.

@@ -256,6 +256,14 @@ async fn a_live_job_page_says_each_steps_end_once_across_waves() {
             assert!(said.matches("ended").count() <= 1, "{step}: {said}");
             assert!(said.matches("took").count() <= 1, "{step}: {said}");
         }
+        // The count is the whole job's, across both waves.
+        let counted: Value = b
+            .execute(
+                "return document.getElementById('progress-text').textContent;",
+                vec![],
+            )
+            .await?;
+        assert_eq!(counted, "3 of 3 clubs on v2");
         // Nor does a finished job still offer to stop it.
         let stop: Value = b
             .execute("return document.getElementById('stop') !== null;", vec![])
@@ -274,6 +282,110 @@ async fn a_live_job_page_says_each_steps_end_once_across_waves() {
     .await;
     browser.close().await;
     result.unwrap();
+}
+
+/// Point 2: a job's count is one honest sentence for the whole job. A deploy that reached
+/// every club says what they run and how many already did ("3 of 3 clubs on v2 (1 already
+/// was)", where the old page said "2 of 3 clubs switched" for a job that succeeded
+/// everywhere), on its page and in its summary.
+#[tokio::test]
+async fn a_deploy_counts_every_club_it_reached_and_those_already_on_the_version() {
+    let env = TestEnv::new();
+    env.add_clubs(&["a", "b", "c"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.ok(&["deploy", "v2", "--club", "b"]);
+    let out = env.ok(&["deploy", "v2", "--all"]);
+    assert!(out.contains("3 of 3 clubs on v2 (1 already was)"), "{out}");
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let page = app.page(&admin, "/jobs/3").await;
+    assert!(
+        page.contains("<p id=\"progress-text\">3 of 3 clubs on v2 (1 already was)</p>"),
+        "{page}"
+    );
+    assert!(page.contains("max=\"3\" value=\"3\""), "{page}");
+    assert!(!page.contains("switched</p>"), "{page}");
+}
+
+/// A health check that finds nothing listening: every club's site refuses the connection.
+fn sites_refuse(env: &mut TestEnv) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    env.config.tables.push((
+        "health".into(),
+        vec![
+            format!("connect_to = \"127.0.0.1:{port}\""),
+            "timeout_secs = 1".into(),
+        ],
+    ));
+    env.configure();
+}
+
+/// Point 2, a failed canary: its live page ends saying where the job stopped ("1 of 3 clubs
+/// tried, 2 not reached") with the bar at a third, not full (the put-back of the canary
+/// counted as the job's "1 of 1").
+#[tokio::test]
+async fn a_failed_canary_job_says_where_it_stopped_live_and_after() {
+    if !available() {
+        return;
+    }
+    let mut env = TestEnv::new();
+    env.add_clubs(&["a", "b", "c"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    sites_refuse(&mut env);
+    for slug in ["a", "b", "c"] {
+        env.ok(&["club", "url", slug, &format!("http://{slug}.example.org/")]);
+    }
+    env.config.build_commands = vec![crate::helpers::sh("sleep 2")];
+    env.configure();
+    let app = TestApp::spawn(env).await;
+    let browser = Browser::open(&Screen::DESKTOP).await;
+    let result = async {
+        let b = &browser.client;
+        browser.sign_in(&app, "admin").await?;
+        app.env
+            .ok(&["deploy", "v2", "--all", "--canary", "a", "--detach"]);
+        b.goto(&app.url("/jobs/2")).await?;
+        crate::browser::wait_for_status(b, "failed").await?;
+        crate::browser::snap(b, "glance-1280-failed-canary").await;
+        let bar: Value = b
+            .execute(
+                "var p = document.getElementById('progress'); \
+                 return [p.value, p.max, document.getElementById('progress-text').textContent];",
+                vec![],
+            )
+            .await?;
+        assert_eq!(
+            bar,
+            serde_json::json!([1, 3, "1 of 3 clubs tried, 2 not reached"])
+        );
+        Ok::<_, CmdError>(())
+    }
+    .await;
+    browser.close().await;
+    result.unwrap();
+    // A reload says the same.
+    let admin = app.login("admin").await;
+    let page = app.page(&admin, "/jobs/2").await;
+    assert!(
+        page.contains("<p id=\"progress-text\">1 of 3 clubs tried, 2 not reached</p>"),
+        "{page}"
+    );
+    // Point 6: its summary says what happened in plain words; the technical line stays in
+    // the log.
+    let v1 = app.env.release_name("v1");
+    let summary = format!(
+        "a&#39;s site did not answer (connection refused), so it was put back on {v1}; b and \
+         c were not touched"
+    );
+    let outcome = &page[page.find("id=\"outcome\"").unwrap()..];
+    let outcome = &outcome[..outcome.find("</p>").unwrap()];
+    assert!(outcome.contains(&summary), "{outcome}");
+    assert!(!outcome.contains("os error"), "{outcome}");
+    let log = &page[page.find("id=\"log\"").unwrap()..];
+    assert!(log.contains("club a FAILED its health check"), "{log}");
+    assert!(log.to_lowercase().contains("connection refused"), "{log}");
 }
 
 /// Point 15 (its panel parts): a club's row offers Deploy… first as the main button and Roll

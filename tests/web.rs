@@ -353,7 +353,10 @@ async fn staff_deploy_to_all_clubs_and_roll_one_back_through_the_forms() {
         assert!(job_page.contains(&format!("Job #{id}: deploy {tag} to all clubs")));
         assert_eq!(app.run_job(id).await, "succeeded");
         let job_page = app.page(&admin, &format!("/jobs/{id}")).await;
-        assert!(job_page.contains("2 of 2 clubs switched"), "{job_page}");
+        assert!(
+            job_page.contains(&format!("2 of 2 clubs on {tag}")),
+            "{job_page}"
+        );
         assert_eq!(app.env.release_of("a"), release);
         assert_eq!(app.env.release_of("b"), release);
     }
@@ -453,7 +456,12 @@ async fn job_page_streams_events_until_the_job_ends() {
         .unwrap();
     assert!(body.contains("event: log"), "{body}");
     assert!(body.contains("\"message\":\"switch\""), "{body}");
-    assert!(body.contains("(2 of 2 clubs switched)"), "{body}");
+    assert!(body.contains("(2 of 2 clubs on v1)"), "{body}");
+    // Each count says, in words, what the clubs run.
+    assert!(
+        body.contains("\"counted\":\"2 of 2 clubs on v1\""),
+        "{body}"
+    );
     assert!(body.trim_end().ends_with("}"), "{body}");
     let end = body
         .split("event: end\ndata: ")
@@ -461,11 +469,12 @@ async fn job_page_streams_events_until_the_job_ends() {
         .expect("an end event");
     let end: serde_json::Value = serde_json::from_str(end.trim()).unwrap();
     assert_eq!(end["error"], serde_json::Value::Null, "{body}");
+    assert_eq!(end["counted"], "2 of 2 clubs on v1", "{body}");
     assert!(
         end["outcome"]
             .as_str()
             .unwrap()
-            .starts_with("2 of 2 clubs switched"),
+            .starts_with("2 of 2 clubs on v1"),
         "{body}"
     );
     // The moment it ended, for the job page's step times.

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::{form_tokens, job_events, jobs};
-use crate::domain::{JobKind, JobStatus};
+use crate::domain::{JobKind, JobStatus, Tally};
 
 /// A job as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -50,9 +50,28 @@ pub struct JobEvent {
     pub kind: String,
     pub message: String,
     pub output: Option<String>,
-    /// How far the whole job is, when the event counts: `done` of `total`.
+    /// How far the whole job is, when the event counts: `done` of `total`, `already` of
+    /// them on the release before (`None` from before versions said it).
     pub done: Option<i32>,
     pub total: Option<i32>,
+    pub already: Option<i32>,
+}
+
+impl JobEvent {
+    /// The job's count this event says, if it counts.
+    pub fn tally(&self) -> Option<Tally> {
+        tally(self.done, self.total, self.already)
+    }
+}
+
+/// A count as stored, if whole: no part may be negative.
+fn tally(done: Option<i32>, total: Option<i32>, already: Option<i32>) -> Option<Tally> {
+    let n = |v: i32| usize::try_from(v).ok();
+    Some(Tally {
+        done: n(done?)?,
+        total: n(total?)?,
+        already: n(already.unwrap_or(0))?,
+    })
 }
 
 /// A line to add to a job's log.
@@ -67,6 +86,7 @@ pub struct NewJobEvent<'a> {
     pub output: Option<&'a str>,
     pub done: Option<i32>,
     pub total: Option<i32>,
+    pub already: Option<i32>,
 }
 
 /// Queues a job (the caller's transaction also writes its audit event).
@@ -233,16 +253,17 @@ pub fn events_after(
         .load(conn)
 }
 
-/// How far a job is by its newest event that counts: (done, total), if any counted.
-pub fn last_count(conn: &mut SqliteConnection, job_id: i32) -> QueryResult<Option<(i32, i32)>> {
-    let found: Option<(Option<i32>, Option<i32>)> = job_events::table
+/// How far a job is by its newest event that counts, if any counted.
+pub fn last_count(conn: &mut SqliteConnection, job_id: i32) -> QueryResult<Option<Tally>> {
+    type Stored = (Option<i32>, Option<i32>, Option<i32>);
+    let found: Option<Stored> = job_events::table
         .filter(job_events::job_id.eq(job_id))
         .filter(job_events::done.is_not_null())
         .order(job_events::id.desc())
-        .select((job_events::done, job_events::total))
+        .select((job_events::done, job_events::total, job_events::already))
         .first(conn)
         .optional()?;
-    Ok(found.and_then(|(done, total)| Some((done?, total?))))
+    Ok(found.and_then(|(done, total, already)| tally(done, total, already)))
 }
 
 /// Whether any job waits in the queue.

@@ -76,6 +76,7 @@ diesel::table! {
         output -> Nullable<Text>,
         done -> Nullable<Integer>,
         total -> Nullable<Integer>,
+        already -> Nullable<Integer>,
     }
 }
 

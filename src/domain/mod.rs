@@ -9,6 +9,7 @@ mod release;
 mod repo_url;
 pub mod rollout;
 mod staff;
+mod tally;
 mod version;
 
 pub use address::{check_url, is_internal_address, parse_connect_to, sign_in_key, url_host};
@@ -18,6 +19,7 @@ pub use kinds::{JobKind, SwitchKind};
 pub use release::{ReleaseName, ReleaseTag};
 pub use repo_url::{Credentials, RepoUrl, UrlKind};
 pub use staff::{ClubScope, NewPassword, OUTPUT_WITHHELD, Role, UserName, may_ask};
+pub use tally::Tally;
 pub use version::{Version, newest_first, release_order};
 
 /// `n` and the noun, plural unless one: "1 club", "30 clubs".
@@ -26,6 +28,19 @@ pub fn count(n: usize, noun: &str) -> String {
         format!("1 {noun}")
     } else {
         format!("{n} {noun}s")
+    }
+}
+
+/// Names as a sentence says them, at most `up_to` (at least one) of them: "Arosa", "Arosa
+/// and Davos", "Arosa, Davos and Lenk", "Arosa, Davos, Lenk and 5 more".
+pub fn named<S: AsRef<str>>(names: &[S], up_to: usize) -> String {
+    let shown: Vec<&str> = names.iter().take(up_to.max(1)).map(AsRef::as_ref).collect();
+    let more = names.len() - shown.len();
+    match (shown.split_last(), more) {
+        (None, _) => String::new(),
+        (Some((only, [])), 0) => (*only).to_owned(),
+        (Some((last, first)), 0) => format!("{} and {last}", first.join(", ")),
+        (Some(_), more) => format!("{} and {more} more", shown.join(", ")),
     }
 }
 
@@ -129,5 +144,21 @@ mod reload_tests {
         ] {
             assert_eq!(policy.reloads(scope), reloads, "{policy:?} {scope:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod words_tests {
+    use super::named;
+
+    #[test]
+    fn names_read_as_a_sentence_and_a_long_list_is_cut_with_a_count() {
+        let names = ["Arosa", "Davos", "Lenk", "Adelboden", "Andermatt"];
+        assert_eq!(named(&names[..0], 3), "");
+        assert_eq!(named(&names[..1], 3), "Arosa");
+        assert_eq!(named(&names[..2], 3), "Arosa and Davos");
+        assert_eq!(named(&names[..3], 3), "Arosa, Davos and Lenk");
+        assert_eq!(named(&names, 3), "Arosa, Davos, Lenk and 2 more");
+        assert_eq!(named(&names, 0), "Arosa and 4 more");
     }
 }

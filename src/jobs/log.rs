@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use crate::db::{self, DbPool, jobs};
+use crate::domain::Tally;
 use crate::pipeline::command::Ran;
 use crate::pipeline::{Progress, Step};
 
@@ -32,13 +33,13 @@ impl JobLog {
         self.write_counted(kind, message, output, None);
     }
 
-    /// [`JobLog::write`] for an event that says how far the whole job is: `(done, total)`.
+    /// [`JobLog::write`] for an event that says how far the whole job is.
     fn write_counted(
         &mut self,
         kind: &str,
         message: &str,
         output: Option<&str>,
-        count: Option<(usize, usize)>,
+        count: Option<Tally>,
     ) {
         let to_i32 = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
         let event = jobs::NewJobEvent {
@@ -48,8 +49,9 @@ impl JobLog {
             kind,
             message,
             output,
-            done: count.map(|(done, _)| to_i32(done)),
-            total: count.map(|(_, total)| to_i32(total)),
+            done: count.map(|c| to_i32(c.done)),
+            total: count.map(|c| to_i32(c.total)),
+            already: count.map(|c| to_i32(c.already)),
         };
         let written = self
             .pool
@@ -90,8 +92,8 @@ impl Progress for JobLog {
         self.write("progress", message, None);
     }
 
-    fn count(&mut self, message: &str, done: usize, total: usize) {
-        self.write_counted("progress", message, None, Some((done, total)));
+    fn count(&mut self, message: &str, tally: Tally) {
+        self.write_counted("progress", message, None, Some(tally));
     }
 
     fn output(&mut self, ran: &Ran) {

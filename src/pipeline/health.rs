@@ -55,9 +55,12 @@ pub enum Verdict {
     /// Switched, but the site still runs from another release (no reload followed the
     /// switch), and why we know: never counted as healthy, nor as a failure.
     NotLive(String),
-    /// Failed: why, and the failing response (status, headers, the start of the body).
+    /// Failed: why (for the log), the same in plain words for staff ("did not answer
+    /// (connection refused)"), and the failing response (status, headers, the start of the
+    /// body).
     Failed {
         reason: String,
+        plain: String,
         response: Option<String>,
     },
 }
@@ -290,21 +293,32 @@ fn prove(
                     .and_then(|answer| answer["release_dir"].as_str().map(str::to_owned));
                 match dir {
                     Some(dir) if dir == wanted => Ok(()),
-                    Some(dir) => Err((format!("it still runs from {dir}"), None)),
-                    None => Err((format!("not the probe's answer: {body:.200}"), None)),
+                    Some(dir) => Err((
+                        format!("it still runs from {dir}"),
+                        "still ran the version before".to_owned(),
+                        None,
+                    )),
+                    None => Err((
+                        format!("not the probe's answer: {body:.200}"),
+                        "did not show which version it runs (its health probe did not answer)"
+                            .to_owned(),
+                        None,
+                    )),
                 }
             }
             Err(ureq::Error::Status(code, response)) => Err((
                 format!("the probe answered {code}"),
+                answered(code),
                 Some(describe(code, response, &secrets)),
             )),
-            Err(e) => Err((format!("{e}"), None)),
+            Err(e) => Err((format!("{e}"), no_answer(&e), None)),
         };
         match seen {
             Ok(()) => return Ok(()),
-            Err((reason, response)) if Instant::now() >= deadline => {
+            Err((reason, plain, response)) if Instant::now() >= deadline => {
                 return Err(Verdict::Failed {
                     reason: format!("not proven on {wanted} in time: {reason}"),
+                    plain,
                     response,
                 });
             }
@@ -338,6 +352,7 @@ fn expect_page(
         Err(e) => {
             return Err(Verdict::Failed {
                 reason: format!("{url} did not answer: {e}"),
+                plain: no_answer(&e),
                 response: None,
             });
         }
@@ -346,6 +361,7 @@ fn expect_page(
     if code != settings.expect_status {
         return Err(Verdict::Failed {
             reason: format!("{url} answered {code}, not {}", settings.expect_status),
+            plain: answered(code),
             response: Some(shown),
         });
     }
@@ -354,10 +370,55 @@ fn expect_page(
     {
         return Err(Verdict::Failed {
             reason: format!("{url} answered {code} without {text:?}"),
+            plain: format!("answered, but without the text “{text}”"),
             response: Some(shown),
         });
     }
     Ok(())
+}
+
+/// A site that did not answer, in plain words: "did not answer (connection refused)".
+fn no_answer(e: &ureq::Error) -> String {
+    let why = match e {
+        ureq::Error::Status(code, _) => return answered(*code),
+        ureq::Error::Transport(t) => match (t.kind(), io_kind(t)) {
+            // The resolver's refusal (see `agent`).
+            (_, Some(std::io::ErrorKind::PermissionDenied)) => {
+                "its address is this machine, which health checks never ask"
+            }
+            (ureq::ErrorKind::Dns, _) => "its address was not found",
+            (_, Some(std::io::ErrorKind::ConnectionRefused)) => "connection refused",
+            (_, Some(std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)) => {
+                "it took too long"
+            }
+            (ureq::ErrorKind::Io, _) => "the connection broke off",
+            (ureq::ErrorKind::TooManyRedirects, _) => "too many redirects",
+            _ => "no connection",
+        },
+    };
+    format!("did not answer ({why})")
+}
+
+/// The kind of the I/O error behind a transport error, if one is.
+fn io_kind(e: &ureq::Transport) -> Option<std::io::ErrorKind> {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// A site that answered the wrong status, in plain words.
+fn answered(code: u16) -> String {
+    match code {
+        500..=599 => format!("answered with an error (HTTP {code})"),
+        404 => "answered “not found” (HTTP 404)".to_owned(),
+        401 | 403 => format!("refused the check (HTTP {code})"),
+        _ => format!("answered HTTP {code}, not the page expected"),
+    }
 }
 
 /// A response as the job log keeps it: status line, headers, the first 4 KB of the body.
@@ -415,6 +476,30 @@ fn read_body(reader: impl Read) -> String {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn a_site_that_does_not_answer_or_answers_wrong_is_said_in_plain_words() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let e = ureq::get(&format!("http://127.0.0.1:{port}/"))
+            .call()
+            .unwrap_err();
+        assert_eq!(super::no_answer(&e), "did not answer (connection refused)");
+        // The checks' resolver refuses this machine.
+        let settings = crate::config::HealthSettings::default();
+        let e = super::agent(&settings)
+            .get(&format!("http://127.0.0.1:{port}/"))
+            .call()
+            .unwrap_err();
+        assert_eq!(
+            super::no_answer(&e),
+            "did not answer (its address is this machine, which health checks never ask)",
+            "{e:?}"
+        );
+        assert_eq!(super::answered(502), "answered with an error (HTTP 502)");
+        assert_eq!(super::answered(404), "answered “not found” (HTTP 404)");
+    }
 
     #[test]
     fn the_probe_is_asked_again_ever_later_up_to_once_a_second() {

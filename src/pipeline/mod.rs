@@ -73,9 +73,9 @@ pub trait Progress {
         let _ = text;
         self.progress(message);
     }
-    /// A line that also says, as data, how far the whole job is: `done` of `total` clubs.
-    fn count(&mut self, message: &str, done: usize, total: usize) {
-        let _ = (done, total);
+    /// A line that also says, as data, how far the whole job is.
+    fn count(&mut self, message: &str, tally: crate::domain::Tally) {
+        let _ = tally;
         self.progress(message);
     }
 }

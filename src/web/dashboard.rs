@@ -7,7 +7,7 @@ use actix_web::web;
 use askama::Template;
 use askama_web::WebTemplate;
 
-use super::ui::{Running, counted};
+use super::ui::Running;
 use super::{Admin, AppState, CsrfForm, Nav, NoFields, Staff, count};
 use crate::db::{audit, jobs};
 use crate::domain::JobStatus;
@@ -78,12 +78,7 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
         .db(|_, conn| {
             let mut running = Vec::new();
             for job in jobs::with_status(conn, JobStatus::Running)? {
-                let progress = counted(jobs::last_count(conn, job.id)?);
-                running.push(Running {
-                    id: job.id,
-                    what: super::ui::describe(&job),
-                    progress,
-                });
+                running.push(Running::of(&job, jobs::last_count(conn, job.id)?));
             }
             let queued = jobs::with_status(conn, JobStatus::Queued)?.len();
             let recent = audit::list(

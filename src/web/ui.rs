@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::db::Conn;
 use crate::db::clubs;
 use crate::db::jobs::Job;
-use crate::domain::{ClubSlug, JobSpec, ReleaseTag};
+use crate::domain::{ClubSlug, JobSpec, JobStatus, ReleaseTag, Tally};
 use crate::web::error::AppError;
 
 pub use crate::domain::size_in_words;
@@ -72,23 +72,38 @@ pub fn describe(job: &Job) -> String {
 pub struct Running {
     pub id: i32,
     pub what: String,
-    pub progress: Option<(usize, usize)>,
+    /// Its count, if it counted, and that count in words.
+    pub progress: Option<Tally>,
+    pub counted: String,
 }
 
 impl Running {
+    /// `job`, whose newest count is `tally`.
+    pub fn of(job: &Job, tally: Option<Tally>) -> Running {
+        Running {
+            id: job.id,
+            what: describe(job),
+            progress: tally,
+            counted: tally.map_or_else(String::new, |t| tally_words(job, t, job.status)),
+        }
+    }
+
     /// The progress bar's percentage.
     pub fn percent(&self) -> usize {
         match self.progress {
-            Some((done, total)) if total > 0 => done * 100 / total,
+            Some(t) if t.total > 0 => t.done * 100 / t.total,
             _ => 0,
         }
     }
 }
 
-/// A job's count (done, total) as events carry it, for the bar.
-pub fn counted(count: Option<(i32, i32)>) -> Option<(usize, usize)> {
-    let (done, total) = count?;
-    Some((usize::try_from(done).ok()?, usize::try_from(total).ok()?))
+/// `job`'s count `tally` in words, the job being `status` (see [`Tally::words`]).
+pub fn tally_words(job: &Job, tally: Tally, status: JobStatus) -> String {
+    let to = match JobSpec::from_json(&job.params) {
+        Ok(JobSpec::Deploy { tag, .. }) => Some(tag.to_string()),
+        _ => None,
+    };
+    tally.words(job.kind, to.as_deref(), status)
 }
 
 #[derive(Template, WebTemplate)]

@@ -59,7 +59,7 @@ pub fn deploy(
         preflight(job)?;
     }
     // The whole job's count across its waves.
-    let mut count = SwitchRun::alone(clubs.len());
+    let mut count = SwitchRun::new(JobKind::Deploy, clubs.len(), Some(tag));
     let mut switched = 0;
     let mut reloaded_at = None;
     let mut unchecked = 0;
@@ -76,7 +76,7 @@ pub fn deploy(
                 release.name
             ),
         })?;
-        let header = (waves.len() > 1).then(|| {
+        count.header = (waves.len() > 1).then(|| {
             let slugs: Vec<&str> = wave.clubs.iter().map(|c| c.slug.as_str()).collect();
             format!(
                 "wave {} of {}{}: {}",
@@ -93,9 +93,8 @@ pub fn deploy(
             &release,
             SwitchKind::Deploy,
             None,
-            &mut SwitchRun { header, ..count },
+            &mut count,
         )?;
-        count.done += wave.clubs.len();
         switched += done.len();
         if done.is_empty() {
             continue;
@@ -111,28 +110,30 @@ pub fn deploy(
         if checked.failed.is_empty() {
             continue;
         }
-        let not_reached: usize = waves[n + 1..].iter().map(|w| w.clubs.len()).sum();
         match job.settings.health.on_failure {
             OnFailure::Ignore => ignored += checked.failed.len(),
             on_failure => {
+                let not_reached: Vec<ClubApp> = waves[n + 1..]
+                    .iter()
+                    .flat_map(|w| w.clubs.clone())
+                    .collect();
                 return Err(health_failure(
                     job,
                     app,
                     &release,
-                    &checked.failed,
+                    &checked,
                     &clubs,
-                    not_reached,
+                    &not_reached,
                     on_failure,
                 ));
             }
         }
     }
-    let mut summary = format!(
-        "{switched} of {} club{} switched to {}",
-        clubs.len(),
-        plural(clubs.len()),
-        release.name
-    );
+    // The count a finished job's page says too.
+    let tag = tag.to_string();
+    let mut summary = count
+        .tally
+        .words(JobKind::Deploy, Some(&tag), JobStatus::Succeeded);
     if reloaded_at.is_some() {
         summary.push_str("; Apache reloaded");
     }
@@ -165,48 +166,116 @@ pub fn deploy(
     Ok(summary)
 }
 
-/// Ends a deploy whose clubs `failed` their health check: with `rollback`, puts them back on
-/// the release each ran before (one reload; the release is marked bad for them) and checks
-/// them again; with `stop`, leaves them (`clubs`: the job's). Returns the job's error: a
-/// plain summary.
+/// Ends a deploy whose clubs failed their health check (`checked`): with `rollback`, puts
+/// them back on the release each ran before (one reload; the release is marked bad for them)
+/// and checks them again; with `stop`, leaves them. Returns the job's error: a summary in
+/// plain words ("Schwimmverein Arosa's site did not answer (connection refused), so it was
+/// put back on v1-…; FC Andermatt and Adelboden were not touched"), the job's clubs
+/// (`clubs`) only, by display name; the technical lines stay in the log.
 pub(super) fn health_failure(
     job: &mut Job<'_>,
     app: &App,
     release: &Release,
-    failed: &[(ClubApp, switches::NewSwitch)],
+    checked: &Checked,
     clubs: &[ClubApp],
-    not_reached: usize,
+    not_reached: &[ClubApp],
     on_failure: OnFailure,
 ) -> anyhow::Error {
-    let (n, total) = (failed.len(), clubs.len());
-    let failing = format!(
-        "{n} of {total} club{} failed {} health check",
-        plural(total),
-        if n == 1 { "its" } else { "their" }
-    );
-    let reached = if not_reached > 0 {
-        format!(
-            "; the rollout stopped: {not_reached} club{} not reached {} not touched",
-            plural(not_reached),
-            if not_reached == 1 { "was" } else { "were" }
-        )
+    let failed = &checked.failed;
+    let n = failed.len();
+    let failures = failures_in_words(job.settings, checked, clubs.len());
+    let it = if n == 1 { "it was" } else { "they were" };
+    let untouched = match not_reached.len() {
+        0 => String::new(),
+        left => {
+            let names: Vec<&str> = not_reached.iter().map(|c| c.name.as_str()).collect();
+            let were = if left == 1 { "was" } else { "were" };
+            format!("; {} {were} not touched", crate::domain::named(&names, 3))
+        }
+    };
+    // The job's other clubs that run the release (earlier waves, or already did).
+    let others: Vec<ClubApp> = clubs
+        .iter()
+        .filter(|c| !failed.iter().any(|(f, _)| f.club_id == c.club_id))
+        .cloned()
+        .collect();
+    let runs = |names: Vec<String>| match names.len() {
+        0 => String::new(),
+        k => format!(
+            "; {} {} {}",
+            crate::domain::named(&names, 3),
+            if k == 1 { "runs" } else { "run" },
+            release.name
+        ),
+    };
+    if on_failure == OnFailure::Stop {
+        let now = runs(running(job, app, release, &others));
+        return anyhow::anyhow!(
+            "{failures}, and {it} left on {} (on_failure = \"stop\"){now}{untouched}",
+            release.name,
+        );
+    }
+    let run = SwitchRun::within(n);
+    match put_back(job, app, release, failed, SwitchKind::HealthRollback, run) {
+        Ok(back) => {
+            let now = runs(running(job, app, release, &others));
+            let onto = back
+                .onto()
+                .map_or_else(String::new, |o| format!(", so {it} {o}"));
+            let stranded = back.stranded();
+            anyhow::anyhow!("{failures}{onto}{stranded}{now}{untouched}")
+        }
+        Err(e) => e.context(format!(
+            "{failures}; putting {} back failed{untouched}",
+            if n == 1 { "it" } else { "them" }
+        )),
+    }
+}
+
+/// How many names a summary says before "and 5 more".
+const NAMED: usize = 3;
+
+/// The failures of `checked` in plain words, the clubs that failed alike together: "FC
+/// Andermatt's site did not answer (connection refused)", "the sites of Arosa and Davos
+/// answered with an error (HTTP 500)"; led by the count when there are more than
+/// [`NAMED`] ("30 of 30 clubs failed their health check: …"; `total`: the job's clubs).
+fn failures_in_words(settings: &Settings, checked: &Checked, total: usize) -> String {
+    let site: fn(&ClubApp) -> String = if settings.several_apps() {
+        |club: &ClubApp| format!("{} site", club.app)
+    } else {
+        |_: &ClubApp| "site".to_owned()
+    };
+    // Each way of failing, in the order first seen, with its clubs.
+    let mut ways: Vec<(&str, Vec<&ClubApp>)> = Vec::new();
+    for (club, _) in &checked.failed {
+        let why = checked
+            .why
+            .get(&club.club_id)
+            .map_or("failed its health check", String::as_str);
+        match ways.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, clubs)) => clubs.push(club),
+            None => ways.push((why, vec![club])),
+        }
+    }
+    let said: Vec<String> = ways
+        .iter()
+        .map(|(why, clubs)| match clubs.as_slice() {
+            [club] => format!("{}'s {} {why}", club.name, site(club)),
+            clubs => {
+                let names: Vec<&str> = clubs.iter().map(|c| c.name.as_str()).collect();
+                let sites = format!("{}s", site(clubs[0]));
+                format!(
+                    "the {sites} of {} {why}",
+                    crate::domain::named(&names, NAMED)
+                )
+            }
+        })
+        .collect();
+    let n = checked.failed.len();
+    let lead = if n > NAMED {
+        format!("{n} of {total} clubs failed their health check: ")
     } else {
         String::new()
     };
-    if on_failure == OnFailure::Stop {
-        let now = running(job, app, release, clubs);
-        return anyhow::anyhow!(
-            "{failing} and {} left on {} (on_failure = \"stop\"); {now} run {}{reached}",
-            if n == 1 { "was" } else { "were" },
-            release.name,
-            release.name
-        );
-    }
-    match put_back(job, app, release, failed, SwitchKind::HealthRollback) {
-        Ok(back) => {
-            let now = running(job, app, release, clubs);
-            anyhow::anyhow!("{failing}{back}; {now} run {}{reached}", release.name)
-        }
-        Err(e) => e.context(format!("{failing}; putting them back failed{reached}")),
-    }
+    format!("{lead}{}", said.join("; "))
 }

@@ -10,7 +10,9 @@ use crate::config::{App, OnFailure, Settings};
 use crate::db::Conn;
 use crate::db::clubs::ClubApp;
 use crate::db::{self, DbConn, DbPool, audit, clubs, switches};
-use crate::domain::{ClubSlug, ReleaseName, ReleaseTag, SwitchKind, SwitchScope, Targets};
+use crate::domain::{
+    ClubSlug, JobKind, JobStatus, ReleaseName, ReleaseTag, SwitchKind, SwitchScope, Tally, Targets,
+};
 use crate::pipeline::git::{self, Mirror};
 use crate::pipeline::host::Host;
 use crate::pipeline::release::{self, BuildSpec, Built, Release};

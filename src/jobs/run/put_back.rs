@@ -43,7 +43,8 @@ pub fn put_back_job(
             "none of the clubs job #{of} switched still runs what it gave them; nothing was changed"
         );
     };
-    let words = put_back(job, app, &release, &back, SwitchKind::Rollback)?;
+    let run = SwitchRun::new(JobKind::PutBack, back.len(), None);
+    let words = put_back(job, app, &release, &back, SwitchKind::Rollback, run)?.said();
     Ok(format!(
         "{} switched by job #{of} left {}{words}",
         crate::domain::count(back.len(), "club"),
@@ -60,7 +61,10 @@ pub fn put_back_unproven(
     wave: crate::service::preview::StillSwitched,
 ) -> anyhow::Result<String> {
     match to_put_back(job, app, wave)? {
-        Some((release, back)) => put_back(job, app, &release, &back, SwitchKind::HealthRollback),
+        Some((release, back)) => {
+            let run = SwitchRun::within(back.len());
+            Ok(put_back(job, app, &release, &back, SwitchKind::HealthRollback, run)?.said())
+        }
         None => Ok(String::new()),
     }
 }

@@ -45,7 +45,7 @@ pub fn rollback(
         &release,
         SwitchKind::Rollback,
         Some(&current),
-        &mut SwitchRun::alone(clubs.len()),
+        &mut SwitchRun::new(JobKind::Rollback, clubs.len(), None),
     )?;
     let mut summary = format!("club {slug} rolled back from {current} to {}", release.name);
     let proving = will_prove(job.settings, &release, reload, clubs);

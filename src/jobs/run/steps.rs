@@ -41,6 +41,8 @@ pub(super) fn will_prove(
 pub(super) struct Checked {
     /// The clubs that failed, with the switch that put them on the release.
     pub(super) failed: Vec<(ClubApp, switches::NewSwitch)>,
+    /// Why each failed, in plain words, by club id ("did not answer (connection refused)").
+    pub(super) why: std::collections::HashMap<i32, String>,
     /// Clubs without an address.
     pub(super) unchecked: usize,
     /// Clubs switched but still served from another release (no reload).
@@ -144,12 +146,16 @@ pub(super) fn check_health(
     }
     let mut checked = Checked {
         failed: Vec::new(),
+        why: Default::default(),
         unchecked: 0,
         not_live: 0,
     };
     for ((club, switch), verdict) in switched.into_iter().zip(verdicts) {
         match verdict {
-            health::Verdict::Failed { .. } => checked.failed.push((club, switch)),
+            health::Verdict::Failed { plain, .. } => {
+                checked.why.insert(club.club_id, plain);
+                checked.failed.push((club, switch));
+            }
             health::Verdict::NotChecked(_) => checked.unchecked += 1,
             health::Verdict::NotLive(_) => checked.not_live += 1,
             health::Verdict::Healthy { .. } => {}
@@ -180,6 +186,7 @@ pub(super) fn report_verdict(
         health::Verdict::Failed {
             reason,
             response: Some(response),
+            ..
         } => progress.evidence(
             &format!("{label} FAILED its health check: {reason}"),
             response,
@@ -187,20 +194,22 @@ pub(super) fn report_verdict(
         health::Verdict::Failed {
             reason,
             response: None,
+            ..
         } => progress.progress(&format!("{label} FAILED its health check: {reason}")),
     }
 }
 
 /// Switches each failed club back to the release it ran before, marking `release` bad for
-/// it, then reloads once and checks them again. Returns the end of the summary sentence
-/// (" and were put back on …").
+/// it, then reloads once and checks them again; `run` counts them (the job's count, or
+/// [`SwitchRun::within`] another job). Returns what became of them.
 pub(super) fn put_back(
     job: &mut Job<'_>,
     app: &App,
     release: &Release,
     failed: &[(ClubApp, switches::NewSwitch)],
     kind: SwitchKind,
-) -> anyhow::Result<String> {
+    mut run: SwitchRun,
+) -> anyhow::Result<Back> {
     let mut by_release: std::collections::BTreeMap<String, Vec<ClubApp>> = Default::default();
     let mut stranded = Vec::new();
     for (club, switch) in failed {
@@ -209,7 +218,7 @@ pub(super) fn put_back(
                 .entry(from.clone())
                 .or_default()
                 .push(club.clone()),
-            None => stranded.push(club.slug.clone()),
+            None => stranded.push(club.name.clone()),
         }
     }
     // The configuration is tested before any club goes back: a failing test changes nothing.
@@ -229,7 +238,7 @@ pub(super) fn put_back(
             &previous,
             kind,
             Some(&release.name),
-            &mut SwitchRun::alone(group.len()),
+            &mut run,
         )?;
         back.push((previous, done, group.clone()));
     }
@@ -241,43 +250,76 @@ pub(super) fn put_back(
         // Reported, not acted on: the rollback is as far back as a job goes.
         check_health(job, previous, done, group, reload)?;
     }
-    let put: usize = back.iter().map(|(_, done, _)| done.len()).sum();
-    let mut words = String::new();
-    if put > 0 {
-        let names: Vec<String> = back.iter().map(|(p, ..)| p.name.to_string()).collect();
-        words.push_str(&format!(
-            " and {} put back on {}",
-            if put == 1 { "was" } else { "were" },
-            names.join(" and ")
-        ));
-    }
-    if !stranded.is_empty() {
-        words.push_str(&format!(
-            "; {} ran no release before, so {} left on {}",
-            stranded.join(", "),
-            if stranded.len() == 1 {
-                "it was"
-            } else {
-                "they were"
-            },
-            release.name
-        ));
-    }
-    Ok(words)
+    Ok(Back {
+        put: back.iter().map(|(_, done, _)| done.len()).sum(),
+        onto: back.iter().map(|(p, ..)| p.name.to_string()).collect(),
+        stranded,
+        left_on: release.name.to_string(),
+    })
 }
 
-/// How many of `among` (a job's clubs) run `release` of `app`, as recorded: a summary counts
-/// the job's clubs only, not others that ran the release before it.
-pub(super) fn running(job: &Job<'_>, app: &App, release: &Release, among: &[ClubApp]) -> usize {
+/// What became of clubs put back: how many went back, onto which releases, and the display
+/// names of those that ran nothing before (left on `left_on`).
+pub(super) struct Back {
+    pub(super) put: usize,
+    onto: Vec<String>,
+    stranded: Vec<String>,
+    left_on: String,
+}
+
+impl Back {
+    /// "put back on v1" ("… on v1 and v0"), if any club went back.
+    pub(super) fn onto(&self) -> Option<String> {
+        (self.put > 0).then(|| format!("put back on {}", self.onto.join(" and ")))
+    }
+
+    /// "; Arosa ran no release before, so it was left on v2", if any club ran nothing before.
+    pub(super) fn stranded(&self) -> String {
+        match self.stranded.len() {
+            0 => String::new(),
+            n => format!(
+                "; {} ran no release before, so {} left on {}",
+                crate::domain::named(&self.stranded, 3),
+                if n == 1 { "it was" } else { "they were" },
+                self.left_on
+            ),
+        }
+    }
+
+    /// The end of a sentence whose subject is the clubs: " and were put back on v1", then
+    /// [`Back::stranded`].
+    pub(super) fn said(&self) -> String {
+        let mut words = String::new();
+        if let Some(onto) = self.onto() {
+            let were = if self.put == 1 { "was" } else { "were" };
+            words.push_str(&format!(" and {were} {onto}"));
+        }
+        words.push_str(&self.stranded());
+        words
+    }
+}
+
+/// The display names of those of `among` (a job's clubs) that run `release` of `app`, as
+/// recorded: a summary names the job's clubs only, not others that ran the release before it.
+pub(super) fn running(
+    job: &Job<'_>,
+    app: &App,
+    release: &Release,
+    among: &[ClubApp],
+) -> Vec<String> {
     let recorded = job
         .conn()
         .and_then(|mut conn| Ok(clubs::webroots(&mut conn, Some(app.name.as_str()))?));
-    recorded.map_or(0, |all| {
-        all.iter()
-            .filter(|c| among.iter().any(|m| m.club_id == c.club_id))
-            .filter(|c| c.current_release.as_deref() == Some(release.name.as_str()))
-            .count()
-    })
+    recorded.map_or_else(
+        |_| Vec::new(),
+        |all| {
+            all.into_iter()
+                .filter(|c| among.iter().any(|m| m.club_id == c.club_id))
+                .filter(|c| c.current_release.as_deref() == Some(release.name.as_str()))
+                .map(|c| c.name)
+                .collect()
+        },
+    )
 }
 
 /// The webroots of `app` a deploy switches: every club's that runs it, or the named clubs'
@@ -488,44 +530,75 @@ pub(super) fn preflight(job: &mut Job<'_>) -> anyhow::Result<()> {
 #[derive(Debug, Clone)]
 pub(super) struct SwitchRun {
     pub(super) header: Option<String>,
-    pub(super) done: usize,
-    pub(super) total: usize,
+    pub(super) tally: Tally,
+    /// What kind of job counts, and the version a deploy brings: what its count says.
+    kind: JobKind,
+    to: Option<String>,
+    /// Whether this run's count is the job's (a put-back within a deploy says each club,
+    /// but the deploy's count stays the job's).
+    counts: bool,
     /// When the job last said its count.
-    pub(super) told_at: Option<std::time::Instant>,
+    told_at: Option<std::time::Instant>,
 }
 
 impl SwitchRun {
-    /// A job's count of `total` clubs, none handled yet.
-    pub(super) fn alone(total: usize) -> SwitchRun {
+    /// A job's count of `total` clubs, none handled yet; `to`: the version a deploy brings.
+    pub(super) fn new(kind: JobKind, total: usize, to: Option<&ReleaseTag>) -> SwitchRun {
         SwitchRun {
             header: None,
-            done: 0,
-            total,
+            tally: Tally {
+                total,
+                ..Tally::default()
+            },
+            kind,
+            to: to.map(ToString::to_string),
+            counts: true,
             told_at: None,
         }
     }
 
-    /// "12 of 30 clubs switched", for the job's whole count.
-    fn counted(&self) -> String {
-        format!(
-            "{} of {} club{} switched",
-            self.done,
-            self.total,
-            plural(self.total)
-        )
+    /// Clubs put back within another job, whose count stays that job's.
+    pub(super) fn within(total: usize) -> SwitchRun {
+        SwitchRun {
+            counts: false,
+            ..SwitchRun::new(JobKind::PutBack, total, None)
+        }
     }
 
-    /// One more club handled: a line for it (`what` it now runs) with the count in a job of
-    /// up to [`crate::pipeline::EVERY_CLUB_UP_TO`] clubs, else the count as
-    /// [`crate::pipeline::worth_telling`] paces it. Returns whether anything was said.
-    fn one_more(&mut self, progress: &mut dyn Progress, what: impl FnOnce() -> String) -> bool {
-        self.done += 1;
+    /// "12 of 30 clubs on v1.2.0", for the job's whole count.
+    fn counted(&self) -> String {
+        let to = self.to.as_deref();
+        self.tally
+            .words(self.kind, to, crate::domain::JobStatus::Running)
+    }
+
+    /// Says the count, as data too where it is the job's.
+    fn tell(&self, progress: &mut dyn Progress, line: &str) {
+        if self.counts {
+            progress.count(line, self.tally);
+        } else {
+            progress.progress(line);
+        }
+    }
+
+    /// One more club handled (`already` on the release): a line for it (`what` it now runs)
+    /// with the count in a job of up to [`crate::pipeline::EVERY_CLUB_UP_TO`] clubs, else
+    /// the count as [`crate::pipeline::worth_telling`] paces it. Returns whether anything
+    /// was said.
+    fn one_more(
+        &mut self,
+        progress: &mut dyn Progress,
+        already: bool,
+        what: impl FnOnce() -> String,
+    ) -> bool {
+        self.tally.done += 1;
+        self.tally.already += usize::from(already);
+        let (done, total) = (self.tally.done, self.tally.total);
         let since = self.told_at.map(|at| at.elapsed());
-        if self.total <= crate::pipeline::EVERY_CLUB_UP_TO {
-            let line = format!("{} ({})", what(), self.counted());
-            progress.count(&line, self.done, self.total);
-        } else if crate::pipeline::worth_telling(self.done, self.total, since) {
-            progress.count(&self.counted(), self.done, self.total);
+        if total <= crate::pipeline::EVERY_CLUB_UP_TO {
+            self.tell(progress, &format!("{} ({})", what(), self.counted()));
+        } else if crate::pipeline::worth_telling(done, total, since) {
+            self.tell(progress, &self.counted());
             self.told_at = Some(std::time::Instant::now());
         } else {
             return false;
@@ -547,7 +620,7 @@ pub(super) fn switch_clubs(
     if let Some(header) = run.header.take() {
         job.progress.progress(&header);
     }
-    let mut told = run.done;
+    let mut told = run.tally.done;
     let releases_dir = &app.releases_dir;
     let switcher = job.host.links(&release.dir, &job.settings.webroot_base);
     let mut done = Vec::new();
@@ -567,8 +640,8 @@ pub(super) fn switch_clubs(
                         release.name
                     )
                 };
-                if run.one_more(&mut *job.progress, what) {
-                    told = run.done;
+                if run.one_more(&mut *job.progress, true, what) {
+                    told = run.tally.done;
                 }
                 continue;
             };
@@ -584,8 +657,8 @@ pub(super) fn switch_clubs(
                 job_id: Some(job.id),
             });
             let what = || format!("{} now runs {}", label(job.settings, club), release.name);
-            if run.one_more(&mut *job.progress, what) {
-                told = run.done;
+            if run.one_more(&mut *job.progress, false, what) {
+                told = run.tally.done;
             }
         }
         if let Some(e) = switched.error {
@@ -597,8 +670,8 @@ pub(super) fn switch_clubs(
     }
     drop(switcher);
     // A wave ends with its count said, whatever the percent.
-    if told != run.done && failure.is_none() {
-        job.progress.count(&run.counted(), run.done, run.total);
+    if told != run.tally.done && failure.is_none() {
+        run.tell(&mut *job.progress, &run.counted());
     }
     let marks: Vec<switches::BadMark> = match rolled_back_from {
         Some(from) => done

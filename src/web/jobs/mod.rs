@@ -11,12 +11,12 @@ use serde::Deserialize;
 
 use super::ui::describe;
 use super::ui::see_other;
-use super::ui::{Running, counted};
+use super::ui::{Running, tally_words};
 use super::{AppState, CsrfForm, Deployer, Nav, NoFields, Staff, count};
 use crate::auth::session;
 use crate::db;
 use crate::db::jobs::{self, Job, JobEvent};
-use crate::domain::{JobKind, JobSpec, JobStatus, Role};
+use crate::domain::{JobKind, JobSpec, JobStatus, Role, Tally};
 use crate::jobs::enqueue;
 use crate::web::error::{AppError, urlencode};
 
@@ -337,21 +337,14 @@ pub async fn page(
         })
         .await?;
     let status = job.status;
-    let progress = events
-        .iter()
-        .rev()
-        .find_map(|e| counted(e.done.zip(e.total)));
+    let progress = events.iter().rev().find_map(JobEvent::tally);
     let can_cancel = status == JobStatus::Queued && may_cancel(&staff, &job);
     let can_stop = status == JobStatus::Running
         && staff.role == Role::Admin
         && job.stop_requested_by.is_none();
     Ok(JobPage {
         nav: staff.nav("jobs"),
-        running: Running {
-            id: job.id,
-            what: describe(&job),
-            progress,
-        },
+        running: Running::of(&job, progress),
         finished: status.is_finished(),
         steps: steps_of(&job, &events),
         last_event: events.last().map_or(0, |e| e.id),

@@ -131,13 +131,22 @@ pub async fn events(
                     session::still_live(conn, session_id, db::now(), settings.session_timeouts())?;
                 let events = jobs::events_after(conn, id, after)?;
                 let job = jobs::by_id(conn, id)?;
-                Ok((live, events, job))
+                // A finished job's count says where it ended.
+                let last = match &job {
+                    Some(job) if job.status.is_finished() => jobs::last_count(conn, id)?,
+                    _ => None,
+                };
+                Ok((live, events, job, last))
             })
             .await;
         // The stream ends with its session (sign-out, disabled, new password, timeout).
-        let (events, job) = match read {
-            Ok((true, events, job)) => (events, job),
-            Ok((false, _, _)) | Err(_) => return None,
+        let (events, job, last) = match read {
+            Ok((true, events, job, last)) => (events, job, last),
+            Ok((false, ..)) | Err(_) => return None,
+        };
+        let words = |tally: Option<Tally>, status| {
+            let job = job.as_ref()?;
+            Some(tally_words(job, tally?, status))
         };
         let mut chunk = String::new();
         for event in &events {
@@ -149,16 +158,18 @@ pub async fn events(
                 "output": cursor.role.sees_output(event.output.clone()),
                 "done": event.done,
                 "total": event.total,
+                "counted": words(event.tally(), JobStatus::Running),
                 "at": event.at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
             });
             chunk.push_str(&format!("id: {}\nevent: log\ndata: {data}\n\n", event.id));
             cursor.after = event.id;
         }
-        if let Some(job) = job
+        if let Some(job) = &job
             && job.status.is_finished()
         {
             let data = serde_json::json!({
                 "status": job.status,
+                "counted": words(last, job.status),
                 "outcome": job.outcome,
                 "error": job.error,
                 "at": job.finished_at.map(|at| at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
