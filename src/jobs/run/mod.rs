@@ -27,6 +27,7 @@ mod prune;
 mod put_back;
 mod rollback;
 mod steps;
+mod switching;
 
 pub use deploy::deploy;
 pub use fetch::fetch;
@@ -37,6 +38,7 @@ pub use put_back::{put_back_job, put_back_unproven};
 pub use rollback::rollback;
 pub use steps::reload_after_interruption;
 use steps::*;
+use switching::*;
 
 /// Everything a job needs to run.
 pub struct Job<'a> {
