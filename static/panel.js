@@ -47,8 +47,12 @@
     function shown() {
       return Array.prototype.filter.call(choices, function (c) { return !c.hidden; });
     }
+    // As the server folds the clubs' names (domain::search_key): no case, no accents.
+    function folded(text) {
+      return text.normalize("NFD").replace(/\p{M}/gu, "").toLowerCase();
+    }
     function filter() {
-      var words = search.value.trim().toLowerCase();
+      var words = folded(search.value.trim());
       choices.forEach(function (c) {
         c.hidden = words !== "" && c.dataset.search.indexOf(words) < 0;
       });

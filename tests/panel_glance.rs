@@ -428,3 +428,55 @@ async fn club_rows_lead_with_deploy_cards_with_the_name_and_filters_speak_words(
         );
     }
 }
+
+/// Point 11: search ignores accents and case: "Kitzbuhel" finds Skiclub Kitzbühel in the
+/// clubs list and in the deploy form (typed in a real browser), and "KITZBÜHEL" too.
+#[tokio::test]
+async fn search_finds_a_club_however_its_accents_are_typed() {
+    let env = TestEnv::new();
+    for (slug, name) in [("ski", "Skiclub Kitzbühel"), ("fc", "FC Andermatt 1921")] {
+        let webroot = env.webroot(slug);
+        env.ok(&[
+            "club",
+            "add",
+            slug,
+            "--webroot",
+            webroot.to_str().unwrap(),
+            "--name",
+            name,
+        ]);
+    }
+    env.ok(&["deploy", "v1", "--all"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    for q in ["Kitzbuhel", "KITZB%C3%9CHEL", "kitzbühel"] {
+        let found = app.page(&admin, &format!("/clubs?q={q}")).await;
+        assert!(found.contains("<tr id=\"club-ski\">"), "{q}: {found}");
+        assert!(!found.contains("<tr id=\"club-fc\">"), "{q}: {found}");
+    }
+    if !available() {
+        return;
+    }
+    let browser = Browser::open(&Screen::DESKTOP).await;
+    let result = async {
+        let b = &browser.client;
+        browser.sign_in(&app, "admin").await?;
+        b.goto(&app.url("/deploy")).await?;
+        b.find(fantoccini::Locator::Id("club-search"))
+            .await?
+            .send_keys("Kitzbuhel")
+            .await?;
+        let shown: Value = b
+            .execute(
+                "return Array.from(document.querySelectorAll('#club-picker label.check[data-slug]')) \
+                 .filter(c => !c.hidden).map(c => c.dataset.slug);",
+                vec![],
+            )
+            .await?;
+        assert_eq!(shown, serde_json::json!(["ski"]));
+        Ok::<_, CmdError>(())
+    }
+    .await;
+    browser.close().await;
+    result.unwrap();
+}

@@ -44,6 +44,17 @@ pub fn named<S: AsRef<str>>(names: &[S], up_to: usize) -> String {
     }
 }
 
+/// Text as a search compares it: lower case, without accents ("Kitzbühel" and "kitzbuhel"
+/// are alike), so staff find a club however they type its name. The panel's search boxes
+/// fold what is typed the same way (`static/panel.js` `folded`).
+pub fn search_key(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    text.nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .collect::<String>()
+        .to_lowercase()
+}
+
 /// A size as people read it: "3.2 GB", "12.3 MB", "840 KB", "17 bytes".
 pub fn size_in_words(bytes: u64) -> String {
     match bytes {
@@ -150,6 +161,15 @@ mod reload_tests {
 #[cfg(test)]
 mod words_tests {
     use super::named;
+
+    #[test]
+    fn a_search_ignores_case_and_accents() {
+        use super::search_key;
+        assert_eq!(search_key("Skiclub Kitzbühel"), "skiclub kitzbuhel");
+        assert_eq!(search_key("CLUB ÉTOILE Genève"), "club etoile geneve");
+        assert!(search_key("Skiclub Kitzbühel").contains(&search_key("Kitzbuhel")));
+        assert!(search_key("Kitzbuhel").contains(&search_key("kitzbühel")));
+    }
 
     #[test]
     fn names_read_as_a_sentence_and_a_long_list_is_cut_with_a_count() {

@@ -107,9 +107,10 @@ pub struct Choice {
 }
 
 impl Choice {
-    /// What the form's search matches: name and slug, lower case.
+    /// What the form's search matches: name and slug, as [`crate::domain::search_key`]
+    /// folds them.
     pub fn search(&self) -> String {
-        format!("{} {}", self.name.to_lowercase(), self.slug)
+        crate::domain::search_key(&format!("{} {}", self.name, self.slug))
     }
 }
 

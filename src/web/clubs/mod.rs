@@ -119,8 +119,9 @@ pub struct ClubsQuery {
 impl ClubsQuery {
     /// Whether `row` passes every filter.
     pub fn admits(&self, row: &Row, apps: &[String]) -> bool {
-        let q = self.q.trim().to_lowercase();
-        if !q.is_empty() && !row.slug.contains(&q) && !row.name.to_lowercase().contains(&q) {
+        let q = crate::domain::search_key(self.q.trim());
+        let key = crate::domain::search_key(&format!("{} {}", row.name, row.slug));
+        if !q.is_empty() && !key.contains(&q) {
             return false;
         }
         let group = self.group.trim();
