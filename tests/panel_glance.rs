@@ -480,3 +480,38 @@ async fn search_finds_a_club_however_its_accents_are_typed() {
     browser.close().await;
     result.unwrap();
 }
+
+/// Point 7 (its compression): pages go out compressed to a browser that accepts it, several
+/// times smaller; a live job page's event stream does not (each event must go out as it
+/// comes).
+#[tokio::test]
+async fn pages_are_compressed_and_the_live_stream_is_not() {
+    let env = TestEnv::new();
+    let slugs: Vec<String> = (0..40).map(|i| format!("club-{i:02}")).collect();
+    env.add_clubs(&slugs.iter().map(String::as_str).collect::<Vec<_>>());
+    env.ok(&["deploy", "v1", "--all"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let get = |path: &str, encoding: &'static str| {
+        admin
+            .get(app.url(path))
+            .header("Accept-Encoding", encoding)
+            .send()
+    };
+    let plain = get("/clubs", "identity").await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.unwrap().len();
+    let packed = get("/clubs", "gzip").await.unwrap();
+    assert_eq!(packed.headers()["content-encoding"], "gzip");
+    let packed = packed.bytes().await.unwrap().len();
+    assert!(packed * 4 < plain, "{packed} bytes compressed of {plain}");
+    let stream = get("/jobs/1/events?after=0", "gzip, br").await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let encoding = stream.headers().get("content-encoding");
+    assert!(
+        encoding.is_none_or(|e| e == "identity"),
+        "the stream is compressed: {encoding:?}"
+    );
+    let body = stream.text().await.unwrap();
+    assert!(body.contains("event: end"), "{body}");
+}

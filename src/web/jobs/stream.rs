@@ -185,5 +185,7 @@ pub async fn events(
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
+        // Each event goes out as it comes, never held back by a compressor.
+        .insert_header(actix_web::http::header::ContentEncoding::Identity)
         .streaming(stream))
 }
