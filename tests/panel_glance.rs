@@ -237,12 +237,7 @@ async fn a_live_job_page_says_each_steps_end_once_across_waves() {
     let browser = Browser::open(&Screen::DESKTOP).await;
     let result = async {
         let b = &browser.client;
-        browser.sign_in(&app, "admin").await?;
-        app.env
-            .ok(&["deploy", "v2", "--all", "--canary", "a", "--detach"]);
-        b.goto(&app.url("/jobs/2")).await?;
-        crate::browser::wait_for_status(b, "succeeded").await?;
-        crate::browser::snap(b, "glance-1280-live-job").await;
+        watch_a_canary_deploy(&browser, &app, "succeeded", "glance-1280-live-job").await?;
         let times: Value = b
             .execute(
                 "return Array.from(document.querySelectorAll('#steps li')).map(li => \
@@ -282,6 +277,24 @@ async fn a_live_job_page_says_each_steps_end_once_across_waves() {
     .await;
     browser.close().await;
     result.unwrap();
+}
+
+/// Signs in as admin, deploys v2 to all clubs with club a first (job #2, worked apart), and
+/// watches its page live until the job is `status`; a screenshot `snap` of the end.
+async fn watch_a_canary_deploy(
+    browser: &Browser,
+    app: &TestApp,
+    status: &str,
+    snap: &str,
+) -> Result<(), CmdError> {
+    let b = &browser.client;
+    browser.sign_in(app, "admin").await?;
+    app.env
+        .ok(&["deploy", "v2", "--all", "--canary", "a", "--detach"]);
+    b.goto(&app.url("/jobs/2")).await?;
+    crate::browser::wait_for_status(b, status).await?;
+    crate::browser::snap(b, snap).await;
+    Ok(())
 }
 
 /// Point 2: a job's count is one honest sentence for the whole job. A deploy that reached
@@ -343,12 +356,7 @@ async fn a_failed_canary_job_says_where_it_stopped_live_and_after() {
     let browser = Browser::open(&Screen::DESKTOP).await;
     let result = async {
         let b = &browser.client;
-        browser.sign_in(&app, "admin").await?;
-        app.env
-            .ok(&["deploy", "v2", "--all", "--canary", "a", "--detach"]);
-        b.goto(&app.url("/jobs/2")).await?;
-        crate::browser::wait_for_status(b, "failed").await?;
-        crate::browser::snap(b, "glance-1280-failed-canary").await;
+        watch_a_canary_deploy(&browser, &app, "failed", "glance-1280-failed-canary").await?;
         let bar: Value = b
             .execute(
                 "var p = document.getElementById('progress'); \
