@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::db::Conn;
 use crate::db::clubs;
 use crate::db::jobs::Job;
-use crate::domain::{ClubSlug, JobSpec, JobStatus, ReleaseTag, Tally};
+use crate::domain::{ClubSlug, JobKind, JobSpec, JobStatus, ReleaseTag, Tally};
 use crate::web::error::AppError;
 
 pub use crate::domain::size_in_words;
@@ -84,7 +84,7 @@ impl Running {
             id: job.id,
             what: describe(job),
             progress: tally,
-            counted: tally.map_or_else(String::new, |t| tally_words(job, t, job.status)),
+            counted: tally.map_or_else(String::new, |t| CountOf::job(job).words(t, job.status)),
         }
     }
 
@@ -97,13 +97,26 @@ impl Running {
     }
 }
 
-/// `job`'s count `tally` in words, the job being `status` (see [`Tally::words`]).
-pub fn tally_words(job: &Job, tally: Tally, status: JobStatus) -> String {
-    let to = match JobSpec::from_json(&job.params) {
-        Ok(JobSpec::Deploy { tag, .. }) => Some(tag.to_string()),
-        _ => None,
-    };
-    tally.words(job.kind, to.as_deref(), status)
+/// What a job's count speaks of: its kind and, for a deploy, the version it brings (read
+/// from its parameters once, not for each count).
+pub struct CountOf {
+    kind: JobKind,
+    to: Option<String>,
+}
+
+impl CountOf {
+    pub fn job(job: &Job) -> CountOf {
+        let to = match JobSpec::from_json(&job.params) {
+            Ok(JobSpec::Deploy { tag, .. }) => Some(tag.to_string()),
+            _ => None,
+        };
+        CountOf { kind: job.kind, to }
+    }
+
+    /// The count `tally` in words, the job being `status` (see [`Tally::words`]).
+    pub fn words(&self, tally: Tally, status: JobStatus) -> String {
+        tally.words(self.kind, self.to.as_deref(), status)
+    }
 }
 
 #[derive(Template, WebTemplate)]

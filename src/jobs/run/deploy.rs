@@ -60,13 +60,12 @@ pub fn deploy(
     }
     // The whole job's count across its waves.
     let mut count = SwitchRun::new(JobKind::Deploy, clubs.len(), Some(tag));
-    let mut switched = 0;
     let mut reloaded_at = None;
     let mut unchecked = 0;
     let mut not_live = 0;
     let mut ignored = 0;
     for (n, wave) in waves.iter().enumerate() {
-        job.stop_point(|| match switched {
+        job.stop_point(|| match count.switched() {
             0 => "before any club was switched; nothing was changed".to_owned(),
             s => format!(
                 "after wave {n} of {}: the {s} club{} it switched stay on {} (Put back offers \
@@ -95,7 +94,6 @@ pub fn deploy(
             None,
             &mut count,
         )?;
-        switched += done.len();
         if done.is_empty() {
             continue;
         }
@@ -130,10 +128,7 @@ pub fn deploy(
         }
     }
     // The count a finished job's page says too.
-    let tag = tag.to_string();
-    let mut summary = count
-        .tally
-        .words(JobKind::Deploy, Some(&tag), JobStatus::Succeeded);
+    let mut summary = count.words(JobStatus::Succeeded);
     if reloaded_at.is_some() {
         summary.push_str("; Apache reloaded");
     }
@@ -190,7 +185,10 @@ pub(super) fn health_failure(
         left => {
             let names: Vec<&str> = not_reached.iter().map(|c| c.name.as_str()).collect();
             let were = if left == 1 { "was" } else { "were" };
-            format!("; {} {were} not touched", crate::domain::named(&names, 3))
+            format!(
+                "; {} {were} not touched",
+                crate::domain::named(&names, NAMED)
+            )
         }
     };
     // The job's other clubs that run the release (earlier waves, or already did).
@@ -203,7 +201,7 @@ pub(super) fn health_failure(
         0 => String::new(),
         k => format!(
             "; {} {} {}",
-            crate::domain::named(&names, 3),
+            crate::domain::named(&names, NAMED),
             if k == 1 { "runs" } else { "run" },
             release.name
         ),
@@ -231,9 +229,6 @@ pub(super) fn health_failure(
         )),
     }
 }
-
-/// How many names a summary says before "and 5 more".
-const NAMED: usize = 3;
 
 /// The failures of `checked` in plain words, the clubs that failed alike together: "FC
 /// Andermatt's site did not answer (connection refused)", "the sites of Arosa and Davos

@@ -175,6 +175,9 @@ fn label(settings: &Settings, club: &ClubApp) -> String {
     }
 }
 
+/// How many clubs a summary names before "and 5 more".
+const NAMED: usize = 3;
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }

@@ -279,7 +279,7 @@ impl Back {
             0 => String::new(),
             n => format!(
                 "; {} ran no release before, so {} left on {}",
-                crate::domain::named(&self.stranded, 3),
+                crate::domain::named(&self.stranded, NAMED),
                 if n == 1 { "it was" } else { "they were" },
                 self.left_on
             ),

@@ -43,11 +43,19 @@ impl SwitchRun {
         }
     }
 
-    /// "12 of 30 clubs on v1.2.0", for the job's whole count.
+    /// The job's whole count in words, the job being `status` (see [`Tally::words`]).
+    pub(super) fn words(&self, status: JobStatus) -> String {
+        self.tally.words(self.kind, self.to.as_deref(), status)
+    }
+
+    /// "12 of 30 clubs on v1.2.0", said while the job runs.
     fn counted(&self) -> String {
-        let to = self.to.as_deref();
-        self.tally
-            .words(self.kind, to, crate::domain::JobStatus::Running)
+        self.words(JobStatus::Running)
+    }
+
+    /// How many clubs this run has switched (the others it handled already ran the release).
+    pub(super) fn switched(&self) -> usize {
+        self.tally.done - self.tally.already
     }
 
     /// Says the count, as data too where it is the job's.

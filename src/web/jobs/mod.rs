@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::ui::describe;
 use super::ui::see_other;
-use super::ui::{Running, tally_words};
+use super::ui::{CountOf, Running};
 use super::{AppState, CsrfForm, Deployer, Nav, NoFields, Staff, count};
 use crate::auth::session;
 use crate::db;

@@ -144,10 +144,8 @@ pub async fn events(
             Ok((true, events, job, last)) => (events, job, last),
             Ok((false, ..)) | Err(_) => return None,
         };
-        let words = |tally: Option<Tally>, status| {
-            let job = job.as_ref()?;
-            Some(tally_words(job, tally?, status))
-        };
+        let count_of = job.as_ref().map(CountOf::job);
+        let words = |tally: Option<Tally>, status| Some(count_of.as_ref()?.words(tally?, status));
         let mut chunk = String::new();
         for event in &events {
             let data = serde_json::json!({
