@@ -923,16 +923,7 @@ fn every_command_has_a_help_page() {
 
 /// Adds club `slug` whose site is at `url`.
 fn add_club_at(env: &TestEnv, slug: &str, url: &str) {
-    let webroot = env.webroot(slug);
-    env.ok(&[
-        "club",
-        "add",
-        slug,
-        "--webroot",
-        webroot.to_str().unwrap(),
-        "--url",
-        url,
-    ]);
+    env.add_club(slug, &["--url", url]);
 }
 
 /// A site on a loopback port whose health probe says it runs from `dir` (what it holds),

@@ -234,9 +234,16 @@ impl TestEnv {
     /// Adds clubs whose webroots are `<www>/<slug>/htdocs`.
     pub fn add_clubs(&self, slugs: &[&str]) {
         for slug in slugs {
-            let webroot = self.webroot(slug);
-            self.ok(&["club", "add", slug, "--webroot", webroot.to_str().unwrap()]);
+            self.add_club(slug, &[]);
         }
+    }
+
+    /// Adds club `slug` at its webroot, with `more` options of `club add` (`--name …`).
+    pub fn add_club(&self, slug: &str, more: &[&str]) {
+        let webroot = self.webroot(slug);
+        let mut args = vec!["club", "add", slug, "--webroot", webroot.to_str().unwrap()];
+        args.extend(more);
+        self.ok(&args);
     }
 
     /// Queues a put-back of every club deploy job `job` switched (of `main`), as the panel's

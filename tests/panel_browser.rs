@@ -57,15 +57,7 @@ fn small_world() -> TestEnv {
     env.add_clubs(&["a", "b"]);
     let long_name =
         "Zermattbergbahnenskiclubundsnowboardvereinigungobermattertalfreundeskreis".repeat(2);
-    env.ok(&[
-        "club",
-        "add",
-        "c",
-        "--webroot",
-        env.webroot("c").to_str().unwrap(),
-        "--name",
-        &long_name[..100],
-    ]);
+    env.add_club("c", &["--name", &long_name[..100]]);
     env.ok(&["deploy", "v1", "--all"]);
     env.ok(&["deploy", "v2", "--club", "a"]);
     env.ok(&["club", "group", "early-adopters", "a", "c"]);

@@ -443,16 +443,7 @@ async fn club_rows_lead_with_deploy_cards_with_the_name_and_filters_speak_words(
 async fn search_finds_a_club_however_its_accents_are_typed() {
     let env = TestEnv::new();
     for (slug, name) in [("ski", "Skiclub Kitzbühel"), ("fc", "FC Andermatt 1921")] {
-        let webroot = env.webroot(slug);
-        env.ok(&[
-            "club",
-            "add",
-            slug,
-            "--webroot",
-            webroot.to_str().unwrap(),
-            "--name",
-            name,
-        ]);
+        env.add_club(slug, &["--name", name]);
     }
     env.ok(&["deploy", "v1", "--all"]);
     let app = TestApp::spawn(env).await;
