@@ -130,6 +130,7 @@ pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
             targets: Targets::All,
             canary: None,
             rebuild: false,
+            group: None,
         };
         enqueue(conn, &first, "demo", None)?;
     }

@@ -328,6 +328,7 @@ fn a_job_queued_in_process_wakes_the_worker_without_waiting_for_a_poll() {
         targets: Targets::All,
         canary: None,
         rebuild: false,
+        group: None,
     };
     let enqueue = |spec: &JobSpec| {
         clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), spec, "test", None).unwrap()

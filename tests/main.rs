@@ -16,6 +16,7 @@ mod legacy;
 mod package;
 mod panel_browser;
 mod panel_glance;
+mod panel_names;
 mod preview;
 mod recovery;
 mod releases;

@@ -21,7 +21,7 @@ const NAMES: &[&str] = &[
 
 /// 240 clubs with realistic names, all on v1, 60 on v2 (a deploy naming each), a dozen in a
 /// group; a failed job.
-fn crowded_world() -> TestEnv {
+pub fn crowded_world() -> TestEnv {
     let mut env = TestEnv::new();
     let mut csv = String::from("slug,name,webroot\n");
     for i in 0..240 {

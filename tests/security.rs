@@ -564,6 +564,7 @@ fn a_running_job_keeps_no_database_connection_while_it_builds() {
         targets: clubdeploy::domain::Targets::All,
         canary: None,
         rebuild: false,
+        group: None,
     };
     clubdeploy::jobs::enqueue::enqueue(&mut pool.get().unwrap(), &spec, "test", None).unwrap();
     let worker = {

@@ -248,6 +248,7 @@ impl Panel {
             targets: Targets::All,
             canary: None,
             rebuild: false,
+            group: None,
         };
         let conn = &mut self.pool.get().unwrap();
         clubdeploy::jobs::enqueue::enqueue(conn, &spec, "setup", None).unwrap();

@@ -282,12 +282,12 @@ pub fn waves_in_words(waves: &[crate::domain::rollout::Wave<&ClubStatus>]) -> St
 /// the process holding the lock has not started one.
 fn holder(conn: &mut crate::db::Conn) -> anyhow::Result<Option<String>> {
     let running = jobs::with_status(conn, JobStatus::Running)?;
+    let names = crate::db::clubs::names(conn)?;
     Ok(running.first().map(|job| {
         format!(
             "job #{} is running ({}, asked by {})",
             job.id,
-            crate::domain::JobSpec::from_json(&job.params)
-                .map_or_else(|_| job.kind.to_string(), |spec| spec.to_string()),
+            job.title(&names),
             job.requested_by
         )
     }))
@@ -482,9 +482,9 @@ pub fn print_jobs(list: &[jobs::Job]) {
     }
 }
 
+/// A job in words, clubs by short name (as the command line takes them).
 fn describe(job: &jobs::Job) -> String {
-    crate::domain::JobSpec::from_json(&job.params)
-        .map_or_else(|_| job.kind.to_string(), |spec| spec.to_string())
+    job.title(&crate::domain::ClubNames::default())
 }
 
 /// Prints one job and its log.

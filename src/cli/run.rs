@@ -310,6 +310,15 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
                 &actor,
                 JobSpec::Deploy {
                     app: app.name.clone(),
+                    group: match &targets {
+                        Targets::All => None,
+                        Targets::Clubs(slugs) => crate::db::groups::picked(
+                            &mut *db()?,
+                            app.name.as_str(),
+                            slugs,
+                            |_| true,
+                        )?,
+                    },
                     tag,
                     targets,
                     canary,

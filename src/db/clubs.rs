@@ -124,6 +124,12 @@ pub fn add_webroot(
     Ok(())
 }
 
+/// Every club's display name, by slug, to name clubs to staff.
+pub fn names(conn: &mut SqliteConnection) -> QueryResult<crate::domain::ClubNames> {
+    let rows: Vec<(String, String)> = clubs::table.select((clubs::slug, clubs::name)).load(conn)?;
+    Ok(crate::domain::ClubNames::new(rows.into_iter().collect()))
+}
+
 /// Every club's webroot, by club slug then application; only `app`'s when given.
 pub fn webroots(conn: &mut SqliteConnection, app: Option<&str>) -> QueryResult<Vec<ClubApp>> {
     let mut query = clubs::table

@@ -95,3 +95,21 @@ pub fn expand(
     }
     Ok(slugs)
 }
+
+/// The group `ticked` is, among the clubs running `app` that `may_change` allows (the rule:
+/// [`crate::domain::group_of`]), to name it in a deploy's title.
+pub fn picked(
+    conn: &mut SqliteConnection,
+    app: &str,
+    ticked: &[crate::domain::ClubSlug],
+    may_change: impl Fn(&str) -> bool,
+) -> QueryResult<Option<crate::domain::GroupName>> {
+    let running: std::collections::HashSet<String> = super::clubs::webroots(conn, Some(app))?
+        .into_iter()
+        .map(|w| w.slug)
+        .collect();
+    let groups = all(conn)?;
+    Ok(crate::domain::group_of(ticked, &groups, |slug| {
+        running.contains(slug) && may_change(slug)
+    }))
+}

@@ -27,6 +27,15 @@ pub struct Job {
     pub stop_requested_by: Option<String>,
 }
 
+impl Job {
+    /// The job in words ([`crate::domain::JobSpec::title`]), clubs named by `names`; its
+    /// kind when its parameters cannot be read.
+    pub fn title(&self, names: &crate::domain::ClubNames) -> String {
+        crate::domain::JobSpec::from_json(&self.params)
+            .map_or_else(|_| self.kind.to_string(), |spec| spec.title(names))
+    }
+}
+
 /// A job to queue.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = jobs)]

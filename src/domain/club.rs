@@ -148,6 +148,28 @@ impl fmt::Display for GroupName {
     }
 }
 
+/// The group a set of ticked clubs is, for naming a deploy: the first group (by name) whose
+/// members among the clubs offered (`offered`: those running the application that the person
+/// may change) are exactly `ticked`, order aside. `None` when no group is, or nothing is ticked.
+pub fn group_of(
+    ticked: &[ClubSlug],
+    groups: &std::collections::BTreeMap<String, Vec<String>>,
+    offered: impl Fn(&str) -> bool,
+) -> Option<GroupName> {
+    if ticked.is_empty() {
+        return None;
+    }
+    let ticked: std::collections::BTreeSet<&str> = ticked.iter().map(ClubSlug::as_str).collect();
+    groups.iter().find_map(|(name, members)| {
+        let members: std::collections::BTreeSet<&str> = members
+            .iter()
+            .map(String::as_str)
+            .filter(|m| offered(m))
+            .collect();
+        (members == ticked).then(|| GroupName::parse(name).ok())?
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +238,27 @@ mod tests {
                 .0
                 .contains("longer than 100 characters")
         );
+    }
+
+    #[test]
+    fn ticked_clubs_are_a_group_only_when_they_are_exactly_its_offered_clubs() {
+        let groups: std::collections::BTreeMap<String, Vec<String>> = [
+            ("early", vec!["a", "b"]),
+            ("east", vec!["a", "b", "c", "x"]),
+        ]
+        .into_iter()
+        .map(|(g, m)| (g.to_owned(), m.into_iter().map(str::to_owned).collect()))
+        .collect();
+        let slugs = |s: &[&str]| -> Vec<ClubSlug> {
+            s.iter().map(|s| ClubSlug::parse(s).unwrap()).collect()
+        };
+        // x does not run this application: east is a, b and c here.
+        let offered = |s: &str| s != "x";
+        let group = |ticked: &[&str]| group_of(&slugs(ticked), &groups, offered).map(|g| g.0);
+        assert_eq!(group(&["b", "a"]).as_deref(), Some("early"));
+        assert_eq!(group(&["a", "b", "c"]).as_deref(), Some("east"));
+        assert_eq!(group(&["a"]), None, "part of a group is not the group");
+        assert_eq!(group(&["a", "b", "c", "d"]), None, "nor is more than it");
+        assert_eq!(group(&[]), None);
     }
 }

@@ -2,7 +2,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AppName, ClubSlug, InvalidInput, JobKind, ReleaseTag};
+use std::collections::HashMap;
+
+use super::{AppName, ClubSlug, GroupName, InvalidInput, JobKind, ReleaseTag, count, named};
 
 /// Which clubs a deploy switches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +26,8 @@ pub enum JobSpec {
         canary: Option<Vec<ClubSlug>>,
         /// Build the release anew even when one with the same recipe exists.
         rebuild: bool,
+        /// The group staff picked, when the clubs are exactly its clubs (for the title).
+        group: Option<GroupName>,
     },
     Rollback {
         app: AppName,
@@ -80,6 +84,8 @@ enum StoredSpec {
         canary: Option<Vec<String>>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         rebuild: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
     },
     Rollback {
         #[serde(default = "main_app")]
@@ -204,8 +210,10 @@ impl JobSpec {
                 targets,
                 canary,
                 rebuild,
+                group,
             } => StoredSpec::Deploy {
                 rebuild: *rebuild,
+                group: group.as_ref().map(GroupName::to_string),
                 canary: canary
                     .as_ref()
                     .map(|slugs| slugs.iter().map(|s| s.to_string()).collect()),
@@ -264,8 +272,10 @@ impl JobSpec {
                 clubs,
                 canary,
                 rebuild,
+                group,
             } => JobSpec::Deploy {
                 rebuild,
+                group: group.as_deref().map(GroupName::parse).transpose()?,
                 canary: canary
                     .map(|slugs| slugs.iter().map(|s| ClubSlug::parse(s)).collect())
                     .transpose()?,
@@ -315,56 +325,113 @@ impl JobSpec {
     }
 }
 
-impl fmt::Display for JobSpec {
-    /// In words, with the application last: "deploy v2.4.1 to all clubs (main)".
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+/// Clubs' display names by short name, to name clubs to staff; a club it does not know (one
+/// removed since) is named by its short name.
+#[derive(Debug, Default)]
+pub struct ClubNames(HashMap<String, String>);
+
+impl ClubNames {
+    pub fn new(names: HashMap<String, String>) -> ClubNames {
+        ClubNames(names)
+    }
+
+    /// The display name of club `slug`.
+    pub fn of<'a>(&'a self, slug: &'a str) -> &'a str {
+        self.0.get(slug).map_or(slug, String::as_str)
+    }
+}
+
+/// How many clubs a job's title names before it counts them instead.
+const TITLE_NAMED: usize = 3;
+
+impl JobSpec {
+    /// The job in words as staff read it, clubs by display name and the application last:
+    /// "deploy v1.1.0 to 250 clubs (group region-east), 3 first (main)", "roll back Club
+    /// Davos (main)". A title never lists more than a few clubs: past that it counts them.
+    pub fn title(&self, names: &ClubNames) -> String {
+        let clubs = |slugs: &[ClubSlug]| -> String {
+            let shown: Vec<&str> = slugs.iter().map(|s| names.of(s.as_str())).collect();
+            if shown.len() > TITLE_NAMED {
+                count(shown.len(), "club")
+            } else {
+                named(&shown, TITLE_NAMED)
+            }
+        };
+        let mut title = match self {
             JobSpec::Deploy {
                 tag,
                 targets: Targets::All,
                 ..
-            } => write!(f, "deploy {tag} to all clubs"),
+            } => format!("deploy {tag} to all clubs"),
+            JobSpec::Deploy {
+                tag,
+                targets: Targets::Clubs(slugs),
+                group: Some(group),
+                ..
+            } => format!(
+                "deploy {tag} to {} (group {group})",
+                count(slugs.len(), "club")
+            ),
             JobSpec::Deploy {
                 tag,
                 targets: Targets::Clubs(slugs),
                 ..
-            } => {
-                let names: Vec<&str> = slugs.iter().map(ClubSlug::as_str).collect();
-                write!(f, "deploy {tag} to {}", names.join(", "))
+            } => format!("deploy {tag} to {}", clubs(slugs)),
+            JobSpec::Rollback { club, to: None, .. } => {
+                format!("roll back {}", names.of(club.as_str()))
             }
-            JobSpec::Rollback { club, to: None, .. } => write!(f, "roll back {club}"),
             JobSpec::Rollback {
                 club, to: Some(to), ..
-            } => write!(f, "roll back {club} to {to}"),
-            JobSpec::Prune { .. } => write!(f, "prune unused releases"),
-            JobSpec::Fetch { .. } => write!(f, "fetch new tags from the repository"),
+            } => format!("roll back {} to {to}", names.of(club.as_str())),
+            JobSpec::Prune { .. } => "prune unused releases".to_owned(),
+            JobSpec::Fetch { .. } => "fetch new tags from the repository".to_owned(),
             JobSpec::Adopt { club, tag, .. } => {
-                write!(f, "adopt {club}'s legacy copy with {tag}")
+                format!("adopt {}'s legacy copy with {tag}", names.of(club.as_str()))
             }
-            JobSpec::UndoAdopt { club, .. } => write!(f, "put {club}'s legacy copy back"),
+            JobSpec::UndoAdopt { club, .. } => {
+                format!("put {}'s legacy copy back", names.of(club.as_str()))
+            }
             JobSpec::PurgeLegacy { club, copy, .. } => {
-                write!(f, "delete {club}'s kept legacy copy {copy}")
+                format!(
+                    "delete {}'s kept legacy copy {copy}",
+                    names.of(club.as_str())
+                )
             }
-            JobSpec::PutBack { job, .. } => {
-                write!(f, "put the clubs job #{job} switched back")
+            JobSpec::PutBack {
+                job,
+                clubs: Some(slugs),
+                ..
+            } if !slugs.is_empty() => {
+                format!("put {} back as before job #{job}", clubs(slugs))
             }
-        }?;
+            JobSpec::PutBack { job, .. } => format!("put the clubs job #{job} switched back"),
+        };
         if let JobSpec::Deploy {
             canary: Some(canary),
             ..
         } = self
-            && !canary.is_empty()
         {
-            let names: Vec<&str> = canary.iter().map(ClubSlug::as_str).collect();
-            write!(f, ", {} first", names.join(", "))?;
+            match canary.as_slice() {
+                [] => {}
+                [one] => title.push_str(&format!(", {} first", names.of(one.as_str()))),
+                several => title.push_str(&format!(", {} first", several.len())),
+            }
         }
         match self.app() {
-            Some(app) => write!(f, " ({app})"),
+            Some(app) => title.push_str(&format!(" ({app})")),
             None if matches!(self, JobSpec::Prune { .. } | JobSpec::Fetch { .. }) => {
-                write!(f, " (every application)")
+                title.push_str(" (every application)")
             }
-            None => Ok(()),
+            None => {}
         }
+        title
+    }
+}
+
+impl fmt::Display for JobSpec {
+    /// [`JobSpec::title`] with clubs by short name (for logs and where names are not at hand).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.title(&ClubNames::default()))
     }
 }
 
@@ -439,6 +506,7 @@ mod tests {
             targets,
             canary: None,
             rebuild: false,
+            group: None,
         };
         // (job, reloads under always, after_all, never)
         let cases = [
@@ -500,6 +568,7 @@ mod tests {
                 targets: Targets::All,
                 canary: None,
                 rebuild: false,
+                group: None,
             },
             JobSpec::Deploy {
                 app: app(),
@@ -507,6 +576,7 @@ mod tests {
                 targets: Targets::All,
                 canary: Some(vec![ClubSlug::parse("a").unwrap()]),
                 rebuild: true,
+                group: None,
             },
             JobSpec::Deploy {
                 app: AppName::main(),
@@ -514,6 +584,7 @@ mod tests {
                 targets: Targets::Clubs(vec![ClubSlug::parse("a").unwrap()]),
                 canary: Some(Vec::new()),
                 rebuild: false,
+                group: Some(GroupName::parse("region-east").unwrap()),
             },
             JobSpec::Rollback {
                 app: app(),
@@ -593,5 +664,64 @@ mod tests {
     fn stored_parameters_are_checked_again() {
         let bad = r#"{"kind":"deploy","tag":"../../etc","clubs":null}"#;
         assert!(JobSpec::from_json(bad).is_err());
+    }
+
+    #[test]
+    fn a_title_names_a_few_clubs_by_display_name_and_counts_many() {
+        let slugs = |n: usize| -> Vec<ClubSlug> {
+            (0..n)
+                .map(|i| ClubSlug::parse(&format!("c{i}")).unwrap())
+                .collect()
+        };
+        let names = ClubNames::new(
+            (0..300)
+                .map(|i| (format!("c{i}"), format!("Club {i}")))
+                .collect(),
+        );
+        let deploy = |clubs: Vec<ClubSlug>, canary: Option<Vec<ClubSlug>>, group: Option<&str>| {
+            JobSpec::Deploy {
+                app: AppName::main(),
+                tag: ReleaseTag::parse("v1.1.0").unwrap(),
+                targets: Targets::Clubs(clubs),
+                canary,
+                rebuild: false,
+                group: group.map(|g| GroupName::parse(g).unwrap()),
+            }
+        };
+        let title = |spec: JobSpec| spec.title(&names);
+        assert_eq!(
+            title(deploy(slugs(250), Some(slugs(3)), Some("region-east"))),
+            "deploy v1.1.0 to 250 clubs (group region-east), 3 first (main)"
+        );
+        assert_eq!(
+            title(deploy(slugs(250), None, None)),
+            "deploy v1.1.0 to 250 clubs (main)"
+        );
+        assert_eq!(
+            title(deploy(slugs(3), Some(slugs(1)), None)),
+            "deploy v1.1.0 to Club 0, Club 1 and Club 2, Club 0 first (main)"
+        );
+        // A club removed since is named by its short name; without names, all are.
+        let gone = vec![ClubSlug::parse("gone").unwrap()];
+        assert_eq!(
+            title(deploy(gone, None, None)),
+            "deploy v1.1.0 to gone (main)"
+        );
+        assert_eq!(
+            deploy(slugs(2), None, None).to_string(),
+            "deploy v1.1.0 to c0 and c1 (main)"
+        );
+        let rollback = JobSpec::Rollback {
+            app: AppName::main(),
+            club: ClubSlug::parse("c7").unwrap(),
+            to: None,
+        };
+        assert_eq!(title(rollback), "roll back Club 7 (main)");
+        let put_back = JobSpec::PutBack {
+            app: AppName::main(),
+            job: 7,
+            clubs: Some(slugs(40)),
+        };
+        assert_eq!(title(put_back), "put 40 clubs back as before job #7 (main)");
     }
 }

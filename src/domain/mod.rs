@@ -13,12 +13,12 @@ mod tally;
 mod version;
 
 pub use address::{check_url, is_internal_address, parse_connect_to, sign_in_key, url_host};
-pub use club::{AppName, ClubSlug, GroupName, club_name};
-pub use job::{JobSpec, JobStatus, Targets};
+pub use club::{AppName, ClubSlug, GroupName, club_name, group_of};
+pub use job::{ClubNames, JobSpec, JobStatus, Targets};
 pub use kinds::{JobKind, SwitchKind};
 pub use release::{ReleaseName, ReleaseTag};
 pub use repo_url::{Credentials, RepoUrl, UrlKind};
-pub use staff::{ClubScope, NewPassword, OUTPUT_WITHHELD, Role, UserName, may_ask};
+pub use staff::{ClubScope, NewPassword, OUTPUT_WITHHELD, Role, UserName, may_ask, may_change};
 pub use tally::Tally;
 pub use version::{Version, newest_first, release_order};
 

@@ -78,6 +78,12 @@ impl fmt::Display for Role {
     }
 }
 
+/// Whether a member of staff of `role`, limited to `scope`, may deploy to or roll back
+/// `club`.
+pub fn may_change(role: Role, scope: &ClubScope, club: &str) -> bool {
+    role == Role::Admin || (role == Role::Deployer && scope.allows(club))
+}
+
 /// Whether a member of staff of `role`, limited to `scope`, may ask for `spec`; why not
 /// otherwise. Asked when the panel queues a job and again when the job starts, with the
 /// requester's role and clubs as they are then (a change since refuses the job).
@@ -247,6 +253,7 @@ mod tests {
             targets,
             canary: None,
             rebuild: false,
+            group: None,
         };
         let to_a = deploy(Targets::Clubs(vec![slug("a")]));
         let to_ab = deploy(Targets::Clubs(vec![slug("a"), slug("b")]));

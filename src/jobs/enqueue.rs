@@ -121,7 +121,8 @@ fn enqueue_inner(
                 app: spec.app().map(|a| a.as_str()),
             },
         )?;
-        let (target, details) = (job.id.to_string(), spec.to_string());
+        let names = crate::db::clubs::names(conn)?;
+        let (target, details) = (job.id.to_string(), spec.title(&names));
         let entry = audit::Entry::new(actor, "job.queued", "job", &target, &details);
         let entry = audit::Entry {
             address,

@@ -27,7 +27,7 @@ pub struct DeployPlan {
     /// One group per release the clubs move from.
     pub moves: Vec<Move>,
     /// Clubs already on the target release.
-    pub unchanged: Vec<String>,
+    pub unchanged: Vec<Named>,
     /// "3 clubs will move to v2-…".
     pub summary: String,
     /// What happens to Apache afterwards.
@@ -38,12 +38,34 @@ pub struct DeployPlan {
     pub left_out: Vec<String>,
 }
 
+/// A club as the plan names it: by display name to staff, by short name on the command line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Named {
+    pub slug: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for Named {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// The short names of `clubs`, joined by commas.
+fn slugs(clubs: &[Named]) -> String {
+    clubs
+        .iter()
+        .map(|c| c.slug.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Clubs moving from one release (or none) to the target, and what that brings.
 #[derive(Debug, Clone, Serialize)]
 pub struct Move {
     /// The release they run now (`None`: no release yet).
     pub from: Option<String>,
-    pub clubs: Vec<String>,
+    pub clubs: Vec<Named>,
     /// "2 clubs will move from v1-… to v2-…".
     pub headline: String,
     /// "brings in 4 commits; 12 files changed", or why that is not known.
@@ -96,7 +118,7 @@ pub fn plan(
         );
     };
     let release = ReleaseName::new(tag, &commit)?;
-    let mut groups: BTreeMap<Option<String>, Vec<String>> = BTreeMap::new();
+    let mut groups: BTreeMap<Option<String>, Vec<Named>> = BTreeMap::new();
     let mut unchanged = Vec::new();
     // A legacy copy cannot be switched: left out of a deploy to all, refused when named.
     let (legacy, clubs): (Vec<&ClubStatus>, Vec<&ClubStatus>) =
@@ -110,12 +132,13 @@ pub fn plan(
     }
     let left_out = legacy.iter().map(|c| c.name.clone()).collect();
     for club in clubs {
+        let named = Named {
+            slug: club.slug.clone(),
+            name: club.name.clone(),
+        };
         match &club.release {
-            Some(r) if *r == release.as_str() => unchanged.push(club.slug.clone()),
-            from => groups
-                .entry(from.clone())
-                .or_default()
-                .push(club.slug.clone()),
+            Some(r) if *r == release.as_str() => unchanged.push(named),
+            from => groups.entry(from.clone()).or_default().push(named),
         }
     }
     let moves = groups
@@ -155,7 +178,7 @@ fn describe_move(
     app: &App,
     mirror: &Mirror,
     from: Option<String>,
-    clubs: Vec<String>,
+    clubs: Vec<Named>,
     to: &ReleaseName,
     to_commit: &str,
 ) -> anyhow::Result<Move> {
@@ -260,7 +283,7 @@ impl DeployPlan {
             text.push_str(&format!(
                 "\n{}: {}\n  {}\n",
                 group.headline,
-                group.clubs.join(", "),
+                slugs(&group.clubs),
                 group.detail
             ));
             for warning in &group.warnings {
@@ -293,7 +316,7 @@ impl DeployPlan {
                 } else {
                     "run"
                 },
-                self.unchanged.join(", ")
+                slugs(&self.unchanged)
             ));
         }
         if !self.left_out.is_empty() {

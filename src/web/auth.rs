@@ -92,7 +92,7 @@ impl Staff {
 
     /// Whether this user may deploy to or roll back `club`.
     pub fn may_change(&self, club: &str) -> bool {
-        self.role == Role::Admin || (self.role == Role::Deployer && self.scope.allows(club))
+        crate::domain::may_change(self.role, &self.scope, club)
     }
 
     /// Whether this user may deploy to every club at once.

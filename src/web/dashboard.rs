@@ -77,8 +77,9 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
     let (running, queued, recent) = state
         .db(|_, conn| {
             let mut running = Vec::new();
+            let names = crate::db::clubs::names(conn)?;
             for job in jobs::with_status(conn, JobStatus::Running)? {
-                running.push(Running::of(&job, jobs::last_count(conn, job.id)?));
+                running.push(Running::of(&job, jobs::last_count(conn, job.id)?, &names));
             }
             let queued = jobs::with_status(conn, JobStatus::Queued)?.len();
             let recent = audit::list(

@@ -270,19 +270,35 @@ pub struct DeployForm {
     canary_field: String,
     /// The form's one-time token.
     once: String,
+    /// The group the ticked clubs are (found by [`DeployForm::resolve`], never posted).
+    #[serde(skip)]
+    group: Option<crate::domain::GroupName>,
 }
 
 impl DeployForm {
-    /// The form with each group named among the clubs to try first replaced by its clubs (a
-    /// name that is a club's stays the club).
-    async fn expand_groups(mut self, state: &AppState) -> Result<DeployForm, AppError> {
-        if self.canary.trim().is_empty() {
-            return Ok(self);
-        }
+    /// The form read against the clubs: each group named among the clubs to try first
+    /// replaced by its clubs (a name that is a club's stays the club), and the group the
+    /// ticked clubs are, if they are exactly one ([`crate::domain::group_of`]).
+    async fn resolve(mut self, staff: &Staff, state: &AppState) -> Result<DeployForm, AppError> {
         let names = self.canary.clone();
         // A group's clubs among those ticked go first (all of it, for a deploy to all).
         let ticked = (self.target != "all").then(|| self.clubs.clone());
-        self.canary = state
+        let slugs: Vec<ClubSlug> = match &ticked {
+            Some(ticked) => ticked
+                .iter()
+                .filter_map(|s| ClubSlug::parse(s).ok())
+                .collect(),
+            None => Vec::new(),
+        };
+        let app = AppQuery {
+            app: self.app.clone(),
+        }
+        .resolve(&state.settings)?
+        .name
+        .to_string();
+        let (role, scope) = (staff.role, staff.scope.clone());
+        let may_change = move |slug: &str| crate::domain::may_change(role, &scope, slug);
+        let (canary, group) = state
             .db(move |_, conn| {
                 let names: Vec<String> = names
                     .split([',', ' '])
@@ -290,9 +306,17 @@ impl DeployForm {
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned)
                     .collect();
-                Ok(crate::db::groups::expand(conn, &names, ticked.as_deref())?.join(", "))
+                let canary = if names.is_empty() {
+                    String::new()
+                } else {
+                    crate::db::groups::expand(conn, &names, ticked.as_deref())?.join(", ")
+                };
+                let group = crate::db::groups::picked(conn, &app, &slugs, may_change)?;
+                Ok((canary, group))
             })
             .await?;
+        self.canary = canary;
+        self.group = group;
         Ok(self)
     }
 
@@ -344,6 +368,7 @@ impl DeployForm {
             targets,
             canary,
             rebuild: false,
+            group: self.group.clone(),
         })
     }
 }
@@ -355,7 +380,7 @@ impl ConfirmPage {
     }
 
     /// "1 club", "3 clubs": how many clubs move in all, or in one group of `clubs`.
-    fn n_clubs(&self, clubs: Option<&[String]>) -> String {
+    fn n_clubs(&self, clubs: Option<&[preview::Named]>) -> String {
         let n = match clubs {
             Some(clubs) => clubs.len(),
             None => self.plan.moves.iter().map(|m| m.clubs.len()).sum(),
@@ -374,8 +399,11 @@ pub struct ConfirmPage {
     target: String,
     clubs: Vec<String>,
     plan: DeployPlan,
-    /// The clubs tried first, as posted.
+    /// The clubs tried first, as posted, and by display name.
     canary: Option<String>,
+    first: String,
+    /// The group the clubs are, if they are exactly one.
+    group: Option<String>,
     /// OPcache warnings to see before deploying.
     warnings: Vec<String>,
 }
@@ -419,18 +447,20 @@ pub async fn confirm(
 ) -> Result<ConfirmPage, AppError> {
     let posted: DeployForm = serde_html_form::from_str(req.query_string())
         .map_err(|e| AppError::BadRequest(format!("the form could not be read: {e}")))?;
-    let posted = posted.expand_groups(&state).await?;
+    let posted = posted.resolve(&staff, &state).await?;
     let spec = posted.spec(&staff, &state.settings)?;
     let JobSpec::Deploy {
         app,
         tag,
         targets,
         canary,
+        group,
         ..
     } = spec
     else {
         unreachable!("the form asks for a deploy")
     };
+    let first = canary.clone().unwrap_or_default();
     let canary = canary.map(|slugs| {
         slugs
             .iter()
@@ -440,9 +470,13 @@ pub async fn confirm(
     });
     let all = targets == Targets::All;
     let name = app.to_string();
-    let clubs = state
-        .db(move |settings, conn| inventory::status(settings, conn, Some(&name)))
+    let (clubs, names) = state
+        .db(move |settings, conn| {
+            let clubs = inventory::status(settings, conn, Some(&name))?;
+            Ok((clubs, crate::db::clubs::names(conn)?))
+        })
         .await?;
+    let first: Vec<&str> = first.iter().map(|s| names.of(s.as_str())).collect();
     let clubs =
         preview::select(clubs, &targets).map_err(|e| AppError::BadRequest(format!("{e:#}")))?;
     // Reading git history takes no database connection.
@@ -461,7 +495,9 @@ pub async fn confirm(
         target: if all { "all".into() } else { "some".into() },
         clubs: posted.clubs.clone(),
         plan,
+        first: crate::domain::named(&first, first.len()),
         canary,
+        group: group.map(|g| g.to_string()),
         warnings: state
             .opcache()
             .await?
@@ -479,7 +515,7 @@ pub async fn deploy(
     }: CsrfForm<DeployForm, Deployer>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, AppError> {
-    let posted = posted.expand_groups(&state).await?;
+    let posted = posted.resolve(&staff, &state).await?;
     let spec = posted.spec(&staff, &state.settings)?;
     queue(&staff, &state, spec, &posted.once).await
 }

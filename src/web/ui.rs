@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::db::Conn;
 use crate::db::clubs;
 use crate::db::jobs::Job;
-use crate::domain::{ClubSlug, JobKind, JobSpec, JobStatus, ReleaseTag, Tally};
+use crate::domain::{ClubNames, ClubSlug, JobKind, JobSpec, JobStatus, ReleaseTag, Tally};
 use crate::web::error::AppError;
 
 pub use crate::domain::size_in_words;
@@ -63,11 +63,6 @@ pub fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
-/// A job in words: "deploy v2 to all clubs".
-pub fn describe(job: &Job) -> String {
-    JobSpec::from_json(&job.params).map_or_else(|_| job.kind.to_string(), |spec| spec.to_string())
-}
-
 /// A job in progress, as the dashboard and job pages show it.
 pub struct Running {
     pub id: i32,
@@ -78,11 +73,11 @@ pub struct Running {
 }
 
 impl Running {
-    /// `job`, whose newest count is `tally`.
-    pub fn of(job: &Job, tally: Option<Tally>) -> Running {
+    /// `job`, whose newest count is `tally`, its clubs named by `names`.
+    pub fn of(job: &Job, tally: Option<Tally>, names: &ClubNames) -> Running {
         Running {
             id: job.id,
-            what: describe(job),
+            what: job.title(names),
             progress: tally,
             counted: tally.map_or_else(String::new, |t| CountOf::job(job).words(t, job.status)),
         }

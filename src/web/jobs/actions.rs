@@ -2,22 +2,24 @@
 
 use super::*;
 
-/// Job `id`, if `staff` may cancel it (a deployer their own, an admin any).
+/// Job `id` and its title, if `staff` may cancel it (a deployer their own, an admin any).
 pub(super) async fn cancellable(
     staff: &Deployer,
     state: &web::Data<AppState>,
     id: i32,
-) -> Result<Job, AppError> {
-    let job = state
+) -> Result<(Job, String), AppError> {
+    let (job, title) = state
         .db(move |_, conn| {
-            jobs::by_id(conn, id)?
-                .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")).into())
+            let job = jobs::by_id(conn, id)?
+                .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")))?;
+            let title = job.title(&db::clubs::names(conn)?);
+            Ok((job, title))
         })
         .await?;
     if !may_cancel(staff, &job) {
         return Err(AppError::not_allowed("cancel other people's jobs"));
     }
-    Ok(job)
+    Ok((job, title))
 }
 
 /// `GET /jobs/{id}/cancel`: asks before cancelling a job that has not started.
@@ -27,7 +29,7 @@ pub async fn cancel_confirm(
     id: web::Path<i32>,
 ) -> Result<super::super::ui::ConfirmPage, AppError> {
     let id = id.into_inner();
-    let job = cancellable(&staff, &state, id).await?;
+    let (job, title) = cancellable(&staff, &state, id).await?;
     if job.status == JobStatus::Running && staff.role == Role::Admin {
         return Ok(super::super::ui::ConfirmPage::ask(
             staff.nav("jobs"),
@@ -36,7 +38,7 @@ pub async fn cancel_confirm(
                 "Job #{id} ({}) is running. It stops at its next safe point: before any club is \
                  switched, or between two waves. Nothing is left half-done; clubs already \
                  switched stay on the new release (Put back offers to undo that).",
-                describe(&job)
+                title
             ),
             format!("/jobs/{id}/cancel"),
             "Yes, stop it".into(),
@@ -59,7 +61,7 @@ pub async fn cancel_confirm(
         format!("Cancel job #{id}?"),
         format!(
             "Job #{id} ({}) has not started; cancelled, it will not run.",
-            describe(&job)
+            title
         ),
         format!("/jobs/{id}/cancel"),
         "Yes, cancel it".into(),

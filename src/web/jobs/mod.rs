@@ -9,7 +9,6 @@ use askama_web::WebTemplate;
 use chrono::NaiveDateTime;
 use serde::Deserialize;
 
-use super::ui::describe;
 use super::ui::see_other;
 use super::ui::{CountOf, Running};
 use super::{AppState, CsrfForm, Deployer, Nav, NoFields, Staff, count};
@@ -78,16 +77,10 @@ pub async fn list(
         .transpose()?;
     let app = Some(query.app.clone()).filter(|a| !a.is_empty());
     let before = query.before;
-    let found = state
+    let (found, names) = state
         .db(move |_, conn| {
-            Ok(jobs::filtered(
-                conn,
-                status,
-                kind,
-                app.as_deref(),
-                before,
-                PAGE,
-            )?)
+            let found = jobs::filtered(conn, status, kind, app.as_deref(), before, PAGE)?;
+            Ok((found, db::clubs::names(conn)?))
         })
         .await?;
     let next = (found.len() as i64 == PAGE).then(|| {
@@ -103,7 +96,7 @@ pub async fn list(
         .iter()
         .map(|job| Row {
             id: job.id,
-            what: describe(job),
+            what: job.title(&names),
             status: job.status.as_str().to_owned(),
             by: job.requested_by.clone(),
             queued: job.created_at,
@@ -298,10 +291,11 @@ pub async fn page(
     id: web::Path<i32>,
 ) -> Result<JobPage, AppError> {
     let id = id.into_inner();
-    let (job, events, waiting_for, switched) = state
+    let (job, events, waiting_for, switched, names) = state
         .db(move |_, conn| {
             let job = jobs::by_id(conn, id)?
                 .ok_or_else(|| AppError::NotFound(format!("There is no job #{id}.")))?;
+            let names = db::clubs::names(conn)?;
             // A queued job waits for the one running, and for those queued before it.
             let waiting_for = if job.status == JobStatus::Queued {
                 let running = jobs::with_status(conn, JobStatus::Running)?;
@@ -311,12 +305,16 @@ pub async fn page(
                     .count();
                 Some(match (running.first(), ahead) {
                     (Some(r), 0) => {
-                        format!("It waits for job #{} ({}), running now.", r.id, describe(r))
+                        format!(
+                            "It waits for job #{} ({}), running now.",
+                            r.id,
+                            r.title(&names)
+                        )
                     }
                     (Some(r), n) => format!(
                         "It waits for job #{} ({}), running now, and {} queued before it.",
                         r.id,
-                        describe(r),
+                        r.title(&names),
                         count(n, "job")
                     ),
                     (None, 0) => "It starts as soon as the worker takes it.".to_owned(),
@@ -333,7 +331,8 @@ pub async fn page(
                 .iter()
                 .filter(|s| s.kind.made_by_the_deploy())
                 .count();
-            Ok((job, jobs::events_after(conn, id, 0)?, waiting_for, switched))
+            let events = jobs::events_after(conn, id, 0)?;
+            Ok((job, events, waiting_for, switched, names))
         })
         .await?;
     let status = job.status;
@@ -344,7 +343,7 @@ pub async fn page(
         && job.stop_requested_by.is_none();
     Ok(JobPage {
         nav: staff.nav("jobs"),
-        running: Running::of(&job, progress),
+        running: Running::of(&job, progress, &names),
         finished: status.is_finished(),
         steps: steps_of(&job, &events),
         last_event: events.last().map_or(0, |e| e.id),
