@@ -71,3 +71,70 @@ async fn a_jobs_title_names_a_count_a_group_and_the_first_clubs_by_display_name(
         "{page}"
     );
 }
+
+/// Point 14: while a deploy runs, the dashboard, the deploy form and the confirmation say
+/// whose job it is, what it does, at which step and for how long, and that a deploy asked for
+/// now will wait; an administrator is offered to stop it after the wave it is in.
+#[tokio::test]
+async fn a_running_deploy_is_said_on_the_dashboard_and_the_deploy_form() {
+    let mut env = crate::helpers::TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.config.build_commands = vec![crate::helpers::sh("sleep 4")];
+    env.configure();
+    let app = TestApp::spawn(env).await;
+    let deployer = app.login("deployer").await;
+    let admin = app.login("admin").await;
+    let form = app.page(&admin, "/deploy").await;
+    assert!(!form.contains("running-now"), "nothing runs yet: {form}");
+    let id = job_id(
+        &app.post(&deployer, "/deploy", &[("tag", "v2"), ("target", "all")])
+            .await,
+    );
+    let building = format!(
+        "Job #{id}: deploy v2 to all clubs (main)</a>, asked by deployer, is running: step 2 of \
+         7 (Build the release), for "
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let dashboard = loop {
+        let page = app.page(&admin, "/").await;
+        if page.contains(&building) {
+            break page;
+        }
+        assert!(std::time::Instant::now() < deadline, "never said: {page}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(dashboard.contains(" s.</p>"), "{dashboard}");
+    let form = app.page(&admin, "/deploy").await;
+    assert!(form.contains(&building), "{form}");
+    assert!(form.contains("Yours will wait until it ends."), "{form}");
+    let confirm = app
+        .confirm_text(&admin, &[("tag", "v2"), ("target", "all")])
+        .await;
+    assert!(confirm.contains(&building), "{confirm}");
+    assert!(
+        confirm.contains("Yours will wait until it ends."),
+        "{confirm}"
+    );
+    let page = app.page(&admin, &format!("/jobs/{id}")).await;
+    assert!(page.contains("Stop after this wave…"), "{page}");
+    let ask = app.page(&admin, &format!("/jobs/{id}/cancel")).await;
+    assert!(
+        ask.contains("clubs it has not reached are not touched"),
+        "{ask}"
+    );
+    // The job ends before the test does (its build must not outlive the directories).
+    let ended = || {
+        let conn = &mut app.pool.get().unwrap();
+        clubdeploy::db::jobs::by_id(conn, id)
+            .unwrap()
+            .unwrap()
+            .status
+            .is_finished()
+    };
+    while !ended() {
+        assert!(std::time::Instant::now() < deadline, "the job never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!app.page(&admin, "/deploy").await.contains("running-now"));
+}

@@ -1494,7 +1494,7 @@ async fn only_an_admin_stops_a_running_job_and_it_stops_at_a_safe_point() {
         "{text}"
     );
     let page = app.page(&admin, &format!("/jobs/{id}")).await;
-    assert!(page.contains("Stop this job…"), "{page}");
+    assert!(page.contains("Stop after this wave…"), "{page}");
     let confirm = app.page(&admin, &format!("/jobs/{id}/cancel")).await;
     assert!(confirm.contains("Yes, stop it"), "{confirm}");
     let asked = app.post(&admin, &format!("/jobs/{id}/cancel"), &[]).await;

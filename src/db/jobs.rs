@@ -275,6 +275,18 @@ pub fn last_count(conn: &mut SqliteConnection, job_id: i32) -> QueryResult<Optio
     Ok(found.and_then(|(done, total, already)| tally(done, total, already)))
 }
 
+/// The step a job began last, if it began one.
+pub fn current_step(conn: &mut SqliteConnection, job_id: i32) -> QueryResult<Option<String>> {
+    job_events::table
+        .filter(job_events::job_id.eq(job_id))
+        .filter(job_events::kind.eq("step"))
+        .filter(job_events::step.is_not_null())
+        .order(job_events::id.desc())
+        .select(job_events::step.assume_not_null())
+        .first(conn)
+        .optional()
+}
+
 /// Whether any job waits in the queue.
 pub fn any_queued(conn: &mut SqliteConnection) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(

@@ -55,6 +55,18 @@ pub fn search_key(text: &str) -> String {
         .to_lowercase()
 }
 
+/// A length of time as people read it: "4.2 s", "42 s", "3 min 5 s".
+pub fn duration_in_words(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 10_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if ms < 120_000 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{} min {} s", ms / 60_000, ms / 1000 % 60)
+    }
+}
+
 /// A size as people read it: "3.2 GB", "12.3 MB", "840 KB", "17 bytes".
 pub fn size_in_words(bytes: u64) -> String {
     match bytes {

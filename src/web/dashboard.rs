@@ -7,10 +7,9 @@ use actix_web::web;
 use askama::Template;
 use askama_web::WebTemplate;
 
-use super::ui::Running;
+use super::ui::RunningNow;
 use super::{Admin, AppState, CsrfForm, Nav, NoFields, Staff, count};
-use crate::db::{audit, jobs};
-use crate::domain::JobStatus;
+use crate::db::audit;
 use crate::web::error::AppError;
 
 /// Clubs on one release.
@@ -34,8 +33,7 @@ pub struct DashboardPage {
     apps: Vec<AppGroups>,
     several: bool,
     clubs_total: String,
-    running: Vec<Running>,
-    queued: usize,
+    running: RunningNow,
     recent: Vec<audit::AuditEvent>,
     /// OPcache warnings staff must see.
     warnings: Vec<String>,
@@ -74,14 +72,9 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
             }
         })
         .collect::<Vec<_>>();
-    let (running, queued, recent) = state
+    let (running, recent) = state
         .db(|_, conn| {
-            let mut running = Vec::new();
-            let names = crate::db::clubs::names(conn)?;
-            for job in jobs::with_status(conn, JobStatus::Running)? {
-                running.push(Running::of(&job, jobs::last_count(conn, job.id)?, &names));
-            }
-            let queued = jobs::with_status(conn, JobStatus::Queued)?.len();
+            let running = RunningNow::load(conn)?;
             let recent = audit::list(
                 conn,
                 &audit::Filter {
@@ -89,7 +82,7 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
                     ..Default::default()
                 },
             )?;
-            Ok((running, queued, recent))
+            Ok((running, recent))
         })
         .await?;
     let warnings = state
@@ -117,7 +110,6 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
         apps,
         clubs_total: count(clubs.len(), "club"),
         running,
-        queued,
         recent,
     })
 }

@@ -134,6 +134,8 @@ pub struct DeployPage {
     releases: Vec<(String, usize)>,
     /// The groups of the offered clubs, with how many of them are in each.
     groups: Vec<(String, usize)>,
+    /// The jobs running now, which a deploy asked for now waits for.
+    running: super::ui::RunningNow,
 }
 
 impl DeployPage {
@@ -187,10 +189,11 @@ pub async fn form_page(
         })
         .await?;
     let name = app.clone();
-    let (clubs, mut groups) = state
+    let (clubs, mut groups, running) = state
         .db(move |settings, conn| {
             let clubs = inventory::status(settings, conn, Some(&name))?;
-            Ok((clubs, crate::db::groups::by_slug(conn)?))
+            let groups = crate::db::groups::by_slug(conn)?;
+            Ok((clubs, groups, super::ui::RunningNow::load(conn)?))
         })
         .await?;
     let clubs: Vec<Choice> = clubs
@@ -222,13 +225,13 @@ pub async fn form_page(
             *by_group.entry(group.to_owned()).or_default() += 1;
         }
     }
-    let running: Vec<&str> = clubs.iter().map(|c| c.slug.as_str()).collect();
+    let offered: Vec<&str> = clubs.iter().map(|c| c.slug.as_str()).collect();
     let canary = state
         .settings
         .rollout
         .canary
         .iter()
-        .filter(|s| running.contains(&s.as_str()) || by_group.contains_key(s.as_str()))
+        .filter(|s| offered.contains(&s.as_str()) || by_group.contains_key(s.as_str()))
         .cloned()
         .collect::<Vec<_>>()
         .join(", ");
@@ -253,6 +256,7 @@ pub async fn form_page(
         canary,
         releases,
         groups: by_group.into_iter().collect(),
+        running,
     })
 }
 
@@ -406,6 +410,8 @@ pub struct ConfirmPage {
     group: Option<String>,
     /// OPcache warnings to see before deploying.
     warnings: Vec<String>,
+    /// The jobs running now, which this deploy would wait for.
+    running: super::ui::RunningNow,
 }
 
 /// `POST /deploy/confirm`: the same question at its own address (POST-redirect-GET), so Back
@@ -470,10 +476,11 @@ pub async fn confirm(
     });
     let all = targets == Targets::All;
     let name = app.to_string();
-    let (clubs, names) = state
+    let (clubs, names, running) = state
         .db(move |settings, conn| {
             let clubs = inventory::status(settings, conn, Some(&name))?;
-            Ok((clubs, crate::db::clubs::names(conn)?))
+            let names = crate::db::clubs::names(conn)?;
+            Ok((clubs, names, super::ui::RunningNow::load(conn)?))
         })
         .await?;
     let first: Vec<&str> = first.iter().map(|s| names.of(s.as_str())).collect();
@@ -498,6 +505,7 @@ pub async fn confirm(
         first: crate::domain::named(&first, first.len()),
         canary,
         group: group.map(|g| g.to_string()),
+        running,
         warnings: state
             .opcache()
             .await?

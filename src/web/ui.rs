@@ -63,24 +63,56 @@ pub fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
-/// A job in progress, as the dashboard and job pages show it.
+/// A job in progress, as the dashboard, the deploy form and job pages show it.
 pub struct Running {
     pub id: i32,
     pub what: String,
     /// Its count, if it counted, and that count in words.
     pub progress: Option<Tally>,
     pub counted: String,
+    /// Who asked for it, and where it is now and for how long ("step 2 of 7 (Build the
+    /// release), for 42 s"; empty when it is not running).
+    pub by: String,
+    pub at: String,
 }
 
 impl Running {
-    /// `job`, whose newest count is `tally`, its clubs named by `names`.
-    pub fn of(job: &Job, tally: Option<Tally>, names: &ClubNames) -> Running {
+    /// `job`, whose newest count is `tally` and newest step `step`, its clubs named by
+    /// `names`.
+    pub fn of(job: &Job, tally: Option<Tally>, step: Option<&str>, names: &ClubNames) -> Running {
+        let mut at = Vec::new();
+        if job.status == JobStatus::Running {
+            if let Some(step) = step {
+                let planned = super::jobs::planned(job.kind);
+                let words = super::jobs::step_words(step);
+                at.push(match planned.iter().position(|s| *s == step) {
+                    Some(i) => format!("step {} of {} ({words})", i + 1, planned.len()),
+                    None => format!("step {words}"),
+                });
+            }
+            if let Some(started) = job.started_at {
+                let ms = (crate::db::now() - started).num_milliseconds();
+                at.push(format!(
+                    "for {}",
+                    crate::domain::duration_in_words(ms / 1000 * 1000)
+                ));
+            }
+        }
         Running {
             id: job.id,
             what: job.title(names),
             progress: tally,
             counted: tally.map_or_else(String::new, |t| CountOf::job(job).words(t, job.status)),
+            by: job.requested_by.clone(),
+            at: at.join(", "),
         }
+    }
+
+    /// Running job `job` as its newest events tell.
+    pub fn load(conn: &mut Conn, job: &Job, names: &ClubNames) -> diesel::QueryResult<Running> {
+        let tally = crate::db::jobs::last_count(conn, job.id)?;
+        let step = crate::db::jobs::current_step(conn, job.id)?;
+        Ok(Running::of(job, tally, step.as_deref(), names))
     }
 
     /// The progress bar's percentage.
@@ -88,6 +120,41 @@ impl Running {
         match self.progress {
             Some(t) if t.total > 0 => t.done * 100 / t.total,
             _ => 0,
+        }
+    }
+}
+
+/// The jobs running now and how many wait, as the dashboard and the deploy form say them
+/// ("yours will wait").
+pub struct RunningNow {
+    pub jobs: Vec<Running>,
+    pub queued: usize,
+}
+
+impl RunningNow {
+    pub fn load(conn: &mut Conn) -> diesel::QueryResult<RunningNow> {
+        let names = crate::db::clubs::names(conn)?;
+        let mut jobs = Vec::new();
+        for job in crate::db::jobs::with_status(conn, JobStatus::Running)? {
+            jobs.push(Running::load(conn, &job, &names)?);
+        }
+        let queued = crate::db::jobs::with_status(conn, JobStatus::Queued)?.len();
+        Ok(RunningNow { jobs, queued })
+    }
+
+    /// What a job asked for now waits for, in words ("" when it starts at once).
+    pub fn yours_waits(&self) -> String {
+        match (self.jobs.is_empty(), self.queued) {
+            (true, 0) => String::new(),
+            (false, 0) => "Yours will wait until it ends.".to_owned(),
+            (true, n) => format!(
+                "Yours will wait for {} queued before it.",
+                crate::domain::count(n, "job")
+            ),
+            (false, n) => format!(
+                "Yours will wait until it ends, and for {} queued before it.",
+                crate::domain::count(n, "more job")
+            ),
         }
     }
 }

@@ -35,10 +35,10 @@ pub async fn cancel_confirm(
             staff.nav("jobs"),
             format!("Stop job #{id}?"),
             format!(
-                "Job #{id} ({}) is running. It stops at its next safe point: before any club is \
-                 switched, or between two waves. Nothing is left half-done; clubs already \
-                 switched stay on the new release (Put back offers to undo that).",
-                title
+                "Job #{id} ({title}) is running. It stops at its next safe point: before any \
+                 club is switched, or after the wave it is in. Nothing is left half-done: clubs \
+                 it has not reached are not touched, clubs already switched stay on the new \
+                 release (Put back offers to undo that)."
             ),
             format!("/jobs/{id}/cancel"),
             "Yes, stop it".into(),

@@ -163,36 +163,36 @@ pub struct StepRow {
 impl StepRow {
     /// What the step does, for staff.
     pub fn words(&self) -> &str {
-        match self.name.as_str() {
-            "fetch" => "Fetch the version from the repository",
-            "build" => "Build the release",
-            "compare" => "Compare the old copy with the release",
-            "preflight" => "Check Apache's configuration",
-            "switch" => "Switch the clubs",
-            "reload" => "Reload Apache",
-            "health" => "Check each club's site",
-            "prune" => "Delete what is no longer needed",
-            other => other,
-        }
+        step_words(&self.name)
     }
 
     /// How long the step took (or has taken so far), in words.
     pub fn took(&self) -> Option<String> {
         let (start, end) = (self.start?, self.end?);
-        let ms = (end - start).num_milliseconds().max(0);
-        Some(if ms < 10_000 {
-            format!("{:.1} s", ms as f64 / 1000.0)
-        } else if ms < 120_000 {
-            format!("{} s", ms / 1000)
-        } else {
-            format!("{} min {} s", ms / 60_000, ms / 1000 % 60)
-        })
+        Some(crate::domain::duration_in_words(
+            (end - start).num_milliseconds(),
+        ))
+    }
+}
+
+/// A step's name as the job page says it.
+pub(in crate::web) fn step_words(name: &str) -> &str {
+    match name {
+        "fetch" => "Fetch the version from the repository",
+        "build" => "Build the release",
+        "compare" => "Compare the old copy with the release",
+        "preflight" => "Check Apache's configuration",
+        "switch" => "Switch the clubs",
+        "reload" => "Reload Apache",
+        "health" => "Check each club's site",
+        "prune" => "Delete what is no longer needed",
+        other => other,
     }
 }
 
 /// The steps a job of `kind` goes through, in order (a step may be left out by a particular
 /// run: a deploy to some clubs prunes nothing).
-fn planned(kind: JobKind) -> &'static [&'static str] {
+pub(in crate::web) fn planned(kind: JobKind) -> &'static [&'static str] {
     match kind {
         JobKind::Deploy => &[
             "fetch",
@@ -343,7 +343,16 @@ pub async fn page(
         && job.stop_requested_by.is_none();
     Ok(JobPage {
         nav: staff.nav("jobs"),
-        running: Running::of(&job, progress, &names),
+        running: Running::of(
+            &job,
+            progress,
+            events
+                .iter()
+                .rev()
+                .find(|e| e.kind == "step")
+                .and_then(|e| e.step.as_deref()),
+            &names,
+        ),
         finished: status.is_finished(),
         steps: steps_of(&job, &events),
         last_event: events.last().map_or(0, |e| e.id),
