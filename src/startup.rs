@@ -12,6 +12,17 @@ use crate::db;
 use crate::jobs::worker;
 use crate::web::{AppState, routes, security_headers};
 
+/// How soon after a job ends the panel's doctor checks again.
+const DOCTOR_AFTER_JOB: Duration = Duration::from_secs(5);
+
+/// How many jobs have ended (`None` when the database cannot say).
+async fn ended_jobs(state: &AppState) -> Option<i64> {
+    state
+        .db(|_, conn| Ok(crate::db::jobs::ended_count(conn)?))
+        .await
+        .ok()
+}
+
 /// Refuses a `data_dir` that already holds files but none of clubdeploy's, before anything is
 /// written or changed there: clubdeploy sets the modes of its data directory and what it keeps
 /// there, and a typo (`data_dir = "/srv"`) must not change someone else's folder. A new or
@@ -238,8 +249,8 @@ impl Application {
                 self.poll,
             ))
         });
-        // The doctor at start, then hourly ([web] doctor_every_secs): its problems show on the
-        // dashboard.
+        // The doctor at start, then hourly ([web] doctor_every_secs) and soon after each job
+        // ends (a job changes what it finds): its problems show on the dashboard.
         let state = self.state.clone();
         let every = state.settings.web.doctor_every_secs;
         let doctor = tokio::spawn(async move {
@@ -247,8 +258,18 @@ impl Application {
                 return;
             }
             loop {
+                let seen = ended_jobs(&state).await;
                 state.run_doctor().await;
-                tokio::time::sleep(Duration::from_secs(every)).await;
+                let until = tokio::time::Instant::now() + Duration::from_secs(every);
+                while tokio::time::Instant::now() < until {
+                    tokio::time::sleep_until(
+                        until.min(tokio::time::Instant::now() + DOCTOR_AFTER_JOB),
+                    )
+                    .await;
+                    if ended_jobs(&state).await != seen {
+                        break;
+                    }
+                }
             }
         });
         let result = self.server.await;

@@ -58,15 +58,34 @@
       });
       if (shownCount) { shownCount.textContent = shown().length + " of " + choices.length + " shown"; }
     }
+    // How many are ticked, said beside Next.
+    var tickedCount = document.getElementById("clubs-ticked");
+    function counted() {
+      if (!tickedCount) { return; }
+      var all = document.querySelector("input[name=target][value=all]");
+      var n = picker.querySelectorAll("input[name=clubs]:checked").length;
+      tickedCount.textContent = all && all.checked
+        ? "All clubs (" + choices.length + ")"
+        : (n === 1 ? "1 club ticked" : n + " clubs ticked");
+    }
+    picker.addEventListener("change", counted);
     function tick(which) {
       which.forEach(function (c) { c.querySelector("input").checked = true; });
       if (some) { some.checked = true; }
+      counted();
     }
     search.addEventListener("input", filter);
     search.addEventListener("keydown", function (e) { if (e.key === "Enter") { e.preventDefault(); } });
     document.getElementById("tick-shown").addEventListener("click", function () { tick(shown()); });
     document.getElementById("untick-all").addEventListener("click", function () {
       choices.forEach(function (c) { c.querySelector("input").checked = false; });
+      counted();
+    });
+    picker.querySelectorAll("[data-tick-waiting]").forEach(function (button) {
+      button.addEventListener("click", function (e) {
+        e.preventDefault();
+        tick(Array.prototype.filter.call(choices, function (c) { return c.dataset.waiting === "1"; }));
+      });
     });
     picker.querySelectorAll("[data-tick-release]").forEach(function (button) {
       button.addEventListener("click", function (e) {
@@ -86,6 +105,7 @@
     });
     picker.querySelectorAll(".js-only").forEach(function (el) { el.hidden = false; });
     filter();
+    counted();
   }
 
   // The dashboard follows the jobs and the clubs' releases without a reload: it reads

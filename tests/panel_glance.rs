@@ -321,7 +321,7 @@ async fn a_deploy_counts_every_club_it_reached_and_those_already_on_the_version(
 }
 
 /// A health check that finds nothing listening: every club's site refuses the connection.
-fn sites_refuse(env: &mut TestEnv) {
+pub fn sites_refuse(env: &mut TestEnv) {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);

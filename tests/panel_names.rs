@@ -138,3 +138,118 @@ async fn a_running_deploy_is_said_on_the_dashboard_and_the_deploy_form() {
     }
     assert!(!app.page(&admin, "/deploy").await.contains("running-now"));
 }
+
+/// Point 5 and point 7's dashboard: the job that failed and the clubs whose site failed come
+/// first, in red, with what to do; clubs that await their first deploy are one grey line with
+/// a button that ticks exactly them, not problems; versions are counts linking to the clubs
+/// list filtered by them, not every club's name. A job like the failed one succeeding clears
+/// it.
+#[tokio::test]
+async fn the_dashboard_leads_with_failures_and_counts_the_rest() {
+    let mut env = crate::helpers::TestEnv::new();
+    for slug in ["a", "b", "c", "d", "e"] {
+        env.add_club(slug, &["--name", &format!("Club {}", slug.to_uppercase())]);
+    }
+    env.ok(&["deploy", "v1", "--club", "a", "--club", "b", "--club", "c"]);
+    crate::panel_glance::sites_refuse(&mut env);
+    env.ok(&["club", "url", "a", "http://a.example.org/"]);
+    env.fails(&["deploy", "v2", "--club", "a"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let doctor = app.post(&admin, "/doctor", &[]).await;
+    assert!(doctor.status().is_redirection(), "{}", doctor.status());
+    let page = app.page(&admin, "/").await;
+    let part = |id: &str| -> String {
+        let start = page
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no #{id}: {page}"));
+        page[start..start + page[start..].find("</div>").unwrap()].to_owned()
+    };
+    let failure = part("last-failure");
+    assert!(
+        failure.contains("Job #2</a> (deploy v2 to Club A (main)) failed</strong>"),
+        "{failure}"
+    );
+    assert!(failure.contains("What to do"), "{failure}");
+    let unhealthy = part("unhealthy");
+    assert!(
+        unhealthy.contains("1 club failed its last health check"),
+        "{unhealthy}"
+    );
+    assert!(
+        unhealthy.contains(">Club A</a>: did not answer (connection refused)</li>"),
+        "{unhealthy}"
+    );
+    assert!(unhealthy.contains("/clubs?health=failed"), "{unhealthy}");
+    // Failures come before everything else.
+    assert!(page.find("last-failure") < page.find("Running now"));
+    assert!(page.find("unhealthy") < page.find("Running now"));
+    // Clubs awaiting their first deploy: one grey line, no problem.
+    assert!(
+        page.contains("2 clubs wait for their first deploy."),
+        "{page}"
+    );
+    assert!(
+        !page.contains("does not exist or cannot be read"),
+        "a folder not made yet is reported: {page}"
+    );
+    // Versions are counts with a link, not names.
+    let v1 = app.env.release_name("v1");
+    let link = format!("/clubs?app=main&#38;release={v1}");
+    assert!(
+        page.contains(&format!("<a href=\"{link}\">3 clubs</a>")),
+        "{page}"
+    );
+    assert!(!page.contains("Club B, Club C"), "{page}");
+    let listed = app.page(&admin, &link.replace("&#38;", "&")).await;
+    for (name, shown) in [("Club A", true), ("Club B", true), ("Club D", false)] {
+        assert_eq!(
+            listed.contains(name),
+            shown,
+            "{name} on the v1 list: {listed}"
+        );
+    }
+    // The grey line's button ticks exactly the clubs awaiting their first deploy.
+    let form = app.page(&admin, "/deploy?app=main&release=(none)").await;
+    for (slug, ticked) in [("a", false), ("c", false), ("d", true), ("e", true)] {
+        let checkbox = format!("value=\"{slug}\" checked");
+        assert_eq!(form.contains(&checkbox), ticked, "{slug}: {form}");
+    }
+    assert!(form.contains(">2 clubs ticked</span>"), "{form}");
+    assert!(form.contains("awaiting their first deploy (2)"), "{form}");
+    // A deploy that succeeds after it clears the failed one; a's site still failed.
+    app.env.ok(&["deploy", "v2", "--club", "b"]);
+    let page = app.page(&admin, "/").await;
+    assert!(!page.contains("last-failure"), "{page}");
+    assert!(page.contains("id=\"unhealthy\""), "{page}");
+}
+
+/// Point 5: the panel's installation check runs again soon after a job ends (here one the
+/// command line ran), not only hourly.
+#[tokio::test]
+async fn the_installation_check_runs_again_after_a_job() {
+    let mut env = crate::helpers::TestEnv::new();
+    env.add_clubs(&["a", "b"]);
+    env.config.doctor_every_secs = 3600;
+    env.configure();
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let waiting = "2 clubs have no link yet";
+    let check = |shown: bool| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let page = app.page(admin, "/doctor").await;
+                if page.contains(waiting) == shown {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "{page}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    };
+    check(true).await;
+    app.env.ok(&["deploy", "v1", "--all"]);
+    check(false).await;
+}

@@ -1051,7 +1051,7 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
         dashboard.contains("v1.0.0-"),
         "the oldest tag runs everywhere: {dashboard}"
     );
-    assert!(dashboard.contains("Club Zermatt") && dashboard.contains("(6 clubs)"));
+    assert!(dashboard.contains(">6 clubs</a>") && dashboard.contains("(6 clubs)"));
     let _ = child.kill();
     let _ = child.wait();
     // Served by root, the panel says it should not be (issue 13).

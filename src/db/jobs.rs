@@ -231,6 +231,31 @@ pub fn with_status(conn: &mut SqliteConnection, status: JobStatus) -> QueryResul
         .load(conn)
 }
 
+/// The newest job that failed or was interrupted, unless a job of its kind and application
+/// succeeded after it (then it is dealt with): what the dashboard shows first.
+pub fn standing_failure(conn: &mut SqliteConnection) -> QueryResult<Option<Job>> {
+    let Some(failed) = jobs::table
+        .filter(jobs::status.eq_any([JobStatus::Failed, JobStatus::Interrupted]))
+        .order(jobs::id.desc())
+        .select(Job::as_select())
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let later = jobs::table
+        .filter(jobs::id.gt(failed.id))
+        .filter(jobs::kind.eq(failed.kind))
+        .filter(jobs::status.eq(JobStatus::Succeeded))
+        .into_boxed();
+    let later = match &failed.app {
+        Some(app) => later.filter(jobs::app.eq(app.clone())),
+        None => later.filter(jobs::app.is_null()),
+    };
+    let succeeded_since: i64 = later.count().get_result(conn)?;
+    Ok((succeeded_since == 0).then_some(failed))
+}
+
 /// The newest jobs, newest first.
 pub fn recent(conn: &mut SqliteConnection, limit: i64) -> QueryResult<Vec<Job>> {
     jobs::table
@@ -285,6 +310,14 @@ pub fn current_step(conn: &mut SqliteConnection, job_id: i32) -> QueryResult<Opt
         .select(job_events::step.assume_not_null())
         .first(conn)
         .optional()
+}
+
+/// How many jobs have ended: it grows whenever one ends, whichever process ran it.
+pub fn ended_count(conn: &mut SqliteConnection) -> QueryResult<i64> {
+    jobs::table
+        .filter(jobs::finished_at.is_not_null())
+        .count()
+        .get_result(conn)
 }
 
 /// Whether any job waits in the queue.

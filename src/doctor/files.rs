@@ -93,7 +93,11 @@ pub(super) fn files(settings: &Settings, webroots: &[ClubApp], report: &mut Repo
             up = dir.parent();
         }
     }
-    for (dir, slug) in &folders {
+    // A folder not made yet is no problem: the club's first deploy makes it (only this user
+    // may write it then), and the folder above it, which exists, is checked.
+    for (dir, slug) in folders.iter().filter(|(dir, _)| {
+        !matches!(std::fs::symlink_metadata(dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    }) {
         fine &= writable_only_by_us(report, dir, &format!("club {slug}'s folder"));
     }
     if fine {

@@ -70,12 +70,13 @@ impl Verdict {
         matches!(self, Verdict::Failed { .. })
     }
 
-    /// The verdict as stored with a webroot: `healthy`, `failed` or `unchecked`, and why.
+    /// The verdict as stored with a webroot and shown to staff: `healthy`, `failed` or
+    /// `unchecked`, and why (a failure in plain words: the technical line is the log's).
     pub fn recorded(&self) -> (&'static str, Option<&str>) {
         match self {
             Verdict::Healthy { .. } => ("healthy", None),
             Verdict::NotChecked(why) | Verdict::NotLive(why) => ("unchecked", Some(why)),
-            Verdict::Failed { reason, .. } => ("failed", Some(reason)),
+            Verdict::Failed { plain, .. } => ("failed", Some(plain)),
         }
     }
 }

@@ -10,21 +10,46 @@ use askama_web::WebTemplate;
 use super::ui::RunningNow;
 use super::{Admin, AppState, CsrfForm, Nav, NoFields, Staff, count};
 use crate::db::audit;
-use crate::web::error::AppError;
+use crate::web::error::{AppError, urlencode};
 
-/// Clubs on one release.
+/// Clubs on one release: how many, and the clubs list showing them.
 pub struct Group {
     /// The release's tag and commit id, shown apart.
     pub version: (String, String),
-    pub clubs: Vec<String>,
+    pub clubs: usize,
+    pub link: String,
 }
 
-/// One application's clubs, by release.
+/// One application's clubs, by release, and those awaiting their first deploy.
 pub struct AppGroups {
     pub app: String,
     pub clubs: usize,
     pub groups: Vec<Group>,
+    pub waiting: usize,
+    /// Clubs on no release that do not merely await their first deploy (a legacy copy, a
+    /// link changed by hand).
+    pub elsewhere: usize,
 }
+
+/// A club whose last health check failed, for the dashboard's first lines.
+pub struct Unhealthy {
+    pub slug: String,
+    pub name: String,
+    pub app: String,
+    pub why: String,
+}
+
+/// The last job that failed and is not dealt with yet ([`crate::db::jobs::standing_failure`]).
+pub struct Failure {
+    pub id: i32,
+    pub what: String,
+    pub why: String,
+    /// A deploy: clubs it switched can be put back from its page.
+    pub deploy: bool,
+}
+
+/// How many unhealthy clubs the dashboard names before it links to the rest.
+const UNHEALTHY_NAMED: usize = 10;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "dashboard.html")]
@@ -35,6 +60,10 @@ pub struct DashboardPage {
     clubs_total: String,
     running: RunningNow,
     recent: Vec<audit::AuditEvent>,
+    failure: Option<Failure>,
+    /// The first unhealthy clubs, and how many there are.
+    unhealthy: Vec<Unhealthy>,
+    unhealthy_total: usize,
     /// OPcache warnings staff must see.
     warnings: Vec<String>,
     /// The doctor's problems standing now (the first few), and how many there are.
@@ -42,39 +71,79 @@ pub struct DashboardPage {
     doctor_problems: usize,
 }
 
+impl DashboardPage {
+    /// "1 club", "3 clubs".
+    fn n_clubs(&self, n: &usize) -> String {
+        count(*n, "club")
+    }
+}
+
 /// `GET /`.
 pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardPage, AppError> {
     let clubs = state.club_rows().await?;
+    let mut unhealthy = Vec::new();
     let apps = super::ui::app_names(&state.settings)
         .into_iter()
         .enumerate()
         .map(|(column, app)| {
-            let mut by_release: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            let mut by_release: BTreeMap<&str, usize> = BTreeMap::new();
+            let (mut waiting, mut elsewhere) = (0, 0);
             for club in clubs.iter() {
-                if let Some(Some(cell)) = club.cells.get(column) {
-                    let release = cell.release.as_deref().unwrap_or("no release");
-                    by_release
-                        .entry(release)
-                        .or_default()
-                        .push(club.name.clone());
+                let Some(Some(cell)) = club.cells.get(column) else {
+                    continue;
+                };
+                match &cell.release {
+                    Some(release) => *by_release.entry(release).or_default() += 1,
+                    None if cell.waiting => waiting += 1,
+                    None => elsewhere += 1,
+                }
+                if let Some(health) = cell.health.as_ref().filter(|h| h.health == "failed") {
+                    unhealthy.push(Unhealthy {
+                        slug: club.slug.clone(),
+                        name: club.name.clone(),
+                        app: app.clone(),
+                        why: health.note.clone().unwrap_or_default(),
+                    });
                 }
             }
             AppGroups {
-                app,
-                clubs: by_release.values().map(Vec::len).sum(),
+                clubs: by_release.values().sum::<usize>() + waiting + elsewhere,
                 groups: by_release
                     .into_iter()
                     .map(|(release, clubs)| Group {
                         version: super::tag_and_commit(release),
                         clubs,
+                        link: format!(
+                            "/clubs?app={}&release={}",
+                            urlencode(&app),
+                            urlencode(release)
+                        ),
                     })
                     .collect(),
+                app,
+                waiting,
+                elsewhere,
             }
         })
         .collect::<Vec<_>>();
-    let (running, recent) = state
+    let unhealthy_total = unhealthy.len();
+    unhealthy.truncate(UNHEALTHY_NAMED);
+    let (running, recent, failure) = state
         .db(|_, conn| {
             let running = RunningNow::load(conn)?;
+            let failure = match crate::db::jobs::standing_failure(conn)? {
+                Some(job) => Some(Failure {
+                    id: job.id,
+                    what: job.title(&crate::db::clubs::names(conn)?),
+                    why: job
+                        .error
+                        .clone()
+                        .or(job.outcome.clone())
+                        .unwrap_or_default(),
+                    deploy: job.kind == crate::domain::JobKind::Deploy,
+                }),
+                None => None,
+            };
             let recent = audit::list(
                 conn,
                 &audit::Filter {
@@ -82,7 +151,7 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
                     ..Default::default()
                 },
             )?;
-            Ok((running, recent))
+            Ok((running, recent, failure))
         })
         .await?;
     let warnings = state
@@ -111,6 +180,9 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
         clubs_total: count(clubs.len(), "club"),
         running,
         recent,
+        failure,
+        unhealthy,
+        unhealthy_total,
     })
 }
 

@@ -14,6 +14,7 @@ use crate::domain::{ClubSlug, JobSpec, ReleaseTag, Targets, newest_first};
 use crate::pipeline::git;
 use crate::service::inventory::{self, ReleaseRow};
 use crate::service::preview::{self, DeployPlan};
+use crate::web::clubs::NO_RELEASE;
 use crate::web::error::AppError;
 
 #[derive(Template, WebTemplate)]
@@ -104,6 +105,8 @@ pub struct Choice {
     /// Its groups, separated by spaces.
     pub groups: String,
     pub checked: bool,
+    /// It awaits its first deploy.
+    pub waiting: bool,
 }
 
 impl Choice {
@@ -134,11 +137,19 @@ pub struct DeployPage {
     releases: Vec<(String, usize)>,
     /// The groups of the offered clubs, with how many of them are in each.
     groups: Vec<(String, usize)>,
+    /// How many of the offered clubs await their first deploy.
+    waiting: usize,
     /// The jobs running now, which a deploy asked for now waits for.
     running: super::ui::RunningNow,
 }
 
 impl DeployPage {
+    /// How many clubs the form ticks as it is sent (the page's script keeps it up to date).
+    fn ticked(&self) -> String {
+        let n = self.clubs.iter().filter(|c| c.checked).count();
+        format!("{} ticked", count(n, "club"))
+    }
+
     /// This form's address for the application, keeping the chosen tag, with `extra`.
     fn link(&self, extra: &str) -> String {
         let mut link = format!(
@@ -205,7 +216,9 @@ pub async fn form_page(
             Choice {
                 checked: c.slug == query.club
                     || (!query.group.is_empty() && groups.contains(&query.group))
+                    || (query.release == NO_RELEASE && c.no_link_yet)
                     || (!query.release.is_empty() && tag == query.release),
+                waiting: c.no_link_yet,
                 groups: groups.join(" "),
                 tag,
                 slug: c.slug,
@@ -251,11 +264,12 @@ pub async fn form_page(
         unusable_tag,
         tags,
         tag: query.tag.clone(),
-        clubs,
         may_all: staff.may_change_all(),
         canary,
         releases,
         groups: by_group.into_iter().collect(),
+        waiting: clubs.iter().filter(|c| c.waiting).count(),
+        clubs,
         running,
     })
 }

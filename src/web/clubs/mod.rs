@@ -44,6 +44,8 @@ pub struct Cell {
     pub rollback_to: Option<String>,
     /// The webroot is a legacy copy waiting to be adopted.
     pub legacy: bool,
+    /// Nothing is at the webroot yet: the club awaits its first deploy.
+    pub waiting: bool,
     /// The kept legacy copies of this webroot: directory name and size in words.
     pub kept: Vec<(String, String)>,
     /// The last health check after a switch, if any.
@@ -99,6 +101,9 @@ pub struct ClubsPage {
 /// How many clubs a page of the clubs list shows.
 pub const CLUBS_PER_PAGE: usize = 50;
 
+/// The release filter's value for clubs that run no release (no tag can be written so).
+pub const NO_RELEASE: &str = "(none)";
+
 /// The clubs list's filters and page (`/clubs?q=zer&app=mobile&release=v2&health=failed
 /// &group=canary&page=2`): every filter is part of the address, so a view can be shared.
 #[derive(Deserialize, Default, Clone)]
@@ -139,6 +144,7 @@ impl ClubsQuery {
         let mut any = false;
         for cell in cells {
             let runs = release.is_empty()
+                || (release == NO_RELEASE && cell.release.is_none())
                 || cell.release.as_deref() == Some(release)
                 || cell.version.as_ref().is_some_and(|(tag, _)| tag == release);
             if runs && (health.is_empty() || cell.health_word() == health) {
@@ -287,6 +293,7 @@ pub fn read_rows(settings: &Settings, conn: &mut Conn) -> anyhow::Result<Vec<Row
             version: club.release.as_deref().map(super::tag_and_commit),
             url: club.url.clone(),
             legacy: club.legacy,
+            waiting: club.no_link_yet,
             kept: kept
                 .remove(&(club.slug.clone(), club.app.clone()))
                 .unwrap_or_default(),
