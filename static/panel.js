@@ -108,6 +108,17 @@
     counted();
   }
 
+  // The deploy form's put-back notes: only those of the version chosen.
+  var version = document.querySelector("form[action='/deploy/confirm'] select[name=tag]");
+  if (version) {
+    var notes = document.querySelectorAll(".put-back[data-tag]");
+    var only = function () {
+      notes.forEach(function (n) { n.hidden = n.dataset.tag !== version.value; });
+    };
+    version.addEventListener("change", only);
+    only();
+  }
+
   // The dashboard follows the jobs and the clubs' releases without a reload: it reads
   // itself again every few seconds and swaps the parts that change.
   var live = document.querySelectorAll("[data-live]");

@@ -253,3 +253,55 @@ async fn the_installation_check_runs_again_after_a_job() {
     app.env.ok(&["deploy", "v1", "--all"]);
     check(false).await;
 }
+
+/// Point 4: a version put back on a club is said where someone could deploy it there again
+/// (the releases page, the deploy form, the confirmation), and deploying it to that club
+/// again needs a tick on purpose, in the panel as on the command line (`--again`).
+#[tokio::test]
+async fn a_version_put_back_on_a_club_needs_a_tick_to_go_there_again() {
+    let env = crate::helpers::TestEnv::new();
+    env.add_club("a", &["--name", "Club Davos"]);
+    env.add_club("b", &["--name", "Club Arosa"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.ok(&["deploy", "v2", "--club", "a"]);
+    env.ok(&["rollback", "a"]);
+    let error = env.fails(&["deploy", "v2", "--club", "a"]);
+    assert!(
+        error.contains("v2 was put back on Club Davos by "),
+        "{error}"
+    );
+    assert!(error.contains("--again"), "{error}");
+    let app = TestApp::spawn_driven(env).await;
+    let admin = app.login("admin").await;
+    let said = "v2 was put back on Club Davos by cli:";
+    let releases = app.page(&admin, "/releases").await;
+    assert!(releases.contains(said), "{releases}");
+    assert!(releases.contains("just now (job #3)"), "{releases}");
+    let form = app.page(&admin, "/deploy?tag=v2").await;
+    assert!(form.contains(said), "{form}");
+    let to_a = [("tag", "v2"), ("target", "some"), ("clubs", "a")];
+    let confirm = app.confirm_text(&admin, &to_a).await;
+    assert!(confirm.contains(said), "{confirm}");
+    assert!(
+        confirm.contains("name=\"again\" value=\"1\" required"),
+        "{confirm}"
+    );
+    // Elsewhere it was never put back: nothing to tick.
+    let to_b = [("tag", "v2"), ("target", "some"), ("clubs", "b")];
+    let confirm = app.confirm_text(&admin, &to_b).await;
+    assert!(!confirm.contains("put back"), "{confirm}");
+    // Without the tick: refused, nothing queued; with it, deployed.
+    let refused = app.post(&admin, "/deploy", &to_a).await;
+    assert_eq!(refused.status(), reqwest::StatusCode::CONFLICT);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("tick “Deploy it again”"), "{text}");
+    assert!(app.run_pending_jobs().await.is_empty(), "a job was queued");
+    let mut again = to_a.to_vec();
+    again.push(("again", "1"));
+    let id = job_id(&app.post(&admin, "/deploy", &again).await);
+    assert_eq!(app.run_job(id).await, "succeeded");
+    assert_eq!(app.env.release_of("a"), app.env.release_name("v2"));
+    // Deployed on purpose, the mark is lifted.
+    let releases = app.page(&admin, "/releases").await;
+    assert!(!releases.contains(said), "{releases}");
+}

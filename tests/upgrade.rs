@@ -532,7 +532,13 @@ fn a_live_installation_of_the_last_landed_version_upgrades_in_place_with_nothing
         out.contains(&format!("rolled back from {v2} to {v1}")),
         "{out}"
     );
-    install.ok(&["deploy", "v3", "--all"]);
+    // The old installation's put-back of v3 from a still counts: bringing v3 back to a needs
+    // asking on purpose.
+    let refused = install
+        .run(&["deploy", "v3", "--all"])
+        .expect_err("v3 went back to a club it was put back on");
+    assert!(refused.contains("v3 was put back on Club A"), "{refused}");
+    install.ok(&["deploy", "v3", "--all", "--again"]);
     // b ran v2 before v3 (its rollback target); a ran v1 (its own). v3 runs.
     let mut kept = vec![v1.clone(), v2.clone(), v3.clone()];
     kept.sort();

@@ -31,7 +31,7 @@ EXIT STATUS:
   from `doctor` when it finds a problem.
 
 SEE ALSO:
-  /usr/share/doc/clubdeploy/README.md, `clubdeploy doctor`"
+  /usr/share/doc/clubdeploy/README.md and docs/, `clubdeploy doctor`"
 )]
 pub struct Cli {
     /// The configuration file [default: ./clubdeploy.toml, which may be absent when every
@@ -80,6 +80,10 @@ pub enum Command {
         /// there (e.g. after a build tool changed outside the repository).
         #[arg(long)]
         rebuild: bool,
+        /// Deploy it even to clubs it was put back on (a rollback, a put-back or a failed
+        /// health check moved them off it): without this, such a deploy is refused.
+        #[arg(long)]
+        again: bool,
         /// Only say what the deploy would change (commits, files, warnings); change nothing
         /// and queue nothing.
         #[arg(long, conflicts_with = "detach")]

@@ -248,6 +248,7 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
             targets,
             canary,
             rebuild,
+            again,
             dry_run,
             detach,
         } => {
@@ -279,7 +280,16 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
                         .collect::<Result<_, _>>()?,
                 )
             };
+            let put_back = crate::service::marks::for_deploy(
+                &mut *db()?,
+                app.name.as_str(),
+                tag.as_str(),
+                &targets,
+            )?;
             if dry_run {
+                for note in &put_back {
+                    say_part!("WARNING: {}\n", note.words);
+                }
                 let all = targets == Targets::All;
                 let clubs = crate::service::preview::select(
                     inventory::status(&settings, &mut *db()?, Some(app.name.as_str()))?,
@@ -304,6 +314,7 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
                 say!("(dry run: nothing was changed and no job was queued)");
                 return Ok(());
             }
+            crate::service::marks::refuse_unless_again(&put_back, again)?;
             submit(
                 &settings,
                 pool,
@@ -655,8 +666,8 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         eprintln!(
             "warning: clubdeploy is running as root. It needs no privilege beyond owning \
              webroot_base and data_dir; run it as its own user (the Debian package's service \
-             runs as `clubdeploy` and reloads Apache through a sudoers rule), see the README's \
-             \"Installing on a server\"."
+             runs as `clubdeploy` and reloads Apache through a sudoers rule), see \
+             docs/installing.md (/usr/share/doc/clubdeploy/docs/installing.md)."
         );
     }
     actix_web::rt::System::new().block_on(async move {

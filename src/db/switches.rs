@@ -292,6 +292,74 @@ fn mark_bad(conn: &mut SqliteConnection, mark: &BadMark, at: NaiveDateTime) -> Q
     Ok(())
 }
 
+/// A release marked bad for a club (a rollback, a put-back or a failed health check moved the
+/// club off it), with who did that, when and in which job, as the newest switch off it says.
+#[derive(Debug, Clone)]
+pub struct Marked {
+    pub slug: String,
+    pub name: String,
+    pub release: String,
+    pub actor: Option<String>,
+    pub at: NaiveDateTime,
+    pub job_id: Option<i32>,
+}
+
+/// Every release of `app` marked bad for a club, by release then club.
+pub fn marked(conn: &mut SqliteConnection, app: &str) -> QueryResult<Vec<Marked>> {
+    use super::schema::clubs;
+    let marks: Vec<(i32, String, String, String, NaiveDateTime)> = bad_releases::table
+        .inner_join(clubs::table)
+        .filter(bad_releases::app.eq(app))
+        .select((
+            bad_releases::club_id,
+            clubs::slug,
+            clubs::name,
+            bad_releases::release,
+            bad_releases::marked_at,
+        ))
+        .order((bad_releases::release, clubs::slug))
+        .load(conn)?;
+    if marks.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The switches that moved a club off a release, newest last (one query for all marks).
+    // (club, from release, actor, when, job)
+    type Off = (i32, Option<String>, String, NaiveDateTime, Option<i32>);
+    let off: Vec<Off> = switches::table
+        .filter(switches::app.eq(app))
+        .filter(switches::kind.eq_any([SwitchKind::Rollback, SwitchKind::HealthRollback]))
+        .filter(switches::from_release.is_not_null())
+        .select((
+            switches::club_id,
+            switches::from_release,
+            switches::actor,
+            switches::switched_at,
+            switches::job_id,
+        ))
+        .order(switches::id)
+        .load(conn)?;
+    let mut by: HashMap<(i32, String), (String, NaiveDateTime, Option<i32>)> = HashMap::new();
+    for (club_id, from, actor, at, job_id) in off {
+        if let Some(from) = from {
+            by.insert((club_id, from), (actor, at, job_id));
+        }
+    }
+    Ok(marks
+        .into_iter()
+        .map(|(club_id, slug, name, release, marked_at)| {
+            let found = by.remove(&(club_id, release.clone()));
+            Marked {
+                slug,
+                name,
+                actor: found.as_ref().map(|f| f.0.clone()),
+                at: found.as_ref().map_or(marked_at, |f| f.1),
+                job_id: found.and_then(|f| f.2),
+                release,
+            }
+        })
+        .collect())
+}
+
 /// The releases of `app` marked bad for a club.
 pub fn bad_for(
     conn: &mut SqliteConnection,

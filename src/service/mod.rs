@@ -3,5 +3,6 @@
 
 pub mod import;
 pub mod inventory;
+pub mod marks;
 pub mod opcache;
 pub mod preview;

@@ -25,6 +25,30 @@ pub struct ReleasesPage {
     rows: Vec<ReleaseRow>,
     /// The repository's tags that cannot be deployed, in one sentence with what to do.
     skipped: Option<String>,
+    /// Releases put back on some clubs, said.
+    put_back: Vec<crate::service::marks::PutBackNote>,
+}
+
+impl ReleasesPage {
+    /// What was put back of release `name`, in words ("" for nothing).
+    fn put_back_of(&self, name: &str) -> String {
+        let said: Vec<&str> = self
+            .put_back
+            .iter()
+            .filter(|n| n.release == name)
+            .map(|n| n.words.as_str())
+            .collect();
+        said.join("; ")
+    }
+
+    /// The clubs list showing the clubs on release `name`.
+    fn clubs_link(&self, name: &str) -> String {
+        format!(
+            "/clubs?app={}&release={}",
+            crate::web::error::urlencode(&self.apps.current),
+            crate::web::error::urlencode(name)
+        )
+    }
 }
 
 /// The application a page is about, and the others to switch to (shown when there are
@@ -69,11 +93,12 @@ pub async fn releases_page(
 ) -> Result<ReleasesPage, AppError> {
     let app = listed_app(&state.settings, &query)?.name.to_string();
     let name = app.clone();
-    let (rows, skipped) = state
+    let (rows, skipped, marks) = state
         .db(move |settings, conn| {
             let app = settings.app(Some(&name))?;
             let skipped = git::open_mirror(app)?.skipped_tags()?;
-            Ok((inventory::releases(settings, app, conn)?, skipped))
+            let marks = crate::db::switches::marked(conn, &name)?;
+            Ok((inventory::releases(settings, app, conn)?, skipped, marks))
         })
         .await?;
     Ok(ReleasesPage {
@@ -81,6 +106,7 @@ pub async fn releases_page(
         apps: AppTabs::new(&state, &app),
         rows: newest_first(rows, |row| &row.tag),
         skipped: git::skipped_in_words(&skipped),
+        put_back: crate::service::marks::notes(&marks, None, |_| true, crate::db::now()),
     })
 }
 
@@ -139,6 +165,8 @@ pub struct DeployPage {
     groups: Vec<(String, usize)>,
     /// How many of the offered clubs await their first deploy.
     waiting: usize,
+    /// Versions put back on some of the offered clubs (each shown while its tag is chosen).
+    put_back: Vec<crate::service::marks::PutBackNote>,
     /// The jobs running now, which a deploy asked for now waits for.
     running: super::ui::RunningNow,
 }
@@ -200,11 +228,12 @@ pub async fn form_page(
         })
         .await?;
     let name = app.clone();
-    let (clubs, mut groups, running) = state
+    let (clubs, mut groups, running, marks) = state
         .db(move |settings, conn| {
             let clubs = inventory::status(settings, conn, Some(&name))?;
             let groups = crate::db::groups::by_slug(conn)?;
-            Ok((clubs, groups, super::ui::RunningNow::load(conn)?))
+            let marks = crate::db::switches::marked(conn, &name)?;
+            Ok((clubs, groups, super::ui::RunningNow::load(conn)?, marks))
         })
         .await?;
     let clubs: Vec<Choice> = clubs
@@ -269,6 +298,12 @@ pub async fn form_page(
         releases,
         groups: by_group.into_iter().collect(),
         waiting: clubs.iter().filter(|c| c.waiting).count(),
+        put_back: crate::service::marks::notes(
+            &marks,
+            None,
+            |slug| clubs.iter().any(|c| c.slug == slug),
+            crate::db::now(),
+        ),
         clubs,
         running,
     })
@@ -288,6 +323,8 @@ pub struct DeployForm {
     canary_field: String,
     /// The form's one-time token.
     once: String,
+    /// Deploy even to clubs the version was put back on (the confirmation's tick).
+    again: String,
     /// The group the ticked clubs are (found by [`DeployForm::resolve`], never posted).
     #[serde(skip)]
     group: Option<crate::domain::GroupName>,
@@ -426,6 +463,8 @@ pub struct ConfirmPage {
     warnings: Vec<String>,
     /// The jobs running now, which this deploy would wait for.
     running: super::ui::RunningNow,
+    /// This version put back on clubs it goes to: deploying needs a tick on purpose.
+    put_back: Vec<crate::service::marks::PutBackNote>,
 }
 
 /// `POST /deploy/confirm`: the same question at its own address (POST-redirect-GET), so Back
@@ -490,11 +529,13 @@ pub async fn confirm(
     });
     let all = targets == Targets::All;
     let name = app.to_string();
-    let (clubs, names, running) = state
+    let (tag_text, chosen) = (tag.to_string(), targets.clone());
+    let (clubs, names, running, put_back) = state
         .db(move |settings, conn| {
             let clubs = inventory::status(settings, conn, Some(&name))?;
             let names = crate::db::clubs::names(conn)?;
-            Ok((clubs, names, super::ui::RunningNow::load(conn)?))
+            let put_back = crate::service::marks::for_deploy(conn, &name, &tag_text, &chosen)?;
+            Ok((clubs, names, super::ui::RunningNow::load(conn)?, put_back))
         })
         .await?;
     let first: Vec<&str> = first.iter().map(|s| names.of(s.as_str())).collect();
@@ -520,6 +561,7 @@ pub async fn confirm(
         canary,
         group: group.map(|g| g.to_string()),
         running,
+        put_back,
         warnings: state
             .opcache()
             .await?
@@ -539,5 +581,20 @@ pub async fn deploy(
 ) -> Result<HttpResponse, AppError> {
     let posted = posted.resolve(&staff, &state).await?;
     let spec = posted.spec(&staff, &state.settings)?;
+    if let JobSpec::Deploy {
+        app, tag, targets, ..
+    } = &spec
+    {
+        let (app, tag, targets) = (app.to_string(), tag.to_string(), targets.clone());
+        let put_back = state
+            .db(move |_, conn| {
+                Ok(crate::service::marks::for_deploy(
+                    conn, &app, &tag, &targets,
+                )?)
+            })
+            .await?;
+        crate::service::marks::refuse_unless_again(&put_back, posted.again == "1")
+            .map_err(|refusal| AppError::Conflict(format!("{refusal}.")))?;
+    }
     queue(&staff, &state, spec, &posted.once).await
 }
