@@ -18,6 +18,7 @@ mod panel_browser;
 mod panel_glance;
 mod panel_names;
 mod preview;
+mod readme;
 mod recovery;
 mod releases;
 mod security;

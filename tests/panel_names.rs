@@ -1,6 +1,7 @@
 //! Issue 20, points 3 and on: the panel names clubs and jobs as staff know them, and says who
 //! else is deploying, at hundreds of clubs.
 
+use crate::helpers::TestEnv;
 use crate::panel_glance::crowded_world;
 use crate::web::{TestApp, job_id};
 
@@ -304,4 +305,45 @@ async fn a_version_put_back_on_a_club_needs_a_tick_to_go_there_again() {
     // Deployed on purpose, the mark is lifted.
     let releases = app.page(&admin, "/releases").await;
     assert!(!releases.contains(said), "{releases}");
+}
+
+/// A club office's installation: a dozen clubs with real names, a group that tries releases
+/// first, all on v1 but the group on v2 (job #2, in two waves), two clubs awaiting their first
+/// deploy.
+pub fn a_club_office() -> TestEnv {
+    let env = TestEnv::new();
+    let clubs = [
+        ("zermatt", "Skiclub Zermatt"),
+        ("davos", "Eishockeyclub Davos"),
+        ("arosa", "Schwimmverein Arosa"),
+        ("kitzbuehel", "Skiclub Kitzbühel"),
+        ("andermatt", "FC Andermatt 1921"),
+        ("adelboden", "Tennisclub Adelboden-Lenk"),
+        ("grindelwald", "Curling Club Grindelwald"),
+        ("wengen", "Ski Club Wengen"),
+        ("laax", "Snowboard Club Laax"),
+        ("saas-fee", "Alpine Club Saas-Fee"),
+    ];
+    for (slug, name) in clubs {
+        env.add_club(slug, &["--name", name]);
+    }
+    env.ok(&[
+        "club",
+        "group",
+        "early-adopters",
+        "zermatt",
+        "davos",
+        "arosa",
+    ]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.ok(&[
+        "deploy", "v2", "--club", "zermatt", "--club", "davos", "--club", "arosa", "--canary",
+        "zermatt",
+    ]);
+    env.add_club(
+        "obermatt",
+        &["--name", "Snowboardvereinigung Obermattertal"],
+    );
+    env.add_club("chamonix", &["--name", "Club Alpin Chamonix"]);
+    env
 }
