@@ -41,7 +41,7 @@
   var picker = document.getElementById("club-picker");
   if (picker) {
     var search = document.getElementById("club-search");
-    var choices = picker.querySelectorAll("label.check[data-slug]");
+    var choices = picker.querySelectorAll(".choices label.check");
     var some = document.querySelector("input[name=target][value=some]");
     var shownCount = document.getElementById("clubs-shown");
     function shown() {
@@ -51,10 +51,14 @@
     function folded(text) {
       return text.normalize("NFD").replace(/\p{M}/gu, "").toLowerCase();
     }
+    // What a club's search matches: its name and short name, folded once.
+    choices.forEach(function (c) {
+      c.searched = folded(c.querySelector("span").firstChild.textContent + " " + c.querySelector("input").value);
+    });
     function filter() {
       var words = folded(search.value.trim());
       choices.forEach(function (c) {
-        c.hidden = words !== "" && c.dataset.search.indexOf(words) < 0;
+        c.hidden = words !== "" && c.searched.indexOf(words) < 0;
       });
       if (shownCount) { shownCount.textContent = shown().length + " of " + choices.length + " shown"; }
     }
@@ -99,7 +103,7 @@
         e.preventDefault();
         var group = button.dataset.tickGroup;
         tick(Array.prototype.filter.call(choices, function (c) {
-          return (" " + c.dataset.groups + " ").indexOf(" " + group + " ") >= 0;
+          return (" " + (c.dataset.groups || "") + " ").indexOf(" " + group + " ") >= 0;
         }));
       });
     });

@@ -467,8 +467,8 @@ async fn search_finds_a_club_however_its_accents_are_typed() {
             .await?;
         let shown: Value = b
             .execute(
-                "return Array.from(document.querySelectorAll('#club-picker label.check[data-slug]')) \
-                 .filter(c => !c.hidden).map(c => c.dataset.slug);",
+                "return Array.from(document.querySelectorAll('#club-picker .choices label.check')) \
+                 .filter(c => !c.hidden).map(c => c.querySelector('input').value);",
                 vec![],
             )
             .await?;

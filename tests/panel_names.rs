@@ -347,3 +347,46 @@ pub fn a_club_office() -> TestEnv {
     env.add_club("chamonix", &["--name", "Club Alpin Chamonix"]);
     env
 }
+
+/// Point 7 at 1,000 clubs: the dashboard and the releases page count the clubs on each
+/// version instead of naming them; the deploy form, which must list every club, weighs well
+/// under the 280 KB it did (270 KB in this world before: a label of four data attributes per
+/// club), and far less on the wire.
+#[tokio::test]
+async fn at_a_thousand_clubs_pages_count_and_the_deploy_form_stays_light() {
+    let env = TestEnv::new();
+    let mut csv = String::from("slug,name,webroot\n");
+    for i in 0..1000 {
+        let slug = format!("club-{i:04}");
+        csv.push_str(&format!(
+            "{slug},Skiclub Kitzbühel {i},{}\n",
+            env.webroot(&slug).display()
+        ));
+    }
+    let file = env.www.join("clubs.csv");
+    std::fs::write(&file, csv).unwrap();
+    env.ok(&["club", "import", file.to_str().unwrap()]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let size = |path: &'static str, encoding: &'static str| {
+        let request = admin
+            .get(app.url(path))
+            .header("Accept-Encoding", encoding)
+            .send();
+        async move { request.await.unwrap().bytes().await.unwrap().len() }
+    };
+    for path in ["/", "/releases"] {
+        let page = app.page(&admin, path).await;
+        assert!(page.contains(">1000 clubs</a>"), "{path}: {page}");
+        assert!(!page.contains("Kitzbühel 999"), "{path} names every club");
+        assert!(size(path, "identity").await < 10_000, "{path}");
+    }
+    let plain = size("/deploy", "identity").await;
+    let packed = size("/deploy", "gzip").await;
+    assert!(plain < 200_000, "the deploy form weighs {plain} bytes");
+    assert!(
+        packed < 20_000,
+        "the deploy form sends {packed} bytes compressed"
+    );
+}

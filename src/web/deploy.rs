@@ -135,14 +135,6 @@ pub struct Choice {
     pub waiting: bool,
 }
 
-impl Choice {
-    /// What the form's search matches: name and slug, as [`crate::domain::search_key`]
-    /// folds them.
-    pub fn search(&self) -> String {
-        crate::domain::search_key(&format!("{} {}", self.name, self.slug))
-    }
-}
-
 #[derive(Template, WebTemplate)]
 #[template(path = "deploy.html")]
 pub struct DeployPage {
