@@ -390,3 +390,68 @@ async fn at_a_thousand_clubs_pages_count_and_the_deploy_form_stays_light() {
         "the deploy form sends {packed} bytes compressed"
     );
 }
+
+/// Point 8: the audit filter speaks the staff's language: a club by display name or short
+/// name (accents aside), what happened from a list in words, a date range; a deploy to many
+/// clubs is one row with its clubs folded, not a row per club.
+#[tokio::test]
+async fn the_audit_log_is_filtered_in_words_and_folds_a_deploys_clubs() {
+    let env = crowded_world();
+    env.ok(&["rollback", "club-003"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let page = app.page(&admin, "/audit?kind=deploy").await;
+    // The deploy to 240 clubs is one row (and the 60 of v2 another), their clubs folded.
+    assert!(
+        page.contains("cli:root put 240 clubs (main) on v1 (job #1)"),
+        "{page}"
+    );
+    assert!(page.contains("<summary>240 clubs</summary>"), "{page}");
+    assert!(
+        page.contains("cli:root moved 60 clubs (main) from v1 to v2 (job #2)"),
+        "{page}"
+    );
+    assert!(page.matches("<tr>").count() < 20, "{page}");
+    assert!(
+        !page.contains("signed in"),
+        "a sign-in is no deploy: {page}"
+    );
+    // A club by its name typed without accents: its rows only, named by display name.
+    let page = app
+        .page(&admin, "/audit?club=kitzbuhel+120&kind=deploy")
+        .await;
+    assert!(
+        page.contains("cli:root put Skiclub Kitzbühel 120 (main) on v1 (job #1)"),
+        "{page}"
+    );
+    assert!(!page.contains("240 clubs"), "{page}");
+    // What happened, in words.
+    let page = app.page(&admin, "/audit?kind=roll-back").await;
+    assert!(
+        page.contains("rolled Schwimmverein Arosa 3 (main) back from"),
+        "{page}"
+    );
+    assert!(!page.contains(" put "), "{page}");
+    let form = app.page(&admin, "/audit").await;
+    for words in ["Deploy", "Roll back", "Sign-in", "Staff changes"] {
+        assert!(
+            form.contains(&format!(">{words}</option>")),
+            "{words}: {form}"
+        );
+    }
+    // A date range: nothing before today.
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d");
+    let today = chrono::Utc::now().format("%Y-%m-%d");
+    let page = app.page(&admin, &format!("/audit?until={yesterday}")).await;
+    assert!(page.contains("No events match."), "{page}");
+    let page = app
+        .page(
+            &admin,
+            &format!("/audit?since={today}&until={today}&kind=roll-back"),
+        )
+        .await;
+    assert!(page.contains("rolled Schwimmverein Arosa 3"), "{page}");
+    // A club no one is called.
+    let page = app.page(&admin, "/audit?club=Atlantis").await;
+    assert!(page.contains("No club is called “Atlantis”"), "{page}");
+}

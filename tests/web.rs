@@ -1524,7 +1524,7 @@ async fn a_thousand_clubs_page_filter_and_group_with_every_change_audited() {
     // The audit log tells each change, in words and as codes.
     let audit = app.page(&admin, "/audit?action=group.joined").await;
     assert!(
-        audit.contains("admin put club club-0995 in group region-east"),
+        audit.contains("admin put Club number 995 in group region-east"),
         "{audit}"
     );
     let csv = app.page(&admin, "/audit.csv?action=group.left").await;

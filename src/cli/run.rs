@@ -477,13 +477,12 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
             let rows = audit::list(
                 &mut *db()?,
                 &audit::Filter {
-                    club: filter.club,
+                    clubs: filter.club.map(|club| vec![club]),
                     app: filter.app,
                     actor: filter.actor,
-                    action: None,
                     since,
-                    before: None,
                     limit: filter.limit,
+                    ..Default::default()
                 },
             )?;
             if filter.json {

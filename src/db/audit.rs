@@ -455,11 +455,17 @@ pub fn verify(
 /// What to list.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    pub club: Option<String>,
+    /// Rows about these clubs (by slug).
+    pub clubs: Option<Vec<String>>,
     pub app: Option<String>,
     pub actor: Option<String>,
+    /// One action code (`club.switched`).
     pub action: Option<String>,
+    /// Rows of one kind as staff say it ([`crate::domain::AuditKind::patterns`]).
+    pub kind: Option<crate::domain::AuditKind>,
     pub since: Option<NaiveDateTime>,
+    /// Only rows before this time.
+    pub until: Option<NaiveDateTime>,
     /// Only rows older than this id (the next page).
     pub before: Option<i32>,
     pub limit: i64,
@@ -472,10 +478,36 @@ pub fn list(conn: &mut SqliteConnection, filter: &Filter) -> QueryResult<Vec<Aud
         .order(audit_events::id.desc())
         .limit(filter.limit)
         .into_boxed();
-    if let Some(club) = &filter.club {
+    if let Some(clubs) = &filter.clubs {
         query = query
             .filter(audit_events::target_kind.eq("club"))
-            .filter(audit_events::target.eq(club));
+            .filter(audit_events::target.eq_any(clubs.clone()));
+    }
+    if let Some(kind) = filter.kind {
+        use diesel::sql_types::Bool;
+        type Condition =
+            Box<dyn BoxableExpression<audit_events::table, diesel::sqlite::Sqlite, SqlType = Bool>>;
+        let mut any: Option<Condition> = None;
+        for (action, begins) in kind.patterns() {
+            let one: Condition = match begins {
+                Some(begins) => Box::new(
+                    audit_events::action
+                        .like(*action)
+                        .and(audit_events::details.like(format!("{begins}%"))),
+                ),
+                None => Box::new(audit_events::action.like(*action)),
+            };
+            any = Some(match any {
+                None => one,
+                Some(before) => Box::new(before.or(one)),
+            });
+        }
+        if let Some(any) = any {
+            query = query.filter(any);
+        }
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(audit_events::at.lt(until));
     }
     if let Some(app) = &filter.app {
         query = query.filter(audit_events::app.eq(app));

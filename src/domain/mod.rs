@@ -2,6 +2,7 @@
 //! these types exists it is valid, so the rest of the code takes the type, not a `&str`.
 
 mod address;
+mod audit_kind;
 mod club;
 mod job;
 mod kinds;
@@ -13,6 +14,7 @@ mod tally;
 mod version;
 
 pub use address::{check_url, is_internal_address, parse_connect_to, sign_in_key, url_host};
+pub use audit_kind::AuditKind;
 pub use club::{AppName, ClubSlug, GroupName, club_name, group_of};
 pub use job::{ClubNames, JobSpec, JobStatus, Targets};
 pub use kinds::{JobKind, SwitchKind};

@@ -9,59 +9,158 @@ use serde::Deserialize;
 
 use super::{AppState, Nav, Staff};
 use crate::db::audit::{self, AuditEvent};
-use crate::domain::Role;
+use crate::domain::{AuditKind, Role, count};
 use crate::web::error::{AppError, urlencode};
 
 const PAGE: i64 = 50;
+/// The most rows one page of the audit log reads while folding a run of switches.
+const FOLD_AT_MOST: usize = 5_000;
 /// Rows read per step of the CSV export.
 const CSV_PAGE: i64 = 500;
 
 #[derive(Deserialize, Default, Clone)]
 #[serde(default)]
 pub struct AuditQuery {
+    /// A club's display name or short name, or part of one (accents ignored).
     club: String,
     app: String,
     user: String,
+    /// A kind of event in words ([`AuditKind`]).
+    kind: String,
+    /// One action code (`club.switched`), for addresses made before the kinds.
     action: String,
     since: String,
+    until: String,
     before: Option<i32>,
 }
 
+/// A date of the filter ("2026-11-26"), at midnight UTC.
+fn date(text: &str) -> Result<Option<chrono::NaiveDateTime>, AppError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| AppError::BadRequest(format!("{text:?} is not a date like 2026-11-26.")))
+        .map(|d| Some(d.and_hms_opt(0, 0, 0).expect("midnight exists")))
+}
+
 impl AuditQuery {
-    fn filter(&self, limit: i64) -> Result<audit::Filter, AppError> {
+    /// The filter, the club text already read as the clubs it names (`clubs`).
+    fn filter(&self, clubs: Option<Vec<String>>, limit: i64) -> Result<audit::Filter, AppError> {
         let some = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-        let since = match some(&self.since) {
-            None => None,
-            Some(date) => Some(
-                chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d")
-                    .map_err(|_| {
-                        AppError::BadRequest(format!("{date:?} is not a date like 2026-11-26."))
-                    })?
-                    .and_hms_opt(0, 0, 0)
-                    .expect("midnight exists"),
-            ),
-        };
+        let kind = some(&self.kind).map(|k| AuditKind::parse(&k)).transpose()?;
         Ok(audit::Filter {
-            club: some(&self.club),
+            clubs,
             app: some(&self.app),
             actor: some(&self.user),
             action: some(&self.action),
-            since,
+            kind,
+            since: date(&self.since)?,
+            // The day named is included: until the next midnight.
+            until: date(&self.until)?.map(|d| d + chrono::Duration::days(1)),
             before: self.before,
             limit,
         })
     }
 
+    /// The clubs the club text names: the club with that short name, else every club whose
+    /// name or short name contains it, accents and case aside ([`crate::domain::search_key`]);
+    /// `None` when it is empty.
+    fn clubs(&self, known: &[(String, String)]) -> Option<Vec<String>> {
+        let text = self.club.trim();
+        if text.is_empty() {
+            return None;
+        }
+        if known.iter().any(|(slug, _)| slug == text) {
+            return Some(vec![text.to_owned()]);
+        }
+        let wanted = crate::domain::search_key(text);
+        Some(
+            known
+                .iter()
+                .filter(|(slug, name)| {
+                    crate::domain::search_key(&format!("{name} {slug}")).contains(&wanted)
+                })
+                .map(|(slug, _)| slug.clone())
+                .collect(),
+        )
+    }
+
     /// The query string for the same filters.
     fn query_string(&self) -> String {
-        format!(
-            "club={}&app={}&user={}&action={}&since={}",
-            urlencode(&self.club),
-            urlencode(&self.app),
-            urlencode(&self.user),
-            urlencode(&self.action),
-            urlencode(&self.since)
-        )
+        [
+            ("club", &self.club),
+            ("app", &self.app),
+            ("user", &self.user),
+            ("kind", &self.kind),
+            ("action", &self.action),
+            ("since", &self.since),
+            ("until", &self.until),
+        ]
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+}
+
+/// A row as the page shows it: one event, or a run of switches one job made alike (a deploy
+/// to 1,000 clubs is one row), its clubs folded.
+pub struct Shown {
+    pub row: AuditEvent,
+    pub said: String,
+    /// The clubs of a folded run (display names), empty for one event.
+    pub clubs: Vec<String>,
+}
+
+/// What makes switches one row: who, the kind of switch, the release reached and the job
+/// ("deploy: from v1-… to v2-… (job #4)", the club aside).
+fn run_of(row: &AuditEvent) -> Option<(&str, &str, &str, &str)> {
+    if row.action != "club.switched" {
+        return None;
+    }
+    let (kind, rest) = row.details.split_once(": from ")?;
+    let (_, rest) = rest.split_once(" to ")?;
+    let (to, job) = rest.split_once(" (job #")?;
+    Some((row.actor.as_str(), kind, to, job))
+}
+
+/// `rows` (newest first) as shown: consecutive switches of one run folded into one.
+fn fold(rows: Vec<AuditEvent>, names: &crate::domain::ClubNames) -> Vec<Shown> {
+    let mut shown: Vec<Shown> = Vec::new();
+    for row in rows {
+        if let Some(last) = shown.last_mut()
+            && run_of(&row).is_some()
+            && run_of(&row) == run_of(&last.row)
+            && row.app == last.row.app
+        {
+            if last.clubs.is_empty() {
+                last.clubs.push(names.of(&last.row.target).to_owned());
+            }
+            last.clubs.push(names.of(&row.target).to_owned());
+            last.said = sentence(&last.row, &count(last.clubs.len(), "club"));
+            continue;
+        }
+        let said = sentence(&row, &club_words(&row, names));
+        shown.push(Shown {
+            row,
+            said,
+            clubs: Vec::new(),
+        });
+    }
+    shown
+}
+
+/// How a row about a club names it: its display name ("Club Zermatt"), or its short name
+/// when it is no club any more.
+pub fn club_words(row: &AuditEvent, names: &crate::domain::ClubNames) -> String {
+    let name = names.of(&row.target);
+    if name == row.target {
+        format!("club {name}")
+    } else {
+        name.to_owned()
     }
 }
 
@@ -69,28 +168,26 @@ impl AuditQuery {
 #[template(path = "audit.html")]
 pub struct AuditPage {
     nav: Nav,
-    rows: Vec<AuditEvent>,
+    rows: Vec<Shown>,
     query: AuditQuery,
     filters: String,
     next: Option<String>,
+    /// The lists the filter offers: applications, kinds of event.
+    apps: Vec<String>,
+    kinds: Vec<(&'static str, &'static str)>,
+    /// Said when the club text names no club.
+    no_club: Option<String>,
 }
 
-impl AuditPage {
-    /// The row as a sentence staff read ("maria rolled club zermatt (main) back from v2.4.1 to
-    /// v2.4.0"); the action code stays beside it and in the CSV and JSON.
-    fn sentence(&self, row: &AuditEvent) -> String {
-        sentence(row)
-    }
-}
-
-/// See [`AuditPage::sentence`].
-pub fn sentence(row: &AuditEvent) -> String {
+/// The row as a sentence staff read ("maria rolled Club Zermatt (main) back from v2.4.1 to
+/// v2.4.0"), the club named `club`; the action code stays beside it and in the CSV and JSON.
+pub fn sentence(row: &AuditEvent, club: &str) -> String {
     let who = row.actor.as_str();
     let app = row
         .app
         .as_deref()
         .map_or_else(String::new, |a| format!(" ({a})"));
-    let club = format!("club {}{app}", row.target);
+    let club = format!("{club}{app}");
     let version = |r: &str| super::tag_and_commit(r).0;
     // "deploy: from v1-… to v2-… (job #4)", as the switch step writes it.
     let moved = || {
@@ -99,20 +196,24 @@ pub fn sentence(row: &AuditEvent) -> String {
         let to = rest.split(" (").next()?;
         Some((kind, from, to))
     };
+    let job = row
+        .details
+        .rsplit_once(" (job #")
+        .map_or_else(String::new, |(_, n)| format!(" (job #{n}"));
     match row.action.as_str() {
         "club.switched" => match moved() {
             Some((kind, from, to))
                 if crate::domain::SwitchKind::parse(kind).is_ok_and(|k| k.is_rollback()) =>
             {
                 format!(
-                    "{who} rolled {club} back from {} to {}",
+                    "{who} rolled {club} back from {} to {}{job}",
                     version(from),
                     version(to)
                 )
             }
-            Some((_, "no release", to)) => format!("{who} put {club} on {}", version(to)),
+            Some((_, "no release", to)) => format!("{who} put {club} on {}{job}", version(to)),
             Some((_, from, to)) => format!(
-                "{who} moved {club} from {} to {}",
+                "{who} moved {club} from {} to {}{job}",
                 version(from),
                 version(to)
             ),
@@ -159,9 +260,37 @@ pub async fn page(
     state: web::Data<AppState>,
     query: web::Query<AuditQuery>,
 ) -> Result<AuditPage, AppError> {
-    let filter = query.filter(PAGE)?;
-    let mut rows = state
-        .db(move |_, conn| Ok(audit::list(conn, &filter)?))
+    let asked = query.clone();
+    let (mut rows, names, clubs, last) = state
+        .db(move |_, conn| {
+            let names = crate::db::clubs::names(conn)?;
+            let known: Vec<(String, String)> = crate::db::clubs::all(conn)?
+                .into_iter()
+                .map(|c| (c.slug, c.name))
+                .collect();
+            let clubs = asked.clubs(&known);
+            if clubs.as_ref().is_some_and(Vec::is_empty) {
+                return Ok((Vec::new(), names, clubs, None));
+            }
+            // Pages of 50 shown rows: read on while a run of switches is folding, up to
+            // FOLD_AT_MOST rows, so a deploy to 1,000 clubs is one row, not twenty pages.
+            let mut filter = asked.filter(clubs.clone(), PAGE)?;
+            let mut rows: Vec<AuditEvent> = Vec::new();
+            let last = loop {
+                let page = audit::list(conn, &filter)?;
+                let full = page.len() as i64 == filter.limit;
+                rows.extend(page);
+                let last = rows.last().map(|r| r.id).filter(|_| full);
+                let shown = fold(rows.clone(), &names).len();
+                let folding = rows.last().is_some_and(|r| run_of(r).is_some());
+                if !full || (shown >= PAGE as usize && !folding) || rows.len() >= FOLD_AT_MOST {
+                    break last;
+                }
+                filter.before = last;
+                filter.limit = PAGE * 4;
+            };
+            Ok((rows, names, clubs, last))
+        })
         .await?;
     // Staff addresses are personal data: admins only.
     if staff.role != Role::Admin {
@@ -170,18 +299,24 @@ pub async fn page(
         }
     }
     let filters = query.query_string();
-    let next = (rows.len() as i64 == PAGE).then(|| {
-        format!(
-            "/audit?{filters}&before={}",
-            rows.last().map_or(0, |r| r.id)
-        )
-    });
+    let next = last.map(|before| format!("/audit?{filters}&before={before}"));
     Ok(AuditPage {
         nav: staff.nav("audit"),
-        rows,
+        rows: fold(rows, &names),
+        no_club: clubs.filter(Vec::is_empty).map(|_| {
+            format!(
+                "No club is called \u{201c}{}\u{201d}: type part of its name or its short name.",
+                query.club.trim()
+            )
+        }),
         query: query.into_inner(),
         filters,
         next,
+        apps: super::ui::app_names(&state.settings),
+        kinds: AuditKind::ALL
+            .iter()
+            .map(|k| (k.as_str(), k.in_words()))
+            .collect(),
     })
 }
 
@@ -192,7 +327,15 @@ pub async fn csv(
     state: web::Data<AppState>,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let first = query.filter(CSV_PAGE)?;
+    let known = state
+        .db(|_, conn| {
+            Ok(crate::db::clubs::all(conn)?
+                .into_iter()
+                .map(|c| (c.slug, c.name))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    let first = query.filter(query.clubs(&known), CSV_PAGE)?;
     let show_addresses = staff.role == Role::Admin;
     let header = csv_lines(std::iter::once(
         [

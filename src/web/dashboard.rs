@@ -59,7 +59,8 @@ pub struct DashboardPage {
     several: bool,
     clubs_total: String,
     running: RunningNow,
-    recent: Vec<audit::AuditEvent>,
+    /// The newest audit rows, each with its sentence.
+    recent: Vec<(audit::AuditEvent, String)>,
     failure: Option<Failure>,
     /// The first unhealthy clubs, and how many there are.
     unhealthy: Vec<Unhealthy>,
@@ -151,6 +152,15 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
                     ..Default::default()
                 },
             )?;
+            let names = crate::db::clubs::names(conn)?;
+            let recent = recent
+                .into_iter()
+                .map(|row| {
+                    let said =
+                        super::audit::sentence(&row, &super::audit::club_words(&row, &names));
+                    (row, said)
+                })
+                .collect();
             Ok((running, recent, failure))
         })
         .await?;
