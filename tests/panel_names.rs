@@ -455,3 +455,107 @@ async fn the_audit_log_is_filtered_in_words_and_folds_a_deploys_clubs() {
     let page = app.page(&admin, "/audit?club=Atlantis").await;
     assert!(page.contains("No club is called “Atlantis”"), "{page}");
 }
+
+/// Point 9: a club's page shows what it runs, its last health check and its history (versions,
+/// how, by whom); an admin edits its display name, site address and groups there, each change
+/// audited, and bad input changes nothing; the command line renames by the same rule.
+#[tokio::test]
+async fn a_club_is_edited_in_the_panel_and_its_page_shows_its_history() {
+    let env = TestEnv::new();
+    env.add_club("a", &["--name", "Club Davos"]);
+    env.add_clubs(&["b"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    env.ok(&["deploy", "v2", "--club", "a"]);
+    env.ok(&["rollback", "a"]);
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let page = app.page(&admin, "/clubs/a").await;
+    let history = &page[page.find("id=\"history\"").expect("a history")..];
+    let rows: Vec<&str> = history.split("<tr><td").skip(1).collect();
+    assert_eq!(rows.len(), 3, "{history}");
+    for (row, (from, to, how)) in rows.iter().zip([
+        ("v2", "v1", "rolled back"),
+        ("v1", "v2", "deploy"),
+        ("no release", "v1", "deploy"),
+    ]) {
+        assert!(
+            row.contains(&format!("data-label=\"From\">{from}</td>")),
+            "{row}"
+        );
+        assert!(row.contains(&format!("<strong>{to}</strong>")), "{row}");
+        assert!(row.contains(how) && row.contains("cli:root"), "{row}");
+    }
+    let clubs = app.page(&admin, "/clubs").await;
+    assert!(
+        clubs.contains("<a href=\"/clubs/a\">Club Davos</a>"),
+        "{clubs}"
+    );
+
+    // Bad input: refused, nothing changed (not even the good name beside it).
+    let bad = [
+        ("name", "Eishockeyclub Davos"),
+        ("app", "main"),
+        ("url", ""),
+        ("groups", "Bad Group!"),
+    ];
+    let refused = app.post(&admin, "/clubs/a", &bad).await;
+    assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert!(
+        app.page(&admin, "/clubs/a")
+            .await
+            .contains("<h1>Club Davos")
+    );
+    let deployer = app.login("deployer").await;
+    let forbidden = app.post(&deployer, "/clubs/a", &bad).await;
+    assert_eq!(forbidden.status(), reqwest::StatusCode::FORBIDDEN);
+
+    let good = [
+        ("name", "Eishockeyclub Davos"),
+        ("app", "main"),
+        ("url", "http://davos.example.org/"),
+        ("groups", "early-adopters, region-east"),
+    ];
+    let saved = app.post(&admin, "/clubs/a", &good).await;
+    assert_eq!(saved.status(), reqwest::StatusCode::SEE_OTHER);
+    let page = app.page(&admin, "/clubs/a").await;
+    assert!(page.contains("<h1>Eishockeyclub Davos"), "{page}");
+    assert!(page.contains("4 changes saved."), "{page}");
+    assert!(
+        page.contains("value=\"http://davos.example.org/\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("value=\"early-adopters, region-east\""),
+        "{page}"
+    );
+    let audit = app.page(&admin, "/audit?club=a&kind=clubs").await;
+    for said in [
+        "display name changed from &#34;Club Davos&#34; to &#34;Eishockeyclub Davos&#34;",
+        "address set to http://davos.example.org/",
+        "put Eishockeyclub Davos in group early-adopters",
+        "put Eishockeyclub Davos in group region-east",
+    ] {
+        assert!(audit.contains(said), "{said}: {audit}");
+    }
+    // Out of one group, the same page.
+    let fewer = [
+        ("name", "Eishockeyclub Davos"),
+        ("app", "main"),
+        ("url", "http://davos.example.org/"),
+        ("groups", "region-east"),
+    ];
+    app.post(&admin, "/clubs/a", &fewer).await;
+    let audit = app.page(&admin, "/audit?club=a&kind=clubs").await;
+    assert!(
+        audit.contains("took Eishockeyclub Davos out of group early-adopters"),
+        "{audit}"
+    );
+    // The command line renames by the same rule.
+    let out = app.env.ok(&["club", "rename", "b", "Schwimmverein Arosa"]);
+    assert!(
+        out.contains("club b is called Schwimmverein Arosa now"),
+        "{out}"
+    );
+    let error = app.env.fails(&["club", "rename", "b", "  "]);
+    assert!(error.contains("empty"), "{error}");
+}

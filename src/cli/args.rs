@@ -271,6 +271,8 @@ pub enum ClubCommand {
         #[command(flatten)]
         app: AppFlag,
     },
+    /// Give a club another display name (the name staff see).
+    Rename { slug: String, name: String },
     /// Forget a club; its webroot is left untouched.
     Remove { slug: String },
     /// Put clubs in a group (e.g. early-adopters), to deploy to or try first together.

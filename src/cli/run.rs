@@ -175,6 +175,13 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
             crate::service::import::apply(&mut *db()?, &actor, &plan)?;
             say!("imported {}: {}", file.display(), plan.summary());
         }
+        Command::Club(ClubCommand::Rename { slug, name }) => {
+            if inventory::rename_club(&mut *db()?, &actor, &slug, &name)? {
+                say!("club {slug} is called {} now", name.trim());
+            } else {
+                say!("club {slug} was called that already: nothing changed");
+            }
+        }
         Command::Club(ClubCommand::Url { slug, url, app }) => {
             let url = Some(url.as_str()).filter(|u| *u != "none");
             inventory::set_url(

@@ -288,7 +288,7 @@ fn duplicate(e: AddClubError, message: &str) -> anyhow::Error {
 }
 
 /// Club `slug`'s webroots as found on disk.
-fn club_status(
+pub fn club_status(
     settings: &Settings,
     conn: &mut Conn,
     slug: &str,
@@ -327,6 +327,25 @@ pub fn set_url(
         audit::append(conn, &entry)
     })?;
     Ok(())
+}
+
+/// Gives club `slug` the display name `name` (audited); `false` when it had that name.
+pub fn rename_club(conn: &mut Conn, actor: &str, slug: &str, name: &str) -> anyhow::Result<bool> {
+    let slug = ClubSlug::parse(slug)?;
+    let name = crate::domain::club_name(name)?;
+    conn.immediate_transaction(|conn| {
+        let Some(club) = clubs::by_slug(conn, slug.as_str())? else {
+            return Err(Refusal::NotFound(format!("There is no club {slug}.")).into());
+        };
+        if club.name == name {
+            return Ok(false);
+        }
+        clubs::rename(conn, club.id, name)?;
+        let details = format!("display name changed from \"{}\" to \"{name}\"", club.name);
+        let entry = audit::Entry::new(actor, "club.updated", "club", slug.as_str(), &details);
+        audit::append(conn, &entry)?;
+        Ok(true)
+    })
 }
 
 /// Puts the clubs `slugs` in group `group` (`join`), or takes them out, in one transaction

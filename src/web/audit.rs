@@ -127,8 +127,33 @@ fn run_of(row: &AuditEvent) -> Option<(&str, &str, &str, &str)> {
     Some((row.actor.as_str(), kind, to, job))
 }
 
+/// The rows of `filter` (newest first) for `wanted` shown rows ([`fold`]): read on while a
+/// run of switches is folding, up to [`FOLD_AT_MOST`] rows, so a deploy to 1,000 clubs is one
+/// row, not twenty pages. Also the id to read the next page before (`None`: no more).
+pub fn read_shown(
+    conn: &mut crate::db::Conn,
+    mut filter: audit::Filter,
+    wanted: usize,
+) -> diesel::QueryResult<(Vec<AuditEvent>, Option<i32>)> {
+    let names = crate::domain::ClubNames::default();
+    let mut rows: Vec<AuditEvent> = Vec::new();
+    loop {
+        let page = audit::list(conn, &filter)?;
+        let full = page.len() as i64 == filter.limit;
+        rows.extend(page);
+        let last = rows.last().map(|r| r.id).filter(|_| full);
+        let shown = fold(rows.clone(), &names).len();
+        let folding = rows.last().is_some_and(|r| run_of(r).is_some());
+        if !full || (shown >= wanted && !folding) || rows.len() >= FOLD_AT_MOST {
+            return Ok((rows, last));
+        }
+        filter.before = last;
+        filter.limit = filter.limit.max(200);
+    }
+}
+
 /// `rows` (newest first) as shown: consecutive switches of one run folded into one.
-fn fold(rows: Vec<AuditEvent>, names: &crate::domain::ClubNames) -> Vec<Shown> {
+pub fn fold(rows: Vec<AuditEvent>, names: &crate::domain::ClubNames) -> Vec<Shown> {
     let mut shown: Vec<Shown> = Vec::new();
     for row in rows {
         if let Some(last) = shown.last_mut()
@@ -261,7 +286,7 @@ pub async fn page(
     query: web::Query<AuditQuery>,
 ) -> Result<AuditPage, AppError> {
     let asked = query.clone();
-    let (mut rows, names, clubs, last) = state
+    let (mut rows, clubs, last) = state
         .db(move |_, conn| {
             let names = crate::db::clubs::names(conn)?;
             let known: Vec<(String, String)> = crate::db::clubs::all(conn)?
@@ -270,39 +295,24 @@ pub async fn page(
                 .collect();
             let clubs = asked.clubs(&known);
             if clubs.as_ref().is_some_and(Vec::is_empty) {
-                return Ok((Vec::new(), names, clubs, None));
+                return Ok((Vec::new(), clubs, None));
             }
-            // Pages of 50 shown rows: read on while a run of switches is folding, up to
-            // FOLD_AT_MOST rows, so a deploy to 1,000 clubs is one row, not twenty pages.
-            let mut filter = asked.filter(clubs.clone(), PAGE)?;
-            let mut rows: Vec<AuditEvent> = Vec::new();
-            let last = loop {
-                let page = audit::list(conn, &filter)?;
-                let full = page.len() as i64 == filter.limit;
-                rows.extend(page);
-                let last = rows.last().map(|r| r.id).filter(|_| full);
-                let shown = fold(rows.clone(), &names).len();
-                let folding = rows.last().is_some_and(|r| run_of(r).is_some());
-                if !full || (shown >= PAGE as usize && !folding) || rows.len() >= FOLD_AT_MOST {
-                    break last;
-                }
-                filter.before = last;
-                filter.limit = PAGE * 4;
-            };
-            Ok((rows, names, clubs, last))
+            let (rows, last) = read_shown(conn, asked.filter(clubs.clone(), PAGE)?, PAGE as usize)?;
+            let rows = fold(rows, &names);
+            Ok((rows, clubs, last))
         })
         .await?;
     // Staff addresses are personal data: admins only.
     if staff.role != Role::Admin {
-        for row in &mut rows {
-            row.address = None;
+        for shown in &mut rows {
+            shown.row.address = None;
         }
     }
     let filters = query.query_string();
     let next = last.map(|before| format!("/audit?{filters}&before={before}"));
     Ok(AuditPage {
         nav: staff.nav("audit"),
-        rows: fold(rows, &names),
+        rows,
         no_club: clubs.filter(Vec::is_empty).map(|_| {
             format!(
                 "No club is called \u{201c}{}\u{201d}: type part of its name or its short name.",

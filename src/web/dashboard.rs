@@ -48,6 +48,9 @@ pub struct Failure {
     pub deploy: bool,
 }
 
+/// How many rows of recent activity the dashboard shows.
+const RECENT: usize = 10;
+
 /// How many unhealthy clubs the dashboard names before it links to the rest.
 const UNHEALTHY_NAMED: usize = 10;
 
@@ -59,8 +62,8 @@ pub struct DashboardPage {
     several: bool,
     clubs_total: String,
     running: RunningNow,
-    /// The newest audit rows, each with its sentence.
-    recent: Vec<(audit::AuditEvent, String)>,
+    /// The newest audit rows, a job's switches folded into one.
+    recent: Vec<super::audit::Shown>,
     failure: Option<Failure>,
     /// The first unhealthy clubs, and how many there are.
     unhealthy: Vec<Unhealthy>,
@@ -145,22 +148,17 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
                 }),
                 None => None,
             };
-            let recent = audit::list(
+            let (recent, _) = super::audit::read_shown(
                 conn,
-                &audit::Filter {
-                    limit: 10,
+                audit::Filter {
+                    limit: RECENT as i64,
                     ..Default::default()
                 },
+                RECENT,
             )?;
             let names = crate::db::clubs::names(conn)?;
-            let recent = recent
-                .into_iter()
-                .map(|row| {
-                    let said =
-                        super::audit::sentence(&row, &super::audit::club_words(&row, &names));
-                    (row, said)
-                })
-                .collect();
+            let mut recent = super::audit::fold(recent, &names);
+            recent.truncate(RECENT);
             Ok((running, recent, failure))
         })
         .await?;

@@ -462,6 +462,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::get().to(clubs::rollback_confirm),
     )
     .route("/clubs/{slug}/rollback", web::post().to(clubs::rollback))
+    .route("/clubs/{slug}", web::get().to(clubs::club_page))
+    .route("/clubs/{slug}", web::post().to(clubs::edit_club))
     .route("/clubs/{slug}/adopt", web::get().to(legacy::adopt_page))
     .route("/clubs/{slug}/adopt", web::post().to(legacy::adopt))
     .route("/clubs/{slug}/undo-adopt", web::get().to(legacy::undo_page))

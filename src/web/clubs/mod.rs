@@ -21,15 +21,18 @@ use crate::pipeline::switch::{self, Webroot};
 use crate::service::inventory::{self, AddClub};
 use crate::web::error::AppError;
 
+mod club;
 mod edit;
 mod import;
 mod rollback;
 
+pub use club::{club_page, edit as edit_club};
 pub use edit::{add, change_group, remove, remove_confirm};
 pub use import::{import, import_preview};
 pub use rollback::{rollback, rollback_confirm};
 
 /// One club's webroot of one application: a cell of the clubs matrix.
+#[derive(Clone)]
 pub struct Cell {
     pub app: String,
     /// The address of the club's site of this application.
@@ -61,6 +64,7 @@ impl Cell {
 
 /// One row of the clubs matrix: a club, and a cell per configured application (`None`
 /// where the club does not run it).
+#[derive(Clone)]
 pub struct Row {
     pub slug: String,
     pub name: String,
