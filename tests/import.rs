@@ -182,7 +182,8 @@ async fn admins_import_from_the_clubs_page_after_a_preview() {
         "{preview}"
     );
     assert!(
-        preview.contains("Add <strong>zermatt</strong>"),
+        preview
+            .contains("Add <strong>Club Zermatt</strong> <span class=\"muted\">(zermatt)</span>"),
         "{preview}"
     );
     // Nothing is written by the preview; the confirmation writes it and shows the clubs.

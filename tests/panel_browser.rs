@@ -592,9 +592,9 @@ async fn an_admin_imports_clubs_from_a_csv_file_after_a_preview() {
 
         preview_import(b, &app, &good).await?;
         let preview = text(b, "main .notice").await?;
-        assert!(preview.contains("Add new-1"), "{preview}");
-        assert!(preview.contains("Add new-2"), "{preview}");
-        assert!(preview.contains("Update a"), "{preview}");
+        assert!(preview.contains("Add New One (new-1)"), "{preview}");
+        assert!(preview.contains("Add New Two (new-2)"), "{preview}");
+        assert!(preview.contains("Update Club A renamed (a)"), "{preview}");
         snap(b, "import-preview").await;
         // Nothing changed yet.
         assert!(!app.env.ok(&["club", "list"]).contains("new-1"));

@@ -559,3 +559,97 @@ async fn a_club_is_edited_in_the_panel_and_its_page_shows_its_history() {
     let error = app.env.fails(&["club", "rename", "b", "  "]);
     assert!(error.contains("empty"), "{error}");
 }
+
+/// Point 10: the import hint shows a header that works here (one application, or several);
+/// a list to fill in and every club (the same columns) download as CSV, and the export imports
+/// back changing nothing; a semicolon-separated list is read; the preview names clubs by
+/// display name.
+#[tokio::test]
+async fn clubs_import_from_a_template_an_export_or_a_semicolon_list() {
+    let env = TestEnv::new();
+    env.add_club("a", &["--name", "Club Arosa"]);
+    env.add_club("b", &["--name", "=HYPERLINK(\"x\")"]);
+    let c = env.webroot("c").display().to_string();
+    let app = TestApp::spawn_driven(env).await;
+    let admin = app.login("admin").await;
+    let clubs = app.page(&admin, "/clubs").await;
+    assert!(
+        clubs.contains("<code id=\"import-header\">slug,name,url,webroot</code>"),
+        "{clubs}"
+    );
+    let template = app.page(&admin, "/clubs/import/template.csv").await;
+    let mut lines = template.lines();
+    assert_eq!(lines.next(), Some("slug,name,url,webroot"));
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("zermatt,Club Zermatt,https://zermatt.example.org/,")
+    );
+    let preview = app
+        .post_text(&admin, "/clubs/import/preview", &[("csv", &template)])
+        .await;
+    assert!(
+        preview
+            .contains("Add <strong>Club Zermatt</strong> <span class=\"muted\">(zermatt)</span>"),
+        "{preview}"
+    );
+    // The export: every club, the same columns, a formula made inert; it imports back as is
+    // (but for the name made inert).
+    let export = app.page(&admin, "/clubs/export.csv").await;
+    let lines: Vec<&str> = export.lines().collect();
+    assert_eq!(lines[0], "slug,name,url,webroot");
+    assert!(lines[1].starts_with("a,Club Arosa,,"), "{export}");
+    assert!(
+        lines[2].starts_with("b,\"'=HYPERLINK(\"\"x\"\")\","),
+        "{export}"
+    );
+    let again = format!("{}\n{}\n", lines[0], lines[1]);
+    let preview = app
+        .post_text(&admin, "/clubs/import/preview", &[("csv", &again)])
+        .await;
+    assert!(
+        preview.contains("0 clubs added, 0 updated, 1 unchanged"),
+        "{preview}"
+    );
+    // A list a spreadsheet saved with semicolons.
+    let semicolons = format!("slug;name;webroot\nc;Club Chamonix;{c}\n");
+    let preview = app
+        .post_text(&admin, "/clubs/import/preview", &[("csv", &semicolons)])
+        .await;
+    assert!(
+        preview.contains("Add <strong>Club Chamonix</strong> <span class=\"muted\">(c)</span>"),
+        "{preview}"
+    );
+    let deployer = app.login("deployer").await;
+    let refused = deployer
+        .get(app.url("/clubs/export.csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::FORBIDDEN);
+}
+
+/// Point 10 with several applications: the hint and the template name each one's columns.
+#[tokio::test]
+async fn the_import_hint_names_each_applications_columns() {
+    let mut env = TestEnv::new();
+    env.add_app("mobile");
+    let app = TestApp::spawn_driven(env).await;
+    let admin = app.login("admin").await;
+    let header = "slug,name,url:main,webroot:main,url:mobile,webroot:mobile";
+    let clubs = app.page(&admin, "/clubs").await;
+    assert!(
+        clubs.contains(&format!("<code id=\"import-header\">{header}</code>")),
+        "{clubs}"
+    );
+    let template = app.page(&admin, "/clubs/import/template.csv").await;
+    assert_eq!(template.lines().next(), Some(header));
+    let preview = app
+        .post_text(&admin, "/clubs/import/preview", &[("csv", &template)])
+        .await;
+    assert!(
+        preview.contains("Add <strong>Club Zermatt</strong>"),
+        "{preview}"
+    );
+}

@@ -31,6 +31,8 @@ pub struct Plan {
 pub struct Change {
     pub line: usize,
     pub slug: String,
+    /// The club's display name as it will be.
+    pub shown: String,
     /// What changes, in words ("name: A → B", "mobile at /srv/… (now a legacy copy)").
     pub what: Vec<String>,
     #[serde(skip)]
@@ -136,6 +138,70 @@ fn columns<'s>(
     Ok((columns, apps))
 }
 
+/// The separator of a list: a semicolon when its header has semicolons and no comma (as a
+/// spreadsheet set to a European locale writes CSV), else a comma.
+pub fn delimiter(text: &[u8]) -> u8 {
+    let header = text.split(|b| *b == b'\n').next().unwrap_or_default();
+    if header.contains(&b';') && !header.contains(&b',') {
+        b';'
+    } else {
+        b','
+    }
+}
+
+/// The columns of an import for this installation's applications, in order: `slug`, `name`,
+/// then `url` and `webroot` (`url:<app>` and `webroot:<app>` for each of several).
+pub fn header(settings: &Settings) -> Vec<String> {
+    let mut columns = vec!["slug".to_owned(), "name".to_owned()];
+    if settings.several_apps() {
+        for app in settings.apps() {
+            columns.push(format!("url:{}", app.name));
+            columns.push(format!("webroot:{}", app.name));
+        }
+    } else {
+        columns.extend(["url".to_owned(), "webroot".to_owned()]);
+    }
+    columns
+}
+
+/// A list to fill in: the header and one example club under `webroot_base`.
+pub fn template(settings: &Settings) -> Vec<Vec<String>> {
+    let base = settings.webroot_base.display();
+    let mut example = vec!["zermatt".to_owned(), "Club Zermatt".to_owned()];
+    for app in settings.apps() {
+        let site = if settings.several_apps() {
+            format!("https://{}.zermatt.example.org/", app.name)
+        } else {
+            "https://zermatt.example.org/".to_owned()
+        };
+        let webroot = if settings.several_apps() {
+            format!("{base}/zermatt/{}", app.name)
+        } else {
+            format!("{base}/zermatt/htdocs")
+        };
+        example.extend([site, webroot]);
+    }
+    vec![header(settings), example]
+}
+
+/// Every club as a list of the same columns as [`header`], which imports back unchanged.
+pub fn export(settings: &Settings, conn: &mut Conn) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut rows = vec![header(settings)];
+    let webroots = clubs::webroots(conn, None)?;
+    for club in clubs::all(conn)? {
+        let mut row = vec![club.slug.clone(), club.name.clone()];
+        for app in settings.apps() {
+            let webroot = webroots
+                .iter()
+                .find(|w| w.slug == club.slug && w.app == app.name.as_str());
+            row.push(webroot.and_then(|w| w.url.clone()).unwrap_or_default());
+            row.push(webroot.map(|w| w.webroot.clone()).unwrap_or_default());
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
 /// The largest list one import takes: 5 MB and 20,000 clubs. Past that, reading and checking
 /// it holds memory and a database connection for long (200,000 rows took 17 s and 725 MB).
 pub const MAX_IMPORT_BYTES: usize = 5 << 20;
@@ -156,6 +222,7 @@ pub fn plan(settings: &Settings, conn: &mut Conn, text: &[u8]) -> anyhow::Result
         return Err(too_big().into());
     }
     let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter(text))
         .trim(csv::Trim::All)
         .flexible(false)
         .from_reader(text);
@@ -248,6 +315,10 @@ fn check_row<'c>(
         slug: slug.to_string(),
         what: Vec::new(),
         club_id: club.map(|c| c.id),
+        shown: name
+            .or(club.map(|c| c.name.as_str()))
+            .unwrap_or(slug.as_str())
+            .to_owned(),
         name: None,
         webroots: Vec::new(),
         urls: Vec::new(),

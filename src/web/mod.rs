@@ -446,6 +446,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/clubs", web::get().to(clubs::page))
     .route("/clubs", web::post().to(clubs::add))
     .route("/groups", web::post().to(clubs::change_group))
+    .route(
+        "/clubs/import/template.csv",
+        web::get().to(clubs::import_template),
+    )
+    .route("/clubs/export.csv", web::get().to(clubs::export))
     .service(
         web::resource("/clubs/import/preview")
             // A CSV of 10,000 clubs is about a megabyte.

@@ -82,3 +82,41 @@ pub async fn import(
     staff.tell(&state, format!("Imported: {summary}.")).await;
     Ok(see_other("/clubs"))
 }
+
+/// `rows` as a CSV file to download as `file`; a cell a spreadsheet would run as a formula is
+/// made inert ([`crate::web::audit::inert_cell`]).
+fn csv_download(rows: Vec<Vec<String>>, file: &str) -> Result<HttpResponse, AppError> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        out.write_record(row.into_iter().map(crate::web::audit::inert_cell))
+            .map_err(|e| AppError::Internal(e.into()))?;
+    }
+    let bytes = out
+        .into_inner()
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("{e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{file}\""),
+        ))
+        .body(bytes))
+}
+
+/// `GET /clubs/import/template.csv` (admins): a list to fill in, with this installation's
+/// columns and one example club.
+pub async fn import_template(
+    _staff: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    csv_download(
+        crate::service::import::template(&state.settings),
+        "clubdeploy-clubs-template.csv",
+    )
+}
+
+/// `GET /clubs/export.csv` (admins): every club in the import's columns.
+pub async fn export(_staff: Admin, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let rows = state.db(crate::service::import::export).await?;
+    csv_download(rows, "clubdeploy-clubs.csv")
+}

@@ -28,7 +28,7 @@ mod rollback;
 
 pub use club::{club_page, edit as edit_club};
 pub use edit::{add, change_group, remove, remove_confirm};
-pub use import::{import, import_preview};
+pub use import::{export, import, import_preview, import_template};
 pub use rollback::{rollback, rollback_confirm};
 
 /// One club's webroot of one application: a cell of the clubs matrix.
@@ -87,6 +87,8 @@ pub struct ClubsPage {
     apps: Vec<String>,
     rows: Arc<Vec<Row>>,
     scope: Option<ClubScope>,
+    /// The columns an import of this installation takes.
+    import_columns: Vec<String>,
     /// The filters as asked.
     query: ClubsQuery,
     /// The rows the filters let through, this page's only (indices into `rows`).
@@ -202,6 +204,11 @@ impl ClubsPage {
     /// Whether application names are worth showing (there is more than one).
     fn several(&self) -> bool {
         self.apps.len() > 1
+    }
+
+    /// The import's header for this installation's applications.
+    fn import_header(&self) -> String {
+        self.import_columns.join(",")
     }
 
     /// The rows this page shows.
@@ -367,6 +374,7 @@ pub async fn page(
         shown,
         rows,
         scope,
+        import_columns: crate::service::import::header(&state.settings),
         query,
         releases,
         groups: groups.into_iter().collect(),
