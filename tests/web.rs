@@ -1011,8 +1011,11 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut password = None;
     let mut base = None;
+    let mut said = String::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
         if let Some(rest) = line.strip_prefix("sign in as admin with password ") {
             password = rest.split_whitespace().next().map(str::to_owned);
         }
@@ -1025,6 +1028,11 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
         }
     }
     let (password, base) = (password.expect("a password"), base.expect("an address"));
+    // It says what to try first.
+    assert!(
+        said.contains("try first: sign in; on Deploy choose v1.1.0 and tick Club Zermatt"),
+        "{said}"
+    );
     let client = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -1054,14 +1062,10 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
     assert!(dashboard.contains(">6 clubs</a>") && dashboard.contains("(6 clubs)"));
     let _ = child.kill();
     let _ = child.wait();
-    // Served by root, the panel says it should not be (issue 13).
+    // The demo runs as whoever tries it: no run-as-root warning (issue 20; `serve` warns).
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(
-        stderr.contains("warning: clubdeploy is running as root"),
-        rustix::process::geteuid().is_root(),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("running as root"), "{stderr}");
     let links: Vec<_> = std::fs::read_dir(dir.join("www")).unwrap().collect();
     assert_eq!(links.len(), 6);
 
@@ -1085,6 +1089,158 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
         served.as_deref(),
         Some(format!("clubdeploy panel on http://127.0.0.1:{port}/ (Ctrl-C stops)").as_str())
     );
+
+    // A port in use: the demo says to choose another with --listen.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = std::process::Command::new(env!("CARGO_BIN_EXE_clubdeploy"))
+        .args(["demo", "--dir", dir.to_str().unwrap(), "--listen"])
+        .arg(taken.local_addr().unwrap().to_string())
+        .env_remove("CLUBDEPLOY_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!busy.status.success());
+    let stderr = String::from_utf8_lossy(&busy.stderr);
+    assert!(
+        stderr.contains("another program (an earlier demo?) uses that port")
+            && stderr.contains("--listen 127.0.0.1:8081"),
+        "{stderr}"
+    );
+}
+
+/// Issue 20, point 12: with PHP installed, the demo serves each club's site on a loopback port
+/// and gives the clubs those addresses, so a deploy made in its panel is health-checked (the
+/// site proves it runs the new release) and the OPcache page has figures; its sites stop with
+/// it.
+#[tokio::test]
+async fn the_demo_serves_each_clubs_site_so_its_deploys_are_health_checked() {
+    use std::io::{BufRead, BufReader};
+    if !crate::helpers::installed("DEMO SITES TEST", &[("/usr/bin/php", "php-cli")]) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("demo");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clubdeploy"))
+        .args([
+            "demo",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("CLUBDEPLOY_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut password = None;
+    let mut base = None;
+    let mut said = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        if let Some(rest) = line.strip_prefix("sign in as admin with password ") {
+            password = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.strip_prefix("clubdeploy panel on ") {
+            base = rest
+                .split_whitespace()
+                .next()
+                .map(|u| u.trim_end_matches('/').to_owned());
+            break;
+        }
+    }
+    assert!(said.contains("served here by php -S"), "{said}");
+    let (password, base) = (password.unwrap(), base.unwrap());
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let csrf = csrf_of(
+        &client
+            .get(format!("{base}/login"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    client
+        .post(format!("{base}/login"))
+        .form(&[("name", "admin"), ("password", &password), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    let csrf = csrf_of(
+        &client
+            .get(format!("{base}/jobs"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let asked = client
+        .post(format!("{base}/deploy"))
+        .form(&[
+            ("app", "booking"),
+            ("tag", "v1.1.0"),
+            ("target", "some"),
+            ("clubs", "zermatt"),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let id = job_id(&asked);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let page = loop {
+        let page = client
+            .get(format!("{base}/jobs/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if page.contains("1 of 1 club on v1.1.0") || page.contains("class=\"notice bad\"") {
+            break page;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(page.contains("is live on v1.1.0-"), "{page}");
+    assert!(page.contains("1 of 1 club on v1.1.0"), "{page}");
+    let opcache = client
+        .get(format!("{base}/opcache"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(opcache.contains("<th>Cached scripts</th>"), "{opcache}");
+    let _ = child.kill();
+    let _ = child.wait();
+    // Its sites went with it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::process::Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("{}/sites/", dir.canonicalize().unwrap().display()),
+        ])
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "php -S outlived the demo"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]

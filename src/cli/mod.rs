@@ -4,6 +4,7 @@
 pub mod args;
 mod print;
 mod run;
+mod serve;
 
 pub use print::*;
 pub use run::run;

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 
 use super::args::*;
+use super::serve::{demo, serve};
 use crate::auth::password;
 use crate::auth::staff::{self, Actor};
 use crate::cli;
@@ -13,9 +14,8 @@ use crate::db::{self, DbPool, audit, jobs};
 use crate::domain::{
     ClubScope, ClubSlug, JobSpec, JobStatus, NewPassword, ReleaseTag, Role, Targets, UserName,
 };
-use crate::jobs::{enqueue::enqueue, worker};
+use crate::jobs::enqueue::enqueue;
 use crate::service::inventory::{self, AddClub};
-use crate::startup::Application;
 use crate::{say, say_part};
 
 fn load_settings(path: Option<&Path>) -> anyhow::Result<Settings> {
@@ -570,30 +570,6 @@ fn read_password(from_stdin: bool) -> anyhow::Result<NewPassword> {
     Ok(password)
 }
 
-fn demo(dir: &Path, listen: Option<&str>) -> anyhow::Result<()> {
-    let demo = crate::demo::prepare(dir, listen.unwrap_or(crate::demo::LISTEN))?;
-    let mut settings = Settings::load(&demo.config)?;
-    // An address given now wins over the one the demo was created with (that port may be
-    // taken today).
-    if let Some(listen) = listen {
-        settings.listen = listen.to_owned();
-    }
-    say!("clubdeploy demo in {}", dir.display());
-    match &demo.admin_password {
-        Some(password) => say!(
-            "sign in as admin with password {password} (shown only now; reset it with \
-             `clubdeploy --config {} user passwd admin`)",
-            demo.config.display()
-        ),
-        None => say!(
-            "reusing the demo created earlier (its admin password was shown then; reset it \
-             with `clubdeploy --config {} user passwd admin`)",
-            demo.config.display()
-        ),
-    }
-    serve(settings)
-}
-
 /// Queues a job, then (unless detached) works the queue until it has finished.
 fn submit(
     settings: &Settings,
@@ -628,60 +604,8 @@ fn finished(job: jobs::Job, say: bool) -> anyhow::Result<()> {
     }
 }
 
-/// Caps glibc's malloc at two arenas before the server starts its threads. By default each
-/// thread that allocates may get an arena of its own (up to eight per core), and the panel's
-/// blocking-pool threads each keep theirs: `cargo bench --bench panel` at 1,000 clubs measured
-/// 57 MB resident after its load with the default, 31 MB with two, at the same throughput.
-/// `MALLOC_ARENA_MAX` in the environment still decides where it is set.
-///
-/// It also fixes the size above which memory comes straight from the kernel (and goes back
-/// to it when freed) at 1 MiB. glibc raises that bound to the largest block freed so far, so
-/// after the first password check each check's 19 MiB (argon2) came from the arenas and
-/// stayed there: after `cargo bench --bench signin`'s flood the server stayed at 150 MB
-/// resident that way, and at 36 MB (34 MB idle before it) with the fixed bound. `MALLOC_MMAP_THRESHOLD_` in
-/// the environment still decides where it is set.
-fn tame_malloc() {
-    #[cfg(target_env = "gnu")]
-    {
-        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-            // SAFETY: mallopt only sets a tunable of the allocator, under the allocator's own
-            // lock; arenas already made by the few threads before the server's stay as they
-            // are.
-            unsafe {
-                libc::mallopt(libc::M_ARENA_MAX, 2);
-            }
-        }
-        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
-            // SAFETY: as above; it changes where later large blocks come from, nothing else.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-            }
-        }
-    }
-}
-
 fn parse_date(text: &str) -> anyhow::Result<chrono::NaiveDateTime> {
     chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists"))
         .with_context(|| format!("--since {text:?} is not a date like 2026-11-26"))
-}
-
-fn serve(settings: Settings) -> anyhow::Result<()> {
-    tame_malloc();
-    if rustix::process::geteuid().is_root() {
-        eprintln!(
-            "warning: clubdeploy is running as root. It needs no privilege beyond owning \
-             webroot_base and data_dir; run it as its own user (the Debian package's service \
-             runs as `clubdeploy` and reloads Apache through a sudoers rule), see \
-             docs/installing.md (/usr/share/doc/clubdeploy/docs/installing.md)."
-        );
-    }
-    actix_web::rt::System::new().block_on(async move {
-        let listener = std::net::TcpListener::bind(&settings.listen)
-            .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
-        let app = Application::build(settings, listener, worker::POLL_INTERVAL)?;
-        say!("clubdeploy panel on http://{}/ (Ctrl-C stops)", app.addr());
-        app.run_until_stopped().await?;
-        Ok(())
-    })
 }

@@ -4,6 +4,8 @@
 //! reload commands do nothing (and say so); an admin user; and each application's oldest tag
 //! deployed to every club running it.
 
+pub mod sites;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -35,6 +37,9 @@ const MOBILE_CLUBS: usize = 4;
 
 /// The sample applications' tags, oldest first.
 const TAGS: [&str; 3] = ["v1.0.0", "v1.1.0", "v1.2.0"];
+
+/// The version the demo suggests deploying first.
+pub const NEXT_TAG: &str = TAGS[1];
 
 /// Where the demo's panel listens unless `--listen` says otherwise.
 pub const LISTEN: &str = "127.0.0.1:8080";
@@ -80,7 +85,9 @@ pub fn prepare(dir: &Path, listen: &str) -> anyhow::Result<Demo> {
              keep_releases = 2\nprune_grace_secs = 0\n\n\
              [apps.booking]\nrepo_url = {:?}\n\n[apps.mobile]\nrepo_url = {:?}\n\n[reload]\n\
              # A real setup runs apachectl here; the demo has no Apache.\n\
-             configtest = {}\ncommand = {}\nvhosts = []\n",
+             configtest = {}\ncommand = {}\nvhosts = []\n\n[health]\n\
+             # The demo serves each club's site on a loopback port (php -S), when PHP is there.\n\
+             connect_to = \"127.0.0.1\"\n",
             dir.join("data"),
             dir.join("www"),
             dir.join("booking"),
