@@ -973,7 +973,7 @@ fn fake_site(dir: std::sync::Arc<std::sync::Mutex<String>>) -> (u16, std::sync::
 
 /// Points every club's health check at a [`fake_site`] (`[health] connect_to`, with `more`
 /// lines of that table) and configures `env`; what the site says it serves, and its stop.
-fn checks_go_to_a_fake_site(
+pub fn checks_go_to_a_fake_site(
     env: &mut TestEnv,
     more: &[&str],
 ) -> (
@@ -990,7 +990,7 @@ fn checks_go_to_a_fake_site(
 }
 
 /// Has the fake site say it serves the release of `tag`.
-fn serve(serving: &std::sync::Mutex<String>, env: &TestEnv, tag: &str) {
+pub fn serve(serving: &std::sync::Mutex<String>, env: &TestEnv, tag: &str) {
     *serving.lock().unwrap() = env
         .releases_dir()
         .join(env.release_name(tag))

@@ -514,3 +514,51 @@ async fn pages_are_compressed_and_the_live_stream_is_not() {
     let body = stream.text().await.unwrap();
     assert!(body.contains("event: end"), "{body}");
 }
+
+/// Point 7 (the deploy form): with 240 clubs, *Next* stays in view at the top of the form and
+/// after scrolling, at desktop and phone width; beside it the form says how many clubs are
+/// ticked, and a pick ("every club on v2") or a tick updates it.
+#[tokio::test]
+async fn the_deploy_forms_next_stays_in_view_and_counts_the_clubs_ticked() {
+    if !available() {
+        return;
+    }
+    let app = TestApp::spawn(crowded_world()).await;
+    for screen in [Screen::DESKTOP, Screen::PHONE] {
+        let browser = Browser::open(&screen).await;
+        let result = async {
+            let b = &browser.client;
+            browser.sign_in(&app, "admin").await?;
+            b.goto(&app.url("/deploy")).await?;
+            let in_view = "var r = document.querySelector('.sticky-next button') \
+                           .getBoundingClientRect(); \
+                           return r.top >= 0 && r.bottom <= window.innerHeight;";
+            let counted = "return document.getElementById('clubs-ticked').textContent;";
+            assert_eq!(b.execute(in_view, vec![]).await?, Value::Bool(true));
+            assert_eq!(b.execute(counted, vec![]).await?, "0 clubs ticked");
+            b.find(fantoccini::Locator::Css("[data-tick-release='v2']"))
+                .await?
+                .click()
+                .await?;
+            assert_eq!(b.execute(counted, vec![]).await?, "60 clubs ticked");
+            b.execute(
+                "window.scrollTo(0, document.body.scrollHeight / 2);",
+                vec![],
+            )
+            .await?;
+            crate::browser::snap(b, &format!("glance-{}-deploy-sticky", screen.width)).await;
+            assert_eq!(b.execute(in_view, vec![]).await?, Value::Bool(true));
+            b.find(fantoccini::Locator::Css(
+                "input[name=clubs][value='club-100']",
+            ))
+            .await?
+            .click()
+            .await?;
+            assert_eq!(b.execute(counted, vec![]).await?, "61 clubs ticked");
+            Ok::<_, CmdError>(())
+        }
+        .await;
+        browser.close().await;
+        result.unwrap();
+    }
+}

@@ -653,3 +653,64 @@ async fn the_import_hint_names_each_applications_columns() {
         "{preview}"
     );
 }
+
+/// Point 14: a running deploy stopped from the panel (*Stop after this wave…*) ends after the
+/// wave it is in: the canary it switched stays on the new version, the clubs of the next wave
+/// are not touched, and the stop is audited.
+#[tokio::test]
+async fn a_deploy_stopped_from_the_panel_ends_after_its_wave() {
+    let mut env = TestEnv::new();
+    env.add_clubs(&["a", "b", "c"]);
+    env.ok(&["deploy", "v1", "--all"]);
+    let (serving, _site) =
+        crate::engine::checks_go_to_a_fake_site(&mut env, &["timeout_secs = 30"]);
+    // The site still serves v1: the canary's check waits for it to serve v2.
+    crate::engine::serve(&serving, &env, "v1");
+    for slug in ["a", "b", "c"] {
+        env.ok(&["club", "url", slug, &format!("http://{slug}.example.org/")]);
+    }
+    let app = TestApp::spawn(env).await;
+    let admin = app.login("admin").await;
+    let fields = [
+        ("tag", "v2"),
+        ("target", "all"),
+        ("canary_field", "1"),
+        ("canary", "a"),
+    ];
+    let id = job_id(&app.post(&admin, "/deploy", &fields).await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let page = app.page(&admin, &format!("/jobs/{id}")).await;
+        if page.contains("wave 1 of 2 (canary): a") && page.contains("Stop after this wave…") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let asked = app.post(&admin, &format!("/jobs/{id}/cancel"), &[]).await;
+    assert_eq!(asked.status(), reqwest::StatusCode::SEE_OTHER);
+    // The canary proves healthy on v2; the job stops before the next wave.
+    crate::engine::serve(&serving, &app.env, "v2");
+    let page = loop {
+        let page = app.page(&admin, &format!("/jobs/{id}")).await;
+        if page.contains("stopped at admin&#39;s request") {
+            break page;
+        }
+        assert!(std::time::Instant::now() < deadline, "{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(page.contains("after wave 1 of 2"), "{page}");
+    assert_eq!(app.env.release_of("a"), app.env.release_name("v2"));
+    for slug in ["b", "c"] {
+        assert_eq!(
+            app.env.release_of(slug),
+            app.env.release_name("v1"),
+            "{slug} was touched"
+        );
+    }
+    let audit = app.page(&admin, "/audit?kind=jobs").await;
+    assert!(
+        audit.contains(&format!("admin cancelled job #{id}")) && audit.contains("asked to stop"),
+        "{audit}"
+    );
+}
