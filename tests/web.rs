@@ -990,63 +990,94 @@ async fn responses_carry_security_headers_and_errors_hide_internals() {
     assert!(!body.contains("admin"), "{body}");
 }
 
-#[tokio::test]
-async fn the_demo_serves_a_panel_its_printed_password_opens() {
-    use std::io::{BufRead, BufReader};
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("demo");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clubdeploy"))
-        .args([
-            "demo",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env_remove("CLUBDEPLOY_CONFIG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut password = None;
-    let mut base = None;
-    let mut said = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        said.push_str(&line);
-        said.push('\n');
-        if let Some(rest) = line.strip_prefix("sign in as admin with password ") {
-            password = rest.split_whitespace().next().map(str::to_owned);
+/// `clubdeploy demo` running in `dir` on a port of its choice, read up to its panel's address.
+struct Demo {
+    child: std::process::Child,
+    /// What it printed up to its address.
+    said: String,
+    password: String,
+    base: String,
+}
+
+impl Demo {
+    fn start(dir: &std::path::Path) -> Demo {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clubdeploy"))
+            .args([
+                "demo",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env_remove("CLUBDEPLOY_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (mut password, mut base, mut said) = (None, None, String::new());
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            said.push_str(&line);
+            said.push('\n');
+            if let Some(rest) = line.strip_prefix("sign in as admin with password ") {
+                password = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if let Some(rest) = line.strip_prefix("clubdeploy panel on ") {
+                base = rest
+                    .split_whitespace()
+                    .next()
+                    .map(|u| u.trim_end_matches('/').to_owned());
+                break;
+            }
         }
-        if let Some(rest) = line.strip_prefix("clubdeploy panel on ") {
-            base = rest
-                .split_whitespace()
-                .next()
-                .map(|u| u.trim_end_matches('/').to_owned());
-            break;
+        Demo {
+            child,
+            password: password.expect("a password"),
+            base: base.expect("an address"),
+            said,
         }
     }
-    let (password, base) = (password.expect("a password"), base.expect("an address"));
+
+    /// A client signed in as the demo's admin.
+    async fn sign_in(&self) -> reqwest::Client {
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let base = &self.base;
+        let page = client.get(format!("{base}/login")).send().await.unwrap();
+        let csrf = csrf_of(&page.text().await.unwrap());
+        let login = client
+            .post(format!("{base}/login"))
+            .form(&[
+                ("name", "admin"),
+                ("password", &self.password),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), StatusCode::SEE_OTHER);
+        client
+    }
+}
+
+#[tokio::test]
+async fn the_demo_serves_a_panel_its_printed_password_opens() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("demo");
+    let mut demo = Demo::start(&dir);
     // It says what to try first.
     assert!(
-        said.contains("try first: sign in; on Deploy choose v1.1.0 and tick Club Zermatt"),
-        "{said}"
+        demo.said
+            .contains("try first: sign in; on Deploy choose v1.1.0 and tick Club Zermatt"),
+        "{}",
+        demo.said
     );
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = client.get(format!("{base}/login")).send().await.unwrap();
-    let csrf = csrf_of(&page.text().await.unwrap());
-    let login = client
-        .post(format!("{base}/login"))
-        .form(&[("name", "admin"), ("password", &password), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    let client = demo.sign_in().await;
+    let base = demo.base.clone();
     let dashboard = client
         .get(format!("{base}/"))
         .send()
@@ -1060,11 +1091,11 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
         "the oldest tag runs everywhere: {dashboard}"
     );
     assert!(dashboard.contains(">6 clubs</a>") && dashboard.contains("(6 clubs)"));
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = demo.child.kill();
+    let _ = demo.child.wait();
     // The demo runs as whoever tries it: no run-as-root warning (issue 20; `serve` warns).
     let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    std::io::Read::read_to_string(&mut demo.child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!stderr.contains("running as root"), "{stderr}");
     let links: Vec<_> = std::fs::read_dir(dir.join("www")).unwrap().collect();
     assert_eq!(links.len(), 6);
@@ -1079,8 +1110,7 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let served = BufReader::new(again.stdout.take().unwrap())
-        .lines()
+    let served = std::io::BufRead::lines(std::io::BufReader::new(again.stdout.take().unwrap()))
         .map(Result::unwrap)
         .find(|line| line.starts_with("clubdeploy panel on "));
     let _ = again.kill();
@@ -1113,65 +1143,15 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
 /// it.
 #[tokio::test]
 async fn the_demo_serves_each_clubs_site_so_its_deploys_are_health_checked() {
-    use std::io::{BufRead, BufReader};
     if !crate::helpers::installed("DEMO SITES TEST", &[("/usr/bin/php", "php-cli")]) {
         return;
     }
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("demo");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clubdeploy"))
-        .args([
-            "demo",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env_remove("CLUBDEPLOY_CONFIG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut password = None;
-    let mut base = None;
-    let mut said = String::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        said.push_str(&line);
-        if let Some(rest) = line.strip_prefix("sign in as admin with password ") {
-            password = rest.split_whitespace().next().map(str::to_owned);
-        }
-        if let Some(rest) = line.strip_prefix("clubdeploy panel on ") {
-            base = rest
-                .split_whitespace()
-                .next()
-                .map(|u| u.trim_end_matches('/').to_owned());
-            break;
-        }
-    }
-    assert!(said.contains("served here by php -S"), "{said}");
-    let (password, base) = (password.unwrap(), base.unwrap());
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let csrf = csrf_of(
-        &client
-            .get(format!("{base}/login"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
-    client
-        .post(format!("{base}/login"))
-        .form(&[("name", "admin"), ("password", &password), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
+    let mut demo = Demo::start(&dir);
+    assert!(demo.said.contains("served here by php -S"), "{}", demo.said);
+    let client = demo.sign_in().await;
+    let base = demo.base.clone();
     let csrf = csrf_of(
         &client
             .get(format!("{base}/jobs"))
@@ -1222,8 +1202,8 @@ async fn the_demo_serves_each_clubs_site_so_its_deploys_are_health_checked() {
         .await
         .unwrap();
     assert!(opcache.contains("<th>Cached scripts</th>"), "{opcache}");
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = demo.child.kill();
+    let _ = demo.child.wait();
     // Its sites went with it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while std::process::Command::new("pgrep")
