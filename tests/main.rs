@@ -10,6 +10,7 @@ mod engine;
 mod fetch;
 mod helpers;
 mod hosting;
+mod hosts;
 mod import;
 mod jobs;
 mod legacy;

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 
 use crate::domain::{AppName, InvalidInput, ReloadPolicy, RepoUrl};
 
+mod hosts;
 mod sections;
+pub use hosts::{Host, HostHealth, HostReload, HostSettings};
 pub use sections::*;
 
 /// Environment variables with the `CLUBDEPLOY_` prefix that are not settings.
@@ -68,9 +70,15 @@ pub struct Settings {
     pub rollout: RolloutSettings,
     /// How long jobs' logs are kept.
     pub jobs: JobsSettings,
+    /// The web hosts that serve the clubs (`[[hosts]]`); none: this machine.
+    #[serde(default)]
+    pub hosts: Vec<HostSettings>,
     /// Every application, resolved: `main` (from the top-level `repo_url`) and `[apps.*]`.
     #[serde(skip)]
     resolved_apps: Vec<App>,
+    /// The `[[hosts]]`, checked, defaults filled in.
+    #[serde(skip)]
+    resolved_hosts: Vec<Host>,
 }
 
 /// One application as configured in `[apps.<name>]`.
@@ -357,7 +365,22 @@ impl Settings {
             .into_iter()
             .map(|(_, name, url, build, git)| App::new(&self.data_dir, name, url, build, git))
             .collect();
+        self.resolved_hosts = hosts::resolve(&self.hosts, &self)?;
         Ok(self)
+    }
+
+    /// The `[[hosts]]`; empty when this machine alone serves the clubs.
+    pub fn hosts(&self) -> &[Host] {
+        &self.resolved_hosts
+    }
+
+    /// The hosts reached over SSH, which this version cannot deploy to yet (issue 21): a job
+    /// that would change a club's link refuses while there is one, changing nothing.
+    pub fn remote_hosts(&self) -> Vec<&Host> {
+        self.resolved_hosts
+            .iter()
+            .filter(|h| !h.is_local())
+            .collect()
     }
 
     /// Every application, `main` first when configured, then the others by name.

@@ -183,3 +183,62 @@ fn the_build_user_is_a_plain_user_name_and_never_root() {
         assert!(err.contains("`build_user`"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn without_hosts_this_machine_serves_the_clubs_and_with_them_each_is_checked() {
+    let settings = load("repo_url = \"/srv/app\"\n").unwrap();
+    assert!(settings.hosts().is_empty() && settings.remote_hosts().is_empty());
+    let settings = load(
+        "repo_url = \"/srv/app\"\n\
+         [[hosts]]\nname = \"web1\"\nssh = \"ssh://deploy@10.0.0.11:22\"\n\
+         data_dir = \"/srv/clubdeploy\"\n\
+         [hosts.reload]\ncommand = [\"sudo\", \"-n\", \"/usr/sbin/apachectl\", \"-k\", \"graceful\"]\n\
+         [hosts.health]\nconnect_to = \"10.0.0.11\"\n\
+         [[hosts]]\nname = \"here\"\nssh = \"local\"\n",
+    )
+    .unwrap();
+    let [web1, here] = settings.hosts() else {
+        panic!("{:?}", settings.hosts())
+    };
+    assert_eq!(web1.name.as_str(), "web1");
+    assert_eq!(web1.data_dir, std::path::Path::new("/srv/clubdeploy"));
+    assert_eq!(web1.webroot_base, settings.webroot_base, "ours by default");
+    assert_eq!(
+        web1.configtest, settings.reload.configtest,
+        "ours by default"
+    );
+    assert_eq!(web1.reload[3], "-k");
+    assert_eq!(web1.connect_to.as_deref(), Some("10.0.0.11"));
+    assert!(here.is_local() && !web1.is_local());
+    assert_eq!(settings.remote_hosts(), [web1]);
+    // Bad values are refused naming the key.
+    for (table, key) in [
+        ("name = \"Web 1\"\nssh = \"local\"", "`hosts[0].name`"),
+        ("name = \"web1\"\nssh = \"deploy@host\"", "`hosts.web1.ssh`"),
+        (
+            "name = \"web1\"\nssh = \"local\"\ndata_dir = \"srv\"",
+            "`hosts.web1.data_dir`",
+        ),
+        (
+            "name = \"web1\"\nssh = \"local\"\nssh_key = \"/nonexistent/key\"",
+            "`hosts.web1.ssh_key`",
+        ),
+        (
+            "name = \"web1\"\nssh = \"local\"\n[hosts.health]\nconnect_to = \"a:b:c]\"",
+            "`hosts.web1.health.connect_to`",
+        ),
+        ("name = \"web1\"\nssh = \"local\"\nport = 22", "port"),
+    ] {
+        let error = load(&format!("repo_url = \"/srv/app\"\n[[hosts]]\n{table}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(key), "{table}: {error}");
+    }
+    let twice = load(
+        "repo_url = \"/srv/app\"\n[[hosts]]\nname = \"web1\"\nssh = \"local\"\n\
+         [[hosts]]\nname = \"web1\"\nssh = \"web1-alias\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(twice.contains("two hosts are named web1"), "{twice}");
+}

@@ -8,7 +8,7 @@ pub struct ClubSlug(String);
 
 /// Whether `s` is 1 to `max` lower-case letters, digits and dashes, starting with a letter or
 /// digit: a name safe in a path, a URL and a `name=value` argument.
-fn is_plain_name(s: &str, max: usize) -> bool {
+pub(super) fn is_plain_name(s: &str, max: usize) -> bool {
     let valid_start = s
         .chars()
         .next()

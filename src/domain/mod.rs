@@ -4,6 +4,7 @@
 mod address;
 mod audit_kind;
 mod club;
+mod host;
 mod job;
 mod kinds;
 mod release;
@@ -16,6 +17,7 @@ mod version;
 pub use address::{check_url, is_internal_address, parse_connect_to, sign_in_key, url_host};
 pub use audit_kind::AuditKind;
 pub use club::{AppName, ClubSlug, GroupName, club_name, group_of};
+pub use host::{HostName, SshTarget};
 pub use job::{ClubNames, JobSpec, JobStatus, Targets};
 pub use kinds::{JobKind, SwitchKind};
 pub use release::{ReleaseName, ReleaseTag};

@@ -60,6 +60,7 @@ pub fn run_next(
     let echo = on_claim(&job);
     let mut log = JobLog::new(pool, job.id, echo);
     let result = match JobSpec::from_json(&job.params) {
+        Ok(spec) if let Err(why) = hosts_allow(settings, &spec) => Err(anyhow::anyhow!(why)),
         Ok(spec) if let Err(why) = requester_may_still_ask(&mut *pool.get()?, &job, &spec)? => {
             Err(anyhow::anyhow!(
                 "{} may no longer ask for this job ({why}), so it did not run; nothing was \
@@ -149,6 +150,23 @@ pub fn run_next(
 /// Whether the member of staff who queued `job` may still ask for `spec`, by their role and
 /// clubs now (`domain::may_ask`); a disabled one may not. A job not queued by a member of
 /// staff (the command line's `cli:<user>`, the demo) is not staff's to re-check.
+/// A job that changes what a club's site serves cannot run while a `[[hosts]]` host is
+/// reached over SSH: this version switches links on this machine only. Says so, naming the
+/// hosts and what to do; a fetch or a legacy copy's deletion runs as ever.
+pub fn hosts_allow(settings: &Settings, spec: &JobSpec) -> Result<(), String> {
+    let remote = settings.remote_hosts();
+    if remote.is_empty() || spec.switch_scope() == crate::domain::SwitchScope::Nothing {
+        return Ok(());
+    }
+    let names: Vec<&str> = remote.iter().map(|h| h.name.as_str()).collect();
+    Err(format!(
+        "this version deploys to this machine only, and [[hosts]] names {} reached over SSH: \
+         no club was changed on any host; deploying to several web servers is not built yet \
+         (remove those hosts, or give them ssh = \"local\", to deploy here)",
+        crate::domain::named(&names, 3)
+    ))
+}
+
 fn requester_may_still_ask(
     conn: &mut db::Conn,
     job: &jobs::Job,
