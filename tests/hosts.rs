@@ -51,3 +51,78 @@ fn a_bad_host_is_refused_naming_its_key() {
     assert!(error.contains("`hosts.web1.ssh`"), "{error}");
     assert!(error.contains("ssh://user@host:port"), "{error}");
 }
+
+/// Which hosts serve a club: every one unless said (`club hosts`, the import's `hosts`
+/// column, the club's page), each name checked against `[[hosts]]`, each change audited,
+/// bad input changing nothing.
+#[tokio::test]
+async fn which_hosts_serve_a_club_is_said_on_the_command_line_in_the_import_and_the_panel() {
+    let mut env = TestEnv::new();
+    env.add_clubs(&["a"]);
+    let error = env.fails(&["club", "hosts", "a", "web1"]);
+    assert!(error.contains("no [[hosts]] are configured"), "{error}");
+    host(&mut env, &["name = \"web1\"", "ssh = \"local\""]);
+    host(&mut env, &["name = \"web2\"", "ssh = \"local\""]);
+    let out = env.ok(&["club", "hosts", "a", "web2"]);
+    assert!(out.contains("club a is served by web2"), "{out}");
+    assert!(
+        env.ok(&["club", "hosts", "a", "web2"])
+            .contains("nothing changed")
+    );
+    let error = env.fails(&["club", "hosts", "a", "web9"]);
+    assert!(
+        error.contains("there is no host \"web9\": the hosts are web1, web2"),
+        "{error}"
+    );
+    let audit = env.ok(&["audit", "--json"]);
+    assert!(audit.contains("served by web2"), "{audit}");
+
+    // The import's hosts column; the export says it back.
+    let b = env.webroot("b").display().to_string();
+    let csv = env.www.join("hosts.csv");
+    std::fs::write(
+        &csv,
+        format!("slug,name,webroot,hosts\nb,Club B,{b},web2 web1\n"),
+    )
+    .unwrap();
+    let out = env.ok(&["club", "import", csv.to_str().unwrap()]);
+    assert!(out.contains("1 club added"), "{out}");
+    std::fs::write(
+        &csv,
+        format!("slug,name,webroot,hosts\nc,Club C,{b}-c,web3\n"),
+    )
+    .unwrap();
+    let error = env.fails(&["club", "import", csv.to_str().unwrap()]);
+    assert!(error.contains("there is no host \"web3\""), "{error}");
+    let app = crate::web::TestApp::spawn_driven(env).await;
+    let admin = app.login("admin").await;
+    let export = app.page(&admin, "/clubs/export.csv").await;
+    let lines: Vec<&str> = export.lines().collect();
+    assert_eq!(lines[0], "slug,name,url,webroot,hosts");
+    assert!(
+        lines[1].starts_with("a,a,,") && lines[1].ends_with(",web2"),
+        "{export}"
+    );
+    assert!(lines[2].ends_with(",web1 web2"), "{export}");
+
+    // The club's page says it and edits it; a bad host changes nothing.
+    let page = app.page(&admin, "/clubs/b").await;
+    assert!(page.contains("Served by web1, web2"), "{page}");
+    let edit = |hosts: &'static str| {
+        [
+            ("name", "Club B renamed"),
+            ("app", "main"),
+            ("url", ""),
+            ("groups", ""),
+            ("hosts_field", "1"),
+            ("hosts", hosts),
+        ]
+    };
+    let refused = app.post(&admin, "/clubs/b", &edit("web1, nowhere")).await;
+    assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
+    assert!(app.page(&admin, "/clubs/b").await.contains("<h1>Club B <"));
+    app.post(&admin, "/clubs/b", &edit("")).await;
+    let page = app.page(&admin, "/clubs/b").await;
+    assert!(page.contains("Served by every host (web1, web2)"), "{page}");
+    assert!(page.contains("<h1>Club B renamed"), "{page}");
+}

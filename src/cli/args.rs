@@ -273,6 +273,14 @@ pub enum ClubCommand {
     },
     /// Give a club another display name (the name staff see).
     Rename { slug: String, name: String },
+    /// Say which web hosts ([[hosts]]) serve a club; `--all`: every host (the default).
+    Hosts {
+        slug: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        hosts: Vec<String>,
+        #[arg(long)]
+        all: bool,
+    },
     /// Forget a club; its webroot is left untouched.
     Remove { slug: String },
     /// Put clubs in a group (e.g. early-adopters), to deploy to or try first together.

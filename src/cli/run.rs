@@ -175,6 +175,15 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
             crate::service::import::apply(&mut *db()?, &actor, &plan)?;
             say!("imported {}: {}", file.display(), plan.summary());
         }
+        Command::Club(ClubCommand::Hosts { slug, hosts, all }) => {
+            let hosts = if all { Vec::new() } else { hosts };
+            let changed = inventory::set_hosts(&settings, &mut *db()?, &actor, &slug, &hosts)?;
+            match (changed, hosts.is_empty()) {
+                (false, _) => say!("club {slug} was served so already: nothing changed"),
+                (true, true) => say!("club {slug} is served by every host"),
+                (true, false) => say!("club {slug} is served by {}", hosts.join(", ")),
+            }
+        }
         Command::Club(ClubCommand::Rename { slug, name }) => {
             if inventory::rename_club(&mut *db()?, &actor, &slug, &name)? {
                 say!("club {slug} is called {} now", name.trim());

@@ -7,6 +7,7 @@ pub mod audit_key;
 pub mod clubs;
 mod columns;
 pub mod groups;
+pub mod hosts;
 pub mod housekeeping;
 pub mod jobs;
 pub mod schema;

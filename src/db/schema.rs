@@ -34,6 +34,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    club_hosts (club_id, host) {
+        club_id -> Integer,
+        host -> Text,
+    }
+}
+
+diesel::table! {
     club_groups (name, club_id) {
         name -> Text,
         club_id -> Integer,
@@ -165,6 +172,7 @@ diesel::table! {
 
 diesel::joinable!(bad_releases -> clubs (club_id));
 diesel::joinable!(club_groups -> clubs (club_id));
+diesel::joinable!(club_hosts -> clubs (club_id));
 diesel::joinable!(flashes -> sessions (session_id));
 diesel::joinable!(form_tokens -> jobs (job_id));
 diesel::joinable!(job_events -> jobs (job_id));
@@ -177,6 +185,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_head,
     bad_releases,
     club_groups,
+    club_hosts,
     clubs,
     flashes,
     form_tokens,

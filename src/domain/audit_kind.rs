@@ -96,6 +96,7 @@ impl AuditKind {
                 ("club.removed", None),
                 ("club.webroot_added", None),
                 ("club.url_changed", None),
+                ("club.hosts_set", None),
                 ("group.%", None),
             ],
             AuditKind::Jobs => &[("job.%", None)],

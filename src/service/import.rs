@@ -43,6 +43,9 @@ pub struct Change {
     webroots: Vec<CheckedWebroot>,
     #[serde(skip)]
     urls: Vec<(String, i32)>,
+    /// The hosts that will serve it, when the `hosts` column names any.
+    #[serde(skip)]
+    hosts: Option<Vec<String>>,
 }
 
 /// A row that cannot be imported, and why.
@@ -68,6 +71,8 @@ fn describe(rows: &[BadRow]) -> String {
 struct Columns {
     slug: usize,
     name: Option<usize>,
+    /// The web hosts that serve the club, separated by spaces.
+    hosts: Option<usize>,
     /// Per application: its webroot column and address column.
     apps: Vec<(usize, Option<usize>, Option<usize>)>,
 }
@@ -78,6 +83,7 @@ fn columns<'s>(
 ) -> Result<(Columns, Vec<&'s App>), InvalidInput> {
     let mut slug = None;
     let mut name = None;
+    let mut hosts = None;
     let mut webroots: HashMap<String, usize> = HashMap::new();
     let mut urls: HashMap<String, usize> = HashMap::new();
     for (i, field) in header.iter().enumerate() {
@@ -103,12 +109,13 @@ fn columns<'s>(
         let seen = match kind {
             "slug" => slug.replace(i).is_some(),
             "name" => name.replace(i).is_some(),
+            "hosts" => hosts.replace(i).is_some(),
             "webroot" => webroots.insert(app, i).is_some(),
             "url" => urls.insert(app, i).is_some(),
             other => {
                 return Err(InvalidInput(format!(
-                    "unknown column {other:?}: the columns are slug, name, url and webroot \
-                     (webroot:<app> and url:<app> with several applications)"
+                    "unknown column {other:?}: the columns are slug, name, url, webroot \
+                     (webroot:<app> and url:<app> with several applications) and hosts"
                 )));
             }
         };
@@ -133,6 +140,7 @@ fn columns<'s>(
     let columns = Columns {
         slug,
         name,
+        hosts,
         apps: columns,
     };
     Ok((columns, apps))
@@ -161,6 +169,9 @@ pub fn header(settings: &Settings) -> Vec<String> {
     } else {
         columns.extend(["url".to_owned(), "webroot".to_owned()]);
     }
+    if !settings.hosts().is_empty() {
+        columns.push("hosts".to_owned());
+    }
     columns
 }
 
@@ -181,6 +192,9 @@ pub fn template(settings: &Settings) -> Vec<Vec<String>> {
         };
         example.extend([site, webroot]);
     }
+    if let Some(host) = settings.hosts().first() {
+        example.push(host.name.to_string());
+    }
     vec![header(settings), example]
 }
 
@@ -188,6 +202,7 @@ pub fn template(settings: &Settings) -> Vec<Vec<String>> {
 pub fn export(settings: &Settings, conn: &mut Conn) -> anyhow::Result<Vec<Vec<String>>> {
     let mut rows = vec![header(settings)];
     let webroots = clubs::webroots(conn, None)?;
+    let hosts = crate::db::hosts::all(conn)?;
     for club in clubs::all(conn)? {
         let mut row = vec![club.slug.clone(), club.name.clone()];
         for app in settings.apps() {
@@ -196,6 +211,14 @@ pub fn export(settings: &Settings, conn: &mut Conn) -> anyhow::Result<Vec<Vec<St
                 .find(|w| w.slug == club.slug && w.app == app.name.as_str());
             row.push(webroot.and_then(|w| w.url.clone()).unwrap_or_default());
             row.push(webroot.map(|w| w.webroot.clone()).unwrap_or_default());
+        }
+        if !settings.hosts().is_empty() {
+            row.push(
+                hosts
+                    .get(&club.slug)
+                    .map(|h| h.join(" "))
+                    .unwrap_or_default(),
+            );
         }
         rows.push(row);
     }
@@ -241,6 +264,7 @@ pub fn plan(settings: &Settings, conn: &mut Conn, text: &[u8]) -> anyhow::Result
         taken.insert(webroot.webroot.clone(), webroot.slug.clone());
         existing_webroots.insert((webroot.slug.clone(), webroot.app.clone()), webroot);
     }
+    let existing_hosts = crate::db::hosts::all(conn)?;
     let mut plan = Plan::default();
     let mut bad = Vec::new();
     let mut slugs_seen: HashSet<String> = HashSet::new();
@@ -261,6 +285,7 @@ pub fn plan(settings: &Settings, conn: &mut Conn, text: &[u8]) -> anyhow::Result
         };
         let cell = |i: Option<usize>| i.and_then(|i| record.get(i)).filter(|v| !v.is_empty());
         let row = check_row(
+            &existing_hosts,
             settings,
             &columns,
             &apps,
@@ -296,6 +321,7 @@ pub fn plan(settings: &Settings, conn: &mut Conn, text: &[u8]) -> anyhow::Result
 
 #[allow(clippy::too_many_arguments)]
 fn check_row<'c>(
+    existing_hosts: &std::collections::BTreeMap<String, Vec<String>>,
     settings: &Settings,
     columns: &Columns,
     apps: &[&App],
@@ -322,7 +348,21 @@ fn check_row<'c>(
         name: None,
         webroots: Vec::new(),
         urls: Vec::new(),
+        hosts: None,
     };
+    if let Some(named) = cell(columns.hosts) {
+        let named: Vec<String> = named.split_whitespace().map(str::to_owned).collect();
+        let hosts = crate::service::inventory::checked_hosts(settings, &named)
+            .map_err(|e| format!("{slug}: {e}"))?;
+        let had = existing_hosts
+            .get(slug.as_str())
+            .cloned()
+            .unwrap_or_default();
+        if hosts != had {
+            change.what.push(format!("served by {}", hosts.join(", ")));
+            change.hosts = Some(hosts);
+        }
+    }
     match (club, name) {
         (None, name) => change.name = Some(name.unwrap_or(slug.as_str()).to_owned()),
         (Some(club), Some(name)) if club.name != name => {
@@ -419,6 +459,9 @@ pub fn apply(conn: &mut Conn, actor: &str, plan: &Plan) -> anyhow::Result<()> {
             };
             for webroot in &change.webroots {
                 webroot.insert(conn, club_id)?;
+            }
+            if let Some(hosts) = &change.hosts {
+                crate::db::hosts::set(conn, club_id, hosts)?;
             }
             for (url, webroot_id) in &change.urls {
                 clubs::set_url(conn, *webroot_id, Some(url))?;

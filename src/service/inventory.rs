@@ -329,6 +329,65 @@ pub fn set_url(
     Ok(())
 }
 
+/// `hosts` (names, blanks ignored) checked against the `[[hosts]]`: each once, sorted; a
+/// name that is no configured host is refused naming the hosts there are.
+pub fn checked_hosts(settings: &Settings, hosts: &[String]) -> anyhow::Result<Vec<String>> {
+    let known: Vec<&str> = settings.hosts().iter().map(|h| h.name.as_str()).collect();
+    if known.is_empty() {
+        return Err(InvalidInput(
+            "no [[hosts]] are configured: this machine serves every club (configure the web \
+             hosts first)"
+                .into(),
+        )
+        .into());
+    }
+    let mut wanted: Vec<String> = Vec::new();
+    for host in hosts.iter().map(|h| h.trim()).filter(|h| !h.is_empty()) {
+        if !known.contains(&host) {
+            return Err(InvalidInput(format!(
+                "there is no host {host:?}: the hosts are {} ([[hosts]] in the configuration)",
+                known.join(", ")
+            ))
+            .into());
+        }
+        if !wanted.iter().any(|w| w == host) {
+            wanted.push(host.to_owned());
+        }
+    }
+    wanted.sort();
+    Ok(wanted)
+}
+
+/// Names the `[[hosts]]` that serve club `slug` (audited); none: every host. Each must be a
+/// configured host. `false` when the club was served so already.
+pub fn set_hosts(
+    settings: &Settings,
+    conn: &mut Conn,
+    actor: &str,
+    slug: &str,
+    hosts: &[String],
+) -> anyhow::Result<bool> {
+    let slug = ClubSlug::parse(slug)?;
+    let wanted = checked_hosts(settings, hosts)?;
+    conn.immediate_transaction(|conn| {
+        let Some(club) = clubs::by_slug(conn, slug.as_str())? else {
+            return Err(Refusal::NotFound(format!("There is no club {slug}.")).into());
+        };
+        if crate::db::hosts::of(conn, club.id)? == wanted {
+            return Ok(false);
+        }
+        crate::db::hosts::set(conn, club.id, &wanted)?;
+        let details = if wanted.is_empty() {
+            "served by every host".to_owned()
+        } else {
+            format!("served by {}", wanted.join(", "))
+        };
+        let entry = audit::Entry::new(actor, "club.hosts_set", "club", slug.as_str(), &details);
+        audit::append(conn, &entry)?;
+        Ok(true)
+    })
+}
+
 /// Gives club `slug` the display name `name` (audited); `false` when it had that name.
 pub fn rename_club(conn: &mut Conn, actor: &str, slug: &str, name: &str) -> anyhow::Result<bool> {
     let slug = ClubSlug::parse(slug)?;

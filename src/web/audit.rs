@@ -259,6 +259,7 @@ pub fn sentence(row: &AuditEvent, club: &str) -> String {
         "club.adoption_undone" => format!("{who} put back the legacy copy of {club}"),
         "club.webroot_added" => format!("{who} gave club {} a webroot{app}", row.target),
         "club.url_changed" => format!("{who} changed the address of {club}"),
+        "club.hosts_set" => format!("{who} said which hosts serve {club}: {}", row.details),
         "club.unproven" => format!("{club} was left on a release never proven: {}", row.details),
         "legacy.purged" => format!("{who} deleted a kept legacy copy of {club}"),
         "release.built" => format!("{who} built release {}", row.target),

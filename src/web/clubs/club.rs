@@ -23,6 +23,9 @@ pub struct ClubPage {
     /// Newest first, at most [`HISTORY`].
     history: Vec<Moved>,
     may_change: bool,
+    /// The `[[hosts]]` there are, and those named for this club (none: every host).
+    known_hosts: Vec<String>,
+    hosts: Vec<String>,
 }
 
 impl ClubPage {
@@ -60,16 +63,17 @@ pub async fn club_page(
     let slug = ClubSlug::parse(&slug)?;
     let rows = state.club_rows().await?;
     let found = slug.clone();
-    let history = state
+    let (history, hosts) = state
         .db(move |_, conn| {
             let club = club_or_404(conn, &found)?;
+            let hosts = crate::db::hosts::of(conn, club.id)?;
             let mut moved = Vec::new();
             for webroot in clubs::webroots_of(conn, found.as_str())? {
                 moved.extend(switches::history(conn, club.id, &webroot.app)?);
             }
             moved.sort_by_key(|s| std::cmp::Reverse(s.id));
             moved.truncate(HISTORY);
-            Ok(moved)
+            Ok((moved, hosts))
         })
         .await?;
     let Some(row) = rows.iter().find(|r| r.slug == slug.as_str()) else {
@@ -79,6 +83,13 @@ pub async fn club_page(
     Ok(ClubPage {
         nav: staff.nav("clubs"),
         may_change: staff.role == Role::Admin,
+        known_hosts: state
+            .settings
+            .hosts()
+            .iter()
+            .map(|h| h.name.to_string())
+            .collect(),
+        hosts,
         row: row.clone(),
         history: history
             .into_iter()
@@ -106,6 +117,10 @@ pub struct EditForm {
     url: Vec<String>,
     /// The groups, separated by commas or spaces.
     groups: String,
+    /// The hosts that serve it, separated by commas or spaces (none: every host), when the
+    /// form has the field (`hosts_field`).
+    hosts: String,
+    hosts_field: String,
 }
 
 /// `POST /clubs/{slug}` (admins): changes the club's display name, addresses and groups as
@@ -149,6 +164,12 @@ pub async fn edit(
             crate::domain::check_url(url, state.settings.health.connect_to.is_some())?;
         }
     }
+    let hosts = if posted.hosts_field.is_empty() {
+        None
+    } else {
+        let named: Vec<String> = posted.hosts.split([',', ' ']).map(str::to_owned).collect();
+        Some(inventory::checked_hosts(&state.settings, &named).map_err(AppError::from_anyhow)?)
+    };
     let actor = staff.user.name.clone();
     let found = slug.clone();
     let changed = state
@@ -175,6 +196,11 @@ pub async fn edit(
             let had = crate::db::groups::by_slug(conn)?
                 .remove(found.as_str())
                 .unwrap_or_default();
+            if let Some(hosts) = &hosts
+                && inventory::set_hosts(settings, conn, &actor, found.as_str(), hosts)?
+            {
+                changed += 1;
+            }
             let one = [club.slug.clone()];
             for group in wanted.iter().filter(|g| !had.contains(g)) {
                 changed += inventory::change_group(conn, &actor, group, &one, true)?.len();
