@@ -126,3 +126,84 @@ async fn which_hosts_serve_a_club_is_said_on_the_command_line_in_the_import_and_
     assert!(page.contains("Served by every host (web1, web2)"), "{page}");
     assert!(page.contains("<h1>Club B renamed"), "{page}");
 }
+
+/// Sends `request` (JSON) to `clubdeploy host-agent` and returns its answer (JSON).
+fn agent(request: &serde_json::Value) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clubdeploy"))
+        .arg("host-agent")
+        .env_remove("CLUBDEPLOY_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{request}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Point 3's agent, the code that will switch links on every web host: the real binary,
+/// asked in JSON on real directories, switches a webroot atomically to a staged release,
+/// reads links back, and refuses what it must (a release not staged there, a parent others
+/// may write) changing nothing.
+#[test]
+fn the_host_agent_switches_and_reads_links_and_refuses_what_it_must() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path().canonicalize().unwrap();
+    let (base, releases) = (root.join("www"), root.join("releases"));
+    let release = releases.join("v1-0000000a");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::write(release.join(clubdeploy::pipeline::release::MANIFEST), "{}").unwrap();
+    std::fs::create_dir_all(base.join("a")).unwrap();
+    let (a, b) = (base.join("a/htdocs"), base.join("b/htdocs"));
+    let answer = agent(&serde_json::json!({
+        "op": "switch",
+        "releases_dir": releases,
+        "release": "v1-0000000a",
+        "webroot_base": base,
+        "webroots": [a, b],
+    }));
+    assert_eq!(
+        answer,
+        serde_json::json!({"answer": "switched", "before": [{"is": "missing"}, {"is": "missing"}], "error": null})
+    );
+    assert_eq!(std::fs::read_link(&a).unwrap(), release);
+    let answer = agent(&serde_json::json!({
+        "op": "linked", "releases_dir": releases, "webroots": [a, base.join("c/htdocs")],
+    }));
+    assert_eq!(
+        answer["webroots"],
+        serde_json::json!([{"Ok": {"is": "release", "name": "v1-0000000a"}}, {"Ok": {"is": "missing"}}])
+    );
+    // A release that is not there, and a parent anyone may write: refused, nothing changed.
+    let answer = agent(&serde_json::json!({
+        "op": "switch", "releases_dir": releases, "release": "v2-0000000b",
+        "webroot_base": base, "webroots": [a],
+    }));
+    assert_eq!(answer["answer"], "refused", "{answer}");
+    assert!(
+        answer["why"].as_str().unwrap().contains("not staged"),
+        "{answer}"
+    );
+    std::fs::create_dir_all(base.join("open")).unwrap();
+    std::fs::set_permissions(base.join("open"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let open = base.join("open/htdocs");
+    let answer = agent(&serde_json::json!({
+        "op": "switch", "releases_dir": releases, "release": "v1-0000000a",
+        "webroot_base": base, "webroots": [open],
+    }));
+    assert_eq!(answer["before"], serde_json::json!([]), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("open"),
+        "{answer}"
+    );
+    assert!(
+        std::fs::symlink_metadata(&open).is_err(),
+        "a link was made under an open parent"
+    );
+    // What it cannot read as a request it refuses in words.
+    let answer = agent(&serde_json::json!({"op": "delete", "path": "/"}));
+    assert_eq!(answer["answer"], "refused");
+}

@@ -180,6 +180,10 @@ pub enum Command {
     /// What the build user runs through sudo (see `build_user` in the README); not for people.
     #[command(subcommand, hide = true)]
     BuildUser(BuildUserCommand),
+    /// What the panel runs on a web host to read and switch links there (one JSON request on
+    /// standard input, its answer on standard output); not for people.
+    #[command(hide = true)]
+    HostAgent,
 }
 
 /// The steps of a build run as the build user (`clubdeploy::pipeline::build_user`).

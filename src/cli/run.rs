@@ -33,6 +33,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Demo { dir, listen } = &cli.command {
         return demo(dir, listen.as_deref());
     }
+    // A web host has no configuration of ours: the agent is told everything it needs.
+    if let Command::HostAgent = cli.command {
+        return crate::pipeline::agent::serve(std::io::stdin().lock(), std::io::stdout().lock());
+    }
     // The build user may read no configuration: these steps need none.
     if let Command::BuildUser(step) = cli.command {
         use crate::pipeline::build_user;
@@ -509,7 +513,7 @@ fn command(command: Command, settings: Settings, pool: &DbPool) -> anyhow::Resul
         }
         Command::Serve => serve(settings)?,
         Command::User(command) => user(pool, &actor, command)?,
-        Command::Demo { .. } | Command::BuildUser(_) => {
+        Command::Demo { .. } | Command::BuildUser(_) | Command::HostAgent => {
             unreachable!("handled before the settings are read")
         }
     }

@@ -1,6 +1,7 @@
 //! The steps of a deploy, on the filesystem and git only: it knows nothing of HTTP or SQL, so
 //! every step is tested on temporary directories.
 
+pub mod agent;
 pub mod attributes;
 pub mod build_user;
 pub mod command;
