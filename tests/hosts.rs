@@ -207,3 +207,96 @@ fn the_host_agent_switches_and_reads_links_and_refuses_what_it_must() {
     let answer = agent(&serde_json::json!({"op": "delete", "path": "/"}));
     assert_eq!(answer["answer"], "refused");
 }
+
+/// Point 3 over a real sshd on loopback: the agent of this build is copied to the host once
+/// (a second deploy finds it there), then switches a link on that host; an unreachable host
+/// and an unknown host key are errors naming the host and what ssh said.
+#[test]
+fn over_ssh_the_agent_is_copied_once_and_switches_links_on_the_host() {
+    use clubdeploy::pipeline::agent::{Answer, Request};
+    use std::os::unix::fs::MetadataExt;
+    if !crate::sshd::available() {
+        return;
+    }
+    let mut env = TestEnv::new();
+    let sshd = crate::sshd::Sshd::start(&env.root.path().join("sshd"));
+    let known = env.root.path().join("known_hosts");
+    std::fs::write(&known, format!("{}\n", sshd.known_hosts_line)).unwrap();
+    let there = env.root.path().join("web2");
+    let (releases, base) = (there.join("releases"), there.join("www"));
+    std::fs::create_dir_all(releases.join("v1-0000000a")).unwrap();
+    std::fs::write(
+        releases
+            .join("v1-0000000a")
+            .join(clubdeploy::pipeline::release::MANIFEST),
+        "{}",
+    )
+    .unwrap();
+    std::fs::create_dir_all(&base).unwrap();
+    let ssh = format!("ssh = \"ssh://{}@127.0.0.1:{}\"", sshd.user, sshd.port);
+    let key = format!("ssh_key = {:?}", sshd.deploy_key);
+    let known_line = format!("known_hosts = {known:?}");
+    let data = format!("data_dir = {there:?}");
+    host(
+        &mut env,
+        &["name = \"web2\"", &ssh, &key, &known_line, &data],
+    );
+    let settings = clubdeploy::config::Settings::load(&env.config_path).unwrap();
+    let web2 = clubdeploy::pipeline::remote::RemoteHost::new(settings.hosts()[0].clone());
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_clubdeploy"));
+    let agent = web2.install_agent(binary).unwrap();
+    assert!(agent.starts_with(there.join("bin")), "{}", agent.display());
+    let inode = std::fs::metadata(&agent).unwrap().ino();
+    assert_eq!(web2.install_agent(binary).unwrap(), agent);
+    assert_eq!(
+        std::fs::metadata(&agent).unwrap().ino(),
+        inode,
+        "copied twice"
+    );
+    let webroot = base.join("a").join("htdocs");
+    std::fs::create_dir_all(base.join("a")).unwrap();
+    let answer = web2
+        .ask(
+            &agent,
+            &Request::Switch {
+                releases_dir: releases.clone(),
+                release: "v1-0000000a".into(),
+                webroot_base: base.clone(),
+                webroots: vec![webroot.clone()],
+            },
+        )
+        .unwrap();
+    assert!(
+        matches!(&answer, Answer::Switched { before, error: None } if before.len() == 1),
+        "{answer:?}"
+    );
+    assert_eq!(
+        std::fs::read_link(&webroot).unwrap(),
+        releases.join("v1-0000000a")
+    );
+
+    // A host whose key is not the one known, and a host that is down.
+    std::fs::write(&known, "[127.0.0.1]:1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHkR7vRAg9mvIEM5bEs2h5qqjG8cS7JwJ0jYJ0Ytt0Hu\n").unwrap();
+    let error = format!("{:#}", web2.install_agent(binary).unwrap_err());
+    assert!(
+        error.starts_with("web2: ") && error.contains("Host key verification failed"),
+        "{error}"
+    );
+    drop(sshd);
+    std::fs::write(&known, "").unwrap();
+    let error = format!(
+        "{:#}",
+        web2.ask(
+            &agent,
+            &Request::Linked {
+                releases_dir: releases,
+                webroots: vec![]
+            }
+        )
+        .unwrap_err()
+    );
+    assert!(
+        error.starts_with("web2: ") && error.contains("Connection refused"),
+        "{error}"
+    );
+}

@@ -153,20 +153,16 @@ pub fn ssh_command(git: &GitSettings) -> String {
     if let Some(known_hosts) = &git.known_hosts {
         command.push_str(&format!(
             " -o UserKnownHostsFile={}",
-            shell_quote(&known_hosts.display().to_string())
+            super::command::shell_quote(&known_hosts.display().to_string())
         ));
     }
     if let Some(key) = &git.ssh_key {
         command.push_str(&format!(
             " -o IdentitiesOnly=yes -o IdentityAgent=none -i {}",
-            shell_quote(&key.display().to_string())
+            super::command::shell_quote(&key.display().to_string())
         ));
     }
     command
-}
-
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// Runs `command`, logging git's progress lines as they come (at most one a second, and

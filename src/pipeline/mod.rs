@@ -15,6 +15,7 @@ pub mod lock;
 pub mod probe;
 pub mod recovery;
 pub mod release;
+pub mod remote;
 pub mod switch;
 pub mod tree_check;
 pub mod tree_diff;
