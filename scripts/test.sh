@@ -16,6 +16,8 @@ command -v php > /dev/null 2>&1 || missing+=(php-cli)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 [ -x /usr/bin/ssh-keygen ] || missing+=(openssh-client)
+# Staging a release on a web host over SSH (tests/hosts.rs).
+[ -x /usr/bin/rsync ] || missing+=(rsync)
 [ -x /usr/lib/git-core/git-http-backend ] || missing+=(git)
 command -v openssl > /dev/null 2>&1 || missing+=(openssl)
 # The package test: dpkg builds and installs the .deb, visudo checks its sudoers rule,

@@ -219,10 +219,7 @@ fn over_ssh_the_agent_is_copied_once_and_switches_links_on_the_host() {
         return;
     }
     let mut env = TestEnv::new();
-    let sshd = crate::sshd::Sshd::start(&env.root.path().join("sshd"));
-    let known = env.root.path().join("known_hosts");
-    std::fs::write(&known, format!("{}\n", sshd.known_hosts_line)).unwrap();
-    let there = env.root.path().join("web2");
+    let (sshd, web2, there, known) = web2_over_ssh(&mut env);
     let (releases, base) = (there.join("releases"), there.join("www"));
     std::fs::create_dir_all(releases.join("v1-0000000a")).unwrap();
     std::fs::write(
@@ -233,16 +230,6 @@ fn over_ssh_the_agent_is_copied_once_and_switches_links_on_the_host() {
     )
     .unwrap();
     std::fs::create_dir_all(&base).unwrap();
-    let ssh = format!("ssh = \"ssh://{}@127.0.0.1:{}\"", sshd.user, sshd.port);
-    let key = format!("ssh_key = {:?}", sshd.deploy_key);
-    let known_line = format!("known_hosts = {known:?}");
-    let data = format!("data_dir = {there:?}");
-    host(
-        &mut env,
-        &["name = \"web2\"", &ssh, &key, &known_line, &data],
-    );
-    let settings = clubdeploy::config::Settings::load(&env.config_path).unwrap();
-    let web2 = clubdeploy::pipeline::remote::RemoteHost::new(settings.hosts()[0].clone());
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_clubdeploy"));
     let agent = web2.install_agent(binary).unwrap();
     assert!(agent.starts_with(there.join("bin")), "{}", agent.display());
@@ -299,4 +286,103 @@ fn over_ssh_the_agent_is_copied_once_and_switches_links_on_the_host() {
         error.starts_with("web2: ") && error.contains("Connection refused"),
         "{error}"
     );
+}
+
+/// A host web2 reached over a real sshd on loopback, keeping its data under `<root>/web2`:
+/// the server, the host as clubdeploy reaches it, that folder and its known_hosts file.
+fn web2_over_ssh(
+    env: &mut TestEnv,
+) -> (
+    crate::sshd::Sshd,
+    clubdeploy::pipeline::remote::RemoteHost,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let sshd = crate::sshd::Sshd::start(&env.root.path().join("sshd"));
+    let known = env.root.path().join("known_hosts");
+    std::fs::write(&known, format!("{}\n", sshd.known_hosts_line)).unwrap();
+    let there = env.root.path().join("web2");
+    let ssh = format!("ssh = \"ssh://{}@127.0.0.1:{}\"", sshd.user, sshd.port);
+    let key = format!("ssh_key = {:?}", sshd.deploy_key);
+    let known_line = format!("known_hosts = {known:?}");
+    let data = format!("data_dir = {there:?}");
+    host(env, &["name = \"web2\"", &ssh, &key, &known_line, &data]);
+    let settings = clubdeploy::config::Settings::load(&env.config_path).unwrap();
+    let web2 = clubdeploy::pipeline::remote::RemoteHost::new(settings.hosts()[0].clone());
+    (sshd, web2, there, known)
+}
+
+/// Point 2's staging over a real sshd and rsync: a release built here arrives complete under
+/// its own name (through a `.stage-*` folder), the same file for file; the next release's
+/// unchanged files are hard links to the host's previous one (same inode); staging a release
+/// that is there already sends nothing; a host that is down is an error naming it.
+#[test]
+fn a_release_is_staged_on_a_host_complete_sharing_unchanged_files() {
+    use clubdeploy::pipeline::remote::Staged;
+    use std::os::unix::fs::MetadataExt;
+    if !crate::sshd::available()
+        || !crate::helpers::installed("STAGING TEST", &[("/usr/bin/rsync", "rsync")])
+    {
+        return;
+    }
+    let mut env = TestEnv::new();
+    let (sshd, web2, there, _) = web2_over_ssh(&mut env);
+    let agent = web2
+        .install_agent(std::path::Path::new(env!("CARGO_BIN_EXE_clubdeploy")))
+        .unwrap();
+    let built = env.root.path().join("built");
+    let release = |name: &str, changed: &str| {
+        let dir = built.join(name);
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("index.php"), "<?php require 'src/a.php';").unwrap();
+        std::fs::write(dir.join("src/a.php"), changed).unwrap();
+        std::fs::write(dir.join(clubdeploy::pipeline::release::MANIFEST), name).unwrap();
+        dir
+    };
+    let host_releases = there.join("releases");
+    let v1 = release("v1-0000000a", "one");
+    assert_eq!(
+        web2.stage(&agent, &v1, &host_releases).unwrap(),
+        Staged::Now
+    );
+    assert_eq!(
+        clubdeploy::pipeline::tree_digest::digest(&host_releases.join("v1-0000000a")).unwrap(),
+        clubdeploy::pipeline::tree_digest::digest(&v1).unwrap()
+    );
+    let v2 = release("v2-0000000b", "two");
+    assert_eq!(
+        web2.stage(&agent, &v2, &host_releases).unwrap(),
+        Staged::Now
+    );
+    let inode = |release: &str, file: &str| {
+        std::fs::metadata(host_releases.join(release).join(file))
+            .unwrap()
+            .ino()
+    };
+    assert_eq!(
+        inode("v1-0000000a", "index.php"),
+        inode("v2-0000000b", "index.php")
+    );
+    assert_ne!(
+        inode("v1-0000000a", "src/a.php"),
+        inode("v2-0000000b", "src/a.php")
+    );
+    assert_eq!(
+        web2.stage(&agent, &v2, &host_releases).unwrap(),
+        Staged::Already
+    );
+    let left: Vec<String> = std::fs::read_dir(&host_releases)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".stage-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    drop(sshd);
+    let v3 = release("v3-0000000c", "three");
+    let error = format!("{:#}", web2.stage(&agent, &v3, &host_releases).unwrap_err());
+    assert!(
+        error.starts_with("web2: ") && error.contains("refused"),
+        "{error}"
+    );
+    assert!(!host_releases.join("v3-0000000c").exists());
 }

@@ -22,6 +22,17 @@ pub enum Request {
         releases_dir: PathBuf,
         webroots: Vec<PathBuf>,
     },
+    /// The releases in `releases_dir`, newest first (by when each was put there).
+    Releases { releases_dir: PathBuf },
+    /// What the tree `dir` holds ([`super::tree_digest`]).
+    Digest { dir: PathBuf },
+    /// Renames the staged tree `staged` (a `.stage-*` folder in `releases_dir`) to release
+    /// `release` there: the one step that makes it present, complete.
+    Publish {
+        releases_dir: PathBuf,
+        staged: PathBuf,
+        release: String,
+    },
     /// Points each of `webroots` (under `webroot_base`) at `release` in `releases_dir`,
     /// one atomic swap each, in order, stopping at the first that cannot be.
     Switch {
@@ -82,6 +93,14 @@ pub enum Answer {
         before: Vec<Option<Seen>>,
         error: Option<String>,
     },
+    /// For [`Request::Releases`].
+    Releases { names: Vec<String> },
+    /// For [`Request::Digest`].
+    Digest {
+        entries: Vec<super::tree_digest::Entry>,
+    },
+    /// For [`Request::Publish`].
+    Published,
     /// The request was refused as it was (unreadable, a relative path, no such release):
     /// nothing was changed.
     Refused { why: String },
@@ -99,9 +118,76 @@ fn absolute(path: &Path, what: &str) -> Result<(), String> {
     }
 }
 
+/// The prefix of a tree being staged in a releases directory.
+pub const STAGING_PREFIX: &str = ".stage-";
+
 /// Does what `request` asks, here.
 pub fn answer(request: &Request) -> Answer {
     match request {
+        Request::Releases { releases_dir } => {
+            if let Err(why) = absolute(releases_dir, "releases_dir") {
+                return Answer::Refused { why };
+            }
+            let mut found: Vec<(std::time::SystemTime, String)> = Vec::new();
+            if let Ok(dir) = std::fs::read_dir(releases_dir) {
+                for entry in dir.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let published = entry.path().join(super::release::MANIFEST).is_file();
+                    if ReleaseName::parse(&name).is_ok() && published {
+                        let at = entry
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .unwrap_or(std::time::UNIX_EPOCH);
+                        found.push((at, name));
+                    }
+                }
+            }
+            found.sort_by(|a, b| b.cmp(a));
+            Answer::Releases {
+                names: found.into_iter().map(|(_, name)| name).collect(),
+            }
+        }
+        Request::Digest { dir } => match absolute(dir, "dir") {
+            Err(why) => Answer::Refused { why },
+            Ok(()) => match super::tree_digest::digest(dir) {
+                Ok(entries) => Answer::Digest { entries },
+                Err(e) => Answer::Refused {
+                    why: format!("cannot read {}: {e}", dir.display()),
+                },
+            },
+        },
+        Request::Publish {
+            releases_dir,
+            staged,
+            release,
+        } => {
+            let checked = absolute(releases_dir, "releases_dir")
+                .and_then(|()| ReleaseName::parse(release).map_err(|e| e.0))
+                .and_then(|name| {
+                    let inside = staged.parent() == Some(releases_dir.as_path())
+                        && staged
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(STAGING_PREFIX));
+                    if inside {
+                        Ok(name)
+                    } else {
+                        Err(format!(
+                            "{} is not a tree staged in {}",
+                            staged.display(),
+                            releases_dir.display()
+                        ))
+                    }
+                });
+            match checked {
+                Err(why) => Answer::Refused { why },
+                Ok(name) => match std::fs::rename(staged, releases_dir.join(name.as_str())) {
+                    Ok(()) => Answer::Published,
+                    Err(e) => Answer::Refused {
+                        why: format!("cannot publish {name}: {e}"),
+                    },
+                },
+            }
+        }
         Request::Linked {
             releases_dir,
             webroots,

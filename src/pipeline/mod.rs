@@ -19,6 +19,7 @@ pub mod remote;
 pub mod switch;
 pub mod tree_check;
 pub mod tree_diff;
+pub mod tree_digest;
 pub mod webroot_dir;
 
 use std::fmt;

@@ -36,6 +36,21 @@ impl RemoteHost {
     /// for the remote shell: never prompting, the host key always checked, the configured
     /// key alone.
     pub fn ssh_argv(&self, remote: &[String]) -> anyhow::Result<Vec<String>> {
+        let mut argv = self.ssh_options()?;
+        argv.extend(["--".to_owned(), self.destination()?]);
+        argv.push(
+            remote
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        Ok(argv)
+    }
+
+    /// ssh and its options, the host aside: never prompting, the host key always checked,
+    /// the configured key alone, the port and user of an `ssh://` URL.
+    fn ssh_options(&self) -> anyhow::Result<Vec<String>> {
         let mut argv: Vec<String> = [
             "ssh",
             "-o",
@@ -61,25 +76,27 @@ impl RemoteHost {
         }
         match &self.host.ssh {
             SshTarget::Local => anyhow::bail!("host {} is this machine: no SSH", self.name()),
-            SshTarget::Url { user, host, port } => {
+            SshTarget::Url { user, port, .. } => {
                 if let Some(port) = port {
                     argv.extend(["-p".to_owned(), port.to_string()]);
                 }
                 if let Some(user) = user {
                     argv.extend(["-l".to_owned(), user.clone()]);
                 }
-                argv.extend(["--".to_owned(), host.clone()]);
             }
-            SshTarget::Alias(alias) => argv.extend(["--".to_owned(), alias.clone()]),
+            SshTarget::Alias(_) => {}
         }
-        argv.push(
-            remote
-                .iter()
-                .map(|a| shell_quote(a))
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
         Ok(argv)
+    }
+
+    /// The host as ssh and rsync name it.
+    fn destination(&self) -> anyhow::Result<String> {
+        Ok(match &self.host.ssh {
+            SshTarget::Local => anyhow::bail!("host {} is this machine: no SSH", self.name()),
+            SshTarget::Url { host, .. } if host.contains(':') => format!("[{host}]"),
+            SshTarget::Url { host, .. } => host.clone(),
+            SshTarget::Alias(alias) => alias.clone(),
+        })
     }
 
     /// Runs `remote` there with `input` on its standard input; its standard output, or an
@@ -156,6 +173,120 @@ impl RemoteHost {
         Ok(path)
     }
 
+    /// Makes release `release_dir` (built here) present on the host as
+    /// `<host_releases_dir>/<its name>`, complete or not at all: rsync into a `.stage-*`
+    /// folder there, unchanged files hard links to the host's newest release; the staged
+    /// tree must list exactly as ours ([`super::tree_digest`]); then one rename. A release
+    /// already there and equal is left as it is (nothing travels).
+    pub fn stage(
+        &self,
+        agent_path: &Path,
+        release_dir: &Path,
+        host_releases_dir: &Path,
+    ) -> anyhow::Result<Staged> {
+        let name = release_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .context("a release directory has a name")?;
+        let ours = super::tree_digest::digest(release_dir)?;
+        let names = match self.ask(
+            agent_path,
+            &Request::Releases {
+                releases_dir: host_releases_dir.to_owned(),
+            },
+        )? {
+            Answer::Releases { names } => names,
+            other => anyhow::bail!("{}: {}", self.name(), unexpected(&other)),
+        };
+        let compare = |dir: PathBuf| -> anyhow::Result<Vec<String>> {
+            match self.ask(agent_path, &Request::Digest { dir })? {
+                Answer::Digest { entries } => Ok(super::tree_digest::differences(&ours, &entries)),
+                other => anyhow::bail!("{}: {}", self.name(), unexpected(&other)),
+            }
+        };
+        if names.contains(&name) {
+            let differing = compare(host_releases_dir.join(&name))?;
+            anyhow::ensure!(
+                differing.is_empty(),
+                "{}: release {name} there is not the one built here ({}): remove it there",
+                self.name(),
+                crate::domain::named(&differing, 3)
+            );
+            return Ok(Staged::Already);
+        }
+        let staged = host_releases_dir.join(format!(
+            "{}{name}-{}",
+            super::agent::STAGING_PREFIX,
+            std::process::id()
+        ));
+        let ssh = self
+            .ssh_options()?
+            .iter()
+            .map(|a| rsync_word(a))
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .join(" ");
+        // Files are compared by content, not by time (a host may keep times less precisely
+        // than this machine, and a build makes new ones): an unchanged file becomes a hard
+        // link to the host's newest release, a changed one travels.
+        let mut rsync = Command::new("rsync");
+        rsync
+            .args([
+                "-a",
+                "--no-times",
+                "--checksum",
+                "--delete",
+                "--mkpath",
+                "--protect-args",
+                "-e",
+            ])
+            .arg(ssh);
+        if let Some(newest) = names.first() {
+            rsync.arg(format!(
+                "--link-dest={}",
+                host_releases_dir.join(newest).display()
+            ));
+        }
+        rsync
+            .arg(format!("{}/", release_dir.display()))
+            .arg(format!("{}:{}/", self.destination()?, staged.display()))
+            .stdin(Stdio::null());
+        let out = rsync
+            .output()
+            .with_context(|| format!("{}: cannot run rsync", self.name()))?;
+        if !out.status.success() {
+            let said = String::from_utf8_lossy(&out.stderr);
+            let said = said
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("");
+            anyhow::bail!(
+                "{}: rsync: {} ({}); no club was changed",
+                self.name(),
+                said.chars().take(300).collect::<String>(),
+                super::command::describe_status(out.status)
+            );
+        }
+        let differing = compare(staged.clone())?;
+        anyhow::ensure!(
+            differing.is_empty(),
+            "{}: the staged release {name} differs from ours ({}); no club was changed",
+            self.name(),
+            crate::domain::named(&differing, 3)
+        );
+        match self.ask(
+            agent_path,
+            &Request::Publish {
+                releases_dir: host_releases_dir.to_owned(),
+                staged,
+                release: name,
+            },
+        )? {
+            Answer::Published => Ok(Staged::Now),
+            other => anyhow::bail!("{}: {}", self.name(), unexpected(&other)),
+        }
+    }
+
     /// Sends `request` to the agent at `agent_path` there; its answer, checked.
     pub fn ask(&self, agent_path: &Path, request: &Request) -> anyhow::Result<Answer> {
         let mut input = serde_json::to_vec(request)?;
@@ -166,6 +297,37 @@ impl RemoteHost {
         )?;
         agent::read_answer(&out).with_context(|| self.name().to_owned())
     }
+}
+
+/// What staging did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staged {
+    /// The release was there already, the same: nothing travelled.
+    Already,
+    /// It was copied there now.
+    Now,
+}
+
+/// An answer that is not the one asked for, in words.
+fn unexpected(answer: &Answer) -> String {
+    match answer {
+        Answer::Refused { why } => format!("the host agent refused: {why}"),
+        other => format!("the host agent answered something else: {other:?}"),
+    }
+}
+
+/// A word of rsync's `-e` command: rsync splits it on spaces and honours quotes but not
+/// backslashes, so a word holding a quote cannot be said and is refused.
+fn rsync_word(word: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        !word.contains(['\'', '"', '\\']),
+        "{word:?} holds a quote or a backslash, which rsync cannot pass to ssh"
+    );
+    Ok(if word.contains(' ') {
+        format!("'{word}'")
+    } else {
+        word.to_owned()
+    })
 }
 
 #[cfg(test)]
