@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite. The end-to-end tests need Apache with mod_php (and OPcache), Chromium
-# with chromedriver, an OpenSSH server, Debian's git (for git-http-backend) and openssl; on
+# with chromedriver, an OpenSSH server and rsync, Debian's git (for git-http-backend) and openssl; on
 # Debian, as root, this installs what is missing first. Elsewhere it says what to install:
 # outside CI those tests are then skipped, loudly; with CI=true they fail.
 # Afterwards it checks that the suite left no server running (Apache, sshd, chromedriver,
