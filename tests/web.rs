@@ -999,6 +999,11 @@ struct Demo {
     base: String,
 }
 
+/// The body of `url` as `client` gets it.
+async fn text_of(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 impl Demo {
     fn start(dir: &std::path::Path) -> Demo {
         use std::io::{BufRead, BufReader};
@@ -1078,14 +1083,7 @@ async fn the_demo_serves_a_panel_its_printed_password_opens() {
     );
     let client = demo.sign_in().await;
     let base = demo.base.clone();
-    let dashboard = client
-        .get(format!("{base}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let dashboard = text_of(&client, format!("{base}/")).await;
     assert!(
         dashboard.contains("v1.0.0-"),
         "the oldest tag runs everywhere: {dashboard}"
@@ -1152,16 +1150,7 @@ async fn the_demo_serves_each_clubs_site_so_its_deploys_are_health_checked() {
     assert!(demo.said.contains("served here by php -S"), "{}", demo.said);
     let client = demo.sign_in().await;
     let base = demo.base.clone();
-    let csrf = csrf_of(
-        &client
-            .get(format!("{base}/jobs"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let csrf = csrf_of(&text_of(&client, format!("{base}/jobs")).await);
     let asked = client
         .post(format!("{base}/deploy"))
         .form(&[
@@ -1177,14 +1166,7 @@ async fn the_demo_serves_each_clubs_site_so_its_deploys_are_health_checked() {
     let id = job_id(&asked);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let page = loop {
-        let page = client
-            .get(format!("{base}/jobs/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = text_of(&client, format!("{base}/jobs/{id}")).await;
         if page.contains("1 of 1 club on v1.1.0") || page.contains("class=\"notice bad\"") {
             break page;
         }
@@ -1193,14 +1175,7 @@ async fn the_demo_serves_each_clubs_site_so_its_deploys_are_health_checked() {
     };
     assert!(page.contains("is live on v1.1.0-"), "{page}");
     assert!(page.contains("1 of 1 club on v1.1.0"), "{page}");
-    let opcache = client
-        .get(format!("{base}/opcache"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let opcache = text_of(&client, format!("{base}/opcache")).await;
     assert!(opcache.contains("<th>Cached scripts</th>"), "{opcache}");
     let _ = demo.child.kill();
     let _ = demo.child.wait();
