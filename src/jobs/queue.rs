@@ -147,9 +147,6 @@ pub fn run_next(
     Ok(Some(Finished { id: job.id, status }))
 }
 
-/// Whether the member of staff who queued `job` may still ask for `spec`, by their role and
-/// clubs now (`domain::may_ask`); a disabled one may not. A job not queued by a member of
-/// staff (the command line's `cli:<user>`, the demo) is not staff's to re-check.
 /// A job that changes what a club's site serves cannot run while a `[[hosts]]` host is
 /// reached over SSH: this version switches links on this machine only. Says so, naming the
 /// hosts and what to do; a fetch or a legacy copy's deletion runs as ever.
@@ -167,6 +164,9 @@ pub fn hosts_allow(settings: &Settings, spec: &JobSpec) -> Result<(), String> {
     ))
 }
 
+/// Whether the member of staff who queued `job` may still ask for `spec`, by their role and
+/// clubs now (`domain::may_ask`); a disabled one may not. A job not queued by a member of
+/// staff (the command line's `cli:<user>`, the demo) is not staff's to re-check.
 fn requester_may_still_ask(
     conn: &mut db::Conn,
     job: &jobs::Job,

@@ -198,13 +198,13 @@ fn run_in(
     })
 }
 
-/// How a process ended, in words: "exit code 2", "killed by signal 9".
 /// `text` as one word of a POSIX shell, nothing in it expanded: `'it'\''s'`. For the
 /// command lines ssh(1) hands to the remote user's shell.
 pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
+/// How a process ended, in words: "exit code 2", "killed by signal 9".
 pub fn describe_status(status: std::process::ExitStatus) -> String {
     match (
         status.code(),
