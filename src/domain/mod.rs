@@ -6,6 +6,7 @@ mod audit_kind;
 mod club;
 mod host;
 mod job;
+mod job_title;
 mod kinds;
 mod release;
 mod repo_url;
@@ -18,7 +19,8 @@ pub use address::{check_url, is_internal_address, parse_connect_to, sign_in_key,
 pub use audit_kind::AuditKind;
 pub use club::{AppName, ClubSlug, GroupName, club_name, group_of};
 pub use host::{HostName, SshTarget};
-pub use job::{ClubNames, JobSpec, JobStatus, Targets};
+pub use job::{JobSpec, JobStatus, Targets};
+pub use job_title::ClubNames;
 pub use kinds::{JobKind, SwitchKind};
 pub use release::{ReleaseName, ReleaseTag};
 pub use repo_url::{Credentials, RepoUrl, UrlKind};
