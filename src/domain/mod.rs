@@ -73,6 +73,14 @@ pub fn duration_in_words(ms: i64) -> String {
     }
 }
 
+/// Whether a search for `query` finds the club called `name` with short name `slug`: the
+/// folded query ([`search_key`]) is part of its folded name or short name; an empty query
+/// finds every club. The clubs list and the audit log's club filter ask this.
+pub fn search_finds(query: &str, name: &str, slug: &str) -> bool {
+    let query = search_key(query.trim());
+    query.is_empty() || search_key(&format!("{name} {slug}")).contains(&query)
+}
+
 /// A size as people read it: "3.2 GB", "12.3 MB", "840 KB", "17 bytes".
 pub fn size_in_words(bytes: u64) -> String {
     match bytes {

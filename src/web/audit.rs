@@ -75,13 +75,10 @@ impl AuditQuery {
         if known.iter().any(|(slug, _)| slug == text) {
             return Some(vec![text.to_owned()]);
         }
-        let wanted = crate::domain::search_key(text);
         Some(
             known
                 .iter()
-                .filter(|(slug, name)| {
-                    crate::domain::search_key(&format!("{name} {slug}")).contains(&wanted)
-                })
+                .filter(|(slug, name)| crate::domain::search_finds(text, name, slug))
                 .map(|(slug, _)| slug.clone())
                 .collect(),
         )
@@ -135,14 +132,13 @@ pub fn read_shown(
     mut filter: audit::Filter,
     wanted: usize,
 ) -> diesel::QueryResult<(Vec<AuditEvent>, Option<i32>)> {
-    let names = crate::domain::ClubNames::default();
     let mut rows: Vec<AuditEvent> = Vec::new();
     loop {
         let page = audit::list(conn, &filter)?;
         let full = page.len() as i64 == filter.limit;
         rows.extend(page);
         let last = rows.last().map(|r| r.id).filter(|_| full);
-        let shown = fold(rows.clone(), &names).len();
+        let shown = shown_count(&rows);
         let folding = rows.last().is_some_and(|r| run_of(r).is_some());
         if !full || (shown >= wanted && !folding) || rows.len() >= FOLD_AT_MOST {
             return Ok((rows, last));
@@ -152,28 +148,44 @@ pub fn read_shown(
     }
 }
 
+/// Whether `row` goes on the run of switches `before` is in (one job's, alike, of one app).
+fn continues(before: &AuditEvent, row: &AuditEvent) -> bool {
+    run_of(row).is_some() && run_of(row) == run_of(before) && row.app == before.app
+}
+
+/// How many rows `rows` (newest first) shows as ([`fold`]).
+fn shown_count(rows: &[AuditEvent]) -> usize {
+    rows.iter()
+        .enumerate()
+        .filter(|(i, row)| *i == 0 || !continues(&rows[i - 1], row))
+        .count()
+}
+
 /// `rows` (newest first) as shown: consecutive switches of one run folded into one.
 pub fn fold(rows: Vec<AuditEvent>, names: &crate::domain::ClubNames) -> Vec<Shown> {
     let mut shown: Vec<Shown> = Vec::new();
     for row in rows {
         if let Some(last) = shown.last_mut()
-            && run_of(&row).is_some()
-            && run_of(&row) == run_of(&last.row)
-            && row.app == last.row.app
+            && continues(&last.row, &row)
         {
             if last.clubs.is_empty() {
                 last.clubs.push(names.of(&last.row.target).to_owned());
             }
             last.clubs.push(names.of(&row.target).to_owned());
-            last.said = sentence(&last.row, &count(last.clubs.len(), "club"));
             continue;
         }
-        let said = sentence(&row, &club_words(&row, names));
         shown.push(Shown {
             row,
-            said,
+            said: String::new(),
             clubs: Vec::new(),
         });
+    }
+    for one in &mut shown {
+        let club = match one.clubs.len() {
+            0 => club_words(&one.row, names),
+            n => count(n, "club"),
+        };
+        one.said = sentence(&one.row, &club);
     }
     shown
 }
@@ -280,6 +292,14 @@ pub fn sentence(row: &AuditEvent, club: &str) -> String {
     }
 }
 
+/// Every club's short name and display name, for the club filter.
+fn known_clubs(conn: &mut crate::db::Conn) -> diesel::QueryResult<Vec<(String, String)>> {
+    Ok(crate::db::clubs::all(conn)?
+        .into_iter()
+        .map(|c| (c.slug, c.name))
+        .collect())
+}
+
 /// `GET /audit`.
 pub async fn page(
     staff: Staff,
@@ -289,11 +309,8 @@ pub async fn page(
     let asked = query.clone();
     let (mut rows, clubs, last) = state
         .db(move |_, conn| {
-            let names = crate::db::clubs::names(conn)?;
-            let known: Vec<(String, String)> = crate::db::clubs::all(conn)?
-                .into_iter()
-                .map(|c| (c.slug, c.name))
-                .collect();
+            let known = known_clubs(conn)?;
+            let names = crate::domain::ClubNames::new(known.iter().cloned().collect());
             let clubs = asked.clubs(&known);
             if clubs.as_ref().is_some_and(Vec::is_empty) {
                 return Ok((Vec::new(), clubs, None));
@@ -338,14 +355,7 @@ pub async fn csv(
     state: web::Data<AppState>,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let known = state
-        .db(|_, conn| {
-            Ok(crate::db::clubs::all(conn)?
-                .into_iter()
-                .map(|c| (c.slug, c.name))
-                .collect::<Vec<_>>())
-        })
-        .await?;
+    let known = state.db(|_, conn| Ok(known_clubs(conn)?)).await?;
     let first = query.filter(query.clubs(&known), CSV_PAGE)?;
     let show_addresses = staff.role == Role::Admin;
     let header = csv_lines(std::iter::once(

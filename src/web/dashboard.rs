@@ -10,7 +10,7 @@ use askama_web::WebTemplate;
 use super::ui::RunningNow;
 use super::{Admin, AppState, CsrfForm, Nav, NoFields, Staff, count};
 use crate::db::audit;
-use crate::web::error::{AppError, urlencode};
+use crate::web::error::AppError;
 
 /// Clubs on one release: how many, and the clubs list showing them.
 pub struct Group {
@@ -117,11 +117,7 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
                     .map(|(release, clubs)| Group {
                         version: super::tag_and_commit(release),
                         clubs,
-                        link: format!(
-                            "/clubs?app={}&release={}",
-                            urlencode(&app),
-                            urlencode(release)
-                        ),
+                        link: super::clubs::release_link(&app, release),
                     })
                     .collect(),
                 app,
@@ -132,13 +128,20 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
         .collect::<Vec<_>>();
     let unhealthy_total = unhealthy.len();
     unhealthy.truncate(UNHEALTHY_NAMED);
+    // The clubs' display names, from the rows read already.
+    let names = crate::domain::ClubNames::new(
+        clubs
+            .iter()
+            .map(|row| (row.slug.clone(), row.name.clone()))
+            .collect(),
+    );
     let (running, recent, failure) = state
-        .db(|_, conn| {
-            let running = RunningNow::load(conn)?;
+        .db(move |_, conn| {
+            let running = RunningNow::load(conn, &names)?;
             let failure = match crate::db::jobs::standing_failure(conn)? {
                 Some(job) => Some(Failure {
                     id: job.id,
-                    what: job.title(&crate::db::clubs::names(conn)?),
+                    what: job.title(&names),
                     why: job
                         .error
                         .clone()
@@ -156,7 +159,6 @@ pub async fn page(staff: Staff, state: web::Data<AppState>) -> Result<DashboardP
                 },
                 RECENT,
             )?;
-            let names = crate::db::clubs::names(conn)?;
             let mut recent = super::audit::fold(recent, &names);
             recent.truncate(RECENT);
             Ok((running, recent, failure))

@@ -43,11 +43,7 @@ impl ReleasesPage {
 
     /// The clubs list showing the clubs on release `name`.
     fn clubs_link(&self, name: &str) -> String {
-        format!(
-            "/clubs?app={}&release={}",
-            crate::web::error::urlencode(&self.apps.current),
-            crate::web::error::urlencode(name)
-        )
+        crate::web::clubs::release_link(&self.apps.current, name)
     }
 }
 
@@ -225,7 +221,13 @@ pub async fn form_page(
             let clubs = inventory::status(settings, conn, Some(&name))?;
             let groups = crate::db::groups::by_slug(conn)?;
             let marks = crate::db::switches::marked(conn, &name)?;
-            Ok((clubs, groups, super::ui::RunningNow::load(conn)?, marks))
+            let names = crate::db::clubs::names(conn)?;
+            Ok((
+                clubs,
+                groups,
+                super::ui::RunningNow::load(conn, &names)?,
+                marks,
+            ))
         })
         .await?;
     let clubs: Vec<Choice> = clubs
@@ -527,7 +529,8 @@ pub async fn confirm(
             let clubs = inventory::status(settings, conn, Some(&name))?;
             let names = crate::db::clubs::names(conn)?;
             let put_back = crate::service::marks::for_deploy(conn, &name, &tag_text, &chosen)?;
-            Ok((clubs, names, super::ui::RunningNow::load(conn)?, put_back))
+            let running = super::ui::RunningNow::load(conn, &names)?;
+            Ok((clubs, names, running, put_back))
         })
         .await?;
     let first: Vec<&str> = first.iter().map(|s| names.of(s.as_str())).collect();

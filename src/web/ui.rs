@@ -132,11 +132,11 @@ pub struct RunningNow {
 }
 
 impl RunningNow {
-    pub fn load(conn: &mut Conn) -> diesel::QueryResult<RunningNow> {
-        let names = crate::db::clubs::names(conn)?;
+    /// What runs now, clubs named by `names`.
+    pub fn load(conn: &mut Conn, names: &ClubNames) -> diesel::QueryResult<RunningNow> {
         let mut jobs = Vec::new();
         for job in crate::db::jobs::with_status(conn, JobStatus::Running)? {
-            jobs.push(Running::load(conn, &job, &names)?);
+            jobs.push(Running::load(conn, &job, names)?);
         }
         let queued = crate::db::jobs::with_status(conn, JobStatus::Queued)?.len();
         Ok(RunningNow { jobs, queued })

@@ -110,6 +110,15 @@ pub const CLUBS_PER_PAGE: usize = 50;
 /// The release filter's value for clubs that run no release (no tag can be written so).
 pub const NO_RELEASE: &str = "(none)";
 
+/// The clubs list showing the clubs whose webroot of `app` runs `release`.
+pub fn release_link(app: &str, release: &str) -> String {
+    format!(
+        "/clubs?app={}&release={}",
+        crate::web::error::urlencode(app),
+        crate::web::error::urlencode(release)
+    )
+}
+
 /// The clubs list's filters and page (`/clubs?q=zer&app=mobile&release=v2&health=failed
 /// &group=canary&page=2`): every filter is part of the address, so a view can be shared.
 #[derive(Deserialize, Default, Clone)]
@@ -130,9 +139,7 @@ pub struct ClubsQuery {
 impl ClubsQuery {
     /// Whether `row` passes every filter.
     pub fn admits(&self, row: &Row, apps: &[String]) -> bool {
-        let q = crate::domain::search_key(self.q.trim());
-        let key = crate::domain::search_key(&format!("{} {}", row.name, row.slug));
-        if !q.is_empty() && !key.contains(&q) {
+        if !crate::domain::search_finds(&self.q, &row.name, &row.slug) {
             return false;
         }
         let group = self.group.trim();
